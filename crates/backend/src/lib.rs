@@ -1,0 +1,125 @@
+//! The backend interface: the share-manipulating functions of the paper's Table II.
+//!
+//! A secure protocol plugs into cryptflow by implementing [`Backend`]; the runtime then runs any
+//! compiled model on it without knowing anything about the protocol. Every party of a session
+//! runs the same program and calls the same methods in the same order; what a party holds for
+//! a secret tensor (its *share*) is a [`RingTensor`] of the tensor's shape whose meaning is the
+//! backend's business:
+//! - [`cleartext::Cleartext`]: the value itself (the reference semantics);
+//! - additive 2-out-of-2 sharing (Porthos, 2PC): `x = share_0 + share_1 mod 2^64`, and a helper
+//!   party that holds no share holds zeros.
+//!
+//! Library operations (data movement, additions, multiplication by public integers) act on each
+//! share locally and are done by the runtime. Those are correct for any *linear* sharing; a
+//! backend whose sharing is not linear must not use this interface.
+//!
+//! # Semantics every backend must reproduce
+//! Values are elements of Z_2^64 read as signed fixed-point numbers. `matmul`, `conv`,
+//! `conv_transpose` and `mul` are exact ring operations. `scale_down` is an arithmetic shift
+//! (floor division by 2^k) and `divide` a floor division by public positive integers: secure
+//! backends may be off by one unit in the last place there (local truncation), nowhere else.
+//! `relu`, `max_pool` and `argmax` use the signed order and are exact.
+
+pub mod cleartext;
+
+pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
+
+/// Which party provides a secret value. Mirrors the compiled program's owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    ModelOwner,
+    Client,
+}
+
+/// Communication counters of one party (bytes it sent, rounds it took part in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Number of message flights this party waited on (sequential communication rounds).
+    pub rounds: u64,
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+    fn sub(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+            rounds: self.rounds - earlier.rounds,
+        }
+    }
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A peer disconnected, stalled past the deadline, or sent something malformed.
+    #[error("party {peer}: {reason}")]
+    Peer { peer: usize, reason: String },
+    /// The computation was aborted (a check failed, a peer reported an error).
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// The call's operands do not fit the operation.
+    #[error("shape error: {0}")]
+    Shape(#[from] cryptflow_tensor::ShapeError),
+    /// The backend does not implement this function.
+    #[error("{0} is not supported by this backend")]
+    Unsupported(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// The share-manipulating functions of Table II, as one party of a session sees them.
+///
+/// Methods are called by every party in the same order with the same public arguments.
+pub trait Backend {
+    /// A short name for reports (`cleartext`, `porthos`, ...).
+    fn name(&self) -> &str;
+
+    /// This party's index in the session (0 for a single-party backend).
+    fn party_id(&self) -> usize;
+
+    /// Whether this party's share receives public constants added by the runtime (exactly
+    /// one share of an additive sharing does, so that the shared value moves by the constant).
+    fn adds_public_constants(&self) -> bool;
+
+    /// Shares a secret. The owner passes `Some(value)`, every other party `None`; all get their
+    /// share of a tensor of `shape`.
+    fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor>;
+
+    /// Reveals a secret to `to`: that party gets `Some(value)`, the others `None`.
+    fn reveal(&mut self, x: &RingTensor, to: Owner) -> Result<Option<RingTensor>>;
+
+    /// `[M, K] x [K, N] -> [M, N]`.
+    fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor>;
+
+    /// Convolution of a secret input with a secret filter (see [`ConvGeometry`] for layouts).
+    fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor>;
+
+    /// Transposed convolution of a secret input with a secret filter.
+    fn conv_transpose(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor>;
+
+    /// Elementwise product of two secrets of one shape.
+    fn mul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor>;
+
+    /// `max(x, 0)` elementwise.
+    fn relu(&mut self, x: &RingTensor) -> Result<RingTensor>;
+
+    /// Max pooling.
+    fn max_pool(&mut self, x: &RingTensor, geom: &PoolGeometry) -> Result<RingTensor>;
+
+    /// Index of the maximum along `axis` (a secret integer).
+    fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor>;
+
+    /// Arithmetic shift right by `shift` bits.
+    fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor>;
+
+    /// Floor division by public positive integers, `divisors` of `x`'s shape.
+    fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor>;
+
+    /// Traffic of this party so far in the session.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
