@@ -1,1 +1,3 @@
-pub fn placeholder() {}
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
