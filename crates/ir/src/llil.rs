@@ -251,7 +251,7 @@ impl Program {
     /// output exists: the invariants a party relies on before it starts a session.
     pub fn validate(&self) -> Result<(), String> {
         let mut defined = vec![false; self.slots.len()];
-        let mut check_slot = |slot: Slot| -> Result<(), String> {
+        let check_slot = |slot: Slot| -> Result<(), String> {
             if slot >= self.slots.len() {
                 Err(format!("slot %{slot} does not exist"))
             } else {

@@ -1,0 +1,476 @@
+//! Float-to-fixed conversion and LLIL generation (paper III-B and III-C).
+//!
+//! Every HLIL value becomes a slot holding ring elements with a known number of fractional
+//! bits: `s` for inputs and weights, `2s` right after a multiplication. Where the two kinds
+//! meet, the compiler either truncates (`ScaleDown`, a backend call that costs communication
+//! or accuracy in most protocols) or raises the smaller scale by a public power of two (free
+//! and exact).
+//!
+//! Placement of `ScaleDown`:
+//! - **eager** (the paper's rule `F(MatMul) = MatMul; ScaleDown`): right after every product;
+//! - **lazy** (default): a `2s` value is truncated only when it reaches the next multiplication
+//!   (or a non-linear call that does not commute with truncation). Additions raise their other
+//!   operand instead, biases are encoded at `2s`, and ReLU, MaxPool, average pooling and
+//!   ArgMax run on the `2s` value directly because they commute with an arithmetic shift:
+//!   `max(a >> s, b >> s) = max(a, b) >> s`. Residual additions and pooling then need one
+//!   truncation where eager placement needs two, or truncate after pooling on fewer elements.
+
+use std::collections::HashMap;
+
+use cryptflow_ir::hlil::{Graph, NodeId, Op};
+use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Output, Owner, Program, SecretInput, Slot, SlotInfo};
+use cryptflow_tensor::{kernels, movement, num_elements, Layout, RingTensor, Tensor};
+
+use crate::CompileError;
+
+/// Where ScaleDowns go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleDownPlacement {
+    Eager,
+    Lazy,
+}
+
+/// Fixed-point encoding of one lowered value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Enc {
+    /// Fixed point with this many fractional bits.
+    Fixed(u32),
+    /// A plain integer (an ArgMax index).
+    Integer,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Value {
+    slot: Slot,
+    enc: Enc,
+}
+
+/// The LLIL program, the model owner's fixed-point weights (in `program.weights` order), and
+/// the number of fractional bits of every HLIL node's value (for headroom analysis).
+pub struct Lowered {
+    pub program: Program,
+    pub weights: Vec<RingTensor>,
+    pub fractional_bits: Vec<Option<u32>>,
+}
+
+pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement) -> Result<Lowered, CompileError> {
+    let mut l = Lowering {
+        graph,
+        s: scale,
+        placement,
+        slots: Vec::new(),
+        body: Vec::new(),
+        weights: Vec::new(),
+        weight_values: Vec::new(),
+        inputs: Vec::new(),
+        values: vec![None; graph.nodes.len()],
+        weight_slots: HashMap::new(),
+        layer: String::new(),
+    };
+    for (id, node) in graph.nodes.iter().enumerate() {
+        l.layer = node.name.clone();
+        let value = l.lower_node(id).map_err(|reason| CompileError::Lowering {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason,
+        })?;
+        l.values[id] = value;
+    }
+    let mut outputs = Vec::new();
+    for &o in &graph.outputs {
+        let node = &graph.nodes[o];
+        let value = l.values[o].ok_or_else(|| CompileError::Lowering {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason: "a model output that does not depend on the input is not supported".into(),
+        })?;
+        outputs.push(Output {
+            name: node.name.clone(),
+            slot: value.slot,
+            shape: node.shape.clone(),
+            encoding: match value.enc {
+                Enc::Fixed(bits) => Encoding::Fixed { scale: bits },
+                Enc::Integer => Encoding::Integer,
+            },
+        });
+    }
+    let fractional_bits = l
+        .values
+        .iter()
+        .map(|v| match v {
+            Some(Value { enc: Enc::Fixed(bits), .. }) => Some(*bits),
+            _ => None,
+        })
+        .collect();
+    let program = Program { scale, slots: l.slots, weights: l.weights, inputs: l.inputs, body: l.body, outputs };
+    program.validate().map_err(CompileError::Internal)?;
+    Ok(Lowered { program, weights: l.weight_values, fractional_bits })
+}
+
+struct Lowering<'g> {
+    graph: &'g Graph,
+    s: u32,
+    placement: ScaleDownPlacement,
+    slots: Vec<SlotInfo>,
+    body: Vec<Instr>,
+    weights: Vec<SecretInput>,
+    weight_values: Vec<RingTensor>,
+    inputs: Vec<SecretInput>,
+    values: Vec<Option<Value>>,
+    /// A weight may be needed at several scales (a bias at `2s`, the same tensor elsewhere at `s`).
+    weight_slots: HashMap<(NodeId, u32), Slot>,
+    layer: String,
+}
+
+type Lower<T> = Result<T, String>;
+
+impl Lowering<'_> {
+    fn new_slot(&mut self, shape: Vec<usize>) -> Slot {
+        self.slots.push(SlotInfo { shape });
+        self.slots.len() - 1
+    }
+
+    fn emit(&mut self, op: LOp, args: Vec<Slot>, shape: Vec<usize>) -> Slot {
+        let out = self.new_slot(shape);
+        self.body.push(Instr { op, args, out, layer: self.layer.clone(), free_after: vec![] });
+        out
+    }
+
+    fn shape(&self, slot: Slot) -> Vec<usize> {
+        self.slots[slot].shape.clone()
+    }
+
+    fn is_weight(&self, node: NodeId) -> bool {
+        matches!(self.graph.nodes[node].op, Op::Weight(_))
+    }
+
+    /// A weight encoded with `bits` fractional bits, as a model-owner secret input.
+    fn weight_at(&mut self, node: NodeId, bits: u32) -> Slot {
+        if let Some(&slot) = self.weight_slots.get(&(node, bits)) {
+            return slot;
+        }
+        let n = &self.graph.nodes[node];
+        let Op::Weight(t) = &n.op else { unreachable!("weight_at on a non-weight") };
+        let slot = self.new_slot(n.shape.clone());
+        let name = if bits == self.s { n.name.clone() } else { format!("{}@{}bits", n.name, bits) };
+        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone() });
+        self.weight_values.push(t.map(|v| encode(v, bits)));
+        self.weight_slots.insert((node, bits), slot);
+        slot
+    }
+
+    /// The lowered value of an activation node.
+    fn activation(&self, node: NodeId) -> Lower<Value> {
+        self.values[node].ok_or_else(|| format!("`{}` is not an activation", self.graph.nodes[node].name))
+    }
+
+    fn fixed_bits(&self, v: Value) -> Lower<u32> {
+        match v.enc {
+            Enc::Fixed(bits) => Ok(bits),
+            Enc::Integer => Err("an ArgMax index cannot be used in arithmetic".into()),
+        }
+    }
+
+    /// Brings a value to exactly `bits` fractional bits: truncate down, or raise exactly.
+    fn rescale(&mut self, v: Value, bits: u32) -> Lower<Value> {
+        let have = self.fixed_bits(v)?;
+        let shape = self.shape(v.slot);
+        let slot = if have > bits {
+            self.emit(LOp::ScaleDown { shift: have - bits }, vec![v.slot], shape)
+        } else if have < bits {
+            if bits - have >= 62 {
+                return Err(format!("cannot raise a value from {have} to {bits} fractional bits"));
+            }
+            self.emit(LOp::MulPublic { value: 1i64 << (bits - have) }, vec![v.slot], shape)
+        } else {
+            v.slot
+        };
+        Ok(Value { slot, enc: Enc::Fixed(bits) })
+    }
+
+    /// An operand of a multiplication: at scale `s`.
+    fn factor(&mut self, node: NodeId) -> Lower<Value> {
+        if self.is_weight(node) {
+            return Ok(Value { slot: self.weight_at(node, self.s), enc: Enc::Fixed(self.s) });
+        }
+        let v = self.activation(node)?;
+        self.rescale(v, self.s)
+    }
+
+    /// An operand of an addition at `bits` fractional bits.
+    fn term(&mut self, node: NodeId, bits: u32) -> Lower<Value> {
+        if self.is_weight(node) {
+            return Ok(Value { slot: self.weight_at(node, bits), enc: Enc::Fixed(bits) });
+        }
+        let v = self.activation(node)?;
+        self.rescale(v, bits)
+    }
+
+    /// After a product at `2s`: eager placement truncates at once.
+    fn product(&mut self, slot: Slot, bits: u32) -> Lower<Value> {
+        let v = Value { slot, enc: Enc::Fixed(bits) };
+        match self.placement {
+            ScaleDownPlacement::Eager => self.rescale(v, self.s),
+            ScaleDownPlacement::Lazy => Ok(v),
+        }
+    }
+
+    fn broadcast(&mut self, v: Value, shape: &[usize]) -> Value {
+        if self.slots[v.slot].shape == shape {
+            return v;
+        }
+        Value { slot: self.emit(LOp::BroadcastTo, vec![v.slot], shape.to_vec()), ..v }
+    }
+
+    /// Bits at which an addition of these operands happens: the larger scale of its
+    /// activation operands (weights follow the activations).
+    fn sum_bits(&self, operands: &[NodeId]) -> Lower<u32> {
+        let mut bits = None;
+        for &o in operands {
+            if !self.is_weight(o) {
+                let b = self.fixed_bits(self.activation(o)?)?;
+                bits = Some(bits.map_or(b, |x: u32| x.max(b)));
+            }
+        }
+        Ok(match self.placement {
+            ScaleDownPlacement::Lazy => bits.unwrap_or(self.s),
+            ScaleDownPlacement::Eager => self.s,
+        })
+    }
+
+    fn add_channel_bias(&mut self, y: Value, bias: NodeId, layout: Layout) -> Lower<Value> {
+        let bits = self.fixed_bits(y)?;
+        let out_shape = self.shape(y.slot);
+        let b = self.weight_at(bias, bits);
+        let mut bias_shape = vec![1; out_shape.len()];
+        let channels = self.graph.nodes[bias].shape[0];
+        match layout {
+            Layout::ChannelsFirst => bias_shape[1] = channels,
+            Layout::ChannelsLast => *bias_shape.last_mut().unwrap() = channels,
+        }
+        let reshaped = self.emit(LOp::Reshape, vec![b], bias_shape);
+        let full = self.emit(LOp::BroadcastTo, vec![reshaped], out_shape.clone());
+        Ok(Value { slot: self.emit(LOp::Add, vec![y.slot, full], out_shape), enc: y.enc })
+    }
+
+    fn relu(&mut self, v: Value) -> Value {
+        let shape = self.shape(v.slot);
+        Value { slot: self.emit(LOp::Relu, vec![v.slot], shape), enc: v.enc }
+    }
+
+    fn add_public(&mut self, v: Value, c: f32) -> Lower<Value> {
+        let bits = self.fixed_bits(v)?;
+        let shape = self.shape(v.slot);
+        Ok(Value { slot: self.emit(LOp::AddPublic { value: Tensor::scalar(encode(c, bits)) }, vec![v.slot], shape), enc: v.enc })
+    }
+
+    /// `v * c` for a public real `c`: exact when `c` is a small integer, else a fixed-point
+    /// product with `rho_s(c)` (a multiplication, so it adds `s` fractional bits).
+    fn mul_public(&mut self, v: Value, c: f32) -> Lower<Value> {
+        let shape = self.shape(v.slot);
+        if c.fract() == 0.0 && c.abs() < (1u64 << 20) as f32 {
+            let slot = self.emit(LOp::MulPublic { value: c as i64 }, vec![v.slot], shape);
+            return Ok(Value { slot, enc: v.enc });
+        }
+        let v = self.rescale(v, self.s)?;
+        let slot = self.emit(LOp::MulPublic { value: encode(c, self.s) as i64 }, vec![v.slot], shape);
+        self.product(slot, 2 * self.s)
+    }
+
+    fn lower_node(&mut self, id: NodeId) -> Lower<Option<Value>> {
+        let node = &self.graph.nodes[id];
+        let shape = node.shape.clone();
+        let inputs = node.inputs.clone();
+        let s = self.s;
+        let value = match &node.op {
+            Op::Weight(_) => return Ok(None),
+            Op::Input => {
+                let slot = self.new_slot(shape.clone());
+                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape });
+                Value { slot, enc: Enc::Fixed(s) }
+            }
+            Op::Conv(g) | Op::ConvTranspose(g) => {
+                let x = self.factor(inputs[0])?;
+                let w = self.factor(inputs[1])?;
+                let op = match &node.op {
+                    Op::Conv(_) => LOp::Conv(g.clone()),
+                    _ => LOp::ConvTranspose(g.clone()),
+                };
+                let y = self.emit(op, vec![x.slot, w.slot], shape);
+                let y = self.product(y, 2 * s)?;
+                match inputs.get(2) {
+                    Some(&bias) => self.add_channel_bias(y, bias, g.layout)?,
+                    None => y,
+                }
+            }
+            Op::MatMul => {
+                let a = self.factor(inputs[0])?;
+                let b = self.factor(inputs[1])?;
+                let a_shape = self.shape(a.slot);
+                let k = *a_shape.last().unwrap();
+                let rows = num_elements(&a_shape) / k.max(1);
+                let a2 = if a_shape.len() == 2 { a.slot } else { self.emit(LOp::Reshape, vec![a.slot], vec![rows, k]) };
+                let n = self.shape(b.slot)[1];
+                let y = self.emit(LOp::MatMul, vec![a2, b.slot], vec![rows, n]);
+                let y = if shape.len() == 2 { y } else { self.emit(LOp::Reshape, vec![y], shape) };
+                self.product(y, 2 * s)?
+            }
+            Op::Add | Op::Sub => {
+                let bits = self.sum_bits(&inputs)?;
+                let a = self.term(inputs[0], bits)?;
+                let b = self.term(inputs[1], bits)?;
+                let a = self.broadcast(a, &shape);
+                let b = self.broadcast(b, &shape);
+                let op = if node.op == Op::Add { LOp::Add } else { LOp::Sub };
+                Value { slot: self.emit(op, vec![a.slot, b.slot], shape), enc: Enc::Fixed(bits) }
+            }
+            Op::Mul => {
+                let a = self.factor(inputs[0])?;
+                let b = self.factor(inputs[1])?;
+                let a = self.broadcast(a, &shape);
+                let b = self.broadcast(b, &shape);
+                let y = self.emit(LOp::Mul, vec![a.slot, b.slot], shape);
+                self.product(y, 2 * s)?
+            }
+            Op::Neg => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                Value { slot: self.emit(LOp::Neg, vec![x.slot], shape), enc: x.enc }
+            }
+            Op::MulScalar(c) => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                self.mul_public(x, *c)?
+            }
+            Op::DivScalar(c) => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                if c.fract() == 0.0 && c.abs() < (1u64 << 40) as f32 {
+                    let divisor = Tensor::scalar(c.abs() as u64);
+                    let q = self.emit(LOp::Divide { divisors: divisor }, vec![x.slot], shape.clone());
+                    let q = if *c < 0.0 { self.emit(LOp::Neg, vec![q], shape) } else { q };
+                    Value { slot: q, enc: x.enc }
+                } else {
+                    self.mul_public(x, 1.0 / c)?
+                }
+            }
+            Op::AddScalar(c) => {
+                let x = self.activation(inputs[0])?;
+                self.add_public(x, *c)?
+            }
+            Op::Relu => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                self.relu(x)
+            }
+            Op::Clip { min, max } => {
+                // clip(x) = lo + relu(x - lo) - relu(x - hi): two comparisons, exact.
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                let (lo, hi) = (*min, *max);
+                let lower = if lo.is_finite() {
+                    let shifted = if lo == 0.0 { x } else { self.add_public(x, -lo)? };
+                    Some(self.relu(shifted))
+                } else {
+                    None
+                };
+                let upper = if hi.is_finite() {
+                    let shifted = self.add_public(x, -hi)?;
+                    Some(self.relu(shifted))
+                } else {
+                    None
+                };
+                match (lower, upper) {
+                    (Some(l), Some(u)) => {
+                        let d = Value { slot: self.emit(LOp::Sub, vec![l.slot, u.slot], shape), enc: x.enc };
+                        if lo == 0.0 { d } else { self.add_public(d, lo)? }
+                    }
+                    (Some(l), None) => if lo == 0.0 { l } else { self.add_public(l, lo)? },
+                    (None, Some(u)) => Value { slot: self.emit(LOp::Sub, vec![x.slot, u.slot], shape), enc: x.enc },
+                    (None, None) => x,
+                }
+            }
+            Op::LeakyRelu { alpha } => {
+                // leaky(x) = alpha * x + (1 - alpha) * relu(x), for 0 <= alpha <= 1.
+                if !(0.0..=1.0).contains(alpha) {
+                    return Err(format!("LeakyRelu alpha {alpha} outside [0, 1] is not supported"));
+                }
+                let x = self.activation(inputs[0])?;
+                let x = self.rescale(x, s)?;
+                let r = self.relu(x);
+                let ax = self.emit(LOp::MulPublic { value: encode(*alpha, s) as i64 }, vec![x.slot], shape.clone());
+                let br = self.emit(LOp::MulPublic { value: encode(1.0 - alpha, s) as i64 }, vec![r.slot], shape.clone());
+                let sum = self.emit(LOp::Add, vec![ax, br], shape);
+                self.product(sum, 2 * s)?
+            }
+            Op::MaxPool(g) => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                Value { slot: self.emit(LOp::MaxPool(g.clone()), vec![x.slot], shape), enc: x.enc }
+            }
+            Op::AvgPool(g) => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                let sums = self.emit(LOp::SumPool(g.clone()), vec![x.slot], shape.clone());
+                let divisors = kernels::pool_divisors(g);
+                let divisors = match divisors.data().first() {
+                    Some(&d) if divisors.data().iter().all(|&v| v == d) => Tensor::scalar(d),
+                    _ => divisors,
+                };
+                Value { slot: self.emit(LOp::Divide { divisors }, vec![sums], shape), enc: x.enc }
+            }
+            Op::BatchNorm { .. } => return Err("internal: batch norms are folded before lowering".into()),
+            Op::Reshape { .. } => self.unary_movement(inputs[0], LOp::Reshape, shape)?,
+            Op::Transpose { perm } => self.unary_movement(inputs[0], LOp::Transpose { perm: perm.clone() }, shape)?,
+            Op::Slice { starts, ends, steps } => self.unary_movement(
+                inputs[0],
+                LOp::Slice { starts: starts.clone(), ends: ends.clone(), steps: steps.clone() },
+                shape,
+            )?,
+            Op::Gather { axis, indices } => {
+                self.unary_movement(inputs[0], LOp::Gather { axis: *axis, indices: indices.clone() }, shape)?
+            }
+            Op::Pad { pads_begin, pads_end, value } => {
+                let x = self.activation(inputs[0])?;
+                let padded = self.emit(LOp::Pad { pads_begin: pads_begin.clone(), pads_end: pads_end.clone() }, vec![x.slot], shape);
+                let padded = Value { slot: padded, enc: x.enc };
+                if *value == 0.0 {
+                    padded
+                } else {
+                    let bits = self.fixed_bits(x)?;
+                    let border = movement::pad(&RingTensor::zeros(self.shape(x.slot)), pads_begin, pads_end, encode(*value, bits))
+                        .map_err(|e| e.to_string())?;
+                    let out_shape = self.shape(padded.slot);
+                    Value { slot: self.emit(LOp::AddPublic { value: border }, vec![padded.slot], out_shape), enc: x.enc }
+                }
+            }
+            Op::Concat { axis } => {
+                let bits = self.sum_bits(&inputs)?;
+                let mut parts = Vec::new();
+                for &i in &inputs {
+                    parts.push(self.term(i, bits)?.slot);
+                }
+                Value { slot: self.emit(LOp::Concat { axis: *axis }, parts, shape), enc: Enc::Fixed(bits) }
+            }
+            Op::ReduceMean { axes, keep_dims } => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                let count: usize = axes.iter().map(|&a| self.graph.nodes[inputs[0]].shape[a]).product();
+                let sums = self.emit(LOp::ReduceSum { axes: axes.clone(), keep_dims: *keep_dims }, vec![x.slot], shape.clone());
+                let q = if count == 1 { sums } else { self.emit(LOp::Divide { divisors: Tensor::scalar(count as u64) }, vec![sums], shape) };
+                Value { slot: q, enc: x.enc }
+            }
+            Op::ArgMax { axis, keep_dims } => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                Value { slot: self.emit(LOp::ArgMax { axis: *axis, keep_dims: *keep_dims }, vec![x.slot], shape), enc: Enc::Integer }
+            }
+        };
+        Ok(Some(value))
+    }
+
+    fn unary_movement(&mut self, input: NodeId, op: LOp, shape: Vec<usize>) -> Lower<Value> {
+        let x = self.activation(input)?;
+        Ok(Value { slot: self.emit(op, vec![x.slot], shape), enc: x.enc })
+    }
+}
