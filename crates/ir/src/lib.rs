@@ -11,5 +11,6 @@
 
 pub mod hlil;
 pub mod llil;
+pub mod artifact;
 
 pub use cryptflow_tensor as tensor;

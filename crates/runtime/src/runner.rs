@@ -1,0 +1,276 @@
+use std::time::Instant;
+
+use cryptflow_backend::{Backend, BackendError, Owner, Traffic};
+use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program};
+use cryptflow_tensor::{kernels, movement, FloatTensor, RingTensor, ShapeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{layer} ({op}): {source}")]
+    Backend { layer: String, op: &'static str, source: BackendError },
+    #[error("{layer} ({op}): {source}")]
+    Shape { layer: String, op: &'static str, source: ShapeError },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Time and traffic of one model layer (all LLIL instructions generated for one HLIL node).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LayerMetrics {
+    pub layer: String,
+    /// Backend calls made for this layer, e.g. `["Conv", "ScaleDown"]`.
+    pub calls: Vec<String>,
+    pub seconds: f64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub rounds: u64,
+}
+
+/// The fixed-point encoding of a float input at the program's scale.
+pub fn encode_input(x: &FloatTensor, scale: u32) -> RingTensor {
+    x.map(|v| encode(v, scale))
+}
+
+pub fn decode_output(y: &RingTensor, encoding: Encoding) -> FloatTensor {
+    y.map(|v| encoding.decode(v))
+}
+
+fn to_backend_owner(owner: ProgramOwner) -> Owner {
+    match owner {
+        ProgramOwner::ModelOwner => Owner::ModelOwner,
+        ProgramOwner::Client => Owner::Client,
+    }
+}
+
+/// One party's run of a program over a backend.
+pub struct Runner<'p, B: Backend> {
+    program: &'p Program,
+    backend: B,
+    slots: Vec<Option<RingTensor>>,
+    weights_shared: bool,
+    live_bytes: u64,
+    peak_live_bytes: u64,
+}
+
+impl<'p, B: Backend> Runner<'p, B> {
+    pub fn new(program: &'p Program, backend: B) -> Self {
+        Runner {
+            program,
+            backend,
+            slots: vec![None; program.slots.len()],
+            weights_shared: false,
+            live_bytes: 0,
+            peak_live_bytes: 0,
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Largest number of bytes of tensors this party held at once so far.
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.peak_live_bytes
+    }
+
+    fn store(&mut self, slot: usize, value: RingTensor) {
+        self.live_bytes += value.size_in_bytes() as u64;
+        self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
+        if let Some(old) = self.slots[slot].replace(value) {
+            self.live_bytes -= old.size_in_bytes() as u64;
+        }
+    }
+
+    fn release(&mut self, slot: usize) {
+        if let Some(old) = self.slots[slot].take() {
+            self.live_bytes -= old.size_in_bytes() as u64;
+        }
+    }
+
+    /// Shares the model owner's weights, once per session. The model owner passes them (in
+    /// `program.weights` order); the other parties pass `None`.
+    pub fn share_weights(&mut self, weights: Option<&[RingTensor]>) -> Result<(), RunError> {
+        if let Some(w) = weights {
+            if w.len() != self.program.weights.len() {
+                return Err(RunError::Input(format!("{} weights given, the program has {}", w.len(), self.program.weights.len())));
+            }
+        }
+        for (k, spec) in self.program.weights.iter().enumerate() {
+            let value = weights.map(|w| &w[k]);
+            let share = self
+                .backend
+                .share(to_backend_owner(spec.owner), &spec.shape, value)
+                .map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share weights", source })?;
+            self.store(spec.slot, share);
+        }
+        self.weights_shared = true;
+        Ok(())
+    }
+
+    /// Runs one inference. The client passes its encoded inputs (in `program.inputs` order),
+    /// the others `None`. Returns the revealed outputs on the client, `None` elsewhere.
+    pub fn infer(&mut self, inputs: Option<&[RingTensor]>) -> Result<(Option<Vec<RingTensor>>, Vec<LayerMetrics>), RunError> {
+        if !self.weights_shared {
+            return Err(RunError::Input("weights must be shared before the first inference".into()));
+        }
+        if let Some(x) = inputs {
+            if x.len() != self.program.inputs.len() {
+                return Err(RunError::Input(format!("{} inputs given, the model takes {}", x.len(), self.program.inputs.len())));
+            }
+            for (value, spec) in x.iter().zip(&self.program.inputs) {
+                if value.shape() != spec.shape.as_slice() {
+                    return Err(RunError::Input(format!(
+                        "input `{}` has shape {:?}, the model expects {:?}",
+                        spec.name,
+                        value.shape(),
+                        spec.shape
+                    )));
+                }
+            }
+        }
+        let mut layers: Vec<LayerMetrics> = Vec::new();
+        for (k, spec) in self.program.inputs.iter().enumerate() {
+            let share = self
+                .backend
+                .share(to_backend_owner(spec.owner), &spec.shape, inputs.map(|x| &x[k]))
+                .map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share input", source })?;
+            self.store(spec.slot, share);
+        }
+        for instr in &self.program.body {
+            let started = Instant::now();
+            let before = self.traffic();
+            let value = self.execute(instr)?;
+            self.store(instr.out, value);
+            for &slot in &instr.free_after {
+                self.release(slot);
+            }
+            let spent = self.traffic() - before;
+            let metrics = match layers.last_mut() {
+                Some(last) if last.layer == instr.layer => last,
+                _ => {
+                    layers.push(LayerMetrics { layer: instr.layer.clone(), ..Default::default() });
+                    layers.last_mut().unwrap()
+                }
+            };
+            metrics.seconds += started.elapsed().as_secs_f64();
+            metrics.bytes_sent += spent.bytes_sent;
+            metrics.bytes_received += spent.bytes_received;
+            metrics.rounds += spent.rounds;
+            if instr.op.is_backend_call() {
+                metrics.calls.push(instr.op.name().to_string());
+            }
+        }
+        let started = Instant::now();
+        let before = self.traffic();
+        let mut revealed = Vec::new();
+        for output in &self.program.outputs {
+            let share = self.slots[output.slot].as_ref().expect("validated program");
+            let value = self
+                .backend
+                .reveal(share, Owner::Client)
+                .map_err(|source| RunError::Backend { layer: output.name.clone(), op: "reveal", source })?;
+            revealed.push(value);
+        }
+        let spent = self.traffic() - before;
+        layers.push(LayerMetrics {
+            layer: "(reveal outputs)".into(),
+            calls: vec!["Reveal".into()],
+            seconds: started.elapsed().as_secs_f64(),
+            bytes_sent: spent.bytes_sent,
+            bytes_received: spent.bytes_received,
+            rounds: spent.rounds,
+        });
+        // Everything but the weights is per-inference.
+        let weight_slots: Vec<usize> = self.program.weights.iter().map(|w| w.slot).collect();
+        for slot in 0..self.slots.len() {
+            if !weight_slots.contains(&slot) {
+                self.release(slot);
+            }
+        }
+        let outputs = revealed.into_iter().collect::<Option<Vec<_>>>();
+        Ok((outputs, layers))
+    }
+
+    fn traffic(&self) -> Traffic {
+        self.backend.traffic()
+    }
+
+    fn execute(&mut self, instr: &Instr) -> Result<RingTensor, RunError> {
+        execute(self.program, &mut self.backend, &self.slots, instr)
+    }
+}
+
+fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingTensor>], instr: &Instr) -> Result<RingTensor, RunError> {
+    {
+        let arg = |k: usize| -> &RingTensor { slots[instr.args[k]].as_ref().expect("the program was validated: arguments are live") };
+        let shape_err = |source: ShapeError| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source };
+        let backend_err = |source: BackendError| RunError::Backend { layer: instr.layer.clone(), op: instr.op.name(), source };
+        let out_shape = program.slot_shape(instr.out).to_vec();
+        let x = arg(0);
+        let result = match &instr.op {
+            LOp::Reshape => x.clone().reshape(out_shape.clone()).map_err(shape_err)?,
+            LOp::Transpose { perm } => movement::transpose(x, perm).map_err(shape_err)?,
+            LOp::Pad { pads_begin, pads_end } => movement::pad(x, pads_begin, pads_end, 0).map_err(shape_err)?,
+            LOp::Slice { starts, ends, steps } => movement::slice(x, starts, ends, steps).map_err(shape_err)?,
+            LOp::Concat { axis } => {
+                let parts: Vec<&RingTensor> = (0..instr.args.len()).map(|k| arg(k)).collect();
+                movement::concat(&parts, *axis).map_err(shape_err)?
+            }
+            LOp::Gather { axis, indices } => movement::gather(x, *axis, indices).map_err(shape_err)?,
+            LOp::BroadcastTo => movement::broadcast_to(x, &out_shape).map_err(shape_err)?,
+            LOp::Add => x.add(arg(1)).map_err(shape_err)?,
+            LOp::Sub => x.sub(arg(1)).map_err(shape_err)?,
+            LOp::Neg => x.neg(),
+            LOp::MulPublic { value } => {
+                let c = *value as u64;
+                x.map(|v| v.wrapping_mul(c))
+            }
+            LOp::AddPublic { value } => {
+                if backend.adds_public_constants() {
+                    let c = if value.shape() == x.shape() { value.clone() } else { movement::broadcast_to(value, x.shape()).map_err(shape_err)? };
+                    x.add(&c).map_err(shape_err)?
+                } else {
+                    x.clone()
+                }
+            }
+            LOp::SumPool(g) => kernels::sum_pool(x, g).map_err(shape_err)?,
+            LOp::ReduceSum { axes, keep_dims } => kernels::reduce_sum(x, axes, *keep_dims).map_err(shape_err)?,
+            LOp::MatMul => {
+                backend.matmul(x, arg(1)).map_err(backend_err)?
+            }
+            LOp::Conv(g) => {
+                backend.conv(x, arg(1), g).map_err(backend_err)?
+            }
+            LOp::ConvTranspose(g) => {
+                backend.conv_transpose(x, arg(1), g).map_err(backend_err)?
+            }
+            LOp::Mul => {
+                backend.mul(x, arg(1)).map_err(backend_err)?
+            }
+            LOp::Relu => {
+                backend.relu(x).map_err(backend_err)?
+            }
+            LOp::MaxPool(g) => {
+                backend.max_pool(x, g).map_err(backend_err)?
+            }
+            LOp::ArgMax { axis, keep_dims } => {
+                backend.argmax(x, *axis, *keep_dims).map_err(backend_err)?
+            }
+            LOp::ScaleDown { shift } => {
+                backend.scale_down(x, *shift).map_err(backend_err)?
+            }
+            LOp::Divide { divisors } => {
+                let d = if divisors.shape() == x.shape() { divisors.clone() } else { movement::broadcast_to(divisors, x.shape()).map_err(shape_err)? };
+                backend.divide(x, &d).map_err(backend_err)?
+            }
+        };
+        if result.shape() != out_shape.as_slice() {
+            return Err(shape_err(ShapeError::new(format!("produced {:?}, the program declares {:?}", result.shape(), out_shape))));
+        }
+        Ok(result)
+    }
+}
