@@ -4,11 +4,18 @@
 //! float arithmetic. Convolution and matrix product are bilinear, which is what lets a
 //! secret-sharing protocol evaluate them on masked shares.
 
-use crate::{ConvGeometry, Element, PoolGeometry, ShapeError, Tensor};
+use crate::gemm::{gemm, MatRef};
+use crate::{shape_bail, ConvGeometry, Element, PoolGeometry, ShapeError, Tensor};
 
 /// `[M, K] x [K, N] -> [M, N]`.
 pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>, ShapeError> {
-    todo!()
+    if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
+        shape_bail!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape());
+    }
+    let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+    let mut out = Tensor::zeros(vec![m, n]);
+    gemm(m, n, k, MatRef::row_major(a.data(), 0, k), MatRef::row_major(b.data(), 0, n), out.data_mut(), n);
+    Ok(out)
 }
 
 /// Convolution (no bias) of `x` (shape `geom.input_shape()`) with filter `w`

@@ -9,6 +9,7 @@
 
 mod element;
 mod error;
+mod gemm;
 pub mod geometry;
 pub mod kernels;
 pub mod movement;

@@ -1,0 +1,488 @@
+//! General matrix product `C = A * B` on strided operands, the engine under `matmul`, `conv`
+//! and `conv_transpose`.
+//!
+//! - `u64` (the ring Z_2^64): a packed, cache-blocked GEMM in the Goto/BLIS style with a
+//!   register-blocked micro-kernel written as plain wrapping arithmetic on fixed-size arrays, so
+//!   that LLVM vectorises it. The micro-kernel is compiled several times with different target
+//!   features (AVX-512F/DQ, which has the 64-bit lane multiply `vpmullq`; AVX2; baseline) and the
+//!   best one available is picked at run time. Blocks of C are computed in parallel with rayon.
+//! - `f32`: `matrixmultiply::sgemm`, with rows (or columns) split over rayon threads.
+//! - any other [`Element`]: a straightforward loop.
+//!
+//! The element type is dispatched with `TypeId`, casting slices only when the types are equal.
+
+use std::any::TypeId;
+
+use rayon::prelude::*;
+
+use crate::Element;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T: Copy> MatRef<'a, T> {
+    pub fn new(data: &'a [T], offset: usize, rs: usize, cs: usize) -> Self {
+        MatRef { data, offset, rs, cs }
+    }
+
+    /// A row-major `[rows, cols]` matrix starting at `offset`.
+    pub fn row_major(data: &'a [T], offset: usize, cols: usize) -> Self {
+        MatRef { data, offset, rs: cols, cs: 1 }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> T {
+        self.data[self.offset + i * self.rs + j * self.cs]
+    }
+
+    /// Whether every element of an `m x n` view lies inside `data`.
+    fn fits(&self, m: usize, n: usize) -> bool {
+        if m == 0 || n == 0 {
+            return true;
+        }
+        self.offset + (m - 1) * self.rs + (n - 1) * self.cs < self.data.len()
+    }
+
+    fn cast<U: 'static>(self) -> MatRef<'a, U>
+    where
+        T: 'static,
+    {
+        MatRef { data: cast_slice(self.data).expect("cast of equal types"), offset: self.offset, rs: self.rs, cs: self.cs }
+    }
+}
+
+/// `&[T]` as `&[U]` when `T` and `U` are the same type.
+fn cast_slice<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        // SAFETY: T and U are the same type, so layout, alignment and validity agree.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const U, s.len()) })
+    } else {
+        None
+    }
+}
+
+/// `&mut [T]` as `&mut [U]` when `T` and `U` are the same type.
+fn cast_slice_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        // SAFETY: T and U are the same type; the borrow is carried over.
+        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut U, s.len()) })
+    } else {
+        None
+    }
+}
+
+/// `C[i * ldc + j] = sum_p A(i, p) * B(p, j)` for `i < m`, `j < n` (overwriting; the other
+/// elements of `c` are left alone).
+///
+/// Panics if a view does not fit its data: callers size their buffers from validated shapes.
+pub(crate) fn gemm<T: Element>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], ldc: usize) {
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand views out of bounds");
+    assert!(m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(), "gemm: output view out of bounds");
+    assert!(m <= 1 || ldc >= n, "gemm: rows of C overlap");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            c[i * ldc..i * ldc + n].fill(T::ZERO);
+        }
+        return;
+    }
+    if let Some(c64) = cast_slice_mut::<T, u64>(c) {
+        gemm_u64(m, n, k, a.cast(), b.cast(), c64, ldc);
+    } else if let Some(c32) = cast_slice_mut::<T, f32>(c) {
+        gemm_f32(m, n, k, a.cast(), b.cast(), c32, ldc);
+    } else {
+        gemm_naive(m, n, k, a, b, c, ldc);
+    }
+}
+
+/// The reference-quality fallback for element types without a fast kernel.
+fn gemm_naive<T: Element>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], ldc: usize) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        row.fill(T::ZERO);
+        for p in 0..k {
+            let aip = a.at(i, p);
+            for (j, cij) in row.iter_mut().enumerate() {
+                *cij = cij.add(aip.mul(b.at(p, j)));
+            }
+        }
+    }
+}
+
+/// A raw pointer to C shared by the jobs of one product, each writing its own disjoint block.
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+// SAFETY: the pointer is only used to write disjoint blocks of C from different threads while
+// the exclusive borrow of C is held by the caller of the parallel section.
+unsafe impl<T: Send> Send for SyncPtr<T> {}
+unsafe impl<T: Send> Sync for SyncPtr<T> {}
+
+// ---------------------------------------------------------------------------------------------
+// f32
+// ---------------------------------------------------------------------------------------------
+
+fn gemm_f32(m: usize, n: usize, k: usize, a: MatRef<'_, f32>, b: MatRef<'_, f32>, c: &mut [f32], ldc: usize) {
+    let threads = rayon::current_num_threads().max(1);
+    let work = m * n * k;
+    let parts = if work < 1 << 18 { 1 } else { threads };
+    let cptr = SyncPtr(c.as_mut_ptr());
+    let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
+        let cp = cptr;
+        // SAFETY: the views were checked to fit their slices; (i0..i1, j0..j1) blocks of C are
+        // disjoint between calls and lie inside `c` (checked by `gemm`).
+        unsafe {
+            matrixmultiply::sgemm(
+                i1 - i0,
+                k,
+                j1 - j0,
+                1.0,
+                a.data.as_ptr().add(a.offset + i0 * a.rs),
+                a.rs as isize,
+                a.cs as isize,
+                b.data.as_ptr().add(b.offset + j0 * b.cs),
+                b.rs as isize,
+                b.cs as isize,
+                0.0,
+                cp.0.add(i0 * ldc + j0),
+                ldc as isize,
+                1,
+            );
+        }
+    };
+    if parts == 1 {
+        run(0, m, 0, n);
+    } else if m >= n {
+        let chunk = m.div_ceil(parts);
+        (0..parts).into_par_iter().for_each(|t| {
+            let (i0, i1) = (t * chunk, ((t + 1) * chunk).min(m));
+            if i0 < i1 {
+                run(i0, i1, 0, n);
+            }
+        });
+    } else {
+        let chunk = n.div_ceil(parts);
+        (0..parts).into_par_iter().for_each(|t| {
+            let (j0, j1) = (t * chunk, ((t + 1) * chunk).min(n));
+            if j0 < j1 {
+                run(0, m, j0, j1);
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// u64
+// ---------------------------------------------------------------------------------------------
+
+/// Depth of one packed block (the `k` extent kept hot in cache).
+const KC: usize = 256;
+/// Rows of C per job (the packed A block a job reuses from L2).
+const MC: usize = 128;
+
+/// One job: a block of C computed from packed panels.
+struct Job<'a> {
+    kc: usize,
+    /// Packed A panels of the job's rows: `ceil(m / MR)` panels of `kc * MR`.
+    a: &'a [u64],
+    /// Packed B panels of the job's columns: `ceil(n / NR)` panels of `kc * NR`.
+    b: &'a [u64],
+    /// C at the job's first row and column.
+    c: *mut u64,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    /// Add into C instead of overwriting it.
+    accumulate: bool,
+}
+
+/// The register tile: `acc += a_panel * b_panel` over `kc` steps.
+#[inline(always)]
+fn micro_kernel<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let ap: &[u64; MR] = ap.try_into().unwrap();
+        let bp: &[u64; NR] = bp.try_into().unwrap();
+        for i in 0..MR {
+            let ai = ap[i];
+            for j in 0..NR {
+                acc[i][j] = acc[i][j].wrapping_add(ai.wrapping_mul(bp[j]));
+            }
+        }
+    }
+}
+
+/// Runs one job: every (NR panel, MR panel) tile of its block of C.
+///
+/// # Safety
+/// `job.c` must point at a block of at least `job.m` rows of stride `job.ldc` with `job.n`
+/// valid columns each, not accessed by anyone else during the call.
+#[inline(always)]
+unsafe fn run_job<const MR: usize, const NR: usize>(job: &Job<'_>) {
+    let kc = job.kc;
+    let n_panels = job.n.div_ceil(NR);
+    let m_panels = job.m.div_ceil(MR);
+    for jp in 0..n_panels {
+        let bp = &job.b[jp * kc * NR..(jp + 1) * kc * NR];
+        let nr = (job.n - jp * NR).min(NR);
+        for ip in 0..m_panels {
+            let ap = &job.a[ip * kc * MR..(ip + 1) * kc * MR];
+            let mr = (job.m - ip * MR).min(MR);
+            let mut acc = [[0u64; NR]; MR];
+            micro_kernel::<MR, NR>(kc, ap, bp, &mut acc);
+            for (i, acc_row) in acc.iter().enumerate().take(mr) {
+                // SAFETY: row ip*MR+i < job.m and columns jp*NR..jp*NR+nr < job.n lie in the
+                // job's block (caller's contract).
+                let row = unsafe { std::slice::from_raw_parts_mut(job.c.add((ip * MR + i) * job.ldc + jp * NR), nr) };
+                if job.accumulate {
+                    for (c, &v) in row.iter_mut().zip(acc_row) {
+                        *c = c.wrapping_add(v);
+                    }
+                } else {
+                    row.copy_from_slice(&acc_row[..nr]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn run_job_avx512(job: &Job<'_>) {
+    unsafe { run_job::<8, 16>(job) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_job_avx2(job: &Job<'_>) {
+    unsafe { run_job::<4, 8>(job) }
+}
+
+unsafe fn run_job_generic(job: &Job<'_>) {
+    unsafe { run_job::<4, 4>(job) }
+}
+
+/// Which micro-kernel this machine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum U64Kernel {
+    Avx512,
+    Avx2,
+    Generic,
+}
+
+/// The fastest u64 micro-kernel the running CPU supports.
+pub fn u64_kernel() -> U64Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            return U64Kernel::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return U64Kernel::Avx2;
+        }
+    }
+    U64Kernel::Generic
+}
+
+fn gemm_u64(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize) {
+    gemm_u64_with(u64_kernel(), m, n, k, a, b, c, ldc)
+}
+
+/// The u64 product with a chosen micro-kernel (tests run every kernel the CPU supports).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_u64_with(
+    kernel: U64Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, u64>,
+    b: MatRef<'_, u64>,
+    c: &mut [u64],
+    ldc: usize,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        U64Kernel::Avx512 => {
+            assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
+            gemm_u64_packed::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512)
+        }
+        #[cfg(target_arch = "x86_64")]
+        U64Kernel::Avx2 => {
+            assert!(std::arch::is_x86_feature_detected!("avx2"));
+            gemm_u64_packed::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2)
+        }
+        _ => gemm_u64_packed::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic),
+    }
+}
+
+/// Packs rows `i0..` of `A[:, p0..p0 + kc]` into `MR`-row panels (`kc * MR` each, zero-padded).
+fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, out: &mut [u64]) {
+    out.par_chunks_mut(kc * MR).enumerate().for_each(|(ip, panel)| {
+        let i0 = ip * MR;
+        let mr = (m - i0).min(MR);
+        if a.cs == 1 {
+            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = if r < mr { a.data[a.offset + (i0 + r) * a.rs + p0 + p] } else { 0 };
+                }
+            }
+        } else {
+            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = if r < mr { a.at(i0 + r, p0 + p) } else { 0 };
+                }
+            }
+        }
+    });
+}
+
+/// Packs `B[p0..p0 + kc, :]` into `NR`-column panels (`kc * NR` each, zero-padded).
+fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, out: &mut [u64]) {
+    out.par_chunks_mut(kc * NR).enumerate().for_each(|(jp, panel)| {
+        let j0 = jp * NR;
+        let nr = (n - j0).min(NR);
+        for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+            if b.cs == 1 && nr == NR {
+                let s = b.offset + (p0 + p) * b.rs + j0;
+                dst.copy_from_slice(&b.data[s..s + NR]);
+            } else {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = if j < nr { b.at(p0 + p, j0 + j) } else { 0 };
+                }
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_u64_packed<const MR: usize, const NR: usize>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, u64>,
+    b: MatRef<'_, u64>,
+    c: &mut [u64],
+    ldc: usize,
+    job_fn: unsafe fn(&Job<'_>),
+) {
+    let m_panels = m.div_ceil(MR);
+    let n_panels = n.div_ceil(NR);
+    let kc_max = k.min(KC);
+    let mut apack = vec![0u64; m_panels * kc_max * MR];
+    let mut bpack = vec![0u64; n_panels * kc_max * NR];
+
+    // Split C into jobs: blocks of up to MC rows, and columns split until there is enough work
+    // for every thread.
+    let threads = rayon::current_num_threads().max(1);
+    let want_jobs = if m * n * k < 1 << 21 { 1 } else { 4 * threads };
+    let mut rows_per_job = m_panels.min(MC / MR).max(1);
+    let mut cols_per_job = n_panels;
+    let count = |r: usize, c: usize| m_panels.div_ceil(r) * n_panels.div_ceil(c);
+    while count(rows_per_job, cols_per_job) < want_jobs && cols_per_job > 4 {
+        cols_per_job = cols_per_job.div_ceil(2);
+    }
+    while count(rows_per_job, cols_per_job) < want_jobs && rows_per_job > 1 {
+        rows_per_job = rows_per_job.div_ceil(2);
+    }
+    let jobs: Vec<(usize, usize)> = (0..m_panels.div_ceil(rows_per_job))
+        .flat_map(|r| (0..n_panels.div_ceil(cols_per_job)).map(move |c| (r, c)))
+        .collect();
+
+    let cptr = SyncPtr(c.as_mut_ptr());
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = (k - p0).min(KC);
+        let apack = &mut apack[..m_panels * kc * MR];
+        let bpack = &mut bpack[..n_panels * kc * NR];
+        pack_a::<MR>(a, m, p0, kc, apack);
+        pack_b::<NR>(b, n, p0, kc, bpack);
+        let (apack, bpack) = (&*apack, &*bpack);
+        let run = |&(r, cb): &(usize, usize)| {
+            let cp = cptr;
+            let ip0 = r * rows_per_job;
+            let ip1 = (ip0 + rows_per_job).min(m_panels);
+            let jp0 = cb * cols_per_job;
+            let jp1 = (jp0 + cols_per_job).min(n_panels);
+            let i0 = ip0 * MR;
+            let j0 = jp0 * NR;
+            let job = Job {
+                kc,
+                a: &apack[ip0 * kc * MR..ip1 * kc * MR],
+                b: &bpack[jp0 * kc * NR..jp1 * kc * NR],
+                // SAFETY: (i0, j0) is inside C: i0 < m, j0 < n, and gemm checked C's extent.
+                c: unsafe { cp.0.add(i0 * ldc + j0) },
+                ldc,
+                m: (ip1 * MR).min(m) - i0,
+                n: (jp1 * NR).min(n) - j0,
+                accumulate: p0 > 0,
+            };
+            // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view (rows of stride
+            // ldc >= n); the micro-kernel's target features were checked by the caller.
+            unsafe { job_fn(&job) };
+        };
+        if jobs.len() == 1 {
+            run(&jobs[0]);
+        } else {
+            jobs.par_iter().for_each(run);
+        }
+        p0 += kc;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn naive_u64(m: usize, n: usize, k: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
+        let mut c = vec![0u64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0u64;
+                for p in 0..k {
+                    s = s.wrapping_add(a[i * k + p].wrapping_mul(b[p * n + j]));
+                }
+                c[i * n + j] = s;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_u64_kernel_matches_naive_product() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut kernels = vec![U64Kernel::Generic];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                kernels.push(U64Kernel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+                kernels.push(U64Kernel::Avx512);
+            }
+        }
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40)] {
+            let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
+            let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
+            let want = naive_u64(m, n, k, &a, &b);
+            for &kernel in &kernels {
+                // C with a wider row stride, whose extra columns must be left alone.
+                let ldc = n + 3;
+                let mut c = vec![0xdead_beefu64; m * ldc];
+                gemm_u64_with(kernel, m, n, k, MatRef::row_major(&a, 0, k), MatRef::row_major(&b, 0, n), &mut c, ldc);
+                for i in 0..m {
+                    assert_eq!(&c[i * ldc..i * ldc + n], &want[i * n..(i + 1) * n], "{kernel:?} {m}x{n}x{k} row {i}");
+                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 0xdead_beef));
+                }
+            }
+        }
+    }
+}
