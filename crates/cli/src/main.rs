@@ -1,1 +1,64 @@
-fn main() {}
+//! `cryptflow`: compile TensorFlow/ONNX models into fixed-point programs and run them, in the
+//! clear or securely.
+
+mod calibrate;
+mod compile;
+mod model;
+mod npy;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "cryptflow", version, about = "Secure inference for ONNX and TensorFlow models at the push of a button")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    Hlil,
+    Llil,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    Float,
+    Cleartext,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a model into a fixed-point program (Athos).
+    Compile(compile::CompileArgs),
+    /// Run a compiled program on inputs.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(args) => compile::compile(args),
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `--input-shape` values.
+fn input_shape(text: &str) -> Result<(String, Vec<usize>), String> {
+    model::parse_input_shape(text).map_err(|e| e.to_string())
+}
+
+pub(crate) fn path_arg(p: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(p))
+}

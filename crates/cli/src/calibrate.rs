@@ -1,0 +1,156 @@
+//! Scale selection by calibration (paper III-B): sweep the scale on the cleartext executor
+//! over validation inputs and keep the best.
+
+use anyhow::{bail, Result};
+use cryptflow_athos::{check_headroom, lower_optimized, CompileOptions, HeadroomIssue, HeadroomSeverity};
+use cryptflow_backend::cleartext::Cleartext;
+use cryptflow_ir::hlil::Graph;
+use cryptflow_ir::llil::Encoding;
+use cryptflow_runtime::{decode_output, encode_input, float, Runner};
+use cryptflow_tensor::FloatTensor;
+
+/// Scales tried (the paper sweeps every bit position; beyond 30, 2s-scaled products cannot fit).
+pub const SWEEP: std::ops::RangeInclusive<u32> = 1..=30;
+
+pub struct ScaleResult {
+    pub scale: u32,
+    /// Fraction of inputs classified like the labels (or like float, without labels).
+    pub score: Option<f64>,
+    pub agreement_with_float: Option<f64>,
+    pub note: String,
+}
+
+pub struct Calibration {
+    pub chosen: u32,
+    pub table: Vec<ScaleResult>,
+    pub float_accuracy: Option<f64>,
+    /// Largest magnitude every HLIL node reached in float over the validation inputs.
+    pub max_abs: Vec<f32>,
+    pub headroom: Vec<HeadroomIssue>,
+    pub scored_against_labels: bool,
+}
+
+/// The predicted class of an output: its argmax over all elements, or the value itself for an
+/// ArgMax output.
+pub fn predicted_class(output: &FloatTensor, is_index: bool) -> i64 {
+    if is_index {
+        return output.data().first().map_or(-1, |&v| v as i64);
+    }
+    let mut best = 0;
+    for (i, &v) in output.data().iter().enumerate() {
+        if v > output.data()[best] {
+            best = i;
+        }
+    }
+    best as i64
+}
+
+pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], labels: Option<&[i64]>) -> Result<Calibration> {
+    if inputs.is_empty() {
+        bail!("the calibration set is empty");
+    }
+    if let Some(labels) = labels {
+        if labels.len() != inputs.len() {
+            bail!("{} labels for {} calibration inputs", labels.len(), inputs.len());
+        }
+    }
+    if hlil.inputs.len() != 1 {
+        bail!("calibration supports models with one input; this one has {}", hlil.inputs.len());
+    }
+    let mut max_abs = vec![0f32; hlil.nodes.len()];
+    let mut float_classes = Vec::with_capacity(inputs.len());
+    let mut output_is_index = false;
+    for x in inputs {
+        let outputs = float::run_tracking_ranges(hlil, std::slice::from_ref(x), &mut max_abs)?;
+        let out_node = &hlil.nodes[hlil.outputs[0]];
+        output_is_index = matches!(out_node.op, cryptflow_ir::hlil::Op::ArgMax { .. });
+        float_classes.push(predicted_class(&outputs[0], output_is_index));
+    }
+    let reference: Vec<i64> = labels.map(|l| l.to_vec()).unwrap_or_else(|| float_classes.clone());
+    let float_accuracy = labels.map(|l| fraction_equal(&float_classes, l));
+    let names: Vec<String> = hlil.nodes.iter().map(|n| n.name.clone()).collect();
+
+    let mut table = Vec::new();
+    for scale in SWEEP {
+        let options = CompileOptions { scale, ..base.clone() };
+        let lowered = lower_optimized(hlil, &options)?;
+        let overflow = check_headroom(&names, &max_abs, &lowered.fractional_bits)
+            .into_iter()
+            .find(|i| i.severity == HeadroomSeverity::Overflow);
+        if let Some(issue) = overflow {
+            table.push(ScaleResult {
+                scale,
+                score: None,
+                agreement_with_float: None,
+                note: format!("skipped: `{}` would overflow 64 bits", issue.node),
+            });
+            continue;
+        }
+        let mut runner = Runner::new(&lowered.program, Cleartext::new());
+        runner.share_weights(Some(&lowered.weights))?;
+        let encoding = lowered.program.outputs[0].encoding;
+        let mut classes = Vec::with_capacity(inputs.len());
+        for x in inputs {
+            let (outputs, _) = runner.infer(Some(&[encode_input(x, scale)]))?;
+            let y = decode_output(&outputs.expect("cleartext reveals")[0], encoding);
+            classes.push(predicted_class(&y, encoding == Encoding::Integer));
+        }
+        table.push(ScaleResult {
+            scale,
+            score: Some(fraction_equal(&classes, &reference)),
+            agreement_with_float: Some(fraction_equal(&classes, &float_classes)),
+            note: String::new(),
+        });
+    }
+    let chosen = middle_of_best_plateau(&table).ok_or_else(|| anyhow::anyhow!("no scale could be evaluated"))?;
+    let lowered = lower_optimized(hlil, &CompileOptions { scale: chosen, ..base.clone() })?;
+    let headroom = check_headroom(&names, &max_abs, &lowered.fractional_bits);
+    Ok(Calibration { chosen, table, float_accuracy, max_abs, headroom, scored_against_labels: labels.is_some() })
+}
+
+fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
+
+/// The scale in the middle of the longest run of consecutive scales with the best score.
+pub fn middle_of_best_plateau(table: &[ScaleResult]) -> Option<u32> {
+    let best = table.iter().filter_map(|r| r.score).fold(f64::NEG_INFINITY, f64::max);
+    if !best.is_finite() {
+        return None;
+    }
+    let mut best_run: (usize, usize) = (0, 0);
+    let mut start = None;
+    for (i, r) in table.iter().enumerate() {
+        let on = r.score == Some(best);
+        match (on, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s > best_run.1 - best_run.0 {
+                    best_run = (s, i);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        if table.len() - s > best_run.1 - best_run.0 {
+            best_run = (s, table.len());
+        }
+    }
+    let middle = best_run.0 + (best_run.1 - best_run.0 - 1) / 2;
+    Some(table[middle].scale)
+}
+
+pub fn print_table(calibration: &Calibration) {
+    let what = if calibration.scored_against_labels { "accuracy" } else { "agreement with float" };
+    eprintln!("scale  {what:>22}  note");
+    for r in &calibration.table {
+        let score = r.score.map_or("-".to_string(), |s| format!("{:.2}%", 100.0 * s));
+        let marker = if r.scale == calibration.chosen { "  <- chosen" } else { "" };
+        eprintln!("{:>5}  {:>22}  {}{}", r.scale, score, r.note, marker);
+    }
+    if let Some(acc) = calibration.float_accuracy {
+        eprintln!("float executor accuracy: {:.2}%", 100.0 * acc);
+    }
+}

@@ -1,0 +1,142 @@
+//! `cryptflow compile`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cryptflow_athos::{compile as athos_compile, CompileOptions, HeadroomSeverity, ScaleDownPlacement, DEFAULT_SCALE};
+use cryptflow_ir::artifact::{strip_weights, write_artifact, PublicProgram};
+
+use crate::{calibrate, model, npy, Emit};
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// The model: an ONNX file.
+    pub model: PathBuf,
+    /// Output directory for the compiled program (public) and the model owner's weights.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Fixed-point scale s: reals r are held as floor(r * 2^s).
+    #[arg(long, conflicts_with = "calibrate")]
+    pub scale: Option<u32>,
+    /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy).
+    #[arg(long, value_name = "X.npy")]
+    pub calibrate: Option<PathBuf>,
+    /// Labels for the calibration inputs (.npy of integers): score by accuracy, not by
+    /// agreement with the float executor.
+    #[arg(long, value_name = "Y.npy", requires = "calibrate")]
+    pub labels: Option<PathBuf>,
+    /// Static shape of an input: NAME=D0,D1,... (symbolic dimensions default to 1).
+    #[arg(long = "input-shape", value_name = "NAME=D0,D1,...", value_parser = crate::input_shape)]
+    pub input_shapes: Vec<(String, Vec<usize>)>,
+    /// Print the intermediate program to standard output.
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+    /// Place a ScaleDown right after every multiplication (the paper's rule) instead of lazily.
+    #[arg(long)]
+    pub eager_scale_down: bool,
+    /// Turn off the ReLU/MaxPool switching pass.
+    #[arg(long)]
+    pub no_relu_maxpool_switch: bool,
+    /// Turn off liveness analysis (no tensor is freed before the end of an inference).
+    #[arg(long)]
+    pub no_liveness: bool,
+}
+
+pub fn compile(args: CompileArgs) -> Result<()> {
+    if args.output.is_none() && args.emit.is_none() {
+        bail!("nothing to do: give -o DIR to write the compiled program, or --emit hlil|llil to print it");
+    }
+    let started = Instant::now();
+    let loaded = model::load(&args.model, &args.input_shapes)?;
+    for notice in &loaded.notices {
+        eprintln!("notice: {notice}");
+    }
+    let mut options = CompileOptions {
+        scale: args.scale.unwrap_or(DEFAULT_SCALE),
+        placement: if args.eager_scale_down { ScaleDownPlacement::Eager } else { ScaleDownPlacement::Lazy },
+        relu_maxpool_switch: !args.no_relu_maxpool_switch,
+        liveness: !args.no_liveness,
+    };
+    let mut headroom_issues = Vec::new();
+    if let Some(x_path) = &args.calibrate {
+        let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
+        let x = npy::read_f32(x_path)?;
+        let input_shape = hlil.nodes[*hlil.inputs.first().context("the model has no input")?].shape.clone();
+        let (inputs, _) = npy::split_batch(&x, &input_shape, &format!("calibration set {}", x_path.display()))?;
+        let labels = args.labels.as_deref().map(npy::read_labels).transpose()?;
+        eprintln!("calibrating the scale on {} inputs...", inputs.len());
+        let calibration = calibrate::calibrate(&hlil, &options, &inputs, labels.as_deref())?;
+        calibrate::print_table(&calibration);
+        options.scale = calibration.chosen;
+        headroom_issues = calibration.headroom;
+    }
+    let compiled = athos_compile(loaded.graph, &options)?;
+    let seconds = started.elapsed().as_secs_f64();
+    match args.emit {
+        Some(Emit::Hlil) => print!("{}", compiled.hlil),
+        Some(Emit::Llil) => print!("{}", compiled.program),
+        None => {}
+    }
+    let mut report = compiled.report.clone();
+    report.notices = loaded.notices.clone();
+    for issue in &headroom_issues {
+        let level = if issue.severity == HeadroomSeverity::Overflow { "error" } else { "warning" };
+        eprintln!("{level}: {issue}");
+        report.notices.push(issue.to_string());
+    }
+    let r = &report;
+    eprintln!(
+        "compiled {} in {:.2} s: scale {}, {} parameters, {} HLIL nodes, {} LLIL instructions",
+        args.model.display(),
+        seconds,
+        r.scale,
+        r.parameters,
+        r.hlil_nodes,
+        r.llil_instructions
+    );
+    eprintln!(
+        "  passes: {} batch norms folded, {} as multiply-add, {} ReLU/MaxPool switched",
+        r.passes.batch_norms_folded, r.passes.batch_norms_as_multiply_add, r.passes.relu_maxpool_switched
+    );
+    eprintln!(
+        "  ScaleDown ({} placement used): eager {} calls / {} elements, lazy {} calls / {} elements",
+        r.placement, r.scale_downs_eager.calls, r.scale_downs_eager.elements, r.scale_downs_lazy.calls, r.scale_downs_lazy.elements
+    );
+    eprintln!(
+        "  peak live memory per party: {} with liveness, {} without",
+        human_bytes(r.peak_live_bytes_with_liveness),
+        human_bytes(r.peak_live_bytes_without_liveness)
+    );
+    let calls: Vec<String> = r.backend_calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    eprintln!("  backend calls: {}", calls.join(", "));
+    if headroom_issues.iter().any(|i| i.severity == HeadroomSeverity::Overflow) {
+        bail!("values overflow 64 bits at scale {}; choose a smaller --scale", options.scale);
+    }
+    if let Some(dir) = &args.output {
+        let (architecture, float_weights) = strip_weights(&compiled.hlil);
+        let mut report_json = serde_json::to_value(&report)?;
+        report_json["compile_seconds"] = serde_json::json!(seconds);
+        let model_name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let public = PublicProgram::new(model_name, compiled.program, architecture, report_json);
+        write_artifact(dir, &public, &compiled.weights, &float_weights)?;
+        eprintln!("wrote {} (public program) and {} (model owner's private weights)", dir.join("program.json").display(), dir.join("model-owner").display());
+    }
+    Ok(())
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,123 @@
+//! `cryptflow run`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cryptflow_backend::cleartext::Cleartext;
+use cryptflow_ir::artifact::{read_fixed_weights, read_float_graph, read_public};
+use cryptflow_runtime::{decode_output, encode_input, float, LayerMetrics, Runner};
+use cryptflow_tensor::FloatTensor;
+use serde::Serialize;
+
+use crate::{npy, BackendName};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A directory written by `cryptflow compile -o`.
+    pub dir: PathBuf,
+    #[arg(long, value_enum)]
+    pub backend: BackendName,
+    /// Input .npy (float32): one input of the model's input shape, or a stack [N, ...] of them.
+    #[arg(long, value_name = "X.npy")]
+    pub input: PathBuf,
+    /// Output .npy (float32): the dequantised outputs, stacked like the inputs.
+    #[arg(short = 'o', long = "output", value_name = "Y.npy")]
+    pub output: PathBuf,
+    /// Write run metrics (time, communication, per-layer breakdown) as JSON.
+    #[arg(long, value_name = "M.json")]
+    pub metrics: Option<PathBuf>,
+}
+
+#[derive(Serialize, Default)]
+pub struct Metrics {
+    pub backend: String,
+    pub inferences: usize,
+    pub seconds: f64,
+    pub seconds_per_inference: f64,
+    /// Bytes each party sent.
+    pub bytes_sent: Vec<u64>,
+    pub bytes_total: u64,
+    /// Communication rounds (the largest count over the parties).
+    pub rounds: u64,
+    /// Largest bytes of live tensors each party held.
+    pub peak_live_bytes: Vec<u64>,
+    pub layers: Vec<LayerMetrics>,
+}
+
+/// Adds one inference's per-layer metrics into the running totals.
+pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
+    if total.is_empty() {
+        *total = inference;
+        return;
+    }
+    for (t, l) in total.iter_mut().zip(inference) {
+        t.seconds += l.seconds;
+        t.bytes_sent += l.bytes_sent;
+        t.bytes_received += l.bytes_received;
+        t.rounds += l.rounds;
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let public = read_public(&args.dir)?;
+    let program = &public.program;
+    if program.inputs.len() != 1 {
+        bail!("`cryptflow run` feeds one input; this model has {}", program.inputs.len());
+    }
+    if program.outputs.len() > 1 {
+        eprintln!(
+            "notice: the model has {} outputs; {} holds the first, `{}`",
+            program.outputs.len(),
+            args.output.display(),
+            program.outputs[0].name
+        );
+    }
+    let x = npy::read_f32(&args.input)?;
+    let (inputs, stacked) = npy::split_batch(&x, &program.inputs[0].shape, &format!("input {}", args.input.display()))?;
+    let started = Instant::now();
+    let mut metrics = Metrics { backend: format!("{:?}", args.backend).to_lowercase(), inferences: inputs.len(), ..Default::default() };
+    let outputs: Vec<FloatTensor> = match args.backend {
+        BackendName::Float => {
+            let graph = read_float_graph(&args.dir, &public)?;
+            let mut outs = Vec::new();
+            for x in &inputs {
+                outs.push(float::run(&graph, std::slice::from_ref(x)).context("float executor")?.swap_remove(0));
+            }
+            metrics.bytes_sent = vec![0];
+            metrics.peak_live_bytes = vec![];
+            outs
+        }
+        BackendName::Cleartext => {
+            let weights = read_fixed_weights(&args.dir, &public)?;
+            let mut runner = Runner::new(program, Cleartext::new());
+            runner.share_weights(Some(&weights))?;
+            let mut outs = Vec::new();
+            for x in &inputs {
+                let (revealed, layers) = runner.infer(Some(&[encode_input(x, program.scale)]))?;
+                accumulate(&mut metrics.layers, layers);
+                let y = revealed.context("the cleartext backend reveals its outputs")?;
+                outs.push(decode_output(&y[0], program.outputs[0].encoding));
+            }
+            metrics.bytes_sent = vec![0];
+            metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
+            outs
+        }
+    };
+    metrics.seconds = started.elapsed().as_secs_f64();
+    metrics.seconds_per_inference = metrics.seconds / inputs.len().max(1) as f64;
+    metrics.bytes_total = metrics.bytes_sent.iter().sum();
+    npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
+    eprintln!(
+        "{} inference(s) on the {} backend in {:.3} s; wrote {}",
+        inputs.len(),
+        metrics.backend,
+        metrics.seconds,
+        args.output.display()
+    );
+    if let Some(path) = &args.metrics {
+        std::fs::write(path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
