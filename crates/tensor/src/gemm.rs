@@ -203,30 +203,17 @@ struct Job<'a> {
     accumulate: bool,
 }
 
-/// The register tile: `acc += a_panel * b_panel` over `kc` steps.
-#[inline(always)]
-fn micro_kernel<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
-    let a = &a[..kc * MR];
-    let b = &b[..kc * NR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        let ap: &[u64; MR] = ap.try_into().unwrap();
-        let bp: &[u64; NR] = bp.try_into().unwrap();
-        for i in 0..MR {
-            let ai = ap[i];
-            for j in 0..NR {
-                acc[i][j] = acc[i][j].wrapping_add(ai.wrapping_mul(bp[j]));
-            }
-        }
-    }
-}
-
-/// Runs one job: every (NR panel, MR panel) tile of its block of C.
+/// Runs one job: every (NR panel, MR panel) tile of its block of C, computing each tile with
+/// `micro`.
 ///
 /// # Safety
 /// `job.c` must point at a block of at least `job.m` rows of stride `job.ldc` with `job.n`
 /// valid columns each, not accessed by anyone else during the call.
 #[inline(always)]
-unsafe fn run_job<const MR: usize, const NR: usize>(job: &Job<'_>) {
+unsafe fn run_job<const MR: usize, const NR: usize>(
+    job: &Job<'_>,
+    micro: impl Fn(usize, &[u64], &[u64], &mut [[u64; NR]; MR]),
+) {
     let kc = job.kc;
     let n_panels = job.n.div_ceil(NR);
     let m_panels = job.m.div_ceil(MR);
@@ -237,7 +224,7 @@ unsafe fn run_job<const MR: usize, const NR: usize>(job: &Job<'_>) {
             let ap = &job.a[ip * kc * MR..(ip + 1) * kc * MR];
             let mr = (job.m - ip * MR).min(MR);
             let mut acc = [[0u64; NR]; MR];
-            micro_kernel::<MR, NR>(kc, ap, bp, &mut acc);
+            micro(kc, ap, bp, &mut acc);
             for (i, acc_row) in acc.iter().enumerate().take(mr) {
                 // SAFETY: row ip*MR+i < job.m and columns jp*NR..jp*NR+nr < job.n lie in the
                 // job's block (caller's contract).
@@ -254,20 +241,66 @@ unsafe fn run_job<const MR: usize, const NR: usize>(job: &Job<'_>) {
     }
 }
 
+/// The AVX-512 register tile: 8 rows x 16 columns (two zmm vectors per row, 16 accumulators),
+/// one `vpmullq` + `vpaddq` per vector and step.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 16]; 8]) {
+    use std::arch::x86_64::*;
+    let a = &a[..kc * 8];
+    let b = &b[..kc * 16];
+    let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+    for (ap, bp) in a.chunks_exact(8).zip(b.chunks_exact(16)) {
+        // SAFETY: bp has 16 elements: two unaligned 8-lane loads.
+        let (b0, b1) = unsafe { (_mm512_loadu_si512(bp.as_ptr() as *const _), _mm512_loadu_si512(bp.as_ptr().add(8) as *const _)) };
+        for i in 0..8 {
+            let ai = _mm512_set1_epi64(ap[i] as i64);
+            acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_mullo_epi64(ai, b0));
+            acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_mullo_epi64(ai, b1));
+        }
+    }
+    for i in 0..8 {
+        // SAFETY: each output row has 16 elements.
+        unsafe {
+            _mm512_storeu_si512(out[i].as_mut_ptr() as *mut _, acc[i][0]);
+            _mm512_storeu_si512(out[i].as_mut_ptr().add(8) as *mut _, acc[i][1]);
+        }
+    }
+}
+
+/// The portable register tile: `acc += a_panel * b_panel` over `kc` steps.
+#[inline(always)]
+fn micro_portable<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let bp: &[u64; NR] = bp.try_into().unwrap();
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (c, &bj) in row.iter_mut().zip(bp) {
+                *c = c.wrapping_add(ai.wrapping_mul(bj));
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn run_job_avx512(job: &Job<'_>) {
-    unsafe { run_job::<8, 16>(job) }
+    // SAFETY: the caller checked AVX-512F/DQ, and forwards its contract on `job`.
+    unsafe { run_job::<8, 16>(job, |kc, a, b, acc| micro_avx512(kc, a, b, acc)) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_job_avx2(job: &Job<'_>) {
-    unsafe { run_job::<4, 8>(job) }
+    unsafe { run_job::<4, 8>(job, micro_portable::<4, 8>) }
 }
 
 unsafe fn run_job_generic(job: &Job<'_>) {
-    unsafe { run_job::<4, 4>(job) }
+    unsafe { run_job::<4, 4>(job, micro_portable::<4, 4>) }
 }
 
 /// Which micro-kernel this machine runs.

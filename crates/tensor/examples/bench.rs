@@ -1,0 +1,105 @@
+//! Kernel throughput: `cargo run --release -p cryptflow-tensor --example bench [filter]`.
+//! GOPS counts a multiply and an add as two operations.
+
+use std::time::Instant;
+
+use cryptflow_tensor::kernels::{conv, matmul};
+use cryptflow_tensor::{ConvGeometry, Element, Layout, Tensor};
+
+fn random<T: Element>(shape: &[usize], seed: &mut u64, f: impl Fn(u64) -> T) -> Tensor<T> {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            f(*seed)
+        })
+        .collect();
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+fn time(label: &str, ops: f64, mut f: impl FnMut()) {
+    f();
+    let mut best = f64::MAX;
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < 3 || (start.elapsed().as_secs_f64() < 2.0 && runs < 50) {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+        runs += 1;
+    }
+    println!("{label:<58} {:>9.2} ms {:>8.2} GOPS", best * 1e3, ops / best / 1e9);
+}
+
+fn conv_geom(layout: Layout, c: usize, o: usize, hw: usize, k: usize, s: usize, groups: usize) -> ConvGeometry {
+    ConvGeometry {
+        layout,
+        batch: 1,
+        in_channels: c,
+        out_channels: o,
+        groups,
+        input: vec![hw, hw],
+        kernel: vec![k, k],
+        strides: vec![s, s],
+        dilations: vec![1, 1],
+        pads_begin: vec![k / 2, k / 2],
+        pads_end: vec![k / 2, k / 2],
+        output_padding: vec![0, 0],
+    }
+}
+
+fn main() {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    println!("rayon threads: {}", rayon::current_num_threads());
+    for &(m, k, n) in &[(512usize, 2304usize, 784usize), (64, 576, 3136), (2048, 512, 49), (256, 2304, 196), (1, 2048, 1000)] {
+        let ops = 2.0 * (m * k * n) as f64;
+        if "matmul".contains(&filter) || filter.is_empty() {
+            let a = random(&[m, k], &mut seed, |v| v);
+            let b = random(&[k, n], &mut seed, |v| v);
+            time(&format!("matmul u64 [{m}x{k}]x[{k}x{n}]"), ops, || {
+                std::hint::black_box(matmul(&a, &b).unwrap());
+            });
+            let a = random(&[m, k], &mut seed, |v| (v % 1000) as f32 / 1000.0);
+            let b = random(&[k, n], &mut seed, |v| (v % 1000) as f32 / 1000.0);
+            time(&format!("matmul f32 [{m}x{k}]x[{k}x{n}]"), ops, || {
+                std::hint::black_box(matmul(&a, &b).unwrap());
+            });
+        }
+    }
+    if !"conv".contains(&filter) && !filter.is_empty() {
+        return;
+    }
+    // ResNet50-like convolutions, batch 1.
+    let convs = [
+        ("conv1 7x7/2 3->64 @224", 3, 64, 224, 7, 2, 1),
+        ("3x3 64->64 @56", 64, 64, 56, 3, 1, 1),
+        ("1x1 256->64 @56", 256, 64, 56, 1, 1, 1),
+        ("3x3 128->128 @28", 128, 128, 28, 3, 1, 1),
+        ("3x3 256->256 @14", 256, 256, 14, 3, 1, 1),
+        ("3x3 512->512 @7", 512, 512, 7, 3, 1, 1),
+        ("1x1 2048->512 @7", 2048, 512, 7, 1, 1, 1),
+        ("depthwise 3x3 256 @28", 256, 256, 28, 3, 1, 256),
+    ];
+    for (name, c, o, hw, k, s, groups) in convs {
+        for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            let g = conv_geom(layout, c, o, hw, k, s, groups);
+            let out: usize = g.conv_output().iter().product();
+            let ops = 2.0 * (o * out * (c / groups) * k * k) as f64;
+            let x = random(&g.input_shape(), &mut seed, |v| v);
+            let w = random(&g.conv_filter_shape(), &mut seed, |v| v);
+            time(&format!("conv u64 {name} {layout:?}"), ops, || {
+                std::hint::black_box(conv(&x, &w, &g).unwrap());
+            });
+            if layout == Layout::ChannelsFirst {
+                let x = random(&g.input_shape(), &mut seed, |v| (v % 1000) as f32);
+                let w = random(&g.conv_filter_shape(), &mut seed, |v| (v % 1000) as f32);
+                time(&format!("conv f32 {name} {layout:?}"), ops, || {
+                    std::hint::black_box(conv(&x, &w, &g).unwrap());
+                });
+            }
+        }
+    }
+}
