@@ -249,8 +249,8 @@ impl Graph {
             if let Some(&bad) = node.inputs.iter().find(|&&i| i >= id) {
                 return Err(ShapeError::new(format!("node `{}` reads node {} that comes after it", node.name, bad)));
             }
-            if let Op::Weight(_) = node.op {
-                // A weight's node carries its shape even when the value is stripped out.
+            if matches!(node.op, Op::Weight(_) | Op::Input) {
+                // Sources carry their declared shape (a weight's even when its value is stripped).
                 continue;
             }
             let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
