@@ -1,5 +1,5 @@
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::NetError;
 
@@ -16,8 +16,9 @@ pub struct Traffic {
 /// How long a party waits for a peer's message before declaring it dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-enum Link {
+pub(crate) enum Link {
     Local { tx: Sender<Vec<u64>>, rx: Receiver<Vec<u64>> },
+    Net(crate::tcp::NetLink),
 }
 
 /// One party's links to every other party of a session.
@@ -54,6 +55,14 @@ impl Session {
             .collect()
     }
 
+    pub(crate) fn from_links(id: usize, links: Vec<Option<Link>>, timeout: Duration) -> Session {
+        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout }
+    }
+
+    pub(crate) fn links_iter(&self) -> impl Iterator<Item = &Link> {
+        self.links.iter().flatten()
+    }
+
     pub fn id(&self) -> usize {
         self.id
     }
@@ -62,26 +71,41 @@ impl Session {
         self.links.len()
     }
 
+    /// Sets how long `recv` waits for a peer (networked sessions: without any byte arriving),
+    /// and, on networked links, how long a blocked write may make no progress.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+        for link in self.links.iter().flatten() {
+            if let Link::Net(l) = link {
+                l.set_timeout(timeout);
+            }
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn traffic(&self) -> Traffic {
         self.traffic
     }
 
-    fn link(&self, peer: usize) -> Result<&Link, NetError> {
+    fn link(&mut self, peer: usize) -> Result<&mut Link, NetError> {
+        let from = self.id;
         self.links
-            .get(peer)
-            .and_then(|l| l.as_ref())
-            .ok_or(NetError::NoSuchPeer { from: self.id, to: peer })
+            .get_mut(peer)
+            .and_then(|l| l.as_mut())
+            .ok_or(NetError::NoSuchPeer { from, to: peer })
     }
 
-    /// Sends ring elements to `to`. Does not wait for the peer to read them.
+    /// Sends ring elements to `to`. Does not wait for the peer to read them (networked links
+    /// hand the message to the link's writer thread and return; a write failure is reported by
+    /// the next `send` or `recv` on that link).
     pub fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError> {
         let bytes = (data.len() * 8) as u64;
         match self.link(to)? {
             Link::Local { tx, .. } => tx.send(data).map_err(|_| NetError::Disconnected { peer: to })?,
+            Link::Net(l) => l.send(data)?,
         }
         self.traffic.bytes_sent += bytes;
         self.sent_since_recv = true;
@@ -96,6 +120,7 @@ impl Session {
                 RecvTimeoutError::Timeout => NetError::Timeout { peer: from, seconds: timeout.as_secs() },
                 RecvTimeoutError::Disconnected => NetError::Disconnected { peer: from },
             })?,
+            Link::Net(l) => l.recv(timeout)?,
         };
         if data.len() != len {
             return Err(NetError::WrongLength { peer: from, expected: len, got: data.len() });
@@ -106,5 +131,23 @@ impl Session {
         }
         self.traffic.bytes_received += (len * 8) as u64;
         Ok(data)
+    }
+}
+
+impl Drop for Session {
+    /// Networked links: every writer first finishes its queued messages (all links in parallel,
+    /// for at most the session timeout), then the sockets are shut and the threads joined.
+    fn drop(&mut self) {
+        for link in self.links.iter_mut().flatten() {
+            if let Link::Net(l) = link {
+                l.begin_close();
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
+        for link in self.links.iter_mut().flatten() {
+            if let Link::Net(l) = link {
+                l.finish_close(deadline);
+            }
+        }
     }
 }

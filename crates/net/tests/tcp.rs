@@ -1,0 +1,452 @@
+//! Networked sessions over loopback (127.0.0.1 only): TLS with pinned certificates, and the
+//! insecure plaintext transport where a raw peer has to speak the wire format by hand.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cryptflow_net::wire::{FrameHeader, Hello, ACK, HELLO_LEN, MODE_INSECURE_PLAINTEXT};
+use cryptflow_net::{
+    generate_identity, key_path, keygen, NetError, NetworkConfig, Security, Session, TlsIdentity,
+};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Fresh identities for `n` parties: `ids[i]` is party `i`'s.
+fn identities(n: usize) -> Vec<TlsIdentity> {
+    let pairs: Vec<_> = (0..n).map(|i| generate_identity(i).unwrap()).collect();
+    let certs: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+    (0..n).map(|i| TlsIdentity::from_pem(i, &certs, &pairs[i].1).unwrap()).collect()
+}
+
+fn tls(n: usize) -> Vec<Security> {
+    identities(n).into_iter().map(Security::Tls).collect()
+}
+
+fn loopback_listeners(n: usize) -> (Vec<TcpListener>, Vec<String>) {
+    let ls: Vec<_> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs = ls.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    (ls, addrs)
+}
+
+/// Connects every party in its own thread; element `i` is party `i`'s result.
+fn try_connect_all(security: Vec<Security>, deadline: Duration) -> Vec<Result<Session, NetError>> {
+    let (listeners, addrs) = loopback_listeners(security.len());
+    thread::scope(|s| {
+        let handles: Vec<_> = listeners
+            .into_iter()
+            .zip(security)
+            .enumerate()
+            .map(|(i, (l, sec))| {
+                let mut cfg = NetworkConfig::new(i, addrs.clone(), sec);
+                cfg.connect_deadline = deadline;
+                s.spawn(move || Session::connect_with_listener(cfg, l))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn connect_all(security: Vec<Security>) -> Vec<Session> {
+    try_connect_all(security, DEADLINE).into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Runs `f(party, session)` for every party at once.
+fn run<R: Send>(sessions: &mut [Session], f: impl Fn(usize, &mut Session) -> R + Sync) -> Vec<R> {
+    thread::scope(|s| {
+        let handles: Vec<_> = sessions.iter_mut().enumerate().map(|(i, sess)| {
+            let f = &f;
+            s.spawn(move || f(i, sess))
+        }).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn message(from: usize, to: usize, k: usize, len: usize) -> Vec<u64> {
+    (0..len as u64).map(|x| x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((from * 100 + to * 10 + k) as u64) << 56).collect()
+}
+
+/// A Porthos-like pattern: all-to-all exchanges of varied sizes (some spanning several 1 MiB
+/// chunks), then a request/answer between 0 and 1 with 2 idle, then 2 sends to both.
+fn pattern(me: usize, s: &mut Session) {
+    let n = s.parties();
+    let sizes = [0usize, 1, 1000, 300_000, 7];
+    for (k, &len) in sizes.iter().enumerate() {
+        for to in (0..n).filter(|&p| p != me) {
+            s.send(to, message(me, to, k, len)).unwrap();
+        }
+        for from in (0..n).filter(|&p| p != me) {
+            let got = s.recv(from, len).unwrap();
+            assert!(got == message(from, me, k, len), "message {k} from {from} to {me} corrupted");
+        }
+    }
+    match me {
+        0 => {
+            s.send(1, vec![1, 2, 3]).unwrap();
+            assert_eq!(s.recv(1, 2).unwrap(), vec![6, 6]);
+        }
+        1 => {
+            let q = s.recv(0, 3).unwrap();
+            s.send(0, vec![q.iter().sum(), 6]).unwrap();
+        }
+        _ => {}
+    }
+    if n == 3 {
+        if me == 2 {
+            s.send(0, vec![42; 10]).unwrap();
+            s.send(1, vec![43; 20]).unwrap();
+        } else {
+            let v = s.recv(2, 10 + 10 * me).unwrap();
+            assert!(v.iter().all(|&x| x == 42 + me as u64));
+        }
+    }
+}
+
+#[test]
+fn three_parties_over_tls_deliver_intact_messages_in_order_with_local_counters() {
+    let mut net = connect_all(tls(3));
+    run(&mut net, pattern);
+    let mut local = Session::local(3);
+    run(&mut local, pattern);
+    for i in 0..3 {
+        assert_eq!(net[i].traffic(), local[i].traffic(), "party {i}: networked and local counters differ");
+        assert!(net[i].traffic().rounds > 0);
+        let wire = net[i].wire_traffic();
+        assert!(wire.bytes_sent > net[i].traffic().bytes_sent, "frame and TLS overhead is counted apart");
+    }
+    // Wrong lengths are reported the same way as locally, and don't break the link.
+    net[0].send(1, vec![5; 4]).unwrap();
+    assert_eq!(net[1].recv(0, 3), Err(NetError::WrongLength { peer: 0, expected: 3, got: 4 }));
+    net[0].send(1, vec![6; 3]).unwrap();
+    assert_eq!(net[1].recv(0, 3).unwrap(), vec![6; 3]);
+    assert_eq!(net[0].recv(0, 1), Err(NetError::NoSuchPeer { from: 0, to: 0 }));
+}
+
+#[test]
+fn plaintext_counters_match_local_too() {
+    let mut net = connect_all(vec![Security::InsecurePlaintext, Security::InsecurePlaintext]);
+    run(&mut net, pattern);
+    let mut local = Session::local(2);
+    run(&mut local, pattern);
+    for i in 0..2 {
+        assert_eq!(net[i].traffic(), local[i].traffic());
+    }
+}
+
+fn exchange_64mib(security: Vec<Security>, label: &str) {
+    const LEN: usize = 8 << 20; // 64 MiB of u64
+    let mut s = connect_all(security);
+    let start = Instant::now();
+    let sums = run(&mut s, |me, sess| {
+        let other = 1 - me;
+        let data: Vec<u64> = (0..LEN as u64).map(|x| x ^ (me as u64) << 63).collect();
+        sess.send(other, data).unwrap(); // both send before either receives
+        let got = sess.recv(other, LEN).unwrap();
+        assert!(got.iter().enumerate().all(|(i, &x)| x == (i as u64) ^ (other as u64) << 63));
+        got.len()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(sums, vec![LEN, LEN]);
+    // 64 MiB each way, both at once, on a shared 2-core machine: report, don't assert speed.
+    println!(
+        "{label}: 2 x 64 MiB exchanged in {secs:.2} s: {:.0} MB/s per direction, {:.0} MB/s total",
+        64.0 * 1.048_576 / secs,
+        2.0 * 64.0 * 1.048_576 / secs
+    );
+    for sess in &s {
+        assert_eq!(sess.traffic().bytes_sent, (LEN * 8) as u64);
+        assert_eq!(sess.traffic().bytes_received, (LEN * 8) as u64);
+    }
+}
+
+#[test]
+fn simultaneous_64mib_sends_complete_over_tls() {
+    exchange_64mib(tls(2), "TLS");
+}
+
+#[test]
+fn simultaneous_64mib_sends_complete_over_plaintext() {
+    exchange_64mib(vec![Security::InsecurePlaintext, Security::InsecurePlaintext], "plaintext");
+}
+
+#[test]
+fn a_party_dropped_mid_protocol_is_named_promptly() {
+    let mut s = connect_all(tls(3));
+    let p2 = s.pop().unwrap();
+    let dropper = thread::spawn(move || {
+        let mut p2 = p2;
+        p2.send(0, vec![7; 100]).unwrap();
+        p2.send(1, vec![8; 100]).unwrap();
+        drop(p2); // its last messages are still delivered, then the links close
+    });
+    let results = run(&mut s, |me, sess| {
+        assert_eq!(sess.recv(2, 100).unwrap(), vec![7 + me as u64; 100]);
+        let start = Instant::now();
+        let err = sess.recv(2, 100).unwrap_err();
+        (err, start.elapsed())
+    });
+    dropper.join().unwrap();
+    for (me, (err, waited)) in results.into_iter().enumerate() {
+        assert_eq!(err, NetError::Disconnected { peer: 2 }, "party {me}");
+        assert!(waited < Duration::from_secs(10), "party {me} waited {waited:?}");
+    }
+    // The failure is sticky, and sending to the dead party fails too (eventually, once the
+    // writer notices; it must not hang).
+    assert_eq!(s[0].recv(2, 1), Err(NetError::Disconnected { peer: 2 }));
+    assert!(matches!(s[0].send(2, vec![1]), Err(NetError::Disconnected { peer: 2 })));
+    // The surviving link still works.
+    let out = run(&mut s, |me, sess| {
+        sess.send(1 - me, vec![me as u64]).unwrap();
+        sess.recv(1 - me, 1).unwrap()
+    });
+    assert_eq!(out, vec![vec![1], vec![0]]);
+}
+
+#[test]
+fn a_write_to_a_vanished_party_fails_on_a_later_send() {
+    let mut s = connect_all(vec![Security::InsecurePlaintext, Security::InsecurePlaintext]);
+    drop(s.pop().unwrap());
+    let start = Instant::now();
+    let err = loop {
+        if let Err(e) = s[0].send(1, vec![0; 100_000]) {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "sends to a closed peer kept succeeding");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(err, NetError::Disconnected { peer: 1 });
+    assert_eq!(s[0].recv(1, 1), Err(NetError::Disconnected { peer: 1 }));
+}
+
+#[test]
+fn a_stalled_party_times_out() {
+    let mut s = connect_all(tls(3));
+    s[0].set_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(s[0].recv(2, 1), Err(NetError::Timeout { peer: 2, seconds: 0 }));
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(10), "{waited:?}");
+    // A timeout is not fatal: the message that comes later is received.
+    s[2].send(0, vec![9]).unwrap();
+    assert_eq!(s[0].recv(2, 1).unwrap(), vec![9]);
+}
+
+fn identity(party: usize, certs: &[&str], key: &str) -> Security {
+    Security::Tls(TlsIdentity::from_pem(party, certs, key).unwrap())
+}
+
+fn expect_rejection(r: &[Result<Session, NetError>], impostor: usize) {
+    let honest = 1 - impostor;
+    match &r[honest] {
+        Err(NetError::Tls { peer, reason }) if *peer == impostor => assert!(reason.contains("pinned"), "{reason}"),
+        other => panic!("party {honest} accepted or misreported impostor {impostor}: {:?}", other.as_ref().err()),
+    }
+    // The impostor learns that it was refused, by whom.
+    match &r[impostor] {
+        Err(NetError::Tls { peer, .. }) if *peer == honest => {}
+        other => panic!("impostor {impostor}: {:?}", other.as_ref().err()),
+    }
+}
+
+#[test]
+fn a_certificate_other_than_the_pinned_one_is_rejected() {
+    let p: Vec<(String, String)> = (0..3).map(|i| generate_identity(i).unwrap()).collect();
+    let (rogue_cert, rogue_key) = generate_identity(1).unwrap();
+
+    // The connecting party 1 presents a certificate party 0 has never seen.
+    let r = try_connect_all(
+        vec![identity(0, &[&p[0].0, &p[1].0], &p[0].1), identity(1, &[&p[0].0, &rogue_cert], &rogue_key)],
+        DEADLINE,
+    );
+    expect_rejection(&r, 1);
+
+    // The listening party 0 is the impostor.
+    let r = try_connect_all(
+        vec![identity(0, &[&rogue_cert, &p[1].0], &rogue_key), identity(1, &[&p[0].0, &p[1].0], &p[1].1)],
+        DEADLINE,
+    );
+    expect_rejection(&r, 0);
+
+    // A genuine certificate, but another party's: party 2's key and certificate cannot stand in
+    // for party 1.
+    let r = try_connect_all(
+        vec![identity(0, &[&p[0].0, &p[1].0], &p[0].1), identity(1, &[&p[0].0, &p[2].0], &p[2].1)],
+        DEADLINE,
+    );
+    expect_rejection(&r, 1);
+
+    // With the right pins the same keys work.
+    let r = try_connect_all(
+        vec![identity(0, &[&p[0].0, &p[1].0], &p[0].1), identity(1, &[&p[0].0, &p[1].0], &p[1].1)],
+        DEADLINE,
+    );
+    assert!(r.iter().all(|s| s.is_ok()));
+}
+
+#[test]
+fn connect_retries_until_the_peer_appears() {
+    // Reserve a port, free it, and start party 0 on it only after party 1 has been retrying.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addrs = vec![format!("127.0.0.1:{port}"), "127.0.0.1:9".to_string()];
+    let mut sec = tls(2).into_iter();
+    let (s0, s1) = (sec.next().unwrap(), sec.next().unwrap());
+    let mut cfg1 = NetworkConfig::new(1, addrs.clone(), s1);
+    cfg1.connect_deadline = DEADLINE;
+    let started = Instant::now();
+    let p1 = thread::spawn(move || Session::connect(cfg1));
+    thread::sleep(Duration::from_millis(700));
+    let mut cfg0 = NetworkConfig::new(0, addrs, s0);
+    cfg0.connect_deadline = DEADLINE;
+    let mut p0 = Session::connect(cfg0).unwrap();
+    let mut p1 = p1.join().unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    p1.send(0, vec![1, 2]).unwrap();
+    assert_eq!(p0.recv(1, 2).unwrap(), vec![1, 2]);
+}
+
+#[test]
+fn connect_deadline_names_the_missing_peer() {
+    // The connecting side: nobody listens at party 0's address.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addrs = vec![format!("127.0.0.1:{port}"), "127.0.0.1:9".to_string()];
+    let mut cfg = NetworkConfig::new(1, addrs, Security::InsecurePlaintext);
+    cfg.connect_deadline = Duration::from_millis(500);
+    let start = Instant::now();
+    let err = Session::connect(cfg).err().unwrap();
+    assert!(matches!(err, NetError::Connect { peer: 0, .. }), "{err}");
+    assert!(err.to_string().contains("party 0"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // The listening side: party 2 never comes (party 1 does).
+    let ids = tls(3);
+    let (ls, addrs) = loopback_listeners(3);
+    let mut ls = ls.into_iter();
+    let (l0, l1) = (ls.next().unwrap(), ls.next().unwrap());
+    let mut ids = ids.into_iter();
+    let (s0, s1) = (ids.next().unwrap(), ids.next().unwrap());
+    let mut c0 = NetworkConfig::new(0, addrs.clone(), s0);
+    let mut c1 = NetworkConfig::new(1, addrs, s1);
+    c0.connect_deadline = Duration::from_millis(800);
+    c1.connect_deadline = Duration::from_millis(800);
+    let start = Instant::now();
+    let h1 = thread::spawn(move || Session::connect_with_listener(c1, l1));
+    let e0 = Session::connect_with_listener(c0, l0).err().unwrap();
+    let e1 = h1.join().unwrap().err().unwrap();
+    assert!(matches!(e0, NetError::Connect { peer: 2, .. }), "{e0}");
+    assert!(matches!(e1, NetError::Connect { peer: 2, .. }), "{e1}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// A raw TCP peer posing as party 1 of 2 in plaintext mode: the returned stream has done the
+/// set-up, and party 0's session is being connected in the returned thread.
+fn raw_peer() -> (TcpStream, thread::JoinHandle<Result<Session, NetError>>) {
+    let (mut ls, addrs) = loopback_listeners(2);
+    let l0 = ls.remove(0);
+    let mut cfg = NetworkConfig::new(0, addrs.clone(), Security::InsecurePlaintext);
+    cfg.connect_deadline = DEADLINE;
+    let h = thread::spawn(move || Session::connect_with_listener(cfg, l0));
+    // A stray connection that does not speak the protocol is ignored.
+    let mut stray = TcpStream::connect(&addrs[0]).unwrap();
+    stray.write_all(&[0xAB; HELLO_LEN]).unwrap();
+    drop(stray);
+    let mut s = TcpStream::connect(&addrs[0]).unwrap();
+    s.write_all(&Hello::new(1, 0, 2, MODE_INSECURE_PLAINTEXT).encode()).unwrap();
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, ACK);
+    (s, h)
+}
+
+fn expect_protocol_error(bytes: &[u8], what: &str) {
+    let (mut raw, h) = raw_peer();
+    let mut p0 = h.join().unwrap().unwrap();
+    raw.write_all(bytes).unwrap();
+    let start = Instant::now();
+    match p0.recv(1, 4) {
+        Err(NetError::Protocol { peer: 1, reason }) => assert!(reason.contains(what), "{reason}"),
+        other => panic!("expected a protocol error about {what}, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn malformed_frames_are_protocol_errors_naming_the_peer() {
+    expect_protocol_error(&[0x5A; 64], "bad frame header");
+    expect_protocol_error(&FrameHeader::data(0, usize::MAX >> 1).encode(), "exceeds the limit");
+    expect_protocol_error(&FrameHeader::data(3, 4).encode(), "out of sequence");
+    let mut h = FrameHeader::data(0, 4);
+    h.kind = 77;
+    expect_protocol_error(&h.encode(), "unknown frame kind");
+
+    // A well-formed frame is received; a peer dying inside the next one is a disconnection.
+    let (mut raw, h) = raw_peer();
+    let mut p0 = h.join().unwrap().unwrap();
+    let mut bytes = FrameHeader::data(0, 4).encode().to_vec();
+    for v in [1u64, 2, 3, 4] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes.extend_from_slice(&FrameHeader::data(1, 1000).encode());
+    bytes.extend_from_slice(&[0; 100]);
+    raw.write_all(&bytes).unwrap();
+    drop(raw);
+    assert_eq!(p0.recv(1, 4).unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(p0.recv(1, 1000), Err(NetError::Disconnected { peer: 1 }));
+}
+
+#[test]
+fn plaintext_refuses_non_loopback_addresses() {
+    // Refused while validating the configuration: no packet is sent anywhere.
+    let cfg = NetworkConfig::new(1, vec!["0.0.0.0:9".into(), "127.0.0.1:9".into()], Security::InsecurePlaintext);
+    match Session::connect(cfg) {
+        Err(NetError::Config { reason }) => assert!(reason.contains("loopback"), "{reason}"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cryptflow-net-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn keygen_writes_private_keys_0600_and_the_loaded_identities_connect() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("keygen");
+    keygen(&dir, 3).unwrap();
+    for i in 0..3 {
+        let mode = std::fs::metadata(key_path(&dir, i)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "party{i}.key");
+        assert!(dir.join(format!("party{i}.crt")).exists());
+    }
+    let ids: Vec<_> = (0..3).map(|i| Security::Tls(TlsIdentity::load(&dir, i, 3).unwrap())).collect();
+    let mut s = connect_all(ids);
+    let out = run(&mut s, |me, sess| {
+        let next = (me + 1) % 3;
+        let prev = (me + 2) % 3;
+        sess.send(next, vec![me as u64; 3]).unwrap();
+        sess.recv(prev, 3).unwrap()
+    });
+    assert_eq!(out, vec![vec![2; 3], vec![0; 3], vec![1; 3]]);
+
+    // Keys are fresh every time, and a readable key file is refused.
+    let again = temp_dir("keygen2");
+    keygen(&again, 1).unwrap();
+    assert_ne!(std::fs::read(key_path(&dir, 0)).unwrap(), std::fs::read(key_path(&again, 0)).unwrap());
+    std::fs::set_permissions(key_path(&dir, 1), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(TlsIdentity::load(&dir, 1, 3), Err(NetError::Config { .. })));
+    // A key that does not belong to the party's certificate is refused.
+    let certs: Vec<String> = (0..2).map(|i| std::fs::read_to_string(dir.join(format!("party{i}.crt"))).unwrap()).collect();
+    let other_key = std::fs::read_to_string(key_path(&dir, 0)).unwrap();
+    assert!(matches!(TlsIdentity::from_pem(1, &certs, &other_key), Err(NetError::Config { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
+}
+
+#[test]
+fn sessions_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+}
