@@ -1,0 +1,75 @@
+#![allow(dead_code)]
+//! Shared helpers of the CLI tests: run the real binary, read .npy files, find fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("fixtures")
+}
+
+pub fn cryptflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cryptflow")).args(args).output().expect("the cryptflow binary runs")
+}
+
+/// Runs the binary and fails the test, with its stderr, unless it succeeds.
+pub fn cryptflow_ok(args: &[&str]) -> Output {
+    let out = cryptflow(args);
+    assert!(out.status.success(), "cryptflow {:?} failed:\n{}", args, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure is a clean error exit (1), never a panic (101) or a signal.
+pub fn assert_clean_failure(out: &Output, context: &str) {
+    assert_eq!(out.status.code(), Some(1), "{context}: expected a clean error exit, got {:?}\n{}", out.status, stderr(out));
+    let err = stderr(out);
+    assert!(err.starts_with("error:"), "{context}: stderr should start with `error:`:\n{err}");
+    assert!(!err.contains("panicked"), "{context}: panicked:\n{err}");
+}
+
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let data = npy.into_vec::<f32>().unwrap();
+    (shape, data)
+}
+
+pub fn read_labels(path: &Path) -> Vec<i64> {
+    let bytes = std::fs::read(path).unwrap();
+    npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<i64>().unwrap()
+}
+
+pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(std::io::BufWriter::new(std::fs::File::create(path).unwrap()))
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
