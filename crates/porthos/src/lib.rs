@@ -1,1 +1,958 @@
+//! Porthos: the semi-honest 3-party backend of CrypTFlow (paper Section IV), and the SecureNN
+//! protocols it improves on (Wagh, Gupta, Chandran, PoPETs 2019) as a switchable variant.
+//!
+//! # Roles
+//! Party 0 is the model owner and party 1 the client: they hold 2-out-of-2 additive shares over
+//! Z_2^64 of every secret. Party 2 is the helper: it holds no shares (its "share" of a secret is
+//! a zero tensor of the secret's shape), deals correlated randomness and assists comparisons.
+//! Only party 0 adds public constants to its share.
+//!
+//! # Correlated randomness
+//! At session start every pair of parties agrees on an AES-128 key drawn from the operating
+//! system (party 0 draws k01 and k02, party 1 draws k12, and each sends its key over the link
+//! to the other holder; links are the transport's business and are encrypted there). Keys are
+//! never hard-coded, printed or logged. AES-128-CTR under a pair's key is a keystream both
+//! holders expand identically ([`prf`]). With it:
+//! - sharing an input costs nothing: owner and co-holder both draw `r` from k01; the owner's
+//!   share is `v - r` and the other's is `r`;
+//! - Beaver triples cost one message: P0 and P2 draw `A0, B0, C0` from k02, P1 and P2 draw
+//!   `A1, B1` from k12, and P2 sends `C1 = AB - C0` to P1;
+//! - P0 and P1 draw their common randomness (zero shares, the masks and bits of ShareConvert,
+//!   ComputeMSB and PrivateCompare) from k01.
+//!
+//! # The two variants
+//! [`ProtocolVariant::SecureNN`] runs the SecureNN protocols; [`ProtocolVariant::Porthos`] adds
+//! the two Porthos optimisations:
+//! 1. convolutions (and transposed convolutions) are evaluated on masks of the size of the input
+//!    X, not of its reshaped (im2col) form X' (paper Algorithm 1);
+//! 2. whenever the helper deals fresh shares `(r, v - r)` of a value in ShareConvert and
+//!    ComputeMSB, `r` is drawn from the key it shares with one of the parties and only `v - r`
+//!    is sent to the other; which party gets the sent share alternates from element to element
+//!    (load balance). The random `x` of ComputeMSB needs no message at all: both of its shares
+//!    come from the keys.
+//!
+//! # Communication (Table III), and how the counters relate to it
+//! `l = 64`, `log p = 8`. Ring elements of Z_L and Z_{L-1} (including single bits, which
+//! SecureNN shares as ring elements) are one 64-bit word; Z_p elements are one byte each,
+//! packed eight to a word ([`ring`]); every Z_p message carries whole 64-element bit
+//! decompositions, so packing wastes nothing. The session counts 8 bytes per word, hence the
+//! bytes sent, summed over the three parties, are exactly the Table III bit counts divided by
+//! eight. Per element (bytes):
+//!
+//! | protocol | Porthos | SecureNN |
+//! |---|---|---|
+//! | ShareConvert | (3 l log p + 5 l)/8 = 232 | (4 l log p + 6 l)/8 = 304 |
+//! | ComputeMSB | (3 l log p + 9 l)/8 = 264 | (4 l log p + 13 l)/8 = 360 |
+//! | ReLU | (6 l log p + 19 l)/8 = 536 | (8 l log p + 24 l)/8 = 704 |
+//! | MaxPool_n | (6 l log p + 24 l)(n-1)/8 = 576 (n-1) | (8 l log p + 29 l)(n-1)/8 = 744 (n-1) |
+//!
+//! Conv2d_{m,i,f,o} costs `8 (2 m^2 i + 2 f^2 o i + q^2 o)` bytes in Porthos and
+//! `8 (2 q^2 f^2 i + 2 f^2 o i + q^2 o)` in SecureNN, generalised to any geometry as
+//! `8 (2 |X| + 2 |Y| + |Z|)` and `8 (2 |X'| + 2 |Y| + |Z|)`. MatMul `[M,K] x [K,N]` costs
+//! `8 (2 MK + 2 KN + MN)` and the elementwise product `8 * 5` per element in both variants.
+//!
+//! As in Table III (and the published Porthos implementation), the helper's shares of the bit
+//! `eta'` in ShareConvert are both sent: that message is not halved, which is what makes
+//! ShareConvert `3 l log p + 5 l` rather than `3 l log p + 4 l`. Also as in Table III,
+//! MaxPool carries the index of the maximum along with it (SecureNN's MaxPool does, for
+//! training): two selections per comparison, which [`Backend::argmax`] needs anyway.
+//!
+//! # Ranges
+//! Comparisons (ReLU, MaxPool, ArgMax) follow SecureNN: DReLU(x) is the MSB of `2x` (an even
+//! value, which ShareConvert needs), so they are exact for `-2^62 <= x < 2^62`. MaxPool and
+//! ArgMax compare differences of two values, so their inputs must lie in `[-2^61, 2^61)`.
+//! Fixed-point values of a network are far inside these ranges.
 
+pub mod lower;
+pub mod prf;
+pub mod ring;
+
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+use cryptflow_net::Session;
+use cryptflow_tensor::{kernels, movement, num_elements, ShapeError};
+use rayon::prelude::*;
+
+use lower::Lowering;
+use prf::{Prf, PrfKey};
+use ring::{add_p, add_zl1, mul_p, neg_p, sub_zl1, to_zl1, wraps, Ring, Zp, ZL, ZL1};
+
+/// Which protocol family runs (`--protocol porthos` or `--protocol securenn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtocolVariant {
+    /// SecureNN with both Porthos optimisations.
+    Porthos,
+    /// Plain SecureNN (Table III, left column), for comparison (Table VIII).
+    SecureNN,
+}
+
+pub const MODEL_OWNER: usize = 0;
+pub const CLIENT: usize = 1;
+pub const HELPER: usize = 2;
+
+/// Elementwise work below this many elements stays on the calling thread.
+const PAR_MIN: usize = 1 << 12;
+
+/// One party of a Porthos (or SecureNN) session.
+pub struct Porthos {
+    session: Session,
+    variant: ProtocolVariant,
+    id: usize,
+    /// k01: P0 and P1.
+    k01: Option<Prf>,
+    /// k02: P0 and P2.
+    k02: Option<Prf>,
+    /// k12: P1 and P2.
+    k12: Option<Prf>,
+    /// This party's private randomness (the helper's in SecureNN dealing).
+    own: Prf,
+    /// Load-balancing phase of the helper's dealing: element `i` of a deal has its share for
+    /// P0 drawn from k02 when `(i + parity)` is even, its share for P1 drawn from k12 otherwise.
+    parity: usize,
+}
+
+impl std::fmt::Debug for Porthos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Porthos").field("party", &self.id).field("variant", &self.variant).finish_non_exhaustive()
+    }
+}
+
+fn os_key() -> Result<PrfKey> {
+    PrfKey::random().map_err(|e| BackendError::Aborted(format!("operating system randomness unavailable: {e}")))
+}
+
+fn shape_err(msg: String) -> BackendError {
+    BackendError::Shape(ShapeError::new(msg))
+}
+
+impl Porthos {
+    /// Joins a 3-party session and agrees on the pairwise PRF keys (one message per pair).
+    pub fn new(session: Session, variant: ProtocolVariant) -> Result<Porthos> {
+        if session.parties() != 3 {
+            return Err(BackendError::Aborted(format!("Porthos needs 3 parties, the session has {}", session.parties())));
+        }
+        let id = session.id();
+        let mut p = Porthos { session, variant, id, k01: None, k02: None, k12: None, own: Prf::new(os_key()?), parity: 0 };
+        match id {
+            MODEL_OWNER => {
+                let k01 = os_key()?;
+                let k02 = os_key()?;
+                p.send(CLIENT, k01.to_words())?;
+                p.send(HELPER, k02.to_words())?;
+                p.k01 = Some(Prf::new(k01));
+                p.k02 = Some(Prf::new(k02));
+            }
+            CLIENT => {
+                let k12 = os_key()?;
+                p.send(HELPER, k12.to_words())?;
+                p.k12 = Some(Prf::new(k12));
+                p.k01 = Some(Prf::new(p.recv_key(MODEL_OWNER)?));
+            }
+            _ => {
+                p.k02 = Some(Prf::new(p.recv_key(MODEL_OWNER)?));
+                p.k12 = Some(Prf::new(p.recv_key(CLIENT)?));
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn variant(&self) -> ProtocolVariant {
+        self.variant
+    }
+
+    fn porthos(&self) -> bool {
+        self.variant == ProtocolVariant::Porthos
+    }
+
+    fn recv_key(&mut self, from: usize) -> Result<PrfKey> {
+        let words = self.recv(from, 2)?;
+        PrfKey::from_words(&words).ok_or_else(|| BackendError::Peer { peer: from, reason: "malformed key".into() })
+    }
+
+    // ----- links -------------------------------------------------------------------------
+
+    fn send(&mut self, to: usize, data: Vec<u64>) -> Result<()> {
+        self.session.send(to, data).map_err(|e| BackendError::Peer { peer: to, reason: e.to_string() })
+    }
+
+    fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>> {
+        self.session.recv(from, len).map_err(|e| BackendError::Peer { peer: from, reason: e.to_string() })
+    }
+
+    fn send_ring<R: Ring>(&mut self, to: usize, v: &[R::E]) -> Result<()> {
+        self.send(to, R::encode(v))
+    }
+
+    fn recv_ring<R: Ring>(&mut self, from: usize, len: usize) -> Result<Vec<R::E>> {
+        let words = self.recv(from, R::words(len))?;
+        R::decode(words, len)
+            .ok_or_else(|| BackendError::Peer { peer: from, reason: format!("sent an element outside {}", R::NAME) })
+    }
+
+    // ----- keys --------------------------------------------------------------------------
+
+    /// k01 (P0 and P1 only).
+    fn common(&mut self) -> &mut Prf {
+        self.k01.as_mut().expect("k01 is held by parties 0 and 1")
+    }
+
+    /// The key this share-holder shares with the helper (k02 for P0, k12 for P1).
+    fn with_helper(&mut self) -> &mut Prf {
+        if self.id == MODEL_OWNER {
+            self.k02.as_mut().expect("k02 is held by parties 0 and 2")
+        } else {
+            self.k12.as_mut().expect("k12 is held by parties 1 and 2")
+        }
+    }
+
+    /// The helper's key with share-holder `j`.
+    fn helper_key(&mut self, j: usize) -> &mut Prf {
+        if j == MODEL_OWNER {
+            self.k02.as_mut().expect("k02 is held by parties 0 and 2")
+        } else {
+            self.k12.as_mut().expect("k12 is held by parties 1 and 2")
+        }
+    }
+
+    /// Adds shares of zero drawn from k01 (SecureNN's `U`), so that output shares are fresh.
+    fn rerandomise(&mut self, z: &mut [u64]) {
+        if self.id == HELPER || z.is_empty() {
+            return;
+        }
+        let u = self.common().u64s(z.len());
+        let lead = self.id == MODEL_OWNER;
+        z.par_iter_mut().with_min_len(PAR_MIN).zip(u.par_iter()).for_each(|(v, &u)| {
+            *v = if lead { v.wrapping_add(u) } else { v.wrapping_sub(u) };
+        });
+    }
+
+    // ----- the helper's dealing ----------------------------------------------------------
+
+    /// The helper deals fresh additive shares over `R` of its secret `values` (`items` items of
+    /// `width` elements); P0 and P1 get their shares, the helper an empty vector.
+    ///
+    /// With `halve` in the Porthos variant, item `i` has one share drawn from a key the helper
+    /// shares with a party (P0 for even `i + parity`, P1 otherwise) and only the other share
+    /// sent: `items * width` elements on the wire in all. Otherwise both shares are sent
+    /// (`2 * items * width`), the first drawn from the helper's private randomness.
+    fn deal<R: Ring>(&mut self, values: Option<&[R::E]>, items: usize, width: usize, halve: bool) -> Result<Vec<R::E>> {
+        let len = items * width;
+        if halve && self.porthos() {
+            let parity = self.parity;
+            self.parity = (parity + items) % 2;
+            let to_p0 = |i: usize| (i + parity) % 2 == 0;
+            let n0 = if parity == 0 { items.div_ceil(2) } else { items / 2 };
+            let n1 = items - n0;
+            match self.id {
+                HELPER => {
+                    let v = values.expect("the helper deals its own values");
+                    let mut r0 = vec![R::E::default(); n0 * width];
+                    R::random(self.helper_key(MODEL_OWNER), &mut r0);
+                    let mut r1 = vec![R::E::default(); n1 * width];
+                    R::random(self.helper_key(CLIENT), &mut r1);
+                    let mut for_p0 = Vec::with_capacity(n1 * width);
+                    let mut for_p1 = Vec::with_capacity(n0 * width);
+                    let (mut a, mut b) = (0, 0);
+                    for i in 0..items {
+                        let item = &v[i * width..(i + 1) * width];
+                        if to_p0(i) {
+                            let r = &r0[a * width..(a + 1) * width];
+                            for_p1.extend(item.iter().zip(r).map(|(&x, &r)| R::sub(x, r)));
+                            a += 1;
+                        } else {
+                            let r = &r1[b * width..(b + 1) * width];
+                            for_p0.extend(item.iter().zip(r).map(|(&x, &r)| R::sub(x, r)));
+                            b += 1;
+                        }
+                    }
+                    self.send_ring::<R>(MODEL_OWNER, &for_p0)?;
+                    self.send_ring::<R>(CLIENT, &for_p1)?;
+                    Ok(Vec::new())
+                }
+                j => {
+                    let (drawn, sent) = if j == MODEL_OWNER { (n0, n1) } else { (n1, n0) };
+                    let mut mine = vec![R::E::default(); drawn * width];
+                    R::random(self.with_helper(), &mut mine);
+                    let got = self.recv_ring::<R>(HELPER, sent * width)?;
+                    let mut out = Vec::with_capacity(len);
+                    let (mut a, mut b) = (0, 0);
+                    for i in 0..items {
+                        if to_p0(i) == (j == MODEL_OWNER) {
+                            out.extend_from_slice(&mine[a * width..(a + 1) * width]);
+                            a += 1;
+                        } else {
+                            out.extend_from_slice(&got[b * width..(b + 1) * width]);
+                            b += 1;
+                        }
+                    }
+                    Ok(out)
+                }
+            }
+        } else {
+            match self.id {
+                HELPER => {
+                    let v = values.expect("the helper deals its own values");
+                    let mut r = vec![R::E::default(); len];
+                    R::random(&mut self.own, &mut r);
+                    let other: Vec<R::E> = v.iter().zip(&r).map(|(&x, &r)| R::sub(x, r)).collect();
+                    self.send_ring::<R>(MODEL_OWNER, &r)?;
+                    self.send_ring::<R>(CLIENT, &other)?;
+                    Ok(Vec::new())
+                }
+                _ => self.recv_ring::<R>(HELPER, len),
+            }
+        }
+    }
+
+    // ----- Beaver products ---------------------------------------------------------------
+
+    /// Shares of `op(X, Y)` for a bilinear `op` (matrix product, convolution, elementwise
+    /// product) from shares `x`, `y` (the helper passes zeros of the right lengths).
+    /// Communication: `2 |X| + 2 |Y|` words between P0 and P1, `|Z|` from the helper to P1.
+    fn beaver<F>(&mut self, x: &[u64], y: &[u64], nz: usize, op: F) -> Result<Vec<u64>>
+    where
+        F: Fn(&[u64], &[u64]) -> std::result::Result<Vec<u64>, ShapeError>,
+    {
+        let (nx, ny) = (x.len(), y.len());
+        if self.id == HELPER {
+            let a0 = self.helper_key(MODEL_OWNER).u64s(nx);
+            let b0 = self.helper_key(MODEL_OWNER).u64s(ny);
+            let c0 = self.helper_key(MODEL_OWNER).u64s(nz);
+            let mut a = self.helper_key(CLIENT).u64s(nx);
+            let mut b = self.helper_key(CLIENT).u64s(ny);
+            add_in_place(&mut a, &a0);
+            add_in_place(&mut b, &b0);
+            let mut c1 = op(&a, &b)?;
+            check_len(&c1, nz)?;
+            sub_in_place(&mut c1, &c0);
+            self.send(CLIENT, c1)?;
+            return Ok(vec![0; nz]);
+        }
+        let j = self.id;
+        let other = 1 - j;
+        let a = self.with_helper().u64s(nx);
+        let b = self.with_helper().u64s(ny);
+        let c = if j == MODEL_OWNER { Some(self.with_helper().u64s(nz)) } else { None };
+        let mut msg = Vec::with_capacity(nx + ny);
+        msg.extend(x.iter().zip(&a).map(|(&x, &a)| x.wrapping_sub(a)));
+        msg.extend(y.iter().zip(&b).map(|(&y, &b)| y.wrapping_sub(b)));
+        self.send(other, msg)?;
+        let mut ef = self.recv(other, nx + ny)?;
+        // E = (X - A) summed over both parties; recompute this party's part instead of keeping it.
+        ef[..nx].par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter().zip(a.par_iter())).for_each(|(e, (&x, &a))| {
+            *e = e.wrapping_add(x.wrapping_sub(a));
+        });
+        ef[nx..].par_iter_mut().with_min_len(PAR_MIN).zip(y.par_iter().zip(b.par_iter())).for_each(|(f, (&y, &b))| {
+            *f = f.wrapping_add(y.wrapping_sub(b));
+        });
+        drop((a, b));
+        let (e, f) = ef.split_at(nx);
+        // Z_j = X_j F + E Y_j - j E F + C_j, with X_1 F - E F = (X_1 - E) F.
+        let mut z = if j == MODEL_OWNER {
+            op(x, f)?
+        } else {
+            let x_minus_e: Vec<u64> = x.iter().zip(e).map(|(&x, &e)| x.wrapping_sub(e)).collect();
+            op(&x_minus_e, f)?
+        };
+        check_len(&z, nz)?;
+        let ey = op(e, y)?;
+        check_len(&ey, nz)?;
+        add_in_place(&mut z, &ey);
+        let c = match c {
+            Some(c) => c,
+            None => self.recv(HELPER, nz)?,
+        };
+        add_in_place(&mut z, &c);
+        self.rerandomise(&mut z);
+        Ok(z)
+    }
+
+    /// Elementwise product of two shared vectors (SecureNN's scalar MatMul / SelectShare core).
+    fn mul_vec(&mut self, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.beaver(x, y, x.len(), |a, b| Ok(a.iter().zip(b).map(|(&a, &b)| a.wrapping_mul(b)).collect()))
+    }
+
+    // ----- comparisons -------------------------------------------------------------------
+
+    /// PrivateCompare (SecureNN Algorithm 3). P0 and P1 hold Z_p shares `xbits` of the bits
+    /// of secrets `x` (64 per value, least significant first), public values `r` and common
+    /// bits `beta`; the helper learns `beta XOR (x > r)` (returned to it; P0 and P1 get an
+    /// empty vector). Communication: 64 Z_p elements from each of P0 and P1 per value.
+    ///
+    /// The messages are masked with common random shares of zero before they leave P0 and P1,
+    /// so the helper sees only the reconstructed (multiplicatively blinded, rotated) vector
+    /// and not the pair of shares. The common permutation is a uniformly random rotation of
+    /// the 64 positions: the blinded vector has at most one zero and independent uniform
+    /// nonzero entries elsewhere, so a uniform rotation already puts the zero at a uniform
+    /// position.
+    fn private_compare(&mut self, xbits: &[u8], r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
+        const W: usize = 64;
+        if self.id == HELPER {
+            let d0 = self.recv_ring::<Zp>(MODEL_OWNER, n * W)?;
+            let d1 = self.recv_ring::<Zp>(CLIENT, n * W)?;
+            let out = d0
+                .par_chunks(W)
+                .zip(d1.par_chunks(W))
+                .map(|(a, b)| a.iter().zip(b).any(|(&a, &b)| add_p(a, b) == 0) as u8)
+                .collect();
+            return Ok(out);
+        }
+        let lead = self.id == MODEL_OWNER;
+        let mut s = vec![0u8; n * W];
+        self.common().fill_zp_nonzero(&mut s);
+        let mut z = vec![0u8; n * W];
+        self.common().fill_zp(&mut z);
+        let mut rot = vec![0u8; n];
+        self.common().fill_bytes(&mut rot);
+        let mut d = vec![0u8; n * W];
+        d.par_chunks_mut(W).enumerate().for_each(|(e, out)| {
+            let xs = &xbits[e * W..(e + 1) * W];
+            let mut c = [0u8; W];
+            if beta[e] == 1 && r[e] == u64::MAX {
+                // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
+                if lead {
+                    for (i, ci) in c.iter_mut().enumerate() {
+                        *ci = (i != 0) as u8;
+                    }
+                }
+            } else {
+                let t = if beta[e] == 1 { r[e] + 1 } else { r[e] };
+                let mut acc = 0u8; // shares of the number of differing bits above i
+                for i in (0..W).rev() {
+                    let tb = ((t >> i) & 1) as u8;
+                    let xi = xs[i];
+                    c[i] = if beta[e] == 0 {
+                        // r[i] - x[i] + 1 + sum_{k > i} (x[k] xor r[k])
+                        let v = add_p(neg_p(xi), acc);
+                        if lead {
+                            add_p(v, tb + 1)
+                        } else {
+                            v
+                        }
+                    } else {
+                        // x[i] - t[i] + 1 + sum_{k > i} (x[k] xor t[k])
+                        let v = add_p(xi, acc);
+                        if lead {
+                            add_p(v, if tb == 1 { 0 } else { 1 })
+                        } else {
+                            v
+                        }
+                    };
+                    // share of x[i] xor t[i]
+                    let w = if tb == 0 {
+                        xi
+                    } else if lead {
+                        add_p(1, neg_p(xi))
+                    } else {
+                        neg_p(xi)
+                    };
+                    acc = add_p(acc, w);
+                }
+            }
+            let shift = (rot[e] as usize) % W;
+            for i in 0..W {
+                let m = mul_p(s[e * W + i], c[i]);
+                let zi = z[e * W + i];
+                out[(i + shift) % W] = if lead { add_p(m, zi) } else { add_p(m, neg_p(zi)) };
+            }
+        });
+        self.send_ring::<Zp>(HELPER, &d)?;
+        Ok(Vec::new())
+    }
+
+    /// ShareConvert (SecureNN Algorithm 4): shares over Z_L of `a` (`a != 2^64 - 1`) to shares
+    /// over Z_{L-1} of the same value. The helper passes zeros and gets zeros.
+    /// Communication per element: Porthos `3 l log p + 5 l` bits, SecureNN `4 l log p + 6 l`.
+    pub fn share_convert(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        let n = a.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.id == HELPER {
+            let t0 = self.recv(MODEL_OWNER, n)?;
+            let t1 = self.recv(CLIENT, n)?;
+            let x: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| a.wrapping_add(b)).collect();
+            let delta: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| wraps(a, b) as u64).collect();
+            let bits = bit_decompose(&x);
+            self.deal::<Zp>(Some(&bits), n, 64, true)?;
+            self.deal::<ZL1>(Some(&delta), n, 1, true)?;
+            let eta_p = self.private_compare(&[], &[], &[], n)?;
+            let eta_p: Vec<u64> = eta_p.iter().map(|&b| b as u64).collect();
+            // Sent in full in both variants, as in Table III (see the crate docs).
+            self.deal::<ZL1>(Some(&eta_p), n, 1, false)?;
+            return Ok(vec![0; n]);
+        }
+        let lead = self.id == MODEL_OWNER;
+        let r0 = self.common().u64s(n);
+        let mut r1 = self.common().u64s(n);
+        let eta_pp = self.common().bits(n);
+        // r = r0 + r1 is known to P0 and P1; keep it nonzero so that r - 1 does not wrap
+        // (a change of probability 2^-64 to its distribution).
+        for (r0, r1) in r0.iter().zip(r1.iter_mut()) {
+            if r0.wrapping_add(*r1) == 0 {
+                *r1 = r1.wrapping_add(1);
+            }
+        }
+        let mine = if lead { &r0 } else { &r1 };
+        let a_tilde: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| a.wrapping_add(r)).collect();
+        let beta_j: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| wraps(a, r) as u64).collect();
+        self.send(HELPER, a_tilde)?;
+        let xbits = self.deal::<Zp>(None, n, 64, true)?;
+        let delta = self.deal::<ZL1>(None, n, 1, true)?;
+        let r_minus_1: Vec<u64> = r0.iter().zip(&r1).map(|(&a, &b)| a.wrapping_add(b).wrapping_sub(1)).collect();
+        self.private_compare(&xbits, &r_minus_1, &eta_pp, n)?;
+        let eta_p = self.deal::<ZL1>(None, n, 1, false)?;
+        let mut y = vec![0u64; n];
+        y.par_iter_mut().enumerate().with_min_len(PAR_MIN).for_each(|(i, y)| {
+            let alpha = wraps(r0[i], r1[i]) as u64;
+            // eta = eta' xor eta''
+            let mut eta = if eta_pp[i] == 1 { ring::neg_zl1(eta_p[i]) } else { eta_p[i] };
+            if lead {
+                eta = add_zl1(eta, eta_pp[i] as u64);
+            }
+            // theta = beta_j + delta_j + eta_j + [lead](-alpha - 1) = shares of wrap(a_0, a_1)
+            let mut theta = add_zl1(add_zl1(beta_j[i], delta[i]), eta);
+            if lead {
+                theta = sub_zl1(theta, alpha + 1);
+            }
+            *y = sub_zl1(to_zl1(a[i]), theta);
+        });
+        Ok(y)
+    }
+
+    /// ComputeMSB (SecureNN Algorithm 5): from shares over Z_{L-1} of `a`, shares over Z_L of
+    /// its most significant bit. The helper passes zeros and gets zeros.
+    /// Communication per element: Porthos `3 l log p + 9 l` bits, SecureNN `4 l log p + 13 l`.
+    pub fn compute_msb(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        let n = a.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.id == HELPER {
+            let x = if self.porthos() {
+                // Both shares of the random x come from the keys: nothing to send.
+                let x0 = self.helper_key(MODEL_OWNER).zl1s(n);
+                let x1 = self.helper_key(CLIENT).zl1s(n);
+                x0.iter().zip(&x1).map(|(&a, &b)| add_zl1(a, b)).collect()
+            } else {
+                let x = self.own.zl1s(n);
+                self.deal::<ZL1>(Some(&x), n, 1, false)?;
+                x
+            };
+            let bits = bit_decompose(&x);
+            self.deal::<Zp>(Some(&bits), n, 64, true)?;
+            let lsb: Vec<u64> = x.iter().map(|&x| x & 1).collect();
+            self.deal::<ZL>(Some(&lsb), n, 1, true)?;
+            let beta_p = self.private_compare(&[], &[], &[], n)?;
+            let beta_p: Vec<u64> = beta_p.iter().map(|&b| b as u64).collect();
+            self.deal::<ZL>(Some(&beta_p), n, 1, true)?;
+            self.mul_vec(&vec![0; n], &vec![0; n])?;
+            return Ok(vec![0; n]);
+        }
+        let lead = self.id == MODEL_OWNER;
+        let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal::<ZL1>(None, n, 1, false)? };
+        let xbits = self.deal::<Zp>(None, n, 64, true)?;
+        let lsb = self.deal::<ZL>(None, n, 1, true)?;
+        // r = 2a + x over Z_{L-1}, opened to P0 and P1.
+        let r_j: Vec<u64> = a.iter().zip(&x).map(|(&a, &x)| add_zl1(add_zl1(a, a), x)).collect();
+        let other = 1 - self.id;
+        self.send(other, r_j.clone())?;
+        let r_o = self.recv(other, n)?;
+        let r: Vec<u64> = r_j.iter().zip(&r_o).map(|(&a, &b)| add_zl1(a, b)).collect();
+        let beta = self.common().bits(n);
+        self.private_compare(&xbits, &r, &beta, n)?;
+        let beta_p = self.deal::<ZL>(None, n, 1, true)?;
+        // gamma = beta xor beta' = [x > r];  delta = x[0] xor r[0]
+        let gamma: Vec<u64> = (0..n)
+            .map(|i| {
+                let g = if beta[i] == 1 { beta_p[i].wrapping_neg() } else { beta_p[i] };
+                if lead {
+                    g.wrapping_add(beta[i] as u64)
+                } else {
+                    g
+                }
+            })
+            .collect();
+        let delta: Vec<u64> = (0..n)
+            .map(|i| {
+                let r0 = r[i] & 1;
+                let d = if r0 == 1 { lsb[i].wrapping_neg() } else { lsb[i] };
+                if lead {
+                    d.wrapping_add(r0)
+                } else {
+                    d
+                }
+            })
+            .collect();
+        let theta = self.mul_vec(&gamma, &delta)?;
+        // MSB(a) = gamma xor delta = gamma + delta - 2 gamma delta
+        let mut alpha: Vec<u64> =
+            (0..n).map(|i| gamma[i].wrapping_add(delta[i]).wrapping_sub(theta[i].wrapping_mul(2))).collect();
+        self.rerandomise(&mut alpha);
+        Ok(alpha)
+    }
+
+    /// DReLU: shares over Z_L of `[x >= 0]`, exact for `-2^62 <= x < 2^62`.
+    pub fn drelu(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        if a.is_empty() {
+            return Ok(Vec::new());
+        }
+        let two_a: Vec<u64> = a.iter().map(|&v| v.wrapping_mul(2)).collect();
+        let y = self.share_convert(&two_a)?;
+        let msb = self.compute_msb(&y)?;
+        let mut msb = self.msb_to_drelu(msb);
+        if self.id == HELPER {
+            msb.fill(0);
+        }
+        Ok(msb)
+    }
+
+    fn msb_to_drelu(&self, mut msb: Vec<u64>) -> Vec<u64> {
+        let lead = self.id == MODEL_OWNER;
+        for v in msb.iter_mut() {
+            *v = if lead { 1u64.wrapping_sub(*v) } else { v.wrapping_neg() };
+        }
+        msb
+    }
+
+    /// ReLU of a shared vector: DReLU, then SelectShare (one product).
+    pub fn relu_vec(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        let b = self.drelu(a)?;
+        self.mul_vec(&b, a)
+    }
+
+    /// SecureNN's max tournament over `rows` (`n` rows of `outs` values): `n - 1` sequential
+    /// rounds of DReLU and two SelectShares (value and index), vectorised over the outputs.
+    /// Returns shares of the maxima and of their (first) indices.
+    fn tournament(&mut self, rows: &[u64], n: usize, outs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
+        let lead = self.id == MODEL_OWNER;
+        let mut max = rows[..outs].to_vec();
+        let mut idx = vec![0u64; outs];
+        for k in 1..n {
+            let row = &rows[k * outs..(k + 1) * outs];
+            let diff: Vec<u64> = max.iter().zip(row).map(|(&m, &r)| m.wrapping_sub(r)).collect();
+            // b = [max >= row]: keep the current maximum on ties (first index wins).
+            let b = self.drelu(&diff)?;
+            let mut sel = Vec::with_capacity(2 * outs);
+            sel.extend_from_slice(&b);
+            sel.extend_from_slice(&b);
+            let mut val = diff;
+            val.extend(idx.iter().map(|&i| if lead { i.wrapping_sub(k as u64) } else { i }));
+            let prod = self.mul_vec(&sel, &val)?;
+            for (o, m) in max.iter_mut().enumerate() {
+                *m = row[o].wrapping_add(prod[o]);
+            }
+            for (o, i) in idx.iter_mut().enumerate() {
+                *i = prod[outs + o].wrapping_add(if lead { k as u64 } else { 0 });
+            }
+        }
+        if self.id == HELPER {
+            max.fill(0);
+            idx.fill(0);
+        }
+        Ok((max, idx))
+    }
+
+    fn zeros_for_helper(&self, t: RingTensor) -> RingTensor {
+        if self.id == HELPER {
+            RingTensor::zeros(t.shape().to_vec())
+        } else {
+            t
+        }
+    }
+
+    fn conv_common(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry, transpose: bool) -> Result<RingTensor> {
+        check_conv_geometry(geom, transpose)?;
+        let (filter_shape, out_shape) = if transpose {
+            (geom.conv_transpose_filter_shape(), geom.conv_transpose_output_shape())
+        } else {
+            (geom.conv_filter_shape(), geom.conv_output_shape())
+        };
+        let what = if transpose { "conv_transpose" } else { "conv" };
+        if x.shape() != geom.input_shape().as_slice() {
+            return Err(shape_err(format!("{what}: input {:?}, geometry expects {:?}", x.shape(), geom.input_shape())));
+        }
+        if filter.shape() != filter_shape.as_slice() {
+            return Err(shape_err(format!("{what}: filter {:?}, geometry expects {:?}", filter.shape(), filter_shape)));
+        }
+        let nz = num_elements(&out_shape);
+        if nz == 0 || x.is_empty() || filter.is_empty() {
+            return Ok(RingTensor::zeros(out_shape));
+        }
+        let z = if self.porthos() {
+            // Algorithm 1: masks of the size of X; the local products are (transposed)
+            // convolutions of the masked values, by bilinearity.
+            let in_shape = geom.input_shape();
+            let op = |a: &[u64], b: &[u64]| -> std::result::Result<Vec<u64>, ShapeError> {
+                let a = RingTensor::new(in_shape.clone(), a.to_vec())?;
+                let b = RingTensor::new(filter_shape.clone(), b.to_vec())?;
+                let z = if transpose { kernels::conv_transpose(&a, &b, geom)? } else { kernels::conv(&a, &b, geom)? };
+                Ok(z.into_data())
+            };
+            self.beaver(x.data(), filter.data(), nz, op)?
+        } else {
+            // SecureNN: lower to per-group matrix products and mask the reshaped input X'.
+            let l = Lowering::new(geom, transpose);
+            let (xl, wl) = if self.id == HELPER {
+                (vec![0; l.input_len()], vec![0; l.filter_len()])
+            } else {
+                (l.lower_input(x.data(), geom.layout), l.lower_filter(filter.data()))
+            };
+            let zl = self.beaver(&xl, &wl, l.output_len(), |a, b| lower::grouped_matmul(&l, a, b))?;
+            if self.id == HELPER {
+                vec![0; nz]
+            } else {
+                l.raise_output(&zl, geom.layout)
+            }
+        };
+        Ok(RingTensor::new(out_shape, z)?)
+    }
+}
+
+fn check_len(v: &[u64], n: usize) -> Result<()> {
+    if v.len() != n {
+        return Err(shape_err(format!("bilinear operation produced {} elements, expected {n}", v.len())));
+    }
+    Ok(())
+}
+
+fn add_in_place(a: &mut [u64], b: &[u64]) {
+    a.par_iter_mut().with_min_len(PAR_MIN).zip(b.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
+}
+
+fn sub_in_place(a: &mut [u64], b: &[u64]) {
+    a.par_iter_mut().with_min_len(PAR_MIN).zip(b.par_iter()).for_each(|(a, &b)| *a = a.wrapping_sub(b));
+}
+
+/// The 64 bits of every value (least significant first), as Z_p elements.
+fn bit_decompose(x: &[u64]) -> Vec<u8> {
+    let mut bits = vec![0u8; x.len() * 64];
+    bits.par_chunks_mut(64).zip(x.par_iter()).for_each(|(out, &v)| {
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = ((v >> i) & 1) as u8;
+        }
+    });
+    bits
+}
+
+fn check_conv_geometry(g: &ConvGeometry, transpose: bool) -> Result<()> {
+    let r = g.spatial_rank();
+    let bad = |m: &str| Err(shape_err(format!("convolution geometry: {m}")));
+    if [g.kernel.len(), g.strides.len(), g.dilations.len(), g.pads_begin.len(), g.pads_end.len()].iter().any(|&l| l != r) {
+        return bad("per-axis parameters do not match the spatial rank");
+    }
+    if transpose && g.output_padding.len() != r {
+        return bad("output_padding does not match the spatial rank");
+    }
+    if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
+        return bad("groups must divide the input and output channels");
+    }
+    for a in 0..r {
+        if g.strides[a] == 0 || g.dilations[a] == 0 || g.kernel[a] == 0 {
+            return bad("strides, dilations and kernel extents must be positive");
+        }
+        let span = g.dilations[a] * (g.kernel[a] - 1) + 1;
+        if transpose {
+            if g.input[a] == 0 {
+                return bad("empty input");
+            }
+            let full = g.strides[a] * (g.input[a] - 1) + g.output_padding.get(a).copied().unwrap_or(0) + span;
+            if full < g.pads_begin[a] + g.pads_end[a] + 1 {
+                return bad("padding leaves no output");
+            }
+        } else if g.input[a] + g.pads_begin[a] + g.pads_end[a] < span {
+            return bad("the kernel does not fit in the padded input");
+        }
+    }
+    Ok(())
+}
+
+fn check_pool_geometry(g: &PoolGeometry) -> Result<()> {
+    let r = g.spatial_rank();
+    if [g.window.len(), g.strides.len(), g.pads_begin.len(), g.pads_end.len()].iter().any(|&l| l != r) {
+        return Err(shape_err("pool geometry: per-axis parameters do not match the spatial rank".into()));
+    }
+    for a in 0..r {
+        if g.strides[a] == 0 || g.window[a] == 0 || g.input[a] + g.pads_begin[a] + g.pads_end[a] < g.window[a] {
+            return Err(shape_err("pool geometry: the window does not fit in the padded input".into()));
+        }
+    }
+    Ok(())
+}
+
+impl Backend for Porthos {
+    fn name(&self) -> &str {
+        match self.variant {
+            ProtocolVariant::Porthos => "porthos",
+            ProtocolVariant::SecureNN => "securenn",
+        }
+    }
+
+    fn party_id(&self) -> usize {
+        self.id
+    }
+
+    fn adds_public_constants(&self) -> bool {
+        self.id == MODEL_OWNER
+    }
+
+    fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
+        let owner_id = match owner {
+            Owner::ModelOwner => MODEL_OWNER,
+            Owner::Client => CLIENT,
+        };
+        let n = num_elements(shape);
+        if self.id == owner_id {
+            let v = value.ok_or_else(|| BackendError::Aborted(format!("{owner:?} gave no value to share")))?;
+            if v.shape() != shape {
+                return Err(shape_err(format!("{owner:?} input has shape {:?}, expected {shape:?}", v.shape())));
+            }
+        }
+        if self.id == HELPER {
+            return Ok(RingTensor::zeros(shape.to_vec()));
+        }
+        // Both share-holders draw r from k01: the owner keeps v - r, the other holds r.
+        let mut r = self.common().u64s(n);
+        if self.id == owner_id {
+            let v = value.expect("checked above");
+            for (r, &v) in r.iter_mut().zip(v.data()) {
+                *r = v.wrapping_sub(*r);
+            }
+        }
+        Ok(RingTensor::new(shape.to_vec(), r)?)
+    }
+
+    fn reveal(&mut self, x: &RingTensor, to: Owner) -> Result<Option<RingTensor>> {
+        let to_id = match to {
+            Owner::ModelOwner => MODEL_OWNER,
+            Owner::Client => CLIENT,
+        };
+        match self.id {
+            HELPER => Ok(None),
+            j if j == to_id => {
+                let other = self.recv(1 - j, x.len())?;
+                let data = x.data().iter().zip(&other).map(|(&a, &b)| a.wrapping_add(b)).collect();
+                Ok(Some(RingTensor::new(x.shape().to_vec(), data)?))
+            }
+            _ => {
+                self.send(to_id, x.data().to_vec())?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
+            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
+        }
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        if m * n == 0 || k == 0 {
+            return Ok(RingTensor::zeros(vec![m, n]));
+        }
+        let z = self.beaver(a.data(), b.data(), m * n, |x, y| {
+            let x = RingTensor::new(vec![m, k], x.to_vec())?;
+            let y = RingTensor::new(vec![k, n], y.to_vec())?;
+            Ok(kernels::matmul(&x, &y)?.into_data())
+        })?;
+        Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.conv_common(x, filter, geom, false)
+    }
+
+    fn conv_transpose(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.conv_common(x, filter, geom, true)
+    }
+
+    fn mul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.shape() != b.shape() {
+            return Err(shape_err(format!("mul: operands differ in shape: {:?} vs {:?}", a.shape(), b.shape())));
+        }
+        let z = self.mul_vec(a.data(), b.data())?;
+        Ok(RingTensor::new(a.shape().to_vec(), z)?)
+    }
+
+    fn relu(&mut self, x: &RingTensor) -> Result<RingTensor> {
+        let z = self.relu_vec(x.data())?;
+        Ok(self.zeros_for_helper(RingTensor::new(x.shape().to_vec(), z)?))
+    }
+
+    fn max_pool(&mut self, x: &RingTensor, geom: &PoolGeometry) -> Result<RingTensor> {
+        check_pool_geometry(geom)?;
+        if x.shape() != geom.input_shape().as_slice() {
+            return Err(shape_err(format!("max_pool: input {:?}, geometry expects {:?}", x.shape(), geom.input_shape())));
+        }
+        let out_shape = geom.output_shape();
+        let outs = num_elements(&out_shape);
+        if outs == 0 {
+            return Ok(RingTensor::zeros(out_shape));
+        }
+        let windows = kernels::pool_windows(x, geom)?;
+        let n = windows.shape()[0];
+        let (max, _) = self.tournament(windows.data(), n, outs)?;
+        Ok(RingTensor::new(out_shape, max)?)
+    }
+
+    fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
+        if axis >= x.rank() || x.shape()[axis] == 0 {
+            return Err(shape_err(format!("argmax: axis {axis} of shape {:?}", x.shape())));
+        }
+        let n = x.shape()[axis];
+        let mut perm = vec![axis];
+        perm.extend((0..x.rank()).filter(|&a| a != axis));
+        let rows = movement::transpose(x, &perm)?;
+        let outs = x.len() / n;
+        let mut out_shape = x.shape().to_vec();
+        if keep_dims {
+            out_shape[axis] = 1;
+        } else {
+            out_shape.remove(axis);
+        }
+        if outs == 0 {
+            return Ok(RingTensor::zeros(out_shape));
+        }
+        let (_, idx) = self.tournament(rows.data(), n, outs)?;
+        Ok(RingTensor::new(out_shape, idx)?)
+    }
+
+    /// Local truncation (SecureML): P0 shifts its share arithmetically, P1 computes
+    /// `-((-x1) >> k)`. No communication. For a value `x` the result is `floor(x / 2^k)` or one
+    /// more, except with probability about `|x| / 2^63` over the sharing (when a share lies
+    /// within `|x|` of the wrap-around point), where it is off by about `2^(64-k)`.
+    fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
+        if shift >= 64 {
+            return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
+        }
+        Ok(match self.id {
+            MODEL_OWNER => x.map(|v| ((v as i64) >> shift) as u64),
+            CLIENT => x.map(|v| (((v.wrapping_neg() as i64) >> shift) as u64).wrapping_neg()),
+            _ => RingTensor::zeros(x.shape().to_vec()),
+        })
+    }
+
+    /// Local division by public positive integers, generalising the truncation: P0 computes
+    /// `floor(x0 / d)`, P1 `-floor(-x1 / d)` (shares read as signed). With `x0 = q0 d + r0`,
+    /// `-x1 = q1 d + r1` the result `q0 - q1` is `floor(x / d)` or `floor(x / d) + 1`, except
+    /// with probability about `|x| / 2^63` (a share within `|x|` of the wrap-around point).
+    fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
+        if x.shape() != divisors.shape() {
+            return Err(shape_err(format!("divide: value {:?}, divisors {:?}", x.shape(), divisors.shape())));
+        }
+        if divisors.data().iter().any(|&d| d == 0 || (d as i64) < 0) {
+            return Err(BackendError::Aborted("division by a non-positive public divisor".into()));
+        }
+        Ok(match self.id {
+            MODEL_OWNER => x.zip_with(divisors, |v, d| (v as i64).div_euclid(d as i64) as u64)?,
+            CLIENT => x.zip_with(divisors, |v, d| ((v.wrapping_neg() as i64).div_euclid(d as i64) as u64).wrapping_neg())?,
+            _ => RingTensor::zeros(x.shape().to_vec()),
+        })
+    }
+
+    fn traffic(&self) -> Traffic {
+        let t = self.session.traffic();
+        Traffic { bytes_sent: t.bytes_sent, bytes_received: t.bytes_received, rounds: t.rounds }
+    }
+}
