@@ -3,9 +3,11 @@
 
 mod calibrate;
 mod compile;
+mod demo;
 mod model;
 mod npy;
 mod run;
+mod secure;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +29,20 @@ pub enum Emit {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendName {
+    /// The float reference executor (HLIL in f32; needs the model owner's weights).
     Float,
+    /// The cleartext fixed-point reference executor (needs the model owner's weights).
     Cleartext,
+    /// Porthos: semi-honest 3-party secure inference (all parties in this process).
+    Porthos,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolName {
+    /// Porthos with both of its communication optimisations.
+    Porthos,
+    /// SecureNN: the same protocols without Porthos' optimisations (paper Table VIII).
+    Securenn,
 }
 
 #[derive(Subcommand)]
@@ -37,6 +51,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Run a compiled program on inputs.
     Run(run::RunArgs),
+    /// Compile a shipped LeNet and run it securely on shipped digits, next to plaintext.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compile(args) => compile::compile(args),
         Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cryptflow_tensor::{FloatTensor, Tensor};
+use npyz::WriterBuilder;
 
 fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<File>>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -69,20 +70,32 @@ pub fn write_f32(path: &Path, tensor: &FloatTensor) -> Result<()> {
     Ok(())
 }
 
-/// Splits `x` into the inferences it holds: exactly `shape` (one), or `[N] + shape` (N).
-pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<FloatTensor>, bool)> {
+/// How the inferences of an input file are laid out; outputs are stacked the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stacking {
+    /// One input of exactly the model's shape.
+    Single,
+    /// `[N] + shape`: N inputs along a new leading axis.
+    NewAxis,
+    /// The model's batch extent is 1 and the file holds `[N] + shape[1..]`: N inputs along the
+    /// batch axis (what a batch-1 export of a model with a symbolic batch expects).
+    BatchAxis,
+}
+
+/// Splits `x` into the inferences it holds (see [`Stacking`]).
+pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<FloatTensor>, Stacking)> {
+    let per = cryptflow_tensor::num_elements(shape).max(1);
+    let split = |n: usize| -> Vec<FloatTensor> {
+        x.data().chunks(per).take(n).map(|c| Tensor::new(shape.to_vec(), c.to_vec()).expect("chunk has the right size")).collect()
+    };
     if x.shape() == shape {
-        return Ok((vec![x.clone()], false));
+        return Ok((vec![x.clone()], Stacking::Single));
     }
     if x.rank() == shape.len() + 1 && &x.shape()[1..] == shape {
-        let per = cryptflow_tensor::num_elements(shape);
-        let items = x
-            .data()
-            .chunks(per.max(1))
-            .take(x.shape()[0])
-            .map(|c| Tensor::new(shape.to_vec(), c.to_vec()).expect("chunk has the right size"))
-            .collect();
-        return Ok((items, true));
+        return Ok((split(x.shape()[0]), Stacking::NewAxis));
+    }
+    if !shape.is_empty() && shape[0] == 1 && x.rank() == shape.len() && x.shape()[1..] == shape[1..] {
+        return Ok((split(x.shape()[0]), Stacking::BatchAxis));
     }
     bail!(
         "{what} has shape {:?}; the model's input has shape {:?} (give one input of exactly that shape, or a stack [N, ...] of them)",
@@ -92,12 +105,15 @@ pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<
 }
 
 /// Stacks per-inference outputs the way the inputs were given.
-pub fn stack(outputs: &[FloatTensor], stacked: bool) -> FloatTensor {
-    if !stacked {
-        return outputs[0].clone();
-    }
+pub fn stack(outputs: &[FloatTensor], stacking: Stacking) -> FloatTensor {
+    let first = outputs[0].shape();
     let mut shape = vec![outputs.len()];
-    shape.extend_from_slice(outputs[0].shape());
+    match stacking {
+        Stacking::Single => return outputs[0].clone(),
+        Stacking::NewAxis => shape.extend_from_slice(first),
+        Stacking::BatchAxis if first.first() == Some(&1) => shape.extend_from_slice(&first[1..]),
+        Stacking::BatchAxis => shape.extend_from_slice(first),
+    }
     let data = outputs.iter().flat_map(|t| t.data().iter().copied()).collect();
     Tensor::new(shape, data).expect("outputs share a shape")
 }

@@ -11,7 +11,7 @@ use cryptflow_runtime::{decode_output, encode_input, float, LayerMetrics, Runner
 use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
 
-use crate::{npy, BackendName};
+use crate::{npy, BackendName, ProtocolName};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// Output .npy (float32): the dequantised outputs, stacked like the inputs.
     #[arg(short = 'o', long = "output", value_name = "Y.npy")]
     pub output: PathBuf,
+    /// Protocol variant of the porthos backend.
+    #[arg(long, value_enum, default_value = "porthos")]
+    pub protocol: ProtocolName,
+    /// Make a party fail on purpose, to see the failure behaviour: PARTY:crash.
+    #[arg(long = "inject-fault", value_name = "PARTY:KIND", value_parser = crate::secure::parse_fault)]
+    pub inject_fault: Option<crate::secure::Fault>,
     /// Write run metrics (time, communication, per-layer breakdown) as JSON.
     #[arg(long, value_name = "M.json")]
     pub metrics: Option<PathBuf>,
@@ -61,6 +67,9 @@ pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if args.inject_fault.is_some() && args.backend != BackendName::Porthos {
+        bail!("--inject-fault applies to secure backends");
+    }
     let public = read_public(&args.dir)?;
     let program = &public.program;
     if program.inputs.len() != 1 {
@@ -103,6 +112,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             metrics.bytes_sent = vec![0];
             metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
             outs
+        }
+        BackendName::Porthos => {
+            let weights = read_fixed_weights(&args.dir, &public)?;
+            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            let variant = match args.protocol {
+                ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
+                ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
+            };
+            metrics.backend = match args.protocol {
+                ProtocolName::Porthos => "porthos".into(),
+                ProtocolName::Securenn => "porthos-securenn".into(),
+            };
+            let run = crate::secure::run_porthos_local(program, &weights, &encoded, variant, args.inject_fault)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
         }
     };
     metrics.seconds = started.elapsed().as_secs_f64();

@@ -20,7 +20,7 @@ fn batched_inputs_give_stacked_outputs_and_metrics() {
     let m = work.path().join("m.json");
     cryptflow_ok(&["run", path_str(&dir), "--backend", "cleartext", "--input", path_str(&samples), "-o", path_str(&y), "--metrics", path_str(&m)]);
     let (shape, data) = read_npy(&y);
-    assert_eq!(shape, vec![labels.len(), 1, 10]);
+    assert_eq!(shape, vec![labels.len(), 10], "a [N,1,28,28] stack for a batch-1 model stacks along the batch axis");
     let expected = read_npy(&fixtures().join("models/lenet_mnist.expected_logits.npy")).1;
     for (k, &label) in labels.iter().enumerate() {
         let row = &data[k * 10..(k + 1) * 10];

@@ -12,6 +12,8 @@ pub enum RunError {
     Shape { layer: String, op: &'static str, source: ShapeError },
     #[error("{0}")]
     Input(String),
+    #[error("crashed on purpose before instruction {instruction} (--inject-fault)")]
+    InjectedCrash { instruction: usize },
 }
 
 /// Time and traffic of one model layer (all LLIL instructions generated for one HLIL node).
@@ -50,6 +52,7 @@ pub struct Runner<'p, B: Backend> {
     weights_shared: bool,
     live_bytes: u64,
     peak_live_bytes: u64,
+    crash_at: Option<usize>,
 }
 
 impl<'p, B: Backend> Runner<'p, B> {
@@ -61,6 +64,7 @@ impl<'p, B: Backend> Runner<'p, B> {
             weights_shared: false,
             live_bytes: 0,
             peak_live_bytes: 0,
+            crash_at: None,
         }
     }
 
@@ -70,6 +74,12 @@ impl<'p, B: Backend> Runner<'p, B> {
 
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
+    }
+
+    /// Fault injection for checking failure handling: stop abruptly before instruction `k`
+    /// of the next inference, as a crashed party would (its links close when it is dropped).
+    pub fn crash_before_instruction(&mut self, k: usize) {
+        self.crash_at = Some(k);
     }
 
     /// Largest number of bytes of tensors this party held at once so far.
@@ -140,7 +150,10 @@ impl<'p, B: Backend> Runner<'p, B> {
                 .map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share input", source })?;
             self.store(spec.slot, share);
         }
-        for instr in &self.program.body {
+        for (k, instr) in self.program.body.iter().enumerate() {
+            if self.crash_at == Some(k) {
+                return Err(RunError::InjectedCrash { instruction: k });
+            }
             let started = Instant::now();
             let before = self.traffic();
             let value = self.execute(instr)?;

@@ -2,6 +2,8 @@
 //! Shared helpers of the CLI tests: run the real binary, read .npy files, find fixtures.
 
 use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
 use std::process::{Command, Output};
 
 pub fn repo_root() -> PathBuf {
