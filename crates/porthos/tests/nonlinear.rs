@@ -1,0 +1,251 @@
+//! ShareConvert, ComputeMSB, DReLU/ReLU, MaxPool and ArgMax against cleartext, with the
+//! communication of Table III asserted byte for byte for both variants.
+//!
+//! Bytes are counted by the sessions (8 per 64-bit word; Z_p elements packed 8 to a word) and
+//! summed over the three parties; Table III counts bits with l = 64 and log p = 8.
+
+mod common;
+
+use common::*;
+use cryptflow_backend::cleartext::Cleartext;
+use cryptflow_backend::{Backend, Owner, PoolGeometry, RingTensor};
+use cryptflow_porthos::ring::{add_zl1, sub_zl1, ZL1_MODULUS};
+use cryptflow_porthos::ProtocolVariant;
+use cryptflow_tensor::Layout;
+use rand::Rng;
+
+const L: u64 = 64;
+const LOG_P: u64 = 8;
+
+fn share_convert_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 5 * L,
+        ProtocolVariant::SecureNN => 4 * L * LOG_P + 6 * L,
+    }
+}
+
+fn compute_msb_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 9 * L,
+        ProtocolVariant::SecureNN => 4 * L * LOG_P + 13 * L,
+    }
+}
+
+fn relu_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 6 * L * LOG_P + 19 * L,
+        ProtocolVariant::SecureNN => 8 * L * LOG_P + 24 * L,
+    }
+}
+
+/// Per comparison of MaxPool_n (times n - 1).
+fn maxpool_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 6 * L * LOG_P + 24 * L,
+        ProtocolVariant::SecureNN => 8 * L * LOG_P + 29 * L,
+    }
+}
+
+#[test]
+fn table_iii_per_element_figures() {
+    // The bytes per element the protocols must send (Table III / 8).
+    assert_eq!(share_convert_bits(ProtocolVariant::Porthos) / 8, 232);
+    assert_eq!(share_convert_bits(ProtocolVariant::SecureNN) / 8, 304);
+    assert_eq!(compute_msb_bits(ProtocolVariant::Porthos) / 8, 264);
+    assert_eq!(compute_msb_bits(ProtocolVariant::SecureNN) / 8, 360);
+    assert_eq!(relu_bits(ProtocolVariant::Porthos) / 8, 536);
+    assert_eq!(relu_bits(ProtocolVariant::SecureNN) / 8, 704);
+    assert_eq!(maxpool_bits(ProtocolVariant::Porthos) / 8, 576);
+    assert_eq!(maxpool_bits(ProtocolVariant::SecureNN) / 8, 744);
+}
+
+/// Splits `values` into two additive shares over Z_L.
+fn split_zl(rng: &mut rand::rngs::StdRng, values: &[u64]) -> [Vec<u64>; 2] {
+    let s0: Vec<u64> = values.iter().map(|_| rng.random()).collect();
+    let s1 = values.iter().zip(&s0).map(|(&v, &s)| v.wrapping_sub(s)).collect();
+    [s0, s1]
+}
+
+#[test]
+fn share_convert_is_correct_and_costs_table_iii() {
+    for variant in VARIANTS {
+        for n in [1usize, 2, 37] {
+            let mut r = rng(20 + n as u64);
+            let mut values: Vec<u64> = (0..n).map(|_| r.random::<u64>()).collect();
+            for (i, special) in [0u64, ZL1_MODULUS - 1, 1, 1 << 63].into_iter().enumerate() {
+                if i < n {
+                    values[i] = special;
+                }
+            }
+            // Also shares that wrap and shares that do not.
+            let shares = split_zl(&mut r, &values);
+            let out = run(variant, |p| {
+                let me = p.party_id();
+                let mine = if me < 2 { shares[me].clone() } else { vec![0; n] };
+                measured(p, |p| p.share_convert(&mine).unwrap())
+            });
+            let bytes: u64 = out.iter().map(|o| o.1).sum();
+            assert_eq!(bytes * 8, n as u64 * share_convert_bits(variant), "{variant:?} ShareConvert bytes, n = {n}");
+            assert!(out[2].0.iter().all(|&v| v == 0));
+            for i in 0..n {
+                let y = add_zl1(out[0].0[i], out[1].0[i]);
+                assert_eq!(y, values[i] % ZL1_MODULUS, "{variant:?} ShareConvert of {}", values[i]);
+                assert!(out[0].0[i] < ZL1_MODULUS && out[1].0[i] < ZL1_MODULUS);
+            }
+        }
+    }
+}
+
+#[test]
+fn compute_msb_is_correct_and_costs_table_iii() {
+    for variant in VARIANTS {
+        for n in [1usize, 3, 40] {
+            let mut r = rng(30 + n as u64);
+            let mut values: Vec<u64> = (0..n).map(|_| r.random_range(0..ZL1_MODULUS)).collect();
+            for (i, special) in [0u64, ZL1_MODULUS - 1, (1 << 63) - 1, 1 << 63].into_iter().enumerate() {
+                if i < n {
+                    values[i] = special;
+                }
+            }
+            let s0: Vec<u64> = values.iter().map(|_| r.random_range(0..ZL1_MODULUS)).collect();
+            let s1: Vec<u64> = values.iter().zip(&s0).map(|(&v, &s)| sub_zl1(v, s)).collect();
+            let shares = [s0, s1];
+            let out = run(variant, |p| {
+                let me = p.party_id();
+                let mine = if me < 2 { shares[me].clone() } else { vec![0; n] };
+                measured(p, |p| p.compute_msb(&mine).unwrap())
+            });
+            let bytes: u64 = out.iter().map(|o| o.1).sum();
+            assert_eq!(bytes * 8, n as u64 * compute_msb_bits(variant), "{variant:?} ComputeMSB bytes, n = {n}");
+            for i in 0..n {
+                let msb = out[0].0[i].wrapping_add(out[1].0[i]);
+                assert_eq!(msb, values[i] >> 63, "{variant:?} MSB of {}", values[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn drelu_over_the_whole_range() {
+    for variant in VARIANTS {
+        let n = 300;
+        let mut r = rng(40);
+        let values = comparison_values(&mut r, n, 1 << 62);
+        let shares = split_zl(&mut r, &values);
+        let out = run(variant, |p| {
+            let me = p.party_id();
+            let mine = if me < 2 { shares[me].clone() } else { vec![0; n] };
+            p.drelu(&mine).unwrap()
+        });
+        for i in 0..n {
+            let d = out[0][i].wrapping_add(out[1][i]);
+            assert_eq!(d, ((values[i] as i64) >= 0) as u64, "{variant:?} DReLU({})", values[i] as i64);
+        }
+    }
+}
+
+#[test]
+fn relu_matches_cleartext_and_costs_table_iii() {
+    for variant in VARIANTS {
+        for (n, seed) in [(1usize, 50u64), (64, 51), (257, 52)] {
+            let mut r = rng(seed);
+            let x = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 62)).unwrap();
+            let expected = Cleartext.relu(&x).unwrap();
+            let (got, bytes) = secure_eval(variant, &[(Owner::Client, x)], |p, s| p.relu(&s[0]).unwrap());
+            assert_eq!(got, expected, "{variant:?} ReLU");
+            assert_eq!(bytes * 8, n as u64 * relu_bits(variant), "{variant:?} ReLU bytes, n = {n}");
+        }
+    }
+}
+
+#[test]
+fn relu_keeps_shape() {
+    let mut r = rng(53);
+    let x = signed_tensor(&mut r, &[2, 3, 4], 1 << 30);
+    let expected = Cleartext.relu(&x).unwrap();
+    let (got, _) = secure_eval(ProtocolVariant::Porthos, &[(Owner::ModelOwner, x)], |p, s| p.relu(&s[0]).unwrap());
+    assert_eq!(got, expected);
+}
+
+fn pool(layout: Layout, batch: usize, c: usize, input: &[usize], window: &[usize], strides: &[usize], pads: (&[usize], &[usize])) -> PoolGeometry {
+    PoolGeometry {
+        layout,
+        batch,
+        channels: c,
+        input: input.to_vec(),
+        window: window.to_vec(),
+        strides: strides.to_vec(),
+        pads_begin: pads.0.to_vec(),
+        pads_end: pads.1.to_vec(),
+        count_include_pad: false,
+    }
+}
+
+#[test]
+fn max_pool_matches_cleartext_and_costs_table_iii() {
+    let cases = [
+        pool(Layout::ChannelsFirst, 1, 2, &[4, 4], &[2, 2], &[2, 2], (&[0, 0], &[0, 0])),
+        pool(Layout::ChannelsLast, 2, 3, &[5, 5], &[3, 3], &[2, 2], (&[1, 1], &[1, 1])),
+        pool(Layout::ChannelsFirst, 1, 1, &[3, 4, 4], &[2, 2, 2], &[1, 2, 2], (&[0, 0, 0], &[0, 0, 0])),
+        pool(Layout::ChannelsLast, 1, 2, &[7], &[3], &[2], (&[1], &[0])),
+    ];
+    for variant in VARIANTS {
+        for (t, g) in cases.iter().enumerate() {
+            let mut r = rng(60 + t as u64);
+            let x = RingTensor::new(g.input_shape(), comparison_values(&mut r, cryptflow_tensor::num_elements(&g.input_shape()), 1 << 61))
+                .unwrap();
+            let expected = Cleartext.max_pool(&x, g).unwrap();
+            let (got, bytes) = secure_eval(variant, &[(Owner::ModelOwner, x)], |p, s| p.max_pool(&s[0], g).unwrap());
+            assert_eq!(got, expected, "{variant:?} MaxPool {g:?}");
+            let outputs = expected.len() as u64;
+            let n = g.window_size() as u64;
+            assert_eq!(bytes * 8, outputs * (n - 1) * maxpool_bits(variant), "{variant:?} MaxPool_{n} bytes");
+        }
+    }
+}
+
+#[test]
+fn max_pool_ties_and_equal_values() {
+    let g = pool(Layout::ChannelsFirst, 1, 1, &[4, 4], &[2, 2], &[2, 2], (&[0, 0], &[0, 0]));
+    let vals: Vec<i64> = vec![5, 5, -3, -3, 5, 5, -3, -3, -7, 0, 9, 9, 0, -7, 9, -1];
+    let x = RingTensor::new(vec![1, 1, 4, 4], vals.iter().map(|&v| v as u64).collect()).unwrap();
+    let (got, _) = secure_eval(ProtocolVariant::Porthos, &[(Owner::Client, x.clone())], |p, s| p.max_pool(&s[0], &g).unwrap());
+    assert_eq!(got, Cleartext.max_pool(&x, &g).unwrap());
+}
+
+#[test]
+fn argmax_matches_cleartext() {
+    for variant in VARIANTS {
+        let mut r = rng(70);
+        let shape = [3, 5, 4];
+        let mut data = comparison_values(&mut r, 60, 1 << 61);
+        // Ties: the first index wins.
+        data[0] = 7;
+        data[4] = 7;
+        let x = RingTensor::new(shape.to_vec(), data).unwrap();
+        for axis in 0..3 {
+            for keep_dims in [false, true] {
+                let expected = Cleartext.argmax(&x, axis, keep_dims).unwrap();
+                let (got, bytes) =
+                    secure_eval(variant, &[(Owner::Client, x.clone())], |p, s| p.argmax(&s[0], axis, keep_dims).unwrap());
+                assert_eq!(got, expected, "{variant:?} argmax axis {axis}");
+                let n = shape[axis] as u64;
+                assert_eq!(bytes * 8, (60 / n) * (n - 1) * maxpool_bits(variant));
+            }
+        }
+    }
+}
+
+#[test]
+fn argmax_ties_between_maxima_pick_the_first() {
+    let vals: Vec<i64> = vec![3, 9, 9, 1, -5, -5, -5, -5, 0, 2, 2, 0, -(1 << 60), 1 << 60, 1 << 60, -1];
+    let x = RingTensor::new(vec![4, 4], vals.iter().map(|&v| v as u64).collect()).unwrap();
+    for variant in VARIANTS {
+        for axis in 0..2 {
+            let (got, _) = secure_eval(variant, &[(Owner::Client, x.clone())], |p, s| p.argmax(&s[0], axis, false).unwrap());
+            assert_eq!(got, Cleartext.argmax(&x, axis, false).unwrap(), "{variant:?} axis {axis}");
+        }
+        let (got, _) = secure_eval(variant, &[(Owner::Client, x.clone())], |p, s| p.argmax(&s[0], 1, false).unwrap());
+        assert_eq!(got.data(), &[1, 0, 1, 1]);
+    }
+}
