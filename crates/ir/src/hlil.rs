@@ -40,7 +40,13 @@ pub enum Op {
     /// `x + c` for a public scalar `c`. Inputs: x.
     AddScalar(f32),
     Relu,
-    Clip { min: f32, max: f32 },
+    /// Bounds may be infinite (a missing bound).
+    Clip {
+        #[serde(with = "float_or_infinity")]
+        min: f32,
+        #[serde(with = "float_or_infinity")]
+        max: f32,
+    },
     LeakyRelu { alpha: f32 },
     MaxPool(PoolGeometry),
     AvgPool(PoolGeometry),
@@ -671,4 +677,35 @@ pub fn describe_pool(g: &PoolGeometry) -> String {
         "window={:?}, strides={:?}, pads={:?}/{:?}, count_include_pad={}, {:?}",
         g.window, g.strides, g.pads_begin, g.pads_end, g.count_include_pad, g.layout
     )
+}
+
+/// JSON has no infinities: store them as the strings "inf" and "-inf".
+mod float_or_infinity {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f32),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            Repr::Number(*v).serialize(s)
+        } else if v.is_nan() {
+            Err(serde::ser::Error::custom("NaN bound"))
+        } else {
+            Repr::Text(if *v > 0.0 { "inf" } else { "-inf" }.into()).serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(t) if t == "inf" => Ok(f32::INFINITY),
+            Repr::Text(t) if t == "-inf" => Ok(f32::NEG_INFINITY),
+            Repr::Text(t) => Err(serde::de::Error::custom(format!("`{t}` is not a bound"))),
+        }
+    }
 }
