@@ -35,10 +35,16 @@ fn batched_inputs_give_stacked_outputs_and_metrics() {
     }
     assert!(metrics["layers"].as_array().unwrap().len() >= 5);
 
-    // One input without the leading N axis gives one output without it.
+    // One input of exactly the model's shape gives one output of exactly its shape; a stack
+    // along a new leading axis gives outputs stacked the same way.
     let (xshape, xdata) = read_npy(&samples);
     let one = work.path().join("one.npy");
-    write_npy(&one, &xshape[1..], &xdata[..xdata.len() / xshape[0]]);
+    write_npy(&one, &[1, 1, 28, 28], &xdata[..xdata.len() / xshape[0]]);
+    let stacked = work.path().join("stacked.npy");
+    write_npy(&stacked, &[xshape[0], 1, 1, 28, 28], &xdata);
+    let ys = work.path().join("ys.npy");
+    cryptflow_ok(&["run", path_str(&dir), "--backend", "float", "--input", path_str(&stacked), "-o", path_str(&ys)]);
+    assert_eq!(read_npy(&ys).0, vec![xshape[0], 1, 10]);
     let y1 = work.path().join("y1.npy");
     cryptflow_ok(&["run", path_str(&dir), "--backend", "float", "--input", path_str(&one), "-o", path_str(&y1)]);
     assert_eq!(read_npy(&y1).0, vec![1, 10]);
