@@ -3,7 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -138,17 +139,20 @@ fn plaintext_counters_match_local_too() {
 fn exchange_64mib(security: Vec<Security>, label: &str) {
     const LEN: usize = 8 << 20; // 64 MiB of u64
     let mut s = connect_all(security);
-    let start = Instant::now();
-    let sums = run(&mut s, |me, sess| {
+    let barrier = std::sync::Barrier::new(2);
+    let times = run(&mut s, |me, sess| {
         let other = 1 - me;
         let data: Vec<u64> = (0..LEN as u64).map(|x| x ^ (me as u64) << 63).collect();
+        barrier.wait();
+        let start = Instant::now();
         sess.send(other, data).unwrap(); // both send before either receives
         let got = sess.recv(other, LEN).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(got.len(), LEN);
         assert!(got.iter().enumerate().all(|(i, &x)| x == (i as u64) ^ (other as u64) << 63));
-        got.len()
+        secs
     });
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(sums, vec![LEN, LEN]);
+    let secs = times[0].max(times[1]);
     // 64 MiB each way, both at once, on a shared 2-core machine: report, don't assert speed.
     println!(
         "{label}: 2 x 64 MiB exchanged in {secs:.2} s: {:.0} MB/s per direction, {:.0} MB/s total",
@@ -174,6 +178,10 @@ fn simultaneous_64mib_sends_complete_over_plaintext() {
 #[test]
 fn a_party_dropped_mid_protocol_is_named_promptly() {
     let mut s = connect_all(tls(3));
+    for sess in &mut s {
+        // Far above the bound below: the disconnection must be seen, not timed out.
+        sess.set_timeout(Duration::from_secs(30));
+    }
     let p2 = s.pop().unwrap();
     let dropper = thread::spawn(move || {
         let mut p2 = p2;
@@ -449,4 +457,84 @@ fn keygen_writes_private_keys_0600_and_the_loaded_identities_connect() {
 fn sessions_can_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Session>();
+}
+
+const CHILD_ENV: &str = "CRYPTFLOW_NET_TEST_CHILD";
+
+/// Party 2 in a separate process, for `a_killed_or_stopped_party_is_named`; does nothing in a
+/// normal test run.
+#[test]
+fn zz_child_party() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let id = TlsIdentity::load(Path::new(parts[0]), 2, 3).unwrap();
+    let cfg = NetworkConfig::new(2, parts[1..4].iter().map(|s| s.to_string()).collect(), Security::Tls(id));
+    let mut s = Session::connect(cfg).unwrap();
+    s.send(0, vec![2; 10]).unwrap();
+    s.send(1, vec![2; 10]).unwrap();
+    // Wait to be stopped and killed (but never outlive a forgotten parent for long).
+    thread::sleep(Duration::from_secs(60));
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn a_stopped_then_killed_party_is_named() {
+    let dir = temp_dir("child");
+    keygen(&dir, 3).unwrap();
+    let (mut ls, addrs) = loopback_listeners(3);
+    ls.truncate(2);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "zz_child_party", "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, format!("{}|{}|{}|{}", dir.display(), addrs[0], addrs[1], addrs[2]))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut s: Vec<Session> = thread::scope(|sc| {
+        let hs: Vec<_> = ls.into_iter().enumerate().map(|(i, l)| {
+            let mut cfg = NetworkConfig::new(i, addrs.clone(), Security::Tls(TlsIdentity::load(&dir, i, 3).unwrap()));
+            cfg.connect_deadline = Duration::from_secs(30); // the child process has to start first
+            sc.spawn(move || Session::connect_with_listener(cfg, l).unwrap())
+        }).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for sess in &mut s {
+        assert_eq!(sess.recv(2, 10).unwrap(), vec![2; 10]);
+    }
+
+    // Stalled: a stopped process keeps its connections open but neither reads nor writes.
+    signal(child.id(), "-STOP");
+    s[1].set_timeout(Duration::from_millis(500));
+    assert_eq!(s[1].recv(2, 1), Err(NetError::Timeout { peer: 2, seconds: 0 }));
+    // Party 0's writer blocks once the socket buffers are full, gives up after the timeout,
+    // and a later send reports it.
+    s[0].set_timeout(Duration::from_secs(1));
+    s[0].send(2, vec![0; 16 << 20]).unwrap();
+    let start = Instant::now();
+    let err = loop {
+        thread::sleep(Duration::from_millis(50));
+        if let Err(e) = s[0].send(2, vec![1]) {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "a stalled write was never reported");
+    };
+    assert_eq!(err, NetError::Timeout { peer: 2, seconds: 1 });
+
+    // Crashed: the kernel closes its sockets; the disconnection is seen at once, not timed out.
+    s[1].set_timeout(Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    assert_eq!(s[1].recv(2, 1), Err(NetError::Disconnected { peer: 2 }));
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    // The remaining parties carry on, and dropping them does not hang.
+    s[0].send(1, vec![5]).unwrap();
+    assert_eq!(s[1].recv(0, 1).unwrap(), vec![5]);
+    let start = Instant::now();
+    drop(s);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
 }
