@@ -17,6 +17,8 @@ pub struct ScaleResult {
     /// Fraction of inputs classified like the labels (or like float, without labels).
     pub score: Option<f64>,
     pub agreement_with_float: Option<f64>,
+    /// Every value keeps at least MIN_HEADROOM_BITS spare bits at this scale.
+    pub safe: bool,
     pub note: String,
 }
 
@@ -74,14 +76,15 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
     for scale in SWEEP {
         let options = CompileOptions { scale, ..base.clone() };
         let lowered = lower_optimized(hlil, &options)?;
-        let overflow = check_headroom(&names, &max_abs, &lowered.fractional_bits)
-            .into_iter()
-            .find(|i| i.severity == HeadroomSeverity::Overflow);
+        let issues = check_headroom(&names, &max_abs, &lowered.fractional_bits);
+        let overflow = issues.iter().find(|i| i.severity == HeadroomSeverity::Overflow);
+        let tightest = issues.iter().min_by_key(|i| i.headroom_bits);
         if let Some(issue) = overflow {
             table.push(ScaleResult {
                 scale,
                 score: None,
                 agreement_with_float: None,
+                safe: false,
                 note: format!("skipped: `{}` would overflow 64 bits", issue.node),
             });
             continue;
@@ -99,7 +102,8 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
             scale,
             score: Some(fraction_equal(&classes, &reference)),
             agreement_with_float: Some(fraction_equal(&classes, &float_classes)),
-            note: String::new(),
+            safe: tightest.is_none(),
+            note: tightest.map_or(String::new(), |i| format!("low headroom: `{}` has {} spare bits", i.node, i.headroom_bits)),
         });
     }
     let chosen = middle_of_best_plateau(&table).ok_or_else(|| anyhow::anyhow!("no scale could be evaluated"))?;
@@ -112,16 +116,19 @@ fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
 }
 
-/// The scale in the middle of the longest run of consecutive scales with the best score.
+/// The scale in the middle of the longest run of consecutive scales with the best score,
+/// among the scales that leave enough headroom (all scales if none does).
 pub fn middle_of_best_plateau(table: &[ScaleResult]) -> Option<u32> {
-    let best = table.iter().filter_map(|r| r.score).fold(f64::NEG_INFINITY, f64::max);
+    let any_safe = table.iter().any(|r| r.safe && r.score.is_some());
+    let eligible = |r: &ScaleResult| if any_safe && !r.safe { None } else { r.score };
+    let best = table.iter().filter_map(eligible).fold(f64::NEG_INFINITY, f64::max);
     if !best.is_finite() {
         return None;
     }
     let mut best_run: (usize, usize) = (0, 0);
     let mut start = None;
     for (i, r) in table.iter().enumerate() {
-        let on = r.score == Some(best);
+        let on = eligible(r) == Some(best);
         match (on, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
