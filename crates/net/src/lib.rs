@@ -17,6 +17,9 @@
 //!   thread, to which `send` hands the message. Frames are a 24-byte header and the little-endian
 //!   payload, streamed in 1 MiB chunks ([`wire`] has the format). `TCP_NODELAY` is set.
 //!
+//! As with the local transport, received messages wait in an unbounded queue until `recv` takes
+//! them, so a peer can make this party buffer whatever it sends.
+//!
 //! Both transports behave the same towards the protocol code: [`Session::traffic`] counts 8 bytes
 //! per ring element sent or received and the same rounds, so communication assertions hold in
 //! either mode (frame and TLS overhead is counted apart, in [`Session::wire_traffic`]).
@@ -48,7 +51,8 @@
 //!   the server side, the peer is accepted only if its end-entity certificate is byte-for-byte the
 //!   one pinned for `j` and it proves possession of the matching key in the handshake. Names,
 //!   validity dates and CA flags are not consulted; a certificate pinned for another party is
-//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer.
+//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer, on both
+//!   sides, and [`Session::connect`] gives up at once rather than wait for the right party.
 //! * The certificates must reach the other parties authentically (out of band: copied by the
 //!   operators, or published by the model owner); whoever can swap a certificate file can
 //!   impersonate that party. There is no revocation: a leaked key is replaced by running keygen

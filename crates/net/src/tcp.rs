@@ -322,7 +322,9 @@ fn try_dial(cfg: &NetworkConfig, peer: usize, deadline: Instant) -> Result<Estab
         return Err(DialErr::Retry(if last.is_empty() { "deadline reached".into() } else { last }));
     };
     let io_retry = |what: &str, e: io::Error| DialErr::Retry(format!("{what}: {e}"));
-    let left = at_least_1ms(remaining(deadline));
+    // Bounded by the session timeout too, so that a set-up aborted because another link failed
+    // ends soon; a peer that has not answered by then is simply tried again.
+    let left = at_least_1ms(remaining(deadline).min(cfg.timeout));
     stream.set_nodelay(true).map_err(|e| io_retry("TCP_NODELAY", e))?;
     stream.set_read_timeout(Some(left)).map_err(|e| io_retry("socket", e))?;
     stream.set_write_timeout(Some(left)).map_err(|e| io_retry("socket", e))?;
@@ -727,19 +729,26 @@ impl Output {
 
     fn send_frame(&mut self, seq: u64, data: &[u64], scratch: &mut Vec<u8>, shared: &Shared) -> io::Result<()> {
         const PER_CHUNK: usize = CHUNK_BYTES / 8;
+        /// Up to this many elements, header and payload go out in one write (one TCP segment
+        /// or TLS record for small messages); larger payloads are written straight from `data`.
+        const STAGED: usize = 8 << 10;
         scratch.clear();
         scratch.extend_from_slice(&FrameHeader::data(seq, data.len()).encode());
-        let mut rest = data;
-        loop {
-            let take = rest.len().min(PER_CHUNK);
-            append_le(scratch, &rest[..take]);
-            rest = &rest[take..];
-            self.put(scratch, shared)?;
-            scratch.clear();
-            if rest.is_empty() {
-                return Ok(());
+        let (head, mut rest) = data.split_at(data.len().min(STAGED));
+        append_le(scratch, head);
+        self.put(scratch, shared)?;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rest.len().min(PER_CHUNK));
+            rest = tail;
+            if cfg!(target_endian = "little") {
+                self.put(bytemuck::cast_slice(chunk), shared)?;
+            } else {
+                scratch.clear();
+                append_le(scratch, chunk);
+                self.put(scratch, shared)?;
             }
         }
+        Ok(())
     }
 
     /// Orderly close: TLS close_notify, then TCP FIN.

@@ -109,3 +109,20 @@ impl FrameHeader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_and_header_round_trip() {
+        let h = Hello::new(2, 0, 3, MODE_TLS13_PINNED);
+        assert_eq!(Hello::decode(&h.encode()), Some(h));
+        assert_eq!(Hello::decode(&[0; HELLO_LEN]), None);
+        let f = FrameHeader::data(7, 123_456);
+        assert_eq!(FrameHeader::decode(&f.encode()), Ok(f));
+        let mut bad = f.encode();
+        bad[0] ^= 1;
+        assert!(FrameHeader::decode(&bad).is_err());
+    }
+}
