@@ -409,8 +409,8 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     let m_panels = m.div_ceil(MR);
     let n_panels = n.div_ceil(NR);
     let kc_max = k.min(KC);
-    let mut apack = vec![0u64; m_panels * kc_max * MR];
-    let mut bpack = vec![0u64; n_panels * kc_max * NR];
+    let mut apack = crate::scratch::take::<u64>(m_panels * kc_max * MR);
+    let mut bpack = crate::scratch::take::<u64>(n_panels * kc_max * NR);
 
     // Split C into jobs: blocks of up to MC rows, and columns split until there is enough work
     // for every thread.

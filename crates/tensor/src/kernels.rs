@@ -305,7 +305,7 @@ fn im2col_row<T: Element>(p: &ConvProblem, plane: &[T], tap: [usize; 3], row: &m
 fn conv_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let kdim = p.cin_g * p.kvol;
     let pointwise = p.is_pointwise();
-    let mut cols = if pointwise { Vec::new() } else { vec![T::ZERO; kdim * p.osz] };
+    let mut cols = crate::scratch::take::<T>(if pointwise { 0 } else { kdim * p.osz });
     for b in 0..p.batch {
         for g in 0..p.groups {
             let x_off = (b * p.cin + g * p.cin_g) * p.isz;
@@ -326,24 +326,13 @@ fn conv_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     }
 }
 
-/// Channels-last convolution: per (batch, group), patches `[osz, kvol * Cin_g]` (tap-major,
-/// channels contiguous) times the filter permuted to `[kvol * Cin_g, Cout_g]`, written straight
-/// into the group's channels of `[osz, Cout]`.
+/// Channels-last convolution: per (batch, group), patches `[osz, Cin_g * kvol]` (in the
+/// filter's (channel, tap) order) times the group's filter read as `[Cin_g * kvol, Cout_g]`
+/// (a transposed view, no copy), written straight into the group's channels of `[osz, Cout]`.
 fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let kdim = p.cin_g * p.kvol;
-    // wt[g][t * Cin_g + c][j] = w[g * Cout_g + j][c][t]
-    let mut wt = vec![T::ZERO; p.groups * kdim * p.cout_g];
-    for g in 0..p.groups {
-        for j in 0..p.cout_g {
-            for c in 0..p.cin_g {
-                for t in 0..p.kvol {
-                    wt[(g * kdim + t * p.cin_g + c) * p.cout_g + j] = w[((g * p.cout_g + j) * p.cin_g + c) * p.kvol + t];
-                }
-            }
-        }
-    }
     let pointwise = p.is_pointwise();
-    let mut patches = if pointwise { Vec::new() } else { vec![T::ZERO; p.osz * kdim] };
+    let mut patches = crate::scratch::take::<T>(if pointwise { 0 } else { p.osz * kdim });
     let [a0, a1, a2] = p.axes;
     for b in 0..p.batch {
         let xb = &x[b * p.isz * p.cin..(b + 1) * p.isz * p.cin];
@@ -355,21 +344,28 @@ fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
                     let o2 = o % a2.output;
                     let o1 = (o / a2.output) % a1.output;
                     let o0 = o / (a2.output * a1.output);
-                    for (t, dst) in row.chunks_exact_mut(p.cin_g).enumerate() {
+                    for t in 0..p.kvol {
                         let k = p.tap(t);
                         match (input_index(&a0, o0, k[0]), input_index(&a1, o1, k[1]), input_index(&a2, o2, k[2])) {
                             (Some(i0), Some(i1), Some(i2)) => {
                                 let pos = (i0 * a1.input + i1) * a2.input + i2;
-                                let s = pos * p.cin + g * p.cin_g;
-                                dst.copy_from_slice(&xb[s..s + p.cin_g]);
+                                let src = &xb[pos * p.cin + g * p.cin_g..][..p.cin_g];
+                                for (c, &v) in src.iter().enumerate() {
+                                    row[c * p.kvol + t] = v;
+                                }
                             }
-                            _ => dst.fill(T::ZERO),
+                            _ => {
+                                for c in 0..p.cin_g {
+                                    row[c * p.kvol + t] = T::ZERO;
+                                }
+                            }
                         }
                     }
                 });
                 MatRef::row_major(&patches, 0, kdim)
             };
-            let bmat = MatRef::row_major(&wt, g * kdim * p.cout_g, p.cout_g);
+            // B(r, j) = w[g * Cout_g + j][r] for r = c * kvol + t.
+            let bmat = MatRef::new(w, g * p.cout_g * kdim, 1, kdim);
             let c_off = b * p.osz * p.cout + g * p.cout_g;
             let c_end = (b + 1) * p.osz * p.cout;
             gemm(p.osz, p.cout_g, kdim, amat, bmat, &mut out[c_off..c_end], p.cout);
@@ -492,7 +488,7 @@ fn transposed_output_index(a: &Axis, i: usize, k: usize) -> Option<usize> {
 fn conv_transpose_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let [a0, a1, a2] = p.axes;
     let rows = p.cout_g * p.kvol;
-    let mut cols = vec![T::ZERO; rows * p.isz];
+    let mut cols = crate::scratch::take::<T>(rows * p.isz);
     for b in 0..p.batch {
         for g in 0..p.groups {
             // W_g^T (r, ic) = w[g * Cin_g + ic][r] with r = oc * kvol + t.
@@ -538,7 +534,7 @@ fn conv_transpose_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T
             }
         }
     }
-    let mut cols = vec![T::ZERO; p.isz * width];
+    let mut cols = crate::scratch::take::<T>(p.isz * width);
     // For each axis and output o, the (input, tap) pairs with i * s + k * d - pad == o.
     let sources = |a: &Axis, o: usize| -> Vec<(usize, usize)> {
         (0..a.kernel)

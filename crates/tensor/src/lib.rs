@@ -13,6 +13,7 @@ mod gemm;
 pub mod geometry;
 pub mod kernels;
 pub mod movement;
+mod scratch;
 mod tensor;
 
 pub use element::Element;
