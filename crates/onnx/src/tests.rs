@@ -1,0 +1,1320 @@
+//! Unit tests on small models built directly as prost values.
+
+use cryptflow_ir::hlil::{eval_op, Graph, Op};
+use cryptflow_tensor::{FloatTensor, Tensor};
+use prost::Message;
+
+use crate::proto::attribute_proto::AttributeType;
+use crate::proto::tensor_shape_proto::{dimension, Dimension};
+use crate::proto::type_proto;
+use crate::proto::*;
+use crate::{import_bytes, ImportOptions, Imported, OnnxError};
+
+// ---- model builder -----------------------------------------------------------------------
+
+#[derive(Clone)]
+struct B {
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+}
+
+fn tensor_type(dims: Option<&[i64]>, elem: i32) -> TypeProto {
+    TypeProto {
+        value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+            elem_type: Some(elem),
+            shape: dims.map(|dims| TensorShapeProto {
+                dim: dims
+                    .iter()
+                    .map(|&d| Dimension {
+                        denotation: None,
+                        value: Some(if d < 0 {
+                            dimension::Value::DimParam("N".into())
+                        } else {
+                            dimension::Value::DimValue(d)
+                        }),
+                    })
+                    .collect(),
+            }),
+        })),
+        ..Default::default()
+    }
+}
+
+fn tf(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(1), float_data: data, ..Default::default() }
+}
+
+fn ti(name: &str, dims: &[i64], data: Vec<i64>) -> TensorProto {
+    TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(7), int64_data: data, ..Default::default() }
+}
+
+fn attr(name: &str, ty: AttributeType) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(ty as i32), ..Default::default() }
+}
+fn ai(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { i: Some(v), ..attr(name, AttributeType::Int) }
+}
+fn ais(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { ints: v.to_vec(), ..attr(name, AttributeType::Ints) }
+}
+fn af(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { f: Some(v), ..attr(name, AttributeType::Float) }
+}
+fn afs(name: &str, v: &[f32]) -> AttributeProto {
+    AttributeProto { floats: v.to_vec(), ..attr(name, AttributeType::Floats) }
+}
+fn astr(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { s: Some(v.as_bytes().to_vec()), ..attr(name, AttributeType::String) }
+}
+fn at(name: &str, t: TensorProto) -> AttributeProto {
+    AttributeProto { t: Some(t), ..attr(name, AttributeType::Tensor) }
+}
+
+impl B {
+    fn new(opset: i64) -> Self {
+        B { opset, nodes: vec![], inits: vec![], inputs: vec![], outputs: vec![] }
+    }
+    /// A float input; negative dims are symbolic.
+    fn input(mut self, name: &str, dims: &[i64]) -> Self {
+        self.inputs.push(ValueInfoProto { name: Some(name.into()), r#type: Some(tensor_type(Some(dims), 1)), ..Default::default() });
+        self
+    }
+    fn init(mut self, t: TensorProto) -> Self {
+        self.inits.push(t);
+        self
+    }
+    fn f(self, name: &str, dims: &[i64], data: Vec<f32>) -> Self {
+        self.init(tf(name, dims, data))
+    }
+    fn i(self, name: &str, dims: &[i64], data: Vec<i64>) -> Self {
+        self.init(ti(name, dims, data))
+    }
+    fn node(mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> Self {
+        let n = self.nodes.len();
+        self.nodes.push(NodeProto {
+            name: Some(format!("n{n}_{op}")),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        self
+    }
+    fn output(mut self, name: &str) -> Self {
+        self.outputs.push(ValueInfoProto { name: Some(name.into()), ..Default::default() });
+        self
+    }
+    fn model(&self) -> ModelProto {
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(self.opset) }],
+            graph: Some(GraphProto {
+                node: self.nodes.clone(),
+                name: Some("g".into()),
+                initializer: self.inits.clone(),
+                input: self.inputs.clone(),
+                output: self.outputs.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.model().encode_to_vec()
+    }
+    fn import(&self) -> Result<Imported, OnnxError> {
+        import_bytes(&self.bytes(), &ImportOptions::default())
+    }
+    fn ok(&self) -> Imported {
+        self.import().unwrap_or_else(|e| panic!("import failed: {e}"))
+    }
+    fn err(&self) -> String {
+        match self.import() {
+            Ok(i) => panic!("import unexpectedly succeeded:\n{}", i.graph),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+fn run(g: &Graph, inputs: &[FloatTensor]) -> Vec<FloatTensor> {
+    let mut values: Vec<Option<FloatTensor>> = vec![None; g.nodes.len()];
+    for (&id, x) in g.inputs.iter().zip(inputs) {
+        assert_eq!(g.nodes[id].shape, x.shape());
+        values[id] = Some(x.clone());
+    }
+    for (id, node) in g.nodes.iter().enumerate() {
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let args: Vec<&FloatTensor> = node.inputs.iter().map(|&i| values[i].as_ref().unwrap()).collect();
+        values[id] = Some(eval_op(node, &args).unwrap());
+    }
+    g.outputs.iter().map(|&o| values[o].clone().unwrap()).collect()
+}
+
+/// Deterministic test data: small distinct values.
+fn data(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7 + 3) % 17) as f32 * 0.25 - 2.0).collect()
+}
+
+fn t(shape: &[usize], v: Vec<f32>) -> FloatTensor {
+    Tensor::new(shape.to_vec(), v).unwrap()
+}
+
+fn run1(imp: &Imported, x: Vec<f32>) -> FloatTensor {
+    let g = &imp.graph;
+    let shape = g.nodes[g.inputs[0]].shape.clone();
+    run(g, &[t(&shape, x)]).remove(0)
+}
+
+fn close(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+}
+
+fn ops(g: &Graph) -> Vec<&'static str> {
+    g.nodes.iter().map(|n| n.op.name()).collect()
+}
+
+fn out_shape(imp: &Imported) -> Vec<usize> {
+    imp.graph.nodes[imp.graph.outputs[0]].shape.clone()
+}
+
+/// Naive `[M, K] x [K, N]`.
+fn mm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+        }
+    }
+    out
+}
+
+// ---- model-level errors --------------------------------------------------------------------
+
+#[test]
+fn malformed_protobuf_is_a_decode_error() {
+    let e = import_bytes(&[0x0a, 0xff, 0xff, 0x01], &ImportOptions::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::Decode(_)), "{e}");
+    let e = import_bytes(b"not a model at all", &ImportOptions::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::Decode(_) | OnnxError::UnsupportedOpset(_)), "{e}");
+    // An empty buffer decodes to an empty model, which has no opset.
+    let e = import_bytes(&[], &ImportOptions::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::UnsupportedOpset(_)), "{e}");
+}
+
+#[test]
+fn opsets_outside_7_to_21_are_rejected() {
+    for v in [1, 6, 22, 100] {
+        let m = B::new(v).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y");
+        let e = m.import().unwrap_err();
+        assert!(matches!(e, OnnxError::UnsupportedOpset(_)), "{e}");
+        assert!(e.to_string().contains(&format!("opset {v}")) && e.to_string().contains("7 to 21"), "{e}");
+    }
+    let mut model = B::new(13).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y").model();
+    model.opset_import[0].domain = Some("com.microsoft".into());
+    let e = crate::import_model(&model, &ImportOptions::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::UnsupportedOpset(_)), "{e}");
+}
+
+#[test]
+fn unsupported_op_names_node_and_lists_supported_ops() {
+    let e = B::new(13).input("x", &[1, 4]).node("Sigmoid", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("n0_Sigmoid") && e.contains("(Sigmoid)"), "{e}");
+    assert!(e.contains("supported operators") && e.contains("Conv") && e.contains("MatMul") && e.contains("Gemm"), "{e}");
+    let mut m = B::new(13).input("x", &[1, 4]).node("FusedConv", &["x"], &["y"], vec![]).output("y");
+    m.nodes[0].domain = Some("com.microsoft".into());
+    let e = m.err();
+    assert!(e.contains("com.microsoft") && e.contains("FusedConv") && e.contains("supported operators"), "{e}");
+}
+
+#[test]
+fn wrong_attribute_type_is_an_error_naming_the_node() {
+    let m = B::new(13)
+        .input("x", &[1, 1, 4, 4])
+        .f("w", &[1, 1, 3, 3], vec![1.0; 9])
+        .node("Conv", &["x", "w"], &["y"], vec![afs("strides", &[1.0, 1.0])])
+        .output("y");
+    let e = m.err();
+    assert!(e.contains("n0_Conv") && e.contains("strides") && e.contains("INTS") && e.contains("FLOATS"), "{e}");
+    let m = B::new(13).input("x", &[2, 3]).node("Flatten", &["x"], &["y"], vec![astr("axis", "1")]).output("y");
+    let e = m.err();
+    assert!(e.contains("n0_Flatten") && e.contains("axis") && e.contains("STRING"), "{e}");
+}
+
+#[test]
+fn conv_with_a_rank_1_weight_is_a_shape_error() {
+    let m = B::new(13)
+        .input("x", &[1, 1, 4, 4])
+        .f("w", &[9], vec![1.0; 9])
+        .node("Conv", &["x", "w"], &["y"], vec![])
+        .output("y");
+    let e = m.import().unwrap_err();
+    assert!(matches!(e, OnnxError::Shape { .. }), "{e}");
+    assert!(e.to_string().contains("n0_Conv") && e.to_string().contains("rank 4"), "{e}");
+}
+
+#[test]
+fn reshape_to_an_incompatible_shape_is_a_shape_error() {
+    let m = B::new(13)
+        .input("x", &[1, 6])
+        .i("s", &[2], vec![4, -1])
+        .node("Reshape", &["x", "s"], &["y"], vec![])
+        .output("y");
+    let e = m.import().unwrap_err();
+    assert!(matches!(e, OnnxError::Shape { .. }) && e.to_string().contains("n0_Reshape"), "{e}");
+    let m = B::new(13)
+        .input("x", &[1, 6])
+        .i("s", &[2], vec![5, 1])
+        .node("Reshape", &["x", "s"], &["y"], vec![])
+        .output("y");
+    assert!(m.err().contains("cannot reshape"));
+    let m = B::new(13)
+        .input("x", &[1, 6])
+        .i("s", &[2], vec![-1, -1])
+        .node("Reshape", &["x", "s"], &["y"], vec![])
+        .output("y");
+    assert!(m.err().contains("more than one -1"));
+}
+
+#[test]
+fn reference_to_an_undefined_tensor_is_an_error() {
+    let m = B::new(13).input("x", &[1, 4]).node("Add", &["x", "nowhere"], &["y"], vec![]).output("y");
+    let e = m.import().unwrap_err();
+    assert!(matches!(e, OnnxError::UndefinedTensor { .. }), "{e}");
+    assert!(e.to_string().contains("nowhere") && e.to_string().contains("n0_Add"), "{e}");
+    let m = B::new(13).input("x", &[1, 4]).node("Relu", &["x"], &["y"], vec![]).output("z");
+    assert!(m.err().contains("`z`"));
+}
+
+#[test]
+fn cycles_and_duplicate_producers_are_errors_and_unsorted_graphs_are_sorted() {
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .node("Add", &["x", "b"], &["a"], vec![])
+        .node("Relu", &["a"], &["b"], vec![])
+        .output("b");
+    assert!(m.err().contains("cycle"));
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .node("Relu", &["x"], &["a"], vec![])
+        .node("Neg", &["x"], &["a"], vec![])
+        .output("a");
+    assert!(m.err().contains("more than one node"));
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .node("Neg", &["a"], &["y"], vec![])
+        .node("Relu", &["x"], &["a"], vec![])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Relu", "Neg"]);
+    close(run1(&imp, vec![-1.0, 2.0, -3.0, 4.0]).data(), &[0.0, -2.0, 0.0, -4.0]);
+}
+
+#[test]
+fn external_data_is_rejected() {
+    let mut w = tf("w", &[2], vec![]);
+    w.data_location = Some(1);
+    w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("w.bin".into()) }];
+    let m = B::new(13).input("x", &[1, 2]).init(w).node("Add", &["x", "w"], &["y"], vec![]).output("y");
+    let e = m.import().unwrap_err();
+    assert!(matches!(e, OnnxError::ExternalData { .. }), "{e}");
+    assert!(e.to_string().contains("`w`") && e.to_string().contains("external"), "{e}");
+}
+
+#[test]
+fn graphs_without_inputs_or_outputs_are_errors() {
+    let e = B::new(13).f("c", &[1], vec![1.0]).node("Identity", &["c"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("no inputs"), "{e}");
+    let e = B::new(13).input("x", &[1]).err();
+    assert!(e.contains("no outputs"), "{e}");
+    // No nodes at all: the output is the input.
+    let imp = B::new(13).input("x", &[1, 3]).output("x").ok();
+    assert_eq!(imp.graph.outputs, imp.graph.inputs);
+}
+
+// ---- inputs --------------------------------------------------------------------------------
+
+#[test]
+fn symbolic_dims_default_to_1_and_input_shapes_override() {
+    let m = B::new(13).input("x", &[-1, 3]).node("Relu", &["x"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 3]);
+    assert!(imp.notices.iter().any(|n| n.contains("symbolic")), "{:?}", imp.notices);
+    let mut o = ImportOptions::default();
+    o.input_shapes.insert("x".into(), vec![5, 3]);
+    let imp = import_bytes(&m.bytes(), &o).unwrap();
+    assert_eq!(out_shape(&imp), [5, 3]);
+    o.input_shapes.insert("x".into(), vec![5, 3, 1]);
+    let e = import_bytes(&m.bytes(), &o).unwrap_err();
+    assert!(matches!(e, OnnxError::Input { .. }) && e.to_string().contains("rank"), "{e}");
+    let mut o = ImportOptions::default();
+    o.input_shapes.insert("nope".into(), vec![1]);
+    let e = import_bytes(&m.bytes(), &o).unwrap_err();
+    assert!(matches!(e, OnnxError::UnknownInputShapeName { .. }) && e.to_string().contains("nope"), "{e}");
+    o.input_shapes.clear();
+    o.input_shapes.insert("x".into(), vec![0, 3]);
+    assert!(import_bytes(&m.bytes(), &o).is_err());
+}
+
+#[test]
+fn inputs_without_shapes_need_input_shapes_and_non_float_inputs_are_rejected() {
+    let mut m = B::new(13).input("x", &[1]).node("Relu", &["x"], &["y"], vec![]).output("y");
+    m.inputs[0].r#type = Some(tensor_type(None, 1));
+    assert!(m.err().contains("--input-shape"));
+    let mut o = ImportOptions::default();
+    o.input_shapes.insert("x".into(), vec![2, 2]);
+    assert_eq!(out_shape(&import_bytes(&m.bytes(), &o).unwrap()), [2, 2]);
+    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 7));
+    assert!(m.err().contains("INT64"));
+}
+
+#[test]
+fn initializers_listed_as_inputs_are_weights() {
+    let mut m = B::new(8)
+        .input("x", &[1, 2])
+        .input("w", &[2, 2])
+        .f("w", &[2, 2], vec![1.0, 2.0, 3.0, 4.0])
+        .node("MatMul", &["x", "w"], &["y"], vec![])
+        .output("y");
+    m.opset = 8;
+    let imp = m.ok();
+    assert_eq!(imp.graph.inputs.len(), 1);
+    assert_eq!(ops(&imp.graph), ["Input", "Weight", "MatMul"]);
+    close(run1(&imp, vec![1.0, 1.0]).data(), &[4.0, 6.0]);
+}
+
+// ---- outputs -------------------------------------------------------------------------------
+
+#[test]
+fn graph_outputs_keep_their_onnx_names() {
+    let m = B::new(13)
+        .input("x", &[1, 2])
+        .node("Relu", &["x"], &["r"], vec![])
+        .node("Identity", &["r"], &["out1"], vec![])
+        .node("Identity", &["r"], &["out2"], vec![])
+        .node("Identity", &["x"], &["out3"], vec![])
+        .output("out1")
+        .output("out2")
+        .output("r")
+        .output("out3")
+        .output("x");
+    let imp = m.ok();
+    let g = &imp.graph;
+    let names: Vec<&str> = g.outputs.iter().map(|&o| g.nodes[o].name.as_str()).collect();
+    assert_eq!(names, ["out1", "out2", "r", "out3", "x"]);
+    let outs = run(g, &[t(&[1, 2], vec![-1.0, 2.0])]);
+    for o in &outs[..3] {
+        close(o.data(), &[0.0, 2.0]);
+    }
+    close(outs[3].data(), &[-1.0, 2.0]);
+}
+
+// ---- arithmetic ------------------------------------------------------------------------------
+
+#[test]
+fn scalar_constants_are_public_and_tensors_are_weights() {
+    let m = B::new(13)
+        .input("x", &[1, 2, 1, 1])
+        .f("c", &[], vec![3.0])
+        .f("one", &[1], vec![1.0])
+        .f("w", &[2, 1, 1], vec![2.0, 4.0])
+        .node("Sub", &["x", "c"], &["a"], vec![]) // x - 3
+        .node("Sub", &["c", "a"], &["b"], vec![]) // 3 - a
+        .node("Mul", &["b", "one"], &["m"], vec![]) // elided
+        .node("Div", &["m", "c"], &["d"], vec![]) // DivScalar
+        .node("Div", &["d", "w"], &["e"], vec![]) // Mul by reciprocal weight
+        .node("Add", &["c", "e"], &["f"], vec![]) // AddScalar
+        .node("Mul", &["f", "w"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    let g = &imp.graph;
+    assert_eq!(
+        ops(g).into_iter().filter(|o| !matches!(*o, "Weight" | "Input")).collect::<Vec<_>>(),
+        ["AddScalar", "Neg", "AddScalar", "DivScalar", "Mul", "AddScalar", "Mul"]
+    );
+    assert!(g.nodes.iter().any(|n| matches!(n.op, Op::AddScalar(c) if c == -3.0)));
+    let x = [1.0f32, 5.0];
+    let want: Vec<f32> = x
+        .iter()
+        .zip([2.0f32, 4.0])
+        .map(|(&x, w)| ((3.0 - (x - 3.0)) / 3.0 / w + 3.0) * w)
+        .collect();
+    close(run1(&imp, x.to_vec()).data(), &want);
+}
+
+#[test]
+fn scalar_broadcast_that_grows_the_rank_reshapes() {
+    let m = B::new(13).input("x", &[3]).f("c", &[1, 1], vec![2.0]).node("Mul", &["x", "c"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 3]);
+    close(run1(&imp, vec![1.0, 2.0, 3.0]).data(), &[2.0, 4.0, 6.0]);
+}
+
+#[test]
+fn division_by_computed_values_is_unsupported() {
+    let e = B::new(13).input("x", &[1, 2]).node("Div", &["x", "x"], &["y"], vec![]).output("y").import().unwrap_err();
+    assert!(matches!(e, OnnxError::UnsupportedOp { .. }) && e.to_string().contains("division"), "{e}");
+    let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![1.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("division"), "{e}");
+    let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![0.0]).node("Div", &["x", "c"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("division by the constant 0"), "{e}");
+}
+
+#[test]
+fn activations_and_two_activation_arithmetic() {
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .node("LeakyRelu", &["x"], &["l"], vec![af("alpha", 0.5)])
+        .node("Mul", &["l", "x"], &["m"], vec![])
+        .node("Sub", &["m", "x"], &["s"], vec![])
+        .node("Sum", &["s", "x", "l"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    let x = [-2.0f32, -1.0, 1.0, 3.0];
+    let want: Vec<f32> = x
+        .iter()
+        .map(|&x| {
+            let l = if x >= 0.0 { x } else { 0.5 * x };
+            l * x - x + x + l
+        })
+        .collect();
+    close(run1(&imp, x.to_vec()).data(), &want);
+}
+
+#[test]
+fn clip_forms() {
+    // Opset 9: attributes; Clip(0, inf) is a Relu.
+    let imp = B::new(9).input("x", &[1, 3]).node("Clip", &["x"], &["y"], vec![af("min", 0.0)]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Relu"]);
+    // Opset 13: inputs from constants, max only; no bounds at all is the identity.
+    let imp = B::new(13)
+        .input("x", &[1, 3])
+        .f("hi", &[], vec![1.0])
+        .node("Clip", &["x", "", "hi"], &["c"], vec![])
+        .node("Clip", &["c"], &["y"], vec![])
+        .output("y")
+        .ok();
+    assert!(matches!(imp.graph.nodes[1].op, Op::Clip { min, max } if min == f32::NEG_INFINITY && max == 1.0));
+    close(run1(&imp, vec![-5.0, 0.5, 5.0]).data(), &[-5.0, 0.5, 1.0]);
+    let e = B::new(13).input("x", &[1, 3]).node("Clip", &["x", "x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("constant"), "{e}");
+}
+
+// ---- convolutions ----------------------------------------------------------------------------
+
+#[test]
+fn conv_auto_pad_and_groups_geometry() {
+    let m = B::new(13)
+        .input("x", &[1, 4, 7, 7])
+        .f("w", &[8, 1, 3, 3], vec![0.1; 72])
+        .f("b", &[8], vec![0.0; 8])
+        .node(
+            "Conv",
+            &["x", "w", "b"],
+            &["y"],
+            vec![astr("auto_pad", "SAME_LOWER"), ais("strides", &[2, 2]), ai("group", 4), ais("kernel_shape", &[3, 3])],
+        )
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 8, 4, 4]);
+    let Op::Conv(g) = &imp.graph.nodes[imp.graph.outputs[0]].op else { panic!() };
+    // out 4, total padding (4-1)*2+3-7 = 2: one on each side.
+    assert_eq!((g.pads_begin.clone(), g.pads_end.clone(), g.groups), (vec![1, 1], vec![1, 1], 4));
+    // A wrong kernel_shape, a group count that does not divide, a kernel larger than the input.
+    let e = B::new(13)
+        .input("x", &[1, 4, 7, 7])
+        .f("w", &[8, 1, 3, 3], vec![0.1; 72])
+        .node("Conv", &["x", "w"], &["y"], vec![ai("group", 3)])
+        .output("y")
+        .err();
+    assert!(e.contains("groups"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 1, 2, 2])
+        .f("w", &[1, 1, 3, 3], vec![0.1; 9])
+        .node("Conv", &["x", "w"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("exceeds"), "{e}");
+}
+
+/// 1-D ConvTranspose, x = [1, 2, 3], w = ones(3); expected values from onnxruntime 1.32.
+#[test]
+fn conv_transpose_output_shape_and_auto_pad_match_onnxruntime() {
+    let case = |stride: i64, attrs: Vec<AttributeProto>| {
+        let mut a = vec![ais("strides", &[stride])];
+        a.extend(attrs);
+        let m = B::new(17)
+            .input("x", &[1, 1, 3])
+            .f("w", &[1, 1, 3], vec![1.0; 3])
+            .node("ConvTranspose", &["x", "w"], &["y"], a)
+            .output("y");
+        run1(&m.ok(), vec![1.0, 2.0, 3.0]).data().to_vec()
+    };
+    close(&case(2, vec![]), &[1., 1., 3., 2., 5., 3., 3.]);
+    close(&case(2, vec![ais("output_shape", &[6])]), &[1., 3., 2., 5., 3., 3.]);
+    close(&case(2, vec![ais("output_shape", &[6]), astr("auto_pad", "SAME_UPPER")]), &[1., 1., 3., 2., 5., 3.]);
+    close(&case(2, vec![ais("output_shape", &[6]), astr("auto_pad", "SAME_LOWER")]), &[1., 3., 2., 5., 3., 3.]);
+    close(&case(2, vec![ais("output_shape", &[5])]), &[1., 3., 2., 5., 3.]);
+    close(&case(2, vec![ais("output_shape", &[8])]), &[1., 1., 3., 2., 5., 3., 3., 0.]);
+    close(&case(2, vec![astr("auto_pad", "SAME_UPPER")]), &[1., 1., 3., 2., 5., 3.]);
+    close(&case(2, vec![astr("auto_pad", "SAME_LOWER")]), &[1., 3., 2., 5., 3., 3.]);
+    close(&case(2, vec![ais("output_padding", &[1]), ais("pads", &[1, 0])]), &[1., 3., 2., 5., 3., 3., 0.]);
+    close(&case(3, vec![ais("output_shape", &[11])]), &[1., 1., 1., 2., 2., 2., 3., 3., 3., 0., 0.]);
+    let e = B::new(17)
+        .input("x", &[1, 1, 3])
+        .f("w", &[1, 1, 3], vec![1.0; 3])
+        .node("ConvTranspose", &["x", "w"], &["y"], vec![ais("strides", &[3]), ais("output_shape", &[12])])
+        .output("y")
+        .err();
+    assert!(e.contains("inconsistent"), "{e}");
+    let e = B::new(17)
+        .input("x", &[1, 1, 3])
+        .f("w", &[1, 1, 3], vec![1.0; 3])
+        .node("ConvTranspose", &["x", "w"], &["y"], vec![ais("pads", &[4, 4])])
+        .output("y")
+        .err();
+    assert!(e.contains("no output"), "{e}");
+}
+
+// ---- pooling ---------------------------------------------------------------------------------
+
+fn pool1d(op: &str, n: i64, k: i64, s: i64, pads: &[i64], extra: Vec<AttributeProto>) -> Result<Vec<f32>, String> {
+    let mut a = vec![ais("kernel_shape", &[k]), ais("strides", &[s]), ais("pads", pads), ai("ceil_mode", 1)];
+    a.extend(extra);
+    let m = B::new(17).input("x", &[1, 1, n]).node(op, &["x"], &["y"], a).output("y");
+    let imp = m.import().map_err(|e| e.to_string())?;
+    Ok(run1(&imp, (0..n).map(|i| i as f32).collect()).data().to_vec())
+}
+
+/// Expected values from onnxruntime 1.32 on x = arange(n).
+#[test]
+fn ceil_mode_pooling_matches_onnxruntime() {
+    close(&pool1d("MaxPool", 5, 2, 2, &[1, 1], vec![]).unwrap(), &[0., 2., 4.]);
+    close(&pool1d("MaxPool", 6, 2, 2, &[1, 1], vec![]).unwrap(), &[0., 2., 4., 5.]);
+    close(&pool1d("MaxPool", 5, 3, 2, &[0, 0], vec![]).unwrap(), &[2., 4.]);
+    close(&pool1d("MaxPool", 5, 3, 2, &[0, 1], vec![]).unwrap(), &[2., 4., 4.]);
+    let inc = || vec![ai("count_include_pad", 1)];
+    close(&pool1d("AveragePool", 6, 2, 2, &[1, 1], inc()).unwrap(), &[0., 1.5, 3.5, 2.5]);
+    close(&pool1d("AveragePool", 5, 3, 2, &[1, 1], inc()).unwrap(), &[1. / 3., 2., 7. / 3.]);
+    close(&pool1d("AveragePool", 5, 3, 2, &[0, 1], inc()).unwrap(), &[1., 3., 2.]);
+    close(&pool1d("AveragePool", 5, 2, 2, &[0, 1], inc()).unwrap(), &[0.5, 2.5, 2.0]);
+    close(&pool1d("AveragePool", 5, 3, 2, &[0, 1], vec![]).unwrap(), &[1., 3., 4.]);
+    close(&pool1d("AveragePool", 6, 2, 2, &[1, 1], vec![]).unwrap(), &[0., 1.5, 3.5, 5.]);
+}
+
+#[test]
+fn pooling_errors() {
+    let e = pool1d("MaxPool", 6, 2, 2, &[0, 0], vec![ais("dilations", &[2])]).unwrap_err();
+    assert!(e.contains("dilations") && e.contains("MaxPool"), "{e}");
+    let m = B::new(13)
+        .input("x", &[1, 1, 4])
+        .node("MaxPool", &["x"], &["y", "idx"], vec![ais("kernel_shape", &[2])])
+        .node("Cast", &["idx"], &["z"], vec![ai("to", 1)])
+        .output("y")
+        .output("z");
+    assert!(m.err().contains("Indices"));
+    // An unused Indices output is fine.
+    let m = B::new(13).input("x", &[1, 1, 4]).node("MaxPool", &["x"], &["y", "idx"], vec![ais("kernel_shape", &[2])]).output("y");
+    assert_eq!(out_shape(&m.ok()), [1, 1, 3]);
+    let e = B::new(13).input("x", &[1, 1, 4]).node("MaxPool", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("kernel_shape"), "{e}");
+}
+
+#[test]
+fn global_pools() {
+    let m = B::new(13)
+        .input("x", &[1, 2, 2, 2])
+        .node("GlobalAveragePool", &["x"], &["a"], vec![])
+        .node("GlobalMaxPool", &["x"], &["m"], vec![])
+        .node("Add", &["a", "m"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 2, 1, 1]);
+    close(run1(&imp, vec![1., 2., 3., 6., -1., -2., -3., -6.]).data(), &[3.0 + 6.0, -3.0 - 1.0]);
+}
+
+// ---- batch norm, dropout, argmax, softmax ----------------------------------------------------
+
+#[test]
+fn batch_norm_and_its_errors() {
+    let bn = |opset: i64, attrs: Vec<AttributeProto>, outs: &[&str]| {
+        B::new(opset)
+            .input("x", &[1, 2, 1, 1])
+            .f("s", &[2], vec![1.0, 2.0])
+            .f("b", &[2], vec![0.5, 0.0])
+            .f("m", &[2], vec![1.0, -1.0])
+            .f("v", &[2], vec![4.0, 1.0])
+            .node("BatchNormalization", &["x", "s", "b", "m", "v"], outs, attrs)
+            .output("y")
+    };
+    let imp = bn(15, vec![af("epsilon", 0.0)], &["y"]).ok();
+    close(run1(&imp, vec![3.0, 1.0]).data(), &[1.0 * (3.0 - 1.0) / 2.0 + 0.5, 2.0 * (1.0 + 1.0)]);
+    let e = bn(15, vec![ai("training_mode", 1)], &["y"]).err();
+    assert!(e.contains("training_mode"), "{e}");
+    let mut m = bn(9, vec![], &["y", "rm"]);
+    m = m.node("Identity", &["rm"], &["z"], vec![]).output("z");
+    assert!(m.err().contains("training statistics"));
+}
+
+#[test]
+fn dropout_argmax_and_cast() {
+    let m = B::new(13)
+        .input("x", &[2, 3])
+        .f("r", &[], vec![0.5])
+        .node("Dropout", &["x", "r"], &["d", "mask"], vec![])
+        .node("ArgMax", &["d"], &["a"], vec![ai("axis", -1), ai("keepdims", 0)])
+        .node("Cast", &["a"], &["y"], vec![ai("to", 7)])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2]);
+    close(run1(&imp, vec![1., 3., 2., 5., 4., 0.]).data(), &[1.0, 0.0]);
+    let e = B::new(13).input("x", &[2, 3]).node("ArgMax", &["x"], &["y"], vec![ai("select_last_index", 1)]).output("y").err();
+    assert!(e.contains("select_last_index"), "{e}");
+    let e = B::new(13).input("x", &[2, 3]).node("Cast", &["x"], &["y"], vec![ai("to", 7)]).output("y").err();
+    assert!(e.contains("Cast"), "{e}");
+    let t = TensorProto { data_type: Some(9), dims: vec![], int32_data: vec![1], ..Default::default() };
+    let e = B::new(13)
+        .input("x", &[2, 3])
+        .node("Constant", &[], &["tm"], vec![at("value", t)])
+        .node("Dropout", &["x", "", "tm"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("training_mode"), "{e}");
+    let e = B::new(7)
+        .input("x", &[2, 3])
+        .node("Dropout", &["x"], &["y", "mask"], vec![])
+        .node("Cast", &["mask"], &["z"], vec![ai("to", 1)])
+        .output("y")
+        .output("z")
+        .err();
+    assert!(e.contains("mask"), "{e}");
+}
+
+#[test]
+fn softmax_only_at_the_output() {
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .node("Softmax", &["x"], &["p"], vec![])
+        .node("Identity", &["p"], &["prob"], vec![])
+        .output("prob");
+    let imp = m.ok();
+    assert_eq!(
+        imp.notices,
+        ["Softmax `p` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)"]
+    );
+    let g = &imp.graph;
+    assert_eq!(g.nodes[g.outputs[0]].name, "prob");
+    close(run1(&imp, vec![1., 2., 3., 4.]).data(), &[1., 2., 3., 4.]);
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .node("Softmax", &["x"], &["p"], vec![])
+        .node("Relu", &["p"], &["y"], vec![])
+        .output("y")
+        .import()
+        .unwrap_err();
+    assert!(matches!(e, OnnxError::UnsupportedOp { .. }), "{e}");
+    assert!(e.to_string().contains("graph output") && e.to_string().contains("n1_Relu"), "{e}");
+}
+
+// ---- shape manipulation --------------------------------------------------------------------
+
+#[test]
+fn pytorch_shape_subgraph_is_evaluated_at_import() {
+    // y = x.reshape(x.shape[0], -1) through Shape -> Gather -> Unsqueeze -> Concat -> Reshape,
+    // plus Range/ConstantOfShape/Equal/Where/Expand/ReduceProd/Cast/Div arithmetic on shapes.
+    let m = B::new(13)
+        .input("x", &[-1, 2, 3])
+        .i("zero", &[], vec![0])
+        .i("minus1", &[1], vec![-1])
+        .i("ax0", &[1], vec![0])
+        .node("Shape", &["x"], &["s"], vec![])
+        .node("Gather", &["s", "zero"], &["n"], vec![ai("axis", 0)])
+        .node("Unsqueeze", &["n", "ax0"], &["n1"], vec![])
+        .node("Concat", &["n1", "minus1"], &["target"], vec![ai("axis", 0)])
+        .node("Reshape", &["x", "target"], &["flat"], vec![])
+        .node("ReduceProd", &["s"], &["total"], vec![ai("keepdims", 0)])
+        .node("Cast", &["total"], &["totalf"], vec![ai("to", 1)])
+        .node("Div", &["totalf", "totalf"], &["onef"], vec![])
+        .node("Cast", &["onef"], &["one"], vec![ai("to", 7)])
+        .node("Add", &["one", "one"], &["two"], vec![])
+        .node("Range", &["one", "two", "one"], &["r"], vec![])
+        .node("ConstantOfShape", &["r"], &["cos"], vec![at("value", ti("", &[1], vec![6]))])
+        .node("Equal", &["cos", "total"], &["eq"], vec![])
+        .node("Where", &["eq", "n1", "minus1"], &["w"], vec![])
+        .node("Expand", &["w", "r"], &["e"], vec![])
+        .node("Mul", &["flat", "e"], &["y"], vec![]) // a single-element constant: MulScalar(1) elided
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 6]);
+    assert_eq!(ops(&imp.graph), ["Input", "Reshape"]);
+}
+
+#[test]
+fn flatten_squeeze_unsqueeze_transpose_concat() {
+    let m = B::new(11)
+        .input("x", &[1, 2, 1, 3])
+        .f("c", &[1, 2], vec![7.0, 8.0])
+        .node("Squeeze", &["x"], &["s"], vec![ais("axes", &[-2])])
+        .node("Unsqueeze", &["s"], &["u"], vec![ais("axes", &[0, 4])])
+        .node("Flatten", &["u"], &["f"], vec![ai("axis", -2)])
+        .node("Transpose", &["f"], &["tr"], vec![])
+        .node("Concat", &["tr", "c"], &["y"], vec![ai("axis", -2)])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [4, 2]);
+    close(run1(&imp, (0..6).map(|i| i as f32).collect()).data(), &[0., 3., 1., 4., 2., 5., 7., 8.]);
+    // Opset 13 input forms; squeezing an axis that is not 1 is an error.
+    let m = B::new(13)
+        .input("x", &[1, 2, 1, 3])
+        .i("a", &[1], vec![1])
+        .node("Squeeze", &["x", "a"], &["y"], vec![])
+        .output("y");
+    assert!(m.err().contains("cannot squeeze"));
+    let m = B::new(13)
+        .input("x", &[2, 3])
+        .i("a", &[2], vec![-1, 0])
+        .node("Unsqueeze", &["x", "a"], &["y"], vec![])
+        .output("y");
+    assert_eq!(out_shape(&m.ok()), [1, 2, 3, 1]);
+    let e = B::new(13).input("x", &[2, 3]).node("Transpose", &["x"], &["y"], vec![ais("perm", &[0, 0])]).output("y").err();
+    assert!(e.contains("permutation"), "{e}");
+    let e = B::new(13).input("x", &[2, 3]).node("Concat", &["x", "x"], &["y"], vec![ai("axis", 2)]).output("y").err();
+    assert!(e.contains("out of range"), "{e}");
+}
+
+#[test]
+fn slice_forms() {
+    let x: Vec<f32> = (0..20).map(|i| i as f32).collect(); // [4, 5]
+    let sl = |opset: i64, b: B| {
+        let _ = opset;
+        run1(&b.ok(), x.clone()).data().to_vec()
+    };
+    // Attribute form (opset 9), no axes, clamped ends.
+    let m = B::new(9).input("x", &[4, 5]).node("Slice", &["x"], &["y"], vec![ais("starts", &[1, -2]), ais("ends", &[100, 5])]).output("y");
+    close(&sl(9, m), &[8., 9., 13., 14., 18., 19.]);
+    // Input form: negative step from the end through index 0, i64 extremes.
+    let m = B::new(13)
+        .input("x", &[4, 5])
+        .i("s", &[1], vec![i64::MAX])
+        .i("e", &[1], vec![i64::MIN])
+        .i("a", &[1], vec![-1])
+        .i("st", &[1], vec![-2])
+        .node("Slice", &["x", "s", "e", "a", "st"], &["y"], vec![])
+        .output("y");
+    close(&sl(13, m), &[4., 2., 0., 9., 7., 5., 14., 12., 10., 19., 17., 15.]);
+    let m = B::new(13)
+        .input("x", &[4, 5])
+        .i("s", &[2], vec![3, 1])
+        .i("e", &[2], vec![0, 4])
+        .i("a", &[2], vec![0, 1])
+        .i("st", &[2], vec![-1, 2])
+        .node("Slice", &["x", "s", "e", "a", "st"], &["y"], vec![])
+        .output("y");
+    close(&sl(13, m), &[16., 18., 11., 13., 6., 8.]);
+    let m = B::new(13)
+        .input("x", &[4, 5])
+        .i("s", &[1], vec![3])
+        .i("e", &[1], vec![1])
+        .node("Slice", &["x", "s", "e"], &["y"], vec![])
+        .output("y");
+    assert!(m.err().contains("empty"));
+    let m = B::new(13)
+        .input("x", &[4, 5])
+        .i("s", &[1], vec![0])
+        .i("e", &[1], vec![1])
+        .i("a", &[1], vec![0])
+        .i("st", &[1], vec![0])
+        .node("Slice", &["x", "s", "e", "a", "st"], &["y"], vec![])
+        .output("y");
+    assert!(m.err().contains("step 0"));
+}
+
+#[test]
+fn split_forms() {
+    let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
+    // Opset 18 num_outputs with an uneven split: 4, 4, 2.
+    let m = B::new(18)
+        .input("x", &[1, 10])
+        .node("Split", &["x"], &["a", "b", "c"], vec![ai("axis", 1), ai("num_outputs", 3)])
+        .output("a")
+        .output("b")
+        .output("c");
+    let imp = m.ok();
+    let outs = run(&imp.graph, &[t(&[1, 10], x.clone())]);
+    close(outs[0].data(), &[0., 1., 2., 3.]);
+    close(outs[1].data(), &[4., 5., 6., 7.]);
+    close(outs[2].data(), &[8., 9.]);
+    let names: Vec<&str> = imp.graph.outputs.iter().map(|&o| imp.graph.nodes[o].name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    // Opset 13 split input; opset 11 attribute.
+    let m = B::new(13)
+        .input("x", &[1, 10])
+        .i("sp", &[2], vec![3, 7])
+        .node("Split", &["x", "sp"], &["a", "b"], vec![ai("axis", -1)])
+        .output("b");
+    close(run1(&m.ok(), x.clone()).data(), &[3., 4., 5., 6., 7., 8., 9.]);
+    let m = B::new(11).input("x", &[1, 10]).node("Split", &["x"], &["a", "b"], vec![ai("axis", 1), ais("split", &[3, 6])]).output("b");
+    assert!(m.err().contains("add up"));
+}
+
+#[test]
+fn gather_scalar_vector_and_matrix_indices() {
+    let x: Vec<f32> = (0..12).map(|i| i as f32).collect(); // [3, 4]
+    let m = B::new(13).input("x", &[3, 4]).i("i", &[], vec![-1]).node("Gather", &["x", "i"], &["y"], vec![ai("axis", 1)]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [3]);
+    close(run1(&imp, x.clone()).data(), &[3., 7., 11.]);
+    let m = B::new(13).input("x", &[3, 4]).i("i", &[2, 2], vec![2, 0, 1, 1]).node("Gather", &["x", "i"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2, 2, 4]);
+    close(
+        run1(&imp, x.clone()).data(),
+        &[8., 9., 10., 11., 0., 1., 2., 3., 4., 5., 6., 7., 4., 5., 6., 7.],
+    );
+    let m = B::new(13).input("x", &[3, 4]).i("i", &[1], vec![3]).node("Gather", &["x", "i"], &["y"], vec![]).output("y");
+    assert!(m.err().contains("out of range"));
+    let m = B::new(13).input("x", &[3, 4]).node("Gather", &["x", "x"], &["y"], vec![]).output("y");
+    assert!(m.err().contains("constant"));
+}
+
+#[test]
+fn pad_forms() {
+    let x = vec![1.0, 2.0, 3.0, 4.0]; // [1, 4]
+    let m = B::new(2 + 7).input("x", &[1, 4]).node("Pad", &["x"], &["y"], vec![ais("pads", &[0, 1, 0, 2]), af("value", 9.0)]).output("y");
+    close(run1(&m.ok(), x.clone()).data(), &[9., 1., 2., 3., 4., 9., 9.]);
+    // Opset 13: negative pads crop.
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .i("p", &[4], vec![0, -1, 0, 1])
+        .f("v", &[], vec![-1.0])
+        .node("Pad", &["x", "p", "v"], &["y"], vec![])
+        .output("y");
+    close(run1(&m.ok(), x.clone()).data(), &[2., 3., 4., -1.]);
+    // Opset 18 axes input.
+    let m = B::new(18)
+        .input("x", &[1, 4])
+        .i("p", &[2], vec![1, 0])
+        .i("a", &[1], vec![-1])
+        .node("Pad", &["x", "p", "", "a"], &["y"], vec![])
+        .output("y");
+    close(run1(&m.ok(), x.clone()).data(), &[0., 1., 2., 3., 4.]);
+    let m = B::new(13)
+        .input("x", &[1, 4])
+        .i("p", &[4], vec![0, 1, 0, 1])
+        .node("Pad", &["x", "p"], &["y"], vec![astr("mode", "reflect")])
+        .output("y");
+    assert!(m.err().contains("reflect"));
+}
+
+#[test]
+fn expand_and_tile_of_activations() {
+    let m = B::new(13)
+        .input("x", &[2, 1])
+        .i("s", &[3], vec![2, 1, 3])
+        .i("r", &[3], vec![1, 2, 1])
+        .node("Expand", &["x", "s"], &["e"], vec![])
+        .node("Tile", &["e", "r"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2, 4, 3]);
+    let y = run1(&imp, vec![1.0, 2.0]);
+    let row1 = [1.0f32; 3];
+    let row2 = [2.0f32; 3];
+    let one: Vec<f32> = [row1, row2, row1, row2].concat();
+    close(y.data(), &[one.clone(), one].concat());
+}
+
+#[test]
+fn reductions() {
+    let x: Vec<f32> = (0..6).map(|i| i as f32).collect(); // [1, 2, 3]
+    let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMean", &["x"], &["y"], vec![ais("axes", &[-1]), ai("keepdims", 0)]).output("y");
+    close(run1(&m.ok(), x.clone()).data(), &[1.0, 4.0]);
+    let m = B::new(18)
+        .input("x", &[1, 2, 3])
+        .i("a", &[2], vec![2, 1])
+        .node("ReduceMean", &["x", "a"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 1, 1]);
+    close(run1(&imp, x.clone()).data(), &[2.5]);
+    let m = B::new(18).input("x", &[1, 2, 3]).node("ReduceMean", &["x"], &["y"], vec![ai("noop_with_empty_axes", 1)]).output("y");
+    assert_eq!(out_shape(&m.ok()), [1, 2, 3]);
+    let m = B::new(13)
+        .input("x", &[1, 2, 3])
+        .i("a", &[1], vec![1])
+        .node("ReduceSum", &["x", "a"], &["y"], vec![])
+        .output("y");
+    close(run1(&m.ok(), x.clone()).data(), &[3., 5., 7.]);
+    let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMax", &["x"], &["y"], vec![]).output("y");
+    assert!(m.err().contains("ReduceMax"));
+}
+
+// ---- matrix products -------------------------------------------------------------------------
+
+#[test]
+fn gemm_variants() {
+    let a = data(6); // [2, 3]
+    let b = data(12); // [3, 4] (or [4, 3] transposed)
+    let c = vec![0.5, -1.0, 2.0, 1.5];
+    // transA with A = [3, 2] input, transB, alpha, beta, 1-D C.
+    let m = B::new(13)
+        .input("a", &[3, 2])
+        .f("b", &[4, 3], b.clone())
+        .f("c", &[4], c.clone())
+        .node("Gemm", &["a", "b", "c"], &["y"], vec![ai("transA", 1), ai("transB", 1), af("alpha", 2.0), af("beta", 0.5)])
+        .output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2, 4]);
+    // No Transpose of the weight remains: it was folded.
+    assert_eq!(imp.graph.nodes.iter().filter(|n| matches!(n.op, Op::Transpose { .. })).count(), 1);
+    let at: Vec<f32> = (0..6).map(|i| a[(i % 3) * 2 + i / 3]).collect(); // [2, 3] = a^T
+    let bt: Vec<f32> = (0..12).map(|i| b[(i % 4) * 3 + i / 4]).collect(); // [3, 4] = b^T
+    let want: Vec<f32> = mm(&at, &bt, 2, 3, 4).iter().enumerate().map(|(i, v)| 2.0 * v + 0.5 * c[i % 4]).collect();
+    close(run1(&imp, a.clone()).data(), &want);
+    // A constant, B computed; scalar C is a public AddScalar.
+    let m = B::new(13)
+        .input("b", &[3, 4])
+        .f("a", &[2, 3], a.clone())
+        .f("c", &[], vec![1.0])
+        .node("Gemm", &["a", "b", "c"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    assert!(imp.graph.nodes.iter().any(|n| matches!(n.op, Op::AddScalar(v) if v == 1.0)));
+    let want: Vec<f32> = mm(&a, &b, 2, 3, 4).iter().map(|v| v + 1.0).collect();
+    close(run1(&imp, b.clone()).data(), &want);
+    let e = B::new(13).input("a", &[1, 2, 3]).f("b", &[3, 4], b.clone()).node("Gemm", &["a", "b"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("matrices"), "{e}");
+}
+
+#[test]
+fn matmul_variants() {
+    let a = data(24); // [2, 3, 4]
+    let w = data(20); // [4, 5]
+    let m = B::new(13).input("x", &[2, 3, 4]).f("w", &[4, 5], w.clone()).node("MatMul", &["x", "w"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2, 3, 5]);
+    close(run1(&imp, a.clone()).data(), &mm(&a, &w, 6, 4, 5));
+    // 1-D operands.
+    let m = B::new(13).input("x", &[4]).f("w", &[4, 5], w.clone()).node("MatMul", &["x", "w"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [5]);
+    close(run1(&imp, data(4)).data(), &mm(&data(4), &w, 1, 4, 5));
+    let m = B::new(13).input("x", &[3, 4]).f("v", &[4], data(4)).node("MatMul", &["x", "v"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [3]);
+    close(run1(&imp, data(12)).data(), &mm(&data(12), &data(4), 3, 4, 1));
+    // Constant left operand: W [5, 4] x X [2, 4, 3] -> [2, 5, 3].
+    let wl = data(20);
+    let x = data(24);
+    let m = B::new(13).input("x", &[2, 4, 3]).f("w", &[5, 4], wl.clone()).node("MatMul", &["w", "x"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [2, 5, 3]);
+    let want: Vec<f32> = [mm(&wl, &x[..12], 5, 4, 3), mm(&wl, &x[12..], 5, 4, 3)].concat();
+    close(run1(&imp, x.clone()).data(), &want);
+    // Batched computed right operand: unsupported with a clear message.
+    let e = B::new(13).input("x", &[2, 3, 3]).node("MatMul", &["x", "x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("right operand must be a matrix"), "{e}");
+    let e = B::new(13).input("x", &[2, 3]).f("w", &[4, 5], w).node("MatMul", &["x", "w"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("inner extents"), "{e}");
+}
+
+// ---- constants -------------------------------------------------------------------------------
+
+#[test]
+fn constant_forms_and_tensor_encodings() {
+    let sparse = SparseTensorProto {
+        values: Some(tf("sv", &[2], vec![5.0, 6.0])),
+        indices: Some(ti("si", &[2], vec![0, 3])),
+        dims: vec![4],
+    };
+    let raw16 = TensorProto {
+        dims: vec![4],
+        data_type: Some(10),
+        raw_data: Some([0x3c00u16, 0xc000, 0x3800, 0].iter().flat_map(|h| h.to_le_bytes()).collect()),
+        ..Default::default()
+    };
+    let raw64 = TensorProto {
+        dims: vec![4],
+        data_type: Some(11),
+        raw_data: Some([1.0f64, 2.0, 3.0, 4.0].iter().flat_map(|h| h.to_le_bytes()).collect()),
+        ..Default::default()
+    };
+    let m = B::new(13)
+        .input("x", &[4])
+        .node("Constant", &[], &["a"], vec![AttributeProto { sparse_tensor: Some(sparse), ..attr("sparse_value", AttributeType::SparseTensor) }])
+        .node("Constant", &[], &["b"], vec![at("value", raw16)])
+        .node("Constant", &[], &["c"], vec![afs("value_floats", &[1.0, 1.0, 1.0, 1.0])])
+        .node("Constant", &[], &["d"], vec![at("value", raw64)])
+        .node("Constant", &[], &["k"], vec![ai("value_int", 2)])
+        .node("Constant", &[], &["f"], vec![af("value_float", 0.5)])
+        .node("Add", &["x", "a"], &["s1"], vec![])
+        .node("Add", &["s1", "b"], &["s2"], vec![])
+        .node("Add", &["s2", "c"], &["s3"], vec![])
+        .node("Mul", &["s3", "d"], &["s4"], vec![])
+        .node("Mul", &["s4", "k"], &["s5"], vec![])
+        .node("Mul", &["s5", "f"], &["y"], vec![])
+        .output("y");
+    let imp = m.ok();
+    let x = [1.0f32, 1.0, 1.0, 1.0];
+    let a = [5.0, 0.0, 0.0, 6.0];
+    let b = [1.0, -2.0, 0.5, 0.0];
+    let d = [1.0, 2.0, 3.0, 4.0];
+    let want: Vec<f32> = (0..4).map(|i| (x[i] + a[i] + b[i] + 1.0) * d[i] * 2.0 * 0.5).collect();
+    close(run1(&imp, x.to_vec()).data(), &want);
+    // Weight data that does not match its dims.
+    let e = B::new(13).input("x", &[2]).f("w", &[3], vec![1.0, 2.0]).node("Add", &["x", "w"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("`w`") && e.contains("float_data"), "{e}");
+    let e = B::new(13).input("x", &[2]).node("Constant", &[], &["y"], vec![]).output("y").err();
+    assert!(e.contains("without a value"), "{e}");
+}
+
+// ---- robustness ------------------------------------------------------------------------------
+
+#[test]
+fn huge_dimensions_are_errors_not_panics() {
+    let big = 1i64 << 40;
+    let e = B::new(13).input("x", &[big, big]).node("Relu", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("too large"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .i("s", &[3], vec![1 << 30, 1 << 30, 1 << 30])
+        .node("Reshape", &["x", "s"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("n0_Reshape"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .i("s", &[2], vec![1 << 20, 1 << 20])
+        .node("ConstantOfShape", &["s"], &["c"], vec![])
+        .node("Add", &["x", "c"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("too large"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .i("s", &[3], vec![1 << 20, 1 << 20, 4])
+        .node("Expand", &["x", "s"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("n0_Expand"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .i("p", &[4], vec![0, 0, 1 << 40, 0])
+        .node("Pad", &["x", "p"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("n0_Pad"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 1, 4])
+        .f("w", &[1, 1, 1], vec![1.0])
+        .node("ConvTranspose", &["x", "w"], &["y"], vec![ais("strides", &[1 << 30]), ais("dilations", &[1 << 30])])
+        .output("y")
+        .err();
+    assert!(e.contains("n0_ConvTranspose"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 1, 4])
+        .f("w", &[1, 1, 1], vec![1.0])
+        .node("Conv", &["x", "w"], &["y"], vec![ais("pads", &[i64::MAX, 0])])
+        .output("y")
+        .err();
+    assert!(e.contains("n0_Conv"), "{e}");
+    let e = B::new(13)
+        .input("x", &[1, 4])
+        .i("s", &[], vec![0])
+        .i("l", &[], vec![i64::MAX])
+        .i("d", &[], vec![1])
+        .node("Range", &["s", "l", "d"], &["r"], vec![])
+        .node("Add", &["x", "r"], &["y"], vec![])
+        .output("y")
+        .err();
+    assert!(e.contains("too large"), "{e}");
+}
+
+/// A small CNN touching many code paths, used as the seed of the mutation test.
+fn seed_model() -> Vec<u8> {
+    B::new(13)
+        .input("x", &[-1, 2, 6, 6])
+        .f("w", &[4, 2, 3, 3], data(72))
+        .f("b", &[4], data(4))
+        .f("bn_s", &[4], vec![1.0, 0.5, 2.0, 1.5])
+        .f("bn_b", &[4], data(4))
+        .f("bn_m", &[4], data(4))
+        .f("bn_v", &[4], vec![1.0, 2.0, 0.5, 1.0])
+        .f("fc", &[10, 16], data(160))
+        .f("fcb", &[10], data(10))
+        .i("zero", &[], vec![0])
+        .i("m1", &[1], vec![-1])
+        .i("ax0", &[1], vec![0])
+        .f("half", &[], vec![0.5])
+        .node("Conv", &["x", "w", "b"], &["c"], vec![ais("pads", &[1, 1, 1, 1]), ais("strides", &[1, 1])])
+        .node("BatchNormalization", &["c", "bn_s", "bn_b", "bn_m", "bn_v"], &["bn"], vec![])
+        .node("Relu", &["bn"], &["r"], vec![])
+        .node("MaxPool", &["r"], &["p"], vec![ais("kernel_shape", &[2, 2]), ais("strides", &[3, 3]), ai("ceil_mode", 1)])
+        .node("Mul", &["p", "half"], &["ph"], vec![])
+        .node("Shape", &["ph"], &["s"], vec![])
+        .node("Gather", &["s", "zero"], &["n"], vec![])
+        .node("Unsqueeze", &["n", "ax0"], &["n1"], vec![])
+        .node("Concat", &["n1", "m1"], &["shp"], vec![ai("axis", 0)])
+        .node("Reshape", &["ph", "shp"], &["flat"], vec![])
+        .node("Gemm", &["flat", "fc", "fcb"], &["logits"], vec![ai("transB", 1)])
+        .node("Softmax", &["logits"], &["prob"], vec![])
+        .output("prob")
+        .bytes()
+}
+
+#[test]
+fn seed_model_imports() {
+    let imp = import_bytes(&seed_model(), &ImportOptions::default()).unwrap();
+    assert_eq!(out_shape(&imp), [1, 10]);
+    imp.graph.validate().unwrap();
+}
+
+/// Mutated models must give Ok or Err, never a panic.
+#[test]
+fn mutated_models_never_panic() {
+    let seed = seed_model();
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut mutants: Vec<Vec<u8>> = Vec::new();
+    // Truncation at every length.
+    for len in 0..seed.len() {
+        mutants.push(seed[..len].to_vec());
+    }
+    // Random bit flips, byte replacements with interesting values, insertions and deletions.
+    let specials = [0x00u8, 0xff, 0x7f, 0x80, 0x01, 0x08, 0x10, 0x12, 0x1a, 0x22];
+    for round in 0..6000 {
+        let mut m = seed.clone();
+        let edits = 1 + (next() % 4) as usize;
+        for _ in 0..edits {
+            let pos = (next() as usize) % m.len();
+            match round % 4 {
+                0 => m[pos] ^= 1 << (next() % 8),
+                1 => m[pos] = specials[(next() as usize) % specials.len()],
+                2 => m.insert(pos, next() as u8),
+                _ => {
+                    m.remove(pos);
+                }
+            }
+        }
+        mutants.push(m);
+    }
+    let mut panics = Vec::new();
+    let (mut ok, mut err) = (0, 0);
+    for (i, m) in mutants.iter().enumerate() {
+        match std::panic::catch_unwind(|| import_bytes(m, &ImportOptions::default())) {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(e)) => {
+                err += 1;
+                assert!(!e.to_string().is_empty());
+            }
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panics.push(format!("mutant {i}: {msg}"));
+            }
+        }
+    }
+    assert!(panics.is_empty(), "{} panics (ok {ok}, err {err}):\n{}", panics.len(), panics[..panics.len().min(20)].join("\n"));
+    assert!(ok > 100 && err > 100, "ok {ok}, err {err}");
+}
+
+/// Semantic mutations of a valid model: every attribute replaced by values of other types
+/// and extreme values, every input renamed, nodes dropped.
+#[test]
+fn semantically_mutated_models_never_panic() {
+    use prost::Message as _;
+    let base = ModelProto::decode(&seed_model()[..]).unwrap();
+    let extremes = [i64::MIN, -1, 0, 1, 2, 3, 7, 1 << 31, i64::MAX];
+    let mut variants: Vec<ModelProto> = Vec::new();
+    let g = base.graph.as_ref().unwrap();
+    for (ni, node) in g.node.iter().enumerate() {
+        // Drop the node.
+        let mut m = base.clone();
+        m.graph.as_mut().unwrap().node.remove(ni);
+        variants.push(m);
+        // Replace each input by every other tensor name (and the empty name).
+        let names: Vec<String> = g.node.iter().flat_map(|n| n.output.clone()).chain(g.initializer.iter().filter_map(|t| t.name.clone())).chain([String::new(), "x".into()]).collect();
+        for ii in 0..node.input.len() {
+            for name in &names {
+                let mut m = base.clone();
+                m.graph.as_mut().unwrap().node[ni].input[ii] = name.clone();
+                variants.push(m);
+            }
+        }
+        // Attribute mutations.
+        for ai_ in 0..node.attribute.len() {
+            for &v in &extremes {
+                let mut m = base.clone();
+                let a = &mut m.graph.as_mut().unwrap().node[ni].attribute[ai_];
+                if a.i.is_some() {
+                    a.i = Some(v);
+                } else {
+                    a.ints.iter_mut().for_each(|x| *x = v);
+                }
+                variants.push(m.clone());
+                let a = &mut m.graph.as_mut().unwrap().node[ni].attribute[ai_];
+                a.ints.push(v);
+                variants.push(m);
+            }
+            let mut m = base.clone();
+            let a = &mut m.graph.as_mut().unwrap().node[ni].attribute[ai_];
+            a.r#type = Some(AttributeType::Float as i32);
+            a.f = Some(1.5);
+            variants.push(m);
+        }
+        // Extra unknown attributes with known names but wrong types.
+        for name in ["axis", "pads", "strides", "perm", "axes", "keepdims", "auto_pad", "group", "to", "value"] {
+            let mut m = base.clone();
+            m.graph.as_mut().unwrap().node[ni].attribute.push(astr(name, "SAME_UPPER"));
+            variants.push(m);
+        }
+    }
+    // Initializer mutations: wrong dims, values, types.
+    for ii in 0..g.initializer.len() {
+        for dims in [vec![], vec![0], vec![-1], vec![1 << 40, 1 << 40], vec![2, 3]] {
+            let mut m = base.clone();
+            m.graph.as_mut().unwrap().initializer[ii].dims = dims;
+            variants.push(m);
+        }
+        for ty in [0, 2, 6, 8, 9, 10, 11, 14, 100] {
+            let mut m = base.clone();
+            m.graph.as_mut().unwrap().initializer[ii].data_type = Some(ty);
+            variants.push(m);
+        }
+        for &v in &extremes {
+            let mut m = base.clone();
+            let t = &mut m.graph.as_mut().unwrap().initializer[ii];
+            t.int64_data.iter_mut().for_each(|x| *x = v);
+            t.float_data.iter_mut().for_each(|x| *x = v as f32);
+            variants.push(m);
+        }
+    }
+    let mut panics = Vec::new();
+    for (i, m) in variants.iter().enumerate() {
+        if let Err(p) = std::panic::catch_unwind(|| crate::import_model(m, &ImportOptions::default())) {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panics.push(format!("variant {i}: {msg}"));
+        }
+    }
+    assert!(panics.is_empty(), "{} of {} variants panicked:\n{}", panics.len(), variants.len(), panics[..panics.len().min(20)].join("\n"));
+}
