@@ -58,7 +58,7 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 /// view's shape; `in_strides[i]` how far one step along output axis `i` moves in the input;
 /// `base` the input offset of the first element.
 fn for_each_view(out_shape: &[usize], in_strides: &[isize], base: isize, mut f: impl FnMut(usize)) {
-    if out_shape.iter().any(|&d| d == 0) {
+    if out_shape.contains(&0) {
         return;
     }
     let rank = out_shape.len();

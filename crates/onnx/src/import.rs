@@ -14,7 +14,7 @@ use crate::proto::{tensor_shape_proto::dimension, type_proto, GraphProto, ModelP
 use crate::{ImportOptions, Imported, OnnxError, MAX_OPSET, MIN_OPSET};
 
 /// Largest tensor the importer lets `Graph::add` constant-fold (it evaluates the kernels).
-const MAX_FOLD: usize = 1 << 28;
+const MAX_FOLD: usize = 1 << 24;
 
 /// A tensor of the ONNX graph: known at import time, or an HLIL node.
 #[derive(Clone, Debug)]

@@ -13,6 +13,9 @@
 //!
 //! [`Graph::weight`]: cryptflow_ir::hlil::Graph::weight
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -1209,6 +1209,9 @@ impl Importer<'_> {
     fn activation_input(&mut self, cx: &Cx, min_rank: usize, max_rank: usize) -> R<(NodeId, Vec<usize>)> {
         let x = self.node(cx, 0)?;
         let s = self.graph.nodes[x].shape.clone();
+        if s.contains(&0) {
+            return Err(cx.shape_err(format!("input of shape {s:?} is empty")));
+        }
         if s.len() < min_rank || s.len() > max_rank {
             return Err(cx.shape_err(format!(
                 "input of shape {s:?} must have rank {min_rank} to {max_rank} ([N, C, spatial...])"

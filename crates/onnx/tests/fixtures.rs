@@ -66,7 +66,7 @@ fn assert_close(name: &str, got: &FloatTensor, want: &FloatTensor) -> Result<(),
     }
     for (i, (&g, &w)) in got.data().iter().zip(want.data()).enumerate() {
         let tol = 1e-4 * w.abs().max(1.0) + 1e-5;
-        if !((g - w).abs() <= tol) {
+        if (g - w).abs() > tol || g.is_nan() != w.is_nan() {
             return Err(format!("{name}: element {i}: got {g}, expected {w}"));
         }
     }
@@ -263,8 +263,9 @@ fn trained_models_import_and_match_expected_logits() {
             let mut shape = in_shape.clone();
             shape[0] = 1;
             let xi = Tensor::new(shape, x.data()[b * per_image..(b + 1) * per_image].to_vec()).unwrap();
-            let mut options = ImportOptions::default();
-            options.input_shapes = HashMap::from([(g.nodes[g.inputs[0]].name.clone(), xi.shape().to_vec())]);
+            let options = ImportOptions {
+                input_shapes: HashMap::from([(g.nodes[g.inputs[0]].name.clone(), xi.shape().to_vec())]),
+            };
             let gi = import_file(&path, &options).unwrap().graph;
             let y = evaluate(&gi, &[xi]).remove(0);
             assert_eq!(y.len(), classes, "{model}");
