@@ -74,7 +74,7 @@ use rayon::prelude::*;
 
 use lower::Lowering;
 use prf::{Prf, PrfKey};
-use ring::{add_p, add_zl1, mul_p, neg_p, sub_zl1, to_zl1, wraps, Ring, Zp, ZL, ZL1};
+use ring::{add_p, add_zl1, sub_zl1, to_zl1, wraps, Ring, Zp, P, ZL, ZL1};
 
 /// Which protocol family runs (`--protocol porthos` or `--protocol securenn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -409,53 +409,45 @@ impl Porthos {
         let mut d = vec![0u8; n * W];
         d.par_chunks_mut(W).enumerate().for_each(|(e, out)| {
             let xs = &xbits[e * W..(e + 1) * W];
-            let mut c = [0u8; W];
+            // c_i are accumulated in u32 without reduction (every term is below 70, so the
+            // sums stay below 5000 and s_i c_i + z_i below 2^19) and reduced once, mod p.
+            let p = P as u32;
+            let mut c = [0u32; W];
             if beta[e] == 1 && r[e] == u64::MAX {
                 // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
                 if lead {
                     for (i, ci) in c.iter_mut().enumerate() {
-                        *ci = (i != 0) as u8;
+                        *ci = (i != 0) as u32;
                     }
                 }
             } else {
                 let t = if beta[e] == 1 { r[e] + 1 } else { r[e] };
-                let mut acc = 0u8; // shares of the number of differing bits above i
+                let mut acc = 0u32; // shares of the number of differing bits above i
                 for i in (0..W).rev() {
-                    let tb = ((t >> i) & 1) as u8;
-                    let xi = xs[i];
+                    let tb = ((t >> i) & 1) as u32;
+                    let xi = xs[i] as u32;
                     c[i] = if beta[e] == 0 {
                         // r[i] - x[i] + 1 + sum_{k > i} (x[k] xor r[k])
-                        let v = add_p(neg_p(xi), acc);
-                        if lead {
-                            add_p(v, tb + 1)
-                        } else {
-                            v
-                        }
+                        p - xi + acc + if lead { tb + 1 } else { 0 }
                     } else {
                         // x[i] - t[i] + 1 + sum_{k > i} (x[k] xor t[k])
-                        let v = add_p(xi, acc);
-                        if lead {
-                            add_p(v, if tb == 1 { 0 } else { 1 })
-                        } else {
-                            v
-                        }
+                        xi + acc + if lead { 1 - tb } else { 0 }
                     };
                     // share of x[i] xor t[i]
-                    let w = if tb == 0 {
+                    acc += if tb == 0 {
                         xi
                     } else if lead {
-                        add_p(1, neg_p(xi))
+                        1 + p - xi
                     } else {
-                        neg_p(xi)
+                        p - xi
                     };
-                    acc = add_p(acc, w);
                 }
             }
             let shift = (rot[e] as usize) % W;
+            let (s, z) = (&s[e * W..(e + 1) * W], &z[e * W..(e + 1) * W]);
             for i in 0..W {
-                let m = mul_p(s[e * W + i], c[i]);
-                let zi = z[e * W + i];
-                out[(i + shift) % W] = if lead { add_p(m, zi) } else { add_p(m, neg_p(zi)) };
+                let zi = if lead { z[i] as u32 } else { p - z[i] as u32 };
+                out[(i + shift) % W] = ((s[i] as u32 * c[i] + zi) % p) as u8;
             }
         });
         self.send_ring::<Zp>(HELPER, &d)?;

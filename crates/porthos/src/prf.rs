@@ -9,16 +9,16 @@
 //! Values are read from the keystream little-endian, so parties on machines of different
 //! endianness agree.
 
-use aes::Aes128;
-use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::{Aes128, Block};
 use rayon::prelude::*;
 
 use crate::ring::{P, ZL1_MODULUS};
 
-type Aes128Ctr = ctr::Ctr128BE<Aes128>;
-
-/// Keystream bytes produced per parallel task.
+/// Keystream bytes produced per parallel task (a multiple of the block size).
 const CHUNK: usize = 1 << 16;
+/// Blocks encrypted per call into a stack buffer.
+const BATCH: usize = 64;
 
 /// A 128-bit PRF key. Its `Debug` output never shows the key.
 #[derive(Clone)]
@@ -57,46 +57,59 @@ impl PrfKey {
     }
 }
 
-/// A keystream: AES-128-CTR under one key, with a position (bytes consumed so far).
+/// A keystream: AES-128-CTR under one key, with a position (blocks consumed so far). Block
+/// `i` of the stream is `AES_k(i)` (the counter as a 128-bit little-endian integer); every
+/// request consumes whole blocks.
 pub struct Prf {
-    key: PrfKey,
-    pos: u64,
+    cipher: Aes128,
+    block: u128,
 }
 
 impl std::fmt::Debug for Prf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prf").field("pos", &self.pos).finish_non_exhaustive()
+        f.debug_struct("Prf").field("block", &self.block).finish_non_exhaustive()
     }
 }
 
 impl Prf {
     pub fn new(key: PrfKey) -> Prf {
-        Prf { key, pos: 0 }
+        Prf { cipher: Aes128::new(&key.0.into()), block: 0 }
     }
 
     /// Bytes of keystream consumed so far.
     pub fn position(&self) -> u64 {
-        self.pos
+        (self.block * 16) as u64
     }
 
-    fn cipher_at(&self, pos: u64) -> Aes128Ctr {
-        let mut c = Aes128Ctr::new(&self.key.0.into(), &[0u8; 16].into());
-        c.seek(pos);
-        c
+    /// Writes the keystream from block `first` on into `out` (whole blocks, the last one
+    /// truncated to what `out` holds).
+    fn keystream(cipher: &Aes128, first: u128, out: &mut [u8]) {
+        let mut buf = [Block::default(); BATCH];
+        for (b, part) in out.chunks_mut(BATCH * 16).enumerate() {
+            let n = part.len().div_ceil(16);
+            for (k, block) in buf[..n].iter_mut().enumerate() {
+                *block = (first + (b * BATCH + k) as u128).to_le_bytes().into();
+            }
+            // encrypt_blocks pipelines AES-NI rounds over the whole batch.
+            cipher.encrypt_blocks(&mut buf[..n]);
+            for (dst, src) in part.chunks_mut(16).zip(&buf[..n]) {
+                dst.copy_from_slice(&src[..dst.len()]);
+            }
+        }
     }
 
-    /// The next `out.len()` keystream bytes.
+    /// The next `out.len()` keystream bytes (rounded up to whole blocks consumed).
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        out.fill(0);
-        let start = self.pos;
+        let start = self.block;
         if out.len() <= CHUNK {
-            self.cipher_at(start).apply_keystream(out);
+            Self::keystream(&self.cipher, start, out);
         } else {
+            let cipher = &self.cipher;
             out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
-                self.cipher_at(start + (i * CHUNK) as u64).apply_keystream(chunk);
+                Self::keystream(cipher, start + (i * CHUNK / 16) as u128, chunk);
             });
         }
-        self.pos += out.len() as u64;
+        self.block += out.len().div_ceil(16) as u128;
     }
 
     /// Uniform elements of Z_2^64.
@@ -161,7 +174,13 @@ impl Prf {
 
     /// Fills `out` with `map(b)` for the keystream bytes `b < bound`, in order, skipping the
     /// others. Deterministic in the request size, so every holder of the key gets the same.
+    /// The keystream is generated in bulk and compacted in parallel chunks.
     fn fill_rejecting(&mut self, out: &mut [u8], bound: u8, map: impl Fn(u8) -> u8 + Sync) {
+        // Lookup table: the mapped value, or 0xFF for a rejected byte.
+        let mut table = [0xFFu8; 256];
+        for b in 0..bound {
+            table[b as usize] = map(b);
+        }
         let mut filled = 0;
         let mut buf = Vec::new();
         while filled < out.len() {
@@ -169,13 +188,25 @@ impl Prf {
             // Enough for the expected acceptance rate (> 3/4) plus slack; loop for the rest.
             buf.resize(missing + missing / 3 + 64, 0);
             self.fill_bytes(&mut buf);
-            for &b in &buf {
-                if b < bound {
-                    out[filled] = map(b);
-                    filled += 1;
-                    if filled == out.len() {
-                        break;
+            let parts: Vec<(Vec<u8>, usize)> = buf
+                .par_chunks(CHUNK)
+                .map(|chunk| {
+                    let mut acc = vec![0u8; chunk.len()];
+                    let mut k = 0;
+                    for &b in chunk {
+                        let v = table[b as usize];
+                        acc[k] = v;
+                        k += (v != 0xFF) as usize;
                     }
+                    (acc, k)
+                })
+                .collect();
+            for (acc, k) in parts {
+                let take = k.min(out.len() - filled);
+                out[filled..filled + take].copy_from_slice(&acc[..take]);
+                filled += take;
+                if filled == out.len() {
+                    break;
                 }
             }
         }
@@ -191,9 +222,9 @@ mod tests {
         let key = PrfKey::random().unwrap();
         let mut a = Prf::new(key.clone());
         let mut b = Prf::new(key.clone());
-        let big = a.u64s(3 * CHUNK / 8 + 5);
+        let big = a.u64s(3 * CHUNK / 8 + 6);
         let mut small = Vec::new();
-        for part in [7usize, CHUNK / 8, 2 * CHUNK / 8 - 2] {
+        for part in [8usize, CHUNK / 8, 2 * CHUNK / 8 - 2] {
             small.extend(b.u64s(part));
         }
         assert_eq!(big, small);
@@ -222,5 +253,39 @@ mod tests {
         assert_eq!(format!("{key:?}"), "PrfKey(<redacted>)");
         let words = key.to_words();
         assert_eq!(PrfKey::from_words(&words).unwrap().0, key.0);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn prf_speed() {
+        let mut prf = Prf::new(PrfKey::random().unwrap());
+        let mut v = vec![0u8; 64 << 20];
+        let t = std::time::Instant::now();
+        prf.fill_bytes(&mut v);
+        println!("keystream: {:?} for 64 MiB", t.elapsed());
+        let t = std::time::Instant::now();
+        prf.fill_zp(&mut v);
+        println!("Z_p: {:?} for 64 Mi elements", t.elapsed());
+    }
+
+    #[test]
+    fn keystream_is_aes_of_the_counter() {
+        let key = PrfKey([3u8; 16]);
+        let mut prf = Prf::new(key.clone());
+        let mut out = [0u8; 40];
+        prf.fill_bytes(&mut out);
+        let aes = Aes128::new(&key.0.into());
+        for i in 0..3u128 {
+            let mut b: Block = i.to_le_bytes().into();
+            aes.encrypt_block(&mut b);
+            let end = (16 * (i as usize + 1)).min(40);
+            assert_eq!(&out[16 * i as usize..end], &b[..end - 16 * i as usize]);
+        }
+        assert_eq!(prf.position(), 48);
     }
 }
