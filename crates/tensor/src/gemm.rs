@@ -194,9 +194,10 @@ struct Job<'a> {
     a: &'a [u64],
     /// Packed B panels of the job's columns: `ceil(n / NR)` panels of `kc * NR`.
     b: &'a [u64],
-    /// C at the job's first row and column.
+    /// C at the job's first row and column; element (i, j) of the block at `i * rs + j * cs`.
     c: *mut u64,
-    ldc: usize,
+    c_rs: usize,
+    c_cs: usize,
     m: usize,
     n: usize,
     /// Add into C instead of overwriting it.
@@ -207,8 +208,8 @@ struct Job<'a> {
 /// `micro`.
 ///
 /// # Safety
-/// `job.c` must point at a block of at least `job.m` rows of stride `job.ldc` with `job.n`
-/// valid columns each, not accessed by anyone else during the call.
+/// `job.c` must point at an `job.m x job.n` block of strides (`job.c_rs`, `job.c_cs`) that
+/// nobody else accesses during the call.
 #[inline(always)]
 unsafe fn run_job<const MR: usize, const NR: usize>(
     job: &Job<'_>,
@@ -226,15 +227,26 @@ unsafe fn run_job<const MR: usize, const NR: usize>(
             let mut acc = [[0u64; NR]; MR];
             micro(kc, ap, bp, &mut acc);
             for (i, acc_row) in acc.iter().enumerate().take(mr) {
-                // SAFETY: row ip*MR+i < job.m and columns jp*NR..jp*NR+nr < job.n lie in the
-                // job's block (caller's contract).
-                let row = unsafe { std::slice::from_raw_parts_mut(job.c.add((ip * MR + i) * job.ldc + jp * NR), nr) };
-                if job.accumulate {
-                    for (c, &v) in row.iter_mut().zip(acc_row) {
-                        *c = c.wrapping_add(v);
+                let row_start = (ip * MR + i) * job.c_rs + jp * NR * job.c_cs;
+                if job.c_cs == 1 {
+                    // SAFETY: row ip*MR+i < job.m and columns jp*NR..jp*NR+nr < job.n lie in
+                    // the job's block (caller's contract).
+                    let row = unsafe { std::slice::from_raw_parts_mut(job.c.add(row_start), nr) };
+                    if job.accumulate {
+                        for (c, &v) in row.iter_mut().zip(acc_row) {
+                            *c = c.wrapping_add(v);
+                        }
+                    } else {
+                        row.copy_from_slice(&acc_row[..nr]);
                     }
                 } else {
-                    row.copy_from_slice(&acc_row[..nr]);
+                    for (j, &v) in acc_row.iter().enumerate().take(nr) {
+                        // SAFETY: as above, element by element.
+                        unsafe {
+                            let c = job.c.add(row_start + j * job.c_cs);
+                            *c = if job.accumulate { (*c).wrapping_add(v) } else { v };
+                        }
+                    }
                 }
             }
         }
@@ -329,6 +341,12 @@ fn gemm_u64(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>
     gemm_u64_with(u64_kernel(), m, n, k, a, b, c, ldc)
 }
 
+impl<T> MatRef<'_, T> {
+    fn t(self) -> Self {
+        MatRef { rs: self.cs, cs: self.rs, ..self }
+    }
+}
+
 /// The u64 product with a chosen micro-kernel (tests run every kernel the CPU supports).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_u64_with(
@@ -345,54 +363,92 @@ pub(crate) fn gemm_u64_with(
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx512 => {
             assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
-            gemm_u64_packed::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512)
+            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512)
         }
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx2 => {
             assert!(std::arch::is_x86_feature_detected!("avx2"));
-            gemm_u64_packed::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2)
+            gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2)
         }
-        _ => gemm_u64_packed::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic),
+        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic),
     }
 }
 
-/// Packs rows `i0..` of `A[:, p0..p0 + kc]` into `MR`-row panels (`kc * MR` each, zero-padded).
+/// Computes `C` or, when the `MR x NR` tiles cover `C^T = B^T A^T` with less padding (e.g. a
+/// few columns and many rows), the transposed product written through transposed strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_u64_oriented<const MR: usize, const NR: usize>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, u64>,
+    b: MatRef<'_, u64>,
+    c: &mut [u64],
+    ldc: usize,
+    job_fn: unsafe fn(&Job<'_>),
+) {
+    let padded = |m: usize, n: usize| m.div_ceil(MR) * MR * n.div_ceil(NR) * NR;
+    if padded(n, m) < padded(m, n) {
+        gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn)
+    } else {
+        gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn)
+    }
+}
+
+/// Packs `A[:, p0..p0 + kc]` into `MR`-row panels (`kc * MR` each, zero-padded rows).
 fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, out: &mut [u64]) {
     out.par_chunks_mut(kc * MR).enumerate().for_each(|(ip, panel)| {
         let i0 = ip * MR;
         let mr = (m - i0).min(MR);
-        if a.cs == 1 {
-            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
-                for (r, d) in dst.iter_mut().enumerate() {
-                    *d = if r < mr { a.data[a.offset + (i0 + r) * a.rs + p0 + p] } else { 0 };
-                }
-            }
-        } else {
-            for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
-                for (r, d) in dst.iter_mut().enumerate() {
-                    *d = if r < mr { a.at(i0 + r, p0 + p) } else { 0 };
-                }
-            }
-        }
+        pack_panel::<MR>(a, i0, mr, p0, kc, panel);
     });
 }
 
-/// Packs `B[p0..p0 + kc, :]` into `NR`-column panels (`kc * NR` each, zero-padded).
+/// Packs `B[p0..p0 + kc, :]` into `NR`-column panels (`kc * NR` each, zero-padded columns).
 fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, out: &mut [u64]) {
+    let bt = b.t();
     out.par_chunks_mut(kc * NR).enumerate().for_each(|(jp, panel)| {
         let j0 = jp * NR;
         let nr = (n - j0).min(NR);
-        for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-            if b.cs == 1 && nr == NR {
-                let s = b.offset + (p0 + p) * b.rs + j0;
-                dst.copy_from_slice(&b.data[s..s + NR]);
-            } else {
-                for (j, d) in dst.iter_mut().enumerate() {
-                    *d = if j < nr { b.at(p0 + p, j0 + j) } else { 0 };
+        pack_panel::<NR>(bt, j0, nr, p0, kc, panel);
+    });
+}
+
+/// `panel[p * R + r] = x(i0 + r, p0 + p)` for `r < rows`, zero for `rows <= r < R`.
+fn pack_panel<const R: usize>(x: MatRef<'_, u64>, i0: usize, rows: usize, p0: usize, kc: usize, panel: &mut [u64]) {
+    let panel = &mut panel[..kc * R];
+    if x.rs == 1 && rows == R {
+        // Each step p reads R consecutive elements.
+        for (p, dst) in panel.chunks_exact_mut(R).enumerate() {
+            let s = x.offset + i0 + (p0 + p) * x.cs;
+            dst.copy_from_slice(&x.data[s..s + R]);
+        }
+        return;
+    }
+    if rows < R {
+        panel.fill(0);
+    }
+    if x.cs == 1 {
+        // Each row r is contiguous in p: transpose blocks of 8 steps, so that the rows read and
+        // the panel lines written stay in L1.
+        const B: usize = 8;
+        for pb in (0..kc).step_by(B) {
+            let w = (kc - pb).min(B);
+            let dst = &mut panel[pb * R..(pb + w) * R];
+            for r in 0..rows {
+                let s = x.offset + (i0 + r) * x.rs + p0 + pb;
+                for (q, &v) in x.data[s..s + w].iter().enumerate() {
+                    dst[q * R + r] = v;
                 }
             }
         }
-    });
+    } else {
+        for (p, dst) in panel.chunks_exact_mut(R).enumerate() {
+            for (r, d) in dst.iter_mut().enumerate().take(rows) {
+                *d = x.at(i0 + r, p0 + p);
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -403,7 +459,8 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     a: MatRef<'_, u64>,
     b: MatRef<'_, u64>,
     c: &mut [u64],
-    ldc: usize,
+    c_rs: usize,
+    c_cs: usize,
     job_fn: unsafe fn(&Job<'_>),
 ) {
     let m_panels = m.div_ceil(MR);
@@ -451,14 +508,16 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
                 a: &apack[ip0 * kc * MR..ip1 * kc * MR],
                 b: &bpack[jp0 * kc * NR..jp1 * kc * NR],
                 // SAFETY: (i0, j0) is inside C: i0 < m, j0 < n, and gemm checked C's extent.
-                c: unsafe { cp.0.add(i0 * ldc + j0) },
-                ldc,
+                c: unsafe { cp.0.add(i0 * c_rs + j0 * c_cs) },
+                c_rs,
+                c_cs,
                 m: (ip1 * MR).min(m) - i0,
                 n: (jp1 * NR).min(n) - j0,
                 accumulate: p0 > 0,
             };
-            // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view (rows of stride
-            // ldc >= n); the micro-kernel's target features were checked by the caller.
+            // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view, whose elements
+            // are distinct (row stride >= n for a row-major C, or its transpose); the
+            // micro-kernel's target features were checked by the caller.
             unsafe { job_fn(&job) };
         };
         if jobs.len() == 1 {
