@@ -63,6 +63,32 @@ fn a_dropped_party_makes_the_others_fail_not_hang() {
 }
 
 #[test]
+fn a_party_dropped_in_the_middle_of_a_protocol_makes_the_others_fail() {
+    // The dead party runs the first half of DReLU (ShareConvert) and leaves; the others are
+    // inside DReLU (in ComputeMSB) when they notice.
+    for dead in 0..3 {
+        let timeout = Duration::from_secs(20);
+        let start = Instant::now();
+        let out = run_with_timeout(timeout, |id, mut p| {
+            let x: Vec<u64> = (0..33).map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 2).collect();
+            let x = if id == 2 { vec![0; 33] } else { x };
+            if id == dead {
+                p.share_convert(&x).expect("the first half runs normally");
+                return None;
+            }
+            Some(p.drelu(&x).map(|_| ()))
+        });
+        assert!(start.elapsed() < timeout / 2, "parties waited for the timeout instead of noticing the drop");
+        for (id, o) in out.iter().enumerate() {
+            if id != dead {
+                let e = o.as_ref().unwrap().as_ref().expect_err("DReLU cannot finish without a party");
+                assert_ne!(peer_of(e), id, "{e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_stalled_party_times_out_with_an_error_naming_it() {
     let timeout = Duration::from_millis(300);
     let out = run_with_timeout(timeout, |id, mut p| {
