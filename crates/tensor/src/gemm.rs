@@ -202,6 +202,11 @@ struct Job<'a> {
     n: usize,
     /// Add into C instead of overwriting it.
     accumulate: bool,
+    /// Winograd form (see [`micro_avx512_winograd`]): the tile computes
+    /// `sum (a_2q + b_2q+1)(a_2q+1 + b_2q)`, from which the job's row terms `rows[i]` and column
+    /// terms `cols[j]` are subtracted. Empty in the classic form.
+    rows: &'a [u64],
+    cols: &'a [u64],
 }
 
 /// Runs one job: every (NR panel, MR panel) tile of its block of C, computing each tile with
@@ -226,6 +231,15 @@ unsafe fn run_job<const MR: usize, const NR: usize>(
             let mr = (job.m - ip * MR).min(MR);
             let mut acc = [[0u64; NR]; MR];
             micro(kc, ap, bp, &mut acc);
+            if !job.rows.is_empty() {
+                let rows = &job.rows[ip * MR..(ip + 1) * MR];
+                let cols = &job.cols[jp * NR..(jp + 1) * NR];
+                for (acc_row, &r) in acc.iter_mut().zip(rows) {
+                    for (v, &c) in acc_row.iter_mut().zip(cols) {
+                        *v = v.wrapping_sub(r).wrapping_sub(c);
+                    }
+                }
+            }
             for (i, acc_row) in acc.iter().enumerate().take(mr) {
                 let row_start = (ip * MR + i) * job.c_rs + jp * NR * job.c_cs;
                 if job.c_cs == 1 {
@@ -283,6 +297,64 @@ unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 16]; 8]
     }
 }
 
+/// The AVX-512 register tile in Winograd's inner-product form (1968), which halves the
+/// multiplications (the bottleneck: `vpmullq` is three uops) at the cost of additions:
+/// `sum_p a_p b_p = sum_q (a_2q + b_2q+1)(a_2q+1 + b_2q) - sum_q a_2q a_2q+1 - sum_q b_2q b_2q+1`,
+/// exact in the commutative ring Z_2^64. This computes the first sum over `kc / 2` pairs of
+/// steps (`kc` even); the caller subtracts the row and column terms.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 16]; 8]) {
+    use std::arch::x86_64::*;
+    debug_assert!(kc % 2 == 0);
+    let a = &a[..kc * 8];
+    let b = &b[..kc * 16];
+    let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+    for (ap, bp) in a.chunks_exact(16).zip(b.chunks_exact(32)) {
+        // SAFETY: bp has 32 elements: B rows 2q (0..16) and 2q+1 (16..32), 8 lanes per load.
+        let (b00, b01, b10, b11) = unsafe {
+            let p = bp.as_ptr();
+            (
+                _mm512_loadu_si512(p as *const _),
+                _mm512_loadu_si512(p.add(8) as *const _),
+                _mm512_loadu_si512(p.add(16) as *const _),
+                _mm512_loadu_si512(p.add(24) as *const _),
+            )
+        };
+        for i in 0..8 {
+            let x = _mm512_set1_epi64(ap[i] as i64); // a_2q
+            let y = _mm512_set1_epi64(ap[8 + i] as i64); // a_2q+1
+            let p0 = _mm512_mullo_epi64(_mm512_add_epi64(x, b10), _mm512_add_epi64(y, b00));
+            let p1 = _mm512_mullo_epi64(_mm512_add_epi64(x, b11), _mm512_add_epi64(y, b01));
+            acc[i][0] = _mm512_add_epi64(acc[i][0], p0);
+            acc[i][1] = _mm512_add_epi64(acc[i][1], p1);
+        }
+    }
+    for i in 0..8 {
+        // SAFETY: each output row has 16 elements.
+        unsafe {
+            _mm512_storeu_si512(out[i].as_mut_ptr() as *mut _, acc[i][0]);
+            _mm512_storeu_si512(out[i].as_mut_ptr().add(8) as *mut _, acc[i][1]);
+        }
+    }
+}
+
+/// Winograd's row (or column) terms of one packed block: `terms[r] += sum_q x_2q,r x_2q+1,r`
+/// for every panel of `R` rows and `kc` (even) steps.
+fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64]) {
+    terms.par_chunks_mut(R).zip(packed.par_chunks(kc * R)).for_each(|(t, panel)| {
+        for pair in panel.chunks_exact(2 * R) {
+            let (even, odd) = pair.split_at(R);
+            for ((t, &e), &o) in t.iter_mut().zip(even).zip(odd) {
+                *t = t.wrapping_add(e.wrapping_mul(o));
+            }
+        }
+    });
+}
+
 /// The portable register tile: `acc += a_panel * b_panel` over `kc` steps.
 #[inline(always)]
 fn micro_portable<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
@@ -306,6 +378,13 @@ unsafe fn run_job_avx512(job: &Job<'_>) {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn run_job_avx512_winograd(job: &Job<'_>) {
+    // SAFETY: the caller checked AVX-512F/DQ, and forwards its contract on `job`.
+    unsafe { run_job::<8, 16>(job, |kc, a, b, acc| micro_avx512_winograd(kc, a, b, acc)) }
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn run_job_avx2(job: &Job<'_>) {
     unsafe { run_job::<4, 8>(job, micro_portable::<4, 8>) }
@@ -318,6 +397,8 @@ unsafe fn run_job_generic(job: &Job<'_>) {
 /// Which micro-kernel this machine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum U64Kernel {
+    /// AVX-512 in Winograd's inner-product form (the default where available).
+    Avx512Winograd,
     Avx512,
     Avx2,
     Generic,
@@ -328,7 +409,7 @@ pub fn u64_kernel() -> U64Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-            return U64Kernel::Avx512;
+            return U64Kernel::Avx512Winograd;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             return U64Kernel::Avx2;
@@ -363,14 +444,19 @@ pub(crate) fn gemm_u64_with(
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx512 => {
             assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
-            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512)
+            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512, false)
+        }
+        #[cfg(target_arch = "x86_64")]
+        U64Kernel::Avx512Winograd => {
+            assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
+            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512_winograd, true)
         }
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx2 => {
             assert!(std::arch::is_x86_feature_detected!("avx2"));
-            gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2)
+            gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2, false)
         }
-        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic),
+        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, false),
     }
 }
 
@@ -386,31 +472,36 @@ fn gemm_u64_oriented<const MR: usize, const NR: usize>(
     c: &mut [u64],
     ldc: usize,
     job_fn: unsafe fn(&Job<'_>),
+    winograd: bool,
 ) {
     let padded = |m: usize, n: usize| m.div_ceil(MR) * MR * n.div_ceil(NR) * NR;
     if padded(n, m) < padded(m, n) {
-        gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn)
+        gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn, winograd)
     } else {
-        gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn)
+        gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn, winograd)
     }
 }
 
 /// Packs `A[:, p0..p0 + kc]` into `MR`-row panels (`kc * MR` each, zero-padded rows).
-fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, out: &mut [u64]) {
-    out.par_chunks_mut(kc * MR).enumerate().for_each(|(ip, panel)| {
+/// Panels hold `kp >= kc` steps; the steps past `kc` are zero.
+fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64]) {
+    out.par_chunks_mut(kp * MR).enumerate().for_each(|(ip, panel)| {
         let i0 = ip * MR;
         let mr = (m - i0).min(MR);
         pack_panel::<MR>(a, i0, mr, p0, kc, panel);
+        panel[kc * MR..].fill(0);
     });
 }
 
 /// Packs `B[p0..p0 + kc, :]` into `NR`-column panels (`kc * NR` each, zero-padded columns).
-fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, out: &mut [u64]) {
+/// Panels hold `kp >= kc` steps; the steps past `kc` are zero.
+fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64]) {
     let bt = b.t();
-    out.par_chunks_mut(kc * NR).enumerate().for_each(|(jp, panel)| {
+    out.par_chunks_mut(kp * NR).enumerate().for_each(|(jp, panel)| {
         let j0 = jp * NR;
         let nr = (n - j0).min(NR);
         pack_panel::<NR>(bt, j0, nr, p0, kc, panel);
+        panel[kc * NR..].fill(0);
     });
 }
 
@@ -462,10 +553,14 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     c_rs: usize,
     c_cs: usize,
     job_fn: unsafe fn(&Job<'_>),
+    winograd: bool,
 ) {
     let m_panels = m.div_ceil(MR);
     let n_panels = n.div_ceil(NR);
-    let kc_max = k.min(KC);
+    // The Winograd form pairs steps: blocks have an even depth (the last one zero-padded).
+    let kc_max = if winograd { k.min(KC).next_multiple_of(2) } else { k.min(KC) };
+    let mut row_terms = crate::scratch::take::<u64>(if winograd { m_panels * MR } else { 0 });
+    let mut col_terms = crate::scratch::take::<u64>(if winograd { n_panels * NR } else { 0 });
     let mut apack = crate::scratch::take::<u64>(m_panels * kc_max * MR);
     let mut bpack = crate::scratch::take::<u64>(n_panels * kc_max * NR);
 
@@ -490,11 +585,19 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     let mut p0 = 0;
     while p0 < k {
         let kc = (k - p0).min(KC);
-        let apack = &mut apack[..m_panels * kc * MR];
-        let bpack = &mut bpack[..n_panels * kc * NR];
-        pack_a::<MR>(a, m, p0, kc, apack);
-        pack_b::<NR>(b, n, p0, kc, bpack);
+        let kp = if winograd { kc.next_multiple_of(2) } else { kc };
+        let apack = &mut apack[..m_panels * kp * MR];
+        let bpack = &mut bpack[..n_panels * kp * NR];
+        pack_a::<MR>(a, m, p0, kc, kp, apack);
+        pack_b::<NR>(b, n, p0, kc, kp, bpack);
         let (apack, bpack) = (&*apack, &*bpack);
+        if winograd {
+            row_terms.fill(0);
+            col_terms.fill(0);
+            pair_terms::<MR>(apack, kp, &mut row_terms);
+            pair_terms::<NR>(bpack, kp, &mut col_terms);
+        }
+        let (row_terms, col_terms) = (&*row_terms, &*col_terms);
         let run = |&(r, cb): &(usize, usize)| {
             let cp = cptr;
             let ip0 = r * rows_per_job;
@@ -504,9 +607,9 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
             let i0 = ip0 * MR;
             let j0 = jp0 * NR;
             let job = Job {
-                kc,
-                a: &apack[ip0 * kc * MR..ip1 * kc * MR],
-                b: &bpack[jp0 * kc * NR..jp1 * kc * NR],
+                kc: kp,
+                a: &apack[ip0 * kp * MR..ip1 * kp * MR],
+                b: &bpack[jp0 * kp * NR..jp1 * kp * NR],
                 // SAFETY: (i0, j0) is inside C: i0 < m, j0 < n, and gemm checked C's extent.
                 c: unsafe { cp.0.add(i0 * c_rs + j0 * c_cs) },
                 c_rs,
@@ -514,6 +617,8 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
                 m: (ip1 * MR).min(m) - i0,
                 n: (jp1 * NR).min(n) - j0,
                 accumulate: p0 > 0,
+                rows: if winograd { &row_terms[i0..ip1 * MR] } else { &[] },
+                cols: if winograd { &col_terms[j0..jp1 * NR] } else { &[] },
             };
             // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view, whose elements
             // are distinct (row stride >= n for a row-major C, or its transpose); the
@@ -559,6 +664,7 @@ mod tests {
             }
             if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
                 kernels.push(U64Kernel::Avx512);
+                kernels.push(U64Kernel::Avx512Winograd);
             }
         }
         for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40)] {
