@@ -1,6 +1,8 @@
 //! MatMul, Conv, ConvTranspose, elementwise products, sharing, ScaleDown and Divide against
 //! the cleartext backend, with the communication of Table III asserted byte for byte.
 
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
 mod common;
 
 use common::*;

@@ -4,6 +4,8 @@
 //! Bytes are counted by the sessions (8 per 64-bit word; Z_p elements packed 8 to a word) and
 //! summed over the three parties; Table III counts bits with l = 64 and log p = 8.
 
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
 mod common;
 
 use common::*;
