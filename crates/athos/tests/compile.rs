@@ -157,14 +157,17 @@ fn lazy_placement_truncates_fewer_elements_and_passes_are_counted() {
     let compiled = compile(g, &CompileOptions::default()).unwrap();
     let r = &compiled.report;
     assert_eq!(r.passes.batch_norms_folded, 1);
-    assert_eq!(r.passes.relu_maxpool_switched, 0, "relu2 feeds the pool but the residual ReLU is switched only when single-use");
+    assert_eq!(r.passes.relu_maxpool_switched, 1, "relu2 feeds only the pool");
     // Eager: conv1 (4*64), conv2 (4*64), leaky (4*16), dense (5) = 581 elements.
     assert_eq!(r.scale_downs_eager.elements, 256 + 256 + 64 + 5);
     assert_eq!(r.scale_downs_eager.calls, 4);
     // Lazy: conv1's 2s output is truncated where it meets conv2 (256); the residual sum stays
-    // at 2s through ReLU and MaxPool and is truncated on the pooled 64 elements before the
-    // leaky ReLU's multiplication; the leaky ReLU's product (64) before the dense layer.
-    assert_eq!(r.scale_downs_lazy.elements, 256 + 64 + 64);
+    // at 2s through MaxPool, ReLU and the clip and is truncated on the pooled 64 elements
+    // before the leaky ReLU's multiplication; the leaky ReLU's 2s product goes through the
+    // average pool and is truncated on its 16 elements before the dense layer, whose output
+    // is revealed at 2s.
+    assert_eq!(r.scale_downs_lazy.elements, 256 + 64 + 16);
+    assert_eq!(r.scale_downs_lazy.calls, 3);
     assert!(r.peak_live_bytes_with_liveness < r.peak_live_bytes_without_liveness);
 }
 

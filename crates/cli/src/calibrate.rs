@@ -26,8 +26,6 @@ pub struct Calibration {
     pub chosen: u32,
     pub table: Vec<ScaleResult>,
     pub float_accuracy: Option<f64>,
-    /// Largest magnitude every HLIL node reached in float over the validation inputs.
-    pub max_abs: Vec<f32>,
     pub headroom: Vec<HeadroomIssue>,
     pub scored_against_labels: bool,
 }
@@ -61,11 +59,9 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
     }
     let mut max_abs = vec![0f32; hlil.nodes.len()];
     let mut float_classes = Vec::with_capacity(inputs.len());
-    let mut output_is_index = false;
+    let output_is_index = matches!(hlil.nodes[hlil.outputs[0]].op, cryptflow_ir::hlil::Op::ArgMax { .. });
     for x in inputs {
         let outputs = float::run_tracking_ranges(hlil, std::slice::from_ref(x), &mut max_abs)?;
-        let out_node = &hlil.nodes[hlil.outputs[0]];
-        output_is_index = matches!(out_node.op, cryptflow_ir::hlil::Op::ArgMax { .. });
         float_classes.push(predicted_class(&outputs[0], output_is_index));
     }
     let reference: Vec<i64> = labels.map(|l| l.to_vec()).unwrap_or_else(|| float_classes.clone());
@@ -109,7 +105,7 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
     let chosen = middle_of_best_plateau(&table).ok_or_else(|| anyhow::anyhow!("no scale could be evaluated"))?;
     let lowered = lower_optimized(hlil, &CompileOptions { scale: chosen, ..base.clone() })?;
     let headroom = check_headroom(&names, &max_abs, &lowered.fractional_bits);
-    Ok(Calibration { chosen, table, float_accuracy, max_abs, headroom, scored_against_labels: labels.is_some() })
+    Ok(Calibration { chosen, table, float_accuracy, headroom, scored_against_labels: labels.is_some() })
 }
 
 fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {
@@ -151,11 +147,11 @@ pub fn middle_of_best_plateau(table: &[ScaleResult]) -> Option<u32> {
 
 pub fn print_table(calibration: &Calibration) {
     let what = if calibration.scored_against_labels { "accuracy" } else { "agreement with float" };
-    eprintln!("scale  {what:>22}  note");
+    eprintln!("scale  {what:>22}  {:>20}  note", "agreement with float");
+    let percent = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}%", 100.0 * s));
     for r in &calibration.table {
-        let score = r.score.map_or("-".to_string(), |s| format!("{:.2}%", 100.0 * s));
         let marker = if r.scale == calibration.chosen { "  <- chosen" } else { "" };
-        eprintln!("{:>5}  {:>22}  {}{}", r.scale, score, r.note, marker);
+        eprintln!("{:>5}  {:>22}  {:>20}  {}{}", r.scale, percent(r.score), percent(r.agreement_with_float), r.note, marker);
     }
     if let Some(acc) = calibration.float_accuracy {
         eprintln!("float executor accuracy: {:.2}%", 100.0 * acc);

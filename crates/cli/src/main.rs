@@ -6,10 +6,10 @@ mod compile;
 mod demo;
 mod model;
 mod npy;
+mod party;
 mod run;
 mod secure;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +53,10 @@ enum Command {
     Run(run::RunArgs),
     /// Compile a shipped LeNet and run it securely on shipped digits, next to plaintext.
     Demo(demo::DemoArgs),
+    /// Run one party of a distributed secure inference (TLS between all parties).
+    Party(party::PartyArgs),
+    /// Make a key pair and certificate for every party.
+    Keygen(party::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::compile(args),
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::demo(args),
+        Command::Party(args) => party::party(args),
+        Command::Keygen(args) => party::keygen(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,8 +80,4 @@ fn main() -> ExitCode {
 /// Parses `--input-shape` values.
 fn input_shape(text: &str) -> Result<(String, Vec<usize>), String> {
     model::parse_input_shape(text).map_err(|e| e.to_string())
-}
-
-pub(crate) fn path_arg(p: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(p))
 }
