@@ -799,19 +799,17 @@ impl Backend for Porthos {
             Owner::Client => CLIENT,
         };
         let n = num_elements(shape);
+        if self.id == HELPER {
+            return Ok(RingTensor::zeros(shape.to_vec()));
+        }
+        // Both share-holders draw r from k01: the owner keeps v - r, the other holds r. The
+        // draw comes first so that a rejected input leaves both keystreams in step.
+        let mut r = self.common().u64s(n);
         if self.id == owner_id {
             let v = value.ok_or_else(|| BackendError::Aborted(format!("{owner:?} gave no value to share")))?;
             if v.shape() != shape {
                 return Err(shape_err(format!("{owner:?} input has shape {:?}, expected {shape:?}", v.shape())));
             }
-        }
-        if self.id == HELPER {
-            return Ok(RingTensor::zeros(shape.to_vec()));
-        }
-        // Both share-holders draw r from k01: the owner keeps v - r, the other holds r.
-        let mut r = self.common().u64s(n);
-        if self.id == owner_id {
-            let v = value.expect("checked above");
             for (r, &v) in r.iter_mut().zip(v.data()) {
                 *r = v.wrapping_sub(*r);
             }

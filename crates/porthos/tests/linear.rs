@@ -221,3 +221,19 @@ fn scale_down_and_divide_are_local_and_within_one() {
         }
     }
 }
+
+#[test]
+fn a_rejected_input_leaves_the_parties_in_step() {
+    let x = RingTensor::new(vec![3], vec![5, 6, 7]).unwrap();
+    let wrong = RingTensor::new(vec![4], vec![1, 2, 3, 4]).unwrap();
+    let out = run(ProtocolVariant::Porthos, |p| {
+        let me = p.party_id();
+        let bad = p.share(Owner::ModelOwner, &[3], (me == 0).then_some(&wrong));
+        assert_eq!(bad.is_err(), me == 0);
+        let missing = p.share(Owner::Client, &[3], None);
+        assert_eq!(missing.is_err(), me == 1);
+        let s = p.share(Owner::ModelOwner, &[3], (me == 0).then_some(&x)).unwrap();
+        p.reveal(&s, Owner::Client).unwrap()
+    });
+    assert_eq!(out[1].as_ref().unwrap(), &x);
+}
