@@ -342,17 +342,36 @@ unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64
     }
 }
 
-/// Winograd's row (or column) terms of one packed block: `terms[r] += sum_q x_2q,r x_2q+1,r`
+/// Winograd's row (or column) terms of one packed block: `terms[r] = sum_q x_2q,r x_2q+1,r`
 /// for every panel of `R` rows and `kc` (even) steps.
 fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64]) {
     terms.par_chunks_mut(R).zip(packed.par_chunks(kc * R)).for_each(|(t, panel)| {
-        for pair in panel.chunks_exact(2 * R) {
-            let (even, odd) = pair.split_at(R);
-            for ((t, &e), &o) in t.iter_mut().zip(even).zip(odd) {
-                *t = t.wrapping_add(e.wrapping_mul(o));
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the feature was just detected.
+            unsafe { pair_terms_panel_avx512::<R>(panel, t) };
+            return;
         }
+        pair_terms_panel::<R>(panel, t);
     });
+}
+
+#[inline(always)]
+fn pair_terms_panel<const R: usize>(panel: &[u64], t: &mut [u64]) {
+    let mut acc = [0u64; R];
+    for pair in panel.chunks_exact(2 * R) {
+        let (even, odd) = pair.split_at(R);
+        for ((a, &e), &o) in acc.iter_mut().zip(even).zip(odd) {
+            *a = a.wrapping_add(e.wrapping_mul(o));
+        }
+    }
+    t.copy_from_slice(&acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn pair_terms_panel_avx512<const R: usize>(panel: &[u64], t: &mut [u64]) {
+    pair_terms_panel::<R>(panel, t)
 }
 
 /// The portable register tile: `acc += a_panel * b_panel` over `kc` steps.
@@ -592,8 +611,6 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
         pack_b::<NR>(b, n, p0, kc, kp, bpack);
         let (apack, bpack) = (&*apack, &*bpack);
         if winograd {
-            row_terms.fill(0);
-            col_terms.fill(0);
             pair_terms::<MR>(apack, kp, &mut row_terms);
             pair_terms::<NR>(bpack, kp, &mut col_terms);
         }
