@@ -12,7 +12,8 @@
 //! system (party 0 draws k01 and k02, party 1 draws k12, and each sends its key over the link
 //! to the other holder; links are the transport's business and are encrypted there). Keys are
 //! never hard-coded, printed or logged. AES-128-CTR under a pair's key is a keystream both
-//! holders expand identically ([`prf`]). With it:
+//! holders expand identically ([`prf`]: block `i` of the stream is `AES_k(i)`, generated in
+//! bulk with pipelined AES-NI rounds, in parallel for large draws). With it:
 //! - sharing an input costs nothing: owner and co-holder both draw `r` from k01; the owner's
 //!   share is `v - r` and the other's is `r`;
 //! - Beaver triples cost one message: P0 and P2 draw `A0, B0, C0` from k02, P1 and P2 draw
@@ -48,7 +49,11 @@
 //!
 //! Conv2d_{m,i,f,o} costs `8 (2 m^2 i + 2 f^2 o i + q^2 o)` bytes in Porthos and
 //! `8 (2 q^2 f^2 i + 2 f^2 o i + q^2 o)` in SecureNN, generalised to any geometry as
-//! `8 (2 |X| + 2 |Y| + |Z|)` and `8 (2 |X'| + 2 |Y| + |Z|)`. MatMul `[M,K] x [K,N]` costs
+//! `8 (2 |X| + 2 |Y| + |Z|)` and `8 (2 |X'| + 2 |Y| + |Z|)`, where `m` and `|X|` count the
+//! unpadded input (padding is public zeros, never masked), `q` is the output extent, and X' is
+//! the im2col matrix (`batch * output positions` rows, `i * kernel taps` columns; for a
+//! transposed convolution, that of the equivalent convolution over the output positions).
+//! MatMul `[M,K] x [K,N]` costs
 //! `8 (2 MK + 2 KN + MN)` and the elementwise product `8 * 5` per element in both variants.
 //!
 //! As in Table III (and the published Porthos implementation), the helper's shares of the bit
@@ -56,6 +61,16 @@
 //! ShareConvert `3 l log p + 5 l` rather than `3 l log p + 4 l`. Also as in Table III,
 //! MaxPool carries the index of the maximum along with it (SecureNN's MaxPool does, for
 //! training): two selections per comparison, which [`Backend::argmax`] needs anyway.
+//!
+//! One deliberate addition to SecureNN, free of communication: in PrivateCompare, P0 and P1 add
+//! common random shares of zero to the (blinded) vectors they send, so that the helper sees
+//! only their sum and not the two shares, whose ratio would otherwise tell it about the public
+//! value `r` (see `Porthos::private_compare`).
+//!
+//! # Rounds
+//! ReLU takes 6 flights for P0 and P1 (ShareConvert 2, ComputeMSB 3, SelectShare 1; the helper
+//! sends input-independent material right behind its previous message, so it adds no flight);
+//! MatMul, Conv and Mul take 1; MaxPool_n and ArgMax `(n - 1)` times 6.
 //!
 //! # Ranges
 //! Comparisons (ReLU, MaxPool, ArgMax) follow SecureNN: DReLU(x) is the MSB of `2x` (an even
