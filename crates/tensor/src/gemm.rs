@@ -15,6 +15,7 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
+use crate::par::for_each_chunk;
 use crate::Element;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
@@ -345,7 +346,8 @@ unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64
 /// Winograd's row (or column) terms of one packed block: `terms[r] = sum_q x_2q,r x_2q+1,r`
 /// for every panel of `R` rows and `kc` (even) steps.
 fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64]) {
-    terms.par_chunks_mut(R).zip(packed.par_chunks(kc * R)).for_each(|(t, panel)| {
+    for_each_chunk(terms, R, packed.len(), |i, t| {
+        let panel = &packed[i * kc * R..(i + 1) * kc * R];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512dq") {
             // SAFETY: the feature was just detected.
@@ -415,16 +417,18 @@ unsafe fn run_job_generic(job: &Job<'_>) {
 
 /// Which micro-kernel this machine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum U64Kernel {
+pub(crate) enum U64Kernel {
     /// AVX-512 in Winograd's inner-product form (the default where available).
     Avx512Winograd,
+    /// AVX-512, classic form (kept for tests and comparison).
+    #[cfg_attr(not(test), allow(dead_code))]
     Avx512,
     Avx2,
     Generic,
 }
 
 /// The fastest u64 micro-kernel the running CPU supports.
-pub fn u64_kernel() -> U64Kernel {
+pub(crate) fn u64_kernel() -> U64Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
@@ -459,6 +463,15 @@ pub(crate) fn gemm_u64_with(
     c: &mut [u64],
     ldc: usize,
 ) {
+    // A product with very few rows or columns is a set of matrix-vector products, which the
+    // register tiles would mostly pad.
+    let avx512 = matches!(kernel, U64Kernel::Avx512 | U64Kernel::Avx512Winograd);
+    if m < 4 && b.cs == 1 {
+        return gemv_rows(m, n, k, a, b, c, ldc, avx512);
+    }
+    if n < 4 && a.cs == 1 {
+        return gemv_cols(m, n, k, a, b, c, ldc, avx512);
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx512 => {
@@ -477,6 +490,120 @@ pub(crate) fn gemm_u64_with(
         }
         _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, false),
     }
+}
+
+/// Few rows: `C[i, j0..j1] = sum_p A(i, p) B[p, j0..j1]` (B rows contiguous), column ranges in
+/// parallel.
+#[allow(clippy::too_many_arguments)]
+fn gemv_rows(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, avx512: bool) {
+    let threads = rayon::current_num_threads().max(1);
+    let parts = if m * n * k < 1 << 18 { 1 } else { (threads * 4).min(n.div_ceil(64)).max(1) };
+    let width = n.div_ceil(parts);
+    let cptr = SyncPtr(c.as_mut_ptr());
+    let run = |t: usize| {
+        let cp = cptr;
+        let (j0, j1) = (t * width, ((t + 1) * width).min(n));
+        if j0 >= j1 {
+            return;
+        }
+        let mut acc = crate::scratch::take::<u64>(j1 - j0);
+        for i in 0..m {
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: the caller selected the AVX-512 kernel after detecting the features.
+                unsafe { axpy_rows_avx512(i, k, j0, a, b, &mut acc) };
+            } else {
+                axpy_rows(i, k, j0, a, b, &mut acc);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            axpy_rows(i, k, j0, a, b, &mut acc);
+            // SAFETY: row i, columns j0..j1 of C; column ranges are disjoint between tasks and
+            // inside C (checked by `gemm`).
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), cp.0.add(i * ldc + j0), j1 - j0) };
+        }
+    };
+    if parts == 1 {
+        run(0);
+    } else {
+        (0..parts).into_par_iter().for_each(run);
+    }
+}
+
+/// `acc = sum_p A(i, p) B[p, j0..j0 + acc.len()]`.
+#[inline(always)]
+fn axpy_rows(i: usize, k: usize, j0: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, acc: &mut [u64]) {
+    acc.fill(0);
+    let len = acc.len();
+    for p in 0..k {
+        let aip = a.at(i, p);
+        let s = b.offset + p * b.rs + j0;
+        for (d, &v) in acc.iter_mut().zip(&b.data[s..s + len]) {
+            *d = d.wrapping_add(aip.wrapping_mul(v));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn axpy_rows_avx512(i: usize, k: usize, j0: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, acc: &mut [u64]) {
+    axpy_rows(i, k, j0, a, b, acc)
+}
+
+/// Few columns: `C[i, j] = A[i, :] . B[:, j]` (A rows contiguous), row ranges in parallel.
+#[allow(clippy::too_many_arguments)]
+fn gemv_cols(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, avx512: bool) {
+    // The columns of B, contiguous.
+    let mut cols = crate::scratch::take::<u64>(n * k);
+    for j in 0..n {
+        for (p, d) in cols[j * k..(j + 1) * k].iter_mut().enumerate() {
+            *d = b.at(p, j);
+        }
+    }
+    let cols = &*cols;
+    let work = m * n * k;
+    crate::par::for_each_chunk(&mut c[..(m - 1) * ldc + n], ldc, work, |i, crow| {
+        let arow = &a.data[a.offset + i * a.rs..][..k];
+        for (j, d) in crow[..n].iter_mut().enumerate() {
+            let bcol = &cols[j * k..(j + 1) * k];
+            #[cfg(target_arch = "x86_64")]
+            {
+                *d = if avx512 {
+                    // SAFETY: the caller selected the AVX-512 kernel after detecting the features.
+                    unsafe { dot_avx512(arow, bcol) }
+                } else {
+                    dot(arow, bcol)
+                };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                *d = dot(arow, bcol);
+            }
+        }
+    });
+}
+
+#[inline(always)]
+fn dot(x: &[u64], y: &[u64]) -> u64 {
+    // Eight independent partial sums, so the reduction vectorises.
+    let mut acc = [0u64; 8];
+    let (xc, xr) = x.split_at(x.len() / 8 * 8);
+    let (yc, yr) = y.split_at(xc.len());
+    for (xs, ys) in xc.chunks_exact(8).zip(yc.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] = acc[l].wrapping_add(xs[l].wrapping_mul(ys[l]));
+        }
+    }
+    let mut s = acc.iter().fold(0u64, |s, &v| s.wrapping_add(v));
+    for (&u, &v) in xr.iter().zip(yr) {
+        s = s.wrapping_add(u.wrapping_mul(v));
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn dot_avx512(x: &[u64], y: &[u64]) -> u64 {
+    dot(x, y)
 }
 
 /// Computes `C` or, when the `MR x NR` tiles cover `C^T = B^T A^T` with less padding (e.g. a
@@ -504,7 +631,8 @@ fn gemm_u64_oriented<const MR: usize, const NR: usize>(
 /// Packs `A[:, p0..p0 + kc]` into `MR`-row panels (`kc * MR` each, zero-padded rows).
 /// Panels hold `kp >= kc` steps; the steps past `kc` are zero.
 fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64]) {
-    out.par_chunks_mut(kp * MR).enumerate().for_each(|(ip, panel)| {
+    let work = out.len();
+    for_each_chunk(out, kp * MR, work, |ip, panel| {
         let i0 = ip * MR;
         let mr = (m - i0).min(MR);
         pack_panel::<MR>(a, i0, mr, p0, kc, panel);
@@ -516,7 +644,8 @@ fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, k
 /// Panels hold `kp >= kc` steps; the steps past `kc` are zero.
 fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64]) {
     let bt = b.t();
-    out.par_chunks_mut(kp * NR).enumerate().for_each(|(jp, panel)| {
+    let work = out.len();
+    for_each_chunk(out, kp * NR, work, |jp, panel| {
         let j0 = jp * NR;
         let nr = (n - j0).min(NR);
         pack_panel::<NR>(bt, j0, nr, p0, kc, panel);
@@ -684,7 +813,7 @@ mod tests {
                 kernels.push(U64Kernel::Avx512Winograd);
             }
         }
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40)] {
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40), (2, 700, 300), (500, 2, 600), (4, 4, 9)] {
             let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
             let want = naive_u64(m, n, k, &a, &b);

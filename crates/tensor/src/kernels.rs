@@ -4,9 +4,8 @@
 //! float arithmetic. Convolution and matrix product are bilinear, which is what lets a
 //! secret-sharing protocol evaluate them on masked shares.
 
-use rayon::prelude::*;
-
 use crate::gemm::{gemm, MatRef};
+use crate::par::for_each_chunk;
 use crate::{shape_bail, ConvGeometry, Element, Layout, PoolGeometry, ShapeError, Tensor};
 
 /// `[M, K] x [K, N] -> [M, N]`.
@@ -313,7 +312,7 @@ fn conv_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
                 MatRef::row_major(x, x_off, p.isz)
             } else {
                 let xg = &x[x_off..x_off + p.cin_g * p.isz];
-                cols.par_chunks_mut(p.osz).enumerate().for_each(|(r, row)| {
+                for_each_chunk(&mut cols, p.osz, kdim * p.osz, |r, row| {
                     let (c, t) = (r / p.kvol, r % p.kvol);
                     im2col_row(p, &xg[c * p.isz..(c + 1) * p.isz], p.tap(t), row);
                 });
@@ -340,7 +339,7 @@ fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
             let amat = if pointwise {
                 MatRef::new(xb, g * p.cin_g, p.cin, 1)
             } else {
-                patches.par_chunks_mut(kdim).enumerate().for_each(|(o, row)| {
+                for_each_chunk(&mut patches, kdim, kdim * p.osz, |o, row| {
                     let o2 = o % a2.output;
                     let o1 = (o / a2.output) % a1.output;
                     let o0 = o / (a2.output * a1.output);
@@ -377,7 +376,8 @@ fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
 /// input rows scaled by one filter tap.
 fn depthwise_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let [a0, a1, a2] = p.axes;
-    out.par_chunks_mut(p.osz).enumerate().for_each(|(plane, dst)| {
+    let work = out.len() * p.kvol;
+    for_each_chunk(out, p.osz, work, |plane, dst| {
         let (b, oc) = (plane / p.cout, plane % p.cout);
         let ic = oc / p.cout_g;
         let src = &x[(b * p.cin + ic) * p.isz..][..p.isz];
@@ -422,7 +422,8 @@ fn depthwise_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
             wt[t * p.cout + oc] = w[oc * p.kvol + t];
         }
     }
-    out.par_chunks_mut(p.cout).enumerate().for_each(|(pos, dst)| {
+    let work = out.len() * p.kvol;
+    for_each_chunk(out, p.cout, work, |pos, dst| {
         let b = pos / p.osz;
         let o = pos % p.osz;
         let o2 = o % a2.output;
@@ -497,7 +498,7 @@ fn conv_transpose_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T
             gemm(rows, p.isz, p.cin_g, amat, bmat, &mut cols, p.isz);
             let planes = &mut out[(b * p.cout + g * p.cout_g) * p.osz..][..p.cout_g * p.osz];
             let cols = &cols;
-            planes.par_chunks_mut(p.osz).enumerate().for_each(|(oc, dst)| {
+            for_each_chunk(planes, p.osz, rows * p.isz, |oc, dst| {
                 for t in 0..p.kvol {
                     let k = p.tap(t);
                     let src = &cols[(oc * p.kvol + t) * p.isz..][..p.isz];
@@ -558,7 +559,7 @@ fn conv_transpose_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T
             gemm(p.isz, width, p.cin_g, amat, bmat, &mut cols, width);
             let ob = &mut out[b * p.osz * p.cout..(b + 1) * p.osz * p.cout];
             let cols = &cols;
-            ob.par_chunks_mut(p.cout).enumerate().for_each(|(o, dst)| {
+            for_each_chunk(ob, p.cout, p.isz * width, |o, dst| {
                 let dst = &mut dst[g * p.cout_g..(g + 1) * p.cout_g];
                 let o2 = o % a2.output;
                 let o1 = (o / a2.output) % a1.output;
@@ -602,7 +603,8 @@ fn pool_each<T: Element>(
     match geom.layout {
         Layout::ChannelsFirst => {
             // One task per (b, c, o0, o1) output row.
-            out.par_chunks_mut(a2.output).enumerate().for_each(|(r, dst)| {
+            let work = out.len() * volume(axes, |a| a.kernel);
+            for_each_chunk(out, a2.output, work, |r, dst| {
                 let o1 = r % a1.output;
                 let o0 = (r / a1.output) % a0.output;
                 let plane = r / (a1.output * a0.output);
@@ -626,7 +628,8 @@ fn pool_each<T: Element>(
         }
         Layout::ChannelsLast => {
             let osz = volume(axes, |a| a.output);
-            out.par_chunks_mut(c).enumerate().for_each(|(pos, dst)| {
+            let work = out.len() * volume(axes, |a| a.kernel);
+            for_each_chunk(out, c, work, |pos, dst| {
                 let b = pos / osz;
                 let o = pos % osz;
                 let o2 = o % a2.output;
@@ -677,7 +680,7 @@ pub fn pool_windows<T: Element>(x: &Tensor<T>, geom: &PoolGeometry) -> Result<Te
     }
     let c = geom.channels;
     let xd = x.data();
-    out.data_mut().par_chunks_mut(outputs).enumerate().for_each(|(t, row)| {
+    for_each_chunk(out.data_mut(), outputs, wsize * outputs, |t, row| {
         let k = [t / (a1.kernel * a2.kernel), (t / a2.kernel) % a1.kernel, t % a2.kernel];
         for (n, d) in row.iter_mut().enumerate() {
             // Decode the output element n in the layout's row-major order.
