@@ -121,12 +121,13 @@ pub fn party(args: PartyArgs) -> Result<()> {
         ProtocolName::Securenn => ProtocolVariant::SecureNN,
     };
     let backend = Porthos::new(session, variant).context("setting up the session")?;
+    let setup = cryptflow_backend::Backend::traffic(&backend);
     let mut runner = Runner::new(program, backend);
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     if crash {
         runner.crash_before_instruction(program.body.len() / 2);
     }
-    runner.share_weights(weights.as_deref())?;
+    let sharing = runner.share_weights(weights.as_deref())?;
     let mut metrics = Metrics { backend: format!("{variant:?}").to_lowercase(), inferences: count, ..Default::default() };
     let mut outputs = Vec::new();
     for k in 0..count {
@@ -145,6 +146,14 @@ pub fn party(args: PartyArgs) -> Result<()> {
             outputs.push(decode_output(&y[0], program.outputs[0].encoding));
         }
     }
+    let session_setup = cryptflow_runtime::LayerMetrics {
+        layer: "(session setup)".into(),
+        bytes_sent: setup.bytes_sent,
+        bytes_received: setup.bytes_received,
+        rounds: setup.rounds,
+        ..Default::default()
+    };
+    metrics.layers.splice(0..0, [session_setup, sharing]);
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
     let traffic = cryptflow_backend::Backend::traffic(runner.backend());

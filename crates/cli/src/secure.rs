@@ -69,11 +69,12 @@ fn run_party<B: Backend>(
     inferences: usize,
     crash: bool,
 ) -> Result<PartyResult, RunError> {
+    let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if crash {
         runner.crash_before_instruction(program.body.len() / 2);
     }
-    runner.share_weights(weights)?;
+    let sharing = runner.share_weights(weights)?;
     let mut outputs = Vec::new();
     let mut layers: Vec<LayerMetrics> = Vec::new();
     for k in 0..inferences {
@@ -84,6 +85,14 @@ fn run_party<B: Backend>(
             outputs.push(y);
         }
     }
+    let session_setup = LayerMetrics {
+        layer: "(session setup)".into(),
+        bytes_sent: setup.bytes_sent,
+        bytes_received: setup.bytes_received,
+        rounds: setup.rounds,
+        ..Default::default()
+    };
+    layers.splice(0..0, [session_setup, sharing]);
     let traffic = runner.backend().traffic();
     Ok(PartyResult { outputs, layers, bytes_sent: traffic.bytes_sent, rounds: traffic.rounds, peak_live_bytes: runner.peak_live_bytes() })
 }

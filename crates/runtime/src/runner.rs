@@ -103,7 +103,10 @@ impl<'p, B: Backend> Runner<'p, B> {
 
     /// Shares the model owner's weights, once per session. The model owner passes them (in
     /// `program.weights` order); the other parties pass `None`.
-    pub fn share_weights(&mut self, weights: Option<&[RingTensor]>) -> Result<(), RunError> {
+    /// Returns the time and traffic of the sharing, as a pseudo-layer `(share weights)`.
+    pub fn share_weights(&mut self, weights: Option<&[RingTensor]>) -> Result<LayerMetrics, RunError> {
+        let started = Instant::now();
+        let before = self.traffic();
         if let Some(w) = weights {
             if w.len() != self.program.weights.len() {
                 return Err(RunError::Input(format!("{} weights given, the program has {}", w.len(), self.program.weights.len())));
@@ -118,7 +121,15 @@ impl<'p, B: Backend> Runner<'p, B> {
             self.store(spec.slot, share);
         }
         self.weights_shared = true;
-        Ok(())
+        let spent = self.traffic() - before;
+        Ok(LayerMetrics {
+            layer: "(share weights)".into(),
+            calls: vec![],
+            seconds: started.elapsed().as_secs_f64(),
+            bytes_sent: spent.bytes_sent,
+            bytes_received: spent.bytes_received,
+            rounds: spent.rounds,
+        })
     }
 
     /// Runs one inference. The client passes its encoded inputs (in `program.inputs` order),

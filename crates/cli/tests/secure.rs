@@ -1,0 +1,163 @@
+//! Secure runs through the real binary: Porthos agrees with the cleartext executor up to
+//! truncation error and with float on predictions (local and distributed), and a party that
+//! dies mid-run makes the others stop with an error naming it, within a bounded time.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn compile_lenet(dir: &std::path::Path) {
+    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
+}
+
+/// Porthos truncates shares locally (off by at most one unit per ScaleDown), so logits differ
+/// from the cleartext executor by a few units of 2^-scale at most.
+fn assert_near_cleartext(secure: &[f32], clear: &[f32]) {
+    for (i, (s, c)) in secure.iter().zip(clear).enumerate() {
+        assert!((s - c).abs() < 0.05, "element {i}: secure {s} vs cleartext {c}");
+    }
+}
+
+#[test]
+fn porthos_and_securenn_agree_with_cleartext_and_float() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let run = |backend: &str, extra: &[&str]| {
+        let y = work.path().join(format!("{backend}{}.npy", extra.join("")));
+        let m = work.path().join(format!("{backend}{}.json", extra.join("")));
+        let mut args = vec!["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m)];
+        args.extend_from_slice(extra);
+        cryptflow_ok(&args);
+        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+        (read_npy(&y).1, metrics)
+    };
+    let (float, _) = run("float", &[]);
+    let (clear, _) = run("cleartext", &[]);
+    let (porthos, pm) = run("porthos", &[]);
+    let (securenn, sm) = run("porthos", &["--protocol", "securenn"]);
+    assert_near_cleartext(&porthos, &clear);
+    assert_near_cleartext(&securenn, &clear);
+    for k in 0..4 {
+        let row = |v: &[f32]| argmax(&v[k * 10..(k + 1) * 10]);
+        assert_eq!(row(&porthos), row(&float), "sample {k}");
+        assert_eq!(row(&securenn), row(&float), "sample {k}");
+    }
+    // Metrics: three parties, real traffic, Porthos cheaper than SecureNN.
+    let sent = |m: &serde_json::Value| -> Vec<u64> { m["bytes_sent"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).collect() };
+    assert_eq!(sent(&pm).len(), 3);
+    assert!(sent(&pm).iter().all(|&b| b > 0));
+    assert_eq!(pm["bytes_total"].as_u64().unwrap(), sent(&pm).iter().sum::<u64>());
+    assert!(pm["bytes_total"].as_u64().unwrap() < sm["bytes_total"].as_u64().unwrap());
+    assert!(pm["rounds"].as_u64().unwrap() > 0);
+    let layer_bytes: u64 = pm["layers"].as_array().unwrap().iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+    assert_eq!(layer_bytes, pm["bytes_total"].as_u64().unwrap(), "per-layer bytes add up to the total");
+}
+
+#[test]
+fn a_party_crashing_in_a_local_run_is_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let started = Instant::now();
+    let out = cryptflow(&["run", path_str(&dir), "--backend", "porthos", "--input", path_str(&x), "-o", path_str(&work.path().join("y.npy")), "--inject-fault", "2:crash"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_clean_failure(&out, "crash");
+    let err = stderr(&out);
+    assert!(err.contains("party 2") && err.contains("disconnected"), "{err}");
+    assert!(!work.path().join("y.npy").exists(), "no output after a failure");
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn spawn_party(id: usize, peers: &str, dir: &std::path::Path, keys: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cryptflow"))
+        .args(["party", "--id", &id.to_string(), "--peers", peers, path_str(dir), "--keys", path_str(keys), "--peer-timeout", "5", "--connect-timeout", "20"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a child at most `limit`; kills it and fails the test past that.
+fn wait_bounded(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status, err);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("party still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn distributed_parties_over_tls_match_the_local_run() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    let keys = work.path().join("keys");
+    cryptflow_ok(&["keygen", "-o", path_str(&keys)]);
+    let ports = free_ports(3);
+    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let y = work.path().join("y.npy");
+    let owner = spawn_party(0, &peers, &dir, &keys, &[]);
+    let helper = spawn_party(2, &peers, &dir, &keys, &[]);
+    let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y)]);
+    for (name, child) in [("client", client), ("owner", owner), ("helper", helper)] {
+        let (status, err) = wait_bounded(child, Duration::from_secs(60));
+        assert!(status.success(), "{name} failed: {err}");
+    }
+    let local = work.path().join("local.npy");
+    cryptflow_ok(&["run", path_str(&dir), "--backend", "porthos", "--input", path_str(&x), "-o", path_str(&local)]);
+    let clear = work.path().join("clear.npy");
+    cryptflow_ok(&["run", path_str(&dir), "--backend", "cleartext", "--input", path_str(&x), "-o", path_str(&clear)]);
+    let (distributed, clear) = (read_npy(&y).1, read_npy(&clear).1);
+    assert_near_cleartext(&distributed, &clear);
+    let labels = read_labels(&fixtures().join("data/mnist_samples_y.npy"));
+    for (k, &label) in labels.iter().enumerate() {
+        assert_eq!(argmax(&distributed[k * 10..(k + 1) * 10]) as i64, label);
+    }
+}
+
+#[test]
+fn a_distributed_party_killed_mid_run_stops_the_others_within_ten_seconds() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    let keys = work.path().join("keys");
+    cryptflow_ok(&["keygen", "-o", path_str(&keys)]);
+    let ports = free_ports(3);
+    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let fault = ["--inject-fault", "2:crash"];
+    let owner = spawn_party(0, &peers, &dir, &keys, &fault);
+    let helper = spawn_party(2, &peers, &dir, &keys, &fault);
+    let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&work.path().join("y.npy")), "--inject-fault", "2:crash"]);
+    let (status, err) = wait_bounded(helper, Duration::from_secs(30));
+    assert!(!status.success(), "the crashing helper should exit non-zero: {err}");
+    let crashed_at = Instant::now();
+    for (name, child) in [("client", client), ("owner", owner)] {
+        let (status, err) = wait_bounded(child, Duration::from_secs(30));
+        assert!(crashed_at.elapsed() < Duration::from_secs(10), "{name} took {:?} to notice", crashed_at.elapsed());
+        assert_eq!(status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("party 2"), "{name} does not name the dead party: {err}");
+    }
+    assert!(!work.path().join("y.npy").exists());
+}
