@@ -310,7 +310,7 @@ unsafe fn micro_avx512(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 16]; 8]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 16]; 8]) {
     use std::arch::x86_64::*;
-    debug_assert!(kc % 2 == 0);
+    debug_assert!(kc & 1 == 0);
     let a = &a[..kc * 8];
     let b = &b[..kc * 16];
     let mut acc = [[_mm512_setzero_si512(); 2]; 8];

@@ -75,6 +75,7 @@ fn check_lengths(what: &str, r: usize, lists: &[(&str, usize)]) -> Result<(), Sh
 }
 
 /// Checks a convolution geometry and returns its 3 normalised axes (output extents filled in).
+#[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than the workspace's MSRV
 fn conv_axes(geom: &ConvGeometry, transposed: bool) -> Result<[Axis; 3], ShapeError> {
     let what = if transposed { "conv_transpose" } else { "conv" };
     let r = geom.input.len();
@@ -801,10 +802,10 @@ pub fn reduce_sum<T: Element>(x: &Tensor<T>, axes: &[usize], keep_dims: bool) ->
     }
     // Merge runs of axes with the same status: (extent, reduced).
     let mut runs: Vec<(usize, bool)> = Vec::new();
-    for a in 0..rank {
+    for (&n, &red) in x.shape().iter().zip(&reduced) {
         match runs.last_mut() {
-            Some(last) if last.1 == reduced[a] => last.0 *= x.shape()[a],
-            _ => runs.push((x.shape()[a], reduced[a])),
+            Some(last) if last.1 == red => last.0 *= n,
+            _ => runs.push((n, red)),
         }
     }
     // Output stride of every run (0 for reduced runs).

@@ -14,8 +14,11 @@ const MAX_BUFFERS: usize = 6;
 /// ...and none larger than this many bytes.
 const MAX_BYTES: usize = 256 << 20;
 
+/// A pooled buffer: its element type, its capacity and the `Vec` itself.
+type Pooled = (TypeId, usize, Box<dyn Any>);
+
 thread_local! {
-    static POOL: RefCell<Vec<(TypeId, usize, Box<dyn Any>)>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Pooled>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A buffer of `len` elements borrowed from the pool; returned to it on drop.
