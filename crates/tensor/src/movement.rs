@@ -174,20 +174,22 @@ pub fn slice<T: Element>(x: &Tensor<T>, starts: &[i64], ends: &[i64], steps: &[i
         if step == 0 {
             shape_bail!("slice: step of axis {} is zero", axis);
         }
-        let extent = if step > 0 {
-            if end > start {
-                (end - start + step - 1) / step
+        // In i128, so that extreme starts, ends and steps cannot overflow.
+        let (start_w, end_w, step_w) = (start as i128, end as i128, step as i128);
+        let extent: i128 = if step > 0 {
+            if end_w > start_w {
+                (end_w - start_w + step_w - 1) / step_w
             } else {
                 0
             }
-        } else if start > end {
-            (start - end + (-step) - 1) / (-step)
+        } else if start_w > end_w {
+            (start_w - end_w - step_w - 1) / -step_w
         } else {
             0
         };
         if extent > 0 {
-            let last = start + (extent - 1) * step;
-            if start < 0 || start >= dim || last < 0 || last >= dim {
+            let last = start_w + (extent - 1) * step_w;
+            if start < 0 || start >= dim || last < 0 || last >= dim as i128 {
                 shape_bail!(
                     "slice: axis {} of {:?} has extent {} but start {}, end {}, step {} address index {}..={}",
                     axis,
@@ -203,7 +205,8 @@ pub fn slice<T: Element>(x: &Tensor<T>, starts: &[i64], ends: &[i64], steps: &[i
             offset += start * in_strides[axis] as i64;
         }
         shape.push(extent as usize);
-        strides.push(step as isize * in_strides[axis]);
+        // A step that reaches past the axis only matters when the extent is at most 1.
+        strides.push(if extent > 1 { step as isize * in_strides[axis] } else { 0 });
     }
     let data = if num_elements(&shape) == 0 { Vec::new() } else { strided_copy(x.data(), offset as usize, &shape, &strides) };
     Tensor::new(shape, data)

@@ -133,6 +133,9 @@ fn slice_hand_cases_and_errors() {
     assert!(slice(&x, &[0], &[6], &[1]).is_err());
     assert!(slice(&x, &[5], &[0], &[-1]).is_err());
     assert!(slice(&x, &[0], &[5], &[0]).is_err());
+    assert_eq!(slice(&x, &[2], &[5], &[i64::MAX]).unwrap().data(), &[2]);
+    assert_eq!(slice(&x, &[4], &[-1], &[i64::MIN + 1]).unwrap().data(), &[4]);
+    assert!(slice(&x, &[0], &[i64::MAX], &[1]).unwrap_err().0.contains("slice"));
     assert!(slice(&x, &[0, 0], &[5, 5], &[1, 1]).is_err());
 }
 
