@@ -275,6 +275,11 @@ impl<'m> Importer<'m> {
                 .get(&name)
                 .cloned()
                 .ok_or_else(|| OnnxError::Model(format!("graph output `{name}` is not produced by any node")))?;
+            if let Value::Const(c) = &v {
+                if c.len() == 0 {
+                    return Err(OnnxError::Model(format!("graph output `{name}` is empty (shape {:?})", c.shape)));
+                }
+            }
             let id = match v {
                 Value::Node(id) => id,
                 Value::Const(c) => self.materialize_named(&name, &c).map_err(|r| OnnxError::Tensor { tensor: name.clone(), reason: r })?,

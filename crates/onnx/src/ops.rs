@@ -176,7 +176,8 @@ impl Importer<'_> {
             }
             Value::Node(id) => {
                 if out.contains(&0) {
-                    return Err(cx.shape_err(format!("slice of {shape:?} would be empty ({out:?})")));
+                    // An empty tensor has no elements to compute: it is a (trivial) constant.
+                    return Ok(Value::Const(Rc::new(Const::new_f(out, vec![]))));
                 }
                 Value::Node(self.emit(cx, name, Op::Slice { starts, ends, steps }, &[*id])?)
             }
@@ -192,7 +193,9 @@ impl Importer<'_> {
             }
             Value::Node(id) => {
                 if indices.is_empty() {
-                    return Err(cx.shape_err("gather of no indices would be empty"));
+                    let mut out = self.graph.nodes[*id].shape.clone();
+                    out[axis] = 0;
+                    return Ok(Value::Const(Rc::new(Const::new_f(out, vec![]))));
                 }
                 Value::Node(self.emit(cx, name, Op::Gather { axis, indices }, &[*id])?)
             }

@@ -819,11 +819,21 @@ fn slice_forms() {
         .node("Slice", &["x", "s", "e", "a", "st"], &["y"], vec![])
         .output("y");
     close(&sl(13, m), &[16., 18., 11., 13., 6., 8.]);
+    // An empty slice is a trivial constant: fine when concatenated, an error when computed on.
     let m = B::new(13)
         .input("x", &[4, 5])
         .i("s", &[1], vec![3])
         .i("e", &[1], vec![1])
-        .node("Slice", &["x", "s", "e"], &["y"], vec![])
+        .node("Slice", &["x", "s", "e"], &["empty"], vec![])
+        .node("Concat", &["x", "empty"], &["y"], vec![ai("axis", 0)])
+        .output("y");
+    assert_eq!(out_shape(&m.ok()), [4, 5]);
+    let m = B::new(13)
+        .input("x", &[4, 5])
+        .i("s", &[1], vec![3])
+        .i("e", &[1], vec![1])
+        .node("Slice", &["x", "s", "e"], &["empty"], vec![])
+        .node("Relu", &["empty"], &["y"], vec![])
         .output("y");
     assert!(m.err().contains("empty"));
     let m = B::new(13)
@@ -1317,4 +1327,47 @@ fn semantically_mutated_models_never_panic() {
         }
     }
     assert!(panics.is_empty(), "{} of {} variants panicked:\n{}", panics.len(), variants.len(), panics[..panics.len().min(20)].join("\n"));
+}
+
+/// The HLIL evaluation of transposes of activations agrees with the import-time evaluator
+/// (the same model with the input as a constant) for every permutation of ranks 2 to 4.
+#[test]
+fn transposes_of_activations_and_constants_agree() {
+    fn perms(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![vec![]];
+        }
+        let mut out = Vec::new();
+        for p in perms(n - 1) {
+            for i in 0..=p.len() {
+                let mut q = p.clone();
+                q.insert(i, n - 1);
+                out.push(q);
+            }
+        }
+        out
+    }
+    let mut failures = Vec::new();
+    for shape in [vec![2usize, 3], vec![2, 3, 4], vec![2, 3, 1, 4]] {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        for perm in perms(shape.len()) {
+            let p: Vec<i64> = perm.iter().map(|&v| v as i64).collect();
+            let act = B::new(13).input("x", &dims).node("Transpose", &["x"], &["y"], vec![ais("perm", &p)]).output("y").ok();
+            let got = run1(&act, x.clone());
+            let konst = B::new(13)
+                .input("unused", &[1])
+                .f("x", &dims, x.clone())
+                .node("Transpose", &["x"], &["y"], vec![ais("perm", &p)])
+                .output("y")
+                .ok();
+            let g = &konst.graph;
+            let want = g.weight_value(g.outputs[0]).unwrap();
+            if got.data() != want.data() || got.shape() != want.shape() {
+                failures.push(format!("{shape:?} perm {perm:?}: {:?} vs {:?}", got.data(), want.data()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
