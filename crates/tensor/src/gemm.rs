@@ -187,6 +187,8 @@ fn gemm_f32(m: usize, n: usize, k: usize, a: MatRef<'_, f32>, b: MatRef<'_, f32>
 const KC: usize = 256;
 /// Rows of C per job (the packed A block a job reuses from L2).
 const MC: usize = 128;
+/// Bytes of one packed column block of B (kept in L2 while all of A streams past it).
+const NC_BYTES: usize = 1 << 20;
 
 /// One job: a block of C computed from packed panels.
 struct Job<'a> {
@@ -705,78 +707,105 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
 ) {
     let m_panels = m.div_ceil(MR);
     let n_panels = n.div_ceil(NR);
-    // The Winograd form pairs steps: blocks have an even depth (the last one zero-padded).
-    let kc_max = if winograd { k.min(KC).next_multiple_of(2) } else { k.min(KC) };
-    let mut row_terms = crate::scratch::take::<u64>(if winograd { m_panels * MR } else { 0 });
-    let mut col_terms = crate::scratch::take::<u64>(if winograd { n_panels * NR } else { 0 });
-    let mut apack = crate::scratch::take::<u64>(m_panels * kc_max * MR);
-    let mut bpack = crate::scratch::take::<u64>(n_panels * kc_max * NR);
-
-    // Split C into jobs: blocks of up to MC rows, and columns split until there is enough work
-    // for every thread.
-    let threads = rayon::current_num_threads().max(1);
-    let want_jobs = if m * n * k < 1 << 21 { 1 } else { 4 * threads };
-    let mut rows_per_job = m_panels.min(MC / MR).max(1);
-    let mut cols_per_job = n_panels;
-    let count = |r: usize, c: usize| m_panels.div_ceil(r) * n_panels.div_ceil(c);
-    while count(rows_per_job, cols_per_job) < want_jobs && cols_per_job > 4 {
-        cols_per_job = cols_per_job.div_ceil(2);
-    }
-    while count(rows_per_job, cols_per_job) < want_jobs && rows_per_job > 1 {
-        rows_per_job = rows_per_job.div_ceil(2);
-    }
-    let jobs: Vec<(usize, usize)> = (0..m_panels.div_ceil(rows_per_job))
-        .flat_map(|r| (0..n_panels.div_ceil(cols_per_job)).map(move |c| (r, c)))
-        .collect();
-
-    let cptr = SyncPtr(c.as_mut_ptr());
+    // Depth blocks (p0, kc, kp): the Winograd form pairs steps, so its blocks have an even
+    // depth kp (the last one zero-padded).
+    let mut blocks = Vec::new();
+    let mut a_offsets = Vec::new();
+    let mut a_total = 0;
     let mut p0 = 0;
     while p0 < k {
         let kc = (k - p0).min(KC);
         let kp = if winograd { kc.next_multiple_of(2) } else { kc };
-        let apack = &mut apack[..m_panels * kp * MR];
-        let bpack = &mut bpack[..n_panels * kp * NR];
-        pack_a::<MR>(a, m, p0, kc, kp, apack);
-        pack_b::<NR>(b, n, p0, kc, kp, bpack);
-        let (apack, bpack) = (&*apack, &*bpack);
-        if winograd {
-            pair_terms::<MR>(apack, kp, &mut row_terms);
-            pair_terms::<NR>(bpack, kp, &mut col_terms);
-        }
-        let (row_terms, col_terms) = (&*row_terms, &*col_terms);
-        let run = |&(r, cb): &(usize, usize)| {
-            let cp = cptr;
-            let ip0 = r * rows_per_job;
-            let ip1 = (ip0 + rows_per_job).min(m_panels);
-            let jp0 = cb * cols_per_job;
-            let jp1 = (jp0 + cols_per_job).min(n_panels);
-            let i0 = ip0 * MR;
-            let j0 = jp0 * NR;
-            let job = Job {
-                kc: kp,
-                a: &apack[ip0 * kp * MR..ip1 * kp * MR],
-                b: &bpack[jp0 * kp * NR..jp1 * kp * NR],
-                // SAFETY: (i0, j0) is inside C: i0 < m, j0 < n, and gemm checked C's extent.
-                c: unsafe { cp.0.add(i0 * c_rs + j0 * c_cs) },
-                c_rs,
-                c_cs,
-                m: (ip1 * MR).min(m) - i0,
-                n: (jp1 * NR).min(n) - j0,
-                accumulate: p0 > 0,
-                rows: if winograd { &row_terms[i0..ip1 * MR] } else { &[] },
-                cols: if winograd { &col_terms[j0..jp1 * NR] } else { &[] },
-            };
-            // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view, whose elements
-            // are distinct (row stride >= n for a row-major C, or its transpose); the
-            // micro-kernel's target features were checked by the caller.
-            unsafe { job_fn(&job) };
-        };
-        if jobs.len() == 1 {
-            run(&jobs[0]);
-        } else {
-            jobs.par_iter().for_each(run);
-        }
+        blocks.push((p0, kc, kp));
+        a_offsets.push(a_total);
+        a_total += m_panels * kp * MR;
         p0 += kc;
+    }
+    let kp_max = blocks.iter().map(|b| b.2).max().unwrap_or(0);
+
+    // All of A is packed once (it is reused by every column block), with its Winograd row terms.
+    let mut apack = crate::scratch::take::<u64>(a_total);
+    let mut row_terms = crate::scratch::take::<u64>(if winograd { blocks.len() * m_panels * MR } else { 0 });
+    for (bi, &(p0, kc, kp)) in blocks.iter().enumerate() {
+        let packed = &mut apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
+        pack_a::<MR>(a, m, p0, kc, kp, packed);
+        if winograd {
+            pair_terms::<MR>(packed, kp, &mut row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR]);
+        }
+    }
+    let (apack, row_terms) = (&*apack, &*row_terms);
+
+    // B is packed one column block at a time, small enough to stay in L2 while every row block
+    // of C streams past it.
+    let block_panels = (NC_BYTES / (kp_max.max(1) * NR * 8)).clamp(1, n_panels);
+    let mut bpack = crate::scratch::take::<u64>(block_panels * kp_max * NR);
+    let mut col_terms = crate::scratch::take::<u64>(if winograd { block_panels * NR } else { 0 });
+    let threads = rayon::current_num_threads().max(1);
+    let cptr = SyncPtr(c.as_mut_ptr());
+    for jc in (0..n_panels).step_by(block_panels) {
+        let jcn = block_panels.min(n_panels - jc);
+        let nb = n.min((jc + jcn) * NR) - jc * NR;
+        let bview = MatRef { offset: b.offset + jc * NR * b.cs, ..b };
+        let cview = jc * NR * c_cs;
+
+        // Split this block of C into jobs: up to MC rows, columns split until every thread has
+        // work.
+        let want_jobs = if m * nb * k < 1 << 21 { 1 } else { 4 * threads };
+        let mut rows_per_job = m_panels.min(MC / MR).max(1);
+        let mut cols_per_job = jcn;
+        let count = |r: usize, c: usize| m_panels.div_ceil(r) * jcn.div_ceil(c);
+        while count(rows_per_job, cols_per_job) < want_jobs && cols_per_job > 4 {
+            cols_per_job = cols_per_job.div_ceil(2);
+        }
+        while count(rows_per_job, cols_per_job) < want_jobs && rows_per_job > 1 {
+            rows_per_job = rows_per_job.div_ceil(2);
+        }
+        let jobs: Vec<(usize, usize)> =
+            (0..m_panels.div_ceil(rows_per_job)).flat_map(|r| (0..jcn.div_ceil(cols_per_job)).map(move |c| (r, c))).collect();
+
+        for (bi, &(p0, kc, kp)) in blocks.iter().enumerate() {
+            let bpack = &mut bpack[..jcn * kp * NR];
+            pack_b::<NR>(bview, nb, p0, kc, kp, bpack);
+            if winograd {
+                pair_terms::<NR>(bpack, kp, &mut col_terms[..jcn * NR]);
+            }
+            let (bpack, col_terms) = (&*bpack, &*col_terms);
+            let apack = &apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
+            let row_terms = if winograd { &row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR] } else { &[][..] };
+            let run = |&(r, cb): &(usize, usize)| {
+                let cp = cptr;
+                let ip0 = r * rows_per_job;
+                let ip1 = (ip0 + rows_per_job).min(m_panels);
+                let jp0 = cb * cols_per_job;
+                let jp1 = (jp0 + cols_per_job).min(jcn);
+                let i0 = ip0 * MR;
+                let j0 = jp0 * NR;
+                let job = Job {
+                    kc: kp,
+                    a: &apack[ip0 * kp * MR..ip1 * kp * MR],
+                    b: &bpack[jp0 * kp * NR..jp1 * kp * NR],
+                    // SAFETY: (i0, jc * NR + j0) is inside C: i0 < m, jc * NR + j0 < n, and
+                    // gemm checked C's extent.
+                    c: unsafe { cp.0.add(cview + i0 * c_rs + j0 * c_cs) },
+                    c_rs,
+                    c_cs,
+                    m: (ip1 * MR).min(m) - i0,
+                    n: (jp1 * NR).min(nb) - j0,
+                    accumulate: p0 > 0,
+                    rows: if winograd { &row_terms[i0..ip1 * MR] } else { &[] },
+                    cols: if winograd { &col_terms[j0..jp1 * NR] } else { &[] },
+                };
+                // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view, whose
+                // elements are distinct (row stride >= n for a row-major C, or its transpose);
+                // the micro-kernel's target features were checked by the caller.
+                unsafe { job_fn(&job) };
+            };
+            if jobs.len() == 1 {
+                run(&jobs[0]);
+            } else {
+                jobs.par_iter().for_each(run);
+            }
+        }
     }
 }
 
