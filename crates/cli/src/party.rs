@@ -127,6 +127,14 @@ pub fn party(args: PartyArgs) -> Result<()> {
     if crash {
         runner.crash_before_instruction(program.body.len() / 2);
     }
+    let bar = crate::secure::progress_bar();
+    if let Some(bar) = bar.clone() {
+        bar.set_length((program.body.len() * count) as u64);
+        runner.observe_progress(move |instr| {
+            bar.set_message(instr.layer.clone());
+            bar.inc(1);
+        });
+    }
     let sharing = runner.share_weights(weights.as_deref())?;
     let mut metrics = Metrics { backend: format!("{variant:?}").to_lowercase(), inferences: count, ..Default::default() };
     let mut outputs = Vec::new();
@@ -154,6 +162,9 @@ pub fn party(args: PartyArgs) -> Result<()> {
         ..Default::default()
     };
     metrics.layers.splice(0..0, [session_setup, sharing]);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
     let traffic = cryptflow_backend::Backend::traffic(runner.backend());

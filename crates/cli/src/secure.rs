@@ -68,9 +68,17 @@ fn run_party<B: Backend>(
     inputs: Option<&[RingTensor]>,
     inferences: usize,
     crash: bool,
+    progress: Option<&indicatif::ProgressBar>,
 ) -> Result<PartyResult, RunError> {
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
+    if let Some(bar) = progress {
+        bar.set_length((program.body.len() * inferences) as u64);
+        runner.observe_progress(move |instr| {
+            bar.set_message(instr.layer.clone());
+            bar.inc(1);
+        });
+    }
     if crash {
         runner.crash_before_instruction(program.body.len() / 2);
     }
@@ -108,6 +116,8 @@ pub fn run_porthos_local(
     let started = Instant::now();
     let count = inputs.len();
     let sessions = Session::local(3);
+    let bar = progress_bar();
+    let bar = bar.as_ref();
     let results: Vec<Result<PartyResult>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sessions
             .into_iter()
@@ -118,12 +128,16 @@ pub fn run_porthos_local(
                     let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
                     let weights = (id == cryptflow_porthos::MODEL_OWNER).then_some(weights);
                     let inputs = (id == cryptflow_porthos::CLIENT).then_some(inputs);
-                    Ok(run_party(program, backend, weights, inputs, count, crash)?)
+                    let progress = if id == cryptflow_porthos::CLIENT { bar } else { None };
+                    Ok(run_party(program, backend, weights, inputs, count, crash, progress)?)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
     });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let seconds = started.elapsed().as_secs_f64();
     let mut errors = Vec::new();
     for (id, r) in results.iter().enumerate() {
@@ -150,4 +164,18 @@ pub fn run_porthos_local(
         peak_live_bytes: results.iter().map(|r| r.peak_live_bytes).collect(),
         layers,
     })
+}
+
+/// A per-layer progress bar on standard error, only when it is a terminal.
+pub fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    Some(bar)
 }

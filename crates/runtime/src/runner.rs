@@ -53,6 +53,7 @@ pub struct Runner<'p, B: Backend> {
     live_bytes: u64,
     peak_live_bytes: u64,
     crash_at: Option<usize>,
+    progress: Option<Box<dyn FnMut(&Instr) + Send + 'p>>,
 }
 
 impl<'p, B: Backend> Runner<'p, B> {
@@ -65,6 +66,7 @@ impl<'p, B: Backend> Runner<'p, B> {
             live_bytes: 0,
             peak_live_bytes: 0,
             crash_at: None,
+            progress: None,
         }
     }
 
@@ -74,6 +76,11 @@ impl<'p, B: Backend> Runner<'p, B> {
 
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
+    }
+
+    /// Calls `observer` after every instruction (progress display).
+    pub fn observe_progress(&mut self, observer: impl FnMut(&Instr) + Send + 'p) {
+        self.progress = Some(Box::new(observer));
     }
 
     /// Fault injection for checking failure handling: stop abruptly before instruction `k`
@@ -181,6 +188,9 @@ impl<'p, B: Backend> Runner<'p, B> {
                 }
             };
             metrics.seconds += started.elapsed().as_secs_f64();
+            if let Some(observer) = self.progress.as_mut() {
+                observer(instr);
+            }
             metrics.bytes_sent += spent.bytes_sent;
             metrics.bytes_received += spent.bytes_received;
             metrics.rounds += spent.rounds;
