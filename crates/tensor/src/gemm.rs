@@ -59,7 +59,7 @@ impl<'a, T: Copy> MatRef<'a, T> {
 }
 
 /// `&[T]` as `&[U]` when `T` and `U` are the same type.
-fn cast_slice<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+pub(crate) fn cast_slice<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: T and U are the same type, so layout, alignment and validity agree.
         Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const U, s.len()) })
@@ -69,7 +69,7 @@ fn cast_slice<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
 }
 
 /// `&mut [T]` as `&mut [U]` when `T` and `U` are the same type.
-fn cast_slice_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+pub(crate) fn cast_slice_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: T and U are the same type; the borrow is carried over.
         Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut U, s.len()) })
@@ -806,6 +806,69 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
                 jobs.par_iter().for_each(run);
             }
         }
+    }
+}
+
+/// Whether the AVX-512 u64 code paths can run.
+#[inline]
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `d[j] += w * s[j]` (elementwise over the shorter of the two).
+#[inline]
+pub(crate) fn axpy<T: Element>(d: &mut [T], w: T, s: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(w64), Some(s64)) = (cast_slice::<T, u64>(std::slice::from_ref(&w)), cast_slice::<T, u64>(s)) {
+        if has_avx512() {
+            let d64 = cast_slice_mut::<T, u64>(d).expect("same type as s");
+            // SAFETY: the features were just detected.
+            unsafe { axpy_u64_avx512(d64, w64[0], s64) };
+            return;
+        }
+    }
+    for (d, &v) in d.iter_mut().zip(s) {
+        *d = d.add(w.mul(v));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn axpy_u64_avx512(d: &mut [u64], w: u64, s: &[u64]) {
+    for (d, &v) in d.iter_mut().zip(s) {
+        *d = d.wrapping_add(w.wrapping_mul(v));
+    }
+}
+
+/// `d[j] += a[j] * b[j]` (elementwise over the shortest).
+#[inline]
+pub(crate) fn mul_add<T: Element>(d: &mut [T], a: &[T], b: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a64), Some(b64)) = (cast_slice::<T, u64>(a), cast_slice::<T, u64>(b)) {
+        if has_avx512() {
+            let d64 = cast_slice_mut::<T, u64>(d).expect("same type as a");
+            // SAFETY: the features were just detected.
+            unsafe { mul_add_u64_avx512(d64, a64, b64) };
+            return;
+        }
+    }
+    for ((d, &u), &v) in d.iter_mut().zip(a).zip(b) {
+        *d = d.add(u.mul(v));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn mul_add_u64_avx512(d: &mut [u64], a: &[u64], b: &[u64]) {
+    for ((d, &u), &v) in d.iter_mut().zip(a).zip(b) {
+        *d = d.wrapping_add(u.wrapping_mul(v));
     }
 }
 

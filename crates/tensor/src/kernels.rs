@@ -4,7 +4,7 @@
 //! float arithmetic. Convolution and matrix product are bilinear, which is what lets a
 //! secret-sharing protocol evaluate them on masked shares.
 
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{axpy, gemm, mul_add, MatRef};
 use crate::par::for_each_chunk;
 use crate::{shape_bail, ConvGeometry, Element, Layout, PoolGeometry, ShapeError, Tensor};
 
@@ -398,9 +398,7 @@ fn depthwise_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
                     let row = &src[(i0 * a1.input + i1) * a2.input..][..a2.input];
                     let d = &mut dst[(o0 * a1.output + o1) * a2.output..][lo2..hi2];
                     if a2.stride == 1 {
-                        for (d, &s) in d.iter_mut().zip(&row[first..]) {
-                            *d = d.add(wt.mul(s));
-                        }
+                        axpy(d, wt, &row[first..]);
                     } else {
                         for (j, d) in d.iter_mut().enumerate() {
                             *d = d.add(wt.mul(row[first + j * a2.stride]));
@@ -439,9 +437,7 @@ fn depthwise_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
             let src = &x[(b * p.isz + ipos) * p.cin..][..p.cin];
             let taps = &wt[t * p.cout..(t + 1) * p.cout];
             if p.cout_g == 1 {
-                for ((d, &s), &wv) in dst.iter_mut().zip(src).zip(taps) {
-                    *d = d.add(wv.mul(s));
-                }
+                mul_add(dst, taps, src);
             } else {
                 for (oc, (d, &wv)) in dst.iter_mut().zip(taps).enumerate() {
                     *d = d.add(wv.mul(src[oc / p.cout_g]));
