@@ -10,6 +10,10 @@
 //!
 //! * [`Session::local`] connects parties of one process through in-memory channels (tests,
 //!   `--backend porthos` runs).
+//! * [`Session::local_shaped`] is the same with network emulation ([`LinkShape`]): each link
+//!   carries a given bandwidth and delays each message by a latency, either on an emulated clock
+//!   per party ([`ShapeMode::Simulated`], nobody sleeps) or in real time ([`ShapeMode::Delay`],
+//!   the receiver sleeps until the message would have arrived). For benchmarks.
 //! * [`Session::connect`] joins a networked session over TCP, one connection per pair of
 //!   parties: the lower id listens, the higher id connects, retrying until
 //!   [`NetworkConfig::connect_deadline`] so the parties may start in any order. Each link has a
@@ -84,6 +88,6 @@ mod tls;
 pub mod wire;
 
 pub use error::NetError;
-pub use session::{Session, Traffic, DEFAULT_TIMEOUT};
+pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
 pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
 pub use tls::{cert_path, generate_identity, key_path, keygen, write_identity, TlsIdentity};

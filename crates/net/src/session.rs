@@ -1,4 +1,6 @@
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::NetError;
@@ -17,8 +19,98 @@ pub struct Traffic {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) enum Link {
-    Local { tx: Sender<Vec<u64>>, rx: Receiver<Vec<u64>> },
+    Local { tx: Sender<LocalMessage>, rx: Receiver<LocalMessage> },
     Net(crate::tcp::NetLink),
+}
+
+/// A message on an in-memory link, with its arrival time on the emulated timeline when the
+/// session emulates a network ([`Session::local_shaped`]).
+pub(crate) struct LocalMessage {
+    data: Vec<u64>,
+    /// Seconds since the session's epoch at which the last byte reaches the receiver.
+    arrival: Option<f64>,
+}
+
+/// Network emulation for the links of a local session ([`Session::local_shaped`]): every link,
+/// in each direction, carries `bandwidth` bytes per second and delays each message by
+/// `latency`, like a LAN between the parties.
+///
+/// A message of `b` bytes sent at time `t` starts once the link is free of the messages before
+/// it (`start = max(t, free)`, the link is then busy until `start + b / bandwidth`) and arrives
+/// at `start + b / bandwidth + latency`; the receiver cannot have it earlier. The byte count is
+/// the one [`Session::traffic`] counts (8 per ring element, no framing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkShape {
+    /// Bytes per second of each direction of each link; `f64::INFINITY` for no limit.
+    pub bandwidth: f64,
+    /// One-way delay of every message.
+    pub latency: Duration,
+    pub mode: ShapeMode,
+}
+
+/// How a shaped local session makes messages late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeMode {
+    /// Nobody sleeps: each party keeps an emulated clock ([`Session::emulated_clock`]) that runs
+    /// with real time while the party computes, and that `recv` moves to the message's emulated
+    /// arrival instead of counting the real wait. One run gives both the loopback figures (real
+    /// time) and the emulated ones (the largest party clock). Assumes the parties' computation
+    /// takes the time it takes here, where they share this machine's cores.
+    Simulated,
+    /// `recv` sleeps until the message's arrival time in real time; the party clocks are real
+    /// time since the session started.
+    Delay,
+}
+
+impl LinkShape {
+    /// The LAN of the CrypTFlow paper's ImageNet experiments: 377 MBps, sub-millisecond latency
+    /// (taken as 0.3 ms).
+    pub const PAPER_LAN: LinkShape =
+        LinkShape { bandwidth: 377e6, latency: Duration::from_micros(300), mode: ShapeMode::Simulated };
+
+    fn transfer_seconds(&self, bytes: u64) -> f64 {
+        if self.bandwidth.is_finite() && self.bandwidth > 0.0 {
+            bytes as f64 / self.bandwidth
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One party's emulated clock in a shaped local session: a handle that stays readable after the
+/// session has moved into a backend.
+#[derive(Clone, Debug)]
+pub struct EmulatedClock {
+    epoch: Instant,
+    /// Emulated minus real time since the epoch, in nanoseconds (negative when the party spent
+    /// longer blocked in real time than the emulated network made it wait).
+    offset_nanos: Arc<AtomicI64>,
+}
+
+impl EmulatedClock {
+    /// This party's emulated time since the session was created.
+    pub fn now(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds().max(0.0))
+    }
+
+    fn seconds(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() + self.offset_nanos.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    fn real_seconds(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    fn set_seconds(&self, emulated: f64, real: f64) {
+        self.offset_nanos.store(((emulated - real) * 1e9).round() as i64, Ordering::Relaxed);
+    }
+}
+
+struct Shaping {
+    shape: LinkShape,
+    clock: EmulatedClock,
+    /// Emulated time at which this party's link to each peer has sent everything queued.
+    link_free: Vec<f64>,
 }
 
 /// One party's links to every other party of a session.
@@ -28,11 +120,23 @@ pub struct Session {
     traffic: Traffic,
     sent_since_recv: bool,
     timeout: Duration,
+    shaping: Option<Shaping>,
 }
 
 impl Session {
     /// `n` parties connected pairwise through in-memory channels; element `i` is party `i`.
     pub fn local(n: usize) -> Vec<Session> {
+        Self::local_with(n, None)
+    }
+
+    /// Like [`Session::local`], with every link behaving like a network of the given bandwidth
+    /// and latency ([`LinkShape`]); each party's emulated clock is [`Session::emulated_clock`].
+    pub fn local_shaped(n: usize, shape: LinkShape) -> Vec<Session> {
+        Self::local_with(n, Some(shape))
+    }
+
+    fn local_with(n: usize, shape: Option<LinkShape>) -> Vec<Session> {
+        let epoch = Instant::now();
         let mut links: Vec<Vec<Option<Link>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         for a in 0..n {
             for b in (a + 1)..n {
@@ -51,12 +155,17 @@ impl Session {
                 traffic: Traffic::default(),
                 sent_since_recv: false,
                 timeout: DEFAULT_TIMEOUT,
+                shaping: shape.map(|shape| Shaping {
+                    shape,
+                    clock: EmulatedClock { epoch, offset_nanos: Arc::new(AtomicI64::new(0)) },
+                    link_free: vec![0.0; n],
+                }),
             })
             .collect()
     }
 
     pub(crate) fn from_links(id: usize, links: Vec<Option<Link>>, timeout: Duration) -> Session {
-        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout }
+        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout, shaping: None }
     }
 
     pub(crate) fn links_iter(&self) -> impl Iterator<Item = &Link> {
@@ -90,6 +199,16 @@ impl Session {
         self.traffic
     }
 
+    /// This party's emulated clock, in a session made by [`Session::local_shaped`].
+    pub fn emulated_clock(&self) -> Option<EmulatedClock> {
+        self.shaping.as_ref().map(|s| s.clock.clone())
+    }
+
+    /// The network emulation of this session, if any.
+    pub fn link_shape(&self) -> Option<LinkShape> {
+        self.shaping.as_ref().map(|s| s.shape)
+    }
+
     fn link(&mut self, peer: usize) -> Result<&mut Link, NetError> {
         let from = self.id;
         self.links
@@ -103,8 +222,18 @@ impl Session {
     /// the next `send` or `recv` on that link).
     pub fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError> {
         let bytes = (data.len() * 8) as u64;
+        let arrival = match &mut self.shaping {
+            Some(s) if to < s.link_free.len() => {
+                let start = s.clock.seconds().max(s.link_free[to]);
+                s.link_free[to] = start + s.shape.transfer_seconds(bytes);
+                Some(s.link_free[to] + s.shape.latency.as_secs_f64())
+            }
+            _ => None,
+        };
         match self.link(to)? {
-            Link::Local { tx, .. } => tx.send(data).map_err(|_| NetError::Disconnected { peer: to })?,
+            Link::Local { tx, .. } => {
+                tx.send(LocalMessage { data, arrival }).map_err(|_| NetError::Disconnected { peer: to })?
+            }
             Link::Net(l) => l.send(data)?,
         }
         self.traffic.bytes_sent += bytes;
@@ -115,13 +244,29 @@ impl Session {
     /// Receives exactly `len` ring elements from `from`, waiting at most the session timeout.
     pub fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>, NetError> {
         let timeout = self.timeout;
-        let data = match self.link(from)? {
-            Link::Local { rx, .. } => rx.recv_timeout(timeout).map_err(|e| match e {
-                RecvTimeoutError::Timeout => NetError::Timeout { peer: from, seconds: timeout.as_secs() },
-                RecvTimeoutError::Disconnected => NetError::Disconnected { peer: from },
-            })?,
-            Link::Net(l) => l.recv(timeout)?,
+        // Emulated time at which this party starts waiting (before any real blocking).
+        let waiting_since = self.shaping.as_ref().map(|s| s.clock.seconds());
+        let (data, arrival) = match self.link(from)? {
+            Link::Local { rx, .. } => {
+                let m = rx.recv_timeout(timeout).map_err(|e| match e {
+                    RecvTimeoutError::Timeout => NetError::Timeout { peer: from, seconds: timeout.as_secs() },
+                    RecvTimeoutError::Disconnected => NetError::Disconnected { peer: from },
+                })?;
+                (m.data, m.arrival)
+            }
+            Link::Net(l) => (l.recv(timeout)?, None),
         };
+        if let (Some(s), Some(arrival), Some(waiting_since)) = (&self.shaping, arrival, waiting_since) {
+            match s.shape.mode {
+                ShapeMode::Simulated => s.clock.set_seconds(waiting_since.max(arrival), s.clock.real_seconds()),
+                ShapeMode::Delay => {
+                    let early = arrival - s.clock.real_seconds();
+                    if early > 0.0 {
+                        std::thread::sleep(Duration::from_secs_f64(early));
+                    }
+                }
+            }
+        }
         if data.len() != len {
             return Err(NetError::WrongLength { peer: from, expected: len, got: data.len() });
         }
@@ -149,5 +294,68 @@ impl Drop for Session {
                 l.finish_close(deadline);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(mode: ShapeMode) -> LinkShape {
+        LinkShape { bandwidth: 1e6, latency: Duration::from_millis(20), mode }
+    }
+
+    #[test]
+    fn unshaped_local_sessions_have_no_clock() {
+        let s = Session::local(2);
+        assert!(s[0].emulated_clock().is_none());
+        assert!(s[0].link_shape().is_none());
+    }
+
+    #[test]
+    fn simulated_links_charge_bandwidth_and_latency_without_sleeping() {
+        let mut s = Session::local_shaped(3, shape(ShapeMode::Simulated));
+        let clocks: Vec<EmulatedClock> = s.iter().map(|p| p.emulated_clock().unwrap()).collect();
+        let real = Instant::now();
+        // 125_000 words = 1 MB: 1 s at 1 MB/s, twice back to back on the same link.
+        s[0].send(1, vec![7; 125_000]).unwrap();
+        s[0].send(1, vec![8; 125_000]).unwrap();
+        // Another link is not held up by the first one.
+        s[2].send(1, vec![9; 10]).unwrap();
+        assert_eq!(s[1].recv(2, 10).unwrap(), vec![9; 10]);
+        let t = clocks[1].now().as_secs_f64();
+        assert!((0.02..0.5).contains(&t), "small message: {t}");
+        assert_eq!(s[1].recv(0, 125_000).unwrap()[0], 7);
+        let t = clocks[1].now().as_secs_f64();
+        assert!((1.02..1.5).contains(&t), "first megabyte arrives after 1 s + latency: {t}");
+        assert_eq!(s[1].recv(0, 125_000).unwrap()[0], 8);
+        let t = clocks[1].now().as_secs_f64();
+        assert!((2.02..2.5).contains(&t), "the second waits for the first on the link: {t}");
+        // The sender was never held up, and nothing slept.
+        assert!(clocks[0].now().as_secs_f64() < 0.5);
+        assert!(real.elapsed().as_secs_f64() < 0.9);
+        // Counters are those of an unshaped session.
+        assert_eq!(s[1].traffic().bytes_received, 2_000_080);
+        assert_eq!(s[1].traffic().rounds, 1);
+        // A reply leaves from the receiver's emulated time.
+        s[1].send(0, vec![1]).unwrap();
+        s[0].recv(1, 1).unwrap();
+        assert!(clocks[0].now().as_secs_f64() >= 2.04);
+    }
+
+    #[test]
+    fn delay_mode_makes_the_receiver_wait_in_real_time() {
+        let mut s = Session::local_shaped(2, LinkShape { bandwidth: f64::INFINITY, ..shape(ShapeMode::Delay) });
+        let clock = s[1].emulated_clock().unwrap();
+        let real = Instant::now();
+        for _ in 0..3 {
+            s[0].send(1, vec![1, 2, 3]).unwrap();
+            s[1].recv(0, 3).unwrap();
+            s[1].send(0, vec![4]).unwrap();
+            s[0].recv(1, 1).unwrap();
+        }
+        let elapsed = real.elapsed().as_secs_f64();
+        assert!(elapsed >= 0.12, "six one-way trips of 20 ms: {elapsed}");
+        assert!((clock.now().as_secs_f64() - elapsed).abs() < 0.05, "the clock is real time in delay mode");
     }
 }
