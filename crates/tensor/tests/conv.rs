@@ -330,4 +330,40 @@ fn shape_errors_are_errors() {
     let mut bad = g.clone();
     bad.input = vec![0, 5];
     assert!(conv_transpose(&Tensor::zeros(bad.input_shape()), &wt, &bad).is_err());
+    // Spatial rank 0 and 4 are not supported.
+    let mut bad = g.clone();
+    for r in [0usize, 4] {
+        bad.input = vec![3; r];
+        bad.kernel = vec![1; r];
+        bad.strides = vec![1; r];
+        bad.dilations = vec![1; r];
+        bad.pads_begin = vec![0; r];
+        bad.pads_end = vec![0; r];
+        bad.output_padding = vec![0; r];
+        let x = Tensor::<u64>::zeros(bad.input_shape());
+        assert!(conv(&x, &Tensor::zeros(bad.conv_filter_shape()), &bad).is_err());
+        assert!(conv_transpose(&x, &Tensor::zeros(bad.conv_transpose_filter_shape()), &bad).is_err());
+    }
+}
+
+#[test]
+fn degenerate_channel_counts() {
+    // No input channels: every output is an empty sum.
+    let mut g = geom2d(Layout::ChannelsLast, 0, 3, [4, 4], [3, 3]);
+    let y = conv(&Tensor::<u64>::zeros(g.input_shape()), &Tensor::zeros(g.conv_filter_shape()), &g).unwrap();
+    assert_eq!(y.shape(), &[1, 2, 2, 3]);
+    assert!(y.data().iter().all(|&v| v == 0));
+    g.layout = Layout::ChannelsFirst;
+    let y = conv(&Tensor::<f32>::zeros(g.input_shape()), &Tensor::zeros(g.conv_filter_shape()), &g).unwrap();
+    assert_eq!(y.shape(), &[1, 3, 2, 2]);
+    // No output channels, or an empty batch: empty outputs.
+    let g = geom2d(Layout::ChannelsFirst, 2, 0, [4, 4], [3, 3]);
+    let y = conv(&Tensor::<u64>::zeros(g.input_shape()), &Tensor::zeros(g.conv_filter_shape()), &g).unwrap();
+    assert_eq!(y.shape(), &[1, 0, 2, 2]);
+    let mut g = geom2d(Layout::ChannelsLast, 2, 2, [4, 4], [3, 3]);
+    g.batch = 0;
+    let y = conv(&Tensor::<u64>::zeros(g.input_shape()), &Tensor::zeros(g.conv_filter_shape()), &g).unwrap();
+    assert_eq!(y.shape(), &[0, 2, 2, 2]);
+    let y = conv_transpose(&Tensor::<u64>::zeros(g.input_shape()), &Tensor::zeros(g.conv_transpose_filter_shape()), &g).unwrap();
+    assert_eq!(y.shape(), &[0, 6, 6, 2]);
 }
