@@ -300,7 +300,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
         Op::Input => return Err(ShapeError::new("inputs are added with Graph::input")),
         Op::Weight(t) => t.shape().to_vec(),
         Op::Conv(g) => {
-            validate_conv(g)?;
+            validate_conv(g, false)?;
             check_shape(inputs[0], &g.input_shape(), "input")?;
             check_shape(inputs[1], &g.conv_filter_shape(), "filter")?;
             if let Some(bias) = inputs.get(2) {
@@ -309,17 +309,13 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
             g.conv_output_shape()
         }
         Op::ConvTranspose(g) => {
-            validate_conv(g)?;
+            validate_conv(g, true)?;
             check_shape(inputs[0], &g.input_shape(), "input")?;
             check_shape(inputs[1], &g.conv_transpose_filter_shape(), "filter")?;
             if let Some(bias) = inputs.get(2) {
                 check_shape(bias, &[g.out_channels], "bias")?;
             }
-            let out = g.conv_transpose_output_shape();
-            if out.iter().any(|&d| d == 0) {
-                return Err(ShapeError::new(format!("transposed convolution output would be empty: {out:?}")));
-            }
-            out
+            g.conv_transpose_output_shape()
         }
         Op::MatMul => {
             let (a, b) = (inputs[0], inputs[1]);
@@ -360,7 +356,8 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
             x.to_vec()
         }
         Op::Reshape { shape } => {
-            if num_elements(shape) != num_elements(inputs[0]) {
+            let target = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            if target != Some(num_elements(inputs[0])) {
                 return Err(ShapeError::new(format!("cannot reshape {:?} into {:?}", inputs[0], shape)));
             }
             shape.clone()
@@ -452,7 +449,7 @@ fn reduced_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
         .collect()
 }
 
-fn validate_conv(g: &ConvGeometry) -> Result<(), ShapeError> {
+fn validate_conv(g: &ConvGeometry, transposed: bool) -> Result<(), ShapeError> {
     let r = g.spatial_rank();
     if !(1..=3).contains(&r) {
         return Err(ShapeError::new(format!("convolutions have 1 to 3 spatial axes, not {r}")));
@@ -478,13 +475,30 @@ fn validate_conv(g: &ConvGeometry) -> Result<(), ShapeError> {
     if g.kernel.iter().chain(&g.strides).chain(&g.dilations).any(|&v| v == 0) {
         return Err(ShapeError::new("kernel, strides and dilations must be positive"));
     }
+    const LIMIT: usize = 1 << 40;
+    if g.input.iter().chain(&g.kernel).chain(&g.strides).chain(&g.dilations).chain(&g.pads_begin).chain(&g.pads_end).chain(&g.output_padding).any(|&v| v > LIMIT)
+        || g.batch > LIMIT
+        || g.in_channels > LIMIT
+        || g.out_channels > LIMIT
+    {
+        return Err(ShapeError::new("convolution extents are implausibly large"));
+    }
     for i in 0..r {
         let span = g.dilations[i] * (g.kernel[i] - 1) + 1;
-        if g.input[i] + g.pads_begin[i] + g.pads_end[i] < span && g.output_padding.iter().all(|&p| p == 0) {
-            // A transposed convolution may legitimately have a kernel wider than its input;
-            // infer_shape of ConvTranspose checks its own output instead.
-            if g.output_padding.is_empty() || g.input[i] == 0 {
+        if transposed {
+            let full = g.strides[i] * g.input[i].saturating_sub(1) + g.output_padding[i] + span;
+            if g.input[i] == 0 || g.pads_begin[i] + g.pads_end[i] >= full {
+                return Err(ShapeError::new(format!(
+                    "transposed convolution pads {}+{} leave no output on axis {i} (full extent {full})",
+                    g.pads_begin[i], g.pads_end[i]
+                )));
+            }
+        } else {
+            if g.input[i] + g.pads_begin[i] + g.pads_end[i] < span {
                 return Err(ShapeError::new(format!("kernel span {span} exceeds padded input extent on axis {i}")));
+            }
+            if g.output_padding[i] != 0 {
+                return Err(ShapeError::new("output_padding applies to transposed convolutions only"));
             }
         }
     }
