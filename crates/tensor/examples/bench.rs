@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use cryptflow_tensor::kernels::{conv, matmul};
+use cryptflow_tensor::kernels::{conv, matmul, max_pool, pool_windows};
+use cryptflow_tensor::movement::{pad, transpose};
+use cryptflow_tensor::PoolGeometry;
 use cryptflow_tensor::{ConvGeometry, Element, Layout, Tensor};
 
 fn random<T: Element>(shape: &[usize], seed: &mut u64, f: impl Fn(u64) -> T) -> Tensor<T> {
@@ -93,6 +95,41 @@ fn main() {
             });
         }
     }
+    // Data movement on a ResNet50 stem activation (GOPS here: elements moved per ns).
+    let x = random(&[1, 64, 112, 112], &mut seed, |v| v);
+    let elems = x.len() as f64;
+    time("transpose u64 NCHW->NHWC [1,64,112,112]", elems, || {
+        std::hint::black_box(transpose(&x, &[0, 2, 3, 1]).unwrap());
+    });
+    let xl = transpose(&x, &[0, 2, 3, 1]).unwrap();
+    time("transpose u64 NHWC->NCHW [1,112,112,64]", elems, || {
+        std::hint::black_box(transpose(&xl, &[0, 3, 1, 2]).unwrap());
+    });
+    time("pad u64 [1,64,112,112] by 1", elems, || {
+        std::hint::black_box(pad(&x, &[0, 0, 1, 1], &[0, 0, 1, 1], 0).unwrap());
+    });
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        let g = PoolGeometry {
+            layout,
+            batch: 1,
+            channels: 64,
+            input: vec![112, 112],
+            window: vec![3, 3],
+            strides: vec![2, 2],
+            pads_begin: vec![1, 1],
+            pads_end: vec![1, 1],
+            count_include_pad: false,
+        };
+        let xin = if layout == Layout::ChannelsFirst { &x } else { &xl };
+        let work = (g.output_shape().iter().product::<usize>() * 9) as f64;
+        time(&format!("max_pool u64 3x3/2 [64,112,112] {layout:?}"), work, || {
+            std::hint::black_box(max_pool(xin, &g).unwrap());
+        });
+        time(&format!("pool_windows u64 3x3/2 [64,112,112] {layout:?}"), work, || {
+            std::hint::black_box(pool_windows(xin, &g).unwrap());
+        });
+    }
+
     // ResNet50-like convolutions, batch 1.
     let convs = [
         ("conv1 7x7/2 3->64 @224", 3, 64, 224, 7, 2, 1),

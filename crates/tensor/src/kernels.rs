@@ -692,28 +692,46 @@ pub fn pool_windows<T: Element>(x: &Tensor<T>, geom: &PoolGeometry) -> Result<Te
     }
     let c = geom.channels;
     let xd = x.data();
-    for_each_chunk(out.data_mut(), outputs, wsize * outputs, |t, row| {
+    // Spatial input offset read by tap t of output position o: the tap's position if it is in
+    // bounds on every axis, else the window's first in-bounds position (in row-major window
+    // order: the first in-bounds index of every axis).
+    let mut source = vec![0usize; wsize * osz];
+    for (t, row) in source.chunks_exact_mut(osz).enumerate() {
         let k = [t / (a1.kernel * a2.kernel), (t / a2.kernel) % a1.kernel, t % a2.kernel];
-        for (n, d) in row.iter_mut().enumerate() {
-            // Decode the output element n in the layout's row-major order.
-            let (b, ch, o) = match geom.layout {
-                Layout::ChannelsFirst => (n / (c * osz), (n / osz) % c, n % osz),
-                Layout::ChannelsLast => (n / (osz * c), n % c, (n / c) % osz),
-            };
-            let o2 = o % a2.output;
-            let o1 = (o / a2.output) % a1.output;
-            let o0 = o / (a2.output * a1.output);
-            // A tap that is padding on any axis falls back to the window's first in-bounds
-            // element (in row-major window order: the first in-bounds index of every axis).
-            let pos = match (input_index(&a0, o0, k[0]), input_index(&a1, o1, k[1]), input_index(&a2, o2, k[2])) {
-                (Some(i0), Some(i1), Some(i2)) => [i0, i1, i2],
-                _ => [a0.window_inputs(o0).0, a1.window_inputs(o1).0, a2.window_inputs(o2).0],
-            };
-            let sp = (pos[0] * a1.input + pos[1]) * a2.input + pos[2];
-            *d = match geom.layout {
-                Layout::ChannelsFirst => xd[(b * c + ch) * isz + sp],
-                Layout::ChannelsLast => xd[(b * isz + sp) * c + ch],
-            };
+        let mut o = 0;
+        for o0 in 0..a0.output {
+            for o1 in 0..a1.output {
+                for o2 in 0..a2.output {
+                    let pos = match (input_index(&a0, o0, k[0]), input_index(&a1, o1, k[1]), input_index(&a2, o2, k[2])) {
+                        (Some(i0), Some(i1), Some(i2)) => [i0, i1, i2],
+                        _ => [a0.window_inputs(o0).0, a1.window_inputs(o1).0, a2.window_inputs(o2).0],
+                    };
+                    row[o] = (pos[0] * a1.input + pos[1]) * a2.input + pos[2];
+                    o += 1;
+                }
+            }
+        }
+    }
+    let source = &source;
+    for_each_chunk(out.data_mut(), outputs, wsize * outputs, |t, row| {
+        let src_t = &source[t * osz..(t + 1) * osz];
+        match geom.layout {
+            Layout::ChannelsFirst => {
+                for (plane, dst) in row.chunks_exact_mut(osz).enumerate() {
+                    let xp = &xd[plane * isz..(plane + 1) * isz];
+                    for (d, &sp) in dst.iter_mut().zip(src_t) {
+                        *d = xp[sp];
+                    }
+                }
+            }
+            Layout::ChannelsLast => {
+                for (b, dst_b) in row.chunks_exact_mut(osz * c).enumerate() {
+                    let xb = &xd[b * isz * c..(b + 1) * isz * c];
+                    for (dst, &sp) in dst_b.chunks_exact_mut(c).zip(src_t) {
+                        dst.copy_from_slice(&xb[sp * c..(sp + 1) * c]);
+                    }
+                }
+            }
         }
     });
     Ok(out)

@@ -43,6 +43,13 @@ pub(crate) fn strided_copy<T: Copy>(src: &[T], offset: usize, shape: &[usize], s
     }
     let rank = merged.len();
     let (inner_n, inner_s) = merged[rank - 1];
+    if inner_s != 1 && inner_s != 0 {
+        // A transpose-like copy: if some outer axis is contiguous in the source, copy tiles of
+        // (that axis x the inner axis) so that both sides stay in cache.
+        if let Some(j) = merged[..rank - 1].iter().position(|&(_, s)| s == 1) {
+            return tiled_copy(src, offset, &merged, j);
+        }
+    }
     let outer = &merged[..rank - 1];
     let mut index = vec![0usize; outer.len()];
     let mut base = offset as isize;
@@ -77,6 +84,53 @@ pub(crate) fn strided_copy<T: Copy>(src: &[T], offset: usize, shape: &[usize], s
                 break;
             }
             base -= outer[axis].1 * outer[axis].0 as isize;
+            index[axis] = 0;
+        }
+    }
+}
+
+/// [`strided_copy`] of merged `dims` whose axis `j` has source stride 1 and whose inner axis
+/// does not: 2-D tiles of (axis j, inner axis) for every index of the other axes.
+fn tiled_copy<T: Copy>(src: &[T], offset: usize, dims: &[(usize, isize)], j: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    let rank = dims.len();
+    let total: usize = dims.iter().map(|d| d.0).product();
+    let mut out_strides = vec![0usize; rank];
+    let mut acc = 1;
+    for a in (0..rank).rev() {
+        out_strides[a] = acc;
+        acc *= dims[a].0;
+    }
+    let mut out = vec![src[offset]; total];
+    let (nj, oj) = (dims[j].0, out_strides[j]);
+    let (ni, si) = dims[rank - 1];
+    let others: Vec<usize> = (0..rank - 1).filter(|&a| a != j).collect();
+    let mut index = vec![0usize; others.len()];
+    loop {
+        let sbase = offset as isize + others.iter().zip(&index).map(|(&a, &i)| i as isize * dims[a].1).sum::<isize>();
+        let obase: usize = others.iter().zip(&index).map(|(&a, &i)| i * out_strides[a]).sum();
+        for jb in (0..nj).step_by(TILE) {
+            for ib in (0..ni).step_by(TILE) {
+                let iend = (ib + TILE).min(ni);
+                for jj in jb..(jb + TILE).min(nj) {
+                    let s0 = sbase + jj as isize;
+                    let o0 = obase + jj * oj;
+                    for (ii, d) in out[o0 + ib..o0 + iend].iter_mut().enumerate() {
+                        *d = src[(s0 + (ib + ii) as isize * si) as usize];
+                    }
+                }
+            }
+        }
+        let mut axis = others.len();
+        loop {
+            if axis == 0 {
+                return out;
+            }
+            axis -= 1;
+            index[axis] += 1;
+            if index[axis] < dims[others[axis]].0 {
+                break;
+            }
             index[axis] = 0;
         }
     }

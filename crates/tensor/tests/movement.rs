@@ -34,6 +34,29 @@ fn transpose_matches_definition() {
     }
 }
 
+/// Big enough for several cache tiles per axis.
+#[test]
+fn transpose_large_matches_definition() {
+    let mut rng = rng(7);
+    for (shape, perm) in [
+        (vec![3, 70, 45], vec![2, 0, 1]),
+        (vec![3, 70, 45], vec![1, 2, 0]),
+        (vec![2, 33, 65, 3], vec![0, 3, 1, 2]),
+        (vec![2, 33, 65, 3], vec![0, 2, 3, 1]),
+        (vec![100, 37], vec![1, 0]),
+    ] {
+        let x: Tensor<u64> = random_tensor(&mut rng, &shape);
+        let y = transpose(&x, &perm).unwrap();
+        for idx in indices(y.shape()) {
+            let mut src = vec![0; shape.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                src[p] = idx[i];
+            }
+            assert_eq!(get(&y, &idx), get(&x, &src), "{shape:?} {perm:?}");
+        }
+    }
+}
+
 #[test]
 fn transpose_hand_case_and_errors() {
     let x = Tensor::new(vec![2, 3], vec![1u64, 2, 3, 4, 5, 6]).unwrap();
