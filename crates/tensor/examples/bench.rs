@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use cryptflow_tensor::kernels::{conv, matmul, max_pool, pool_windows};
+use cryptflow_tensor::kernels::{conv, conv_transpose, matmul, max_pool, pool_windows};
 use cryptflow_tensor::movement::{pad, transpose};
 use cryptflow_tensor::PoolGeometry;
 use cryptflow_tensor::{ConvGeometry, Element, Layout, Tensor};
@@ -159,5 +159,29 @@ fn main() {
                 });
             }
         }
+    }
+
+    // A decoder-style transposed convolution: 4x4 stride 2 pad 1, 256 -> 128 channels, 14 -> 28.
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        let g = ConvGeometry {
+            layout,
+            batch: 1,
+            in_channels: 256,
+            out_channels: 128,
+            groups: 1,
+            input: vec![14, 14],
+            kernel: vec![4, 4],
+            strides: vec![2, 2],
+            dilations: vec![1, 1],
+            pads_begin: vec![1, 1],
+            pads_end: vec![1, 1],
+            output_padding: vec![0, 0],
+        };
+        let ops = 2.0 * (256 * 128 * 16 * 14 * 14) as f64;
+        let x = random(&g.input_shape(), &mut seed, |v| v);
+        let w = random(&g.conv_transpose_filter_shape(), &mut seed, |v| v);
+        time(&format!("conv_transpose u64 4x4/2 256->128 @14 {layout:?}"), ops, || {
+            std::hint::black_box(conv_transpose(&x, &w, &g).unwrap());
+        });
     }
 }

@@ -11,10 +11,10 @@ use std::ops::{Deref, DerefMut};
 
 /// At most this many buffers are kept per thread...
 const MAX_BUFFERS: usize = 6;
-/// ...and none larger than this many bytes.
+/// ...holding at most this many bytes together (the oldest go first).
 const MAX_BYTES: usize = 256 << 20;
 
-/// A pooled buffer: its element type, its capacity and the `Vec` itself.
+/// A pooled buffer: its element type, its capacity in bytes and the `Vec` itself.
 type Pooled = (TypeId, usize, Box<dyn Any>);
 
 thread_local! {
@@ -35,8 +35,8 @@ pub(crate) fn take<T: Copy + Default + 'static>(len: usize) -> Scratch<T> {
             let best = pool
                 .iter()
                 .enumerate()
-                .filter(|(_, (id, cap, _))| *id == TypeId::of::<T>() && *cap >= len)
-                .min_by_key(|(_, (_, cap, _))| *cap)
+                .filter(|(_, (id, bytes, _))| *id == TypeId::of::<T>() && *bytes >= len * std::mem::size_of::<T>())
+                .min_by_key(|(_, (_, bytes, _))| *bytes)
                 .map(|(i, _)| i);
             best.map(|i| pool.swap_remove(i).2)
         })
@@ -63,8 +63,8 @@ impl<T: Copy + Default + 'static> Drop for Scratch<T> {
         }
         let _ = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
-            pool.push((TypeId::of::<T>(), buf.capacity(), Box::new(buf)));
-            if pool.len() > MAX_BUFFERS {
+            pool.push((TypeId::of::<T>(), bytes, Box::new(buf)));
+            while pool.len() > MAX_BUFFERS || pool.iter().map(|p| p.1).sum::<usize>() > MAX_BYTES {
                 // Drop the oldest.
                 pool.remove(0);
             }
@@ -82,5 +82,30 @@ impl<T: Copy + Default + 'static> Deref for Scratch<T> {
 impl<T: Copy + Default + 'static> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_by_type_and_size() {
+        let ptr = {
+            let mut a = take::<u64>(1000);
+            a.fill(7);
+            a.as_ptr()
+        };
+        // Same type, smaller: the pooled buffer comes back, resized.
+        let b = take::<u64>(10);
+        assert_eq!(b.len(), 10);
+        assert_eq!(b.as_ptr(), ptr);
+        // Another type never gets it.
+        let c = take::<f32>(10);
+        assert_ne!(c.as_ptr() as *const u8, ptr as *const u8);
+        drop(b);
+        // Bigger than anything pooled: a fresh buffer of the right length.
+        let d = take::<u64>(5000);
+        assert_eq!(d.len(), 5000);
     }
 }
