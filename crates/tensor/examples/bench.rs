@@ -184,4 +184,52 @@ fn main() {
             std::hint::black_box(conv_transpose(&x, &w, &g).unwrap());
         });
     }
+
+    // Every convolution and the classifier of ResNet50 (v1.5, batch 1), one after the other.
+    for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+        let label = format!("resnet50 convs+fc u64 batch 1 {layout:?}");
+        let filter = std::env::args().nth(1).unwrap_or_default();
+        if !label.contains(&filter) {
+            continue;
+        }
+        let mut layers: Vec<(ConvGeometry, Tensor<u64>, Tensor<u64>)> = Vec::new();
+        let mut add = |c: usize, o: usize, hw: usize, k: usize, s: usize, seed: &mut u64| {
+            let mut g = conv_geom(layout, c, o, hw, k, s, 1);
+            if k == 1 {
+                g.pads_begin = vec![0, 0];
+                g.pads_end = vec![0, 0];
+            }
+            let x = random(&g.input_shape(), seed, |v| v);
+            let w = random(&g.conv_filter_shape(), seed, |v| v);
+            layers.push((g, x, w));
+        };
+        add(3, 64, 224, 7, 2, &mut seed);
+        let (mut ch, mut hw) = (64, 56);
+        for (blocks, mid, out, stride) in [(3, 64, 256, 1), (4, 128, 512, 2), (6, 256, 1024, 2), (3, 512, 2048, 2)] {
+            for b in 0..blocks {
+                let s = if b == 0 { stride } else { 1 };
+                add(ch, mid, hw, 1, 1, &mut seed);
+                add(mid, mid, hw, 3, s, &mut seed);
+                add(mid, out, hw / s, 1, 1, &mut seed);
+                if b == 0 {
+                    add(ch, out, hw, 1, s, &mut seed);
+                }
+                ch = out;
+                hw /= s;
+            }
+        }
+        let fc_x = random(&[1, 2048], &mut seed, |v| v);
+        let fc_w = random(&[2048, 1000], &mut seed, |v| v);
+        let ops: f64 = layers
+            .iter()
+            .map(|(g, _, _)| 2.0 * (g.out_channels * g.conv_output().iter().product::<usize>() * g.in_channels * g.kernel.iter().product::<usize>()) as f64)
+            .sum::<f64>()
+            + 2.0 * 2048.0 * 1000.0;
+        time(&format!("{label} ({} convs)", layers.len()), ops, || {
+            for (g, x, w) in &layers {
+                std::hint::black_box(conv(x, w, g).unwrap());
+            }
+            std::hint::black_box(matmul(&fc_x, &fc_w).unwrap());
+        });
+    }
 }

@@ -347,8 +347,8 @@ unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64
 
 /// Winograd's row (or column) terms of one packed block: `terms[r] = sum_q x_2q,r x_2q+1,r`
 /// for every panel of `R` rows and `kc` (even) steps.
-fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64]) {
-    for_each_chunk(terms, R, packed.len(), |i, t| {
+fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64], parallel: bool) {
+    for_each_chunk(terms, R, if parallel { packed.len() } else { 0 }, |i, t| {
         let panel = &packed[i * kc * R..(i + 1) * kc * R];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512dq") {
@@ -644,9 +644,9 @@ fn pack_a<const MR: usize>(a: MatRef<'_, u64>, m: usize, p0: usize, kc: usize, k
 
 /// Packs `B[p0..p0 + kc, :]` into `NR`-column panels (`kc * NR` each, zero-padded columns).
 /// Panels hold `kp >= kc` steps; the steps past `kc` are zero.
-fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64]) {
+fn pack_b<const NR: usize>(b: MatRef<'_, u64>, n: usize, p0: usize, kc: usize, kp: usize, out: &mut [u64], parallel: bool) {
     let bt = b.t();
-    let work = out.len();
+    let work = if parallel { out.len() } else { 0 };
     for_each_chunk(out, kp * NR, work, |jp, panel| {
         let j0 = jp * NR;
         let nr = (n - j0).min(NR);
@@ -730,82 +730,77 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
         let packed = &mut apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
         pack_a::<MR>(a, m, p0, kc, kp, packed);
         if winograd {
-            pair_terms::<MR>(packed, kp, &mut row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR]);
+            pair_terms::<MR>(packed, kp, &mut row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR], true);
         }
     }
     let (apack, row_terms) = (&*apack, &*row_terms);
 
-    // B is packed one column block at a time, small enough to stay in L2 while every row block
-    // of C streams past it.
-    let block_panels = (NC_BYTES / (kp_max.max(1) * NR * 8)).clamp(1, n_panels);
-    let mut bpack = crate::scratch::take::<u64>(block_panels * kp_max * NR);
-    let mut col_terms = crate::scratch::take::<u64>(if winograd { block_panels * NR } else { 0 });
+    // C is split into parts computed in parallel, each sequentially: column ranges (every part
+    // packs its own B panels), or row ranges when there are few column panels (every part then
+    // packs all of B, which is small). One fork-join per product.
     let threads = rayon::current_num_threads().max(1);
+    let want_parts = if m * n * k < 1 << 21 { 1 } else { 4 * threads };
+    let (part_rows, part_cols) = if n_panels >= want_parts || n_panels >= m_panels {
+        (m_panels, n_panels.div_ceil(want_parts))
+    } else {
+        (m_panels.div_ceil(want_parts), n_panels)
+    };
+    let parts: Vec<(usize, usize)> =
+        (0..m_panels.div_ceil(part_rows)).flat_map(|r| (0..n_panels.div_ceil(part_cols)).map(move |c| (r, c))).collect();
+    // B is packed one column block at a time, small enough to stay in L2 while the rows of A
+    // stream past it, MC rows at a time.
+    let block_panels = (NC_BYTES / (kp_max.max(1) * NR * 8)).clamp(1, part_cols);
     let cptr = SyncPtr(c.as_mut_ptr());
-    for jc in (0..n_panels).step_by(block_panels) {
-        let jcn = block_panels.min(n_panels - jc);
-        let nb = n.min((jc + jcn) * NR) - jc * NR;
-        let bview = MatRef { offset: b.offset + jc * NR * b.cs, ..b };
-        let cview = jc * NR * c_cs;
-
-        // Split this block of C into jobs: up to MC rows, columns split until every thread has
-        // work.
-        let want_jobs = if m * nb * k < 1 << 21 { 1 } else { 4 * threads };
-        let mut rows_per_job = m_panels.min(MC / MR).max(1);
-        let mut cols_per_job = jcn;
-        let count = |r: usize, c: usize| m_panels.div_ceil(r) * jcn.div_ceil(c);
-        while count(rows_per_job, cols_per_job) < want_jobs && cols_per_job > 4 {
-            cols_per_job = cols_per_job.div_ceil(2);
-        }
-        while count(rows_per_job, cols_per_job) < want_jobs && rows_per_job > 1 {
-            rows_per_job = rows_per_job.div_ceil(2);
-        }
-        let jobs: Vec<(usize, usize)> =
-            (0..m_panels.div_ceil(rows_per_job)).flat_map(|r| (0..jcn.div_ceil(cols_per_job)).map(move |c| (r, c))).collect();
-
-        for (bi, &(p0, kc, kp)) in blocks.iter().enumerate() {
-            let bpack = &mut bpack[..jcn * kp * NR];
-            pack_b::<NR>(bview, nb, p0, kc, kp, bpack);
-            if winograd {
-                pair_terms::<NR>(bpack, kp, &mut col_terms[..jcn * NR]);
-            }
-            let (bpack, col_terms) = (&*bpack, &*col_terms);
-            let apack = &apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
-            let row_terms = if winograd { &row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR] } else { &[][..] };
-            let run = |&(r, cb): &(usize, usize)| {
-                let cp = cptr;
-                let ip0 = r * rows_per_job;
-                let ip1 = (ip0 + rows_per_job).min(m_panels);
-                let jp0 = cb * cols_per_job;
-                let jp1 = (jp0 + cols_per_job).min(jcn);
-                let i0 = ip0 * MR;
-                let j0 = jp0 * NR;
-                let job = Job {
-                    kc: kp,
-                    a: &apack[ip0 * kp * MR..ip1 * kp * MR],
-                    b: &bpack[jp0 * kp * NR..jp1 * kp * NR],
-                    // SAFETY: (i0, jc * NR + j0) is inside C: i0 < m, jc * NR + j0 < n, and
-                    // gemm checked C's extent.
-                    c: unsafe { cp.0.add(cview + i0 * c_rs + j0 * c_cs) },
-                    c_rs,
-                    c_cs,
-                    m: (ip1 * MR).min(m) - i0,
-                    n: (jp1 * NR).min(nb) - j0,
-                    accumulate: p0 > 0,
-                    rows: if winograd { &row_terms[i0..ip1 * MR] } else { &[] },
-                    cols: if winograd { &col_terms[j0..jp1 * NR] } else { &[] },
-                };
-                // SAFETY: jobs cover disjoint blocks of C, each inside the m x n view, whose
-                // elements are distinct (row stride >= n for a row-major C, or its transpose);
-                // the micro-kernel's target features were checked by the caller.
-                unsafe { job_fn(&job) };
-            };
-            if jobs.len() == 1 {
-                run(&jobs[0]);
-            } else {
-                jobs.par_iter().for_each(run);
+    let run_part = |&(r, cb): &(usize, usize)| {
+        let cp = cptr;
+        let (ip0, ip1) = (r * part_rows, ((r + 1) * part_rows).min(m_panels));
+        let (jp0, jp1) = (cb * part_cols, ((cb + 1) * part_cols).min(n_panels));
+        let mut bpack = crate::scratch::take::<u64>(block_panels * kp_max * NR);
+        let mut col_terms = crate::scratch::take::<u64>(if winograd { block_panels * NR } else { 0 });
+        for jc in (jp0..jp1).step_by(block_panels) {
+            let jcn = block_panels.min(jp1 - jc);
+            let nb = n.min((jc + jcn) * NR) - jc * NR;
+            let bview = MatRef { offset: b.offset + jc * NR * b.cs, ..b };
+            for (bi, &(p0, kc, kp)) in blocks.iter().enumerate() {
+                let bpack = &mut bpack[..jcn * kp * NR];
+                pack_b::<NR>(bview, nb, p0, kc, kp, bpack, false);
+                if winograd {
+                    pair_terms::<NR>(bpack, kp, &mut col_terms[..jcn * NR], false);
+                }
+                let (bpack, col_terms) = (&*bpack, &*col_terms);
+                let apack = &apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
+                let row_terms = if winograd { &row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR] } else { &[][..] };
+                for ic in (ip0..ip1).step_by(MC / MR) {
+                    let icn = (MC / MR).min(ip1 - ic);
+                    let i0 = ic * MR;
+                    let job = Job {
+                        kc: kp,
+                        a: &apack[ic * kp * MR..(ic + icn) * kp * MR],
+                        b: bpack,
+                        // SAFETY: (i0, jc * NR) is inside C: i0 < m, jc * NR < n, and gemm
+                        // checked C's extent.
+                        c: unsafe { cp.0.add(i0 * c_rs + jc * NR * c_cs) },
+                        c_rs,
+                        c_cs,
+                        m: ((ic + icn) * MR).min(m) - i0,
+                        n: nb,
+                        accumulate: p0 > 0,
+                        rows: if winograd { &row_terms[i0..(ic + icn) * MR] } else { &[] },
+                        cols: if winograd { &col_terms[..jcn * NR] } else { &[] },
+                    };
+                    // SAFETY: parts, and the jobs within one, cover disjoint blocks of C, each
+                    // inside the m x n view, whose elements are distinct (row stride >= n for a
+                    // row-major C, or its transpose); the micro-kernel's target features were
+                    // checked by the caller.
+                    unsafe { job_fn(&job) };
+                }
             }
         }
+    };
+    if parts.len() == 1 {
+        run_part(&parts[0]);
+    } else {
+        parts.par_iter().for_each(run_part);
     }
 }
 
