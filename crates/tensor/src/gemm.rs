@@ -623,7 +623,10 @@ fn gemm_u64_oriented<const MR: usize, const NR: usize>(
     winograd: bool,
 ) {
     let padded = |m: usize, n: usize| m.div_ceil(MR) * MR * n.div_ceil(NR) * NR;
-    if padded(n, m) < padded(m, n) {
+    // On a tie, the longer side goes to B's columns: all of A is packed up front, while B is
+    // packed in cache-sized blocks.
+    let (direct, transposed) = (padded(m, n), padded(n, m));
+    if transposed < direct || (transposed == direct && n < m) {
         gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn, winograd)
     } else {
         gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn, winograd)

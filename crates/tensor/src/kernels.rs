@@ -341,12 +341,29 @@ fn conv_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     }
 }
 
-/// Channels-last convolution: per (batch, group), patches `[osz, Cin_g * kvol]` (in the
-/// filter's (channel, tap) order) times the group's filter read as `[Cin_g * kvol, Cout_g]`
-/// (a transposed view, no copy), written straight into the group's channels of `[osz, Cout]`.
+/// Channels-last convolution: per (batch, group), patches `[osz, Cin_g * kvol]` times the
+/// group's filter read as `[Cin_g * kvol, Cout_g]` (a transposed view), written straight into
+/// the group's channels of `[osz, Cout]`.
+///
+/// Patch columns are in tap-major order (each tap's channels contiguous, copied as runs) when the
+/// patches outweigh the filter, which is then permuted to match once; otherwise in the filter's
+/// own (channel, tap) order, with no permutation.
 fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let kdim = p.cin_g * p.kvol;
     let pointwise = p.is_pointwise();
+    let tap_major = !pointwise && p.kvol > 1 && p.cin_g > 1 && p.osz * p.batch > p.cout;
+    let mut permuted = crate::scratch::take::<T>(if tap_major { w.len() } else { 0 });
+    if tap_major {
+        for_each_chunk(&mut permuted, kdim, w.len(), |j, row| {
+            let src = &w[j * kdim..(j + 1) * kdim];
+            for c in 0..p.cin_g {
+                for t in 0..p.kvol {
+                    row[t * p.cin_g + c] = src[c * p.kvol + t];
+                }
+            }
+        });
+    }
+    let filter: &[T] = if tap_major { &permuted } else { w };
     let mut patches = crate::scratch::take::<T>(if pointwise { 0 } else { p.osz * kdim });
     let [a0, a1, a2] = p.axes;
     for b in 0..p.batch {
@@ -359,28 +376,66 @@ fn conv_cl<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
                     let o2 = o % a2.output;
                     let o1 = (o / a2.output) % a1.output;
                     let o0 = o / (a2.output * a1.output);
+                    if tap_major {
+                        // Taps along the last axis are consecutive in the row and, without
+                        // dilation, their channel vectors are consecutive in the input: one run
+                        // per (k0, k1).
+                        let run = a2.kernel * p.cin_g;
+                        let off2 = (o2 * a2.stride) as isize - a2.pad_begin as isize;
+                        // Taps k2 in klo..khi are in bounds.
+                        let klo = (0..a2.kernel).find(|&k2| input_index(&a2, o2, k2).is_some()).unwrap_or(a2.kernel);
+                        let khi = (klo..a2.kernel).rev().find(|&k2| input_index(&a2, o2, k2).is_some()).map_or(klo, |k| k + 1);
+                        for (kk, dst) in row.chunks_exact_mut(run).enumerate() {
+                            let (k0, k1) = (kk / a1.kernel, kk % a1.kernel);
+                            let (Some(i0), Some(i1)) = (input_index(&a0, o0, k0), input_index(&a1, o1, k1)) else {
+                                dst.fill(T::ZERO);
+                                continue;
+                            };
+                            let base = (i0 * a1.input + i1) * a2.input;
+                            if a2.dilation == 1 {
+                                dst[..klo * p.cin_g].fill(T::ZERO);
+                                dst[khi * p.cin_g..].fill(T::ZERO);
+                                if klo < khi {
+                                    let i2 = (off2 + klo as isize) as usize;
+                                    let s0 = (base + i2) * p.cin + g * p.cin_g;
+                                    if g == 0 && p.groups == 1 {
+                                        // The whole run is contiguous in the input.
+                                        dst[klo * p.cin_g..khi * p.cin_g].copy_from_slice(&xb[s0..s0 + (khi - klo) * p.cin]);
+                                    } else {
+                                        for (j, d) in dst[klo * p.cin_g..khi * p.cin_g].chunks_exact_mut(p.cin_g).enumerate() {
+                                            d.copy_from_slice(&xb[s0 + j * p.cin..][..p.cin_g]);
+                                        }
+                                    }
+                                }
+                            } else {
+                                for (k2, d) in dst.chunks_exact_mut(p.cin_g).enumerate() {
+                                    match input_index(&a2, o2, k2) {
+                                        Some(i2) => d.copy_from_slice(&xb[(base + i2) * p.cin + g * p.cin_g..][..p.cin_g]),
+                                        None => d.fill(T::ZERO),
+                                    }
+                                }
+                            }
+                        }
+                        return;
+                    }
                     for t in 0..p.kvol {
                         let k = p.tap(t);
-                        match (input_index(&a0, o0, k[0]), input_index(&a1, o1, k[1]), input_index(&a2, o2, k[2])) {
+                        let src = match (input_index(&a0, o0, k[0]), input_index(&a1, o1, k[1]), input_index(&a2, o2, k[2])) {
                             (Some(i0), Some(i1), Some(i2)) => {
                                 let pos = (i0 * a1.input + i1) * a2.input + i2;
-                                let src = &xb[pos * p.cin + g * p.cin_g..][..p.cin_g];
-                                for (c, &v) in src.iter().enumerate() {
-                                    row[c * p.kvol + t] = v;
-                                }
+                                Some(&xb[pos * p.cin + g * p.cin_g..][..p.cin_g])
                             }
-                            _ => {
-                                for c in 0..p.cin_g {
-                                    row[c * p.kvol + t] = T::ZERO;
-                                }
-                            }
+                            _ => None,
+                        };
+                        for c in 0..p.cin_g {
+                            row[c * p.kvol + t] = src.map_or(T::ZERO, |s| s[c]);
                         }
                     }
                 });
                 MatRef::row_major(&patches, 0, kdim)
             };
-            // B(r, j) = w[g * Cout_g + j][r] for r = c * kvol + t.
-            let bmat = MatRef::new(w, g * p.cout_g * kdim, 1, kdim);
+            // B(r, j) = filter[g * Cout_g + j][r].
+            let bmat = MatRef::new(filter, g * p.cout_g * kdim, 1, kdim);
             let c_off = b * p.osz * p.cout + g * p.cout_g;
             let c_end = (b + 1) * p.osz * p.cout;
             gemm(p.osz, p.cout_g, kdim, amat, bmat, &mut out[c_off..c_end], p.cout);

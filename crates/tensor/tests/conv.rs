@@ -190,6 +190,8 @@ fn conv_larger_shapes() {
         (Layout::ChannelsLast, 2, 64, 48, 9, 1, 2),
         (Layout::ChannelsLast, 16, 16, 16, 12, 3, 1),
         (Layout::ChannelsFirst, 16, 16, 32, 12, 3, 2),
+        (Layout::ChannelsLast, 1, 32, 64, 3, 3, 1),
+        (Layout::ChannelsLast, 2, 32, 64, 3, 3, 1),
     ] {
         let g = ConvGeometry {
             layout,
