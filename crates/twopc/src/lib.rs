@@ -1,0 +1,470 @@
+//! A semi-honest two-party backend: the model owner (party 0) and the client (party 1) run the
+//! inference alone, with no helper and no trusted dealer. Every correlation comes from
+//! oblivious transfer between the two of them.
+//!
+//! # Sharing
+//! Secrets are additive 2-out-of-2 shares over Z_2^64; party 0 adds public constants. At
+//! session start party 0 draws an AES-128 key `k01` and sends it to party 1 (links are
+//! encrypted by the transport); sharing a value then costs nothing: both draw `r` from `k01`,
+//! the owner of the value keeps `v - r`, the other `r`. Revealing sends one share.
+//!
+//! # Oblivious transfer ([`ot`])
+//! Implemented here (no OT crate fitted: see `ot`'s docs): 128 Chou-Orlandi base OTs over
+//! Ristretto255, IKNP extension in both directions (the second bootstrapped from the first),
+//! fixed-key-AES TCCR hashing. Each party holds one IKNP sender (its own `Delta`) and one
+//! receiver.
+//!
+//! # Protocols
+//! * `matmul`, `conv`, `conv_transpose`, `mul` ([`linear`]): `A_j B_j` locally and the two
+//!   cross terms by Gilboa's OT product, with the bits of one operand's share as choices and
+//!   the other share's vectors as correlations. MatMul `[M, K] x [K, N]` takes the bits of the
+//!   smaller of `A` (`MK` scalars, vectors of width `N`) and `B` (`KN` scalars, width `M`).
+//!   Convolutions go through their lowered form `X' W'` per group (`X'` the im2col matrix of
+//!   `rows` output positions by `cols` taps): the bits of the filter `W'` (`cols * cout_g`
+//!   scalars per group) with the columns of `X'` (width `rows`) as correlations, unless the
+//!   lowered input is the smaller. `X'` is built locally from a party's own share and never
+//!   sent: what crosses the wire is one correction per OT of the width of a column, whatever the
+//!   kernel size. No Beaver triple is made ahead: a triple for the same product would need the
+//!   same OTs and then the openings on top.
+//! * `relu`, `max_pool`, `argmax` ([`compare`]): CrypTFlow2's millionaires' protocol on
+//!   1-out-of-16 OTs gives boolean shares of `[x >= 0]` (exact on all of Z_2^64 read as signed),
+//!   then a multiplexer made of two correlated OTs selects. MaxPool and ArgMax compare
+//!   differences in a tree (`ceil(log2 n)` levels of comparisons for windows of `n`), carrying
+//!   the index for ArgMax (ties go to the first index): exact while the difference of two
+//!   inputs does not wrap, i.e. for inputs in `[-2^62, 2^62)`.
+//! * `scale_down`, `divide`: local truncation (SecureML): party 0 computes `floor(x_0 / d)`,
+//!   party 1 `-floor(-x_1 / d)`. No communication. The result is `floor(x / d)` or one more
+//!   (the off-by-one the backend interface allows), except with probability about
+//!   `|x| / 2^63` per element, when a share lies within `|x|` of the wrap-around point and the
+//!   result is off by about `2^64 / d`. **Why this and not a faithful truncation**: Athos
+//!   keeps values of a network tens of bits below 2^63 (its headroom check warns at fewer than
+//!   16 spare bits), so the failure probability per element is `2^-20` at the very worst
+//!   allowed and `2^-30` or less for the fixture models (values under `2^33` at scale 2s = 24),
+//!   while CrypTFlow2's faithful truncation costs a millionaires' comparison per element, as
+//!   much as a ReLU. Shares are uniformly random: the sharing of inputs uses a uniform mask and
+//!   every OT product, comparison and multiplexer output is masked by fresh pads.
+//!
+//! # Communication (words of 8 bytes, per party, as counted by the session)
+//! `ext(m) = 128 * ceil(m / 64)` is the cost of receiving `m` extended OTs.
+//! * session set-up: party 0 sends `2 + 512` words (`k01`, base-OT receiver points), party 1
+//!   `4 + ext(128)` = `260` (base-OT sender point, bootstrap of the second direction).
+//! * OT product of `s` scalars with vectors of width `w`: `ext(64 s) + s * ceil(65 w / 2)` =
+//!   `s * (128 + ceil(65 w / 2))`.
+//!   MatMul `[M,K] x [K,N]`: `s = min(MK, KN)`, `w = N` or `M` accordingly. Elementwise product
+//!   of `n`: `s = n`, `w = 1` (161 words per element). Conv: `s = groups * cols * cout_g` and
+//!   `w = rows` (the filter's bits) when `cout_g <= rows`, else `s = groups * rows * cols`,
+//!   `w = cout_g`.
+//! * DReLU of `n`: party 0 `ext(26 n) + 8 n + L`, party 1 `ext(64 n + 26 n) + L`, where the four
+//!   AND levels open `L = sum over levels of ceil(2 a_l n / 64)` words, `a_l` = 15, 7, 3, 1 ANDs per
+//!   element at levels 1..4 (ordering: LT then the needed EQ).
+//! * Multiplexer of `n`: `ext(n) + n` per party. ReLU = DReLU + multiplexer.
+//! * MaxPool with windows of `k` over `o` outputs, ArgMax over `k` candidates: per tree level
+//!   with `p` pairs, DReLU of `p o` and a multiplexer of `p o` (`2 p o` for ArgMax).
+//!
+//! # Rounds
+//! OT product: 2 flights. DReLU: 6 (extension, leaf tables, 4 AND levels); multiplexer: 2.
+
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
+pub mod bits;
+pub mod compare;
+pub mod linear;
+pub mod ot;
+
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+use cryptflow_net::Session;
+use cryptflow_porthos::lower::Lowering;
+use cryptflow_porthos::prf::{Prf, PrfKey};
+use cryptflow_tensor::{kernels, movement, num_elements, ShapeError};
+use rayon::prelude::*;
+
+use ot::{IknpReceiver, IknpSender, ReceiverRows, SenderRows};
+
+pub const MODEL_OWNER: usize = 0;
+pub const CLIENT: usize = 1;
+
+/// One party of a two-party session.
+pub struct TwoPc {
+    session: Session,
+    id: usize,
+    /// k01: randomness common to both parties.
+    common: Prf,
+    /// This party's private randomness.
+    own: Prf,
+    /// Extension sender: this party holds `Delta` (direction = this party's id).
+    ot_send: IknpSender,
+    /// Extension receiver (direction = the peer's id).
+    ot_recv: IknpReceiver,
+}
+
+impl std::fmt::Debug for TwoPc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwoPc").field("party", &self.id).finish_non_exhaustive()
+    }
+}
+
+fn shape_err(msg: String) -> BackendError {
+    BackendError::Shape(ShapeError::new(msg))
+}
+
+fn os_key() -> Result<PrfKey> {
+    PrfKey::random().map_err(|e| BackendError::Aborted(format!("operating system randomness unavailable: {e}")))
+}
+
+fn ot_err(peer: usize) -> impl Fn(ot::OtError) -> BackendError {
+    move |e| match e {
+        ot::OtError::Randomness(r) => BackendError::Aborted(format!("operating system randomness unavailable: {r}")),
+        other => BackendError::Peer { peer, reason: other.to_string() },
+    }
+}
+
+impl TwoPc {
+    /// Joins a 2-party session: agrees on `k01`, runs the base OTs and bootstraps OT extension
+    /// in both directions.
+    pub fn new(session: Session) -> Result<TwoPc> {
+        if session.parties() != 2 {
+            return Err(BackendError::Aborted(format!("the 2PC backend needs 2 parties, the session has {}", session.parties())));
+        }
+        let id = session.id();
+        let own = Prf::new(os_key()?);
+        let mut session = session;
+        let peer = 1 - id;
+        let send = |s: &mut Session, data: Vec<u64>| s.send(peer, data).map_err(|e| BackendError::Peer { peer, reason: e.to_string() });
+        let recv = |s: &mut Session, len: usize| s.recv(peer, len).map_err(|e| BackendError::Peer { peer, reason: e.to_string() });
+        let (common, ot_send, ot_recv) = if id == MODEL_OWNER {
+            let k01 = os_key()?;
+            send(&mut session, k01.to_words())?;
+            // Base OTs: party 0 receives with the bits of Delta_0.
+            let delta0 = u128::from_le_bytes(ot::os_bytes::<16>().map_err(ot_err(peer))?);
+            let a = recv(&mut session, 4)?;
+            let (keys, b) = ot::base_receiver(delta0, &a).map_err(ot_err(peer))?;
+            send(&mut session, b)?;
+            let mut ot_send = IknpSender::new(0, delta0, &keys);
+            // Bootstrap: party 1 chooses the bits of Delta_1 in 128 extended OTs.
+            let u = recv(&mut session, ot::extension_words(ot::KAPPA))?;
+            let rows = ot_send.extend(ot::KAPPA, &u).map_err(ot_err(peer))?;
+            let ot_recv = IknpReceiver::new(1, &ot::bootstrap_sender_keys(&rows));
+            (Prf::new(k01), ot_send, ot_recv)
+        } else {
+            let k01 = PrfKey::from_words(&recv(&mut session, 2)?).expect("two words");
+            let (base, a) = ot::base_sender_start().map_err(ot_err(peer))?;
+            send(&mut session, a)?;
+            let b = recv(&mut session, 4 * ot::KAPPA)?;
+            let pairs = ot::base_sender_finish(&base, &b).map_err(ot_err(peer))?;
+            let mut ot_recv = IknpReceiver::new(0, &pairs);
+            let delta1 = u128::from_le_bytes(ot::os_bytes::<16>().map_err(ot_err(peer))?);
+            let (rows, u) = ot_recv.extend(ot::KAPPA, &[delta1 as u64, (delta1 >> 64) as u64]);
+            send(&mut session, u)?;
+            let ot_send = IknpSender::new(1, delta1, &ot::bootstrap_receiver_keys(&rows));
+            (Prf::new(k01), ot_send, ot_recv)
+        };
+        Ok(TwoPc { session, id, common, own, ot_send, ot_recv })
+    }
+
+    fn peer(&self) -> usize {
+        1 - self.id
+    }
+
+    fn send(&mut self, to: usize, data: Vec<u64>) -> Result<()> {
+        self.session.send(to, data).map_err(|e| BackendError::Peer { peer: to, reason: e.to_string() })
+    }
+
+    fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>> {
+        self.session.recv(from, len).map_err(|e| BackendError::Peer { peer: from, reason: e.to_string() })
+    }
+
+    /// One flight of OT extension in both directions: this party receives `my_m` OTs with
+    /// `choices` and sends `peer_m` (the peer's count, public).
+    pub(crate) fn extend_both(&mut self, choices: &[u64], my_m: usize, peer_m: usize) -> Result<(ReceiverRows, SenderRows)> {
+        let peer = self.peer();
+        let rr = if my_m > 0 {
+            let (rr, u) = self.ot_recv.extend(my_m, choices);
+            self.send(peer, u)?;
+            rr
+        } else {
+            ReceiverRows::empty(peer as u8, self.ot_recv.count())
+        };
+        let sr = if peer_m > 0 {
+            let u = self.recv(peer, ot::extension_words(peer_m))?;
+            self.ot_send.extend(peer_m, &u).map_err(ot_err(peer))?
+        } else {
+            SenderRows::empty(self.id as u8, self.ot_send.delta(), self.ot_send.count())
+        };
+        Ok((rr, sr))
+    }
+
+    /// Shares of the product `A B` of `[m, k]` and `[k, n]` shared matrices, without the local
+    /// term: the two cross terms only.
+    fn cross_matmul(&mut self, a: &[u64], b: &[u64], m: usize, k: usize, n: usize) -> Result<Vec<u64>> {
+        if m * k <= k * n {
+            self.ot_product(a, m, k, n, |_, kk| &b[kk * n..(kk + 1) * n])
+        } else {
+            let bt = transpose(b, k, n);
+            let at = transpose(a, m, k);
+            let zt = self.ot_product(&bt, n, k, m, |_, kk| &at[kk * m..(kk + 1) * m])?;
+            Ok(transpose(&zt, n, m))
+        }
+    }
+
+    fn conv_common(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry, transpose_conv: bool) -> Result<RingTensor> {
+        // The local term first: it validates the operands and geometry before any message.
+        let local = if transpose_conv { kernels::conv_transpose(x, filter, geom)? } else { kernels::conv(x, filter, geom)? };
+        if local.is_empty() || x.is_empty() || filter.is_empty() {
+            return Ok(local);
+        }
+        let l = Lowering::new(geom, transpose_conv);
+        let xl = l.lower_input(x.data(), geom.layout);
+        let wl = l.lower_filter(filter.data());
+        let (g, rows, cols, cout) = (l.groups, l.rows, l.cols, l.cout_g);
+        let zl = if cout <= rows {
+            // Bits of the filter: scalars W'^T [g][cout][cols], vectors X'^T [g][cols][rows].
+            let mut wt = Vec::with_capacity(wl.len());
+            let mut xt = Vec::with_capacity(xl.len());
+            for gi in 0..g {
+                wt.extend(transpose(&wl[gi * cols * cout..(gi + 1) * cols * cout], cols, cout));
+                xt.extend(transpose(&xl[gi * rows * cols..(gi + 1) * rows * cols], rows, cols));
+            }
+            let zt = self.ot_product(&wt, g * cout, cols, rows, |o, k| {
+                let gi = o / cout;
+                &xt[(gi * cols + k) * rows..(gi * cols + k + 1) * rows]
+            })?;
+            let mut z = Vec::with_capacity(zt.len());
+            for gi in 0..g {
+                z.extend(transpose(&zt[gi * cout * rows..(gi + 1) * cout * rows], cout, rows));
+            }
+            z
+        } else {
+            self.ot_product(&xl, g * rows, cols, cout, |o, k| {
+                let gi = o / rows;
+                &wl[(gi * cols + k) * cout..(gi * cols + k + 1) * cout]
+            })?
+        };
+        let cross = l.raise_output(&zl, geom.layout);
+        let mut z = local.into_data();
+        add_in_place(&mut z, &cross);
+        Ok(RingTensor::new(if transpose_conv { geom.conv_transpose_output_shape() } else { geom.conv_output_shape() }, z)?)
+    }
+
+    /// ReLU of a shared vector.
+    pub fn relu_vec(&mut self, x: &[u64]) -> Result<Vec<u64>> {
+        let d = self.drelu(x)?;
+        self.select(&d, x)
+    }
+
+    /// Tree of comparisons over `rows` (`n` rows of `outs` values): shares of the maxima and
+    /// (with `index`) of their first indices.
+    fn tournament(&mut self, rows: &[u64], n: usize, outs: usize, index: bool) -> Result<(Vec<u64>, Vec<u64>)> {
+        let lead = self.id == MODEL_OWNER;
+        let mut vals: Vec<Vec<u64>> = rows.chunks(outs).map(|r| r.to_vec()).collect();
+        let mut idx: Vec<Vec<u64>> = (0..n).map(|k| vec![if lead { k as u64 } else { 0 }; outs]).collect();
+        while vals.len() > 1 {
+            let pairs = vals.len() / 2;
+            let mut diff = Vec::with_capacity(pairs * outs);
+            for p in 0..pairs {
+                diff.extend(vals[2 * p].iter().zip(&vals[2 * p + 1]).map(|(&a, &b)| a.wrapping_sub(b)));
+            }
+            // d = [a >= b]: keep the earlier candidate on ties.
+            let d = self.drelu(&diff)?;
+            let (sel_d, sel_x) = if index {
+                let mut dd = d.clone();
+                dd.extend_from_slice(&d);
+                let mut xx = diff;
+                for p in 0..pairs {
+                    xx.extend(idx[2 * p].iter().zip(&idx[2 * p + 1]).map(|(&a, &b)| a.wrapping_sub(b)));
+                }
+                (dd, xx)
+            } else {
+                (d, diff)
+            };
+            let prod = self.select(&sel_d, &sel_x)?;
+            let mut nv = Vec::with_capacity(vals.len().div_ceil(2));
+            let mut ni = Vec::with_capacity(nv.capacity());
+            for p in 0..pairs {
+                let b = &vals[2 * p + 1];
+                nv.push(b.iter().zip(&prod[p * outs..(p + 1) * outs]).map(|(&b, &s)| b.wrapping_add(s)).collect());
+                if index {
+                    let bi = &idx[2 * p + 1];
+                    let off = pairs * outs + p * outs;
+                    ni.push(bi.iter().zip(&prod[off..off + outs]).map(|(&b, &s)| b.wrapping_add(s)).collect());
+                } else {
+                    ni.push(Vec::new());
+                }
+            }
+            if vals.len() % 2 == 1 {
+                nv.push(vals.pop().unwrap());
+                ni.push(idx.pop().unwrap());
+            }
+            vals = nv;
+            idx = ni;
+        }
+        Ok((vals.pop().unwrap(), idx.pop().unwrap()))
+    }
+}
+
+fn transpose(a: &[u64], rows: usize, cols: usize) -> Vec<u64> {
+    let mut out = vec![0u64; a.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a[r * cols + c];
+        }
+    }
+    out
+}
+
+fn add_in_place(a: &mut [u64], b: &[u64]) {
+    a.par_iter_mut().with_min_len(1 << 12).zip(b.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
+}
+
+impl Backend for TwoPc {
+    fn name(&self) -> &str {
+        "2pc"
+    }
+
+    fn party_id(&self) -> usize {
+        self.id
+    }
+
+    fn adds_public_constants(&self) -> bool {
+        self.id == MODEL_OWNER
+    }
+
+    fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
+        let owner_id = match owner {
+            Owner::ModelOwner => MODEL_OWNER,
+            Owner::Client => CLIENT,
+        };
+        // Both draw r from k01 (first, so that a rejected input keeps the streams in step).
+        let mut r = self.common.u64s(num_elements(shape));
+        if self.id == owner_id {
+            let v = value.ok_or_else(|| BackendError::Aborted(format!("{owner:?} gave no value to share")))?;
+            if v.shape() != shape {
+                return Err(shape_err(format!("{owner:?} input has shape {:?}, expected {shape:?}", v.shape())));
+            }
+            for (r, &v) in r.iter_mut().zip(v.data()) {
+                *r = v.wrapping_sub(*r);
+            }
+        }
+        Ok(RingTensor::new(shape.to_vec(), r)?)
+    }
+
+    fn reveal(&mut self, x: &RingTensor, to: Owner) -> Result<Option<RingTensor>> {
+        let to_id = match to {
+            Owner::ModelOwner => MODEL_OWNER,
+            Owner::Client => CLIENT,
+        };
+        if self.id == to_id {
+            let other = self.recv(self.peer(), x.len())?;
+            let data = x.data().iter().zip(&other).map(|(&a, &b)| a.wrapping_add(b)).collect();
+            Ok(Some(RingTensor::new(x.shape().to_vec(), data)?))
+        } else {
+            self.send(to_id, x.data().to_vec())?;
+            Ok(None)
+        }
+    }
+
+    fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
+            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
+        }
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        let local = kernels::matmul(a, b)?;
+        if m * n == 0 || k == 0 {
+            return Ok(local);
+        }
+        let cross = self.cross_matmul(a.data(), b.data(), m, k, n)?;
+        let mut z = local.into_data();
+        add_in_place(&mut z, &cross);
+        Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.conv_common(x, filter, geom, false)
+    }
+
+    fn conv_transpose(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.conv_common(x, filter, geom, true)
+    }
+
+    fn mul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.shape() != b.shape() {
+            return Err(shape_err(format!("mul: operands differ in shape: {:?} vs {:?}", a.shape(), b.shape())));
+        }
+        let bd = b.data();
+        let cross = self.ot_product(a.data(), a.len(), 1, 1, |o, _| &bd[o..o + 1])?;
+        let mut z = a.mul(b)?.into_data();
+        add_in_place(&mut z, &cross);
+        Ok(RingTensor::new(a.shape().to_vec(), z)?)
+    }
+
+    fn relu(&mut self, x: &RingTensor) -> Result<RingTensor> {
+        let z = self.relu_vec(x.data())?;
+        Ok(RingTensor::new(x.shape().to_vec(), z)?)
+    }
+
+    fn max_pool(&mut self, x: &RingTensor, geom: &PoolGeometry) -> Result<RingTensor> {
+        let windows = kernels::pool_windows(x, geom)?;
+        let out_shape = geom.output_shape();
+        let outs = num_elements(&out_shape);
+        if outs == 0 {
+            return Ok(RingTensor::zeros(out_shape));
+        }
+        let n = windows.shape()[0];
+        let (max, _) = self.tournament(windows.data(), n, outs, false)?;
+        Ok(RingTensor::new(out_shape, max)?)
+    }
+
+    fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
+        if axis >= x.rank() || x.shape()[axis] == 0 {
+            return Err(shape_err(format!("argmax: axis {axis} of shape {:?}", x.shape())));
+        }
+        let n = x.shape()[axis];
+        let mut perm = vec![axis];
+        perm.extend((0..x.rank()).filter(|&a| a != axis));
+        let rows = movement::transpose(x, &perm)?;
+        let outs = x.len() / n;
+        let mut out_shape = x.shape().to_vec();
+        if keep_dims {
+            out_shape[axis] = 1;
+        } else {
+            out_shape.remove(axis);
+        }
+        if outs == 0 {
+            return Ok(RingTensor::zeros(out_shape));
+        }
+        let (_, idx) = self.tournament(rows.data(), n, outs, true)?;
+        Ok(RingTensor::new(out_shape, idx)?)
+    }
+
+    /// Local truncation (see the crate docs for the error analysis).
+    fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
+        if shift >= 64 {
+            return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
+        }
+        Ok(if self.id == MODEL_OWNER {
+            x.map(|v| ((v as i64) >> shift) as u64)
+        } else {
+            x.map(|v| (((v.wrapping_neg() as i64) >> shift) as u64).wrapping_neg())
+        })
+    }
+
+    /// Local division by public positive integers, as the truncation.
+    fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
+        if x.shape() != divisors.shape() {
+            return Err(shape_err(format!("divide: value {:?}, divisors {:?}", x.shape(), divisors.shape())));
+        }
+        if divisors.data().iter().any(|&d| d == 0 || (d as i64) < 0) {
+            return Err(BackendError::Aborted("division by a non-positive public divisor".into()));
+        }
+        Ok(if self.id == MODEL_OWNER {
+            x.zip_with(divisors, |v, d| (v as i64).div_euclid(d as i64) as u64)?
+        } else {
+            x.zip_with(divisors, |v, d| ((v.wrapping_neg() as i64).div_euclid(d as i64) as u64).wrapping_neg())?
+        })
+    }
+
+    fn traffic(&self) -> Traffic {
+        let t = self.session.traffic();
+        Traffic { bytes_sent: t.bytes_sent, bytes_received: t.bytes_received, rounds: t.rounds }
+    }
+}

@@ -1,0 +1,169 @@
+//! Products of secrets from correlated OT (Gilboa's multiplication, the OT-based matrix product
+//! of SecureML and CrypTFlow2).
+//!
+//! For a product `A B` of additively shared operands, `A_0 B_0` and `A_1 B_1` are local and the
+//! cross terms `A_0 B_1`, `A_1 B_0` each come from one "OT product": the *chooser* holds a
+//! matrix `X [outs, inner]` of scalars, the *sender* vectors `V_k` of width `w`, and they get
+//! additive shares of `Z_o = sum_k X[o, k] V_k`. Every scalar `x` is taken bit by bit,
+//! `x = sum_t x_t 2^t`: OT `(o, k, t)` has the bit `x_t` as choice and the correlation `V_k`
+//! modulo `2^(64 - t)` (the higher bits vanish once multiplied by `2^t`). From the IKNP row `q`
+//! the sender derives pads `p0 = H(q)`, `p1 = H(q ^ Delta)` of `w` words, sends
+//! `y = p1 - p0 - V_k mod 2^(64 - t)` and keeps `-2^t p0`; the receiver, with row
+//! `t = q ^ x_t Delta`, keeps `2^t p0` or `2^t (p1 - y) = 2^t (p0 + V_k)`. Both cross terms run
+//! at once, each party being chooser in one and sender in the other: one extension flight and
+//! one flight of corrections.
+//!
+//! Communication per party for `items = outs * inner` scalars: `128 * items` words of OT
+//! extension (64 OTs per scalar) and `items * ceil(65 w / 2)` words of corrections (the 64
+//! corrections of one scalar hold `sum_t (64 - t) w = 2080 w` bits, packed and padded to whole
+//! words per scalar).
+
+use rayon::prelude::*;
+
+use crate::bits::{low_mask, BitReader, BitWriter};
+use crate::ot::{self, ReceiverRows, SenderRows};
+use crate::{Result, TwoPc};
+
+/// Words of corrections per chosen scalar for vectors of width `w`.
+pub fn correction_words(w: usize) -> usize {
+    (2080 * w).div_ceil(64)
+}
+
+/// Pads of the 64 OTs of one scalar: `out[t * w + e]` is word `e` of `H(q_t ^ xor)`.
+fn item_pads(rows: &[u128], xor: u128, dir: u8, first: u64, w: usize, out: &mut [u64], buf: &mut Vec<aes::Block>) {
+    let mut y: Vec<u128> = rows.iter().map(|&r| r ^ xor).collect();
+    ot::permute(&mut y);
+    for (t, &yt) in y.iter().enumerate() {
+        ot::expand(yt, ot::tweak(dir, first + t as u64, 0), &mut out[t * w..(t + 1) * w], buf);
+    }
+}
+
+/// How the scalars of one OT product are split into tasks: `(o, k_begin, k_end)`.
+fn tasks(outs: usize, inner: usize) -> Vec<(usize, usize, usize)> {
+    let per_row = (32usize.div_ceil(outs.max(1))).clamp(1, inner.max(1));
+    let step = inner.div_ceil(per_row).max(1);
+    let mut v = Vec::new();
+    for o in 0..outs {
+        let mut k = 0;
+        while k < inner {
+            v.push((o, k, (k + step).min(inner)));
+            k += step;
+        }
+    }
+    v
+}
+
+impl TwoPc {
+    /// Shares of `Z [outs, w]`, the sum of the two cross terms `sum_k X_j[o, k] V_{1-j}(o, k)`
+    /// where this party `j` is chooser with `x` (`outs * inner` scalars) and sender with the
+    /// vectors `corr(o, k)` (each of width `w`). The peer runs the same call with its own
+    /// shares (same public `outs`, `inner`, `w`).
+    pub(crate) fn ot_product<'a, F>(&mut self, x: &[u64], outs: usize, inner: usize, w: usize, corr: F) -> Result<Vec<u64>>
+    where
+        F: Fn(usize, usize) -> &'a [u64] + Sync,
+    {
+        let items = outs * inner;
+        debug_assert_eq!(x.len(), items);
+        if items == 0 || w == 0 {
+            return Ok(vec![0; outs * w]);
+        }
+        let m = items * 64;
+        // The choice bits of OT (item, t) are the bits of the scalar: the words are the scalars.
+        let (rr, sr) = self.extend_both(x, m, m)?;
+        let wpi = correction_words(w);
+        let (y, mut z) = sender_side(&sr, outs, inner, w, wpi, &corr);
+        let peer = self.peer();
+        self.send(peer, y)?;
+        let y_peer = self.recv(peer, items * wpi)?;
+        let zr = receiver_side(&rr, x, outs, inner, w, wpi, &y_peer);
+        z.par_iter_mut().zip(zr.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
+        Ok(z)
+    }
+}
+
+fn sender_side<'a, F>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: usize, corr: &F) -> (Vec<u64>, Vec<u64>)
+where
+    F: Fn(usize, usize) -> &'a [u64] + Sync,
+{
+    let tasks = tasks(outs, inner);
+    let parts: Vec<(Vec<u64>, Vec<u64>)> = tasks
+        .par_iter()
+        .map(|&(o, k0, k1)| {
+            let mut y = vec![0u64; (k1 - k0) * wpi];
+            let mut acc = vec![0u64; w];
+            let mut p0 = vec![0u64; 64 * w];
+            let mut p1 = vec![0u64; 64 * w];
+            let mut buf = Vec::new();
+            for k in k0..k1 {
+                let item = o * inner + k;
+                let rows = &sr.rows[item * 64..(item + 1) * 64];
+                let first = sr.first + (item * 64) as u64;
+                item_pads(rows, 0, sr.dir, first, w, &mut p0, &mut buf);
+                item_pads(rows, sr.delta, sr.dir, first, w, &mut p1, &mut buf);
+                let v = corr(o, k);
+                let mut bw = BitWriter::new(&mut y[(k - k0) * wpi..(k - k0 + 1) * wpi]);
+                for t in 0..64u32 {
+                    let n = 64 - t;
+                    let mask = low_mask(n);
+                    let (a, b) = (&p0[t as usize * w..(t as usize + 1) * w], &p1[t as usize * w..(t as usize + 1) * w]);
+                    for e in 0..w {
+                        bw.put(b[e].wrapping_sub(a[e]).wrapping_sub(v[e]) & mask, n);
+                        acc[e] = acc[e].wrapping_sub(a[e] << t);
+                    }
+                }
+            }
+            (y, acc)
+        })
+        .collect();
+    let mut y = Vec::with_capacity(outs * inner * wpi);
+    let mut z = vec![0u64; outs * w];
+    for (&(o, _, _), (yp, acc)) in tasks.iter().zip(parts) {
+        y.extend_from_slice(&yp);
+        for (z, a) in z[o * w..(o + 1) * w].iter_mut().zip(acc) {
+            *z = z.wrapping_add(a);
+        }
+    }
+    (y, z)
+}
+
+fn receiver_side(rr: &ReceiverRows, x: &[u64], outs: usize, inner: usize, w: usize, wpi: usize, y: &[u64]) -> Vec<u64> {
+    let tasks = tasks(outs, inner);
+    let parts: Vec<Vec<u64>> = tasks
+        .par_iter()
+        .map(|&(o, k0, k1)| {
+            let mut acc = vec![0u64; w];
+            let mut p = vec![0u64; 64 * w];
+            let mut buf = Vec::new();
+            for k in k0..k1 {
+                let item = o * inner + k;
+                let rows = &rr.rows[item * 64..(item + 1) * 64];
+                item_pads(rows, 0, rr.dir, rr.first + (item * 64) as u64, w, &mut p, &mut buf);
+                let mut br = BitReader::new(&y[item * wpi..(item + 1) * wpi]);
+                let xv = x[item];
+                for t in 0..64u32 {
+                    let n = 64 - t;
+                    let pt = &p[t as usize * w..(t as usize + 1) * w];
+                    if (xv >> t) & 1 == 1 {
+                        for e in 0..w {
+                            let c = br.get(n);
+                            acc[e] = acc[e].wrapping_add(pt[e].wrapping_sub(c) << t);
+                        }
+                    } else {
+                        br.skip(n as usize * w);
+                        for e in 0..w {
+                            acc[e] = acc[e].wrapping_add(pt[e] << t);
+                        }
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut z = vec![0u64; outs * w];
+    for (&(o, _, _), acc) in tasks.iter().zip(parts) {
+        for (z, a) in z[o * w..(o + 1) * w].iter_mut().zip(acc) {
+            *z = z.wrapping_add(a);
+        }
+    }
+    z
+}
