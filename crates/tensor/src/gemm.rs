@@ -1,11 +1,18 @@
 //! General matrix product `C = A * B` on strided operands, the engine under `matmul`, `conv`
 //! and `conv_transpose`.
 //!
-//! - `u64` (the ring Z_2^64): a packed, cache-blocked GEMM in the Goto/BLIS style with a
-//!   register-blocked micro-kernel written as plain wrapping arithmetic on fixed-size arrays, so
-//!   that LLVM vectorises it. The micro-kernel is compiled several times with different target
-//!   features (AVX-512F/DQ, which has the 64-bit lane multiply `vpmullq`; AVX2; baseline) and the
-//!   best one available is picked at run time. Blocks of C are computed in parallel with rayon.
+//! - `u64` (the ring Z_2^64): a packed, cache-blocked GEMM in the Goto/BLIS style.
+//!   - Register tile 8 x 16 on AVX-512F/DQ (`vpmullq`, written with `std::arch` intrinsics:
+//!     LLVM vectorised the plain-array version across rows, with gathers), in Winograd's
+//!     inner-product form, which halves the 64-bit multiplies for a few extra additions and
+//!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). Where
+//!     AVX-512 is missing, 4 x 8 (AVX2) or 4 x 4 tiles of plain wrapping arithmetic. The CPU
+//!     is checked at run time.
+//!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
+//!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
+//!   - C is split into parts (column ranges, or row ranges when there are few columns) that
+//!     rayon computes independently: one fork-join per product.
+//!   - Products with under 4 rows or columns run as matrix-vector loops.
 //! - `f32`: `matrixmultiply::sgemm`, with rows (or columns) split over rayon threads.
 //! - any other [`Element`]: a straightforward loop.
 //!
