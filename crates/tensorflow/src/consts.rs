@@ -11,7 +11,7 @@ pub const MAX_DIM: usize = 1 << 31;
 pub const MAX_ELEMENTS: usize = 1 << 40;
 /// Largest number of elements a constant computed at import time may have when it is larger
 /// than its inputs (Expand, ConstantOfShape, Range, Tile, Pad, broadcasting).
-pub const MAX_GENERATED: usize = 1 << 27;
+pub const MAX_GENERATED: usize = 1 << 24;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {

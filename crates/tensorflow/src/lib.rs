@@ -146,8 +146,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
 ];
 
 /// Operations of [`SUPPORTED_OPS`] accepted only when every input is a constant known at
-/// import time (they are evaluated then). `Max` and `Maximum`/`Minimum` also accept a computed
-/// tensor in the forms listed in the README of this crate (global max pooling, clipping).
+/// import time (they are evaluated then). Some others accept computed tensors only in
+/// particular forms: `Max` over all spatial axes (global max pooling), `Maximum`/`Minimum`
+/// with a scalar constant (a clip), `SpaceToBatchND`/`BatchToSpaceND` around a convolution
+/// (a dilated convolution), `Switch` with a constant predicate, `Softmax` at the output.
 pub const CONSTANT_ONLY_OPS: &[&str] = &[
     "Abs",
     "All",
