@@ -570,7 +570,9 @@ fn gemv_cols(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64
     }
     let cols = &*cols;
     let work = m * n * k;
-    crate::par::for_each_chunk(&mut c[..(m - 1) * ldc + n], ldc, work, |i, crow| {
+    // (A single row may come with any ldc.)
+    let stride = if m == 1 { ldc.max(n) } else { ldc };
+    crate::par::for_each_chunk(&mut c[..(m - 1) * ldc + n], stride, work, |i, crow| {
         let arow = &a.data[a.offset + i * a.rs..][..k];
         for (j, d) in crow[..n].iter_mut().enumerate() {
             let bcol = &cols[j * k..(j + 1) * k];
