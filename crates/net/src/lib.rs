@@ -21,6 +21,10 @@
 //!   thread, to which `send` hands the message. Frames are a 24-byte header and the little-endian
 //!   payload, streamed in 1 MiB chunks ([`wire`] has the format). `TCP_NODELAY` is set.
 //!
+//! * [`Session::layered`] puts a [`MessageLayer`] between the protocol and the links (which the
+//!   layer owns, usually as another session): the protocol code is unchanged while every message
+//!   is, for example, signed and verified (Aramis, crate `cryptflow-aramis`).
+//!
 //! As with the local transport, received messages wait in an unbounded queue until `recv` takes
 //! them, so a peer can make this party buffer whatever it sends.
 //!
@@ -82,12 +86,14 @@
 //! loopback address.
 
 mod error;
+mod layer;
 mod session;
 mod tcp;
 mod tls;
 pub mod wire;
 
 pub use error::NetError;
+pub use layer::MessageLayer;
 pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
 pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
 pub use tls::{cert_path, generate_identity, key_path, keygen, write_identity, TlsIdentity};

@@ -3,7 +3,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::NetError;
+use crate::{MessageLayer, NetError};
 
 /// Traffic counters of one party.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,6 +121,8 @@ pub struct Session {
     sent_since_recv: bool,
     timeout: Duration,
     shaping: Option<Shaping>,
+    /// Set by [`Session::layered`]: every message goes through it (and `links` are all `None`).
+    layer: Option<Box<dyn MessageLayer>>,
 }
 
 impl Session {
@@ -160,12 +162,34 @@ impl Session {
                     clock: EmulatedClock { epoch, offset_nanos: Arc::new(AtomicI64::new(0)) },
                     link_free: vec![0.0; n],
                 }),
+                layer: None,
             })
             .collect()
     }
 
     pub(crate) fn from_links(id: usize, links: Vec<Option<Link>>, timeout: Duration) -> Session {
-        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout, shaping: None }
+        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout, shaping: None, layer: None }
+    }
+
+    /// Party `id` of `parties`, with every message sent or received going through `layer`
+    /// (see [`MessageLayer`]), which owns whatever links it uses. The session keeps its own
+    /// protocol-level [`Traffic`] counters; `timeout` is what [`Session::timeout`] reports and is
+    /// passed to the layer.
+    pub fn layered(id: usize, parties: usize, timeout: Duration, mut layer: Box<dyn MessageLayer>) -> Session {
+        layer.set_timeout(timeout);
+        Session {
+            id,
+            links: (0..parties).map(|_| None).collect(),
+            traffic: Traffic::default(),
+            sent_since_recv: false,
+            timeout,
+            shaping: None,
+            layer: Some(layer),
+        }
+    }
+
+    pub(crate) fn layer(&self) -> Option<&dyn MessageLayer> {
+        self.layer.as_deref()
     }
 
     pub(crate) fn links_iter(&self) -> impl Iterator<Item = &Link> {
@@ -184,6 +208,9 @@ impl Session {
     /// and, on networked links, how long a blocked write may make no progress.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
+        if let Some(layer) = self.layer.as_mut() {
+            layer.set_timeout(timeout);
+        }
         for link in self.links.iter().flatten() {
             if let Link::Net(l) = link {
                 l.set_timeout(timeout);
@@ -201,12 +228,22 @@ impl Session {
 
     /// This party's emulated clock, in a session made by [`Session::local_shaped`].
     pub fn emulated_clock(&self) -> Option<EmulatedClock> {
-        self.shaping.as_ref().map(|s| s.clock.clone())
+        match &self.layer {
+            Some(layer) => layer.emulated_clock(),
+            None => self.shaping.as_ref().map(|s| s.clock.clone()),
+        }
     }
 
     /// The network emulation of this session, if any.
     pub fn link_shape(&self) -> Option<LinkShape> {
         self.shaping.as_ref().map(|s| s.shape)
+    }
+
+    fn check_peer(&self, peer: usize) -> Result<(), NetError> {
+        if peer >= self.links.len() || peer == self.id {
+            return Err(NetError::NoSuchPeer { from: self.id, to: peer });
+        }
+        Ok(())
     }
 
     fn link(&mut self, peer: usize) -> Result<&mut Link, NetError> {
@@ -222,6 +259,13 @@ impl Session {
     /// the next `send` or `recv` on that link).
     pub fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError> {
         let bytes = (data.len() * 8) as u64;
+        if self.layer.is_some() {
+            self.check_peer(to)?;
+            self.layer.as_mut().unwrap().send(to, data)?;
+            self.traffic.bytes_sent += bytes;
+            self.sent_since_recv = true;
+            return Ok(());
+        }
         let arrival = match &mut self.shaping {
             Some(s) if to < s.link_free.len() => {
                 let start = s.clock.seconds().max(s.link_free[to]);
@@ -246,15 +290,20 @@ impl Session {
         let timeout = self.timeout;
         // Emulated time at which this party starts waiting (before any real blocking).
         let waiting_since = self.shaping.as_ref().map(|s| s.clock.seconds());
-        let (data, arrival) = match self.link(from)? {
-            Link::Local { rx, .. } => {
-                let m = rx.recv_timeout(timeout).map_err(|e| match e {
-                    RecvTimeoutError::Timeout => NetError::Timeout { peer: from, seconds: timeout.as_secs() },
-                    RecvTimeoutError::Disconnected => NetError::Disconnected { peer: from },
-                })?;
-                (m.data, m.arrival)
+        let (data, arrival) = if self.layer.is_some() {
+            self.check_peer(from)?;
+            (self.layer.as_mut().unwrap().recv(from, len)?, None)
+        } else {
+            match self.link(from)? {
+                Link::Local { rx, .. } => {
+                    let m = rx.recv_timeout(timeout).map_err(|e| match e {
+                        RecvTimeoutError::Timeout => NetError::Timeout { peer: from, seconds: timeout.as_secs() },
+                        RecvTimeoutError::Disconnected => NetError::Disconnected { peer: from },
+                    })?;
+                    (m.data, m.arrival)
+                }
+                Link::Net(l) => (l.recv(timeout)?, None),
             }
-            Link::Net(l) => (l.recv(timeout)?, None),
         };
         if let (Some(s), Some(arrival), Some(waiting_since)) = (&self.shaping, arrival, waiting_since) {
             match s.shape.mode {

@@ -109,6 +109,9 @@ impl Session {
     /// Bytes that crossed this party's sockets (zero for local sessions). The protocol-level
     /// counters are [`Session::traffic`], identical for local and networked sessions.
     pub fn wire_traffic(&self) -> WireTraffic {
+        if let Some(layer) = self.layer() {
+            return layer.wire_traffic();
+        }
         let mut w = WireTraffic::default();
         for link in self.links_iter() {
             if let Link::Net(l) = link {
