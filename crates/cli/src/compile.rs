@@ -12,7 +12,7 @@ use crate::{calibrate, model, npy, Emit};
 
 #[derive(Args)]
 pub struct CompileArgs {
-    /// The model: an ONNX file.
+    /// The model: an ONNX file (.onnx) or a frozen TensorFlow GraphDef (.pb).
     pub model: PathBuf,
     /// Output directory for the compiled program (public) and the model owner's weights.
     #[arg(short = 'o', long = "output")]

@@ -1,6 +1,7 @@
 //! `cryptflow`: compile TensorFlow/ONNX models into fixed-point programs and run them, in the
 //! clear or securely.
 
+mod bench;
 mod calibrate;
 mod compile;
 mod demo;
@@ -9,6 +10,8 @@ mod npy;
 mod party;
 mod run;
 mod secure;
+mod twopc;
+mod zoo;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,9 @@ pub enum BackendName {
     Cleartext,
     /// Porthos: semi-honest 3-party secure inference (all parties in this process).
     Porthos,
+    /// Two-party secure inference: model owner and client alone, no helper (OT-based).
+    #[value(name = "2pc")]
+    TwoPc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -57,6 +63,10 @@ enum Command {
     Party(party::PartyArgs),
     /// Make a key pair and certificate for every party.
     Keygen(party::KeygenArgs),
+    /// Write a benchmark network of the paper (seeded random weights) as an ONNX model.
+    Zoo(zoo::ZooArgs),
+    /// Build, compile and run benchmark networks; write a report beside the paper's figures.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +77,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(args),
         Command::Party(args) => party::party(args),
         Command::Keygen(args) => party::keygen(args),
+        Command::Zoo(args) => zoo::zoo(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

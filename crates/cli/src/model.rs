@@ -34,10 +34,12 @@ pub fn load(path: &Path, input_shapes: &[(String, Vec<usize>)]) -> Result<Loaded
             let imported = cryptflow_onnx::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
             Ok(LoadedModel { graph: imported.graph, notices: imported.notices })
         }
-        "pb" => bail!(
-            "{}: TensorFlow GraphDef models are not supported by this build yet; export the model to ONNX",
-            path.display()
-        ),
-        _ => bail!("{}: unknown model format (expected a .onnx file)", path.display()),
+        "pb" => {
+            let options = cryptflow_tensorflow::ImportOptions { input_shapes: shapes };
+            let imported =
+                cryptflow_tensorflow::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
+            Ok(LoadedModel { graph: imported.graph, notices: imported.notices })
+        }
+        _ => bail!("{}: unknown model format (expected an ONNX .onnx file or a frozen TensorFlow GraphDef .pb)", path.display()),
     }
 }

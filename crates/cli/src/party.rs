@@ -64,6 +64,9 @@ pub struct PartyArgs {
     pub keys: PathBuf,
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
+    /// The secure backend: porthos (3 parties) or 2pc (model owner and client only).
+    #[arg(long, value_enum, default_value = "porthos")]
+    pub backend: crate::BackendName,
     /// Seconds to wait for the other parties to come up.
     #[arg(long, default_value_t = 60)]
     pub connect_timeout: u64,
@@ -77,6 +80,11 @@ pub struct PartyArgs {
 }
 
 pub fn party(args: PartyArgs) -> Result<()> {
+    match args.backend {
+        crate::BackendName::TwoPc => return crate::twopc::party(args),
+        crate::BackendName::Porthos => {}
+        other => bail!("--backend {other:?}: `cryptflow party` runs the secure backends porthos and 2pc"),
+    }
     let id = args.id;
     if id > 2 {
         bail!("--id {id}: ids are 0 (model owner), 1 (client), 2 (helper)");

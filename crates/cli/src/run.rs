@@ -67,7 +67,7 @@ pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    if args.inject_fault.is_some() && args.backend != BackendName::Porthos {
+    if args.inject_fault.is_some() && !matches!(args.backend, BackendName::Porthos | BackendName::TwoPc) {
         bail!("--inject-fault applies to secure backends");
     }
     let public = read_public(&args.dir)?;
@@ -125,6 +125,17 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ProtocolName::Securenn => "porthos-securenn".into(),
             };
             let run = crate::secure::run_porthos_local(program, &weights, &encoded, variant, args.inject_fault)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
+        }
+        BackendName::TwoPc => {
+            let weights = read_fixed_weights(&args.dir, &public)?;
+            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            metrics.backend = "2pc".into();
+            let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();

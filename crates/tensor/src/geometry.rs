@@ -50,8 +50,13 @@ impl ConvGeometry {
     pub fn conv_output(&self) -> Vec<usize> {
         (0..self.spatial_rank())
             .map(|i| {
-                let span = self.dilations[i] * (self.kernel[i] - 1) + 1;
-                (self.input[i] + self.pads_begin[i] + self.pads_end[i] - span) / self.strides[i] + 1
+                // Saturating: an impossible geometry gives extent 0 (shape inference rejects
+                // it with a message) instead of an arithmetic panic.
+                let span = self.dilations[i] * self.kernel[i].saturating_sub(1) + 1;
+                (self.input[i] + self.pads_begin[i] + self.pads_end[i])
+                    .checked_sub(span)
+                    .and_then(|room| room.checked_div(self.strides[i]))
+                    .map_or(0, |steps| steps + 1)
             })
             .collect()
     }
@@ -60,12 +65,11 @@ impl ConvGeometry {
     pub fn conv_transpose_output(&self) -> Vec<usize> {
         (0..self.spatial_rank())
             .map(|i| {
-                self.strides[i] * (self.input[i] - 1)
+                (self.strides[i] * self.input[i].saturating_sub(1)
                     + self.output_padding[i]
-                    + (self.kernel[i] - 1) * self.dilations[i]
-                    + 1
-                    - self.pads_begin[i]
-                    - self.pads_end[i]
+                    + self.kernel[i].saturating_sub(1) * self.dilations[i]
+                    + 1)
+                .saturating_sub(self.pads_begin[i] + self.pads_end[i])
             })
             .collect()
     }
@@ -132,7 +136,12 @@ impl PoolGeometry {
 
     pub fn output(&self) -> Vec<usize> {
         (0..self.spatial_rank())
-            .map(|i| (self.input[i] + self.pads_begin[i] + self.pads_end[i] - self.window[i]) / self.strides[i] + 1)
+            .map(|i| {
+                (self.input[i] + self.pads_begin[i] + self.pads_end[i])
+                    .checked_sub(self.window[i])
+                    .and_then(|room| room.checked_div(self.strides[i]))
+                    .map_or(0, |steps| steps + 1)
+            })
             .collect()
     }
 
