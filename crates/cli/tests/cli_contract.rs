@@ -127,3 +127,26 @@ fn calibration_prints_the_sweep_and_picks_a_scale_on_the_best_plateau() {
     // Scales too small to represent the weights lose accuracy; the table shows it.
     assert!(err.lines().any(|l| l.trim_start().starts_with("1 ")), "{err}");
 }
+
+/// The same trained LeNet as a frozen TensorFlow graph (NHWC) compiles and classifies the
+/// samples like TensorFlow did.
+#[test]
+fn tensorflow_graphs_compile_and_run() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet_pb");
+    let out = cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.pb")), "-o", path_str(&dir)]);
+    assert!(stderr(&out).contains("Softmax"), "{}", stderr(&out));
+    let y = work.path().join("y.npy");
+    let x = fixtures().join("data/mnist_samples_x_nhwc.npy");
+    cryptflow_ok(&["run", path_str(&dir), "--backend", "cleartext", "--input", path_str(&x), "-o", path_str(&y)]);
+    let (_, got) = read_npy(&y);
+    let (_, expected) = read_npy(&fixtures().join("models/lenet_mnist_pb.expected_logits.npy"));
+    for k in 0..4 {
+        assert_eq!(argmax(&got[k * 10..(k + 1) * 10]), argmax(&expected[k * 10..(k + 1) * 10]));
+    }
+    let bad = work.path().join("model.tflite");
+    std::fs::write(&bad, b"x").unwrap();
+    let out = cryptflow(&["compile", path_str(&bad), "-o", path_str(&work.path().join("o"))]);
+    assert_clean_failure(&out, "unknown format");
+    assert!(stderr(&out).contains(".pb"), "{}", stderr(&out));
+}
