@@ -1498,6 +1498,7 @@ impl Importer<'_> {
 
     /// Emits a convolution, fusing a bias add that is its only use (BiasAdd, or Add/AddV2 of
     /// a per-channel constant) into it. The node whose output the convolution is, is `cx`.
+    #[allow(clippy::too_many_arguments)]
     fn emit_with_bias(&mut self, cx: &Cx, op: Op, x: NodeId, filter: NodeId, channels: usize, ca: usize, rank: usize) -> R<Value> {
         let mut inputs = vec![x, filter];
         let mut name = cx.name.clone();

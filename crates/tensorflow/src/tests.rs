@@ -385,3 +385,40 @@ fn several_outputs_in_graph_order_and_a_serialized_round_trip() {
     let names: Vec<&str> = imported.graph.outputs.iter().map(|&o| imported.graph.nodes[o].name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
 }
+
+/// NCHW graphs (as trained on GPUs) use channels-first geometries and give the same values
+/// as the NHWC graph, transposed.
+#[test]
+fn nchw_data_format() {
+    let filter: Vec<f32> = (0..3 * 3 * 2 * 4).map(|v| ((v * 7 % 11) as f32 - 5.0) / 5.0).collect();
+    let graph = |format: &str, x: &[i64], strides: &[i64], ksize: &[i64]| {
+        import(vec![
+            placeholder("x", x),
+            const_f("f", &[3, 3, 2, 4], &filter),
+            const_f("b", &[4], &[0.1, -0.2, 0.3, -0.4]),
+            node("conv", "Conv2D", &["x", "f"], vec![("strides", ints(strides)), ("padding", s("SAME")), ("data_format", s(format))]),
+            node("bias", "BiasAdd", &["conv", "b"], vec![("data_format", s(format))]),
+            node(
+                "pool",
+                "MaxPool",
+                &["bias"],
+                vec![("ksize", ints(ksize)), ("strides", ints(ksize)), ("padding", s("VALID")), ("data_format", s(format))],
+            ),
+        ])
+        .unwrap()
+        .graph
+    };
+    let nhwc = graph("NHWC", &[1, 6, 6, 2], &[1, 1, 1, 1], &[1, 2, 2, 1]);
+    let nchw = graph("NCHW", &[1, 2, 6, 6], &[1, 1, 1, 1], &[1, 1, 2, 2]);
+    assert!(nchw.nodes.iter().any(|n| matches!(&n.op, Op::Conv(g) if g.layout == Layout::ChannelsFirst)));
+    let x: Vec<f32> = (0..72).map(|v| ((v * 13 % 17) as f32 - 8.0) / 4.0).collect();
+    let x_nhwc = Tensor::new(vec![1, 6, 6, 2], x).unwrap();
+    let x_nchw = cryptflow_tensor::movement::transpose(&x_nhwc, &[0, 3, 1, 2]).unwrap();
+    let y_nhwc = eval(&nhwc, &x_nhwc).remove(0);
+    let y_nchw = eval(&nchw, &x_nchw).remove(0);
+    let back = cryptflow_tensor::movement::transpose(&y_nchw, &[0, 2, 3, 1]).unwrap();
+    assert_eq!(back.shape(), y_nhwc.shape());
+    for (a, b) in back.data().iter().zip(y_nhwc.data()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}

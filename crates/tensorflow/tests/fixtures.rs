@@ -52,7 +52,7 @@ fn check_float(name: &str, got: &FloatTensor, want: &FloatTensor) -> Result<f32,
     for (i, (&g, &w)) in got.data().iter().zip(want.data()).enumerate() {
         let err = (g - w).abs();
         let tol = 1e-4 * w.abs().max(1.0) + 1e-5;
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             return Err(format!("{name}: element {i}: got {g}, expected {w}"));
         }
         worst = worst.max(err / w.abs().max(1.0));
@@ -68,7 +68,7 @@ fn check_fixed(name: &str, got: &FloatTensor, want: &FloatTensor) -> Result<f32,
     let mut worst = 0f32;
     for (i, (&a, &b)) in got.data().iter().zip(want.data()).enumerate() {
         let err = (a - b).abs();
-        if !(err <= 0.02 + 0.01 * b.abs()) {
+        if err.is_nan() || err > 0.02 + 0.01 * b.abs() {
             return Err(format!("{name}: element {i}: cleartext {a}, float {b}"));
         }
         worst = worst.max(err);
@@ -306,4 +306,48 @@ fn unknown_dimensions_default_to_one_or_take_the_given_shape() {
     let g = &imported.graph;
     assert_eq!(g.nodes[g.inputs[0]].shape, [5, 2, 3, 2]);
     assert_eq!(g.nodes[g.outputs[0]].shape, [5, 3]);
+}
+
+fn import_named(name: &str) -> Imported {
+    import_file(&fixtures_root().join(format!("tensorflow/{name}.pb")), &ImportOptions::default()).unwrap()
+}
+
+fn count(g: &Graph, op: &str) -> usize {
+    g.nodes.iter().filter(|n| n.op.name() == op).count()
+}
+
+/// What Keras 3 graphs decompose is put back together: conv biases (Reshape -> Squeeze ->
+/// BiasAdd) go into the Conv, batch norms (Rsqrt/Mul/Sub/AddV2) become BatchNorm nodes that
+/// Athos folds into the convolutions, and dilated convolutions (SpaceToBatchND -> Conv2D ->
+/// BatchToSpaceND) become one Conv with dilations.
+#[test]
+fn keras_patterns_become_single_hlil_operations() {
+    let block = import_named("keras_resnet_block");
+    let g = &block.graph;
+    assert_eq!(count(g, "BatchNorm"), 3, "{g}");
+    assert_eq!(count(g, "Mul") + count(g, "Sub"), 0, "{g}");
+    let compiled = compile(g.clone(), &CompileOptions::default()).unwrap();
+    assert_eq!(compiled.report.passes.batch_norms_folded, 3);
+
+    let conv_bn = import_named("keras_conv_bn_relu");
+    let conv = conv_bn.graph.nodes.iter().find(|n| matches!(n.op, Op::Conv(_))).unwrap();
+    assert_eq!(conv.inputs.len(), 3, "bias fused: {}", conv_bn.graph);
+    assert_eq!(conv.name, "keras_conv_bn_relu_1/conv_1/BiasAdd");
+
+    let merge = import_named("keras_merge");
+    let dilated: Vec<_> = merge
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(&n.op, Op::Conv(geo) if geo.dilations == [2, 2]))
+        .collect();
+    assert_eq!(dilated.len(), 1, "{}", merge.graph);
+    assert_eq!(dilated[0].inputs.len(), 3);
+
+    // Dense -> ReLU -> BatchNorm on a rank-2 tensor: one BatchNorm over the last axis (after
+    // the ReLU there is nothing to fold it into, so Athos lowers it to a multiply-add).
+    let dense = import_named("keras_dense");
+    assert_eq!(count(&dense.graph, "BatchNorm"), 1, "{}", dense.graph);
+    let compiled = compile(dense.graph.clone(), &CompileOptions::default()).unwrap();
+    assert_eq!(compiled.report.passes.batch_norms_as_multiply_add, 1);
 }
