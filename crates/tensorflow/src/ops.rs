@@ -182,6 +182,16 @@ impl Importer<'_> {
                 "BatchToSpaceND is supported only as the end of a dilated convolution \
                  (SpaceToBatchND -> Conv2D/DepthwiseConv2dNative -> BatchToSpaceND, as tf.nn.convolution emits)",
             )),
+            "VarHandleOp" | "ReadVariableOp" | "VariableV2" | "Variable" | "VarIsInitializedOp" => Err(cx.unsupported(
+                "the graph still reads variables: freeze it first (TF2: convert_variables_to_constants_v2; \
+                 TF1: tf.compat.v1.graph_util.convert_variables_to_constants)",
+            )),
+            "StatefulPartitionedCall" | "PartitionedCall" => Err(cx.unsupported(
+                "the graph calls a function: freeze it with convert_variables_to_constants_v2, which inlines function calls",
+            )),
+            "While" | "StatelessWhile" | "If" | "StatelessIf" | "Enter" | "Exit" | "NextIteration" | "LoopCond" => {
+                Err(cx.unsupported("control flow other than a Switch on a constant predicate is not supported"))
+            }
             _ => Err(TfError::UnsupportedOp { node: cx.name.clone(), op_type: cx.op.clone(), reason: None }),
         }
     }

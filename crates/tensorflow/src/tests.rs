@@ -150,6 +150,9 @@ fn unsupported_operations_name_the_node_its_type_and_the_supported_list() {
         assert!(text.contains(op), "{text}");
     }
     assert!(matches!(err, TfError::UnsupportedOp { .. }));
+    let err = import(vec![placeholder("x", &[1, 4]), node("v", "VarHandleOp", &[], vec![]), node("r", "ReadVariableOp", &["v"], vec![]), node("y", "AddV2", &["x", "r"], vec![])])
+        .unwrap_err();
+    assert!(err.to_string().contains("freeze it first"), "{err}");
 }
 
 #[test]
