@@ -1,0 +1,115 @@
+//! [`Aramis`]: any backend whose session is protected by [`crate::protect`], with the output
+//! gate before every reveal and Aramis' own counters.
+
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+
+use crate::core::Handle;
+
+/// A semi-honest backend running over an Aramis-protected session.
+///
+/// Every method is the inner backend's; [`Backend::reveal`] first passes the output gate
+/// ([`Handle::confirm`]), so no party releases an output share unless every party has checked
+/// everything it received so far. When the layer aborts, the error names the culprit and the
+/// check that failed instead of the inner backend's view of it. [`Backend::traffic`] counts
+/// everything on the links (payloads, envelopes, start-up, gates); the protocol payload alone
+/// is [`Aramis::payload_traffic`].
+pub struct Aramis<B: Backend> {
+    inner: B,
+    handle: Handle,
+    name: String,
+}
+
+impl<B: Backend> Aramis<B> {
+    /// `inner` must run on the session returned by [`crate::protect`] together with `handle`.
+    pub fn new(inner: B, handle: Handle) -> Aramis<B> {
+        let name = match inner.name() {
+            "porthos" => "aramis".to_string(),
+            other => format!("aramis-{other}"),
+        };
+        Aramis { inner, handle, name }
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// The protocol's own traffic (what the inner backend would count without Aramis).
+    pub fn payload_traffic(&self) -> Traffic {
+        self.inner.traffic()
+    }
+
+    fn explain(&self, e: BackendError) -> BackendError {
+        match self.handle.failure() {
+            Some(f) => BackendError::Aborted(f.to_string()),
+            None => e,
+        }
+    }
+}
+
+impl<B: Backend> Backend for Aramis<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn party_id(&self) -> usize {
+        self.inner.party_id()
+    }
+
+    fn adds_public_constants(&self) -> bool {
+        self.inner.adds_public_constants()
+    }
+
+    fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
+        self.inner.share(owner, shape, value).map_err(|e| self.explain(e))
+    }
+
+    fn reveal(&mut self, x: &RingTensor, to: Owner) -> Result<Option<RingTensor>> {
+        self.handle.confirm().map_err(|f| BackendError::Aborted(f.to_string()))?;
+        self.inner.reveal(x, to).map_err(|e| self.explain(e))
+    }
+
+    fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        self.inner.matmul(a, b).map_err(|e| self.explain(e))
+    }
+
+    fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.inner.conv(x, filter, geom).map_err(|e| self.explain(e))
+    }
+
+    fn conv_transpose(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
+        self.inner.conv_transpose(x, filter, geom).map_err(|e| self.explain(e))
+    }
+
+    fn mul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        self.inner.mul(a, b).map_err(|e| self.explain(e))
+    }
+
+    fn relu(&mut self, x: &RingTensor) -> Result<RingTensor> {
+        self.inner.relu(x).map_err(|e| self.explain(e))
+    }
+
+    fn max_pool(&mut self, x: &RingTensor, geom: &PoolGeometry) -> Result<RingTensor> {
+        self.inner.max_pool(x, geom).map_err(|e| self.explain(e))
+    }
+
+    fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
+        self.inner.argmax(x, axis, keep_dims).map_err(|e| self.explain(e))
+    }
+
+    fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
+        self.inner.scale_down(x, shift).map_err(|e| self.explain(e))
+    }
+
+    fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
+        self.inner.divide(x, divisors).map_err(|e| self.explain(e))
+    }
+
+    fn traffic(&self) -> Traffic {
+        let t = self.handle.wire_level_traffic();
+        Traffic { bytes_sent: t.bytes_sent, bytes_received: t.bytes_received, rounds: t.rounds }
+    }
+}
