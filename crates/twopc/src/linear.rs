@@ -29,12 +29,27 @@ pub fn correction_words(w: usize) -> usize {
     (2080 * w).div_ceil(64)
 }
 
-/// Pads of the 64 OTs of one scalar: `out[t * w + e]` is word `e` of `H(q_t ^ xor)`.
+/// Pads of the 64 OTs of one scalar: `out[t * w + e]` is word `e` of `H(q_t ^ xor)`. All
+/// `64 * ceil(w / 2)` blocks go through AES in one pipelined call.
 fn item_pads(rows: &[u128], xor: u128, dir: u8, first: u64, w: usize, out: &mut [u64], buf: &mut Vec<aes::Block>) {
     let mut y: Vec<u128> = rows.iter().map(|&r| r ^ xor).collect();
     ot::permute(&mut y);
+    let blocks = w.div_ceil(2);
+    buf.clear();
     for (t, &yt) in y.iter().enumerate() {
-        ot::expand(yt, ot::tweak(dir, first + t as u64, 0), &mut out[t * w..(t + 1) * w], buf);
+        let t0 = ot::tweak(dir, first + t as u64, 0);
+        buf.extend((0..blocks).map(|b| aes::Block::from((yt ^ (t0 + b as u128)).to_le_bytes())));
+    }
+    ot::pi_blocks(buf);
+    for (t, &yt) in y.iter().enumerate() {
+        let dst = &mut out[t * w..(t + 1) * w];
+        for (pair, blk) in dst.chunks_mut(2).zip(&buf[t * blocks..(t + 1) * blocks]) {
+            let h = u128::from_le_bytes((*blk).into()) ^ yt;
+            pair[0] = h as u64;
+            if pair.len() > 1 {
+                pair[1] = (h >> 64) as u64;
+            }
+        }
     }
 }
 

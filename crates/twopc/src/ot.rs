@@ -90,6 +90,11 @@ pub fn permute(xs: &mut [u128]) {
     }
 }
 
+/// `pi` applied to blocks in place.
+pub fn pi_blocks(blocks: &mut [Block]) {
+    pi().encrypt_blocks(blocks);
+}
+
 /// Tweak domains.
 const DIR_SHIFT: u32 = 126;
 /// Tweaks of the bootstrap hash (base OTs of the second direction).
