@@ -49,6 +49,14 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     }
     let plain_seconds = started.elapsed().as_secs_f64();
 
+    let mut cleartext = cryptflow_runtime::Runner::new(program, cryptflow_backend::cleartext::Cleartext::new());
+    cleartext.share_weights(Some(&compiled.weights))?;
+    let mut fixed = Vec::new();
+    for x in &inputs {
+        let (y, _) = cleartext.infer(Some(&[encode_input(x, program.scale)]))?;
+        fixed.push(decode_output(&y.context("cleartext reveals")?[0], program.outputs[0].encoding));
+    }
+
     let variant = match args.protocol {
         ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
         ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
@@ -63,14 +71,20 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         program.scale
     );
     println!("secure run: {:?} with 3 parties on this machine (0 = model owner, 1 = client, 2 = helper)\n", variant);
-    println!("sample  label  plaintext  secure  max |logit difference|");
+    println!("                           max |logit difference| of the secure result");
+    println!("sample  label  plaintext  secure   vs fixed point (protocol)   vs float (quantisation)");
     let mut agree = 0;
-    for (k, (p, s)) in plain.iter().zip(&secure.outputs).enumerate() {
+    let max_diff = |a: &Tensor<f32>, b: &Tensor<f32>| a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    for (k, ((p, f), s)) in plain.iter().zip(&fixed).zip(&secure.outputs).enumerate() {
         let s = decode_output(&s[0], program.outputs[0].encoding);
         let (pc, sc) = (crate::calibrate::predicted_class(p, false), crate::calibrate::predicted_class(&s, false));
         agree += usize::from(pc == sc);
-        let diff = p.data().iter().zip(s.data()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        println!("{k:>6}  {:>5}  {pc:>9}  {sc:>6}  {diff:.5}", labels.get(k).copied().unwrap_or(-1));
+        println!(
+            "{k:>6}  {:>5}  {pc:>9}  {sc:>6}   {:>24.5}   {:>22.5}",
+            labels.get(k).copied().unwrap_or(-1),
+            max_diff(&s, f),
+            max_diff(&s, p)
+        );
     }
     let n = inputs.len() as f64;
     println!(
