@@ -45,6 +45,9 @@ pub struct CompileOptions {
     pub scale: u32,
     pub placement: ScaleDownPlacement,
     pub relu_maxpool_switch: bool,
+    /// Fold batch norms into the preceding convolution or matrix product (otherwise every
+    /// batch norm becomes a secret multiply-add).
+    pub fold_batch_norms: bool,
     pub liveness: bool,
 }
 
@@ -54,6 +57,7 @@ impl Default for CompileOptions {
             scale: DEFAULT_SCALE,
             placement: ScaleDownPlacement::Lazy,
             relu_maxpool_switch: true,
+            fold_batch_norms: true,
             liveness: true,
         }
     }
@@ -97,10 +101,11 @@ pub struct Compiled {
     pub report: CompileReport,
 }
 
-/// Runs the HLIL passes (batch-norm folding always; ReLU/MaxPool switching if enabled).
+/// Runs the HLIL passes (batch norms are always removed: folded into weights if enabled,
+/// multiply-adds otherwise; ReLU/MaxPool switching if enabled).
 pub fn optimize_hlil(mut graph: Graph, options: &CompileOptions) -> Result<(Graph, HlilPassStats), CompileError> {
     graph.validate()?;
-    let (folded, lowered) = passes::fold_batch_norms(&mut graph)?;
+    let (folded, lowered) = passes::fold_batch_norms(&mut graph, options.fold_batch_norms)?;
     let switched = if options.relu_maxpool_switch { passes::switch_relu_maxpool(&mut graph) } else { 0 };
     graph.prune();
     graph.validate().map_err(|e| CompileError::Internal(format!("a pass broke the graph: {e}")))?;

@@ -218,6 +218,20 @@ fn liveness_changes_memory_not_results() {
 }
 
 #[test]
+fn batch_norm_folding_can_be_turned_off_without_changing_results() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let g = small_cnn(&mut rng);
+    let x = random(&mut rng, vec![1, 3, 8, 8], 1.0);
+    let expected = float::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
+    let options = CompileOptions { fold_batch_norms: false, ..Default::default() };
+    let (out, compiled) = run_cleartext(&g, &options, &x);
+    assert_eq!(compiled.report.passes.batch_norms_folded, 0);
+    assert_eq!(compiled.report.passes.batch_norms_as_multiply_add, 1);
+    assert!(compiled.program.body.iter().any(|i| i.op == LOp::Mul));
+    assert_close(&out, &expected, 0.02);
+}
+
+#[test]
 fn standalone_batch_norm_becomes_multiply_add() {
     let mut g = Graph::new();
     let x = g.input("x", vec![1, 2, 2, 2]);

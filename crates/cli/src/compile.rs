@@ -39,6 +39,9 @@ pub struct CompileArgs {
     /// Turn off the ReLU/MaxPool switching pass.
     #[arg(long)]
     pub no_relu_maxpool_switch: bool,
+    /// Turn off batch-norm folding (every batch norm becomes a secret multiply-add).
+    #[arg(long)]
+    pub no_batch_norm_folding: bool,
     /// Turn off liveness analysis (no tensor is freed before the end of an inference).
     #[arg(long)]
     pub no_liveness: bool,
@@ -57,6 +60,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         scale: args.scale.unwrap_or(DEFAULT_SCALE),
         placement: if args.eager_scale_down { ScaleDownPlacement::Eager } else { ScaleDownPlacement::Lazy },
         relu_maxpool_switch: !args.no_relu_maxpool_switch,
+        fold_batch_norms: !args.no_batch_norm_folding,
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();

@@ -8,8 +8,9 @@
 use cryptflow_ir::hlil::{batch_norm_affine, Graph, NodeId, Op};
 use cryptflow_tensor::{FloatTensor, Layout, ShapeError, Tensor};
 
-/// Folds or lowers every BatchNorm; returns (folded, lowered to multiply-add).
-pub fn fold_batch_norms(graph: &mut Graph) -> Result<(usize, usize), ShapeError> {
+/// Folds (when `fold` is set and possible) or lowers every BatchNorm; returns (folded, lowered
+/// to multiply-add).
+pub fn fold_batch_norms(graph: &mut Graph, fold: bool) -> Result<(usize, usize), ShapeError> {
     let mut folded = 0;
     let mut lowered = 0;
     let mut rebuilt = Graph::new();
@@ -28,7 +29,7 @@ pub fn fold_batch_norms(graph: &mut Graph) -> Result<(usize, usize), ShapeError>
                 };
                 let (scale, bias) = batch_norm_affine(gamma, beta, mean, var, *epsilon);
                 let producer = node.inputs[0];
-                let single_use = consumers[producer].len() == 1 && !graph.outputs.contains(&producer);
+                let single_use = fold && consumers[producer].len() == 1 && !graph.outputs.contains(&producer);
                 match single_use.then(|| try_fold(&rebuilt, map[producer], *channel_axis, &scale, &bias)).flatten() {
                     Some(folded_node) => {
                         folded += 1;
