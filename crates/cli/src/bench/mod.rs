@@ -103,7 +103,8 @@ pub struct BenchArgs {
 }
 
 fn link_shape(args: &BenchArgs, mode: ShapeMode) -> Result<LinkShape> {
-    if !(args.bandwidth > 0.0) || !(args.latency >= 0.0) || !args.latency.is_finite() {
+    let valid = args.bandwidth > 0.0 && args.latency >= 0.0 && args.latency.is_finite();
+    if !valid {
         bail!("--bandwidth must be positive and --latency non-negative");
     }
     Ok(LinkShape { bandwidth: args.bandwidth * 1e6, latency: Duration::from_secs_f64(args.latency / 1000.0), mode })

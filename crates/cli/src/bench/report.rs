@@ -20,6 +20,10 @@ pub struct Machine {
     pub cores: usize,
     pub memory_bytes: Option<u64>,
     pub kernel: String,
+    /// /proc/loadavg when the benchmark started and when the report was last written: other
+    /// work on the machine slows the runs down.
+    pub load_average_start: String,
+    pub load_average_end: String,
     pub note: &'static str,
 }
 
@@ -162,6 +166,10 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
@@ -194,6 +202,8 @@ fn machine() -> Machine {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         memory_bytes,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+        load_average_start: load_average(),
+        load_average_end: String::new(),
         note: "all three parties run as threads of one process and share these cores",
     }
 }
@@ -271,7 +281,8 @@ impl Report {
         ];
     }
 
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    pub fn write(&mut self, dir: &Path) -> Result<()> {
+        self.machine.load_average_end = load_average();
         let json = dir.join("report.json");
         std::fs::write(&json, serde_json::to_vec_pretty(self)?).with_context(|| format!("cannot write {}", json.display()))?;
         let md = dir.join("report.md");
@@ -290,12 +301,14 @@ impl Report {
         let _ = writeln!(md, "# cryptflow benchmark report\n");
         let _ = writeln!(
             md,
-            "- **Machine**: {}, {} cores, {} RAM, Linux {}; {}.",
+            "- **Machine**: {}, {} cores, {} RAM, Linux {}; {}. Load average {} at the start, {} at the end.",
             m.cpu,
             m.cores,
             m.memory_bytes.map(gb).unwrap_or_else(|| "?".into()),
             m.kernel,
-            m.note
+            m.note,
+            m.load_average_start,
+            m.load_average_end
         );
         let network = match &s.network_emulation {
             None => "loopback only (no emulation)".to_string(),
@@ -333,10 +346,13 @@ impl Report {
                     "securenn" => (paper.and_then(|p| p.securenn_seconds), paper.and_then(|p| p.securenn_gb)),
                     _ => (None, None),
                 };
-                let loopback = if r.network == "delay" { "—".to_string() } else { secs(r.seconds_per_inference) };
+                let loopback = if r.network == "delay" { "—".to_string() } else { mean_min(r.seconds_per_inference, r.min_seconds_per_inference, r.inferences) };
                 let emulated = match (r.network, r.emulated_seconds_per_inference) {
-                    ("delay", _) => format!("{} (delayed)", secs(r.seconds_per_inference)),
-                    (_, Some(e)) => secs(e),
+                    ("delay", _) => format!("{} (delayed)", mean_min(r.seconds_per_inference, r.min_seconds_per_inference, r.inferences)),
+                    (_, Some(e)) => {
+                        let min = r.emulated_per_inference_seconds.as_deref().unwrap_or(&[]).iter().copied().fold(f64::INFINITY, f64::min);
+                        mean_min(e, min, r.inferences)
+                    }
                     _ => "—".into(),
                 };
                 let secure = r.backend == "porthos" || r.backend == "securenn";
@@ -371,14 +387,21 @@ impl Report {
                 );
             }
         }
+        let mut sources: Vec<(String, Vec<&str>)> = Vec::new();
+        for n in &self.networks {
+            if let Some(p) = n.paper {
+                let key = format!("{} ({})", p.source, p.setting);
+                match sources.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, names)) => names.push(n.name),
+                    None => sources.push((key, vec![n.name])),
+                }
+            }
+        }
+        let sources: Vec<String> = sources.iter().map(|(k, names)| format!("{}: {k}", names.join(", "))).collect();
         let _ = writeln!(
             md,
-            "\nPer party: model owner / client / helper. Paper figures: {}.\n",
-            self.networks
-                .iter()
-                .filter_map(|n| n.paper.map(|p| format!("{} from {} ({})", n.name, p.source, p.setting)))
-                .collect::<Vec<_>>()
-                .join("; ")
+            "\nTimes: mean (min) over the inferences. Per party: model owner / client / helper. Paper figures: {}.\n",
+            if sources.is_empty() { "none for these networks".to_string() } else { sources.join("; ") }
         );
 
         if !self.porthos_vs_securenn.is_empty() {
@@ -681,6 +704,14 @@ impl RunReport {
             line.push_str(&format!(", agrees with cleartext on {}/{}", a.agree, a.total));
         }
         line
+    }
+}
+
+fn mean_min(mean: f64, min: f64, n: usize) -> String {
+    if n > 1 && min.is_finite() {
+        format!("{} ({})", secs(mean), secs(min))
+    } else {
+        secs(mean)
     }
 }
 

@@ -48,8 +48,10 @@ pub struct Measured {
 
 /// Times every instruction through the runner's progress hook: the time between two
 /// notifications is the instruction's (the first of an inference counts from `start`).
+type OpTotals = BTreeMap<&'static str, (f64, u64)>;
+
 #[derive(Clone)]
-struct OpProfile(Arc<Mutex<(Instant, BTreeMap<&'static str, (f64, u64)>)>>);
+struct OpProfile(Arc<Mutex<(Instant, OpTotals)>>);
 
 impl OpProfile {
     fn new() -> OpProfile {
@@ -171,8 +173,8 @@ pub fn secure(
                         peak_live_bytes: 0,
                         ops: Vec::new(),
                     };
-                    for k in 0..count {
-                        let input = (id == cryptflow_porthos::CLIENT).then(|| std::slice::from_ref(&inputs[k]));
+                    for input in inputs {
+                        let input = (id == cryptflow_porthos::CLIENT).then(|| std::slice::from_ref(input));
                         profile.start();
                         let (revealed, layers) = runner.infer(input)?;
                         run.ends.push(start.elapsed().as_secs_f64());
