@@ -3,10 +3,23 @@
 //! oblivious transfer between the two of them.
 //!
 //! # Sharing
-//! Secrets are additive 2-out-of-2 shares over Z_2^64; party 0 adds public constants. At
-//! session start party 0 draws an AES-128 key `k01` and sends it to party 1 (links are
-//! encrypted by the transport); sharing a value then costs nothing: both draw `r` from `k01`,
-//! the owner of the value keeps `v - r`, the other `r`. Revealing sends one share.
+//! Secrets are additive 2-out-of-2 shares over Z_2^64; party 0 adds public constants. The model
+//! owner's values are shared as `(v, 0)`: its share is the value, the client's is zero, which
+//! tells the client nothing and costs nothing. The client's values are masked: at session
+//! start party 0 draws an AES-128 key `k01` and sends it to party 1 (links are encrypted by the
+//! transport); both draw `r` from `k01`, the client keeps `x - r` and the owner `r`. Revealing
+//! sends one share.
+//!
+//! # Structural zeros
+//! A product `A B` has cross terms `A_0 B_1` and `A_1 B_0`. When the client's share of an
+//! operand is zero (a weight, a bias, anything computed from the owner's values and public
+//! constants only), the term that multiplies it vanishes. The client tells the owner, with
+//! one word per product, whether its share of `A` and of `B` is all zero, and the vanishing
+//! terms are skipped: a layer of the model owner's weights on the client's data costs one OT
+//! product, not two. The flags depend only on the public program: the client's share of any
+//! other tensor contains a uniform mask (the input mask `x - r`, or the pads of an OT), which
+//! is all zero with negligible probability. Only the client sends such flags: the owner's
+//! share of its own values is the value itself.
 //!
 //! # Oblivious transfer ([`ot`])
 //! Implemented here (no OT crate fitted: see `ot`'s docs): 128 Chou-Orlandi base OTs over
@@ -48,12 +61,15 @@
 //! `ext(m) = 128 * ceil(m / 64)` is the cost of receiving `m` extended OTs.
 //! * session set-up: party 0 sends `2 + 512` words (`k01`, base-OT receiver points), party 1
 //!   `4 + ext(128)` = `260` (base-OT sender point, bootstrap of the second direction).
-//! * OT product of `s` scalars with vectors of width `w`: `ext(64 s) + s * ceil(65 w / 2)` =
-//!   `s * (128 + ceil(65 w / 2))`.
-//!   MatMul `[M,K] x [K,N]`: `s = min(MK, KN)`, `w = N` or `M` accordingly. Elementwise product
-//!   of `n`: `s = n`, `w = 1` (161 words per element). Conv: `s = groups * cols * cout_g` and
-//!   `w = rows` (the filter's bits) when `cout_g <= rows`, else `s = groups * rows * cols`,
-//!   `w = cout_g`.
+//! * a product (MatMul, Conv, ConvTranspose, Mul): one word of flags from the client, then per
+//!   cross term that does not vanish, an OT product of `s` scalars with vectors of width `w`:
+//!   `ext(64 s) = 128 s` words from its chooser and `s * ceil(2080 w / 64)` words of
+//!   corrections from the other party. MatMul `[M,K] x [K,N]`: `s = MK`, `w = N` (bits of `A`,
+//!   term `A_j B_{1-j}` chosen by party `j`) when `MK <= KN`, else `s = KN`, `w = M` (bits of
+//!   `B`, chosen by the holder of the `B` share). Elementwise product of `n`: `s = n`, `w = 1`
+//!   (128 + 33 words per element). Conv, per the lowered shapes: bits of the filter
+//!   (`s = groups * cols * cout_g`, `w = rows`) when `cout_g <= rows`, else of the lowered
+//!   input (`s = groups * rows * cols`, `w = cout_g`).
 //! * DReLU of `n`: party 0 `ext(26 n) + 8 n + L`, party 1 `ext(64 n + 26 n) + L`, where the four
 //!   AND levels open `L = sum over levels of ceil(2 a_l n / 64)` words, `a_l` = 15, 7, 3, 1 ANDs per
 //!   element at levels 1..4 (ordering: LT then the needed EQ).
@@ -62,7 +78,9 @@
 //!   with `p` pairs, DReLU of `p o` and a multiplexer of `p o` (`2 p o` for ArgMax).
 //!
 //! # Rounds
-//! OT product: 2 flights. DReLU: 6 (extension, leaf tables, 4 AND levels); multiplexer: 2.
+//! As the session counts them (a receive after a send): a product at most 3 (flags, OT
+//! extension, corrections; one when a single cross term runs); DReLU 5 (the extension with the
+//! leaf tables right behind it, then 4 AND levels); multiplexer 2; ReLU 7.
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
@@ -194,17 +212,65 @@ impl TwoPc {
         Ok((rr, sr))
     }
 
-    /// Shares of the product `A B` of `[m, k]` and `[k, n]` shared matrices, without the local
-    /// term: the two cross terms only.
-    fn cross_matmul(&mut self, a: &[u64], b: &[u64], m: usize, k: usize, n: usize) -> Result<Vec<u64>> {
-        if m * k <= k * n {
-            self.ot_product(a, m, k, n, |_, kk| &b[kk * n..(kk + 1) * n])
+    /// Whether the client's shares of the two operands are all zero, as the client tells the
+    /// owner (one word from the client per product; see "Structural zeros" in the crate docs).
+    fn client_zero_flags(&mut self, a: &[u64], b: &[u64]) -> Result<(bool, bool)> {
+        if self.id == CLIENT {
+            let (za, zb) = (a.iter().all(|&v| v == 0), b.iter().all(|&v| v == 0));
+            self.send(MODEL_OWNER, vec![za as u64 | (zb as u64) << 1])?;
+            Ok((za, zb))
         } else {
-            let bt = transpose(b, k, n);
-            let at = transpose(a, m, k);
-            let zt = self.ot_product(&bt, n, k, m, |_, kk| &at[kk * m..(kk + 1) * m])?;
-            Ok(transpose(&zt, n, m))
+            let w = self.recv(CLIENT, 1)?[0];
+            if w > 3 {
+                return Err(BackendError::Peer { peer: CLIENT, reason: "malformed zero-share flags".into() });
+            }
+            Ok((w & 1 == 1, w & 2 == 2))
         }
+    }
+
+    /// The cross terms `A_0 B_1 + A_1 B_0` of `g` independent products `[m, k] x [k, n]`
+    /// (`a` is `[g][m][k]`, `b` is `[g][k][n]`, the result `[g][m][n]`). With `dec_a` the bits
+    /// of the `A` shares are the choices (vectors: rows of `B`, width `n`), otherwise the bits of
+    /// the `B` shares (vectors: columns of `A`, width `m`). A term whose client-side operand
+    /// share is all zero is skipped.
+    fn cross_grouped(&mut self, a: &[u64], b: &[u64], g: usize, m: usize, k: usize, n: usize, dec_a: bool) -> Result<Vec<u64>> {
+        let (za, zb) = self.client_zero_flags(a, b)?;
+        let me = self.id;
+        // Term 0: party 0's A with party 1's B; term 1: party 1's A with party 0's B.
+        let active: Vec<usize> = [(0usize, !zb), (1, !za)].iter().filter(|t| t.1).map(|t| t.0).collect();
+        if active.is_empty() {
+            return Ok(vec![0; g * m * n]);
+        }
+        let (owned_x, owned_v);
+        let (x_mine, vecs, outs, w, per_group): (&[u64], &[u64], usize, usize, usize) = if dec_a {
+            (a, b, g * m, n, m)
+        } else {
+            owned_x = grouped_transpose(b, g, k, n);
+            owned_v = grouped_transpose(a, g, m, k);
+            (&owned_x, &owned_v, g * n, m, n)
+        };
+        let corr = strided(vecs, per_group, k, w);
+        let terms: Vec<linear::Term> = active
+            .iter()
+            .map(|&holder_of_a| {
+                let chooser = if dec_a { holder_of_a } else { 1 - holder_of_a };
+                linear::Term {
+                    chooser,
+                    outs,
+                    inner: k,
+                    w,
+                    x: (chooser == me).then_some(x_mine),
+                    corr: if chooser != me { Some(&corr) } else { None },
+                }
+            })
+            .collect();
+        let parts = self.ot_products(&terms)?;
+        let mut z = vec![0u64; g * m * n];
+        for part in parts {
+            let part = if dec_a { part } else { grouped_transpose(&part, g, n, m) };
+            add_in_place(&mut z, &part);
+        }
+        Ok(z)
     }
 
     fn conv_common(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry, transpose_conv: bool) -> Result<RingTensor> {
@@ -216,30 +282,8 @@ impl TwoPc {
         let l = Lowering::new(geom, transpose_conv);
         let xl = l.lower_input(x.data(), geom.layout);
         let wl = l.lower_filter(filter.data());
-        let (g, rows, cols, cout) = (l.groups, l.rows, l.cols, l.cout_g);
-        let zl = if cout <= rows {
-            // Bits of the filter: scalars W'^T [g][cout][cols], vectors X'^T [g][cols][rows].
-            let mut wt = Vec::with_capacity(wl.len());
-            let mut xt = Vec::with_capacity(xl.len());
-            for gi in 0..g {
-                wt.extend(transpose(&wl[gi * cols * cout..(gi + 1) * cols * cout], cols, cout));
-                xt.extend(transpose(&xl[gi * rows * cols..(gi + 1) * rows * cols], rows, cols));
-            }
-            let zt = self.ot_product(&wt, g * cout, cols, rows, |o, k| {
-                let gi = o / cout;
-                &xt[(gi * cols + k) * rows..(gi * cols + k + 1) * rows]
-            })?;
-            let mut z = Vec::with_capacity(zt.len());
-            for gi in 0..g {
-                z.extend(transpose(&zt[gi * cout * rows..(gi + 1) * cout * rows], cout, rows));
-            }
-            z
-        } else {
-            self.ot_product(&xl, g * rows, cols, cout, |o, k| {
-                let gi = o / rows;
-                &wl[(gi * cols + k) * cout..(gi * cols + k + 1) * cout]
-            })?
-        };
+        // Bits of the filter unless the lowered input has fewer elements.
+        let zl = self.cross_grouped(&xl, &wl, l.groups, l.rows, l.cols, l.cout_g, l.cout_g > l.rows)?;
         let cross = l.raise_output(&zl, geom.layout);
         let mut z = local.into_data();
         add_in_place(&mut z, &cross);
@@ -302,6 +346,24 @@ impl TwoPc {
     }
 }
 
+/// The vectors of an OT product: `V(o, k)` is row `k` of group `o / per_group` of
+/// `vecs` (`[groups][k][w]`).
+fn strided<'a>(vecs: &'a [u64], per_group: usize, k: usize, w: usize) -> impl Fn(usize, usize) -> &'a [u64] + Sync + 'a {
+    move |o, kk| {
+        let gi = o / per_group;
+        &vecs[(gi * k + kk) * w..(gi * k + kk + 1) * w]
+    }
+}
+
+/// `[g][rows][cols]` to `[g][cols][rows]`.
+fn grouped_transpose(a: &[u64], g: usize, rows: usize, cols: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len());
+    for gi in 0..g {
+        out.extend(transpose(&a[gi * rows * cols..(gi + 1) * rows * cols], rows, cols));
+    }
+    out
+}
+
 fn transpose(a: &[u64], rows: usize, cols: usize) -> Vec<u64> {
     let mut out = vec![0u64; a.len()];
     for r in 0..rows {
@@ -334,6 +396,17 @@ impl Backend for TwoPc {
             Owner::ModelOwner => MODEL_OWNER,
             Owner::Client => CLIENT,
         };
+        if owner == Owner::ModelOwner {
+            // The owner's share is the value, the client's zero (see "Structural zeros").
+            if self.id != MODEL_OWNER {
+                return Ok(RingTensor::zeros(shape.to_vec()));
+            }
+            let v = value.ok_or_else(|| BackendError::Aborted("ModelOwner gave no value to share".into()))?;
+            if v.shape() != shape {
+                return Err(shape_err(format!("ModelOwner input has shape {:?}, expected {shape:?}", v.shape())));
+            }
+            return Ok(v.clone());
+        }
         // Both draw r from k01 (first, so that a rejected input keeps the streams in step).
         let mut r = self.common.u64s(num_elements(shape));
         if self.id == owner_id {
@@ -372,7 +445,7 @@ impl Backend for TwoPc {
         if m * n == 0 || k == 0 {
             return Ok(local);
         }
-        let cross = self.cross_matmul(a.data(), b.data(), m, k, n)?;
+        let cross = self.cross_grouped(a.data(), b.data(), 1, m, k, n, m * k <= k * n)?;
         let mut z = local.into_data();
         add_in_place(&mut z, &cross);
         Ok(RingTensor::new(vec![m, n], z)?)
@@ -390,9 +463,11 @@ impl Backend for TwoPc {
         if a.shape() != b.shape() {
             return Err(shape_err(format!("mul: operands differ in shape: {:?} vs {:?}", a.shape(), b.shape())));
         }
-        let bd = b.data();
-        let cross = self.ot_product(a.data(), a.len(), 1, 1, |o, _| &bd[o..o + 1])?;
         let mut z = a.mul(b)?.into_data();
+        if z.is_empty() {
+            return Ok(RingTensor::new(a.shape().to_vec(), z)?);
+        }
+        let cross = self.cross_grouped(a.data(), b.data(), a.len(), 1, 1, 1, true)?;
         add_in_place(&mut z, &cross);
         Ok(RingTensor::new(a.shape().to_vec(), z)?)
     }

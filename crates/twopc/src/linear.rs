@@ -68,38 +68,80 @@ fn tasks(outs: usize, inner: usize) -> Vec<(usize, usize, usize)> {
     v
 }
 
-impl TwoPc {
-    /// Shares of `Z [outs, w]`, the sum of the two cross terms `sum_k X_j[o, k] V_{1-j}(o, k)`
-    /// where this party `j` is chooser with `x` (`outs * inner` scalars) and sender with the
-    /// vectors `corr(o, k)` (each of width `w`). The peer runs the same call with its own
-    /// shares (same public `outs`, `inner`, `w`).
-    pub(crate) fn ot_product<'a, F>(&mut self, x: &[u64], outs: usize, inner: usize, w: usize, corr: F) -> Result<Vec<u64>>
-    where
-        F: Fn(usize, usize) -> &'a [u64] + Sync,
-    {
-        let items = outs * inner;
-        debug_assert_eq!(x.len(), items);
-        if items == 0 || w == 0 {
-            return Ok(vec![0; outs * w]);
-        }
-        let m = items * 64;
-        // The choice bits of OT (item, t) are the bits of the scalar: the words are the scalars.
-        let (rr, sr) = self.extend_both(x, m, m)?;
-        let wpi = correction_words(w);
-        let (y, mut z) = sender_side(&sr, outs, inner, w, wpi, &corr);
-        let peer = self.peer();
-        self.send(peer, y)?;
-        let y_peer = self.recv(peer, items * wpi)?;
-        let zr = receiver_side(&rr, x, outs, inner, w, wpi, &y_peer);
-        z.par_iter_mut().zip(zr.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
-        Ok(z)
+/// One OT product of a bilinear operation: party `chooser` holds the scalars
+/// `X [outs, inner]`, the other the vectors `V(o, k)` of width `w`.
+pub(crate) struct Term<'a, 'b> {
+    pub chooser: usize,
+    pub outs: usize,
+    pub inner: usize,
+    pub w: usize,
+    /// The scalars, if this party is the chooser.
+    pub x: Option<&'a [u64]>,
+    /// The vectors, if this party is the sender.
+    pub corr: Option<&'a (dyn Fn(usize, usize) -> &'b [u64] + Sync)>,
+}
+
+impl Term<'_, '_> {
+    fn items(&self) -> usize {
+        self.outs * self.inner
     }
 }
 
-fn sender_side<'a, F>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: usize, corr: &F) -> (Vec<u64>, Vec<u64>)
-where
-    F: Fn(usize, usize) -> &'a [u64] + Sync,
-{
+impl TwoPc {
+    /// This party's shares of the products of all `terms` (each `outs * w`), with one flight of
+    /// OT extension (both directions) and one flight of corrections for all of them.
+    pub(crate) fn ot_products(&mut self, terms: &[Term]) -> Result<Vec<Vec<u64>>> {
+        let me = self.id;
+        let mut choices = Vec::new();
+        let (mut my_items, mut peer_items) = (0, 0);
+        for t in terms {
+            if t.chooser == me {
+                // The choice bits of OT (item, bit) are the bits of the scalar: the words are
+                // the scalars themselves.
+                let x = t.x.expect("the chooser passes its scalars");
+                debug_assert_eq!(x.len(), t.items());
+                choices.extend_from_slice(x);
+                my_items += t.items();
+            } else {
+                peer_items += t.items();
+            }
+        }
+        let (rr, sr) = self.extend_both(&choices, 64 * my_items, 64 * peer_items)?;
+        let mut out: Vec<Vec<u64>> = terms.iter().map(|t| vec![0u64; t.outs * t.w]).collect();
+        let mut y = Vec::new();
+        let mut off = 0;
+        for (t, z) in terms.iter().zip(out.iter_mut()) {
+            if t.chooser != me {
+                let rows = sr.slice(64 * off, 64 * (off + t.items()));
+                let corr = t.corr.expect("the sender passes its vectors");
+                let (yt, zt) = sender_side(&rows, t.outs, t.inner, t.w, correction_words(t.w), corr);
+                y.extend_from_slice(&yt);
+                *z = zt;
+                off += t.items();
+            }
+        }
+        let peer = self.peer();
+        if !y.is_empty() {
+            self.send(peer, y)?;
+        }
+        let expect: usize = terms.iter().filter(|t| t.chooser == me).map(|t| t.items() * correction_words(t.w)).sum();
+        let y_peer = if expect > 0 { self.recv(peer, expect)? } else { Vec::new() };
+        let (mut off, mut yoff) = (0, 0);
+        for (t, z) in terms.iter().zip(out.iter_mut()) {
+            if t.chooser == me {
+                let rows = rr.slice(64 * off, 64 * (off + t.items()));
+                let len = t.items() * correction_words(t.w);
+                let zr = receiver_side(&rows, t.x.unwrap(), t.outs, t.inner, t.w, correction_words(t.w), &y_peer[yoff..yoff + len]);
+                z.par_iter_mut().zip(zr.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
+                off += t.items();
+                yoff += len;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn sender_side<'a>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: usize, corr: &(dyn Fn(usize, usize) -> &'a [u64] + Sync)) -> (Vec<u64>, Vec<u64>) {
     let tasks = tasks(outs, inner);
     let parts: Vec<(Vec<u64>, Vec<u64>)> = tasks
         .par_iter()

@@ -32,8 +32,10 @@ fn sharing_is_free_and_reveal_sends_one_share() {
     assert_eq!(out[1].2.as_ref().unwrap(), &x);
     assert_eq!(out[0].3.as_ref().unwrap(), &y);
     assert!(out[0].2.is_none() && out[1].3.is_none());
-    assert_ne!(out[0].4, x, "a share is not the value");
-    assert_ne!(out[1].4, x);
+    // The model owner's values are shared as (value, 0): the client's share is zero and tells it
+    // nothing. The client's input is masked with a uniform r known to both.
+    assert_eq!(out[0].4, x);
+    assert!(out[1].4.data().iter().all(|&v| v == 0));
     assert!(out[0].5 && !out[1].5, "only the model owner adds public constants");
 }
 
@@ -44,20 +46,50 @@ fn session_setup_costs_what_the_docs_say() {
     assert_eq!(out[1], 8 * (4 + 256));
 }
 
+const OWNERS: [(Owner, Owner); 4] = [
+    (Owner::Client, Owner::ModelOwner),
+    (Owner::Client, Owner::Client),
+    (Owner::ModelOwner, Owner::Client),
+    (Owner::ModelOwner, Owner::ModelOwner),
+];
+
 #[test]
 fn matmul_matches_cleartext_and_the_formula() {
-    // (m, k, n): bits of A when MK <= KN, of B otherwise (the transposed path).
-    for (m, k, n) in [(3, 4, 5), (1, 7, 1), (6, 2, 3), (1, 16, 4), (5, 3, 1)] {
-        let mut r = rng(2 + m as u64 * 31 + n as u64);
-        let a = random_tensor(&mut r, &[m, k]);
-        let b = signed_tensor(&mut r, &[k, n], 1 << 40);
-        let expected = Cleartext.matmul(&a, &b).unwrap();
-        let (got, bytes) = secure_eval(&[(Owner::Client, a), (Owner::ModelOwner, b)], |p, s| p.matmul(&s[0], &s[1]).unwrap());
-        assert_eq!(got, expected, "matmul {m}x{k}x{n}");
-        let (s, w) = if m * k <= k * n { (m * k, n) } else { (k * n, m) };
-        let words = ot_product(s as u64, w as u64);
-        assert_eq!(bytes, [8 * words, 8 * words], "matmul {m}x{k}x{n} bytes");
+    // (m, k, n): bits of A when MK <= KN, of B otherwise (the transposed path); every
+    // combination of owners (both cross terms, one, or none).
+    for owners in OWNERS {
+        for (m, k, n) in [(3, 4, 5), (1, 7, 1), (6, 2, 3), (1, 16, 4), (5, 3, 1)] {
+            let mut r = rng(2 + m as u64 * 31 + n as u64);
+            let a = random_tensor(&mut r, &[m, k]);
+            let b = signed_tensor(&mut r, &[k, n], 1 << 40);
+            let expected = Cleartext.matmul(&a, &b).unwrap();
+            let (got, sent) = secure_eval(&[(owners.0, a), (owners.1, b)], |p, s| p.matmul(&s[0], &s[1]).unwrap());
+            assert_eq!(got, expected, "matmul {m}x{k}x{n} {owners:?}");
+            let dec_a = m * k <= k * n;
+            let (s, w) = if dec_a { (m * k, n) } else { (k * n, m) };
+            assert_eq!(sent, bytes(product_words(owners, s as u64, w as u64, dec_a)), "matmul {m}x{k}x{n} {owners:?} bytes");
+        }
     }
+}
+
+#[test]
+fn products_of_protocol_outputs_use_both_cross_terms() {
+    // Shares coming out of a protocol are random on both sides: both cross terms run.
+    let mut r = rng(9);
+    let a = signed_tensor(&mut r, &[2, 3], 1 << 30);
+    let b = signed_tensor(&mut r, &[3, 2], 1 << 30);
+    let mut clear = Cleartext;
+    let (ra, rb) = (clear.relu(&a).unwrap(), clear.relu(&b).unwrap());
+    let expected = clear.matmul(&ra, &rb).unwrap();
+    let (got, _) = secure_eval(&[(Owner::ModelOwner, a), (Owner::ModelOwner, b)], |p, s| {
+        let (x, y) = (p.relu(&s[0]).unwrap(), p.relu(&s[1]).unwrap());
+        let before = p.traffic().bytes_sent;
+        let z = p.matmul(&x, &y).unwrap();
+        let words = product_words((Owner::Client, Owner::Client), 6, 2, true)[p.party_id()];
+        assert_eq!(p.traffic().bytes_sent - before, 8 * words);
+        z
+    });
+    assert_eq!(got, expected);
 }
 
 #[test]
@@ -67,10 +99,9 @@ fn products_are_exact_at_the_limits_of_the_ring() {
     let a = RingTensor::new(vec![n], ext.to_vec()).unwrap();
     let b = RingTensor::new(vec![n], ext.iter().rev().copied().collect()).unwrap();
     let expected = Cleartext.mul(&a, &b).unwrap();
-    let (got, bytes) = secure_eval(&[(Owner::Client, a), (Owner::ModelOwner, b)], |p, s| p.mul(&s[0], &s[1]).unwrap());
+    let (got, sent) = secure_eval(&[(Owner::Client, a), (Owner::ModelOwner, b)], |p, s| p.mul(&s[0], &s[1]).unwrap());
     assert_eq!(got, expected);
-    let words = ot_product(n as u64, 1);
-    assert_eq!(bytes, [8 * words; 2]);
+    assert_eq!(sent, bytes(product_words((Owner::Client, Owner::ModelOwner), n as u64, 1, true)));
 }
 
 #[test]
@@ -79,10 +110,13 @@ fn elementwise_mul_matches_cleartext() {
     let a = random_tensor(&mut r, &[4, 9]);
     let b = signed_tensor(&mut r, &[4, 9], 1 << 20);
     let expected = Cleartext.mul(&a, &b).unwrap();
-    let (got, bytes) = secure_eval(&[(Owner::Client, a), (Owner::ModelOwner, b)], |p, s| p.mul(&s[0], &s[1]).unwrap());
-    assert_eq!(got, expected);
-    // 161 words per element: 128 of OT extension and ceil(2080 / 64) = 33 of corrections.
-    assert_eq!(bytes, [8 * 36 * 161; 2]);
+    for owners in OWNERS {
+        let (got, sent) = secure_eval(&[(owners.0, a.clone()), (owners.1, b.clone())], |p, s| p.mul(&s[0], &s[1]).unwrap());
+        assert_eq!(got, expected, "{owners:?}");
+        // Per cross term and element: 128 words of OT extension from the chooser and
+        // ceil(2080 / 64) = 33 of corrections from the other party.
+        assert_eq!(sent, bytes(product_words(owners, 36, 1, true)), "{owners:?}");
+    }
 }
 
 fn geom(layout: Layout, batch: usize, i: usize, o: usize, groups: usize, input: &[usize], kernel: &[usize], strides: &[usize], dilations: &[usize], pads: (&[usize], &[usize])) -> ConvGeometry {
@@ -102,11 +136,13 @@ fn geom(layout: Layout, batch: usize, i: usize, o: usize, groups: usize, input: 
     }
 }
 
-/// Conv bytes per party from the lowered shapes (crate docs).
-fn conv_words(g: &ConvGeometry, transpose: bool) -> u64 {
+/// Conv words per party from the lowered shapes (crate docs), input from the client and
+/// filter from the model owner.
+fn conv_words(g: &ConvGeometry, transpose: bool) -> [u64; 2] {
     let l = Lowering::new(g, transpose);
-    let (s, w) = if l.cout_g <= l.rows { (l.groups * l.cols * l.cout_g, l.rows) } else { (l.groups * l.rows * l.cols, l.cout_g) };
-    ot_product(s as u64, w as u64)
+    let dec_a = l.cout_g > l.rows;
+    let (s, w) = if dec_a { (l.groups * l.rows * l.cols, l.cout_g) } else { (l.groups * l.cols * l.cout_g, l.rows) };
+    product_words((Owner::Client, Owner::ModelOwner), s as u64, w as u64, dec_a)
 }
 
 fn check_conv(g: &ConvGeometry, transpose: bool, seed: u64) {
@@ -115,7 +151,7 @@ fn check_conv(g: &ConvGeometry, transpose: bool, seed: u64) {
     let x = random_tensor(&mut r, &g.input_shape());
     let w = signed_tensor(&mut r, &wshape, 1 << 14);
     let expected = if transpose { Cleartext.conv_transpose(&x, &w, g).unwrap() } else { Cleartext.conv(&x, &w, g).unwrap() };
-    let (got, bytes) = secure_eval(&[(Owner::Client, x), (Owner::ModelOwner, w)], |p, s| {
+    let (got, sent) = secure_eval(&[(Owner::Client, x), (Owner::ModelOwner, w)], |p, s| {
         if transpose {
             p.conv_transpose(&s[0], &s[1], g).unwrap()
         } else {
@@ -123,8 +159,7 @@ fn check_conv(g: &ConvGeometry, transpose: bool, seed: u64) {
         }
     });
     assert_eq!(got, expected, "{g:?} transpose={transpose}");
-    let words = conv_words(g, transpose);
-    assert_eq!(bytes, [8 * words; 2], "{g:?} transpose={transpose} bytes");
+    assert_eq!(sent, bytes(conv_words(g, transpose)), "{g:?} transpose={transpose} bytes");
 }
 
 #[test]

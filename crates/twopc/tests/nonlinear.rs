@@ -21,6 +21,18 @@ fn relu_is_exact_on_the_whole_ring() {
 }
 
 #[test]
+fn relu_takes_seven_rounds() {
+    let out = run(|p| {
+        let x = RingTensor::new(vec![10], (0..10u64).collect()).unwrap();
+        p.relu(&x).unwrap();
+        let before = p.traffic().rounds;
+        p.relu(&x).unwrap();
+        p.traffic().rounds - before
+    });
+    assert_eq!(out, vec![7, 7]);
+}
+
+#[test]
 fn drelu_of_owner_and_client_values() {
     // Values shared by either party, and the values whose shares are most lopsided.
     let vals: Vec<u64> = vec![0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 62, (1u64 << 62).wrapping_neg(), 12345, 12345u64.wrapping_neg()];

@@ -87,9 +87,32 @@ pub fn ext(m: u64) -> u64 {
     128 * m.div_ceil(64)
 }
 
-/// OT product of `s` scalars with vectors of width `w`.
-pub fn ot_product(s: u64, w: u64) -> u64 {
-    ext(64 * s) + s * (2080 * w).div_ceil(64)
+/// Corrections of an OT product of `s` scalars with vectors of width `w`.
+pub fn corrections(s: u64, w: u64) -> u64 {
+    s * (2080 * w).div_ceil(64)
+}
+
+/// A bilinear product whose operands come from `owners` (`A` and `B`): the client's flag word,
+/// and for each cross term whose client-side share is not structurally zero (a model owner's
+/// value has a zero client share), `ext(64 s)` from the chooser and the corrections from the
+/// other party. `dec_a`: the bits of `A` are the choices (`A_0 B_1` has party 0 as chooser).
+/// Words per party.
+pub fn product_words(owners: (Owner, Owner), s: u64, w: u64, dec_a: bool) -> [u64; 2] {
+    let za = owners.0 == Owner::ModelOwner;
+    let zb = owners.1 == Owner::ModelOwner;
+    let mut words = [0u64, 1];
+    for (holder_of_a, active) in [(0usize, !zb), (1, !za)] {
+        if active {
+            let chooser = if dec_a { holder_of_a } else { 1 - holder_of_a };
+            words[chooser] += ext(64 * s);
+            words[1 - chooser] += corrections(s, w);
+        }
+    }
+    words
+}
+
+pub fn bytes(words: [u64; 2]) -> [u64; 2] {
+    [8 * words[0], 8 * words[1]]
 }
 
 /// DReLU of `n` values: (party 0, party 1).
