@@ -84,6 +84,8 @@
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
+// Index loops over several parallel arrays read more clearly than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
 
 pub mod bits;
 pub mod compare;
@@ -233,6 +235,7 @@ impl TwoPc {
     /// of the `A` shares are the choices (vectors: rows of `B`, width `n`), otherwise the bits of
     /// the `B` shares (vectors: columns of `A`, width `m`). A term whose client-side operand
     /// share is all zero is skipped.
+    #[allow(clippy::too_many_arguments)]
     fn cross_grouped(&mut self, a: &[u64], b: &[u64], g: usize, m: usize, k: usize, n: usize, dec_a: bool) -> Result<Vec<u64>> {
         let (za, zb) = self.client_zero_flags(a, b)?;
         let me = self.id;

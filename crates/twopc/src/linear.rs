@@ -7,7 +7,8 @@
 //! additive shares of `Z_o = sum_k X[o, k] V_k`. Every scalar `x` is taken bit by bit,
 //! `x = sum_t x_t 2^t`: OT `(o, k, t)` has the bit `x_t` as choice and the correlation `V_k`
 //! modulo `2^(64 - t)` (the higher bits vanish once multiplied by `2^t`). From the IKNP row `q`
-//! the sender derives pads `p0 = H(q)`, `p1 = H(q ^ Delta)` of `w` words, sends
+//! the sender derives pads `p0 = H(q)`, `p1 = H(q ^ Delta)` of `w` values of `64 - t` bits (the
+//! first `(64 - t) w` bits of the TCCR expansion), sends
 //! `y = p1 - p0 - V_k mod 2^(64 - t)` and keeps `-2^t p0`; the receiver, with row
 //! `t = q ^ x_t Delta`, keeps `2^t p0` or `2^t (p1 - y) = 2^t (p0 + V_k)`. Both cross terms run
 //! at once, each party being chooser in one and sender in the other: one extension flight and
@@ -29,26 +30,32 @@ pub fn correction_words(w: usize) -> usize {
     (2080 * w).div_ceil(64)
 }
 
-/// Pads of the 64 OTs of one scalar: `out[t * w + e]` is word `e` of `H(q_t ^ xor)`. All
-/// `64 * ceil(w / 2)` blocks go through AES in one pipelined call.
-fn item_pads(rows: &[u128], xor: u128, dir: u8, first: u64, w: usize, out: &mut [u64], buf: &mut Vec<aes::Block>) {
+/// Layout of the pads of one scalar's 64 OTs: OT `t` needs `(64 - t) w` bits of
+/// `H(q_t ^ xor)`, i.e. `ceil((64 - t) w / 128)` blocks; `offsets[t]` is its first block.
+pub(crate) fn pad_offsets(w: usize) -> [usize; 65] {
+    let mut off = [0usize; 65];
+    for t in 0..64 {
+        off[t + 1] = off[t] + ((64 - t) * w).div_ceil(128);
+    }
+    off
+}
+
+/// Pads of the 64 OTs of one scalar, as one bit stream per OT (`out` holds two words per block
+/// at the blocks of `offsets`). All blocks go through AES in one pipelined call.
+fn item_pads(rows: &[u128], xor: u128, dir: u8, first: u64, offsets: &[usize; 65], out: &mut [u64], buf: &mut Vec<aes::Block>) {
     let mut y: Vec<u128> = rows.iter().map(|&r| r ^ xor).collect();
     ot::permute(&mut y);
-    let blocks = w.div_ceil(2);
     buf.clear();
     for (t, &yt) in y.iter().enumerate() {
         let t0 = ot::tweak(dir, first + t as u64, 0);
-        buf.extend((0..blocks).map(|b| aes::Block::from((yt ^ (t0 + b as u128)).to_le_bytes())));
+        buf.extend((0..offsets[t + 1] - offsets[t]).map(|b| aes::Block::from((yt ^ (t0 + b as u128)).to_le_bytes())));
     }
     ot::pi_blocks(buf);
     for (t, &yt) in y.iter().enumerate() {
-        let dst = &mut out[t * w..(t + 1) * w];
-        for (pair, blk) in dst.chunks_mut(2).zip(&buf[t * blocks..(t + 1) * blocks]) {
+        for (i, blk) in buf[offsets[t]..offsets[t + 1]].iter().enumerate() {
             let h = u128::from_le_bytes((*blk).into()) ^ yt;
-            pair[0] = h as u64;
-            if pair.len() > 1 {
-                pair[1] = (h >> 64) as u64;
-            }
+            out[2 * (offsets[t] + i)] = h as u64;
+            out[2 * (offsets[t] + i) + 1] = (h >> 64) as u64;
         }
     }
 }
@@ -148,24 +155,27 @@ fn sender_side<'a>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: us
         .map(|&(o, k0, k1)| {
             let mut y = vec![0u64; (k1 - k0) * wpi];
             let mut acc = vec![0u64; w];
-            let mut p0 = vec![0u64; 64 * w];
-            let mut p1 = vec![0u64; 64 * w];
+            let offsets = pad_offsets(w);
+            let mut p0 = vec![0u64; 2 * offsets[64]];
+            let mut p1 = vec![0u64; 2 * offsets[64]];
             let mut buf = Vec::new();
             for k in k0..k1 {
                 let item = o * inner + k;
                 let rows = &sr.rows[item * 64..(item + 1) * 64];
                 let first = sr.first + (item * 64) as u64;
-                item_pads(rows, 0, sr.dir, first, w, &mut p0, &mut buf);
-                item_pads(rows, sr.delta, sr.dir, first, w, &mut p1, &mut buf);
+                item_pads(rows, 0, sr.dir, first, &offsets, &mut p0, &mut buf);
+                item_pads(rows, sr.delta, sr.dir, first, &offsets, &mut p1, &mut buf);
                 let v = corr(o, k);
                 let mut bw = BitWriter::new(&mut y[(k - k0) * wpi..(k - k0 + 1) * wpi]);
                 for t in 0..64u32 {
                     let n = 64 - t;
                     let mask = low_mask(n);
-                    let (a, b) = (&p0[t as usize * w..(t as usize + 1) * w], &p1[t as usize * w..(t as usize + 1) * w]);
+                    let span = 2 * offsets[t as usize]..2 * offsets[t as usize + 1];
+                    let (mut r0, mut r1) = (BitReader::new(&p0[span.clone()]), BitReader::new(&p1[span]));
                     for e in 0..w {
-                        bw.put(b[e].wrapping_sub(a[e]).wrapping_sub(v[e]) & mask, n);
-                        acc[e] = acc[e].wrapping_sub(a[e] << t);
+                        let (a, b) = (r0.get(n), r1.get(n));
+                        bw.put(b.wrapping_sub(a).wrapping_sub(v[e]) & mask, n);
+                        acc[e] = acc[e].wrapping_sub(a << t);
                     }
                 }
             }
@@ -189,26 +199,27 @@ fn receiver_side(rr: &ReceiverRows, x: &[u64], outs: usize, inner: usize, w: usi
         .par_iter()
         .map(|&(o, k0, k1)| {
             let mut acc = vec![0u64; w];
-            let mut p = vec![0u64; 64 * w];
+            let offsets = pad_offsets(w);
+            let mut p = vec![0u64; 2 * offsets[64]];
             let mut buf = Vec::new();
             for k in k0..k1 {
                 let item = o * inner + k;
                 let rows = &rr.rows[item * 64..(item + 1) * 64];
-                item_pads(rows, 0, rr.dir, rr.first + (item * 64) as u64, w, &mut p, &mut buf);
+                item_pads(rows, 0, rr.dir, rr.first + (item * 64) as u64, &offsets, &mut p, &mut buf);
                 let mut br = BitReader::new(&y[item * wpi..(item + 1) * wpi]);
                 let xv = x[item];
                 for t in 0..64u32 {
                     let n = 64 - t;
-                    let pt = &p[t as usize * w..(t as usize + 1) * w];
+                    let mut pr = BitReader::new(&p[2 * offsets[t as usize]..2 * offsets[t as usize + 1]]);
                     if (xv >> t) & 1 == 1 {
                         for e in 0..w {
                             let c = br.get(n);
-                            acc[e] = acc[e].wrapping_add(pt[e].wrapping_sub(c) << t);
+                            acc[e] = acc[e].wrapping_add(pr.get(n).wrapping_sub(c) << t);
                         }
                     } else {
                         br.skip(n as usize * w);
                         for e in 0..w {
-                            acc[e] = acc[e].wrapping_add(pt[e] << t);
+                            acc[e] = acc[e].wrapping_add(pr.get(n) << t);
                         }
                     }
                 }

@@ -257,8 +257,11 @@ pub fn base_receiver(choices: u128, msg_a: &[u64]) -> Result<(Vec<[u8; 16]>, Vec
     Ok((keys, msg))
 }
 
+/// Both keys of one OT.
+pub type KeyPair = ([u8; 16], [u8; 16]);
+
 /// Base OT, sender, end: both keys of every OT from the receiver's reply.
-pub fn base_sender_finish(s: &BaseSender, msg_b: &[u64]) -> Result<Vec<([u8; 16], [u8; 16])>, OtError> {
+pub fn base_sender_finish(s: &BaseSender, msg_b: &[u64]) -> Result<Vec<KeyPair>, OtError> {
     if msg_b.len() != 4 * KAPPA {
         return Err(OtError::Malformed("wrong length"));
     }
@@ -501,6 +504,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn transpose_moves_every_bit() {
         let mut s = 0x1234_5678_9abc_def1u64;
         let orig: [u128; 128] = std::array::from_fn(|_| rand_u128(&mut s));
@@ -593,7 +597,7 @@ mod tests {
             assert_eq!((mr[j / 64] >> (j % 64)) & 1, want);
         }
         // Over many OTs, m0 ^ m1 is balanced (not constant).
-        let ones: u32 = m0.iter().zip(&m1).map(|(a, b)| ((a ^ b) & if true { u64::MAX } else { 0 }).count_ones()).sum();
+        let ones: u32 = m0.iter().zip(&m1).map(|(a, b)| (a ^ b).count_ones()).sum();
         assert!(ones > 20 && ones < 108, "{ones}");
     }
 

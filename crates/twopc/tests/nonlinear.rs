@@ -87,9 +87,7 @@ fn argmax_matches_cleartext_with_ties() {
     let mut v = comparison_values(&mut r, 3 * 7, 1i128 << 62);
     v[3] = v[5];
     v[2] = v[3].max(v[2]);
-    for k in 7..14 {
-        v[k] = 42;
-    }
+    v[7..14].fill(42);
     let x = RingTensor::new(vec![3, 7], v).unwrap();
     for (axis, keep) in [(1usize, false), (0, true)] {
         let expected = Cleartext.argmax(&x, axis, keep).unwrap();
