@@ -115,16 +115,16 @@ impl TwoPc {
         }
         let (rr, sr) = self.extend_both(&choices, 64 * my_items, 64 * peer_items)?;
         let mut out: Vec<Vec<u64>> = terms.iter().map(|t| vec![0u64; t.outs * t.w]).collect();
-        let mut y = Vec::new();
-        let mut off = 0;
+        let sent: usize = terms.iter().filter(|t| t.chooser != me).map(|t| t.items() * correction_words(t.w)).sum();
+        let mut y = vec![0u64; sent];
+        let (mut off, mut yoff) = (0, 0);
         for (t, z) in terms.iter().zip(out.iter_mut()) {
             if t.chooser != me {
-                let rows = sr.slice(64 * off, 64 * (off + t.items()));
                 let corr = t.corr.expect("the sender passes its vectors");
-                let (yt, zt) = sender_side(&rows, t.outs, t.inner, t.w, correction_words(t.w), corr);
-                y.extend_from_slice(&yt);
-                *z = zt;
+                let len = t.items() * correction_words(t.w);
+                *z = sender_side(&sr, 64 * off, t.outs, t.inner, t.w, correction_words(t.w), corr, &mut y[yoff..yoff + len]);
                 off += t.items();
+                yoff += len;
             }
         }
         let peer = self.peer();
@@ -136,9 +136,8 @@ impl TwoPc {
         let (mut off, mut yoff) = (0, 0);
         for (t, z) in terms.iter().zip(out.iter_mut()) {
             if t.chooser == me {
-                let rows = rr.slice(64 * off, 64 * (off + t.items()));
                 let len = t.items() * correction_words(t.w);
-                let zr = receiver_side(&rows, t.x.unwrap(), t.outs, t.inner, t.w, correction_words(t.w), &y_peer[yoff..yoff + len]);
+                let zr = receiver_side(&rr, 64 * off, t.x.unwrap(), t.outs, t.inner, t.w, correction_words(t.w), &y_peer[yoff..yoff + len]);
                 z.par_iter_mut().zip(zr.par_iter()).for_each(|(a, &b)| *a = a.wrapping_add(b));
                 off += t.items();
                 yoff += len;
@@ -148,12 +147,32 @@ impl TwoPc {
     }
 }
 
-fn sender_side<'a>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: usize, corr: &(dyn Fn(usize, usize) -> &'a [u64] + Sync)) -> (Vec<u64>, Vec<u64>) {
+/// The sender's side of one OT product whose OTs start at row `off` of `sr`: writes the
+/// corrections into `y` (zeroed, `outs * inner * wpi` words) and returns its share.
+#[allow(clippy::too_many_arguments)]
+fn sender_side<'a>(
+    sr: &SenderRows,
+    off: usize,
+    outs: usize,
+    inner: usize,
+    w: usize,
+    wpi: usize,
+    corr: &(dyn Fn(usize, usize) -> &'a [u64] + Sync),
+    y: &mut [u64],
+) -> Vec<u64> {
     let tasks = tasks(outs, inner);
-    let parts: Vec<(Vec<u64>, Vec<u64>)> = tasks
+    // Tasks cover consecutive scalars: cut y into their parts.
+    let mut parts_y = Vec::with_capacity(tasks.len());
+    let mut rest = y;
+    for &(_, k0, k1) in &tasks {
+        let (head, tail) = rest.split_at_mut((k1 - k0) * wpi);
+        parts_y.push(head);
+        rest = tail;
+    }
+    let parts: Vec<Vec<u64>> = tasks
         .par_iter()
-        .map(|&(o, k0, k1)| {
-            let mut y = vec![0u64; (k1 - k0) * wpi];
+        .zip(parts_y.into_par_iter())
+        .map(|(&(o, k0, k1), y)| {
             let mut acc = vec![0u64; w];
             let offsets = pad_offsets(w);
             let mut p0 = vec![0u64; 2 * offsets[64]];
@@ -161,8 +180,8 @@ fn sender_side<'a>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: us
             let mut buf = Vec::new();
             for k in k0..k1 {
                 let item = o * inner + k;
-                let rows = &sr.rows[item * 64..(item + 1) * 64];
-                let first = sr.first + (item * 64) as u64;
+                let rows = &sr.rows[off + item * 64..off + (item + 1) * 64];
+                let first = sr.first + (off + item * 64) as u64;
                 item_pads(rows, 0, sr.dir, first, &offsets, &mut p0, &mut buf);
                 item_pads(rows, sr.delta, sr.dir, first, &offsets, &mut p1, &mut buf);
                 let v = corr(o, k);
@@ -179,21 +198,20 @@ fn sender_side<'a>(sr: &SenderRows, outs: usize, inner: usize, w: usize, wpi: us
                     }
                 }
             }
-            (y, acc)
+            acc
         })
         .collect();
-    let mut y = Vec::with_capacity(outs * inner * wpi);
     let mut z = vec![0u64; outs * w];
-    for (&(o, _, _), (yp, acc)) in tasks.iter().zip(parts) {
-        y.extend_from_slice(&yp);
+    for (&(o, _, _), acc) in tasks.iter().zip(parts) {
         for (z, a) in z[o * w..(o + 1) * w].iter_mut().zip(acc) {
             *z = z.wrapping_add(a);
         }
     }
-    (y, z)
+    z
 }
 
-fn receiver_side(rr: &ReceiverRows, x: &[u64], outs: usize, inner: usize, w: usize, wpi: usize, y: &[u64]) -> Vec<u64> {
+#[allow(clippy::too_many_arguments)]
+fn receiver_side(rr: &ReceiverRows, off: usize, x: &[u64], outs: usize, inner: usize, w: usize, wpi: usize, y: &[u64]) -> Vec<u64> {
     let tasks = tasks(outs, inner);
     let parts: Vec<Vec<u64>> = tasks
         .par_iter()
@@ -204,8 +222,8 @@ fn receiver_side(rr: &ReceiverRows, x: &[u64], outs: usize, inner: usize, w: usi
             let mut buf = Vec::new();
             for k in k0..k1 {
                 let item = o * inner + k;
-                let rows = &rr.rows[item * 64..(item + 1) * 64];
-                item_pads(rows, 0, rr.dir, rr.first + (item * 64) as u64, &offsets, &mut p, &mut buf);
+                let rows = &rr.rows[off + item * 64..off + (item + 1) * 64];
+                item_pads(rows, 0, rr.dir, rr.first + (off + item * 64) as u64, &offsets, &mut p, &mut buf);
                 let mut br = BitReader::new(&y[item * wpi..(item + 1) * wpi]);
                 let xv = x[item];
                 for t in 0..64u32 {
