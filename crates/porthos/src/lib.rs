@@ -81,8 +81,10 @@
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
+mod compare;
 pub mod lower;
 pub mod prf;
+pub mod prof;
 pub mod ring;
 
 use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
@@ -92,7 +94,7 @@ use rayon::prelude::*;
 
 use lower::Lowering;
 use prf::{Prf, PrfKey};
-use ring::{add_p, add_zl1, sub_zl1, to_zl1, wraps, Ring, Zp, P, ZL, ZL1};
+use ring::{add_zl1, sub_zl1, to_zl1, wraps, Ring, ZL, ZL1};
 
 /// Which protocol family runs (`--protocol porthos` or `--protocol securenn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,19 +191,26 @@ impl Porthos {
     // ----- links -------------------------------------------------------------------------
 
     fn send(&mut self, to: usize, data: Vec<u64>) -> Result<()> {
+        let _p = prof::scope("net.send");
         self.session.send(to, data).map_err(|e| BackendError::Peer { peer: to, reason: e.to_string() })
     }
 
     fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>> {
+        let _p = prof::scope("net.recv (waiting)");
         self.session.recv(from, len).map_err(|e| BackendError::Peer { peer: from, reason: e.to_string() })
     }
 
     fn send_ring<R: Ring>(&mut self, to: usize, v: &[R::E]) -> Result<()> {
-        self.send(to, R::encode(v))
+        let words = {
+            let _p = prof::scope("wire.encode");
+            R::encode(v)
+        };
+        self.send(to, words)
     }
 
     fn recv_ring<R: Ring>(&mut self, from: usize, len: usize) -> Result<Vec<R::E>> {
         let words = self.recv(from, R::words(len))?;
+        let _p = prof::scope("wire.decode");
         R::decode(words, len)
             .ok_or_else(|| BackendError::Peer { peer: from, reason: format!("sent an element outside {}", R::NAME) })
     }
@@ -254,6 +263,7 @@ impl Porthos {
     /// (`2 * items * width`), the first drawn from the helper's private randomness.
     fn deal<R: Ring>(&mut self, values: Option<&[R::E]>, items: usize, width: usize, halve: bool) -> Result<Vec<R::E>> {
         let len = items * width;
+        let _p = prof::scope(if self.id == HELPER { "deal (helper)" } else { "deal (receive)" });
         if halve && self.porthos() {
             let parity = self.parity;
             self.parity = (parity + items) % 2;
@@ -331,6 +341,7 @@ impl Porthos {
         F: Fn(&[u64], &[u64]) -> std::result::Result<Vec<u64>, ShapeError>,
     {
         let (nx, ny) = (x.len(), y.len());
+        let _p = prof::scope("beaver");
         if self.id == HELPER {
             let a0 = self.helper_key(MODEL_OWNER).u64s(nx);
             let b0 = self.helper_key(MODEL_OWNER).u64s(ny);
@@ -394,84 +405,6 @@ impl Porthos {
 
     // ----- comparisons -------------------------------------------------------------------
 
-    /// PrivateCompare (SecureNN Algorithm 3). P0 and P1 hold Z_p shares `xbits` of the bits
-    /// of secrets `x` (64 per value, least significant first), public values `r` and common
-    /// bits `beta`; the helper learns `beta XOR (x > r)` (returned to it; P0 and P1 get an
-    /// empty vector). Communication: 64 Z_p elements from each of P0 and P1 per value.
-    ///
-    /// The messages are masked with common random shares of zero before they leave P0 and P1,
-    /// so the helper sees only the reconstructed (multiplicatively blinded, rotated) vector
-    /// and not the pair of shares. The common permutation is a uniformly random rotation of
-    /// the 64 positions: the blinded vector has at most one zero and independent uniform
-    /// nonzero entries elsewhere, so a uniform rotation already puts the zero at a uniform
-    /// position.
-    fn private_compare(&mut self, xbits: &[u8], r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
-        const W: usize = 64;
-        if self.id == HELPER {
-            let d0 = self.recv_ring::<Zp>(MODEL_OWNER, n * W)?;
-            let d1 = self.recv_ring::<Zp>(CLIENT, n * W)?;
-            let out = d0
-                .par_chunks(W)
-                .zip(d1.par_chunks(W))
-                .map(|(a, b)| a.iter().zip(b).any(|(&a, &b)| add_p(a, b) == 0) as u8)
-                .collect();
-            return Ok(out);
-        }
-        let lead = self.id == MODEL_OWNER;
-        let mut s = vec![0u8; n * W];
-        self.common().fill_zp_nonzero(&mut s);
-        let mut z = vec![0u8; n * W];
-        self.common().fill_zp(&mut z);
-        let mut rot = vec![0u8; n];
-        self.common().fill_bytes(&mut rot);
-        let mut d = vec![0u8; n * W];
-        d.par_chunks_mut(W).enumerate().for_each(|(e, out)| {
-            let xs = &xbits[e * W..(e + 1) * W];
-            // c_i are accumulated in u32 without reduction (every term is below 70, so the
-            // sums stay below 5000 and s_i c_i + z_i below 2^19) and reduced once, mod p.
-            let p = P as u32;
-            let mut c = [0u32; W];
-            if beta[e] == 1 && r[e] == u64::MAX {
-                // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
-                if lead {
-                    for (i, ci) in c.iter_mut().enumerate() {
-                        *ci = (i != 0) as u32;
-                    }
-                }
-            } else {
-                let t = if beta[e] == 1 { r[e] + 1 } else { r[e] };
-                let mut acc = 0u32; // shares of the number of differing bits above i
-                for i in (0..W).rev() {
-                    let tb = ((t >> i) & 1) as u32;
-                    let xi = xs[i] as u32;
-                    c[i] = if beta[e] == 0 {
-                        // r[i] - x[i] + 1 + sum_{k > i} (x[k] xor r[k])
-                        p - xi + acc + if lead { tb + 1 } else { 0 }
-                    } else {
-                        // x[i] - t[i] + 1 + sum_{k > i} (x[k] xor t[k])
-                        xi + acc + if lead { 1 - tb } else { 0 }
-                    };
-                    // share of x[i] xor t[i]
-                    acc += if tb == 0 {
-                        xi
-                    } else if lead {
-                        1 + p - xi
-                    } else {
-                        p - xi
-                    };
-                }
-            }
-            let shift = (rot[e] as usize) % W;
-            let (s, z) = (&s[e * W..(e + 1) * W], &z[e * W..(e + 1) * W]);
-            for i in 0..W {
-                let zi = if lead { z[i] as u32 } else { p - z[i] as u32 };
-                out[(i + shift) % W] = ((s[i] as u32 * c[i] + zi) % p) as u8;
-            }
-        });
-        self.send_ring::<Zp>(HELPER, &d)?;
-        Ok(Vec::new())
-    }
-
     /// ShareConvert (SecureNN Algorithm 4): shares over Z_L of `a` (`a != 2^64 - 1`) to shares
     /// over Z_{L-1} of the same value. The helper passes zeros and gets zeros.
     /// Communication per element: Porthos `3 l log p + 5 l` bits, SecureNN `4 l log p + 6 l`.
@@ -480,15 +413,15 @@ impl Porthos {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let _p = prof::scope("share_convert");
         if self.id == HELPER {
             let t0 = self.recv(MODEL_OWNER, n)?;
             let t1 = self.recv(CLIENT, n)?;
             let x: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| a.wrapping_add(b)).collect();
             let delta: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| wraps(a, b) as u64).collect();
-            let bits = bit_decompose(&x);
-            self.deal::<Zp>(Some(&bits), n, 64, true)?;
+            self.deal_bits(Some(&x), n)?;
             self.deal::<ZL1>(Some(&delta), n, 1, true)?;
-            let eta_p = self.private_compare(&[], &[], &[], n)?;
+            let eta_p = self.private_compare(None, &[], &[], n)?;
             let eta_p: Vec<u64> = eta_p.iter().map(|&b| b as u64).collect();
             // Sent in full in both variants, as in Table III (see the crate docs).
             self.deal::<ZL1>(Some(&eta_p), n, 1, false)?;
@@ -509,10 +442,10 @@ impl Porthos {
         let a_tilde: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| a.wrapping_add(r)).collect();
         let beta_j: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| wraps(a, r) as u64).collect();
         self.send(HELPER, a_tilde)?;
-        let xbits = self.deal::<Zp>(None, n, 64, true)?;
+        let xbits = self.deal_bits(None, n)?;
         let delta = self.deal::<ZL1>(None, n, 1, true)?;
         let r_minus_1: Vec<u64> = r0.iter().zip(&r1).map(|(&a, &b)| a.wrapping_add(b).wrapping_sub(1)).collect();
-        self.private_compare(&xbits, &r_minus_1, &eta_pp, n)?;
+        self.private_compare(xbits.as_ref(), &r_minus_1, &eta_pp, n)?;
         let eta_p = self.deal::<ZL1>(None, n, 1, false)?;
         let mut y = vec![0u64; n];
         y.par_iter_mut().enumerate().with_min_len(PAR_MIN).for_each(|(i, y)| {
@@ -540,6 +473,7 @@ impl Porthos {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let _p = prof::scope("compute_msb");
         if self.id == HELPER {
             let x = if self.porthos() {
                 // Both shares of the random x come from the keys: nothing to send.
@@ -551,11 +485,10 @@ impl Porthos {
                 self.deal::<ZL1>(Some(&x), n, 1, false)?;
                 x
             };
-            let bits = bit_decompose(&x);
-            self.deal::<Zp>(Some(&bits), n, 64, true)?;
+            self.deal_bits(Some(&x), n)?;
             let lsb: Vec<u64> = x.iter().map(|&x| x & 1).collect();
             self.deal::<ZL>(Some(&lsb), n, 1, true)?;
-            let beta_p = self.private_compare(&[], &[], &[], n)?;
+            let beta_p = self.private_compare(None, &[], &[], n)?;
             let beta_p: Vec<u64> = beta_p.iter().map(|&b| b as u64).collect();
             self.deal::<ZL>(Some(&beta_p), n, 1, true)?;
             self.mul_vec(&vec![0; n], &vec![0; n])?;
@@ -563,7 +496,7 @@ impl Porthos {
         }
         let lead = self.id == MODEL_OWNER;
         let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal::<ZL1>(None, n, 1, false)? };
-        let xbits = self.deal::<Zp>(None, n, 64, true)?;
+        let xbits = self.deal_bits(None, n)?;
         let lsb = self.deal::<ZL>(None, n, 1, true)?;
         // r = 2a + x over Z_{L-1}, opened to P0 and P1.
         let r_j: Vec<u64> = a.iter().zip(&x).map(|(&a, &x)| add_zl1(add_zl1(a, a), x)).collect();
@@ -572,7 +505,7 @@ impl Porthos {
         let r_o = self.recv(other, n)?;
         let r: Vec<u64> = r_j.iter().zip(&r_o).map(|(&a, &b)| add_zl1(a, b)).collect();
         let beta = self.common().bits(n);
-        self.private_compare(&xbits, &r, &beta, n)?;
+        self.private_compare(xbits.as_ref(), &r, &beta, n)?;
         let beta_p = self.deal::<ZL>(None, n, 1, true)?;
         // gamma = beta xor beta' = [x > r];  delta = x[0] xor r[0]
         let gamma: Vec<u64> = (0..n)
@@ -609,6 +542,7 @@ impl Porthos {
         if a.is_empty() {
             return Ok(Vec::new());
         }
+        let _p = prof::scope("drelu");
         let two_a: Vec<u64> = a.iter().map(|&v| v.wrapping_mul(2)).collect();
         let y = self.share_convert(&two_a)?;
         let msb = self.compute_msb(&y)?;
@@ -637,6 +571,7 @@ impl Porthos {
     /// rounds of DReLU and two SelectShares (value and index), vectorised over the outputs.
     /// Returns shares of the maxima and of their (first) indices.
     fn tournament(&mut self, rows: &[u64], n: usize, outs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
+        let _p = prof::scope("tournament");
         let lead = self.id == MODEL_OWNER;
         let mut max = rows[..outs].to_vec();
         let mut idx = vec![0u64; outs];
@@ -734,17 +669,6 @@ fn add_in_place(a: &mut [u64], b: &[u64]) {
 
 fn sub_in_place(a: &mut [u64], b: &[u64]) {
     a.par_iter_mut().with_min_len(PAR_MIN).zip(b.par_iter()).for_each(|(a, &b)| *a = a.wrapping_sub(b));
-}
-
-/// The 64 bits of every value (least significant first), as Z_p elements.
-fn bit_decompose(x: &[u64]) -> Vec<u8> {
-    let mut bits = vec![0u8; x.len() * 64];
-    bits.par_chunks_mut(64).zip(x.par_iter()).for_each(|(out, &v)| {
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = ((v >> i) & 1) as u8;
-        }
-    });
-    bits
 }
 
 fn check_conv_geometry(g: &ConvGeometry, transpose: bool) -> Result<()> {

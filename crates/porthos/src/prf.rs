@@ -82,24 +82,32 @@ impl Prf {
     }
 
     /// Writes the keystream from block `first` on into `out` (whole blocks, the last one
-    /// truncated to what `out` holds).
-    fn keystream(cipher: &Aes128, first: u128, out: &mut [u8]) {
-        let mut buf = [Block::default(); BATCH];
-        for (b, part) in out.chunks_mut(BATCH * 16).enumerate() {
-            let n = part.len().div_ceil(16);
-            for (k, block) in buf[..n].iter_mut().enumerate() {
-                *block = (first + (b * BATCH + k) as u128).to_le_bytes().into();
+    /// truncated to what `out` holds). The counters are written into `out` and encrypted in
+    /// place, in batches that `encrypt_blocks` pipelines over AES-NI.
+    pub(crate) fn keystream(cipher: &Aes128, first: u128, out: &mut [u8]) {
+        let whole = out.len() / 16 * 16;
+        let (body, tail) = out.split_at_mut(whole);
+        for (b, part) in body.chunks_mut(BATCH * 16).enumerate() {
+            let base = first + (b * BATCH) as u128;
+            for (k, block) in part.chunks_exact_mut(16).enumerate() {
+                block.copy_from_slice(&(base + k as u128).to_le_bytes());
             }
-            // encrypt_blocks pipelines AES-NI rounds over the whole batch.
-            cipher.encrypt_blocks(&mut buf[..n]);
-            for (dst, src) in part.chunks_mut(16).zip(&buf[..n]) {
-                dst.copy_from_slice(&src[..dst.len()]);
-            }
+            // SAFETY: `Block` is `GenericArray<u8, U16>`, a `repr(transparent)` wrapper of
+            // `[u8; 16]` (alignment 1); the view covers exactly the whole blocks of `part`.
+            let blocks = unsafe { std::slice::from_raw_parts_mut(part.as_mut_ptr() as *mut Block, part.len() / 16) };
+            cipher.encrypt_blocks(blocks);
+        }
+        if !tail.is_empty() {
+            let mut block: Block = (first + (whole / 16) as u128).to_le_bytes().into();
+            cipher.encrypt_block(&mut block);
+            let n = tail.len();
+            tail.copy_from_slice(&block[..n]);
         }
     }
 
     /// The next `out.len()` keystream bytes (rounded up to whole blocks consumed).
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
+        let _p = crate::prof::scope("prf.keystream");
         let start = self.block;
         if out.len() <= CHUNK {
             Self::keystream(&self.cipher, start, out);
@@ -114,6 +122,7 @@ impl Prf {
 
     /// Uniform elements of Z_2^64.
     pub fn fill_u64(&mut self, out: &mut [u64]) {
+        let _p = crate::prof::scope("prf.u64");
         // SAFETY: u8 has alignment 1 and every byte pattern is a valid u64; the view covers
         // exactly the memory of `out`.
         let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 8) };
@@ -147,15 +156,23 @@ impl Prf {
         v
     }
 
-    /// Uniform elements of Z_p (p = 67) by rejection sampling of keystream bytes: a byte
-    /// below 201 = 3p gives `byte mod p`, exactly uniform; about 1.27 bytes per element.
+    /// Uniform elements of Z_p (p = 67); see [`ZpDraw`] for the sampling.
     pub fn fill_zp(&mut self, out: &mut [u8]) {
-        self.fill_rejecting(out, 3 * P, |b| b % P);
+        self.draw_zp(out.len(), false).fill_par(out);
     }
 
-    /// Uniform elements of Z_p^* = {1..p-1} (a byte below 198 = 3(p-1) gives 1 + byte mod 66).
+    /// Uniform elements of Z_p^* = {1..p-1}; see [`ZpDraw`].
     pub fn fill_zp_nonzero(&mut self, out: &mut [u8]) {
-        self.fill_rejecting(out, 3 * (P - 1), |b| 1 + b % (P - 1));
+        self.draw_zp(out.len(), true).fill_par(out);
+    }
+
+    /// Reserves the keystream for `len` uniform elements of Z_p (or of Z_p^* with `nonzero`),
+    /// to be computed in any order, by any thread, with [`ZpDraw::fill`].
+    pub fn draw_zp(&mut self, len: usize, nonzero: bool) -> ZpDraw {
+        assert!((len as u64) < SPILL_SLOTS, "Z_p draw of {len} elements");
+        let draw = ZpDraw { cipher: self.cipher.clone(), start: self.block, len, nonzero };
+        self.block += (2 * len).div_ceil(16) as u128;
+        draw
     }
 
     /// Uniform bits (one per byte, from the byte's low bit).
@@ -171,45 +188,137 @@ impl Prf {
         self.fill_bits(&mut v);
         v
     }
+}
 
-    /// Fills `out` with `map(b)` for the keystream bytes `b < bound`, in order, skipping the
-    /// others. Deterministic in the request size, so every holder of the key gets the same.
-    /// The keystream is generated in bulk and compacted in parallel chunks.
-    fn fill_rejecting(&mut self, out: &mut [u8], bound: u8, map: impl Fn(u8) -> u8 + Sync) {
-        // Lookup table: the mapped value, or 0xFF for a rejected byte.
-        let mut table = [0xFFu8; 256];
-        for b in 0..bound {
-            table[b as usize] = map(b);
-        }
-        let mut filled = 0;
-        let mut buf = Vec::new();
-        while filled < out.len() {
-            let missing = out.len() - filled;
-            // Enough for the expected acceptance rate (> 3/4) plus slack; loop for the rest.
-            buf.resize(missing + missing / 3 + 64, 0);
-            self.fill_bytes(&mut buf);
-            let parts: Vec<(Vec<u8>, usize)> = buf
-                .par_chunks(CHUNK)
-                .map(|chunk| {
-                    let mut acc = vec![0u8; chunk.len()];
-                    let mut k = 0;
-                    for &b in chunk {
-                        let v = table[b as usize];
-                        acc[k] = v;
-                        k += (v != 0xFF) as usize;
+/// Slots of one draw that the spill counters can address (2^40).
+const SPILL_SLOTS: u64 = 1 << 40;
+/// Slots sampled per keystream call in [`ZpDraw::fill`].
+const ZP_BATCH: usize = 1024;
+
+/// `len` uniform elements of Z_p (p = 67), or of Z_p^* = {1..p-1}, reserved from a keystream
+/// by [`Prf::draw_zp`], computable in any order (so in parallel and fused into the protocol
+/// loops): every holder of the key reserves the same draws and gets the same elements.
+///
+/// # Sampling (exactly uniform)
+/// Element `j` of a draw starting at keystream block `S` is sampled from the 16-bit word
+/// `w = ks[2j] + 256 ks[2j + 1]` (keystream bytes from block `S` on) by Lemire's multiply-shift
+/// rejection method: with `m = w * q` (`q = 67` for Z_p; `q = 66` for Z_p^*, then plus one),
+/// the element is `m >> 16` unless `m mod 2^16 < 2^16 mod q` (10 for q = 67, 64 for q = 66),
+/// in which case `w` is rejected. Every accepted value in `0..q` comes from exactly
+/// `floor(2^16 / q)` words, so the result is exactly uniform, not approximately (no modular
+/// bias). A rejected slot (probability 10/65536 or 64/65536) is resampled from words of its
+/// own: the 8 words of the block `AES_k(2^127 + S 2^64 + a 2^40 + j)` for attempts
+/// `a = 0, 1, ...`, in order, with the same rule. These counters have the top bit set, so they
+/// never meet the stream's own counters (below 2^64 in practice), and differ for every
+/// (draw, slot, attempt); each element thus depends on AES outputs of its own, independent
+/// of the others under the PRF assumption, as byte-wise rejection sampling was.
+///
+/// Each element costs 2 keystream bytes (byte-wise sampling took 1.27 on average, but its
+/// output positions depended on all the earlier bytes, which serialises the work).
+#[derive(Clone)]
+pub struct ZpDraw {
+    cipher: Aes128,
+    start: u128,
+    len: usize,
+    nonzero: bool,
+}
+
+impl std::fmt::Debug for ZpDraw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZpDraw").field("start", &self.start).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl ZpDraw {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements `first..first + out.len()` of the draw; `first` must be a multiple of 8 (the
+    /// elements of one AES block).
+    pub fn fill(&self, first: usize, out: &mut [u8]) {
+        assert!(first % 8 == 0 && first + out.len() <= self.len, "slots {first}+{} of a draw of {}", out.len(), self.len);
+        let mut words = [0u16; ZP_BATCH];
+        for (c, part) in out.chunks_mut(ZP_BATCH).enumerate() {
+            let slot = first + c * ZP_BATCH;
+            let w = &mut words[..part.len()];
+            // SAFETY: u8 has alignment 1 and any bytes are valid u16s; the view covers `w`.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, w.len() * 2) };
+            Prf::keystream(&self.cipher, self.start + (slot / 8) as u128, bytes);
+            if !map_words(w, part, self.nonzero) {
+                for (k, (o, &w)) in part.iter_mut().zip(w.iter()).enumerate() {
+                    if sample(u16::from_le(w), self.nonzero).is_none() {
+                        *o = self.spill(slot + k);
                     }
-                    (acc, k)
-                })
-                .collect();
-            for (acc, k) in parts {
-                let take = k.min(out.len() - filled);
-                out[filled..filled + take].copy_from_slice(&acc[..take]);
-                filled += take;
-                if filled == out.len() {
-                    break;
                 }
             }
         }
+    }
+
+    /// The whole draw, in parallel chunks for large ones.
+    pub fn fill_par(&self, out: &mut [u8]) {
+        let _p = crate::prof::scope("prf.zp");
+        assert_eq!(out.len(), self.len);
+        if out.len() <= CHUNK {
+            self.fill(0, out);
+        } else {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, part)| self.fill(i * CHUNK, part));
+        }
+    }
+
+    /// The replacement of the rejected element `slot`.
+    #[cold]
+    fn spill(&self, slot: usize) -> u8 {
+        let draw = self.start & ((1u128 << 63) - 1);
+        for attempt in 0u128.. {
+            let counter = (1u128 << 127) | (draw << 64) | (attempt << 40) | slot as u128;
+            let mut block: Block = counter.to_le_bytes().into();
+            self.cipher.encrypt_block(&mut block);
+            for w in block.chunks_exact(2) {
+                if let Some(v) = sample(u16::from_le_bytes([w[0], w[1]]), self.nonzero) {
+                    return v;
+                }
+            }
+        }
+        unreachable!()
+    }
+}
+
+/// The element sampled from a 16-bit word, or `None` if the word is rejected (see [`ZpDraw`]).
+#[inline(always)]
+fn sample(w: u16, nonzero: bool) -> Option<u8> {
+    let (q, reject_below) = if nonzero { (P as u32 - 1, (1u32 << 16) % (P as u32 - 1)) } else { (P as u32, (1u32 << 16) % P as u32) };
+    let m = w as u32 * q;
+    if m & 0xFFFF < reject_below {
+        None
+    } else {
+        Some((m >> 16) as u8 + nonzero as u8)
+    }
+}
+
+/// Maps keystream words (little-endian) to elements; false if any word was rejected (whose
+/// output is then garbage and must be replaced).
+#[inline]
+fn map_words(words: &[u16], out: &mut [u8], nonzero: bool) -> bool {
+    #[inline(always)]
+    fn go<const NONZERO: bool>(words: &[u16], out: &mut [u8]) -> bool {
+        let (q, reject_below) = if NONZERO { (P as u32 - 1, (1u32 << 16) % (P as u32 - 1)) } else { (P as u32, (1u32 << 16) % P as u32) };
+        let mut rejected = 0u32;
+        for (o, &w) in out.iter_mut().zip(words) {
+            let m = u16::from_le(w) as u32 * q;
+            *o = (m >> 16) as u8 + NONZERO as u8;
+            rejected |= ((m & 0xFFFF) < reject_below) as u32;
+        }
+        rejected == 0
+    }
+    if nonzero {
+        go::<true>(words, out)
+    } else {
+        go::<false>(words, out)
     }
 }
 
@@ -245,6 +354,60 @@ mod tests {
         assert!(counts.iter().all(|&c| c > 1500 && c < 2500), "{counts:?}");
         prf.fill_zp_nonzero(&mut v);
         assert!(v.iter().all(|&x| (1..67).contains(&x)));
+    }
+
+    #[test]
+    fn zp_sampling_is_exactly_uniform() {
+        // Every value is hit by exactly floor(2^16 / q) of the 2^16 words, the rest rejected.
+        for nonzero in [false, true] {
+            let q = if nonzero { 66 } else { 67 };
+            let mut counts = [0u32; 67];
+            let mut rejected = 0;
+            for w in 0..=u16::MAX {
+                match sample(w, nonzero) {
+                    Some(v) => counts[v as usize] += 1,
+                    None => rejected += 1,
+                }
+            }
+            let lo = nonzero as usize;
+            assert!(counts[lo..lo + q].iter().all(|&c| c == 65536 / q as u32), "{counts:?}");
+            assert_eq!(counts.iter().sum::<u32>() + rejected, 65536);
+            assert_eq!(rejected, 65536 % q as u32);
+            // The vectorised map agrees with `sample` wherever it accepts.
+            let words: Vec<u16> = (0..=u16::MAX).map(u16::to_le).collect();
+            let mut out = vec![0u8; words.len()];
+            assert!(!map_words(&words, &mut out, nonzero));
+            for (w, &o) in (0..=u16::MAX).zip(&out) {
+                if let Some(v) = sample(w, nonzero) {
+                    assert_eq!(v, o);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zp_draws_are_position_independent_and_deterministic() {
+        let key = PrfKey::random().unwrap();
+        let mut a = Prf::new(key.clone());
+        let mut b = Prf::new(key);
+        a.u64s(3);
+        b.u64s(3);
+        let n = 3 * CHUNK + 40;
+        let (da, db) = (a.draw_zp(n, true), b.draw_zp(n, true));
+        let mut whole = vec![0u8; n];
+        da.fill_par(&mut whole);
+        // Any 8-aligned pieces, in any order, give the same elements.
+        let mut pieces = vec![0u8; n];
+        for (first, len) in [(n - 40, 40), (8, 3000), (0, 8), (3008, n - 40 - 3008)] {
+            db.fill(first, &mut pieces[first..first + len]);
+        }
+        assert_eq!(whole, pieces);
+        assert!(whole.iter().all(|&v| (1..67).contains(&v)));
+        // Rejections happen (about 1 in 1000 here) and are replaced deterministically.
+        let spilled = (0..n).filter(|&j| da.spill(j) != db.spill(j)).count();
+        assert_eq!(spilled, 0);
+        assert_eq!(a.position(), b.position());
+        assert_eq!(a.u64s(2), b.u64s(2));
     }
 
     #[test]

@@ -1,0 +1,353 @@
+//! The Z_p part of the comparisons: the helper's dealing of shared bit decompositions and
+//! PrivateCompare, fused and vectorised.
+//!
+//! Every Z_p message of these protocols is `64 n` bytes (one byte per element, eight to a
+//! word, as in [`crate::ring`]); it is written straight into the words that go on the wire and
+//! read straight out of the words that came in (their bytes are the elements on a
+//! little-endian machine; big-endian ones reorder each word), with no intermediate vectors of
+//! elements. The keystream elements involved are not materialised either: they are sampled
+//! from [`ZpDraw`]s next to where they are used, a few thousand at a time, in parallel chunks.
+
+use rayon::prelude::*;
+
+use crate::prf::ZpDraw;
+use crate::ring::P;
+use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
+
+/// Bits per value.
+const W: usize = 64;
+/// Values per parallel task (even, so that alternating items split evenly between tasks).
+const CHUNK: usize = 128;
+const P16: u16 = P as u16;
+
+/// A share-holder's Z_p shares of the 64 bits of `n` secret values, as the helper dealt them.
+#[allow(clippy::large_enum_variant)] // one per comparison
+pub(crate) enum BitShares {
+    /// Porthos: the items `i` with `i % 2 == mine` are elements `64 (i / 2)..` of `drawn`
+    /// (from the key this party shares with the helper); the others were received, item `i`
+    /// being item `i / 2` of `got`.
+    Halved { drawn: ZpDraw, mine: usize, got: Vec<u64> },
+    /// SecureNN: every item was received.
+    Full(Vec<u64>),
+}
+
+impl BitShares {
+    /// The shares of items `first..first + out.len() / 64` (`first` even).
+    fn fill(&self, first: usize, out: &mut [u8]) {
+        match self {
+            BitShares::Full(got) => out.copy_from_slice(&bytes(got)[first * W..first * W + out.len()]),
+            BitShares::Halved { drawn, mine, got } => {
+                let got = bytes(got);
+                let end = first + out.len() / W;
+                // Items first.. alternate; the drawn ones are a contiguous run of `drawn`, and
+                // so are the received ones.
+                let first_mine = first + (first % 2 != *mine) as usize;
+                let first_got = first + (first % 2 == *mine) as usize;
+                let n_mine = end.saturating_sub(first_mine).div_ceil(2);
+                let mut tmp = [0u8; CHUNK / 2 * W];
+                drawn.fill(first_mine / 2 * W, &mut tmp[..n_mine * W]);
+                let (mut a, mut b) = (0, first_got / 2 * W);
+                for (k, item) in out.chunks_exact_mut(W).enumerate() {
+                    if (first + k) % 2 == *mine {
+                        item.copy_from_slice(&tmp[a..a + W]);
+                        a += W;
+                    } else {
+                        item.copy_from_slice(&got[b..b + W]);
+                        b += W;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bytes of a message (the Z_p elements it carries, on a little-endian machine).
+fn bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised; same memory.
+    unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) }
+}
+
+fn bytes_mut(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: as in `bytes`; any byte pattern is a valid u64.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 8) }
+}
+
+/// A message of `len` Z_p elements as received: byte order fixed up and every element
+/// checked to be below p.
+fn check_zp(words: &mut [u64]) -> bool {
+    if cfg!(target_endian = "big") {
+        for w in words.iter_mut() {
+            *w = u64::from_le(*w);
+        }
+    }
+    bytes(words).par_chunks(1 << 16).all(|c| c.iter().fold(0u8, |m, &b| m.max(b)) < P)
+}
+
+/// Makes a message written through [`bytes_mut`] little-endian on the wire.
+fn to_wire(mut words: Vec<u64>) -> Vec<u64> {
+    if cfg!(target_endian = "big") {
+        for w in words.iter_mut() {
+            *w = w.to_le();
+        }
+    }
+    words
+}
+
+#[inline(always)]
+fn sub_p(a: u8, b: u8) -> u8 {
+    let d = a + P - b;
+    if d >= P {
+        d - P
+    } else {
+        d
+    }
+}
+
+impl Porthos {
+    fn recv_zp(&mut self, from: usize, elements: usize) -> Result<Vec<u64>> {
+        let mut words = self.recv(from, elements / 8)?;
+        let _p = prof::scope("wire.check");
+        if !check_zp(&mut words) {
+            return Err(BackendError::Peer { peer: from, reason: "sent an element outside Z_p".into() });
+        }
+        Ok(words)
+    }
+
+    /// The helper deals fresh shares over Z_p of the 64 bits of every value of `x` (the helper
+    /// passes `Some(x)`, the others `None` and `n`); the share-holders get their
+    /// [`BitShares`], the helper `None`. In the Porthos variant item `i` has one share drawn
+    /// from a key the helper shares with a party (P0 for even `i + parity`, P1 otherwise) and
+    /// the other one sent (`64 n` elements on the wire in all); in SecureNN both are sent, the
+    /// first drawn from the helper's private randomness.
+    pub(crate) fn deal_bits(&mut self, x: Option<&[u64]>, n: usize) -> Result<Option<BitShares>> {
+        let _p = prof::scope(if self.id == HELPER { "deal_bits (helper)" } else { "deal_bits (receive)" });
+        if self.porthos() {
+            let parity = self.parity;
+            self.parity = (parity + n) % 2;
+            let n0 = if parity == 0 { n.div_ceil(2) } else { n / 2 };
+            let n1 = n - n0;
+            match self.id {
+                HELPER => {
+                    let x = x.expect("the helper deals its own values");
+                    let r0 = self.helper_key(MODEL_OWNER).draw_zp(n0 * W, false);
+                    let r1 = self.helper_key(CLIENT).draw_zp(n1 * W, false);
+                    // Item i goes to P1 (P0's share drawn) when i = parity (mod 2), else to P0.
+                    let mut for_p0 = vec![0u64; n1 * W / 8];
+                    let mut for_p1 = vec![0u64; n0 * W / 8];
+                    {
+                        let blocks = n.div_ceil(CHUNK);
+                        let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * W).collect();
+                        let mut p1_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p1).chunks_mut(CHUNK / 2 * W).collect();
+                        p0_parts.resize_with(blocks, Default::default);
+                        p1_parts.resize_with(blocks, Default::default);
+                        x.par_chunks(CHUNK).zip(p0_parts.into_par_iter().zip(p1_parts)).enumerate().for_each(
+                            |(b, (xs, (p0, p1)))| {
+                                let first = b * CHUNK;
+                                let mut r = [0u8; CHUNK / 2 * W];
+                                r0.fill(first / 2 * W, &mut r[..p1.len()]);
+                                subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1);
+                                r1.fill(first / 2 * W, &mut r[..p0.len()]);
+                                subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0);
+                            },
+                        );
+                    }
+                    self.send(MODEL_OWNER, to_wire(for_p0))?;
+                    self.send(CLIENT, to_wire(for_p1))?;
+                    Ok(None)
+                }
+                j => {
+                    let (drawn, sent) = if j == MODEL_OWNER { (n0, n1) } else { (n1, n0) };
+                    let drawn = self.with_helper().draw_zp(drawn * W, false);
+                    let got = self.recv_zp(HELPER, sent * W)?;
+                    let mine = if j == MODEL_OWNER { parity } else { 1 - parity };
+                    Ok(Some(BitShares::Halved { drawn, mine, got }))
+                }
+            }
+        } else {
+            match self.id {
+                HELPER => {
+                    let x = x.expect("the helper deals its own values");
+                    let r = self.own.draw_zp(n * W, false);
+                    let mut first = vec![0u64; n * W / 8];
+                    let mut second = vec![0u64; n * W / 8];
+                    bytes_mut(&mut first)
+                        .par_chunks_mut(CHUNK * W)
+                        .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * W))
+                        .zip(x.par_chunks(CHUNK))
+                        .enumerate()
+                        .for_each(|(b, ((r_out, v_out), xs))| {
+                            r.fill(b * CHUNK * W, r_out);
+                            subtract_bits(xs.iter().copied(), r_out, v_out);
+                        });
+                    self.send(MODEL_OWNER, to_wire(first))?;
+                    self.send(CLIENT, to_wire(second))?;
+                    Ok(None)
+                }
+                _ => Ok(Some(BitShares::Full(self.recv_zp(HELPER, n * W)?))),
+            }
+        }
+    }
+
+    /// PrivateCompare (SecureNN Algorithm 3). P0 and P1 hold [`BitShares`] `xbits` of the bits
+    /// of `n` secrets `x`, public values `r` and common bits `beta`; the helper learns
+    /// `beta XOR (x > r)` (returned to it; P0 and P1 get an empty vector). Communication: 64
+    /// Z_p elements from each of P0 and P1 per value.
+    ///
+    /// The messages are masked with common random shares of zero before they leave P0 and P1,
+    /// so the helper sees only the reconstructed (multiplicatively blinded, rotated) vector
+    /// and not the pair of shares. The common permutation is a uniformly random rotation of
+    /// the 64 positions: the blinded vector has at most one zero and independent uniform
+    /// nonzero entries elsewhere, so a uniform rotation already puts the zero at a uniform
+    /// position.
+    pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
+        let _p = prof::scope("private_compare");
+        if self.id == HELPER {
+            let d0 = self.recv_zp(MODEL_OWNER, n * W)?;
+            let d1 = self.recv_zp(CLIENT, n * W)?;
+            let _p = prof::scope("private_compare (helper)");
+            let mut out = vec![0u8; n];
+            out.par_chunks_mut(CHUNK)
+                .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
+                .for_each(|(out, (a, b))| {
+                    for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
+                        *o = has_zero(a.try_into().unwrap(), b.try_into().unwrap()) as u8;
+                    }
+                });
+            return Ok(out);
+        }
+        let xbits = xbits.expect("share-holders pass their bit shares");
+        let lead = self.id == MODEL_OWNER;
+        let s = self.common().draw_zp(n * W, true);
+        let z = self.common().draw_zp(n * W, false);
+        let mut rot = vec![0u8; n];
+        self.common().fill_bytes(&mut rot);
+        let mut d = vec![0u64; n * W / 8];
+        {
+            let _p = prof::scope("private_compare (compute)");
+            bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
+                let first = b * CHUNK;
+                let count = out.len() / W;
+                let mut xs = [0u8; CHUNK * W];
+                let mut ss = [0u8; CHUNK * W];
+                let mut zs = [0u8; CHUNK * W];
+                xbits.fill(first, &mut xs[..count * W]);
+                s.fill(first * W, &mut ss[..count * W]);
+                z.fill(first * W, &mut zs[..count * W]);
+                for k in 0..count {
+                    let e = first + k;
+                    let at = k * W..(k + 1) * W;
+                    let args = (
+                        xs[at.clone()].try_into().unwrap(),
+                        r[e],
+                        beta[e],
+                        ss[at.clone()].try_into().unwrap(),
+                        zs[at.clone()].try_into().unwrap(),
+                        rot[e] as usize % W,
+                    );
+                    let out = (&mut out[at]).try_into().unwrap();
+                    if lead {
+                        compare_element::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                    } else {
+                        compare_element::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                    }
+                }
+            });
+        }
+        self.send(HELPER, to_wire(d))?;
+        Ok(Vec::new())
+    }
+}
+
+/// Byte `k` of `BIT_BYTES[v]` is bit `k` of `v` (0 or 1): expands 8 bits at a time.
+static BIT_BYTES: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut k = 0;
+        while k < 8 {
+            t[v] |= (((v >> k) & 1) as u64) << (8 * k);
+            k += 1;
+        }
+        v += 1;
+    }
+    t
+};
+
+/// The 64 bits of `x` (least significant first), one byte each.
+#[inline(always)]
+fn bits_of(x: u64) -> [u8; W] {
+    let mut out = [0u8; W];
+    for (k, o) in out.chunks_exact_mut(8).enumerate() {
+        o.copy_from_slice(&BIT_BYTES[((x >> (8 * k)) & 0xFF) as usize].to_le_bytes());
+    }
+    out
+}
+
+/// The helper's message elements for some items: for each value `x` of `xs` (in order) and
+/// its 64 drawn shares in `r`, the 64 elements `bit_k(x) - r_k` (mod p).
+#[inline]
+fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
+    for ((o, r), x) in out.chunks_exact_mut(W).zip(r.chunks_exact(W)).zip(xs) {
+        let bits = bits_of(x);
+        for k in 0..W {
+            o[k] = sub_p(bits[k], r[k]);
+        }
+    }
+}
+
+/// Whether the blinded vector of one value has a zero: `a_i + b_i = 0 (mod p)` for some `i`.
+#[inline]
+fn has_zero(a: &[u8; W], b: &[u8; W]) -> bool {
+    let mut hit = 0u8;
+    for i in 0..W {
+        let s = a[i] + b[i];
+        hit |= (s == 0) as u8 | (s == P) as u8;
+    }
+    hit != 0
+}
+
+/// One value of PrivateCompare at a share-holder: `xs` its shares of the bits of x, `r`,
+/// `beta`, the common nonzero multipliers `s`, zero-sharing masks `z` and rotation `shift`;
+/// writes the 64 blinded elements to send.
+///
+/// `c_i = r_i - x_i + 1 + sum_{k > i} (x_k xor r_k)` for `beta = 0`, and with `t = r + 1`,
+/// `c_i = x_i - t_i + 1 + sum_{k > i} (x_k xor t_k)` for `beta = 1` (SecureNN Algorithm 3;
+/// for `beta = 1, r = 2^64 - 1` a fixed vector with exactly one zero). Sent:
+/// `d_{(i + shift) mod 64} = s_i c_i +- z_i`. Computed in u16 lanes: the unreduced `c_i` stay
+/// below 4400, and `s_i (c_i mod p) + z_i` below 4600.
+#[inline(always)]
+fn compare_element<const LEAD: bool>(xs: &[u8; W], r: u64, beta: u8, s: &[u8; W], z: &[u8; W], shift: usize, out: &mut [u8; W]) {
+    let lead = LEAD as u16;
+    let mut c = [0u16; W];
+    if beta == 1 && r == u64::MAX {
+        // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
+        if LEAD {
+            for (i, ci) in c.iter_mut().enumerate() {
+                *ci = (i != 0) as u16;
+            }
+        }
+    } else {
+        let t = if beta == 1 { r + 1 } else { r };
+        // w_i: shares of x_i xor t_i; base_i: the terms of c_i before the sum.
+        let mut w = [0u16; W];
+        let tbits = bits_of(t);
+        for i in 0..W {
+            let tb = tbits[i] as u16;
+            let x = xs[i] as u16;
+            w[i] = if tb == 0 { x } else { lead + P16 - x };
+            c[i] = if beta == 0 { P16 - x + lead * (tb + 1) } else { x + lead * (1 - tb) };
+        }
+        let mut acc = 0u16;
+        for i in (0..W).rev() {
+            c[i] += acc;
+            acc += w[i];
+        }
+    }
+    let mut d = [0u8; W];
+    for i in 0..W {
+        let zi = if LEAD { z[i] as u16 } else { P16 - z[i] as u16 };
+        d[i] = ((s[i] as u16 * (c[i] % P16) + zi) % P16) as u8;
+    }
+    out[shift..].copy_from_slice(&d[..W - shift]);
+    out[..shift].copy_from_slice(&d[W - shift..]);
+}
