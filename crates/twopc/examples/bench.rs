@@ -44,6 +44,12 @@ fn both<T: Send>(f: impl Fn(&mut TwoPc) -> T + Sync) -> (Duration, Duration) {
 }
 
 fn best(name: &str, reps: usize, f: impl Fn(&mut TwoPc) + Sync) {
+    // `bench WORD`: only the benchmarks whose name contains WORD.
+    if let Some(only) = std::env::args().nth(1) {
+        if !name.contains(&only) {
+            return;
+        }
+    }
     let mut s = Duration::MAX;
     let mut o = Duration::MAX;
     let cpu = cpu_seconds();

@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::{Aes128, Block};
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use cryptflow_porthos::prf::{Prf, PrfKey};
 use rayon::prelude::*;
@@ -194,25 +194,28 @@ fn u128_key(x: u128) -> [u8; 16] {
 
 // ----- base OT (Chou-Orlandi) -------------------------------------------------------------
 
-fn point_words(p: &RistrettoPoint) -> [u64; 4] {
-    let b = p.compress().to_bytes();
+fn point_words(b: &[u8; 32]) -> [u64; 4] {
     std::array::from_fn(|i| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap()))
 }
 
-fn words_point(w: &[u64]) -> Result<RistrettoPoint, OtError> {
+/// The encoding in the words and the point it decodes to.
+fn words_point(w: &[u64]) -> Result<([u8; 32], RistrettoPoint), OtError> {
     let mut b = [0u8; 32];
     for (i, x) in w.iter().enumerate() {
         b[8 * i..8 * i + 8].copy_from_slice(&x.to_le_bytes());
     }
-    CompressedRistretto(b).decompress().ok_or(OtError::Malformed("not a Ristretto255 point"))
+    let p = CompressedRistretto(b).decompress().ok_or(OtError::Malformed("not a Ristretto255 point"))?;
+    Ok((b, p))
 }
 
-fn base_hash(i: usize, a: &RistrettoPoint, b: &RistrettoPoint, p: &RistrettoPoint) -> [u8; 16] {
+/// `H(i, A, B, P)` over the canonical encodings (`A` and `B` given encoded: compressing a point
+/// costs a field inversion, so each is encoded once).
+fn base_hash(i: usize, a: &[u8; 32], b: &[u8; 32], p: &RistrettoPoint) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(b"cryptflow-twopc base OT");
     h.update((i as u64).to_le_bytes());
-    h.update(a.compress().as_bytes());
-    h.update(b.compress().as_bytes());
+    h.update(a);
+    h.update(b);
     h.update(p.compress().as_bytes());
     let d = h.finalize();
     let mut k = [0u8; 16];
@@ -224,13 +227,15 @@ fn base_hash(i: usize, a: &RistrettoPoint, b: &RistrettoPoint, p: &RistrettoPoin
 pub struct BaseSender {
     a: Scalar,
     big_a: RistrettoPoint,
+    a_bytes: [u8; 32],
 }
 
 /// Base OT, sender, first message: `A = aG` (4 words).
 pub fn base_sender_start() -> Result<(BaseSender, Vec<u64>), OtError> {
     let a = random_scalar()?;
     let big_a = &a * RISTRETTO_BASEPOINT_TABLE;
-    Ok((BaseSender { a, big_a }, point_words(&big_a).to_vec()))
+    let a_bytes = big_a.compress().to_bytes();
+    Ok((BaseSender { a, big_a, a_bytes }, point_words(&a_bytes).to_vec()))
 }
 
 /// Base OT, receiver: from the sender's `A` and 128 choice bits, the keys of the chosen
@@ -239,7 +244,9 @@ pub fn base_receiver(choices: u128, msg_a: &[u64]) -> Result<(Vec<[u8; 16]>, Vec
     if msg_a.len() != 4 {
         return Err(OtError::Malformed("wrong length"));
     }
-    let big_a = words_point(msg_a)?;
+    let (a_bytes, big_a) = words_point(msg_a)?;
+    // Every b_i A has the same base: a table for A makes them fixed-base multiplications.
+    let table_a = RistrettoBasepointTable::create(&big_a);
     let scalars: Vec<Scalar> = (0..KAPPA).map(|_| random_scalar()).collect::<Result<_, _>>()?;
     let out: Vec<([u8; 16], [u64; 4])> = scalars
         .par_iter()
@@ -249,7 +256,8 @@ pub fn base_receiver(choices: u128, msg_a: &[u64]) -> Result<(Vec<[u8; 16]>, Vec
             if (choices >> i) & 1 == 1 {
                 big_b += big_a;
             }
-            (base_hash(i, &big_a, &big_b, &(b * big_a)), point_words(&big_b))
+            let b_bytes = big_b.compress().to_bytes();
+            (base_hash(i, &a_bytes, &b_bytes, &(b * &table_a)), point_words(&b_bytes))
         })
         .collect();
     let keys = out.iter().map(|o| o.0).collect();
@@ -270,9 +278,9 @@ pub fn base_sender_finish(s: &BaseSender, msg_b: &[u64]) -> Result<Vec<KeyPair>,
         .par_chunks(4)
         .enumerate()
         .map(|(i, w)| {
-            let big_b = words_point(w)?;
+            let (b_bytes, big_b) = words_point(w)?;
             let ab = s.a * big_b;
-            Ok((base_hash(i, &s.big_a, &big_b, &ab), base_hash(i, &s.big_a, &big_b, &(ab - a_big_a))))
+            Ok((base_hash(i, &s.a_bytes, &b_bytes, &ab), base_hash(i, &s.a_bytes, &b_bytes, &(ab - a_big_a))))
         })
         .collect()
 }
