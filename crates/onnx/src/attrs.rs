@@ -1,6 +1,8 @@
 //! Typed access to node attributes, and the per-node error context.
 
-use crate::consts::{from_sparse_proto, from_tensor_proto, Const};
+use cryptflow_frontend::{Const, NodeContext};
+
+use crate::consts::{from_sparse_proto, from_tensor_proto};
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::{AttributeProto, NodeProto};
 use crate::OnnxError;
@@ -24,18 +26,6 @@ impl<'a> Cx<'a> {
             },
         };
         Cx { node, name, op: node.op_type.clone().unwrap_or_default(), opset }
-    }
-
-    pub fn invalid(&self, reason: impl Into<String>) -> OnnxError {
-        OnnxError::Invalid { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
-    }
-
-    pub fn shape_err(&self, reason: impl Into<String>) -> OnnxError {
-        OnnxError::Shape { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
-    }
-
-    pub fn unsupported(&self, reason: impl Into<String>) -> OnnxError {
-        OnnxError::UnsupportedOp { node: self.name.clone(), op_type: self.op.clone(), reason: Some(reason.into()) }
     }
 
     /// Name of input `i`, or None if absent (missing or the empty name of an omitted optional).
@@ -177,25 +167,32 @@ impl<'a> Cx<'a> {
             self.invalid(format!("attribute `{attr}`: {e}"))
         }
     }
+}
 
-    /// An axis in `[-rank, rank)`, normalised to `[0, rank)`.
-    pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
-        let r = rank as i64;
-        if axis < -r || axis >= r {
-            return Err(self.invalid(format!("{what} {axis} is out of range for rank {rank}")));
-        }
-        Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+impl NodeContext for Cx<'_> {
+    type Error = OnnxError;
+
+    fn node_name(&self) -> &str {
+        &self.name
     }
 
-    /// A non-negative attribute value usable as an extent, stride, pad, ...
-    pub fn dim(&self, v: i64, what: &str) -> Result<usize, OnnxError> {
-        if v < 0 || v as u64 > crate::consts::MAX_DIM as u64 {
-            return Err(self.invalid(format!("{what} {v} is out of range")));
-        }
-        Ok(v as usize)
+    fn op_type(&self) -> &str {
+        &self.op
     }
 
-    pub fn dims(&self, v: &[i64], what: &str) -> Result<Vec<usize>, OnnxError> {
-        v.iter().map(|&x| self.dim(x, what)).collect()
+    fn input_label(&self, i: usize) -> String {
+        self.input_name(i).unwrap_or_default().to_string()
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> OnnxError {
+        OnnxError::Invalid { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
+    }
+
+    fn shape_err(&self, reason: impl Into<String>) -> OnnxError {
+        OnnxError::Shape { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
+    }
+
+    fn unsupported(&self, reason: impl Into<String>) -> OnnxError {
+        OnnxError::UnsupportedOp { node: self.name.clone(), op_type: self.op.clone(), reason: Some(reason.into()) }
     }
 }

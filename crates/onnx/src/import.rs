@@ -5,22 +5,44 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
 
-use cryptflow_ir::hlil::{infer_shape, Graph, NodeId, Op};
-use cryptflow_tensor::{ConvGeometry, FloatTensor, PoolGeometry, Tensor};
+use cryptflow_frontend::io::{declared_dim, input_shape, not_a_float_input, set_outputs, unknown_input_shape_name};
+use cryptflow_frontend::{Const, Lowering, NodeContext, ValueKind};
+use cryptflow_ir::hlil::{Graph, NodeId};
 
 use crate::attrs::Cx;
-use crate::consts::{self, check_shape, checked_elements, from_sparse_proto, from_tensor_proto, Const, MAX_DIM};
+use crate::consts::{from_sparse_proto, from_tensor_proto, MAX_GENERATED};
 use crate::proto::{tensor_shape_proto::dimension, type_proto, GraphProto, ModelProto, NodeProto};
 use crate::{ImportOptions, Imported, OnnxError, MAX_OPSET, MIN_OPSET};
-
-/// Largest tensor the importer lets `Graph::add` constant-fold (it evaluates the kernels).
-const MAX_FOLD: usize = 1 << 24;
 
 /// A tensor of the ONNX graph: known at import time, or an HLIL node.
 #[derive(Clone, Debug)]
 pub enum Value {
     Const(Rc<Const>),
     Node(NodeId),
+}
+
+impl ValueKind for Value {
+    fn constant(c: Rc<Const>) -> Self {
+        Value::Const(c)
+    }
+
+    fn node(id: NodeId) -> Self {
+        Value::Node(id)
+    }
+
+    fn as_const(&self) -> Option<&Rc<Const>> {
+        match self {
+            Value::Const(c) => Some(c),
+            Value::Node(_) => None,
+        }
+    }
+
+    fn as_node(&self) -> Option<NodeId> {
+        match self {
+            Value::Node(id) => Some(*id),
+            Value::Const(_) => None,
+        }
+    }
 }
 
 pub struct Importer<'m> {
@@ -170,10 +192,8 @@ impl<'m> Importer<'m> {
             .filter(|i| !self.values.contains_key(i.name.as_deref().unwrap_or_default()))
             .collect();
         let names: Vec<String> = real.iter().map(|i| i.name.clone().unwrap_or_default()).collect();
-        for name in options.input_shapes.keys() {
-            if !names.contains(name) {
-                return Err(OnnxError::UnknownInputShapeName { name: name.clone(), inputs: names.clone() });
-            }
+        if let Some(name) = unknown_input_shape_name(options, &names) {
+            return Err(OnnxError::UnknownInputShapeName { name: name.clone(), inputs: names.clone() });
         }
         if real.is_empty() {
             return Err(OnnxError::Model("the graph has no inputs (other than initializers)".into()));
@@ -198,7 +218,7 @@ impl<'m> Importer<'m> {
                     let ty = crate::proto::tensor_proto::DataType::try_from(elem)
                         .map(|d| d.as_str_name())
                         .unwrap_or("UNKNOWN");
-                    return Err(err(format!("has element type {ty}; only floating-point inputs are supported")));
+                    return Err(err(not_a_float_input(ty)));
                 }
             }
             let declared: Option<Vec<Option<usize>>> = match tensor_type.and_then(|t| t.shape.as_ref()) {
@@ -206,57 +226,22 @@ impl<'m> Importer<'m> {
                     s.dim
                         .iter()
                         .map(|d| match d.value {
-                            Some(dimension::Value::DimValue(v)) if v > 0 => {
-                                if v as u64 > MAX_DIM as u64 {
-                                    Err(err(format!("dimension {v} is too large")))
-                                } else {
-                                    Ok(Some(v as usize))
-                                }
-                            }
-                            Some(dimension::Value::DimValue(0)) => Err(err("has an empty (0) dimension".into())),
+                            Some(dimension::Value::DimValue(v)) => declared_dim(v).map_err(err),
                             _ => Ok(None),
                         })
                         .collect::<Result<_, _>>()?,
                 ),
                 None => None,
             };
-            let shape = match (options.input_shapes.get(&name), declared) {
-                (Some(given), declared) => {
-                    if let Some(d) = &declared {
-                        if d.len() != given.len() {
-                            return Err(err(format!(
-                                "--input-shape gives rank {} ({given:?}) but the model declares rank {}",
-                                given.len(),
-                                d.len()
-                            )));
-                        }
-                        let fixed_differs = d.iter().zip(given).any(|(d, g)| d.is_some_and(|d| d != *g));
-                        if fixed_differs {
-                            self.notices.push(format!(
-                                "input `{name}`: --input-shape {given:?} overrides fixed dimensions declared in the model ({})",
-                                describe_dims(d)
-                            ));
-                        }
-                    }
-                    if given.contains(&0) {
-                        return Err(err(format!("--input-shape {given:?} has an empty (0) dimension")));
-                    }
-                    given.clone()
-                }
-                (None, Some(d)) => {
-                    if d.iter().any(Option::is_none) {
-                        self.notices.push(format!(
-                            "input `{name}` has symbolic or unknown dimensions ({}); they are set to 1 (use --input-shape {name}=... to choose)",
-                            describe_dims(&d)
-                        ));
-                    }
-                    d.iter().map(|d| d.unwrap_or(1)).collect()
-                }
-                (None, None) => {
-                    return Err(err("the model does not declare its shape; give it with --input-shape".into()));
-                }
-            };
-            check_shape(&shape).map_err(err)?;
+            let shape = input_shape(
+                &name,
+                options.input_shapes.get(&name),
+                declared,
+                "model",
+                "the model does not declare its shape; give it with --input-shape",
+                &mut self.notices,
+            )
+            .map_err(err)?;
             let id = self.graph.input(name.clone(), shape);
             self.values.insert(name, Value::Node(id));
         }
@@ -276,7 +261,7 @@ impl<'m> Importer<'m> {
                 .cloned()
                 .ok_or_else(|| OnnxError::Model(format!("graph output `{name}` is not produced by any node")))?;
             if let Value::Const(c) = &v {
-                if c.len() == 0 {
+                if c.is_empty() {
                     return Err(OnnxError::Model(format!("graph output `{name}` is empty (shape {:?})", c.shape)));
                 }
             }
@@ -286,33 +271,8 @@ impl<'m> Importer<'m> {
             };
             outs.push((name, id));
         }
-        // Graph outputs keep their ONNX names: rename the producing node when it is not
-        // already claimed by another name, else add an identity (a same-shape Reshape).
-        let mut claimed: HashSet<NodeId> = self.graph.inputs.iter().copied().collect();
-        for (name, id) in &outs {
-            if self.graph.nodes[*id].name == *name {
-                claimed.insert(*id);
-            }
-        }
-        let mut final_ids = Vec::new();
-        for (name, id) in outs {
-            let id = if self.graph.nodes[id].name == name {
-                id
-            } else if claimed.insert(id) {
-                self.graph.nodes[id].name = name.clone();
-                id
-            } else {
-                let shape = self.graph.nodes[id].shape.clone();
-                self.graph
-                    .add(name.clone(), Op::Reshape { shape }, &[id])
-                    .map_err(|e| OnnxError::Model(format!("graph output `{name}`: {e}")))?
-            };
-            final_ids.push(id);
-        }
-        self.graph.outputs = final_ids;
-        self.graph.prune();
-        self.graph.validate().map_err(|e| OnnxError::Model(format!("internal check of the imported graph failed: {e}")))?;
-        Ok(())
+        // Graph outputs keep their ONNX names.
+        set_outputs(&mut self.graph, outs).map_err(OnnxError::Model)
     }
 
     // ---- values ------------------------------------------------------------------------
@@ -325,30 +285,11 @@ impl<'m> Importer<'m> {
         })
     }
 
-    /// Required input `i`.
-    pub fn input(&self, cx: &Cx, i: usize) -> Result<Value, OnnxError> {
-        match cx.input_name(i) {
-            Some(name) => self.lookup(cx, name),
-            None => Err(cx.invalid(format!("missing required input {i}"))),
-        }
-    }
-
     /// Optional input `i` (absent or empty name gives None).
     pub fn opt_input(&self, cx: &Cx, i: usize) -> Result<Option<Value>, OnnxError> {
         match cx.input_name(i) {
             Some(name) => self.lookup(cx, name).map(Some),
             None => Ok(None),
-        }
-    }
-
-    /// Input `i`, which must be known at import time.
-    pub fn const_input(&self, cx: &Cx, i: usize, what: &str) -> Result<Rc<Const>, OnnxError> {
-        match self.input(cx, i)? {
-            Value::Const(c) => Ok(c),
-            Value::Node(_) => Err(cx.unsupported(format!(
-                "input {i} ({what}) must be a constant known at import time, but `{}` is computed from the model inputs",
-                cx.input_name(i).unwrap_or_default()
-            ))),
         }
     }
 
@@ -359,25 +300,10 @@ impl<'m> Importer<'m> {
         }
     }
 
-    /// Integer constant input `i` (e.g. a shape or axes).
-    pub fn ints_input(&self, cx: &Cx, i: usize, what: &str) -> Result<Vec<i64>, OnnxError> {
-        let c = self.const_input(cx, i, what)?;
-        c.ints()
-            .map(<[i64]>::to_vec)
-            .ok_or_else(|| cx.invalid(format!("input {i} ({what}) must be an integer tensor")))
-    }
-
     pub fn opt_ints_input(&self, cx: &Cx, i: usize, what: &str) -> Result<Option<Vec<i64>>, OnnxError> {
         match cx.input_name(i) {
             Some(_) => self.ints_input(cx, i, what).map(Some),
             None => Ok(None),
-        }
-    }
-
-    pub fn shape(&self, v: &Value) -> Vec<usize> {
-        match v {
-            Value::Const(c) => c.shape.clone(),
-            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
         }
     }
 
@@ -392,51 +318,6 @@ impl<'m> Importer<'m> {
         let id = self.weight(name.to_string(), c)?;
         self.materialized.insert(name.to_string(), id);
         Ok(id)
-    }
-
-    /// Adds a weight node holding a constant (converted to float).
-    pub fn weight(&mut self, name: String, c: &Const) -> Result<NodeId, String> {
-        check_shape(&c.shape)?;
-        let t: FloatTensor = Tensor::new(c.shape.clone(), c.to_f32()).map_err(|e| e.to_string())?;
-        Ok(self.graph.weight(name, t))
-    }
-
-    /// The HLIL node of input `i` (a constant becomes a weight named after its tensor).
-    pub fn node(&mut self, cx: &Cx, i: usize) -> Result<NodeId, OnnxError> {
-        let v = self.input(cx, i)?;
-        let name = cx.input_name(i).unwrap_or_default().to_string();
-        self.node_of(cx, &name, &v)
-    }
-
-    /// The HLIL node of a value; `name` is the tensor name used for (and caching) a weight.
-    pub fn node_of(&mut self, cx: &Cx, name: &str, v: &Value) -> Result<NodeId, OnnxError> {
-        match v {
-            Value::Node(id) => Ok(*id),
-            Value::Const(c) => self.materialize_named(name, c).map_err(|e| cx.shape_err(e)),
-        }
-    }
-
-    /// Adds an HLIL node after checking, without panicking, everything `Graph::add` assumes.
-    pub fn emit(&mut self, cx: &Cx, name: String, op: Op, inputs: &[NodeId]) -> Result<NodeId, OnnxError> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|&i| self.graph.nodes[i].shape.clone()).collect();
-        for s in &shapes {
-            check_shape(s).map_err(|e| cx.shape_err(e))?;
-            if s.contains(&0) {
-                return Err(cx.shape_err(format!("{} `{name}` would read an empty tensor of shape {s:?}", op.name())));
-            }
-        }
-        precheck(&op, &shapes).map_err(|e| cx.shape_err(format!("{} `{name}`: {e}", op.name())))?;
-        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let out = infer_shape(&op, &refs).map_err(|e| cx.shape_err(format!("{} `{name}`: {e}", op.name())))?;
-        let n = check_shape(&out).map_err(|e| cx.shape_err(e))?;
-        if out.contains(&0) {
-            return Err(cx.shape_err(format!("{} `{name}` would produce an empty tensor of shape {out:?}", op.name())));
-        }
-        let folds = inputs.iter().all(|&i| matches!(self.graph.nodes[i].op, Op::Weight(_)));
-        if folds && n > MAX_FOLD {
-            return Err(cx.shape_err(format!("constant result of shape {out:?} is too large to fold")));
-        }
-        self.graph.add(name, op, inputs).map_err(|e| cx.shape_err(e.to_string()))
     }
 
     // ---- import-time knowledge of the graph ------------------------------------------------
@@ -503,97 +384,47 @@ fn tensor_error(name: &str, e: String) -> OnnxError {
     }
 }
 
-fn describe_dims(d: &[Option<usize>]) -> String {
-    let parts: Vec<String> = d.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
-    format!("[{}]", parts.join(", "))
-}
+impl<'m> Lowering for Importer<'m> {
+    type Value = Value;
+    type Error = OnnxError;
+    type Cx<'a> = Cx<'a>;
 
-/// Checks the arithmetic `infer_shape` will do on these parameters cannot overflow or
-/// underflow (it uses plain `usize` arithmetic) and that pads fit the kernels.
-fn precheck(op: &Op, shapes: &[Vec<usize>]) -> Result<(), String> {
-    let small = |v: &[usize], what: &str| -> Result<(), String> {
-        if v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("{what} {v:?} out of range"));
-        }
-        Ok(())
-    };
-    match op {
-        Op::Conv(g) | Op::ConvTranspose(g) => {
-            check_conv(g, matches!(op, Op::ConvTranspose(_)))?;
-        }
-        Op::MaxPool(g) | Op::AvgPool(g) => check_pool(g)?,
-        Op::Reshape { shape } => {
-            checked_elements(shape).ok_or_else(|| format!("shape {shape:?} is too large"))?;
-        }
-        Op::Pad { pads_begin, pads_end, .. } => {
-            small(pads_begin, "pads")?;
-            small(pads_end, "pads")?;
-        }
-        Op::Add | Op::Sub | Op::Mul => {
-            if let [a, b] = shapes {
-                consts::broadcast_shapes(a, b)?;
-            }
-        }
-        Op::Slice { starts, ends, steps } => {
-            for v in [starts, ends, steps] {
-                if v.iter().any(|x| x.unsigned_abs() > MAX_DIM as u64) {
-                    return Err(format!("slice parameters {v:?} out of range"));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
+    const MAX_GENERATED: usize = MAX_GENERATED;
+    const INPUTS: &'static str = "model inputs";
+    const EMPTY_IS_CONSTANT: bool = true;
 
-fn check_conv(g: &ConvGeometry, transpose: bool) -> Result<(), String> {
-    let r = g.input.len();
-    if !(1..=3).contains(&r) {
-        return Err(format!("convolutions have 1 to 3 spatial axes, not {r}"));
+    fn graph(&self) -> &Graph {
+        &self.graph
     }
-    for v in [&g.kernel, &g.strides, &g.dilations, &g.pads_begin, &g.pads_end, &g.output_padding] {
-        if v.len() != r {
-            return Err(format!("geometry {g:?} is inconsistent"));
-        }
-        if v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("geometry value out of range in {v:?}"));
-        }
-    }
-    if g.kernel.iter().chain(&g.strides).chain(&g.dilations).any(|&v| v == 0) {
-        return Err("kernel, strides and dilations must be positive".into());
-    }
-    if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
-        return Err(format!(
-            "{} groups do not divide {} input and {} output channels",
-            g.groups, g.in_channels, g.out_channels
-        ));
-    }
-    for i in 0..r {
-        let span = g.dilations[i] * (g.kernel[i] - 1) + 1;
-        if transpose {
-            let full = g.strides[i] * (g.input[i].max(1) - 1) + g.output_padding[i] + span;
-            if full <= g.pads_begin[i] + g.pads_end[i] {
-                return Err(format!(
-                    "pads {}+{} on spatial axis {i} leave no output (full extent {full})",
-                    g.pads_begin[i], g.pads_end[i]
-                ));
-            }
-        } else if g.input[i] + g.pads_begin[i] + g.pads_end[i] < span {
-            return Err(format!(
-                "kernel span {span} exceeds the padded input extent {} on spatial axis {i}",
-                g.input[i] + g.pads_begin[i] + g.pads_end[i]
-            ));
-        }
-    }
-    Ok(())
-}
 
-fn check_pool(g: &PoolGeometry) -> Result<(), String> {
-    let r = g.input.len();
-    for v in [&g.window, &g.strides, &g.pads_begin, &g.pads_end] {
-        if v.len() != r || v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("inconsistent pooling geometry {g:?}"));
+    fn graph_mut(&mut self) -> &mut Graph {
+        &mut self.graph
+    }
+
+    fn shape(&self, v: &Value) -> Vec<usize> {
+        match v {
+            Value::Const(c) => c.shape.clone(),
+            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
         }
     }
-    Ok(())
+
+    /// Required input `i`.
+    fn input(&self, cx: &Cx, i: usize) -> Result<Value, OnnxError> {
+        match cx.input_name(i) {
+            Some(name) => self.lookup(cx, name),
+            None => Err(cx.invalid(format!("missing required input {i}"))),
+        }
+    }
+
+    /// The HLIL node of a value; `name` is the tensor name used for (and caching) a weight.
+    fn node_of(&mut self, cx: &Cx, name: &str, v: &Value) -> Result<NodeId, OnnxError> {
+        match v {
+            Value::Node(id) => Ok(*id),
+            Value::Const(c) => self.materialize_named(name, c).map_err(|e| cx.shape_err(e)),
+        }
+    }
+
+    fn is_int_node(&self, id: NodeId) -> bool {
+        self.int_nodes.contains(&id)
+    }
 }

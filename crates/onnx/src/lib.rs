@@ -16,10 +16,7 @@
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use cryptflow_ir::hlil::Graph;
 
 mod attrs;
 mod consts;
@@ -127,22 +124,8 @@ pub const CONSTANT_ONLY_OPS: &[&str] = &[
     "Where",
 ];
 
-/// Options of an import.
-#[derive(Clone, Debug, Default)]
-pub struct ImportOptions {
-    /// Static shapes of graph inputs (from `--input-shape NAME=D0,D1,...`); they replace the
-    /// shapes declared in the model. Inputs not listed get their declared shape with symbolic
-    /// or unknown dimensions set to 1.
-    pub input_shapes: HashMap<String, Vec<usize>>,
-}
-
-/// The result of an import.
-#[derive(Clone, Debug)]
-pub struct Imported {
-    pub graph: Graph,
-    /// Things the user should know about (e.g. a Softmax compiled away at the output).
-    pub notices: Vec<String>,
-}
+/// Options and result of an import, shared by the front ends.
+pub use cryptflow_frontend::{ImportOptions, Imported};
 
 /// Why a model could not be imported.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,18 @@
 
 use std::rc::Rc;
 
+use cryptflow_frontend::consts::{broadcast_shapes, check_shape, MAX_DIM};
+use cryptflow_frontend::eval::{
+    binary, compare, range, reduce_const, reduced_shape, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+};
+use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
+use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
+use cryptflow_frontend::{Arith, Const, Data, Lowering, NodeContext};
 use cryptflow_ir::hlil::{NodeId, Op};
-use cryptflow_tensor::{ConvGeometry, Layout, PoolGeometry};
+use cryptflow_tensor::{num_elements as elements, ConvGeometry, Layout, PoolGeometry};
 
 use crate::attrs::Cx;
-use crate::consts::{
-    self, binary, broadcast_shapes, check_shape, compare, concat_consts, BroadcastFn, Const, Data,
-    GatherFn, PadFn, SliceFn, Transpose, MAX_GENERATED,
-};
+use crate::consts::MAX_GENERATED;
 use crate::import::{Importer, Value};
 use crate::OnnxError;
 
@@ -19,20 +23,8 @@ type R<T> = Result<T, OnnxError>;
 
 const MAX_REPEATS: usize = 1 << 12;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Arith {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
 fn is_default_domain(d: Option<&str>) -> bool {
     matches!(d, None | Some("") | Some("ai.onnx"))
-}
-
-fn elements(shape: &[usize]) -> usize {
-    shape.iter().product()
 }
 
 impl Importer<'_> {
@@ -126,146 +118,6 @@ impl Importer<'_> {
 
     // ---- elementary value operations (constant or HLIL) ---------------------------------
 
-    fn reshape_value(&mut self, cx: &Cx, name: String, v: &Value, shape: Vec<usize>) -> R<Value> {
-        check_shape(&shape).map_err(|e| cx.shape_err(e))?;
-        let from = self.shape(v);
-        if elements(&from) != elements(&shape) {
-            return Err(cx.shape_err(format!("cannot reshape {from:?} into {shape:?}")));
-        }
-        Ok(match v {
-            Value::Const(c) => Value::Const(Rc::new(c.with_shape(shape))),
-            Value::Node(id) if from == shape => Value::Node(*id),
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Reshape { shape }, &[*id])?),
-        })
-    }
-
-    fn transpose_value(&mut self, cx: &Cx, name: String, v: &Value, perm: Vec<usize>) -> R<Value> {
-        let shape = self.shape(v);
-        let mut seen = vec![false; shape.len()];
-        if perm.len() != shape.len() || perm.iter().any(|&p| p >= shape.len() || std::mem::replace(&mut seen[p], true)) {
-            return Err(cx.invalid(format!("perm {perm:?} is not a permutation of the axes of {shape:?}")));
-        }
-        if perm.iter().enumerate().all(|(i, &p)| i == p) {
-            return Ok(v.clone());
-        }
-        Ok(match v {
-            Value::Const(c) => {
-                let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-                Value::Const(Rc::new(c.map_data(out, Transpose(&perm))))
-            }
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Transpose { perm }, &[*id])?),
-        })
-    }
-
-    /// Slice with normalised parameters (one per axis).
-    fn slice_value(&mut self, cx: &Cx, name: String, v: &Value, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64>) -> R<Value> {
-        let shape = self.shape(v);
-        let out: Vec<usize> = (0..shape.len())
-            .map(|i| {
-                let (s, e, st) = (starts[i], ends[i], steps[i]);
-                let n = if st > 0 { (e - s + st - 1) / st } else { (s - e + (-st) - 1) / (-st) };
-                n.max(0) as usize
-            })
-            .collect();
-        if out == shape && steps.iter().all(|&s| s == 1) {
-            return Ok(v.clone());
-        }
-        Ok(match v {
-            Value::Const(c) => {
-                Value::Const(Rc::new(c.map_data(out.clone(), SliceFn { starts: &starts, steps: &steps, out_shape: &out })))
-            }
-            Value::Node(id) => {
-                if out.contains(&0) {
-                    // An empty tensor has no elements to compute: it is a (trivial) constant.
-                    return Ok(Value::Const(Rc::new(Const::new_f(out, vec![]))));
-                }
-                Value::Node(self.emit(cx, name, Op::Slice { starts, ends, steps }, &[*id])?)
-            }
-        })
-    }
-
-    fn gather_value(&mut self, cx: &Cx, name: String, v: &Value, axis: usize, indices: Vec<usize>) -> R<Value> {
-        Ok(match v {
-            Value::Const(c) => {
-                let mut out = c.shape.clone();
-                out[axis] = indices.len();
-                Value::Const(Rc::new(c.map_data(out, GatherFn { axis, indices: &indices })))
-            }
-            Value::Node(id) => {
-                if indices.is_empty() {
-                    let mut out = self.graph.nodes[*id].shape.clone();
-                    out[axis] = 0;
-                    return Ok(Value::Const(Rc::new(Const::new_f(out, vec![]))));
-                }
-                Value::Node(self.emit(cx, name, Op::Gather { axis, indices }, &[*id])?)
-            }
-        })
-    }
-
-    /// Concatenation of named values (names are used for constants turned into weights).
-    fn concat_values(&mut self, cx: &Cx, name: String, parts: &[(String, Value)], axis: usize) -> R<Value> {
-        if parts.is_empty() {
-            return Err(cx.invalid("nothing to concatenate"));
-        }
-        let shapes: Vec<Vec<usize>> = parts.iter().map(|(_, v)| self.shape(v)).collect();
-        let rank = shapes[0].len();
-        if axis >= rank {
-            return Err(cx.invalid(format!("axis {axis} out of range for rank {rank}")));
-        }
-        let mut out = shapes[0].clone();
-        out[axis] = 0;
-        for s in &shapes {
-            if s.len() != rank || (0..rank).any(|i| i != axis && s[i] != shapes[0][i]) {
-                return Err(cx.shape_err(format!("cannot concatenate {:?} and {s:?} on axis {axis}", shapes[0])));
-            }
-            out[axis] = out[axis].saturating_add(s[axis]);
-        }
-        check_shape(&out).map_err(|e| cx.shape_err(e))?;
-        if parts.iter().all(|(_, v)| matches!(v, Value::Const(_))) {
-            let consts: Vec<&Const> = parts
-                .iter()
-                .map(|(_, v)| match v {
-                    Value::Const(c) => c.as_ref(),
-                    Value::Node(_) => unreachable!("all constants"),
-                })
-                .collect();
-            let total: usize = consts.iter().map(|c| c.len()).sum();
-            if elements(&out) > total.max(MAX_GENERATED) {
-                return Err(cx.shape_err(format!("constant of shape {out:?} is too large")));
-            }
-            return Ok(Value::Const(Rc::new(concat_consts(&consts, axis))));
-        }
-        let mut ids = Vec::new();
-        for ((pname, v), s) in parts.iter().zip(&shapes) {
-            if elements(s) == 0 {
-                continue; // empty pieces contribute nothing
-            }
-            ids.push(self.node_of(cx, pname, v)?);
-        }
-        if ids.len() == 1 {
-            return Ok(Value::Node(ids[0]));
-        }
-        Ok(Value::Node(self.emit(cx, name, Op::Concat { axis }, &ids)?))
-    }
-
-    fn pad_value(&mut self, cx: &Cx, name: String, v: &Value, begin: Vec<usize>, end: Vec<usize>, value: f32) -> R<Value> {
-        if begin.iter().chain(&end).all(|&p| p == 0) {
-            return Ok(v.clone());
-        }
-        let shape = self.shape(v);
-        Ok(match v {
-            Value::Const(c) => {
-                let out: Vec<usize> = (0..shape.len()).map(|i| shape[i] + begin[i] + end[i]).collect();
-                let n = check_shape(&out).map_err(|e| cx.shape_err(e))?;
-                if n > MAX_GENERATED.max(c.len()) {
-                    return Err(cx.shape_err(format!("constant of shape {out:?} is too large")));
-                }
-                Value::Const(Rc::new(PadFn { begin: &begin, end: &end, value_f: value }.run(c)))
-            }
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Pad { pads_begin: begin, pads_end: end, value }, &[*id])?),
-        })
-    }
-
     /// Repeats a value `times` along `axis` (Tile / Expand).
     fn repeat_value(&mut self, cx: &Cx, name: String, tensor: &str, v: &Value, axis: usize, times: usize) -> R<Value> {
         if times == 1 {
@@ -281,34 +133,11 @@ impl Importer<'_> {
         shape[axis] = shape[axis].saturating_mul(times);
         let n = check_shape(&shape).map_err(|e| cx.shape_err(e))?;
         if let Value::Const(c) = v {
-            if n > MAX_GENERATED.max(c.len()) {
-                return Err(cx.shape_err(format!("constant of shape {shape:?} is too large")));
-            }
-            // Broadcast a new axis after `axis` to `times`, then merge.
-            let mut s1 = c.shape.clone();
-            s1.insert(axis, 1);
-            let mut s2 = c.shape.clone();
-            s2.insert(axis, times);
-            let b = c.with_shape(s1).map_data(s2.clone(), BroadcastFn(&s2));
-            return Ok(Value::Const(Rc::new(b.with_shape(shape))));
+            self.check_generated(cx, &shape, n, c.len())?;
+            return Ok(Value::Const(Rc::new(c.tile_axis(axis, times).map_err(|e| cx.shape_err(e))?)));
         }
         let parts: Vec<(String, Value)> = (0..times).map(|_| (tensor.to_string(), v.clone())).collect();
         self.concat_values(cx, name, &parts, axis)
-    }
-
-    /// A scalar op on a node, reshaped to `out` when broadcasting with the scalar grows the rank.
-    fn scalar_op(&mut self, cx: &Cx, base: &str, x: NodeId, op: Op, out: &[usize]) -> R<Value> {
-        let xs = self.graph.nodes[x].shape.clone();
-        let skip = match op {
-            Op::MulScalar(c) | Op::DivScalar(c) => c == 1.0,
-            Op::AddScalar(c) => c == 0.0,
-            _ => false,
-        };
-        let y = if skip { x } else { self.emit(cx, format!("{base}/scalar"), op, &[x])? };
-        if xs.as_slice() != out {
-            return self.reshape_value(cx, format!("{base}/broadcast"), &Value::Node(y), out.to_vec());
-        }
-        Ok(Value::Node(y))
     }
 
     // ---- simple ops ------------------------------------------------------------------------
@@ -336,26 +165,15 @@ impl Importer<'_> {
         if !(float_target || int_target || bool_target) {
             return Err(cx.unsupported(format!("Cast to data type {to} is not supported")));
         }
-        Ok(match self.input(cx, 0)? {
-            Value::Const(c) => Value::Const(Rc::new(if float_target {
-                c.as_float()
-            } else if bool_target {
-                let d = match &c.data {
-                    Data::F(v) => v.iter().map(|&x| (x != 0.0) as i64).collect(),
-                    Data::I(v) => v.iter().map(|&x| (x != 0) as i64).collect(),
-                };
-                Const::new_i(c.shape.clone(), d)
-            } else {
-                c.as_int()
-            })),
-            Value::Node(id) => {
-                if float_target || self.int_nodes.contains(&id) {
-                    Value::Node(id)
-                } else {
-                    return Err(cx.unsupported("Cast of a computed floating-point tensor to an integer type is not supported"));
-                }
-            }
-        })
+        let to = if float_target {
+            CastTarget::Float
+        } else if bool_target {
+            CastTarget::Bool
+        } else {
+            CastTarget::Int
+        };
+        let x = self.input(cx, 0)?;
+        self.cast_value(cx, x, to)
     }
 
     fn constant(&mut self, cx: &Cx) -> R<Value> {
@@ -389,72 +207,21 @@ impl Importer<'_> {
         Ok(Value::Const(Rc::new(Const::new_i(vec![dims.len()], dims))))
     }
 
-    fn target_shape(&self, cx: &Cx, dims: &[i64]) -> R<Vec<usize>> {
-        let shape = dims
-            .iter()
-            .map(|&d| {
-                if d < 0 || d as u64 > consts::MAX_DIM as u64 {
-                    Err(cx.invalid(format!("shape {dims:?} has an invalid dimension {d}")))
-                } else {
-                    Ok(d as usize)
-                }
-            })
-            .collect::<R<Vec<_>>>()?;
-        check_shape(&shape).map_err(|e| cx.shape_err(e))?;
-        Ok(shape)
-    }
-
     fn constant_of_shape(&mut self, cx: &Cx) -> R<Value> {
         let dims = self.ints_input(cx, 0, "shape")?;
-        let shape = self.target_shape(cx, &dims)?;
-        let n = elements(&shape);
-        if n > MAX_GENERATED {
-            return Err(cx.shape_err(format!("constant of shape {shape:?} is too large")));
-        }
+        let shape = self.generated_shape(cx, &dims)?;
         let value = cx.tensor("value")?.unwrap_or_else(|| Const::new_f(vec![1], vec![0.0]));
         if value.len() != 1 {
             return Err(cx.invalid("attribute `value` must hold exactly one element"));
         }
-        let data = match &value.data {
-            Data::F(v) => Data::F(vec![v[0]; n]),
-            Data::I(v) => Data::I(vec![v[0]; n]),
-        };
-        Ok(Value::Const(Rc::new(Const { shape, data })))
+        Ok(Value::Const(Rc::new(Const::splat(shape, &value))))
     }
 
     fn range(&mut self, cx: &Cx) -> R<Value> {
         let s = self.const_input(cx, 0, "start")?;
         let l = self.const_input(cx, 1, "limit")?;
         let d = self.const_input(cx, 2, "delta")?;
-        if s.len() != 1 || l.len() != 1 || d.len() != 1 {
-            return Err(cx.invalid("start, limit and delta must be scalars"));
-        }
-        if s.is_float() || l.is_float() || d.is_float() {
-            let (s, l, d) = (s.to_f32()[0] as f64, l.to_f32()[0] as f64, d.to_f32()[0] as f64);
-            let n = ((l - s) / d).ceil();
-            if !n.is_finite() || d == 0.0 {
-                return Err(cx.invalid("Range with a zero or non-finite delta"));
-            }
-            let n = n.max(0.0);
-            if n > MAX_GENERATED as f64 {
-                return Err(cx.shape_err(format!("Range of {n} elements is too large")));
-            }
-            let n = n as usize;
-            let v: Vec<f32> = (0..n).map(|i| (s + i as f64 * d) as f32).collect();
-            Ok(Value::Const(Rc::new(Const::new_f(vec![n], v))))
-        } else {
-            let (s, l, d) = (s.to_i64()[0] as i128, l.to_i64()[0] as i128, d.to_i64()[0] as i128);
-            if d == 0 {
-                return Err(cx.invalid("Range with delta 0"));
-            }
-            let diff = l - s;
-            let n = if (diff > 0) == (d > 0) && diff != 0 { (diff.abs() + d.abs() - 1) / d.abs() } else { 0 };
-            if n > MAX_GENERATED as i128 {
-                return Err(cx.shape_err(format!("Range of {n} elements is too large")));
-            }
-            let v: Vec<i64> = (0..n).map(|i| (s + i * d) as i64).collect();
-            Ok(Value::Const(Rc::new(Const::new_i(vec![n as usize], v))))
-        }
+        Ok(Value::Const(Rc::new(range(cx, &s, &l, &d, MAX_GENERATED)?)))
     }
 
     // ---- arithmetic ------------------------------------------------------------------------
@@ -466,85 +233,6 @@ impl Importer<'_> {
         let bn = cx.input_name(1).unwrap_or_default().to_string();
         let out = cx.out0()?;
         self.arith_values(cx, kind, (&an, &a), (&bn, &b), &out)
-    }
-
-    fn arith_values(&mut self, cx: &Cx, kind: Arith, a: (&str, &Value), b: (&str, &Value), base: &str) -> R<Value> {
-        let (an, a) = a;
-        let (bn, b) = b;
-        let out_shape = broadcast_shapes(&self.shape(a), &self.shape(b)).map_err(|e| cx.shape_err(e))?;
-        check_shape(&out_shape).map_err(|e| cx.shape_err(e))?;
-        if let (Value::Const(x), Value::Const(y)) = (a, b) {
-            let r = match kind {
-                Arith::Add => binary(x, y, |p, q| p + q, |p, q| Ok(p.wrapping_add(q))),
-                Arith::Sub => binary(x, y, |p, q| p - q, |p, q| Ok(p.wrapping_sub(q))),
-                Arith::Mul => binary(x, y, |p, q| p * q, |p, q| Ok(p.wrapping_mul(q))),
-                Arith::Div => binary(x, y, |p, q| p / q, |p, q| {
-                    if q == 0 {
-                        Err("integer division by zero".to_string())
-                    } else {
-                        Ok(p.wrapping_div(q))
-                    }
-                }),
-            };
-            return Ok(Value::Const(Rc::new(r.map_err(|e| cx.shape_err(e))?)));
-        }
-        let scalar = |v: &Value| match v {
-            Value::Const(c) if c.len() == 1 => c.single_f32(),
-            _ => None,
-        };
-        match (kind, a, b) {
-            // Public scalar constants.
-            (Arith::Add, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Add, _, Value::Node(x)) if scalar(a).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(scalar(a).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Mul, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::MulScalar(scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Mul, _, Value::Node(x)) if scalar(a).is_some() => {
-                self.scalar_op(cx, base, *x, Op::MulScalar(scalar(a).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Sub, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(-scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Sub, _, Value::Node(x)) if scalar(a).is_some() => {
-                let c = scalar(a).unwrap_or_default();
-                let neg = self.emit(cx, format!("{base}/neg"), Op::Neg, &[*x])?;
-                self.scalar_op(cx, base, neg, Op::AddScalar(c), &out_shape)
-            }
-            (Arith::Div, Value::Node(x), _) if scalar(b).is_some() => {
-                let c = scalar(b).unwrap_or_default();
-                if c == 0.0 || !c.is_finite() {
-                    return Err(cx.invalid(format!("division by the constant {c}")));
-                }
-                self.scalar_op(cx, base, *x, Op::DivScalar(c), &out_shape)
-            }
-            (Arith::Div, Value::Node(x), Value::Const(c)) => {
-                // Division by a constant tensor: multiplication by its reciprocal (a weight).
-                let data = c.to_f32();
-                if data.iter().any(|&v| v == 0.0 || !v.is_finite()) {
-                    return Err(cx.invalid(format!("division by a constant tensor `{bn}` containing zero or non-finite values")));
-                }
-                let recip = Const::new_f(c.shape.clone(), data.iter().map(|&v| 1.0 / v).collect());
-                let w = self.weight(format!("{bn}/reciprocal"), &recip).map_err(|e| cx.shape_err(e))?;
-                Ok(Value::Node(self.emit(cx, format!("{base}/mul"), Op::Mul, &[*x, w])?))
-            }
-            (Arith::Div, _, _) => Err(cx.unsupported(format!(
-                "division by `{bn}`, which is computed from the model inputs, is not supported (only division by constants)"
-            ))),
-            _ => {
-                let x = self.node_of(cx, an, a)?;
-                let y = self.node_of(cx, bn, b)?;
-                let op = match kind {
-                    Arith::Add => Op::Add,
-                    Arith::Sub => Op::Sub,
-                    _ => Op::Mul,
-                };
-                Ok(Value::Node(self.emit(cx, format!("{base}/{}", op.name().to_lowercase()), op, &[x, y])?))
-            }
-        }
     }
 
     fn sum(&mut self, cx: &Cx) -> R<Value> {
@@ -594,24 +282,8 @@ impl Importer<'_> {
                 }
             }
         };
-        Ok(match x {
-            Value::Const(c) => {
-                let f: Box<dyn Fn(f32) -> f32> = match op {
-                    Op::Neg => Box::new(|v| -v),
-                    Op::Relu => Box::new(|v| v.max(0.0)),
-                    Op::LeakyRelu { alpha } => Box::new(move |v| if v >= 0.0 { v } else { alpha * v }),
-                    Op::Clip { min, max } => Box::new(move |v| v.max(min).min(max)),
-                    _ => unreachable!("activation ops only"),
-                };
-                let data = match (&c.data, &op) {
-                    (Data::I(v), Op::Neg) => Data::I(v.iter().map(|x| x.wrapping_neg()).collect()),
-                    (Data::I(v), Op::Relu) => Data::I(v.iter().map(|&x| x.max(0)).collect()),
-                    _ => Data::F(c.to_f32().into_iter().map(f).collect()),
-                };
-                Value::Const(Rc::new(Const { shape: c.shape.clone(), data }))
-            }
-            Value::Node(id) => Value::Node(self.emit(cx, cx.out0()?, op, &[id])?),
-        })
+        let name = cx.out0()?;
+        self.activation_value(cx, name, x, op)
     }
 
     fn const_unary(&mut self, cx: &Cx) -> R<Value> {
@@ -635,16 +307,17 @@ impl Importer<'_> {
         let mut acc = (*self.const_input(cx, 0, "operand")?).clone();
         for i in 1..n {
             let y = self.const_input(cx, i, "operand")?;
+            let cmp = |c| compare(&acc, &y, c, MAX_GENERATED);
             let r = match op.as_str() {
-                "Min" => binary(&acc, &y, f32::min, |p, q| Ok(p.min(q))),
-                "Max" => binary(&acc, &y, f32::max, |p, q| Ok(p.max(q))),
-                "Equal" => compare(&acc, &y, |p, q| p == q, |p, q| p == q),
-                "Less" => compare(&acc, &y, |p, q| p < q, |p, q| p < q),
-                "Greater" => compare(&acc, &y, |p, q| p > q, |p, q| p > q),
-                "LessOrEqual" => compare(&acc, &y, |p, q| p <= q, |p, q| p <= q),
-                "GreaterOrEqual" => compare(&acc, &y, |p, q| p >= q, |p, q| p >= q),
-                "And" => compare(&acc, &y, |p, q| p != 0.0 && q != 0.0, |p, q| p != 0 && q != 0),
-                _ => compare(&acc, &y, |p, q| p != 0.0 || q != 0.0, |p, q| p != 0 || q != 0),
+                "Min" => binary(&acc, &y, MAX_GENERATED, f32::min, |p, q| Ok(p.min(q))),
+                "Max" => binary(&acc, &y, MAX_GENERATED, f32::max, |p, q| Ok(p.max(q))),
+                "Equal" => cmp(Cmp::Equal),
+                "Less" => cmp(Cmp::Less),
+                "Greater" => cmp(Cmp::Greater),
+                "LessOrEqual" => cmp(Cmp::LessEqual),
+                "GreaterOrEqual" => cmp(Cmp::GreaterEqual),
+                "And" => cmp(Cmp::And),
+                _ => cmp(Cmp::Or),
             };
             acc = r.map_err(|e| cx.shape_err(e))?;
         }
@@ -655,23 +328,7 @@ impl Importer<'_> {
         let c = self.const_input(cx, 0, "condition")?;
         let x = self.const_input(cx, 1, "X")?;
         let y = self.const_input(cx, 2, "Y")?;
-        let s = broadcast_shapes(&c.shape, &x.shape)
-            .and_then(|s| broadcast_shapes(&s, &y.shape))
-            .map_err(|e| cx.shape_err(e))?;
-        let n = check_shape(&s).map_err(|e| cx.shape_err(e))?;
-        if n > MAX_GENERATED.max(c.len()).max(x.len()).max(y.len()) {
-            return Err(cx.shape_err(format!("constant of shape {s:?} is too large")));
-        }
-        let cond = consts::broadcast_to(&c.shape, &c.to_i64(), &s);
-        let out = if x.is_float() || y.is_float() {
-            let xs = consts::broadcast_to(&x.shape, &x.to_f32(), &s);
-            let ys = consts::broadcast_to(&y.shape, &y.to_f32(), &s);
-            Const::new_f(s, (0..n).map(|i| if cond[i] != 0 { xs[i] } else { ys[i] }).collect())
-        } else {
-            let xs = consts::broadcast_to(&x.shape, &x.to_i64(), &s);
-            let ys = consts::broadcast_to(&y.shape, &y.to_i64(), &s);
-            Const::new_i(s, (0..n).map(|i| if cond[i] != 0 { xs[i] } else { ys[i] }).collect())
-        };
+        let out = select(&c, &c.shape, &x, &y, MAX_GENERATED).map_err(|e| cx.shape_err(e))?;
         Ok(Value::Const(Rc::new(out)))
     }
 
@@ -681,39 +338,7 @@ impl Importer<'_> {
         let x = self.input(cx, 0)?;
         let dims = self.ints_input(cx, 1, "shape")?;
         let allowzero = cx.opset >= 14 && cx.int_or("allowzero", 0)? != 0;
-        let from = self.shape(&x);
-        let n = elements(&from);
-        let mut out = Vec::with_capacity(dims.len());
-        let mut infer = None;
-        for (i, &d) in dims.iter().enumerate() {
-            match d {
-                0 if !allowzero => out.push(
-                    *from
-                        .get(i)
-                        .ok_or_else(|| cx.shape_err(format!("shape {dims:?} copies dimension {i} of {from:?}, which has none")))?,
-                ),
-                -1 => {
-                    if infer.replace(i).is_some() {
-                        return Err(cx.shape_err(format!("shape {dims:?} has more than one -1")));
-                    }
-                    out.push(1);
-                }
-                d if d < 0 || d as u64 > consts::MAX_DIM as u64 => {
-                    return Err(cx.shape_err(format!("shape {dims:?} has an invalid dimension {d}")))
-                }
-                d => out.push(d as usize),
-            }
-        }
-        let known = consts::checked_elements(&out).ok_or_else(|| cx.shape_err(format!("shape {dims:?} is too large")))?;
-        if let Some(i) = infer {
-            if known == 0 || n % known != 0 {
-                return Err(cx.shape_err(format!("cannot reshape {from:?} ({n} elements) into {dims:?}")));
-            }
-            out[i] = n / known;
-        }
-        if elements(&out) != n {
-            return Err(cx.shape_err(format!("cannot reshape {from:?} ({n} elements) into {dims:?}")));
-        }
+        let out = reshape_target(cx, &self.shape(&x), &dims, !allowzero)?;
         self.reshape_value(cx, cx.out0()?, &x, out)
     }
 
@@ -742,20 +367,7 @@ impl Importer<'_> {
         let x = self.input(cx, 0)?;
         let s = self.shape(&x);
         let axes = self.axes_arg(cx, 13, 1)?;
-        let out: Vec<usize> = match axes {
-            None => s.iter().copied().filter(|&d| d != 1).collect(),
-            Some(axes) => {
-                let mut drop = vec![false; s.len()];
-                for a in axes {
-                    let a = cx.axis(a, s.len(), "axis")?;
-                    if s[a] != 1 {
-                        return Err(cx.shape_err(format!("cannot squeeze axis {a} of extent {} in {s:?}", s[a])));
-                    }
-                    drop[a] = true;
-                }
-                s.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&v, _)| v).collect()
-            }
-        };
+        let out = squeeze_shape(cx, &s, axes)?;
         self.reshape_value(cx, cx.out0()?, &x, out)
     }
 
@@ -848,7 +460,7 @@ impl Importer<'_> {
             let (lo_s, hi_s, lo_e, hi_e) = if step > 0 { (0, dim, 0, dim) } else { (0, dim - 1, -1, dim - 1) };
             s[a] = fix(starts[j]).max(lo_s).min(hi_s);
             e[a] = fix(ends[j]).max(lo_e).min(hi_e);
-            st[a] = step.clamp(-(consts::MAX_DIM as i64), consts::MAX_DIM as i64);
+            st[a] = step.clamp(-(MAX_DIM as i64), MAX_DIM as i64);
             if dim == 0 {
                 s[a] = 0;
                 e[a] = 0;
@@ -972,7 +584,7 @@ impl Importer<'_> {
     fn expand(&mut self, cx: &Cx) -> R<Value> {
         let x = self.input(cx, 0)?;
         let dims = self.ints_input(cx, 1, "shape")?;
-        let target = self.target_shape(cx, &dims)?;
+        let target = cx.target_shape(&dims)?;
         let s = self.shape(&x);
         let out = broadcast_shapes(&s, &target).map_err(|e| cx.shape_err(e))?;
         self.broadcast_value(cx, &x, cx.input_name(0).unwrap_or_default(), &out)
@@ -984,10 +596,8 @@ impl Importer<'_> {
         let name = cx.out0()?;
         let n = check_shape(out).map_err(|e| cx.shape_err(e))?;
         if let Value::Const(c) = x {
-            if n > MAX_GENERATED.max(c.len()) {
-                return Err(cx.shape_err(format!("constant of shape {out:?} is too large")));
-            }
-            return Ok(Value::Const(Rc::new(c.map_data(out.to_vec(), BroadcastFn(out)))));
+            self.check_generated(cx, out, n, c.len())?;
+            return Ok(Value::Const(Rc::new(c.broadcast_to(out).map_err(|e| cx.shape_err(e))?)));
         }
         let mut padded = vec![1; out.len() - s.len()];
         padded.extend_from_slice(&s);
@@ -1048,7 +658,7 @@ impl Importer<'_> {
         let mut end = vec![0i64; r];
         for (j, &a) in axes.iter().enumerate() {
             for (v, p) in [(&mut begin[a], pads[j]), (&mut end[a], pads[j + k])] {
-                if p.unsigned_abs() > consts::MAX_DIM as u64 {
+                if p.unsigned_abs() > MAX_DIM as u64 {
                     return Err(cx.invalid(format!("pad {p} out of range")));
                 }
                 *v = p;
@@ -1086,19 +696,19 @@ impl Importer<'_> {
         };
         axes.sort_unstable();
         axes.dedup();
-        let mut out: Vec<usize> = Vec::new();
-        for (i, &d) in s.iter().enumerate() {
-            if axes.contains(&i) {
-                if keep {
-                    out.push(1);
-                }
-            } else {
-                out.push(d);
-            }
-        }
+        let out = reduced_shape(&s, &axes, keep);
         let count: usize = axes.iter().map(|&a| s[a]).product();
         match x {
-            Value::Const(c) => Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, &op)))),
+            Value::Const(c) => {
+                let kind = match op.as_str() {
+                    "ReduceSum" => Reduce::Sum,
+                    "ReduceMean" => Reduce::Mean { divisor: count },
+                    "ReduceProd" => Reduce::Prod,
+                    "ReduceMax" => Reduce::Max,
+                    _ => Reduce::Min,
+                };
+                Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, kind))))
+            }
             Value::Node(id) => {
                 if axes.is_empty() {
                     return Ok(Value::Node(id));
@@ -1109,12 +719,7 @@ impl Importer<'_> {
                 match op.as_str() {
                     "ReduceMean" | "ReduceSum" => {
                         let name = cx.out0()?;
-                        let m = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes, keep_dims: keep }, &[id])?;
-                        if op == "ReduceSum" && count != 1 {
-                            Ok(Value::Node(self.emit(cx, format!("{name}/sum"), Op::MulScalar(count as f32), &[m])?))
-                        } else {
-                            Ok(Value::Node(m))
-                        }
+                        self.mean_or_sum(cx, &name, id, axes, keep, count, op == "ReduceSum")
                     }
                     _ => Err(cx.unsupported(format!("{op} of a computed tensor is not supported (only of constants)"))),
                 }
@@ -1144,17 +749,10 @@ impl Importer<'_> {
             cx.axis(cx.int_or("axis", default)?, r, "axis")?;
         }
         if let Err((node, op)) = self.only_reaches_outputs(&out) {
-            return Err(cx.unsupported(format!(
-                "{} is supported only when its result is a graph output (it is then compiled away, since it \
-                 preserves the argmax); here `{out}` feeds node `{node}` ({op})",
-                cx.op
-            )));
+            return Err(cx.unsupported(softmax_not_at_output(&cx.op, &out, &node, &op)));
         }
         if self.reaches_an_output(&out) {
-            self.notices.push(format!(
-                "{} `{out}` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)",
-                cx.op
-            ));
+            self.notices.push(softmax_compiled_away(&cx.op, &out));
         }
         Ok(x)
     }
@@ -1176,17 +774,8 @@ impl Importer<'_> {
             }
             "VALID" => Ok((vec![0; r], vec![0; r])),
             "SAME_UPPER" | "SAME_LOWER" => {
-                let mut b = vec![0; r];
-                let mut e = vec![0; r];
-                for i in 0..r {
-                    let out = input[i].div_ceil(strides[i]);
-                    let total = ((out.max(1) - 1) * strides[i] + span[i]).saturating_sub(input[i]);
-                    let small = total / 2;
-                    let (pb, pe) = if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
-                    b[i] = pb;
-                    e[i] = pe;
-                }
-                Ok((b, e))
+                let (b, e) = same_pads(input, span, strides);
+                Ok(if auto_pad == "SAME_UPPER" { (b, e) } else { (e, b) })
             }
             other => Err(cx.invalid(format!("unknown auto_pad `{other}`"))),
         }
@@ -1272,7 +861,7 @@ impl Importer<'_> {
         }
         let strides = self.spatial_attr(cx, "strides", r, 1)?;
         let dilations = self.spatial_attr(cx, "dilations", r, 1)?;
-        let span: Vec<usize> = (0..r).map(|i| dilations[i] * (kernel[i] - 1) + 1).collect();
+        let span = kernel_span(&kernel, &dilations);
         let (pads_begin, pads_end) = self.spatial_pads(cx, &xs[2..], &span, &strides)?;
         let g = ConvGeometry {
             layout: Layout::ChannelsFirst,
@@ -1477,22 +1066,11 @@ impl Importer<'_> {
 
     fn global_pool(&mut self, cx: &Cx) -> R<Value> {
         let (x, xs) = self.activation_input(cx, 3, 5)?;
-        let r = xs.len() - 2;
         let name = cx.out0()?;
         let op = if cx.op == "GlobalAveragePool" {
             Op::ReduceMean { axes: (2..xs.len()).collect(), keep_dims: true }
         } else {
-            Op::MaxPool(PoolGeometry {
-                layout: Layout::ChannelsFirst,
-                batch: xs[0],
-                channels: xs[1],
-                input: xs[2..].to_vec(),
-                window: xs[2..].to_vec(),
-                strides: vec![1; r],
-                pads_begin: vec![0; r],
-                pads_end: vec![0; r],
-                count_include_pad: false,
-            })
+            Op::MaxPool(global_max_pool(Layout::ChannelsFirst, xs[0], xs[1], xs[2..].to_vec()))
         };
         Ok(Value::Node(self.emit(cx, name, op, &[x])?))
     }
@@ -1544,78 +1122,8 @@ impl Importer<'_> {
 
     /// ONNX MatMul of two values, lowered to HLIL MatMul (whose right operand is 2-D).
     fn matmul_values(&mut self, cx: &Cx, base: &str, a: (&str, &Value), b: (&str, &Value)) -> R<Value> {
-        let (an, a) = a;
-        let (bn, b) = b;
-        let sa = self.shape(a);
-        let sb = self.shape(b);
-        if sa.is_empty() || sb.is_empty() {
-            return Err(cx.shape_err("MatMul of a scalar"));
-        }
-        // The ONNX result shape.
-        let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
-        let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
-        let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
-        let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
-        if k != k2 {
-            return Err(cx.shape_err(format!("MatMul of {sa:?} by {sb:?}: inner extents differ")));
-        }
-        let batch = broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).map_err(|e| cx.shape_err(e))?;
-        let mut expected = batch.clone();
-        if sa.len() > 1 {
-            expected.push(m);
-        }
-        if sb.len() > 1 {
-            expected.push(n);
-        }
-        check_shape(&expected).map_err(|e| cx.shape_err(e))?;
-        let b_batch_trivial = b2[..b2.len() - 2].iter().all(|&d| d == 1);
-        let a_batch_trivial = a2[..a2.len() - 2].iter().all(|&d| d == 1);
-        let result = if matches!(a, Value::Node(_)) || matches!(b, Value::Const(_)) {
-            // a x b with b as a 2-D matrix.
-            if !b_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of {sa:?} by {sb:?}: the right operand must be a matrix (batched right operands are not supported)"
-                )));
-            }
-            let bm = self.reshape_value(cx, format!("{bn}/matrix"), b, vec![k, n])?;
-            let ai = self.node_of(cx, an, a)?;
-            let bi = self.node_of(cx, &format!("{bn}/matrix"), &bm)?;
-            self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[ai, bi])?
-        } else {
-            // Constant left operand, computed right operand: (A B)^T = B^T A^T.
-            if !a_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of a constant {sa:?} by a computed {sb:?}: batched constant left operands are not supported"
-                )));
-            }
-            let at = {
-                let am = self.reshape_value(cx, format!("{an}/matrix"), a, vec![m, k])?;
-                self.transpose_value(cx, format!("{an}/transposed"), &am, vec![1, 0])?
-            };
-            let rb = sb.len();
-            let bt = if rb == 1 {
-                b.clone()
-            } else {
-                let mut perm: Vec<usize> = (0..rb).collect();
-                perm.swap(rb - 1, rb - 2);
-                self.transpose_value(cx, format!("{base}/rhs_transposed"), b, perm)?
-            };
-            let bi = self.node_of(cx, bn, &bt)?;
-            let ai = self.node_of(cx, &format!("{an}/transposed"), &at)?;
-            let y = self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[bi, ai])?;
-            let ys = self.graph.nodes[y].shape.clone();
-            if ys.len() >= 2 {
-                let mut perm: Vec<usize> = (0..ys.len()).collect();
-                perm.swap(ys.len() - 1, ys.len() - 2);
-                match self.transpose_value(cx, format!("{base}/transpose"), &Value::Node(y), perm)? {
-                    Value::Node(id) => id,
-                    Value::Const(_) => unreachable!("transpose of a node"),
-                }
-            } else {
-                y
-            }
-        };
-        self.reshape_value(cx, format!("{base}/reshape"), &Value::Node(result), expected)
+        let shapes = matmul_shapes(cx, self.shape(a.1), self.shape(b.1))?;
+        self.matmul_lowered(cx, base, a, b, shapes)
     }
 
     fn gemm(&mut self, cx: &Cx) -> R<Value> {
@@ -1670,60 +1178,5 @@ impl Importer<'_> {
         };
         let yn = format!("{out}/product");
         self.arith_values(cx, Arith::Add, (&yn, &y), (&cn, &c), &format!("{out}/bias"))
-    }
-}
-
-/// Reduction of a constant over sorted distinct `axes`, giving shape `out`.
-fn reduce_const(c: &Const, axes: &[usize], out: Vec<usize>, op: &str) -> Const {
-    let s = &c.shape;
-    // Output strides in the keep-dims layout, 0 on reduced axes.
-    let kept: Vec<usize> = s.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
-    let kst = consts::strides(&kept);
-    let n_out: usize = kept.iter().product();
-    let count: usize = axes.iter().map(|&a| s[a]).product();
-    let target = |mut flat: usize| -> usize {
-        let mut o = 0;
-        for i in (0..s.len()).rev() {
-            let idx = flat % s[i].max(1);
-            flat /= s[i].max(1);
-            if !axes.contains(&i) {
-                o += idx * kst[i];
-            }
-        }
-        o
-    };
-    match &c.data {
-        Data::I(v) if op != "ReduceMean" => {
-            let (init, f): (i64, fn(i64, i64) -> i64) = match op {
-                "ReduceSum" => (0, |a, b| a.wrapping_add(b)),
-                "ReduceProd" => (1, |a, b| a.wrapping_mul(b)),
-                "ReduceMax" => (i64::MIN, |a, b| a.max(b)),
-                _ => (i64::MAX, |a, b| a.min(b)),
-            };
-            let mut acc = vec![init; n_out];
-            for (i, &x) in v.iter().enumerate() {
-                let t = target(i);
-                acc[t] = f(acc[t], x);
-            }
-            Const::new_i(out, acc)
-        }
-        _ => {
-            let v = c.to_f32();
-            let (init, f): (f32, fn(f32, f32) -> f32) = match op {
-                "ReduceSum" | "ReduceMean" => (0.0, |a, b| a + b),
-                "ReduceProd" => (1.0, |a, b| a * b),
-                "ReduceMax" => (f32::NEG_INFINITY, f32::max),
-                _ => (f32::INFINITY, f32::min),
-            };
-            let mut acc = vec![init; n_out];
-            for (i, &x) in v.iter().enumerate() {
-                let t = target(i);
-                acc[t] = f(acc[t], x);
-            }
-            if op == "ReduceMean" {
-                acc.iter_mut().for_each(|a| *a /= count as f32);
-            }
-            Const::new_f(out, acc)
-        }
     }
 }
