@@ -1,6 +1,8 @@
 //! Typed access to node attributes, input references, and the per-node error context.
 
-use crate::consts::{from_tensor_proto, Const, MAX_DIM};
+use cryptflow_frontend::{Const, NodeContext};
+
+use crate::consts::from_tensor_proto;
 use crate::proto::{attr_value, AttrValue, NodeDef, TensorShapeProto};
 use crate::TfError;
 
@@ -51,18 +53,6 @@ impl<'a> Cx<'a> {
         let name = if node.name.is_empty() { format!("#{index}") } else { node.name.clone() };
         let inputs = node.input.iter().filter_map(|s| parse_input(s).ok().flatten()).collect();
         Cx { node, index, name, op: node.op.clone(), inputs }
-    }
-
-    pub fn invalid(&self, reason: impl Into<String>) -> TfError {
-        TfError::Invalid { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
-    }
-
-    pub fn shape_err(&self, reason: impl Into<String>) -> TfError {
-        TfError::Shape { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
-    }
-
-    pub fn unsupported(&self, reason: impl Into<String>) -> TfError {
-        TfError::UnsupportedOp { node: self.name.clone(), op_type: self.op.clone(), reason: Some(reason.into()) }
     }
 
     /// The name of data input `i` as written (for weight names): `node` or `node:k`.
@@ -166,26 +156,33 @@ impl<'a> Cx<'a> {
             Some(_) => Err(self.wrong_type(name, "a tensor")),
         }
     }
+}
 
-    /// An axis in `[-rank, rank)`, normalised to `[0, rank)`.
-    pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, TfError> {
-        let r = rank as i64;
-        if axis < -r || axis >= r {
-            return Err(self.invalid(format!("{what} {axis} is out of range for rank {rank}")));
-        }
-        Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+impl NodeContext for Cx<'_> {
+    type Error = TfError;
+
+    fn node_name(&self) -> &str {
+        &self.name
     }
 
-    /// A non-negative value usable as an extent, stride, pad, ...
-    pub fn dim(&self, v: i64, what: &str) -> Result<usize, TfError> {
-        if v < 0 || v as u64 > MAX_DIM as u64 {
-            return Err(self.invalid(format!("{what} {v} is out of range")));
-        }
-        Ok(v as usize)
+    fn op_type(&self) -> &str {
+        &self.op
     }
 
-    pub fn dims(&self, v: &[i64], what: &str) -> Result<Vec<usize>, TfError> {
-        v.iter().map(|&x| self.dim(x, what)).collect()
+    fn input_label(&self, i: usize) -> String {
+        self.input_name(i)
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> TfError {
+        TfError::Invalid { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
+    }
+
+    fn shape_err(&self, reason: impl Into<String>) -> TfError {
+        TfError::Shape { node: self.name.clone(), op_type: self.op.clone(), reason: reason.into() }
+    }
+
+    fn unsupported(&self, reason: impl Into<String>) -> TfError {
+        TfError::UnsupportedOp { node: self.name.clone(), op_type: self.op.clone(), reason: Some(reason.into()) }
     }
 }
 

@@ -5,16 +5,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
 
-use cryptflow_ir::hlil::{infer_shape, Graph, NodeId, Op};
-use cryptflow_tensor::{ConvGeometry, FloatTensor, PoolGeometry, Tensor};
+use cryptflow_frontend::io::{declared_dim, input_shape, not_a_float_input, set_outputs, unknown_input_shape_name};
+use cryptflow_frontend::{Const, Lowering, NodeContext, ValueKind};
+use cryptflow_ir::hlil::{Graph, NodeId};
 
 use crate::attrs::{parse_input, Cx};
-use crate::consts::{self, check_shape, checked_elements, dtype_name, is_float_dtype, Const, MAX_DIM};
+use crate::consts::{dtype_name, is_float_dtype, MAX_GENERATED};
 use crate::proto::{GraphDef, NodeDef};
 use crate::{ImportOptions, Imported, TfError};
-
-/// Largest tensor the importer lets `Graph::add` constant-fold (it evaluates the kernels).
-const MAX_FOLD: usize = 1 << 24;
 
 /// Operations that never produce a graph output (they have no data outputs, or an unused one
 /// is not a result: constants, inputs).
@@ -30,6 +28,30 @@ pub enum Value {
     Const(Rc<Const>),
     Node(NodeId),
     Dead,
+}
+
+impl ValueKind for Value {
+    fn constant(c: Rc<Const>) -> Self {
+        Value::Const(c)
+    }
+
+    fn node(id: NodeId) -> Self {
+        Value::Node(id)
+    }
+
+    fn as_const(&self) -> Option<&Rc<Const>> {
+        match self {
+            Value::Const(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn as_node(&self) -> Option<NodeId> {
+        match self {
+            Value::Node(id) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 pub struct Importer<'g> {
@@ -183,21 +205,14 @@ fn topological_order(
     Ok(order)
 }
 
-fn describe_dims(d: &[Option<usize>]) -> String {
-    let parts: Vec<String> = d.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect();
-    format!("[{}]", parts.join(", "))
-}
-
 impl<'g> Importer<'g> {
     fn load_inputs(&mut self, needed: &[bool], options: &ImportOptions) -> Result<(), TfError> {
         let placeholders: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| matches!(self.nodes[i].op.as_str(), "Placeholder" | "PlaceholderWithDefault"))
             .collect();
         let names: Vec<String> = placeholders.iter().map(|&i| self.nodes[i].name.clone()).collect();
-        for name in options.input_shapes.keys() {
-            if !names.contains(name) {
-                return Err(TfError::UnknownInputShapeName { name: name.clone(), inputs: names.clone() });
-            }
+        if let Some(name) = unknown_input_shape_name(options, &names) {
+            return Err(TfError::UnknownInputShapeName { name: name.clone(), inputs: names.clone() });
         }
         for &i in &placeholders {
             let node = &self.nodes[i];
@@ -214,62 +229,24 @@ impl<'g> Importer<'g> {
             let err = |reason: String| TfError::Input { input: name.clone(), reason };
             if let Some(dtype) = cx.dtype("dtype")? {
                 if !is_float_dtype(dtype) {
-                    return Err(err(format!(
-                        "has element type {}; only floating-point inputs are supported",
-                        dtype_name(dtype)
-                    )));
+                    return Err(err(not_a_float_input(&dtype_name(dtype))));
                 }
             }
             let declared: Option<Vec<Option<usize>>> = match cx.shape("shape")? {
                 Some(s) if !s.unknown_rank => Some(
-                    s.dim
-                        .iter()
-                        .map(|d| match d.size {
-                            0 => Err(err("has an empty (0) dimension".into())),
-                            v if v > 0 && v as u64 <= MAX_DIM as u64 => Ok(Some(v as usize)),
-                            v if v > 0 => Err(err(format!("dimension {v} is too large"))),
-                            _ => Ok(None),
-                        })
-                        .collect::<Result<_, _>>()?,
+                    s.dim.iter().map(|d| declared_dim(d.size).map_err(err)).collect::<Result<_, _>>()?,
                 ),
                 _ => None,
             };
-            let shape = match (given, declared) {
-                (Some(given), declared) => {
-                    if let Some(d) = &declared {
-                        if d.len() != given.len() {
-                            return Err(err(format!(
-                                "--input-shape gives rank {} ({given:?}) but the graph declares rank {}",
-                                given.len(),
-                                d.len()
-                            )));
-                        }
-                        if d.iter().zip(given).any(|(d, g)| d.is_some_and(|d| d != *g)) {
-                            self.notices.push(format!(
-                                "input `{name}`: --input-shape {given:?} overrides fixed dimensions declared in the model ({})",
-                                describe_dims(d)
-                            ));
-                        }
-                    }
-                    if given.contains(&0) {
-                        return Err(err(format!("--input-shape {given:?} has an empty (0) dimension")));
-                    }
-                    given.clone()
-                }
-                (None, Some(d)) => {
-                    if d.iter().any(Option::is_none) {
-                        self.notices.push(format!(
-                            "input `{name}` has symbolic or unknown dimensions ({}); they are set to 1 (use --input-shape {name}=... to choose)",
-                            describe_dims(&d)
-                        ));
-                    }
-                    d.iter().map(|d| d.unwrap_or(1)).collect()
-                }
-                (None, None) => {
-                    return Err(err("the graph does not declare its shape (unknown rank); give it with --input-shape".into()));
-                }
-            };
-            check_shape(&shape).map_err(err)?;
+            let shape = input_shape(
+                &name,
+                given,
+                declared,
+                "graph",
+                "the graph does not declare its shape (unknown rank); give it with --input-shape",
+                &mut self.notices,
+            )
+            .map_err(err)?;
             let id = self.graph.input(name, shape);
             self.values.insert((i, 0), Value::Node(id));
             self.done.insert(i);
@@ -336,94 +313,11 @@ impl<'g> Importer<'g> {
                 skipped.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
             ));
         }
-        // Graph outputs keep their TensorFlow names: rename the producing node when it is not
-        // already claimed by another name, else add an identity (a same-shape Reshape).
-        let mut claimed: HashSet<NodeId> = self.graph.inputs.iter().copied().collect();
-        for (name, id) in &outs {
-            if self.graph.nodes[*id].name == *name {
-                claimed.insert(*id);
-            }
-        }
-        let mut final_ids = Vec::new();
-        for (name, id) in outs {
-            let id = if self.graph.nodes[id].name == name {
-                id
-            } else if claimed.insert(id) {
-                self.graph.nodes[id].name = name.clone();
-                id
-            } else {
-                let shape = self.graph.nodes[id].shape.clone();
-                self.graph
-                    .add(name.clone(), Op::Reshape { shape }, &[id])
-                    .map_err(|e| TfError::Model(format!("graph output `{name}`: {e}")))?
-            };
-            final_ids.push(id);
-        }
-        self.graph.outputs = final_ids;
-        self.graph.prune();
-        self.graph
-            .validate()
-            .map_err(|e| TfError::Model(format!("internal check of the imported graph failed: {e}")))?;
-        Ok(())
+        // Graph outputs keep their TensorFlow names.
+        set_outputs(&mut self.graph, outs).map_err(TfError::Model)
     }
 
     // ---- values ------------------------------------------------------------------------
-
-    /// The value of data input `i`.
-    pub fn input(&self, cx: &Cx, i: usize) -> Result<Value, TfError> {
-        let r = cx.inputs.get(i).ok_or_else(|| cx.invalid(format!("missing input {i}")))?;
-        let undefined = || TfError::UndefinedTensor {
-            node: cx.name.clone(),
-            op_type: cx.op.clone(),
-            tensor: cx.input_name(i),
-        };
-        let &p = self.index.get(r.node).ok_or_else(undefined)?;
-        if self.dead.contains(&p) {
-            return Ok(Value::Dead);
-        }
-        match self.values.get(&(p, r.output)) {
-            Some(v) => Ok(v.clone()),
-            None if self.values.contains_key(&(p, 0)) => Err(cx.invalid(format!(
-                "reads output {} of node `{}` ({}), which does not produce it (or whose extra outputs are not supported)",
-                r.output, r.node, self.nodes[p].op
-            ))),
-            None => Err(undefined()),
-        }
-    }
-
-    /// Input `i`, which must be known at import time.
-    pub fn const_input(&self, cx: &Cx, i: usize, what: &str) -> Result<Rc<Const>, TfError> {
-        match self.input(cx, i)? {
-            Value::Const(c) => Ok(c),
-            _ => Err(cx.unsupported(format!(
-                "input {i} ({what}) must be a constant known at import time, but `{}` is computed from the graph inputs",
-                cx.input_name(i)
-            ))),
-        }
-    }
-
-    /// Integer constant input `i` (e.g. a shape or axes).
-    pub fn ints_input(&self, cx: &Cx, i: usize, what: &str) -> Result<Vec<i64>, TfError> {
-        let c = self.const_input(cx, i, what)?;
-        c.ints()
-            .map(<[i64]>::to_vec)
-            .ok_or_else(|| cx.invalid(format!("input {i} ({what}) must be an integer tensor")))
-    }
-
-    pub fn shape(&self, v: &Value) -> Vec<usize> {
-        match v {
-            Value::Const(c) => c.shape.clone(),
-            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
-            Value::Dead => vec![],
-        }
-    }
-
-    /// Adds a weight node holding a constant (converted to float).
-    pub fn weight(&mut self, name: String, c: &Const) -> Result<NodeId, String> {
-        check_shape(&c.shape)?;
-        let t: FloatTensor = Tensor::new(c.shape.clone(), c.to_f32()).map_err(|e| e.to_string())?;
-        Ok(self.graph.weight(name, t))
-    }
 
     /// The weight node of a constant (one per constant and tag).
     pub fn materialize(&mut self, name: &str, c: &Rc<Const>, tag: &'static str) -> Result<NodeId, String> {
@@ -446,45 +340,6 @@ impl<'g> Importer<'g> {
         let id = self.weight(name.to_string(), &value)?;
         self.materialized.insert(key, (orig.clone(), id));
         Ok(id)
-    }
-
-    /// The HLIL node of data input `i` (a constant becomes a weight named after its tensor).
-    pub fn node(&mut self, cx: &Cx, i: usize) -> Result<NodeId, TfError> {
-        let v = self.input(cx, i)?;
-        let name = cx.input_name(i);
-        self.node_of(cx, &name, &v)
-    }
-
-    /// The HLIL node of a value; `name` is the tensor name used for a weight.
-    pub fn node_of(&mut self, cx: &Cx, name: &str, v: &Value) -> Result<NodeId, TfError> {
-        match v {
-            Value::Node(id) => Ok(*id),
-            Value::Const(c) => self.materialize(name, c, "").map_err(|e| cx.shape_err(e)),
-            Value::Dead => Err(cx.invalid("reads a dead value")),
-        }
-    }
-
-    /// Adds an HLIL node after checking, without panicking, everything `Graph::add` assumes.
-    pub fn emit(&mut self, cx: &Cx, name: String, op: Op, inputs: &[NodeId]) -> Result<NodeId, TfError> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|&i| self.graph.nodes[i].shape.clone()).collect();
-        for s in &shapes {
-            check_shape(s).map_err(|e| cx.shape_err(e))?;
-            if s.contains(&0) {
-                return Err(cx.shape_err(format!("{} `{name}` would read an empty tensor of shape {s:?}", op.name())));
-            }
-        }
-        precheck(&op, &shapes).map_err(|e| cx.shape_err(format!("{} `{name}`: {e}", op.name())))?;
-        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-        let out = infer_shape(&op, &refs).map_err(|e| cx.shape_err(format!("{} `{name}`: {e}", op.name())))?;
-        let n = check_shape(&out).map_err(|e| cx.shape_err(e))?;
-        if out.contains(&0) {
-            return Err(cx.shape_err(format!("{} `{name}` would produce an empty tensor of shape {out:?}", op.name())));
-        }
-        let folds = inputs.iter().all(|&i| matches!(self.graph.nodes[i].op, Op::Weight(_)));
-        if folds && n > MAX_FOLD {
-            return Err(cx.shape_err(format!("constant result of shape {out:?} is too large to fold")));
-        }
-        self.graph.add(name, op, inputs).map_err(|e| cx.shape_err(e.to_string()))
     }
 
     // ---- import-time knowledge of the graph ------------------------------------------------
@@ -543,90 +398,63 @@ impl<'g> Importer<'g> {
     }
 }
 
-/// Checks the arithmetic `infer_shape` will do on these parameters cannot overflow or
-/// underflow (it uses plain `usize` arithmetic) and that pads fit the kernels.
-fn precheck(op: &Op, shapes: &[Vec<usize>]) -> Result<(), String> {
-    let small = |v: &[usize], what: &str| -> Result<(), String> {
-        if v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("{what} {v:?} out of range"));
-        }
-        Ok(())
-    };
-    match op {
-        Op::Conv(g) | Op::ConvTranspose(g) => check_conv(g, matches!(op, Op::ConvTranspose(_)))?,
-        Op::MaxPool(g) | Op::AvgPool(g) => check_pool(g)?,
-        Op::Reshape { shape } => {
-            checked_elements(shape).ok_or_else(|| format!("shape {shape:?} is too large"))?;
-        }
-        Op::Pad { pads_begin, pads_end, .. } => {
-            small(pads_begin, "pads")?;
-            small(pads_end, "pads")?;
-        }
-        Op::Add | Op::Sub | Op::Mul => {
-            if let [a, b] = shapes {
-                consts::broadcast_shapes(a, b)?;
-            }
-        }
-        Op::Slice { starts, ends, steps } => {
-            for v in [starts, ends, steps] {
-                if v.iter().any(|x| x.unsigned_abs() > MAX_DIM as u64) {
-                    return Err(format!("slice parameters {v:?} out of range"));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
+impl<'g> Lowering for Importer<'g> {
+    type Value = Value;
+    type Error = TfError;
+    type Cx<'a> = Cx<'a>;
 
-fn check_conv(g: &ConvGeometry, transpose: bool) -> Result<(), String> {
-    let r = g.input.len();
-    if !(1..=3).contains(&r) {
-        return Err(format!("convolutions have 1 to 3 spatial axes, not {r}"));
-    }
-    for v in [&g.kernel, &g.strides, &g.dilations, &g.pads_begin, &g.pads_end, &g.output_padding] {
-        if v.len() != r {
-            return Err(format!("geometry {g:?} is inconsistent"));
-        }
-        if v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("geometry value out of range in {v:?}"));
-        }
-    }
-    if g.kernel.iter().chain(&g.strides).chain(&g.dilations).any(|&v| v == 0) {
-        return Err("kernel, strides and dilations must be positive".into());
-    }
-    if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
-        return Err(format!(
-            "{} groups do not divide {} input and {} output channels",
-            g.groups, g.in_channels, g.out_channels
-        ));
-    }
-    for i in 0..r {
-        let span = g.dilations[i] * (g.kernel[i] - 1) + 1;
-        if transpose {
-            let full = g.strides[i] * (g.input[i].max(1) - 1) + g.output_padding[i] + span;
-            if full <= g.pads_begin[i] + g.pads_end[i] {
-                return Err(format!(
-                    "pads {}+{} on spatial axis {i} leave no output (full extent {full})",
-                    g.pads_begin[i], g.pads_end[i]
-                ));
-            }
-        } else if g.input[i] + g.pads_begin[i] + g.pads_end[i] < span {
-            return Err(format!(
-                "kernel span {span} exceeds the padded input extent {} on spatial axis {i}",
-                g.input[i] + g.pads_begin[i] + g.pads_end[i]
-            ));
-        }
-    }
-    Ok(())
-}
+    const MAX_GENERATED: usize = MAX_GENERATED;
+    const INPUTS: &'static str = "graph inputs";
+    const EMPTY_IS_CONSTANT: bool = false;
 
-fn check_pool(g: &PoolGeometry) -> Result<(), String> {
-    let r = g.input.len();
-    for v in [&g.window, &g.strides, &g.pads_begin, &g.pads_end] {
-        if v.len() != r || v.iter().any(|&x| x > MAX_DIM) {
-            return Err(format!("inconsistent pooling geometry {g:?}"));
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn graph_mut(&mut self) -> &mut Graph {
+        &mut self.graph
+    }
+
+    fn shape(&self, v: &Value) -> Vec<usize> {
+        match v {
+            Value::Const(c) => c.shape.clone(),
+            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
+            Value::Dead => vec![],
         }
     }
-    Ok(())
+
+    /// The value of data input `i`.
+    fn input(&self, cx: &Cx, i: usize) -> Result<Value, TfError> {
+        let r = cx.inputs.get(i).ok_or_else(|| cx.invalid(format!("missing input {i}")))?;
+        let undefined = || TfError::UndefinedTensor {
+            node: cx.name.clone(),
+            op_type: cx.op.clone(),
+            tensor: cx.input_name(i),
+        };
+        let &p = self.index.get(r.node).ok_or_else(undefined)?;
+        if self.dead.contains(&p) {
+            return Ok(Value::Dead);
+        }
+        match self.values.get(&(p, r.output)) {
+            Some(v) => Ok(v.clone()),
+            None if self.values.contains_key(&(p, 0)) => Err(cx.invalid(format!(
+                "reads output {} of node `{}` ({}), which does not produce it (or whose extra outputs are not supported)",
+                r.output, r.node, self.nodes[p].op
+            ))),
+            None => Err(undefined()),
+        }
+    }
+
+    /// The HLIL node of a value; `name` is the tensor name used for a weight.
+    fn node_of(&mut self, cx: &Cx, name: &str, v: &Value) -> Result<NodeId, TfError> {
+        match v {
+            Value::Node(id) => Ok(*id),
+            Value::Const(c) => self.materialize(name, c, "").map_err(|e| cx.shape_err(e)),
+            Value::Dead => Err(cx.invalid("reads a dead value")),
+        }
+    }
+
+    fn is_int_node(&self, id: NodeId) -> bool {
+        self.int_nodes.contains(&id)
+    }
 }

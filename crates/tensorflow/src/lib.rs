@@ -24,10 +24,7 @@
 //!
 //! [`Layout::ChannelsLast`]: cryptflow_tensor::Layout::ChannelsLast
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use cryptflow_ir::hlil::Graph;
 
 mod attrs;
 mod consts;
@@ -183,22 +180,8 @@ pub const CONSTANT_ONLY_OPS: &[&str] = &[
     "ZerosLike",
 ];
 
-/// Options of an import.
-#[derive(Clone, Debug, Default)]
-pub struct ImportOptions {
-    /// Static shapes of `Placeholder` inputs (from `--input-shape NAME=D0,D1,...`); they
-    /// replace the shapes declared in the graph. Placeholders not listed get their declared
-    /// shape with unknown dimensions set to 1.
-    pub input_shapes: HashMap<String, Vec<usize>>,
-}
-
-/// The result of an import.
-#[derive(Clone, Debug)]
-pub struct Imported {
-    pub graph: Graph,
-    /// Things the user should know about (e.g. a Softmax compiled away at the output).
-    pub notices: Vec<String>,
-}
+/// Options and result of an import, shared by the front ends.
+pub use cryptflow_frontend::{ImportOptions, Imported};
 
 /// Why a graph could not be imported.
 #[derive(Debug, thiserror::Error)]

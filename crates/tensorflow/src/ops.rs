@@ -6,34 +6,22 @@
 
 use std::rc::Rc;
 
+use cryptflow_frontend::consts::{broadcast_shapes, check_shape, MAX_DIM};
+use cryptflow_frontend::eval::{
+    binary, compare, range, reduce_const, reduced_shape, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+};
+use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
+use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
+use cryptflow_frontend::{Arith, Const, Data, Lowering, NodeContext};
 use cryptflow_ir::hlil::{NodeId, Op};
-use cryptflow_tensor::{ConvGeometry, Layout, PoolGeometry};
+use cryptflow_tensor::{num_elements as elements, ConvGeometry, Layout, PoolGeometry};
 
 use crate::attrs::Cx;
-use crate::consts::{
-    self, binary, broadcast_shapes, check_shape, compare, concat_consts, BroadcastFn, Const, Data, GatherFn, PadFn,
-    SliceFn, Transpose, MAX_DIM, MAX_GENERATED,
-};
+use crate::consts::{self, MAX_GENERATED};
 use crate::import::{Importer, Value, PASS_THROUGH};
 use crate::TfError;
 
 type R<T> = Result<T, TfError>;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Arith {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    FloorDiv,
-    FloorMod,
-    Maximum,
-    Minimum,
-}
-
-fn elements(shape: &[usize]) -> usize {
-    shape.iter().product()
-}
 
 fn one(v: Value) -> R<Vec<Value>> {
     Ok(vec![v])
@@ -71,23 +59,6 @@ fn per_channel_axis(c: &[usize], x: &[usize]) -> Option<usize> {
         }
     }
     axis
-}
-
-/// Integer floor division and modulo (TensorFlow's FloorDiv/FloorMod).
-fn floor_div(a: i64, b: i64) -> Result<i64, String> {
-    if b == 0 {
-        return Err("integer division by zero".into());
-    }
-    let q = a.wrapping_div(b);
-    Ok(if (a % b != 0) && ((a < 0) != (b < 0)) { q.wrapping_sub(1) } else { q })
-}
-
-fn floor_mod(a: i64, b: i64) -> Result<i64, String> {
-    if b == 0 {
-        return Err("integer division by zero".into());
-    }
-    let r = a.wrapping_rem(b);
-    Ok(if r != 0 && ((r < 0) != (b < 0)) { r.wrapping_add(b) } else { r })
 }
 
 impl Importer<'_> {
@@ -141,9 +112,7 @@ impl Importer<'_> {
                 let c = match &x {
                     Value::Const(c) if !c.is_float() => Const::new_i(s, vec![v; n]),
                     _ => {
-                        if n > MAX_GENERATED {
-                            return Err(cx.shape_err(format!("constant of shape {s:?} is too large")));
-                        }
+                        self.check_generated(cx, &s, n, 0)?;
                         Const::new_f(s, vec![v as f32; n])
                     }
                 };
@@ -231,159 +200,6 @@ impl Importer<'_> {
 
     // ---- elementary value operations (constant or HLIL) ---------------------------------
 
-    fn reshape_value(&mut self, cx: &Cx, name: String, v: &Value, shape: Vec<usize>) -> R<Value> {
-        check_shape(&shape).map_err(|e| cx.shape_err(e))?;
-        let from = self.shape(v);
-        if elements(&from) != elements(&shape) {
-            return Err(cx.shape_err(format!("cannot reshape {from:?} into {shape:?}")));
-        }
-        Ok(match v {
-            Value::Const(c) => Value::Const(Rc::new(c.with_shape(shape))),
-            Value::Node(id) if from == shape => Value::Node(*id),
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Reshape { shape }, &[*id])?),
-            Value::Dead => Value::Dead,
-        })
-    }
-
-    fn transpose_value(&mut self, cx: &Cx, name: String, v: &Value, perm: Vec<usize>) -> R<Value> {
-        let shape = self.shape(v);
-        let mut seen = vec![false; shape.len()];
-        if perm.len() != shape.len() || perm.iter().any(|&p| p >= shape.len() || std::mem::replace(&mut seen[p], true)) {
-            return Err(cx.invalid(format!("perm {perm:?} is not a permutation of the axes of {shape:?}")));
-        }
-        if perm.iter().enumerate().all(|(i, &p)| i == p) {
-            return Ok(v.clone());
-        }
-        Ok(match v {
-            Value::Const(c) => {
-                let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-                Value::Const(Rc::new(c.map_data(out, Transpose(&perm))))
-            }
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Transpose { perm }, &[*id])?),
-            Value::Dead => Value::Dead,
-        })
-    }
-
-    /// Slice with normalised parameters (one per axis).
-    fn slice_value(&mut self, cx: &Cx, name: String, v: &Value, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64>) -> R<Value> {
-        let shape = self.shape(v);
-        let out: Vec<usize> = (0..shape.len())
-            .map(|i| {
-                let (s, e, st) = (starts[i], ends[i], steps[i]);
-                let n = if st > 0 { (e - s + st - 1) / st } else { (s - e + (-st) - 1) / (-st) };
-                n.max(0) as usize
-            })
-            .collect();
-        if out == shape && steps.iter().all(|&s| s == 1) {
-            return Ok(v.clone());
-        }
-        Ok(match v {
-            Value::Const(c) => {
-                Value::Const(Rc::new(c.map_data(out.clone(), SliceFn { starts: &starts, steps: &steps, out_shape: &out })))
-            }
-            Value::Node(id) => {
-                if out.contains(&0) {
-                    return Err(cx.shape_err(format!("slice of {shape:?} would be empty ({out:?})")));
-                }
-                Value::Node(self.emit(cx, name, Op::Slice { starts, ends, steps }, &[*id])?)
-            }
-            Value::Dead => Value::Dead,
-        })
-    }
-
-    fn gather_value(&mut self, cx: &Cx, name: String, v: &Value, axis: usize, indices: Vec<usize>) -> R<Value> {
-        Ok(match v {
-            Value::Const(c) => {
-                let mut out = c.shape.clone();
-                out[axis] = indices.len();
-                Value::Const(Rc::new(c.map_data(out, GatherFn { axis, indices: &indices })))
-            }
-            Value::Node(id) => {
-                if indices.is_empty() {
-                    return Err(cx.shape_err("gather of no indices would be empty"));
-                }
-                Value::Node(self.emit(cx, name, Op::Gather { axis, indices }, &[*id])?)
-            }
-            Value::Dead => Value::Dead,
-        })
-    }
-
-    /// Concatenation of named values (names are used for constants turned into weights).
-    fn concat_values(&mut self, cx: &Cx, name: String, parts: &[(String, Value)], axis: usize) -> R<Value> {
-        if parts.is_empty() {
-            return Err(cx.invalid("nothing to concatenate"));
-        }
-        let shapes: Vec<Vec<usize>> = parts.iter().map(|(_, v)| self.shape(v)).collect();
-        let rank = shapes[0].len();
-        if axis >= rank {
-            return Err(cx.invalid(format!("axis {axis} out of range for rank {rank}")));
-        }
-        let mut out = shapes[0].clone();
-        out[axis] = 0;
-        for s in &shapes {
-            if s.len() != rank || (0..rank).any(|i| i != axis && s[i] != shapes[0][i]) {
-                return Err(cx.shape_err(format!("cannot concatenate {:?} and {s:?} on axis {axis}", shapes[0])));
-            }
-            out[axis] = out[axis].saturating_add(s[axis]);
-        }
-        check_shape(&out).map_err(|e| cx.shape_err(e))?;
-        if parts.iter().all(|(_, v)| matches!(v, Value::Const(_))) {
-            let consts: Vec<&Const> = parts
-                .iter()
-                .filter_map(|(_, v)| match v {
-                    Value::Const(c) => Some(c.as_ref()),
-                    _ => None,
-                })
-                .collect();
-            return Ok(Value::Const(Rc::new(concat_consts(&consts, axis))));
-        }
-        let mut ids = Vec::new();
-        for ((pname, v), s) in parts.iter().zip(&shapes) {
-            if elements(s) == 0 {
-                continue; // empty pieces contribute nothing
-            }
-            ids.push(self.node_of(cx, pname, v)?);
-        }
-        if ids.len() == 1 {
-            return Ok(Value::Node(ids[0]));
-        }
-        Ok(Value::Node(self.emit(cx, name, Op::Concat { axis }, &ids)?))
-    }
-
-    fn pad_value(&mut self, cx: &Cx, name: String, v: &Value, begin: Vec<usize>, end: Vec<usize>, value: f32) -> R<Value> {
-        if begin.iter().chain(&end).all(|&p| p == 0) {
-            return Ok(v.clone());
-        }
-        let shape = self.shape(v);
-        Ok(match v {
-            Value::Const(c) => {
-                let out: Vec<usize> = (0..shape.len()).map(|i| shape[i] + begin[i] + end[i]).collect();
-                let n = check_shape(&out).map_err(|e| cx.shape_err(e))?;
-                if n > MAX_GENERATED.max(c.len()) {
-                    return Err(cx.shape_err(format!("constant of shape {out:?} is too large")));
-                }
-                Value::Const(Rc::new(PadFn { begin: &begin, end: &end, value_f: value }.run(c)))
-            }
-            Value::Node(id) => Value::Node(self.emit(cx, name, Op::Pad { pads_begin: begin, pads_end: end, value }, &[*id])?),
-            Value::Dead => Value::Dead,
-        })
-    }
-
-    /// A scalar op on a node, reshaped to `out` when broadcasting with the scalar grows the rank.
-    fn scalar_op(&mut self, cx: &Cx, base: &str, x: NodeId, op: Op, out: &[usize]) -> R<Value> {
-        let xs = self.graph.nodes[x].shape.clone();
-        let skip = match op {
-            Op::MulScalar(c) | Op::DivScalar(c) => c == 1.0,
-            Op::AddScalar(c) => c == 0.0,
-            _ => false,
-        };
-        let y = if skip { x } else { self.emit(cx, format!("{base}/scalar"), op, &[x])? };
-        if xs.as_slice() != out {
-            return self.reshape_value(cx, format!("{base}/broadcast"), &Value::Node(y), out.to_vec());
-        }
-        Ok(Value::Node(y))
-    }
-
     // ---- simple ops ------------------------------------------------------------------------
 
     fn cast(&mut self, cx: &Cx) -> R<Value> {
@@ -395,27 +211,15 @@ impl Importer<'_> {
         if !(float_target || int_target || bool_target) {
             return Err(cx.unsupported(format!("Cast to {} is not supported", consts::dtype_name(to))));
         }
-        Ok(match self.input(cx, 0)? {
-            Value::Const(c) => Value::Const(Rc::new(if float_target {
-                c.as_float()
-            } else if bool_target {
-                let d = match &c.data {
-                    Data::F(v) => v.iter().map(|&x| (x != 0.0) as i64).collect(),
-                    Data::I(v) => v.iter().map(|&x| (x != 0) as i64).collect(),
-                };
-                Const::new_i(c.shape.clone(), d)
-            } else {
-                c.as_int()
-            })),
-            Value::Node(id) => {
-                if float_target || self.int_nodes.contains(&id) {
-                    Value::Node(id)
-                } else {
-                    return Err(cx.unsupported("Cast of a computed floating-point tensor to an integer type is not supported"));
-                }
-            }
-            Value::Dead => Value::Dead,
-        })
+        let to = if float_target {
+            CastTarget::Float
+        } else if bool_target {
+            CastTarget::Bool
+        } else {
+            CastTarget::Int
+        };
+        let x = self.input(cx, 0)?;
+        self.cast_value(cx, x, to)
     }
 
     fn arith(&mut self, cx: &Cx, kind: Arith) -> R<Value> {
@@ -436,111 +240,6 @@ impl Importer<'_> {
         let an = cx.input_name(0);
         let bn = cx.input_name(1);
         self.arith_values(cx, kind, (&an, &a), (&bn, &b), &cx.name.clone())
-    }
-
-    fn arith_values(&mut self, cx: &Cx, kind: Arith, a: (&str, &Value), b: (&str, &Value), base: &str) -> R<Value> {
-        let (an, a) = a;
-        let (bn, b) = b;
-        let out_shape = broadcast_shapes(&self.shape(a), &self.shape(b)).map_err(|e| cx.shape_err(e))?;
-        check_shape(&out_shape).map_err(|e| cx.shape_err(e))?;
-        if let (Value::Const(x), Value::Const(y)) = (a, b) {
-            let r = match kind {
-                Arith::Add => binary(x, y, |p, q| p + q, |p, q| Ok(p.wrapping_add(q))),
-                Arith::Sub => binary(x, y, |p, q| p - q, |p, q| Ok(p.wrapping_sub(q))),
-                Arith::Mul => binary(x, y, |p, q| p * q, |p, q| Ok(p.wrapping_mul(q))),
-                Arith::Div => binary(x, y, |p, q| p / q, |p, q| {
-                    if q == 0 {
-                        Err("integer division by zero".to_string())
-                    } else {
-                        Ok(p.wrapping_div(q))
-                    }
-                }),
-                Arith::FloorDiv => binary(x, y, |p, q| (p / q).floor(), floor_div),
-                Arith::FloorMod => binary(x, y, |p, q| p - (p / q).floor() * q, floor_mod),
-                Arith::Maximum => binary(x, y, f32::max, |p, q| Ok(p.max(q))),
-                Arith::Minimum => binary(x, y, f32::min, |p, q| Ok(p.min(q))),
-            };
-            return Ok(Value::Const(Rc::new(r.map_err(|e| cx.shape_err(e))?)));
-        }
-        let scalar = |v: &Value| match v {
-            Value::Const(c) if c.len() == 1 => c.single_f32(),
-            _ => None,
-        };
-        match (kind, a, b) {
-            // Public scalar constants.
-            (Arith::Add, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Add, _, Value::Node(x)) if scalar(a).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(scalar(a).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Mul, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::MulScalar(scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Mul, _, Value::Node(x)) if scalar(a).is_some() => {
-                self.scalar_op(cx, base, *x, Op::MulScalar(scalar(a).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Sub, Value::Node(x), _) if scalar(b).is_some() => {
-                self.scalar_op(cx, base, *x, Op::AddScalar(-scalar(b).unwrap_or_default()), &out_shape)
-            }
-            (Arith::Sub, _, Value::Node(x)) if scalar(a).is_some() => {
-                let c = scalar(a).unwrap_or_default();
-                let neg = self.emit(cx, format!("{base}/neg"), Op::Neg, &[*x])?;
-                self.scalar_op(cx, base, neg, Op::AddScalar(c), &out_shape)
-            }
-            (Arith::Div, Value::Node(x), _) if scalar(b).is_some() => {
-                let c = scalar(b).unwrap_or_default();
-                if c == 0.0 || !c.is_finite() {
-                    return Err(cx.invalid(format!("division by the constant {c}")));
-                }
-                self.scalar_op(cx, base, *x, Op::DivScalar(c), &out_shape)
-            }
-            (Arith::Div, Value::Node(x), Value::Const(c)) => {
-                // Division by a constant tensor: multiplication by its reciprocal (a weight).
-                let data = c.to_f32();
-                if data.iter().any(|&v| v == 0.0 || !v.is_finite()) {
-                    return Err(cx.invalid(format!("division by a constant tensor `{bn}` containing zero or non-finite values")));
-                }
-                let recip = Const::new_f(c.shape.clone(), data.iter().map(|&v| 1.0 / v).collect());
-                let w = self.weight(format!("{bn}/reciprocal"), &recip).map_err(|e| cx.shape_err(e))?;
-                Ok(Value::Node(self.emit(cx, format!("{base}/mul"), Op::Mul, &[*x, w])?))
-            }
-            (Arith::Div, _, _) => Err(cx.unsupported(format!(
-                "division by `{bn}`, which is computed from the graph inputs, is not supported (only division by constants)"
-            ))),
-            (Arith::Maximum | Arith::Minimum, Value::Node(x), _) | (Arith::Maximum | Arith::Minimum, _, Value::Node(x))
-                if scalar(a).or(scalar(b)).is_some() =>
-            {
-                let c = scalar(a).or(scalar(b)).unwrap_or_default();
-                if c.is_nan() {
-                    return Err(cx.invalid("a NaN bound"));
-                }
-                let op = match kind {
-                    Arith::Maximum if c == 0.0 => Op::Relu,
-                    Arith::Maximum => Op::Clip { min: c, max: f32::INFINITY },
-                    _ => Op::Clip { min: f32::NEG_INFINITY, max: c },
-                };
-                let y = self.emit(cx, format!("{base}/clip"), op, &[*x])?;
-                self.reshape_value(cx, format!("{base}/broadcast"), &Value::Node(y), out_shape)
-            }
-            (Arith::Maximum | Arith::Minimum, _, _) => Err(cx.unsupported(format!(
-                "{} of a computed tensor is supported only with a scalar constant (a clip)",
-                cx.op
-            ))),
-            (Arith::FloorDiv | Arith::FloorMod, _, _) => {
-                Err(cx.unsupported(format!("{} of a computed tensor is not supported (only of constants)", cx.op)))
-            }
-            _ => {
-                let x = self.node_of(cx, an, a)?;
-                let y = self.node_of(cx, bn, b)?;
-                let op = match kind {
-                    Arith::Add => Op::Add,
-                    Arith::Sub => Op::Sub,
-                    _ => Op::Mul,
-                };
-                Ok(Value::Node(self.emit(cx, format!("{base}/{}", op.name().to_lowercase()), op, &[x, y])?))
-            }
-        }
     }
 
     /// `x * scale` followed (as the product's only use) by `+ shift` or `- shift`, with
@@ -655,30 +354,7 @@ impl Importer<'_> {
                 Op::LeakyRelu { alpha }
             }
         };
-        Ok(match x {
-            Value::Const(c) => {
-                let f: Box<dyn Fn(f32) -> f32> = match op {
-                    Op::Neg => Box::new(|v| -v),
-                    Op::Relu => Box::new(|v| v.max(0.0)),
-                    Op::Mul => Box::new(|v| v * v),
-                    Op::LeakyRelu { alpha } => Box::new(move |v| if v >= 0.0 { v } else { alpha * v }),
-                    Op::Clip { min, max } => Box::new(move |v| v.max(min).min(max)),
-                    _ => Box::new(|v| v),
-                };
-                let data = match (&c.data, &op) {
-                    (Data::I(v), Op::Neg) => Data::I(v.iter().map(|x| x.wrapping_neg()).collect()),
-                    (Data::I(v), Op::Relu) => Data::I(v.iter().map(|&x| x.max(0)).collect()),
-                    (Data::I(v), Op::Mul) => Data::I(v.iter().map(|&x| x.wrapping_mul(x)).collect()),
-                    _ => Data::F(c.to_f32().into_iter().map(f).collect()),
-                };
-                Value::Const(Rc::new(Const { shape: c.shape.clone(), data }))
-            }
-            Value::Node(id) => {
-                let inputs: Vec<NodeId> = if op == Op::Mul { vec![id, id] } else { vec![id] };
-                Value::Node(self.emit(cx, cx.name.clone(), op, &inputs)?)
-            }
-            Value::Dead => Value::Dead,
-        })
+        self.activation_value(cx, cx.name.clone(), x, op)
     }
 
     fn clip_by_value(&mut self, cx: &Cx) -> R<Value> {
@@ -687,8 +363,8 @@ impl Importer<'_> {
         let lo = self.const_input(cx, 1, "clip_value_min")?;
         let hi = self.const_input(cx, 2, "clip_value_max")?;
         if let Value::Const(c) = &x {
-            let t = binary(c, &lo, f32::max, |p, q| Ok(p.max(q))).map_err(|e| cx.shape_err(e))?;
-            let t = binary(&t, &hi, f32::min, |p, q| Ok(p.min(q))).map_err(|e| cx.shape_err(e))?;
+            let t = binary(c, &lo, MAX_GENERATED, f32::max, |p, q| Ok(p.max(q))).map_err(|e| cx.shape_err(e))?;
+            let t = binary(&t, &hi, MAX_GENERATED, f32::min, |p, q| Ok(p.min(q))).map_err(|e| cx.shape_err(e))?;
             return Ok(Value::Const(Rc::new(t)));
         }
         let (Some(min), Some(max)) = (lo.single_f32(), hi.single_f32()) else {
@@ -733,16 +409,17 @@ impl Importer<'_> {
         cx.need_inputs(2)?;
         let a = self.const_input(cx, 0, "x")?;
         let b = self.const_input(cx, 1, "y")?;
-        let r = match cx.op.as_str() {
-            "Equal" => compare(&a, &b, |p, q| p == q, |p, q| p == q),
-            "NotEqual" => compare(&a, &b, |p, q| p != q, |p, q| p != q),
-            "Less" => compare(&a, &b, |p, q| p < q, |p, q| p < q),
-            "LessEqual" => compare(&a, &b, |p, q| p <= q, |p, q| p <= q),
-            "Greater" => compare(&a, &b, |p, q| p > q, |p, q| p > q),
-            "GreaterEqual" => compare(&a, &b, |p, q| p >= q, |p, q| p >= q),
-            "LogicalAnd" => compare(&a, &b, |p, q| p != 0.0 && q != 0.0, |p, q| p != 0 && q != 0),
-            _ => compare(&a, &b, |p, q| p != 0.0 || q != 0.0, |p, q| p != 0 || q != 0),
+        let op = match cx.op.as_str() {
+            "Equal" => Cmp::Equal,
+            "NotEqual" => Cmp::NotEqual,
+            "Less" => Cmp::Less,
+            "LessEqual" => Cmp::LessEqual,
+            "Greater" => Cmp::Greater,
+            "GreaterEqual" => Cmp::GreaterEqual,
+            "LogicalAnd" => Cmp::And,
+            _ => Cmp::Or,
         };
+        let r = compare(&a, &b, op, MAX_GENERATED);
         Ok(Value::Const(Rc::new(r.map_err(|e| cx.shape_err(e))?)))
     }
 
@@ -756,58 +433,19 @@ impl Importer<'_> {
             // Select with a vector condition picks whole rows.
             cshape.extend(std::iter::repeat_n(1, x.shape.len() - 1));
         }
-        let s = broadcast_shapes(&cshape, &x.shape)
-            .and_then(|s| broadcast_shapes(&s, &y.shape))
-            .map_err(|e| cx.shape_err(e))?;
-        let n = check_shape(&s).map_err(|e| cx.shape_err(e))?;
-        if n > MAX_GENERATED.max(c.len()).max(x.len()).max(y.len()) {
-            return Err(cx.shape_err(format!("constant of shape {s:?} is too large")));
-        }
-        let cond = consts::broadcast_to(&cshape, &c.to_i64(), &s);
-        let out = if x.is_float() || y.is_float() {
-            let xs = consts::broadcast_to(&x.shape, &x.to_f32(), &s);
-            let ys = consts::broadcast_to(&y.shape, &y.to_f32(), &s);
-            Const::new_f(s, (0..n).map(|i| if cond[i] != 0 { xs[i] } else { ys[i] }).collect())
-        } else {
-            let xs = consts::broadcast_to(&x.shape, &x.to_i64(), &s);
-            let ys = consts::broadcast_to(&y.shape, &y.to_i64(), &s);
-            Const::new_i(s, (0..n).map(|i| if cond[i] != 0 { xs[i] } else { ys[i] }).collect())
-        };
+        let out = select(&c, &cshape, &x, &y, MAX_GENERATED).map_err(|e| cx.shape_err(e))?;
         Ok(Value::Const(Rc::new(out)))
-    }
-
-    fn target_shape(&self, cx: &Cx, dims: &[i64]) -> R<Vec<usize>> {
-        let shape = dims
-            .iter()
-            .map(|&d| {
-                if d < 0 || d as u64 > MAX_DIM as u64 {
-                    Err(cx.invalid(format!("shape {dims:?} has an invalid dimension {d}")))
-                } else {
-                    Ok(d as usize)
-                }
-            })
-            .collect::<R<Vec<_>>>()?;
-        check_shape(&shape).map_err(|e| cx.shape_err(e))?;
-        Ok(shape)
     }
 
     fn fill(&mut self, cx: &Cx) -> R<Value> {
         cx.need_inputs(2)?;
         let dims = self.ints_input(cx, 0, "dims")?;
-        let shape = self.target_shape(cx, &dims)?;
-        let n = elements(&shape);
-        if n > MAX_GENERATED {
-            return Err(cx.shape_err(format!("constant of shape {shape:?} is too large")));
-        }
+        let shape = self.generated_shape(cx, &dims)?;
         let value = self.const_input(cx, 1, "value")?;
         if value.len() != 1 {
             return Err(cx.invalid("value must be a scalar"));
         }
-        let data = match &value.data {
-            Data::F(v) => Data::F(vec![v[0]; n]),
-            Data::I(v) => Data::I(vec![v[0]; n]),
-        };
-        Ok(Value::Const(Rc::new(Const { shape, data })))
+        Ok(Value::Const(Rc::new(Const::splat(shape, &value))))
     }
 
     fn range(&mut self, cx: &Cx) -> R<Value> {
@@ -815,35 +453,7 @@ impl Importer<'_> {
         let s = self.const_input(cx, 0, "start")?;
         let l = self.const_input(cx, 1, "limit")?;
         let d = self.const_input(cx, 2, "delta")?;
-        if s.len() != 1 || l.len() != 1 || d.len() != 1 {
-            return Err(cx.invalid("start, limit and delta must be scalars"));
-        }
-        if s.is_float() || l.is_float() || d.is_float() {
-            let (s, l, d) = (s.to_f32()[0] as f64, l.to_f32()[0] as f64, d.to_f32()[0] as f64);
-            let n = ((l - s) / d).ceil();
-            if !n.is_finite() || d == 0.0 {
-                return Err(cx.invalid("Range with a zero or non-finite delta"));
-            }
-            let n = n.max(0.0);
-            if n > MAX_GENERATED as f64 {
-                return Err(cx.shape_err(format!("Range of {n} elements is too large")));
-            }
-            let n = n as usize;
-            let v: Vec<f32> = (0..n).map(|i| (s + i as f64 * d) as f32).collect();
-            Ok(Value::Const(Rc::new(Const::new_f(vec![n], v))))
-        } else {
-            let (s, l, d) = (s.to_i64()[0] as i128, l.to_i64()[0] as i128, d.to_i64()[0] as i128);
-            if d == 0 {
-                return Err(cx.invalid("Range with delta 0"));
-            }
-            let diff = l - s;
-            let n = if (diff > 0) == (d > 0) && diff != 0 { (diff.abs() + d.abs() - 1) / d.abs() } else { 0 };
-            if n > MAX_GENERATED as i128 {
-                return Err(cx.shape_err(format!("Range of {n} elements is too large")));
-            }
-            let v: Vec<i64> = (0..n).map(|i| (s + i * d) as i64).collect();
-            Ok(Value::Const(Rc::new(Const::new_i(vec![n as usize], v))))
-        }
+        Ok(Value::Const(Rc::new(range(cx, &s, &l, &d, MAX_GENERATED)?)))
     }
 
     fn tile(&mut self, cx: &Cx) -> R<Value> {
@@ -862,14 +472,8 @@ impl Importer<'_> {
             let mut shape = c.shape.clone();
             shape[axis] = shape[axis].saturating_mul(t);
             let n = check_shape(&shape).map_err(|e| cx.shape_err(e))?;
-            if n > MAX_GENERATED.max(c.len()) {
-                return Err(cx.shape_err(format!("constant of shape {shape:?} is too large")));
-            }
-            let mut s1 = c.shape.clone();
-            s1.insert(axis, 1);
-            let mut s2 = c.shape.clone();
-            s2.insert(axis, t);
-            c = c.with_shape(s1).map_data(s2.clone(), BroadcastFn(&s2)).with_shape(shape);
+            self.check_generated(cx, &shape, n, c.len())?;
+            c = c.tile_axis(axis, t).map_err(|e| cx.shape_err(e))?;
         }
         Ok(Value::Const(Rc::new(c)))
     }
@@ -878,16 +482,13 @@ impl Importer<'_> {
         cx.need_inputs(2)?;
         let x = self.const_input(cx, 0, "input")?;
         let dims = self.ints_input(cx, 1, "shape")?;
-        let target = self.target_shape(cx, &dims)?;
+        let target = cx.target_shape(&dims)?;
         let out = broadcast_shapes(&x.shape, &target).map_err(|e| cx.shape_err(e))?;
         if out != target {
             return Err(cx.shape_err(format!("cannot broadcast {:?} to {target:?}", x.shape)));
         }
-        let n = elements(&out);
-        if n > MAX_GENERATED.max(x.len()) {
-            return Err(cx.shape_err(format!("constant of shape {out:?} is too large")));
-        }
-        Ok(Value::Const(Rc::new(x.map_data(out.clone(), BroadcastFn(&out)))))
+        self.check_generated(cx, &out, elements(&out), x.len())?;
+        Ok(Value::Const(Rc::new(x.broadcast_to(&out).map_err(|e| cx.shape_err(e))?)))
     }
 
     fn gather(&mut self, cx: &Cx) -> R<Value> {
@@ -932,34 +533,7 @@ impl Importer<'_> {
         cx.need_inputs(2)?;
         let x = self.input(cx, 0)?;
         let dims = self.ints_input(cx, 1, "shape")?;
-        let from = self.shape(&x);
-        let n = elements(&from);
-        let mut out = Vec::with_capacity(dims.len());
-        let mut infer = None;
-        for (i, &d) in dims.iter().enumerate() {
-            match d {
-                -1 => {
-                    if infer.replace(i).is_some() {
-                        return Err(cx.shape_err(format!("shape {dims:?} has more than one -1")));
-                    }
-                    out.push(1);
-                }
-                d if d < 0 || d as u64 > MAX_DIM as u64 => {
-                    return Err(cx.shape_err(format!("shape {dims:?} has an invalid dimension {d}")))
-                }
-                d => out.push(d as usize),
-            }
-        }
-        let known = consts::checked_elements(&out).ok_or_else(|| cx.shape_err(format!("shape {dims:?} is too large")))?;
-        if let Some(i) = infer {
-            if known == 0 || n % known != 0 {
-                return Err(cx.shape_err(format!("cannot reshape {from:?} ({n} elements) into {dims:?}")));
-            }
-            out[i] = n / known;
-        }
-        if elements(&out) != n {
-            return Err(cx.shape_err(format!("cannot reshape {from:?} ({n} elements) into {dims:?}")));
-        }
+        let out = reshape_target(cx, &self.shape(&x), &dims, false)?;
         self.reshape_value(cx, cx.name.clone(), &x, out)
     }
 
@@ -967,20 +541,7 @@ impl Importer<'_> {
         let x = self.input(cx, 0)?;
         let s = self.shape(&x);
         let axes = cx.ints("squeeze_dims")?.filter(|a| !a.is_empty());
-        let out: Vec<usize> = match axes {
-            None => s.iter().copied().filter(|&d| d != 1).collect(),
-            Some(axes) => {
-                let mut drop = vec![false; s.len()];
-                for a in axes {
-                    let a = cx.axis(a, s.len(), "axis")?;
-                    if s[a] != 1 {
-                        return Err(cx.shape_err(format!("cannot squeeze axis {a} of extent {} in {s:?}", s[a])));
-                    }
-                    drop[a] = true;
-                }
-                s.iter().zip(&drop).filter(|(_, &d)| !d).map(|(&v, _)| v).collect()
-            }
-        };
+        let out = squeeze_shape(cx, &s, axes)?;
         self.reshape_value(cx, cx.name.clone(), &x, out)
     }
 
@@ -1243,19 +804,21 @@ impl Importer<'_> {
         let mut axes: Vec<usize> = raw.iter().map(|&a| cx.axis(a, s.len(), "axis")).collect::<R<_>>()?;
         axes.sort_unstable();
         axes.dedup();
-        let mut out: Vec<usize> = Vec::new();
-        for (i, &d) in s.iter().enumerate() {
-            if axes.contains(&i) {
-                if keep {
-                    out.push(1);
-                }
-            } else {
-                out.push(d);
-            }
-        }
+        let out = reduced_shape(&s, &axes, keep);
         let count: usize = axes.iter().map(|&a| s[a]).product();
         match x {
-            Value::Const(c) => Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, &op)))),
+            Value::Const(c) => {
+                let kind = match op.as_str() {
+                    "Sum" => Reduce::Sum,
+                    "Mean" => Reduce::Mean { divisor: count.max(1) },
+                    "Prod" => Reduce::Prod,
+                    "Max" => Reduce::Max,
+                    "Min" => Reduce::Min,
+                    "All" => Reduce::All,
+                    _ => Reduce::Any,
+                };
+                Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, kind))))
+            }
             Value::Dead => Ok(Value::Dead),
             Value::Node(id) => {
                 if axes.is_empty() {
@@ -1266,14 +829,7 @@ impl Importer<'_> {
                 }
                 let name = cx.name.clone();
                 match op.as_str() {
-                    "Mean" | "Sum" => {
-                        let m = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes, keep_dims: keep }, &[id])?;
-                        if op == "Sum" && count != 1 {
-                            Ok(Value::Node(self.emit(cx, format!("{name}/sum"), Op::MulScalar(count as f32), &[m])?))
-                        } else {
-                            Ok(Value::Node(m))
-                        }
-                    }
+                    "Mean" | "Sum" => self.mean_or_sum(cx, &name, id, axes, keep, count, op == "Sum"),
                     "Max" if (3..=5).contains(&s.len())
                         && (axes == spatial_axes(Layout::ChannelsLast, s.len())
                             || axes == spatial_axes(Layout::ChannelsFirst, s.len())) =>
@@ -1282,18 +838,7 @@ impl Importer<'_> {
                         let layout = if axes[0] == 1 { Layout::ChannelsLast } else { Layout::ChannelsFirst };
                         let ca = channel_axis(layout, s.len());
                         let input: Vec<usize> = axes.iter().map(|&a| s[a]).collect();
-                        let r = input.len();
-                        let g = PoolGeometry {
-                            layout,
-                            batch: s[0],
-                            channels: s[ca],
-                            window: input.clone(),
-                            input,
-                            strides: vec![1; r],
-                            pads_begin: vec![0; r],
-                            pads_end: vec![0; r],
-                            count_include_pad: false,
-                        };
+                        let g = global_max_pool(layout, s[0], s[ca], input);
                         let m = self.emit(cx, format!("{name}/maxpool"), Op::MaxPool(g), &[id])?;
                         self.reshape_value(cx, name, &Value::Node(m), out)
                     }
@@ -1327,17 +872,10 @@ impl Importer<'_> {
     fn softmax(&mut self, cx: &Cx) -> R<Value> {
         let x = self.input(cx, 0)?;
         if let Err((node, op)) = self.only_reaches_outputs(cx.index) {
-            return Err(cx.unsupported(format!(
-                "Softmax is supported only when its result is a graph output (it is then compiled away, since it \
-                 preserves the argmax); here `{}` feeds node `{node}` ({op})",
-                cx.name
-            )));
+            return Err(cx.unsupported(softmax_not_at_output("Softmax", &cx.name, &node, &op)));
         }
         if matches!(x, Value::Node(_)) {
-            self.notices.push(format!(
-                "Softmax `{}` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)",
-                cx.name
-            ));
+            self.notices.push(softmax_compiled_away("Softmax", &cx.name));
         }
         Ok(x)
     }
@@ -1374,17 +912,7 @@ impl Importer<'_> {
         let padding = cx.string("padding")?.ok_or_else(|| cx.invalid("missing attribute `padding`"))?;
         match padding.as_str() {
             "VALID" => Ok((vec![0; r], vec![0; r])),
-            "SAME" => {
-                let mut b = vec![0; r];
-                let mut e = vec![0; r];
-                for i in 0..r {
-                    let out = input[i].div_ceil(strides[i]);
-                    let total = ((out.max(1) - 1) * strides[i] + span[i]).saturating_sub(input[i]);
-                    b[i] = total / 2;
-                    e[i] = total - total / 2;
-                }
-                Ok((b, e))
-            }
+            "SAME" => Ok(same_pads(input, span, strides)),
             "EXPLICIT" => {
                 let rank = r + 2;
                 let p = cx.ints("explicit_paddings")?.unwrap_or_default();
@@ -1409,11 +937,9 @@ impl Importer<'_> {
     fn filter_node(&mut self, cx: &Cx, name: &str, f: &Value, perm: Vec<usize>, reshape: Option<Vec<usize>>, tag: &'static str) -> R<NodeId> {
         match f {
             Value::Const(c) => {
-                let mut out: Vec<usize> = perm.iter().map(|&p| c.shape[p]).collect();
-                let mut t = c.map_data(out.clone(), Transpose(&perm));
+                let mut t = c.transpose(&perm).map_err(|e| cx.shape_err(e))?;
                 if let Some(s) = reshape {
-                    out = s;
-                    t = t.with_shape(out);
+                    t = t.with_shape(s);
                 }
                 let t = Rc::new(t);
                 // Cache under the original constant so a filter used twice is one weight.
@@ -1484,7 +1010,7 @@ impl Importer<'_> {
             Some(d) => (d.dilations, d.pads_begin, d.pads_end),
             None => {
                 let dilations = self.per_axis_attr(cx, "dilations", rank, layout, false)?;
-                let span: Vec<usize> = (0..r).map(|i| dilations[i] * (kernel[i] - 1) + 1).collect();
+                let span = kernel_span(&kernel, &dilations);
                 let (b, e) = self.tf_pads(cx, &input, &span, &strides, layout)?;
                 (dilations, b, e)
             }
@@ -1665,7 +1191,7 @@ impl Importer<'_> {
         let kernel = fs[..r].to_vec();
         let strides = self.per_axis_attr(cx, "strides", rank, layout, true)?;
         let dilations = self.per_axis_attr(cx, "dilations", rank, layout, false)?;
-        let span: Vec<usize> = (0..r).map(|i| dilations[i] * (kernel[i] - 1) + 1).collect();
+        let span = kernel_span(&kernel, &dilations);
         // Pads of the forward convolution from `output` to `xs`.
         let (pads_begin, pads_end) = self.tf_pads(cx, &output, &span, &strides, layout)?;
         let input: Vec<usize> = sp.iter().map(|&a| xs[a]).collect();
@@ -1822,30 +1348,19 @@ impl Importer<'_> {
         self.matmul_values(cx, &name, (&an, &a), (&bn, &b))
     }
 
-    /// NumPy-style matrix product of two values, lowered to HLIL MatMul (whose right operand
-    /// is 2-D).
+    /// NumPy-style matrix product of two values of rank 2 or more: evaluated for constant
+    /// matrices, else lowered to HLIL MatMul (whose right operand is 2-D).
     fn matmul_values(&mut self, cx: &Cx, base: &str, a: (&str, &Value), b: (&str, &Value)) -> R<Value> {
-        let (an, a) = a;
-        let (bn, b) = b;
-        let sa = self.shape(a);
-        let sb = self.shape(b);
+        let (sa, sb) = (self.shape(a.1), self.shape(b.1));
         if sa.len() < 2 || sb.len() < 2 {
             return Err(cx.shape_err("MatMul operands must have rank 2 or more"));
         }
-        let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
-        let (k2, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
-        if k != k2 {
-            return Err(cx.shape_err(format!("MatMul of {sa:?} by {sb:?}: inner extents differ")));
-        }
-        let batch = broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).map_err(|e| cx.shape_err(e))?;
-        let mut expected = batch.clone();
-        expected.push(m);
-        expected.push(n);
-        check_shape(&expected).map_err(|e| cx.shape_err(e))?;
-        if let (Value::Const(x), Value::Const(y)) = (a, b) {
-            if sa.len() != 2 || sb.len() != 2 {
+        let s = matmul_shapes(cx, sa, sb)?;
+        if let (Value::Const(x), Value::Const(y)) = (a.1, b.1) {
+            if s.a.len() != 2 || s.b.len() != 2 {
                 return Err(cx.unsupported("batched products of constants are not supported"));
             }
+            let (m, k, n) = (s.m, s.k, s.n);
             if m.saturating_mul(n).saturating_mul(k) > MAX_GENERATED {
                 return Err(cx.shape_err("constant product is too large to evaluate"));
             }
@@ -1861,45 +1376,7 @@ impl Importer<'_> {
             }
             return Ok(Value::Const(Rc::new(Const::new_f(vec![m, n], out))));
         }
-        let b_batch_trivial = sb[..sb.len() - 2].iter().all(|&d| d == 1);
-        let a_batch_trivial = sa[..sa.len() - 2].iter().all(|&d| d == 1);
-        let result = if matches!(a, Value::Node(_)) || matches!(b, Value::Const(_)) {
-            if !b_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of {sa:?} by {sb:?}: the right operand must be a matrix (batched right operands are not supported)"
-                )));
-            }
-            let bm = self.reshape_value(cx, format!("{bn}/matrix"), b, vec![k, n])?;
-            let ai = self.node_of(cx, an, a)?;
-            let bi = self.node_of(cx, &format!("{bn}/matrix"), &bm)?;
-            self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[ai, bi])?
-        } else {
-            // Constant left operand, computed right operand: (A B)^T = B^T A^T.
-            if !a_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of a constant {sa:?} by a computed {sb:?}: batched constant left operands are not supported"
-                )));
-            }
-            let at = {
-                let am = self.reshape_value(cx, format!("{an}/matrix"), a, vec![m, k])?;
-                self.transpose_value(cx, format!("{an}/transposed"), &am, vec![1, 0])?
-            };
-            let rb = sb.len();
-            let mut perm: Vec<usize> = (0..rb).collect();
-            perm.swap(rb - 1, rb - 2);
-            let bt = self.transpose_value(cx, format!("{base}/rhs_transposed"), b, perm)?;
-            let bi = self.node_of(cx, bn, &bt)?;
-            let ai = self.node_of(cx, &format!("{an}/transposed"), &at)?;
-            let y = self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[bi, ai])?;
-            let ys = self.graph.nodes[y].shape.clone();
-            let mut perm: Vec<usize> = (0..ys.len()).collect();
-            perm.swap(ys.len() - 1, ys.len() - 2);
-            match self.transpose_value(cx, format!("{base}/transpose"), &Value::Node(y), perm)? {
-                Value::Node(id) => id,
-                _ => return Err(cx.invalid("internal: transpose of a node")),
-            }
-        };
-        self.reshape_value(cx, format!("{base}/reshape"), &Value::Node(result), expected)
+        self.matmul_lowered(cx, base, a, b, s)
     }
 }
 
@@ -2035,64 +1512,6 @@ impl StridedSpec {
     }
 }
 
-/// Reduction of a constant over sorted distinct `axes`, giving shape `out`.
-fn reduce_const(c: &Const, axes: &[usize], out: Vec<usize>, op: &str) -> Const {
-    let s = &c.shape;
-    let kept: Vec<usize> = s.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
-    let kst = consts::strides(&kept);
-    let n_out: usize = kept.iter().product();
-    let count: usize = axes.iter().map(|&a| s[a]).product();
-    let target = |mut flat: usize| -> usize {
-        let mut o = 0;
-        for i in (0..s.len()).rev() {
-            let idx = flat % s[i].max(1);
-            flat /= s[i].max(1);
-            if !axes.contains(&i) {
-                o += idx * kst[i];
-            }
-        }
-        o
-    };
-    match &c.data {
-        Data::I(v) if op != "Mean" => {
-            let (init, f): (i64, fn(i64, i64) -> i64) = match op {
-                "Sum" => (0, |a, b| a.wrapping_add(b)),
-                "Prod" => (1, |a, b| a.wrapping_mul(b)),
-                "Max" => (i64::MIN, |a, b| a.max(b)),
-                "Min" => (i64::MAX, |a, b| a.min(b)),
-                "All" => (1, |a, b| (a != 0 && b != 0) as i64),
-                _ => (0, |a, b| (a != 0 || b != 0) as i64),
-            };
-            let mut acc = vec![init; n_out];
-            for (i, &x) in v.iter().enumerate() {
-                let t = target(i);
-                acc[t] = f(acc[t], x);
-            }
-            Const::new_i(out, acc)
-        }
-        _ => {
-            let v = c.to_f32();
-            let (init, f): (f32, fn(f32, f32) -> f32) = match op {
-                "Sum" | "Mean" => (0.0, |a, b| a + b),
-                "Prod" => (1.0, |a, b| a * b),
-                "Max" => (f32::NEG_INFINITY, f32::max),
-                "Min" => (f32::INFINITY, f32::min),
-                "All" => (1.0, |a, b| ((a != 0.0) && (b != 0.0)) as i32 as f32),
-                _ => (0.0, |a, b| ((a != 0.0) || (b != 0.0)) as i32 as f32),
-            };
-            let mut acc = vec![init; n_out];
-            for (i, &x) in v.iter().enumerate() {
-                let t = target(i);
-                acc[t] = f(acc[t], x);
-            }
-            if op == "Mean" {
-                acc.iter_mut().for_each(|a| *a /= count.max(1) as f32);
-            }
-            Const::new_f(out, acc)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2117,15 +1536,6 @@ mod tests {
         assert!(spec(0, 0, 0b11, 0, 0).normalise(&[2, 2], &[0, 0], &[1, 1], &[1, 1]).is_err());
         assert!(spec(0, 0, 0, 0, 0b1).normalise(&[2], &[5], &[6], &[1]).is_err());
         assert!(spec(0, 0, 0, 0, 0).normalise(&[2], &[0], &[1], &[0]).is_err());
-    }
-
-    #[test]
-    fn floor_division() {
-        assert_eq!(floor_div(7, 2), Ok(3));
-        assert_eq!(floor_div(-7, 2), Ok(-4));
-        assert_eq!(floor_mod(-7, 2), Ok(1));
-        assert_eq!(floor_mod(7, -2), Ok(-1));
-        assert!(floor_div(1, 0).is_err());
     }
 
     #[test]
