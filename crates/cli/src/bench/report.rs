@@ -48,6 +48,8 @@ pub struct Settings {
     pub inputs: &'static str,
     pub network_emulation: Option<EmulationSettings>,
     pub rayon_threads: Option<String>,
+    /// `git describe --always --dirty` of the checkout, when available.
+    pub git: Option<String>,
 }
 
 /// Per-inference figures of one layer.
@@ -237,6 +239,12 @@ impl Report {
                 inputs: "standard normal, seeded (cryptflow_zoo::random_input)",
                 network_emulation,
                 rayon_threads: std::env::var("RAYON_NUM_THREADS").ok(),
+                git: std::process::Command::new("git")
+                    .args(["describe", "--always", "--dirty"])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
             },
             networks: Vec::new(),
             porthos_vs_securenn: Vec::new(),
@@ -329,7 +337,12 @@ impl Report {
             network,
             s.rayon_threads.as_ref().map(|t| format!("; RAYON_NUM_THREADS={t}")).unwrap_or_default()
         );
-        let _ = writeln!(md, "- **Command**: `{}`\n", s.command);
+        let _ = writeln!(
+            md,
+            "- **Command**: `{}`{}\n",
+            s.command,
+            s.git.as_ref().map(|g| format!(" (checkout {g})")).unwrap_or_default()
+        );
 
         let _ = writeln!(md, "## Results (per inference)\n");
         let _ = writeln!(
@@ -511,8 +524,8 @@ impl Report {
             return None;
         }
         let paper = (50.0, 25.87, 6.87);
-        let max_t = series.iter().flat_map(|s| s.time.iter().map(|p| p.1)).fold(paper.1, f64::max) * 1.1;
-        let max_g = series.iter().flat_map(|s| s.gb.iter().map(|p| p.1)).fold(paper.2, f64::max) * 1.1;
+        let (max_t, step_t) = nice_axis(series.iter().flat_map(|s| s.time.iter().map(|p| p.1)).fold(paper.1, f64::max));
+        let (max_g, step_g) = nice_axis(series.iter().flat_map(|s| s.gb.iter().map(|p| p.1)).fold(paper.2, f64::max));
         let (w, h, margin) = (440.0, 300.0, 55.0);
         let mut svg = String::new();
         let _ = writeln!(
@@ -522,13 +535,21 @@ impl Report {
             h + 90.0
         );
         let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let size = match &self.settings.input_size {
+            Some(v) if v.iter().any(|&d| d != 224) => format!(", input {v:?} (the paper's point is at 224x224)"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             svg,
-            r#"<text x="{}" y="18" text-anchor="middle" font-size="14">ResNet-n secure inference: time and communication against depth (cf. CrypTFlow Fig. 10)</text>"#,
+            r#"<text x="{}" y="18" text-anchor="middle" font-size="14">ResNet-n secure inference: time and communication against depth (cf. CrypTFlow Fig. 10){size}</text>"#,
             w + 10.0
         );
-        for (panel, (title, max, pick)) in
-            [("seconds per inference", max_t, 0usize), ("communication per inference (GB)", max_g, 1usize)].into_iter().enumerate()
+        for (panel, (title, max, step, pick)) in [
+            ("seconds per inference", max_t, step_t, 0usize),
+            ("communication per inference (GB)", max_g, step_g, 1usize),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let ox = panel as f64 * (w + 20.0);
             let (x0, x1, y0, y1) = (ox + margin, ox + w - 10.0, h, 40.0);
@@ -541,8 +562,8 @@ impl Report {
                 let _ = writeln!(svg, r#"<line x1="{x}" y1="{y0}" x2="{x}" y2="{}" stroke="black"/>"#, y0 + 4.0);
                 let _ = writeln!(svg, r#"<text x="{x}" y="{}" text-anchor="middle">{d}</text>"#, y0 + 16.0);
             }
-            for k in 0..=4 {
-                let v = max * k as f64 / 4.0;
+            for k in 0..=((max / step).round() as usize) {
+                let v = step * k as f64;
                 let y = py(v);
                 let _ = writeln!(svg, r##"<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#ddd"/>"##);
                 let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, x0 - 4.0, y + 4.0, short(v));
@@ -707,6 +728,14 @@ impl RunReport {
     }
 }
 
+/// An axis maximum and tick step of 1, 2, 2.5 or 5 times a power of ten (4 to 8 ticks).
+fn nice_axis(max: f64) -> (f64, f64) {
+    let raw = (max.max(1e-9)) / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&s| s >= raw).unwrap_or(10.0 * magnitude);
+    ((max / step).ceil().max(1.0) * step, step)
+}
+
 fn mean_min(mean: f64, min: f64, n: usize) -> String {
     if n > 1 && min.is_finite() {
         format!("{} ({})", secs(mean), secs(min))
@@ -740,7 +769,9 @@ fn millions(n: u64) -> String {
 }
 
 fn short(v: f64) -> String {
-    if v >= 10.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 10.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.1}")
