@@ -77,6 +77,10 @@
 //! * MaxPool with windows of `k` over `o` outputs, ArgMax over `k` candidates: per tree level
 //!   with `p` pairs, DReLU of `p o` and a multiplexer of `p o` (`2 p o` for ArgMax).
 //!
+//! Products larger than [`linear::BATCH_WORDS`] words of corrections run in batches of output
+//! rows (same communication, one more extension and correction flight per batch), which keeps
+//! every message under the transport's frame limit and the memory bounded.
+//!
 //! # Rounds
 //! As the session counts them (a receive after a send): a product at most 3 (flags, OT
 //! extension, corrections; one when a single cross term runs); DReLU 5 (the extension with the
@@ -116,6 +120,8 @@ pub struct TwoPc {
     ot_send: IknpSender,
     /// Extension receiver (direction = the peer's id).
     ot_recv: IknpReceiver,
+    /// Largest batch of an OT product, in words of corrections ([`linear::BATCH_WORDS`]).
+    batch_words: usize,
 }
 
 impl std::fmt::Debug for TwoPc {
@@ -179,7 +185,14 @@ impl TwoPc {
             let ot_send = IknpSender::new(1, delta1, &ot::bootstrap_receiver_keys(&rows));
             (Prf::new(k01), ot_send, ot_recv)
         };
-        Ok(TwoPc { session, id, common, own, ot_send, ot_recv })
+        Ok(TwoPc { session, id, common, own, ot_send, ot_recv, batch_words: linear::BATCH_WORDS })
+    }
+
+    /// Sets the largest batch of an OT product (words of corrections; both parties must use
+    /// the same value). Smaller batches bound memory and message sizes at the cost of rounds;
+    /// the communication is the same.
+    pub fn set_batch_words(&mut self, words: usize) {
+        self.batch_words = words.max(1);
     }
 
     fn peer(&self) -> usize {

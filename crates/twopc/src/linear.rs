@@ -94,10 +94,57 @@ impl Term<'_, '_> {
     }
 }
 
+/// Most words of corrections one batch of an OT product sends (512 MiB): larger products run
+/// in batches of output rows, so that no message outgrows the transport's frame limit and the
+/// memory stays bounded. Every product of the fixture models fits in one batch.
+pub const BATCH_WORDS: usize = 1 << 26;
+
+/// Output rows per batch for a term (at least one).
+fn rows_per_batch(t: &Term, limit: usize) -> usize {
+    let per_row = t.inner * correction_words(t.w).max(crate::ot::KAPPA);
+    (limit / per_row.max(1)).max(1)
+}
+
 impl TwoPc {
-    /// This party's shares of the products of all `terms` (each `outs * w`), with one flight of
-    /// OT extension (both directions) and one flight of corrections for all of them.
-    pub(crate) fn ot_products(&mut self, terms: &[Term]) -> Result<Vec<Vec<u64>>> {
+    /// This party's shares of the products of all `terms` (each `outs * w`). Batch `r` takes
+    /// batch `r` of every term: one flight of OT extension (both directions) and one flight of
+    /// corrections per batch.
+    pub(crate) fn ot_products<'b>(&mut self, terms: &[Term<'_, 'b>]) -> Result<Vec<Vec<u64>>> {
+        let limit = self.batch_words;
+        let per: Vec<usize> = terms.iter().map(|t| rows_per_batch(t, limit)).collect();
+        let batches = terms.iter().zip(&per).map(|(t, &p)| t.outs.div_ceil(p)).max().unwrap_or(0);
+        if batches <= 1 {
+            return self.ot_products_batch(terms);
+        }
+        let mut out: Vec<Vec<u64>> = terms.iter().map(|t| Vec::with_capacity(t.outs * t.w)).collect();
+        for r in 0..batches {
+            let ranges: Vec<(usize, usize)> = terms.iter().zip(&per).map(|(t, &p)| ((r * p).min(t.outs), ((r + 1) * p).min(t.outs))).collect();
+            let shifted: Vec<_> = terms
+                .iter()
+                .zip(&ranges)
+                .map(|(t, &(o0, _))| t.corr.map(|c| move |o: usize, k: usize| c(o + o0, k)))
+                .collect();
+            let sub: Vec<Term> = terms
+                .iter()
+                .zip(&ranges)
+                .zip(&shifted)
+                .map(|((t, &(o0, o1)), sh)| Term {
+                    chooser: t.chooser,
+                    outs: o1 - o0,
+                    inner: t.inner,
+                    w: t.w,
+                    x: t.x.map(|x| &x[o0 * t.inner..o1 * t.inner]),
+                    corr: sh.as_ref().map(|f| f as &(dyn Fn(usize, usize) -> &'b [u64] + Sync)),
+                })
+                .collect();
+            for (o, part) in out.iter_mut().zip(self.ot_products_batch(&sub)?) {
+                o.extend_from_slice(&part);
+            }
+        }
+        Ok(out)
+    }
+
+    fn ot_products_batch(&mut self, terms: &[Term]) -> Result<Vec<Vec<u64>>> {
         let me = self.id;
         let mut choices = Vec::new();
         let (mut my_items, mut peer_items) = (0, 0);

@@ -73,6 +73,34 @@ fn matmul_matches_cleartext_and_the_formula() {
 }
 
 #[test]
+fn large_products_run_in_batches_with_the_same_communication() {
+    let mut r = rng(8);
+    let (m, k, n) = (7, 5, 9);
+    let a = random_tensor(&mut r, &[m, k]);
+    let b = random_tensor(&mut r, &[k, n]);
+    let expected = Cleartext.matmul(&a, &b).unwrap();
+    for owners in OWNERS {
+        let out = run(|p| {
+            // About one output row per batch: 7 batches.
+            p.set_batch_words(k * 293);
+            let me = p.party_id();
+            let mine = |o: Owner| (o == Owner::ModelOwner) == (me == 0);
+            let xa = p.share(owners.0, &[m, k], mine(owners.0).then_some(&a)).unwrap();
+            let xb = p.share(owners.1, &[k, n], mine(owners.1).then_some(&b)).unwrap();
+            let before = p.traffic();
+            let z = p.matmul(&xa, &xb).unwrap();
+            let after = p.traffic();
+            (p.reveal(&z, Owner::Client).unwrap(), after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
+        });
+        assert_eq!(out[1].0.as_ref().unwrap(), &expected, "{owners:?}");
+        assert_eq!([out[0].1, out[1].1], bytes(product_words(owners, (m * k) as u64, n as u64, true)), "{owners:?}");
+        if owners != (Owner::ModelOwner, Owner::ModelOwner) {
+            assert!(out[1].2 >= 7, "{owners:?}: {} rounds", out[1].2);
+        }
+    }
+}
+
+#[test]
 fn products_of_protocol_outputs_use_both_cross_terms() {
     // Shares coming out of a protocol are random on both sides: both cross terms run.
     let mut r = rng(9);
