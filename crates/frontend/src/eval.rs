@@ -174,6 +174,21 @@ pub enum CastTarget {
     Bool,
 }
 
+impl CastTarget {
+    /// The target of a cast to a float, integer or boolean type; None for other types.
+    pub fn of(float: bool, int: bool, bool: bool) -> Option<CastTarget> {
+        if float {
+            Some(CastTarget::Float)
+        } else if bool {
+            Some(CastTarget::Bool)
+        } else if int {
+            Some(CastTarget::Int)
+        } else {
+            None
+        }
+    }
+}
+
 pub fn cast_const(c: &Const, to: CastTarget) -> Const {
     match to {
         CastTarget::Float => c.as_float(),
@@ -224,19 +239,36 @@ pub enum Reduce {
     Any,
 }
 
-/// The shape of a reduction of `shape` over `axes`.
-pub fn reduced_shape(shape: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
-    let mut out: Vec<usize> = Vec::new();
-    for (i, &d) in shape.iter().enumerate() {
-        if axes.contains(&i) {
-            if keep_dims {
-                out.push(1);
+/// A reduction of a tensor over some of its axes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reduction {
+    /// The reduced axes, sorted and distinct.
+    pub axes: Vec<usize>,
+    pub keep_dims: bool,
+    /// The result's shape.
+    pub out: Vec<usize>,
+    /// How many elements each result element reduces.
+    pub count: usize,
+}
+
+impl Reduction {
+    /// The reduction of a tensor of `shape` over the (normalised) `axes`.
+    pub fn new(shape: &[usize], mut axes: Vec<usize>, keep_dims: bool) -> Self {
+        axes.sort_unstable();
+        axes.dedup();
+        let mut out: Vec<usize> = Vec::new();
+        for (i, &d) in shape.iter().enumerate() {
+            if axes.contains(&i) {
+                if keep_dims {
+                    out.push(1);
+                }
+            } else {
+                out.push(d);
             }
-        } else {
-            out.push(d);
         }
+        let count = axes.iter().map(|&a| shape[a]).product();
+        Reduction { axes, keep_dims, out, count }
     }
-    out
 }
 
 /// Reduction of a constant over sorted distinct `axes`, giving shape `out`. Integers stay
@@ -296,6 +328,32 @@ pub fn reduce_const(c: &Const, axes: &[usize], out: Vec<usize>, op: Reduce) -> C
             Const::new_f(out, acc)
         }
     }
+}
+
+/// Integer gather indices checked against the extent `dim` of `axis`; with `from_end`,
+/// negative indices count from the end (ONNX).
+pub fn gather_indices<C: NodeContext>(cx: &C, raw: &[i64], axis: usize, dim: usize, from_end: bool) -> Result<Vec<usize>, C::Error> {
+    let dim = dim as i64;
+    raw.iter()
+        .map(|&i| {
+            let j = if i < 0 && from_end { i.saturating_add(dim) } else { i };
+            if j < 0 || j >= dim {
+                Err(cx.invalid(format!("index {i} out of range for axis {axis} of extent {dim}")))
+            } else {
+                Ok(j as usize)
+            }
+        })
+        .collect()
+}
+
+/// The shape of a gather along `axis` of `shape` with indices of shape `indices`: the
+/// indices' axes replace `axis`.
+pub fn gathered_shape<C: NodeContext>(cx: &C, shape: &[usize], axis: usize, indices: &[usize]) -> Result<Vec<usize>, C::Error> {
+    let mut out: Vec<usize> = shape[..axis].to_vec();
+    out.extend_from_slice(indices);
+    out.extend_from_slice(&shape[axis + 1..]);
+    check_shape(&out).map_err(|e| cx.shape_err(e))?;
+    Ok(out)
 }
 
 /// The target shape of a reshape of `from` to `dims`: one `-1` is inferred; with
@@ -377,11 +435,16 @@ mod tests {
         let lt = compare(&a, &Const::new_f(vec![], vec![2.0]), Cmp::Less, 1 << 10).unwrap();
         assert_eq!(lt, Const::new_i(vec![2, 1], vec![1, 0]));
         let x = Const::new_f(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]);
-        let mean = reduce_const(&x, &[1], reduced_shape(&x.shape, &[1], true), Reduce::Mean { divisor: 2 });
+        let r = Reduction::new(&x.shape, vec![1, 1], true);
+        assert_eq!((r.axes.as_slice(), r.out.as_slice(), r.count), (&[1][..], &[2, 1][..], 2));
+        let mean = reduce_const(&x, &r.axes, r.out, Reduce::Mean { divisor: r.count });
         assert_eq!(mean, Const::new_f(vec![2, 1], vec![1.5, 3.5]));
+        assert_eq!(Reduction::new(&[2, 3], vec![], false).out, vec![2, 3]);
         let sel = select(&Const::new_i(vec![2], vec![1, 0]), &[2, 1], &x, &Const::new_f(vec![], vec![0.0]), 1 << 10).unwrap();
         assert_eq!(sel, Const::new_f(vec![2, 2], vec![1.0, 2.0, 0.0, 0.0]));
         assert_eq!(cast_const(&x, CastTarget::Bool).ints().unwrap(), &[1, 1, 1, 1]);
+        assert_eq!(CastTarget::of(false, true, true), Some(CastTarget::Bool));
+        assert_eq!(CastTarget::of(false, false, false), None);
         assert_eq!(activation_const(&Const::new_i(vec![2], vec![-3, 4]), &Op::Mul).ints().unwrap(), &[9, 16]);
     }
 }

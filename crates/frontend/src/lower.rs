@@ -12,7 +12,7 @@ use cryptflow_tensor::{num_elements, FloatTensor, Tensor};
 
 use crate::consts::{broadcast_shapes, check_shape, concat_consts, Const};
 use crate::context::NodeContext;
-use crate::eval::{binary, cast_const, floor_div, floor_mod, CastTarget};
+use crate::eval::{binary, cast_const, floor_div, floor_mod, reduce_const, CastTarget, Reduce, Reduction};
 use crate::geometry::precheck;
 
 /// Largest tensor the importers let `Graph::add` constant-fold (it evaluates the kernels).
@@ -143,8 +143,6 @@ pub trait Lowering {
 
     fn graph(&self) -> &Graph;
     fn graph_mut(&mut self) -> &mut Graph;
-    /// The shape of a value.
-    fn shape(&self, v: &Self::Value) -> Vec<usize>;
     /// The value of input `i` of the node.
     fn input(&self, cx: &Self::Cx<'_>, i: usize) -> Result<Self::Value, Self::Error>;
     /// The HLIL node of a value; a constant becomes a weight named `name` (the front end
@@ -152,6 +150,17 @@ pub trait Lowering {
     fn node_of(&mut self, cx: &Self::Cx<'_>, name: &str, v: &Self::Value) -> Result<NodeId, Self::Error>;
     /// Whether an HLIL node's values are integers (ArgMax results).
     fn is_int_node(&self, id: NodeId) -> bool;
+    /// Records that an HLIL node's values are integers.
+    fn mark_int_node(&mut self, id: NodeId);
+
+    /// The shape of a value (empty for a value that is neither constant nor computed).
+    fn shape(&self, v: &Self::Value) -> Vec<usize> {
+        match (v.as_const(), v.as_node()) {
+            (Some(c), _) => c.shape.clone(),
+            (None, Some(id)) => self.graph().nodes[id].shape.clone(),
+            (None, None) => vec![],
+        }
+    }
 
     /// Adds an HLIL node (see [`emit`]).
     fn emit(&mut self, cx: &Self::Cx<'_>, name: String, op: Op, inputs: &[NodeId]) -> Result<NodeId, Self::Error> {
@@ -473,6 +482,21 @@ pub trait Lowering {
         }
     }
 
+    /// The sum of the node's first `n` inputs, left to right; the partial sums are named
+    /// `{base}/sum{i}`.
+    fn sum_inputs(&mut self, cx: &Self::Cx<'_>, n: usize, base: &str) -> Result<Self::Value, Self::Error> {
+        let mut acc_name = cx.input_label(0);
+        let mut acc = self.input(cx, 0)?;
+        for i in 1..n {
+            let v = self.input(cx, i)?;
+            let vn = cx.input_label(i);
+            let name = format!("{base}/sum{i}");
+            acc = self.arith_values(cx, Arith::Add, (&acc_name, &acc), (&vn, &v), &name)?;
+            acc_name = name;
+        }
+        Ok(acc)
+    }
+
     /// A cast: constants are converted; a computed tensor is floating point (or integer, for
     /// ArgMax results) and can only be "cast" to a type that keeps its values.
     fn cast_value(&mut self, cx: &Self::Cx<'_>, v: Self::Value, to: CastTarget) -> Result<Self::Value, Self::Error> {
@@ -502,16 +526,47 @@ pub trait Lowering {
         }
     }
 
-    /// Mean (or sum, the mean times the count) of a computed tensor over sorted `axes`
-    /// reducing `count` elements: HLIL nodes `{name}/mean` (and `{name}/sum`).
-    #[allow(clippy::too_many_arguments)]
-    fn mean_or_sum(&mut self, cx: &Self::Cx<'_>, name: &str, id: NodeId, axes: Vec<usize>, keep_dims: bool, count: usize, sum: bool) -> Result<Self::Value, Self::Error> {
-        let m = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes, keep_dims }, &[id])?;
-        if sum && count != 1 {
-            Ok(Self::Value::node(self.emit(cx, format!("{name}/sum"), Op::MulScalar(count as f32), &[m])?))
+    /// A reduction of `x`: a constant is evaluated (`kind`); a computed tensor is itself when
+    /// no axis is reduced, an error when it reduces empty axes, else what `computed` lowers
+    /// it to.
+    fn reduce_value(
+        &mut self,
+        cx: &Self::Cx<'_>,
+        x: Self::Value,
+        r: Reduction,
+        kind: Reduce,
+        computed: impl FnOnce(&mut Self, NodeId, Reduction) -> Result<Self::Value, Self::Error>,
+    ) -> Result<Self::Value, Self::Error> {
+        if let Some(c) = x.as_const() {
+            return Ok(Self::Value::constant(Rc::new(reduce_const(c, &r.axes, r.out, kind))));
+        }
+        let Some(id) = x.as_node() else { return Ok(x) };
+        if r.axes.is_empty() {
+            return Ok(x);
+        }
+        if r.count == 0 {
+            return Err(cx.shape_err("reduction over an empty axis"));
+        }
+        computed(self, id, r)
+    }
+
+    /// Mean (or sum, the mean times the count) of a computed tensor: HLIL nodes
+    /// `{name}/mean` (and `{name}/sum`).
+    fn mean_or_sum(&mut self, cx: &Self::Cx<'_>, name: &str, id: NodeId, r: Reduction, sum: bool) -> Result<Self::Value, Self::Error> {
+        let m = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes: r.axes, keep_dims: r.keep_dims }, &[id])?;
+        if sum && r.count != 1 {
+            Ok(Self::Value::node(self.emit(cx, format!("{name}/sum"), Op::MulScalar(r.count as f32), &[m])?))
         } else {
             Ok(Self::Value::node(m))
         }
+    }
+
+    /// The HLIL node `name` of the index of the largest element along `axis` of `x` (whose
+    /// values are then integers).
+    fn argmax_value(&mut self, cx: &Self::Cx<'_>, name: String, x: NodeId, axis: usize, keep_dims: bool) -> Result<Self::Value, Self::Error> {
+        let id = self.emit(cx, name, Op::ArgMax { axis, keep_dims }, &[x])?;
+        self.mark_int_node(id);
+        Ok(Self::Value::node(id))
     }
 
     /// A matrix product of named values lowered to HLIL MatMul, whose right operand is a 2-D

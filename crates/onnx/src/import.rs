@@ -401,13 +401,6 @@ impl<'m> Lowering for Importer<'m> {
         &mut self.graph
     }
 
-    fn shape(&self, v: &Value) -> Vec<usize> {
-        match v {
-            Value::Const(c) => c.shape.clone(),
-            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
-        }
-    }
-
     /// Required input `i`.
     fn input(&self, cx: &Cx, i: usize) -> Result<Value, OnnxError> {
         match cx.input_name(i) {
@@ -426,5 +419,9 @@ impl<'m> Lowering for Importer<'m> {
 
     fn is_int_node(&self, id: NodeId) -> bool {
         self.int_nodes.contains(&id)
+    }
+
+    fn mark_int_node(&mut self, id: NodeId) {
+        self.int_nodes.insert(id);
     }
 }

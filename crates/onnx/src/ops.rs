@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use cryptflow_frontend::consts::{broadcast_shapes, check_shape, MAX_DIM};
 use cryptflow_frontend::eval::{
-    binary, compare, range, reduce_const, reduced_shape, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+    binary, compare, gather_indices, gathered_shape, range, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+    Reduction,
 };
 use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
 use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
@@ -159,18 +160,8 @@ impl Importer<'_> {
 
     fn cast(&mut self, cx: &Cx) -> R<Value> {
         let to = cx.int("to")?.ok_or_else(|| cx.invalid("missing attribute `to`"))?;
-        let float_target = matches!(to, 1 | 10 | 11 | 16);
-        let int_target = matches!(to, 2..=7 | 12 | 13);
-        let bool_target = to == 9;
-        if !(float_target || int_target || bool_target) {
+        let Some(to) = CastTarget::of(matches!(to, 1 | 10 | 11 | 16), matches!(to, 2..=7 | 12 | 13), to == 9) else {
             return Err(cx.unsupported(format!("Cast to data type {to} is not supported")));
-        }
-        let to = if float_target {
-            CastTarget::Float
-        } else if bool_target {
-            CastTarget::Bool
-        } else {
-            CastTarget::Int
         };
         let x = self.input(cx, 0)?;
         self.cast_value(cx, x, to)
@@ -241,15 +232,7 @@ impl Importer<'_> {
             return Err(cx.invalid("Sum of no inputs"));
         }
         let out = cx.out0()?;
-        let mut acc_name = cx.input_name(0).unwrap_or_default().to_string();
-        let mut acc = self.input(cx, 0)?;
-        for i in 1..n {
-            let v = self.input(cx, i)?;
-            let vn = cx.input_name(i).unwrap_or_default().to_string();
-            acc = self.arith_values(cx, Arith::Add, (&acc_name, &acc), (&vn, &v), &format!("{out}/sum{i}"))?;
-            acc_name = format!("{out}/sum{i}");
-        }
-        Ok(acc)
+        self.sum_inputs(cx, n, &out)
     }
 
     fn activation(&mut self, cx: &Cx) -> R<Value> {
@@ -560,22 +543,8 @@ impl Importer<'_> {
         let idx = self.const_input(cx, 1, "indices")?;
         let raw = idx.ints().ok_or_else(|| cx.invalid("indices must be integers"))?;
         let axis = cx.axis(cx.int_or("axis", 0)?, shape.len(), "axis")?;
-        let dim = shape[axis] as i64;
-        let indices = raw
-            .iter()
-            .map(|&i| {
-                let j = if i < 0 { i.saturating_add(dim) } else { i };
-                if j < 0 || j >= dim {
-                    Err(cx.invalid(format!("index {i} out of range for axis {axis} of extent {dim}")))
-                } else {
-                    Ok(j as usize)
-                }
-            })
-            .collect::<R<Vec<_>>>()?;
-        let mut out: Vec<usize> = shape[..axis].to_vec();
-        out.extend_from_slice(&idx.shape);
-        out.extend_from_slice(&shape[axis + 1..]);
-        check_shape(&out).map_err(|e| cx.shape_err(e))?;
+        let indices = gather_indices(cx, raw, axis, shape[axis], true)?;
+        let out = gathered_shape(cx, &shape, axis, &idx.shape)?;
         let name = cx.out0()?;
         let g = self.gather_value(cx, format!("{name}/gather"), &x, axis, indices)?;
         self.reshape_value(cx, format!("{name}/reshape"), &g, out)
@@ -689,42 +658,26 @@ impl Importer<'_> {
         let axes = self.axes_arg(cx, since, 1)?;
         let keep = cx.int_or("keepdims", 1)? != 0;
         let noop = cx.opset >= since && cx.int_or("noop_with_empty_axes", 0)? != 0;
-        let mut axes: Vec<usize> = match axes {
+        let axes: Vec<usize> = match axes {
             Some(a) if !a.is_empty() => a.iter().map(|&a| cx.axis(a, s.len(), "axis")).collect::<R<_>>()?,
             _ if noop => return Ok(x),
             _ => (0..s.len()).collect(),
         };
-        axes.sort_unstable();
-        axes.dedup();
-        let out = reduced_shape(&s, &axes, keep);
-        let count: usize = axes.iter().map(|&a| s[a]).product();
-        match x {
-            Value::Const(c) => {
-                let kind = match op.as_str() {
-                    "ReduceSum" => Reduce::Sum,
-                    "ReduceMean" => Reduce::Mean { divisor: count },
-                    "ReduceProd" => Reduce::Prod,
-                    "ReduceMax" => Reduce::Max,
-                    _ => Reduce::Min,
-                };
-                Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, kind))))
+        let r = Reduction::new(&s, axes, keep);
+        let kind = match op.as_str() {
+            "ReduceSum" => Reduce::Sum,
+            "ReduceMean" => Reduce::Mean { divisor: r.count },
+            "ReduceProd" => Reduce::Prod,
+            "ReduceMax" => Reduce::Max,
+            _ => Reduce::Min,
+        };
+        self.reduce_value(cx, x, r, kind, |imp, id, r| match op.as_str() {
+            "ReduceMean" | "ReduceSum" => {
+                let name = cx.out0()?;
+                imp.mean_or_sum(cx, &name, id, r, op == "ReduceSum")
             }
-            Value::Node(id) => {
-                if axes.is_empty() {
-                    return Ok(Value::Node(id));
-                }
-                if count == 0 {
-                    return Err(cx.shape_err("reduction over an empty axis"));
-                }
-                match op.as_str() {
-                    "ReduceMean" | "ReduceSum" => {
-                        let name = cx.out0()?;
-                        self.mean_or_sum(cx, &name, id, axes, keep, count, op == "ReduceSum")
-                    }
-                    _ => Err(cx.unsupported(format!("{op} of a computed tensor is not supported (only of constants)"))),
-                }
-            }
-        }
+            _ => Err(cx.unsupported(format!("{op} of a computed tensor is not supported (only of constants)"))),
+        })
     }
 
     fn argmax(&mut self, cx: &Cx) -> R<Value> {
@@ -735,9 +688,7 @@ impl Importer<'_> {
         if cx.int_or("select_last_index", 0)? != 0 {
             return Err(cx.unsupported("select_last_index=1 is not supported"));
         }
-        let id = self.emit(cx, cx.out0()?, Op::ArgMax { axis, keep_dims: keep }, &[x])?;
-        self.int_nodes.insert(id);
-        Ok(Value::Node(id))
+        self.argmax_value(cx, cx.out0()?, x, axis, keep)
     }
 
     fn softmax(&mut self, cx: &Cx) -> R<Value> {

@@ -415,14 +415,6 @@ impl<'g> Lowering for Importer<'g> {
         &mut self.graph
     }
 
-    fn shape(&self, v: &Value) -> Vec<usize> {
-        match v {
-            Value::Const(c) => c.shape.clone(),
-            Value::Node(id) => self.graph.nodes[*id].shape.clone(),
-            Value::Dead => vec![],
-        }
-    }
-
     /// The value of data input `i`.
     fn input(&self, cx: &Cx, i: usize) -> Result<Value, TfError> {
         let r = cx.inputs.get(i).ok_or_else(|| cx.invalid(format!("missing input {i}")))?;
@@ -456,5 +448,9 @@ impl<'g> Lowering for Importer<'g> {
 
     fn is_int_node(&self, id: NodeId) -> bool {
         self.int_nodes.contains(&id)
+    }
+
+    fn mark_int_node(&mut self, id: NodeId) {
+        self.int_nodes.insert(id);
     }
 }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use cryptflow_frontend::consts::{broadcast_shapes, check_shape, MAX_DIM};
 use cryptflow_frontend::eval::{
-    binary, compare, range, reduce_const, reduced_shape, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+    binary, compare, gather_indices, gathered_shape, range, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+    Reduction,
 };
 use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
 use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
@@ -204,19 +205,10 @@ impl Importer<'_> {
 
     fn cast(&mut self, cx: &Cx) -> R<Value> {
         let to = cx.dtype("DstT")?.ok_or_else(|| cx.invalid("missing attribute `DstT`"))?;
-        let float_target = consts::is_float_dtype(to);
-        // INT32, UINT8, INT16, INT8, INT64, UINT16, UINT32, UINT64
-        let int_target = matches!(to, 3 | 4 | 5 | 6 | 9 | 17 | 22 | 23);
-        let bool_target = to == 10;
-        if !(float_target || int_target || bool_target) {
+        // Integers: INT32, UINT8, INT16, INT8, INT64, UINT16, UINT32, UINT64.
+        let target = CastTarget::of(consts::is_float_dtype(to), matches!(to, 3 | 4 | 5 | 6 | 9 | 17 | 22 | 23), to == 10);
+        let Some(to) = target else {
             return Err(cx.unsupported(format!("Cast to {} is not supported", consts::dtype_name(to))));
-        }
-        let to = if float_target {
-            CastTarget::Float
-        } else if bool_target {
-            CastTarget::Bool
-        } else {
-            CastTarget::Int
         };
         let x = self.input(cx, 0)?;
         self.cast_value(cx, x, to)
@@ -306,16 +298,7 @@ impl Importer<'_> {
 
     fn add_n(&mut self, cx: &Cx) -> R<Value> {
         cx.need_inputs(1)?;
-        let mut acc_name = cx.input_name(0);
-        let mut acc = self.input(cx, 0)?;
-        for i in 1..cx.inputs.len() {
-            let v = self.input(cx, i)?;
-            let vn = cx.input_name(i);
-            let base = format!("{}/sum{i}", cx.name);
-            acc = self.arith_values(cx, Arith::Add, (&acc_name, &acc), (&vn, &v), &base)?;
-            acc_name = base;
-        }
-        Ok(acc)
+        self.sum_inputs(cx, cx.inputs.len(), &cx.name)
     }
 
     fn bias_add(&mut self, cx: &Cx) -> R<Value> {
@@ -508,21 +491,8 @@ impl Importer<'_> {
             return Err(cx.unsupported("batch_dims other than 0 is not supported"));
         }
         let axis = cx.axis(axis[0], shape.len(), "axis")?;
-        let dim = shape[axis] as i64;
-        let indices = raw
-            .iter()
-            .map(|&i| {
-                if i < 0 || i >= dim {
-                    Err(cx.invalid(format!("index {i} out of range for axis {axis} of extent {dim}")))
-                } else {
-                    Ok(i as usize)
-                }
-            })
-            .collect::<R<Vec<_>>>()?;
-        let mut out: Vec<usize> = shape[..axis].to_vec();
-        out.extend_from_slice(&idx.shape);
-        out.extend_from_slice(&shape[axis + 1..]);
-        check_shape(&out).map_err(|e| cx.shape_err(e))?;
+        let indices = gather_indices(cx, &raw, axis, shape[axis], false)?;
+        let out = gathered_shape(cx, &shape, axis, &idx.shape)?;
         let g = self.gather_value(cx, format!("{}/gather", cx.name), &x, axis, indices)?;
         self.reshape_value(cx, format!("{}/reshape", cx.name), &g, out)
     }
@@ -801,54 +771,37 @@ impl Importer<'_> {
         let op = cx.op.clone();
         let raw = self.ints_input(cx, 1, "reduction_indices")?;
         let keep = cx.bool_or("keep_dims", false)?;
-        let mut axes: Vec<usize> = raw.iter().map(|&a| cx.axis(a, s.len(), "axis")).collect::<R<_>>()?;
-        axes.sort_unstable();
-        axes.dedup();
-        let out = reduced_shape(&s, &axes, keep);
-        let count: usize = axes.iter().map(|&a| s[a]).product();
-        match x {
-            Value::Const(c) => {
-                let kind = match op.as_str() {
-                    "Sum" => Reduce::Sum,
-                    "Mean" => Reduce::Mean { divisor: count.max(1) },
-                    "Prod" => Reduce::Prod,
-                    "Max" => Reduce::Max,
-                    "Min" => Reduce::Min,
-                    "All" => Reduce::All,
-                    _ => Reduce::Any,
-                };
-                Ok(Value::Const(Rc::new(reduce_const(&c, &axes, out, kind))))
+        let axes: Vec<usize> = raw.iter().map(|&a| cx.axis(a, s.len(), "axis")).collect::<R<_>>()?;
+        let r = Reduction::new(&s, axes, keep);
+        let kind = match op.as_str() {
+            "Sum" => Reduce::Sum,
+            "Mean" => Reduce::Mean { divisor: r.count.max(1) },
+            "Prod" => Reduce::Prod,
+            "Max" => Reduce::Max,
+            "Min" => Reduce::Min,
+            "All" => Reduce::All,
+            _ => Reduce::Any,
+        };
+        self.reduce_value(cx, x, r, kind, |imp, id, r| {
+            let name = cx.name.clone();
+            let spatial = |layout| r.axes == spatial_axes(layout, s.len());
+            match op.as_str() {
+                "Mean" | "Sum" => imp.mean_or_sum(cx, &name, id, r, op == "Sum"),
+                "Max" if (3..=5).contains(&s.len()) && (spatial(Layout::ChannelsLast) || spatial(Layout::ChannelsFirst)) => {
+                    // Global max pooling.
+                    let layout = if r.axes[0] == 1 { Layout::ChannelsLast } else { Layout::ChannelsFirst };
+                    let ca = channel_axis(layout, s.len());
+                    let input: Vec<usize> = r.axes.iter().map(|&a| s[a]).collect();
+                    let g = global_max_pool(layout, s[0], s[ca], input);
+                    let m = imp.emit(cx, format!("{name}/maxpool"), Op::MaxPool(g), &[id])?;
+                    imp.reshape_value(cx, name, &Value::Node(m), r.out)
+                }
+                _ => Err(cx.unsupported(format!(
+                    "{op} of a computed tensor is not supported (only of constants{})",
+                    if op == "Max" { ", and Max over all spatial axes as global max pooling" } else { "" }
+                ))),
             }
-            Value::Dead => Ok(Value::Dead),
-            Value::Node(id) => {
-                if axes.is_empty() {
-                    return Ok(Value::Node(id));
-                }
-                if count == 0 {
-                    return Err(cx.shape_err("reduction over an empty axis"));
-                }
-                let name = cx.name.clone();
-                match op.as_str() {
-                    "Mean" | "Sum" => self.mean_or_sum(cx, &name, id, axes, keep, count, op == "Sum"),
-                    "Max" if (3..=5).contains(&s.len())
-                        && (axes == spatial_axes(Layout::ChannelsLast, s.len())
-                            || axes == spatial_axes(Layout::ChannelsFirst, s.len())) =>
-                    {
-                        // Global max pooling.
-                        let layout = if axes[0] == 1 { Layout::ChannelsLast } else { Layout::ChannelsFirst };
-                        let ca = channel_axis(layout, s.len());
-                        let input: Vec<usize> = axes.iter().map(|&a| s[a]).collect();
-                        let g = global_max_pool(layout, s[0], s[ca], input);
-                        let m = self.emit(cx, format!("{name}/maxpool"), Op::MaxPool(g), &[id])?;
-                        self.reshape_value(cx, name, &Value::Node(m), out)
-                    }
-                    _ => Err(cx.unsupported(format!(
-                        "{op} of a computed tensor is not supported (only of constants{})",
-                        if op == "Max" { ", and Max over all spatial axes as global max pooling" } else { "" }
-                    ))),
-                }
-            }
-        }
+        })
     }
 
     fn argmax(&mut self, cx: &Cx) -> R<Value> {
@@ -864,9 +817,7 @@ impl Importer<'_> {
         }
         let axis = cx.axis(axis[0], r, "dimension")?;
         let x = self.node(cx, 0)?;
-        let id = self.emit(cx, cx.name.clone(), Op::ArgMax { axis, keep_dims: false }, &[x])?;
-        self.int_nodes.insert(id);
-        Ok(Value::Node(id))
+        self.argmax_value(cx, cx.name.clone(), x, axis, false)
     }
 
     fn softmax(&mut self, cx: &Cx) -> R<Value> {
