@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::prf::ZpDraw;
 use crate::ring::P;
+use crate::simd::with_avx512;
 use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
 
 /// Bits per value.
@@ -80,7 +81,7 @@ fn check_zp(words: &mut [u64]) -> bool {
             *w = u64::from_le(*w);
         }
     }
-    bytes(words).par_chunks(1 << 16).all(|c| c.iter().fold(0u8, |m, &b| m.max(b)) < P)
+    bytes(words).par_chunks(1 << 16).all(|c| with_avx512(|| c.iter().fold(0u8, |m, &b| m.max(b))) < P)
 }
 
 /// Makes a message written through [`bytes_mut`] little-endian on the wire.
@@ -145,9 +146,9 @@ impl Porthos {
                                 let first = b * CHUNK;
                                 let mut r = [0u8; CHUNK / 2 * W];
                                 r0.fill(first / 2 * W, &mut r[..p1.len()]);
-                                subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1);
+                                with_avx512(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
                                 r1.fill(first / 2 * W, &mut r[..p0.len()]);
-                                subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0);
+                                with_avx512(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
                             },
                         );
                     }
@@ -177,7 +178,7 @@ impl Porthos {
                         .enumerate()
                         .for_each(|(b, ((r_out, v_out), xs))| {
                             r.fill(b * CHUNK * W, r_out);
-                            subtract_bits(xs.iter().copied(), r_out, v_out);
+                            with_avx512(|| subtract_bits(xs.iter().copied(), r_out, v_out));
                         });
                     self.send(MODEL_OWNER, to_wire(first))?;
                     self.send(CLIENT, to_wire(second))?;
@@ -209,9 +210,11 @@ impl Porthos {
             out.par_chunks_mut(CHUNK)
                 .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
                 .for_each(|(out, (a, b))| {
-                    for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
-                        *o = has_zero(a.try_into().unwrap(), b.try_into().unwrap()) as u8;
-                    }
+                    with_avx512(|| {
+                        for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
+                            *o = has_zero(a.try_into().unwrap(), b.try_into().unwrap()) as u8;
+                        }
+                    })
                 });
             return Ok(out);
         }
@@ -233,7 +236,7 @@ impl Porthos {
                 xbits.fill(first, &mut xs[..count * W]);
                 s.fill(first * W, &mut ss[..count * W]);
                 z.fill(first * W, &mut zs[..count * W]);
-                for k in 0..count {
+                with_avx512(|| for k in 0..count {
                     let e = first + k;
                     let at = k * W..(k + 1) * W;
                     let args = (
@@ -250,7 +253,7 @@ impl Porthos {
                     } else {
                         compare_element::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
                     }
-                }
+                });
             });
         }
         self.send(HELPER, to_wire(d))?;

@@ -82,9 +82,11 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 mod compare;
+mod ctr;
 pub mod lower;
 pub mod prf;
 pub mod prof;
+mod simd;
 pub mod ring;
 
 use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};

@@ -9,16 +9,14 @@
 //! Values are read from the keystream little-endian, so parties on machines of different
 //! endianness agree.
 
-use aes::cipher::{BlockEncrypt, KeyInit};
-use aes::{Aes128, Block};
 use rayon::prelude::*;
+
+use crate::ctr::Cipher;
 
 use crate::ring::{P, ZL1_MODULUS};
 
 /// Keystream bytes produced per parallel task (a multiple of the block size).
 const CHUNK: usize = 1 << 16;
-/// Blocks encrypted per call into a stack buffer.
-const BATCH: usize = 64;
 
 /// A 128-bit PRF key. Its `Debug` output never shows the key.
 #[derive(Clone)]
@@ -61,7 +59,7 @@ impl PrfKey {
 /// `i` of the stream is `AES_k(i)` (the counter as a 128-bit little-endian integer); every
 /// request consumes whole blocks.
 pub struct Prf {
-    cipher: Aes128,
+    cipher: Cipher,
     block: u128,
 }
 
@@ -73,7 +71,7 @@ impl std::fmt::Debug for Prf {
 
 impl Prf {
     pub fn new(key: PrfKey) -> Prf {
-        Prf { cipher: Aes128::new(&key.0.into()), block: 0 }
+        Prf { cipher: Cipher::new(&key.0), block: 0 }
     }
 
     /// Bytes of keystream consumed so far.
@@ -81,40 +79,16 @@ impl Prf {
         (self.block * 16) as u64
     }
 
-    /// Writes the keystream from block `first` on into `out` (whole blocks, the last one
-    /// truncated to what `out` holds). The counters are written into `out` and encrypted in
-    /// place, in batches that `encrypt_blocks` pipelines over AES-NI.
-    pub(crate) fn keystream(cipher: &Aes128, first: u128, out: &mut [u8]) {
-        let whole = out.len() / 16 * 16;
-        let (body, tail) = out.split_at_mut(whole);
-        for (b, part) in body.chunks_mut(BATCH * 16).enumerate() {
-            let base = first + (b * BATCH) as u128;
-            for (k, block) in part.chunks_exact_mut(16).enumerate() {
-                block.copy_from_slice(&(base + k as u128).to_le_bytes());
-            }
-            // SAFETY: `Block` is `GenericArray<u8, U16>`, a `repr(transparent)` wrapper of
-            // `[u8; 16]` (alignment 1); the view covers exactly the whole blocks of `part`.
-            let blocks = unsafe { std::slice::from_raw_parts_mut(part.as_mut_ptr() as *mut Block, part.len() / 16) };
-            cipher.encrypt_blocks(blocks);
-        }
-        if !tail.is_empty() {
-            let mut block: Block = (first + (whole / 16) as u128).to_le_bytes().into();
-            cipher.encrypt_block(&mut block);
-            let n = tail.len();
-            tail.copy_from_slice(&block[..n]);
-        }
-    }
-
     /// The next `out.len()` keystream bytes (rounded up to whole blocks consumed).
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
         let _p = crate::prof::scope("prf.keystream");
         let start = self.block;
         if out.len() <= CHUNK {
-            Self::keystream(&self.cipher, start, out);
+            self.cipher.keystream(start, out);
         } else {
             let cipher = &self.cipher;
             out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
-                Self::keystream(cipher, start + (i * CHUNK / 16) as u128, chunk);
+                cipher.keystream(start + (i * CHUNK / 16) as u128, chunk);
             });
         }
         self.block += out.len().div_ceil(16) as u128;
@@ -193,7 +167,7 @@ impl Prf {
 /// Slots of one draw that the spill counters can address (2^40).
 const SPILL_SLOTS: u64 = 1 << 40;
 /// Slots sampled per keystream call in [`ZpDraw::fill`].
-const ZP_BATCH: usize = 1024;
+const ZP_BATCH: usize = 1024; // at most 64 groups of 64 (a bit each in `fill`)
 
 /// `len` uniform elements of Z_p (p = 67), or of Z_p^* = {1..p-1}, reserved from a keystream
 /// by [`Prf::draw_zp`], computable in any order (so in parallel and fused into the protocol
@@ -217,7 +191,7 @@ const ZP_BATCH: usize = 1024;
 /// output positions depended on all the earlier bytes, which serialises the work).
 #[derive(Clone)]
 pub struct ZpDraw {
-    cipher: Aes128,
+    cipher: Cipher,
     start: u128,
     len: usize,
     nonzero: bool,
@@ -248,11 +222,26 @@ impl ZpDraw {
             let w = &mut words[..part.len()];
             // SAFETY: u8 has alignment 1 and any bytes are valid u16s; the view covers `w`.
             let bytes = unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, w.len() * 2) };
-            Prf::keystream(&self.cipher, self.start + (slot / 8) as u128, bytes);
-            if !map_words(w, part, self.nonzero) {
-                for (k, (o, &w)) in part.iter_mut().zip(w.iter()).enumerate() {
-                    if sample(u16::from_le(w), self.nonzero).is_none() {
-                        *o = self.spill(slot + k);
+            self.cipher.keystream(self.start + (slot / 8) as u128, bytes);
+            // Checked 64 elements at a time: a rejection (about 1 in 1000 words) re-examines
+            // only its group.
+            let nonzero = self.nonzero;
+            let clean = crate::simd::with_avx512(|| {
+                let mut clean = 0u64;
+                for (g, (w, o)) in w.chunks(64).zip(part.chunks_mut(64)).enumerate() {
+                    clean |= (map_words(w, o, nonzero) as u64) << g;
+                }
+                clean
+            });
+            let groups = part.len().div_ceil(64);
+            if clean.count_ones() as usize != groups {
+                for (g, (w, o)) in w.chunks(64).zip(part.chunks_mut(64)).enumerate() {
+                    if (clean >> g) & 1 == 0 {
+                        for (k, (o, &w)) in o.iter_mut().zip(w).enumerate() {
+                            if sample(u16::from_le(w), nonzero).is_none() {
+                                *o = self.spill(slot + 64 * g + k);
+                            }
+                        }
                     }
                 }
             }
@@ -276,7 +265,7 @@ impl ZpDraw {
         let draw = self.start & ((1u128 << 63) - 1);
         for attempt in 0u128.. {
             let counter = (1u128 << 127) | (draw << 64) | (attempt << 40) | slot as u128;
-            let mut block: Block = counter.to_le_bytes().into();
+            let mut block = counter.to_le_bytes();
             self.cipher.encrypt_block(&mut block);
             for w in block.chunks_exact(2) {
                 if let Some(v) = sample(u16::from_le_bytes([w[0], w[1]]), self.nonzero) {
@@ -307,11 +296,12 @@ fn map_words(words: &[u16], out: &mut [u8], nonzero: bool) -> bool {
     #[inline(always)]
     fn go<const NONZERO: bool>(words: &[u16], out: &mut [u8]) -> bool {
         let (q, reject_below) = if NONZERO { (P as u32 - 1, (1u32 << 16) % (P as u32 - 1)) } else { (P as u32, (1u32 << 16) % P as u32) };
-        let mut rejected = 0u32;
+        let mut rejected = 0u8;
         for (o, &w) in out.iter_mut().zip(words) {
-            let m = u16::from_le(w) as u32 * q;
-            *o = (m >> 16) as u8 + NONZERO as u8;
-            rejected |= ((m & 0xFFFF) < reject_below) as u32;
+            let w = u16::from_le(w);
+            // The high and low halves of w q (vpmulhuw, vpmullw).
+            *o = ((w as u32 * q) >> 16) as u8 + NONZERO as u8;
+            rejected |= (w.wrapping_mul(q as u16) < reject_below as u16) as u8;
         }
         rejected == 0
     }
@@ -422,6 +412,8 @@ mod tests {
 #[cfg(test)]
 mod bench {
     use super::*;
+    use aes::cipher::{BlockEncrypt, KeyInit};
+    use aes::{Aes128, Block};
 
     #[test]
     #[ignore]
