@@ -4,61 +4,11 @@
 //! `fixtures/models/`. No Python needed: the fixtures are committed files.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
+use cryptflow_frontend::testing::{fixtures_root, read_npy, softmax_last_axis};
 use cryptflow_ir::hlil::{eval_op, Graph, Op};
 use cryptflow_onnx::{import_file, ImportOptions, Imported, OnnxError};
 use cryptflow_tensor::{FloatTensor, Tensor};
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn read_npy(path: &Path) -> FloatTensor {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let fortran = npy.order() == npyz::Order::Fortran;
-    let data: Vec<f32> = match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
-            npy.into_vec::<f64>().unwrap().into_iter().map(|v| v as f32).collect()
-        }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => {
-            npy.into_vec::<i64>().unwrap().into_iter().map(|v| v as f32).collect()
-        }
-        _ => npy.into_vec::<f32>().unwrap(),
-    };
-    let data = c_order(&shape, data, fortran);
-    Tensor::new(shape, data).unwrap()
-}
-
-/// Row-major data of a possibly Fortran-ordered .npy array.
-fn c_order(shape: &[usize], data: Vec<f32>, fortran: bool) -> Vec<f32> {
-    if !fortran || shape.len() < 2 {
-        return data;
-    }
-    let n = data.len();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; shape.len()];
-    for _ in 0..n {
-        let mut off = 0;
-        let mut stride = 1;
-        for (i, &d) in shape.iter().enumerate() {
-            off += idx[i] * stride;
-            stride *= d;
-        }
-        out.push(data[off]);
-        for axis in (0..shape.len()).rev() {
-            idx[axis] += 1;
-            if idx[axis] < shape[axis] {
-                break;
-            }
-            idx[axis] = 0;
-        }
-    }
-    out
-}
-
 
 /// Evaluates the graph on the given inputs (in `graph.inputs` order).
 fn evaluate(graph: &Graph, inputs: &[FloatTensor]) -> Vec<FloatTensor> {
@@ -76,18 +26,6 @@ fn evaluate(graph: &Graph, inputs: &[FloatTensor]) -> Vec<FloatTensor> {
         values[id] = Some(y);
     }
     graph.outputs.iter().map(|&o| values[o].clone().unwrap()).collect()
-}
-
-fn softmax_last_axis(x: &FloatTensor) -> FloatTensor {
-    let n = *x.shape().last().unwrap();
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.data().chunks(n) {
-        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f32> = row.iter().map(|&v| (v - m).exp()).collect();
-        let s: f32 = e.iter().sum();
-        out.extend(e.iter().map(|v| v / s));
-    }
-    Tensor::new(x.shape().to_vec(), out).unwrap()
 }
 
 fn assert_close(name: &str, got: &FloatTensor, want: &FloatTensor) -> Result<(), String> {

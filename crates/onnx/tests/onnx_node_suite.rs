@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use cryptflow_frontend::testing::c_order;
 use cryptflow_ir::hlil::{eval_op, Graph, Op};
 use cryptflow_onnx::{import_file, ImportOptions};
 use cryptflow_tensor::{FloatTensor, Tensor};
@@ -23,33 +24,6 @@ fn read_npy(path: &Path) -> Option<FloatTensor> {
     let fortran = npy.order() == npyz::Order::Fortran;
     let data: Vec<f32> = npy.into_vec::<f32>().ok()?;
     Tensor::new(shape.clone(), c_order(&shape, data, fortran)).ok()
-}
-
-/// Row-major data of a possibly Fortran-ordered .npy array.
-fn c_order(shape: &[usize], data: Vec<f32>, fortran: bool) -> Vec<f32> {
-    if !fortran || shape.len() < 2 {
-        return data;
-    }
-    let n = data.len();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; shape.len()];
-    for _ in 0..n {
-        let mut off = 0;
-        let mut stride = 1;
-        for (i, &d) in shape.iter().enumerate() {
-            off += idx[i] * stride;
-            stride *= d;
-        }
-        out.push(data[off]);
-        for axis in (0..shape.len()).rev() {
-            idx[axis] += 1;
-            if idx[axis] < shape[axis] {
-                break;
-            }
-            idx[axis] = 0;
-        }
-    }
-    out
 }
 
 

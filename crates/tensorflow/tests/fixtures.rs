@@ -5,43 +5,14 @@
 //! frozen GraphDef and as ONNX. No Python needed: the fixtures are committed files.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use cryptflow_athos::{compile, CompileOptions};
 use cryptflow_backend::cleartext::Cleartext;
+use cryptflow_frontend::testing::{fixtures_root, read_npy, softmax_last_axis};
 use cryptflow_ir::hlil::{Graph, Op};
 use cryptflow_runtime::{decode_output, encode_input, float, Runner};
 use cryptflow_tensor::{FloatTensor, Layout, Tensor};
 use cryptflow_tensorflow::{import_file, ImportOptions, Imported};
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-fn read_npy(path: &Path) -> FloatTensor {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let data: Vec<f32> = match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => {
-            npy.into_vec::<i64>().unwrap().into_iter().map(|v| v as f32).collect()
-        }
-        _ => npy.into_vec::<f32>().unwrap(),
-    };
-    Tensor::new(shape, data).unwrap()
-}
-
-fn softmax_last_axis(x: &FloatTensor) -> FloatTensor {
-    let n = *x.shape().last().unwrap();
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.data().chunks(n) {
-        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f32> = row.iter().map(|&v| (v - m).exp()).collect();
-        let s: f32 = e.iter().sum();
-        out.extend(e.iter().map(|v| v / s));
-    }
-    Tensor::new(x.shape().to_vec(), out).unwrap()
-}
 
 /// Float executor vs TensorFlow: 1e-4 relative (absolute below 1).
 fn check_float(name: &str, got: &FloatTensor, want: &FloatTensor) -> Result<f32, String> {
