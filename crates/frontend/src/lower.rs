@@ -286,6 +286,16 @@ pub trait Lowering {
         Ok(Self::Value::node(self.emit(cx, name, Op::Slice { starts, ends, steps }, &[id])?))
     }
 
+    /// Elements `start..end` of `v` along `axis` (all of the other axes).
+    fn slice_axis(&mut self, cx: &Self::Cx<'_>, name: String, v: &Self::Value, axis: usize, start: usize, end: usize) -> Result<Self::Value, Self::Error> {
+        let shape = self.shape(v);
+        let mut starts = vec![0i64; shape.len()];
+        let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        starts[axis] = start as i64;
+        ends[axis] = end as i64;
+        self.slice_value(cx, name, v, starts, ends, vec![1; shape.len()])
+    }
+
     fn gather_value(&mut self, cx: &Self::Cx<'_>, name: String, v: &Self::Value, axis: usize, indices: Vec<usize>) -> Result<Self::Value, Self::Error> {
         if let Some(c) = v.as_const() {
             return Ok(Self::Value::constant(Rc::new(c.gather(axis, &indices).map_err(|e| cx.shape_err(e))?)));

@@ -517,12 +517,8 @@ impl Importer<'_> {
                 offset += size;
                 continue;
             };
-            let mut starts = vec![0i64; shape.len()];
-            let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            starts[axis] = offset as i64;
-            ends[axis] = (offset + size) as i64;
             let start = self.graph.nodes.len();
-            let v = self.slice_value(cx, name.to_string(), &x, starts, ends, vec![1; shape.len()])?;
+            let v = self.slice_axis(cx, name.to_string(), &x, axis, offset, offset + size)?;
             if let Value::Node(id) = v {
                 if id >= start {
                     self.graph.nodes[id].name = name.to_string();

@@ -598,11 +598,7 @@ impl Importer<'_> {
         let mut outs = Vec::with_capacity(num);
         for k in 0..num {
             let name = if k == 0 { cx.name.clone() } else { format!("{}:{k}", cx.name) };
-            let mut starts = vec![0i64; s.len()];
-            let mut ends: Vec<i64> = s.iter().map(|&d| d as i64).collect();
-            starts[axis] = k as i64;
-            ends[axis] = k as i64 + 1;
-            let v = self.slice_value(cx, format!("{name}/slice"), &x, starts, ends, vec![1; s.len()])?;
+            let v = self.slice_axis(cx, format!("{name}/slice"), &x, axis, k, k + 1)?;
             outs.push(self.reshape_value(cx, name, &v, out_shape.clone())?);
         }
         Ok(outs)
@@ -722,12 +718,8 @@ impl Importer<'_> {
         let mut outs = Vec::with_capacity(n);
         for (k, &size) in sizes.iter().enumerate() {
             let name = if k == 0 { cx.name.clone() } else { format!("{}:{k}", cx.name) };
-            let mut starts = vec![0i64; shape.len()];
-            let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            starts[axis] = offset as i64;
-            ends[axis] = (offset + size) as i64;
             let start = self.graph.nodes.len();
-            let v = self.slice_value(cx, name.clone(), &x, starts, ends, vec![1; shape.len()])?;
+            let v = self.slice_axis(cx, name.clone(), &x, axis, offset, offset + size)?;
             if let Value::Node(id) = v {
                 if id >= start {
                     self.pending_names.push((id, name));
