@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use cryptflow_ir::hlil::Graph;
 use cryptflow_ir::llil::Program;
+pub use cryptflow_ir::llil::Rounding;
 use cryptflow_tensor::RingTensor;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,8 @@ pub struct CompileOptions {
     /// batch norm becomes a secret multiply-add).
     pub fold_batch_norms: bool,
     pub liveness: bool,
+    /// Fixed-point encoding of the model's constants.
+    pub rounding: Rounding,
 }
 
 impl Default for CompileOptions {
@@ -59,6 +62,7 @@ impl Default for CompileOptions {
             relu_maxpool_switch: true,
             fold_batch_norms: true,
             liveness: true,
+            rounding: Rounding::Floor,
         }
     }
 }
@@ -120,7 +124,7 @@ pub fn lower_optimized(hlil: &Graph, options: &CompileOptions) -> Result<Lowered
     if !(1..=30).contains(&options.scale) {
         return Err(CompileError::BadScale(options.scale));
     }
-    let mut lowered = lower(hlil, options.scale, options.placement)?;
+    let mut lowered = lower(hlil, options.scale, options.placement, options.rounding)?;
     if options.liveness {
         analysis::plan_frees(&mut lowered.program);
     }
@@ -135,7 +139,7 @@ pub fn compile(graph: Graph, options: &CompileOptions) -> Result<Compiled, Compi
         ScaleDownPlacement::Eager => ScaleDownPlacement::Lazy,
         ScaleDownPlacement::Lazy => ScaleDownPlacement::Eager,
     };
-    let other = lower(&hlil, options.scale, other_placement)?;
+    let other = lower(&hlil, options.scale, other_placement, options.rounding)?;
     let (eager, lazy) = match options.placement {
         ScaleDownPlacement::Eager => (&lowered.program, &other.program),
         ScaleDownPlacement::Lazy => (&other.program, &lowered.program),

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use cryptflow_ir::hlil::{Graph, NodeId, Op};
-use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Output, Owner, Program, SecretInput, Slot, SlotInfo};
+use cryptflow_ir::llil::{encode_with, Encoding, Rounding, Instr, LOp, Output, Owner, Program, SecretInput, Slot, SlotInfo};
 use cryptflow_tensor::{kernels, movement, num_elements, Layout, RingTensor, Tensor};
 
 use crate::CompileError;
@@ -53,11 +53,12 @@ pub struct Lowered {
     pub fractional_bits: Vec<Option<u32>>,
 }
 
-pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement) -> Result<Lowered, CompileError> {
+pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement, rounding: Rounding) -> Result<Lowered, CompileError> {
     let mut l = Lowering {
         graph,
         s: scale,
         placement,
+        rounding,
         slots: Vec::new(),
         body: Vec::new(),
         weights: Vec::new(),
@@ -111,6 +112,7 @@ struct Lowering<'g> {
     graph: &'g Graph,
     s: u32,
     placement: ScaleDownPlacement,
+    rounding: Rounding,
     slots: Vec<SlotInfo>,
     body: Vec<Instr>,
     weights: Vec<SecretInput>,
@@ -125,6 +127,10 @@ struct Lowering<'g> {
 type Lower<T> = Result<T, String>;
 
 impl Lowering<'_> {
+    fn encode(&self, r: f32, bits: u32) -> u64 {
+        encode_with(r, bits, self.rounding)
+    }
+
     fn new_slot(&mut self, shape: Vec<usize>) -> Slot {
         self.slots.push(SlotInfo { shape });
         self.slots.len() - 1
@@ -154,7 +160,8 @@ impl Lowering<'_> {
         let slot = self.new_slot(n.shape.clone());
         let name = if bits == self.s { n.name.clone() } else { format!("{}@{}bits", n.name, bits) };
         self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone() });
-        self.weight_values.push(t.map(|v| encode(v, bits)));
+        let rounding = self.rounding;
+        self.weight_values.push(t.map(|v| encode_with(v, bits, rounding)));
         self.weight_slots.insert((node, bits), slot);
         slot
     }
@@ -261,7 +268,7 @@ impl Lowering<'_> {
     fn add_public(&mut self, v: Value, c: f32) -> Lower<Value> {
         let bits = self.fixed_bits(v)?;
         let shape = self.shape(v.slot);
-        Ok(Value { slot: self.emit(LOp::AddPublic { value: Tensor::scalar(encode(c, bits)) }, vec![v.slot], shape), enc: v.enc })
+        Ok(Value { slot: self.emit(LOp::AddPublic { value: Tensor::scalar(self.encode(c, bits)) }, vec![v.slot], shape), enc: v.enc })
     }
 
     /// `v * c` for a public real `c`: exact when `c` is a small integer, else a fixed-point
@@ -273,7 +280,7 @@ impl Lowering<'_> {
             return Ok(Value { slot, enc: v.enc });
         }
         let v = self.rescale(v, self.s)?;
-        let slot = self.emit(LOp::MulPublic { value: encode(c, self.s) as i64 }, vec![v.slot], shape);
+        let slot = self.emit(LOp::MulPublic { value: self.encode(c, self.s) as i64 }, vec![v.slot], shape);
         self.product(slot, 2 * self.s)
     }
 
@@ -398,8 +405,8 @@ impl Lowering<'_> {
                 let x = self.activation(inputs[0])?;
                 let x = self.rescale(x, s)?;
                 let r = self.relu(x);
-                let ax = self.emit(LOp::MulPublic { value: encode(*alpha, s) as i64 }, vec![x.slot], shape.clone());
-                let br = self.emit(LOp::MulPublic { value: encode(1.0 - alpha, s) as i64 }, vec![r.slot], shape.clone());
+                let ax = self.emit(LOp::MulPublic { value: self.encode(*alpha, s) as i64 }, vec![x.slot], shape.clone());
+                let br = self.emit(LOp::MulPublic { value: self.encode(1.0 - alpha, s) as i64 }, vec![r.slot], shape.clone());
                 let sum = self.emit(LOp::Add, vec![ax, br], shape);
                 self.product(sum, 2 * s)?
             }
@@ -438,7 +445,7 @@ impl Lowering<'_> {
                     padded
                 } else {
                     let bits = self.fixed_bits(x)?;
-                    let border = movement::pad(&RingTensor::zeros(self.shape(x.slot)), pads_begin, pads_end, encode(*value, bits))
+                    let border = movement::pad(&RingTensor::zeros(self.shape(x.slot)), pads_begin, pads_end, self.encode(*value, bits))
                         .map_err(|e| e.to_string())?;
                     let out_shape = self.shape(padded.slot);
                     Value { slot: self.emit(LOp::AddPublic { value: border }, vec![padded.slot], out_shape), enc: x.enc }

@@ -273,3 +273,28 @@ fn bad_scale_is_rejected() {
     let err = compile(g, &CompileOptions { scale: 40, ..Default::default() }).err().unwrap();
     assert!(err.to_string().contains("scale 40"), "{err}");
 }
+
+/// Floor encoding shifts every weight by half a unit on average; over a wide layer the shifts
+/// add up. Round-to-nearest removes the bias.
+#[test]
+fn nearest_rounding_removes_floor_bias_on_a_wide_layer() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let k = 4096;
+    let mut g = Graph::new();
+    let x = g.input("x", vec![1, k]);
+    let w = g.weight("w", random(&mut rng, vec![k, 4], 0.05));
+    let y = g.add("y", Op::MatMul, &[x, w]).unwrap();
+    g.outputs = vec![y];
+    let input = Tensor::new(vec![1, k], (0..k).map(|_| rng.random_range(0.5f32..1.0)).collect()).unwrap();
+    let expected = float::run(&g, std::slice::from_ref(&input)).unwrap().remove(0);
+    let error = |rounding| {
+        let options = CompileOptions { scale: 10, rounding, ..Default::default() };
+        let (out, _) = run_cleartext(&g, &options, &input);
+        out.data().iter().zip(expected.data()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+    };
+    let floor = error(cryptflow_athos::Rounding::Floor);
+    let nearest = error(cryptflow_athos::Rounding::Nearest);
+    // Floor: about k * 0.75 * 2^-11 ~ 1.5 below; nearest: a random walk of ~sqrt(k) half-units.
+    assert!(floor > 1.0, "floor error {floor}");
+    assert!(nearest < floor / 8.0, "nearest {nearest} vs floor {floor}");
+}

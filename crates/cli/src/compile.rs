@@ -10,6 +10,12 @@ use cryptflow_ir::artifact::{strip_weights, write_artifact, PublicProgram};
 
 use crate::{calibrate, model, npy, Emit};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoundingArg {
+    Floor,
+    Nearest,
+}
+
 #[derive(Args)]
 pub struct CompileArgs {
     /// The model: an ONNX file (.onnx) or a frozen TensorFlow GraphDef (.pb).
@@ -39,6 +45,10 @@ pub struct CompileArgs {
     /// Turn off the ReLU/MaxPool switching pass.
     #[arg(long)]
     pub no_relu_maxpool_switch: bool,
+    /// Encode the model's constants with floor (the paper's rho_s) or round-to-nearest, which
+    /// removes floor's systematic bias on wide and deep layers.
+    #[arg(long, value_enum, default_value = "floor")]
+    pub rounding: RoundingArg,
     /// Turn off batch-norm folding (every batch norm becomes a secret multiply-add).
     #[arg(long)]
     pub no_batch_norm_folding: bool,
@@ -61,6 +71,10 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         placement: if args.eager_scale_down { ScaleDownPlacement::Eager } else { ScaleDownPlacement::Lazy },
         relu_maxpool_switch: !args.no_relu_maxpool_switch,
         fold_batch_norms: !args.no_batch_norm_folding,
+        rounding: match args.rounding {
+            RoundingArg::Floor => cryptflow_athos::Rounding::Floor,
+            RoundingArg::Nearest => cryptflow_athos::Rounding::Nearest,
+        },
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();

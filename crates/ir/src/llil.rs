@@ -52,7 +52,26 @@ impl Encoding {
 /// `rho_s(r) = floor(r * 2^s)` (paper III-B), as a ring element. Values beyond the ring
 /// saturate instead of wrapping, so that an overflow is visible rather than garbage.
 pub fn encode(r: f32, scale: u32) -> u64 {
-    let v = (r as f64 * 2f64.powi(scale as i32)).floor();
+    encode_with(r, scale, Rounding::Floor)
+}
+
+/// How the compiler turns the model's real constants into fixed point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rounding {
+    /// `floor(r * 2^s)`, the paper's rho_s.
+    #[default]
+    Floor,
+    /// `round(r * 2^s)`: the same precision without floor's systematic bias of half a unit,
+    /// which adds up over the many terms of a wide layer.
+    Nearest,
+}
+
+pub fn encode_with(r: f32, scale: u32, rounding: Rounding) -> u64 {
+    let scaled = r as f64 * 2f64.powi(scale as i32);
+    let v = match rounding {
+        Rounding::Floor => scaled.floor(),
+        Rounding::Nearest => scaled.round(),
+    };
     (v.clamp(i64::MIN as f64, i64::MAX as f64) as i64) as u64
 }
 
