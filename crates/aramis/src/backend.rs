@@ -69,7 +69,11 @@ impl<B: Backend> Backend for Aramis<B> {
 
     fn reveal(&mut self, x: &RingTensor, to: Owner) -> Result<Option<RingTensor>> {
         self.handle.confirm().map_err(|f| BackendError::Aborted(f.to_string()))?;
-        self.inner.reveal(x, to).map_err(|e| self.explain(e))
+        let y = self.inner.reveal(x, to).map_err(|e| self.explain(e))?;
+        // The output share just received is verified before the output is released, and an
+        // output share this party sent leaves now rather than with its next flight.
+        self.handle.settle().map_err(|f| BackendError::Aborted(f.to_string()))?;
+        Ok(y)
     }
 
     fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {

@@ -1,37 +1,47 @@
-//! The Aramis envelope: what travels with every protocol message, and what is signed.
+//! The Aramis envelope: what travels with the protocol's messages, and what is signed.
 //!
-//! Every message of the protocol goes out as two frames on the link: an envelope of
-//! [`ENVELOPE_WORDS`] words, then the payload exactly as the protocol produced it (never copied
-//! or re-encoded). All integers little-endian:
+//! A party signs once per **flight**: all the messages it sends between two receives (to any
+//! number of peers) go out together, when it next waits for a message (or passes an output
+//! gate), under one signature. For each peer the flight has messages for, the link carries an
+//! envelope frame and then those messages' payloads exactly as the protocol produced them (never
+//! copied or re-encoded). All integers little-endian; `n` is the number of parties.
 //!
 //! | word | contents |
 //! |---|---|
 //! | 0 | magic `"AR"` (u16), version (u8), kind (u8), sender (u16), receiver (u16) |
-//! | 1 | counter: index of this message on the link sender -> receiver, from 0 |
-//! | 2 | payload length in words |
+//! | 1 | counter of the first message: its index on the link sender -> receiver, from 0 |
+//! | 2 | `m`, the number of messages for this receiver (u32), receiver mask of the flight (u32) |
 //! | 3-4 | session id (16 bytes) |
-//! | 5-12 | Ed25519 signature (64 bytes) over the [statement](Envelope::statement) |
+//! | then `ceil(m / 2)` | payload lengths in words (u32 each) |
+//! | then `4` per other receiver | the part digests of the flight's other receivers, by id |
+//! | last 8 | Ed25519 signature (64 bytes) over the [statement](statement) |
 //!
-//! The statement is `"cryptflow-aramis/msg/v1\0"`, words 0-2, the session id, and the BLAKE3
-//! digest of the payload bytes. The digest is not sent: the receiver recomputes it from what
-//! it received, so any change to the payload, header or session fails the signature check.
+//! A single message to a single peer costs a 14-word (112-byte) envelope.
+//!
+//! **What is signed.** The *part digest* of receiver `k` is BLAKE3 over a domain tag, `k`, the
+//! first counter, `m` and, for each message, its length and the BLAKE3 digest of its bytes. The
+//! statement is a domain tag, sender, kind, `n`, the session id, the receiver mask and the part
+//! digests of all receivers in id order. A receiver recomputes its own part digest from what it
+//! received and takes the others' from the envelope, so it checks its messages, their order,
+//! counters, lengths, the session and the sender with one verification, without seeing the other
+//! receivers' payloads.
 
 use ed25519_dalek::Signature;
 
 use crate::attest::SessionId;
 
-pub const ENVELOPE_WORDS: usize = 13;
 pub const MAGIC: u16 = u16::from_le_bytes(*b"AR");
-pub const VERSION: u8 = 1;
-const DOMAIN: &[u8] = b"cryptflow-aramis/msg/v1\0";
-/// Length of a statement.
-pub const STATEMENT_LEN: usize = DOMAIN.len() + 24 + 16 + 32;
+pub const VERSION: u8 = 2;
+const STATEMENT_DOMAIN: &[u8] = b"cryptflow-aramis/flight/v2\0";
+const PART_DOMAIN: &[u8] = b"cryptflow-aramis/part/v2\0";
+/// Words of an envelope before the lengths.
+pub const FIXED_WORDS: usize = 5;
 
-/// What a message is.
+/// What a flight carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// A message of the protocol (the payload is the protocol's).
+    /// Messages of the protocol (the payloads are the protocol's).
     Data = 1,
     /// The output gate: "everything I received from you so far verified" (count and
     /// transcript digest in the payload).
@@ -51,75 +61,144 @@ impl Kind {
     }
 }
 
-/// A decoded envelope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A decoded envelope (one receiver's view of a flight).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     pub kind: Kind,
     pub from: u16,
     pub to: u16,
-    pub counter: u64,
-    pub len: u64,
+    /// Counter of the first message on the link.
+    pub first: u64,
+    /// Lengths of this receiver's messages, in words.
+    pub lens: Vec<u64>,
+    /// Bit `k` set if the flight has messages for party `k`.
+    pub mask: u32,
     pub session: SessionId,
+    /// Part digests of the other receivers (`mask` without `to`), by id.
+    pub others: Vec<[u8; 32]>,
     pub signature: [u8; 64],
 }
 
+fn word0(kind: Kind, from: u16, to: u16) -> u64 {
+    (MAGIC as u64) | (VERSION as u64) << 16 | (kind as u64) << 24 | (from as u64) << 32 | (to as u64) << 48
+}
+
 impl Envelope {
-    fn word0(&self) -> u64 {
-        (MAGIC as u64) | (VERSION as u64) << 16 | (self.kind as u64) << 24 | (self.from as u64) << 32 | (self.to as u64) << 48
-    }
-
-    /// The bytes signed for this envelope and a payload with BLAKE3 digest `digest`.
-    pub fn statement(&self, digest: &[u8; 32]) -> [u8; STATEMENT_LEN] {
-        let mut s = [0u8; STATEMENT_LEN];
-        let mut at = 0;
-        for part in [DOMAIN, &self.word0().to_le_bytes(), &self.counter.to_le_bytes(), &self.len.to_le_bytes(), &self.session.0, digest] {
-            s[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        debug_assert_eq!(at, STATEMENT_LEN);
-        s
-    }
-
     pub fn encode(&self) -> Vec<u64> {
-        let mut w = Vec::with_capacity(ENVELOPE_WORDS);
-        w.push(self.word0());
-        w.push(self.counter);
-        w.push(self.len);
-        w.extend(self.session.0.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())));
-        w.extend(self.signature.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())));
+        let m = self.lens.len();
+        let mut w = Vec::with_capacity(FIXED_WORDS + m.div_ceil(2) + 4 * self.others.len() + 8);
+        w.push(word0(self.kind, self.from, self.to));
+        w.push(self.first);
+        w.push(m as u64 | (self.mask as u64) << 32);
+        w.extend(words_of(&self.session.0));
+        for pair in self.lens.chunks(2) {
+            w.push(pair[0] | pair.get(1).map_or(0, |&b| b << 32));
+        }
+        for d in &self.others {
+            w.extend(words_of(d));
+        }
+        w.extend(words_of(&self.signature));
         w
     }
 
-    pub fn decode(w: &[u64]) -> Result<Envelope, String> {
-        if w.len() != ENVELOPE_WORDS {
-            return Err(format!("an envelope is {ENVELOPE_WORDS} words, got {}", w.len()));
+    /// Decodes an envelope of a session of `n` parties.
+    pub fn decode(w: &[u64], n: usize) -> Result<Envelope, String> {
+        if w.len() < FIXED_WORDS + 8 {
+            return Err(format!("a {}-word frame where an envelope was expected", w.len()));
         }
         let w0 = w[0];
         if (w0 & 0xffff) as u16 != MAGIC || ((w0 >> 16) & 0xff) as u8 != VERSION {
-            return Err(format!("not an Aramis envelope (first word {w0:#018x})"));
+            return Err(format!("a frame that is not an Aramis envelope (first word {w0:#018x})"));
         }
-        let kind = Kind::from_u8(((w0 >> 24) & 0xff) as u8).ok_or_else(|| format!("unknown message kind {}", (w0 >> 24) & 0xff))?;
-        let mut session = [0u8; 16];
-        session[..8].copy_from_slice(&w[3].to_le_bytes());
-        session[8..].copy_from_slice(&w[4].to_le_bytes());
+        let kind = Kind::from_u8(((w0 >> 24) & 0xff) as u8).ok_or_else(|| format!("unknown flight kind {}", (w0 >> 24) & 0xff))?;
+        let (from, to) = ((w0 >> 32) as u16, (w0 >> 48) as u16);
+        let m = (w[2] & 0xffff_ffff) as usize;
+        let mask = (w[2] >> 32) as u32;
+        if n > 32 || (to as usize) >= n || (from as usize) >= n || from == to {
+            return Err(format!("an envelope from party {from} to party {to} in a session of {n}"));
+        }
+        if mask >> to & 1 == 0 || mask >> n != 0 || mask >> from & 1 != 0 || m == 0 {
+            return Err(format!("inconsistent envelope (receiver {to}, mask {mask:#b}, {m} messages)"));
+        }
+        let others = mask.count_ones() as usize - 1;
+        let expected = FIXED_WORDS + m.div_ceil(2) + 4 * others + 8;
+        if w.len() != expected {
+            return Err(format!("an envelope for {m} messages and {others} other receivers is {expected} words, got {}", w.len()));
+        }
+        let mut at = FIXED_WORDS;
+        let mut lens = Vec::with_capacity(m);
+        for i in 0..m {
+            let word = w[at + i / 2];
+            lens.push(if i % 2 == 0 { word & 0xffff_ffff } else { word >> 32 });
+        }
+        at += m.div_ceil(2);
+        let others = (0..others).map(|k| bytes32(&w[at + 4 * k..at + 4 * k + 4])).collect();
+        at += 4 * (mask.count_ones() as usize - 1);
         let mut signature = [0u8; 64];
-        for (i, word) in w[5..13].iter().enumerate() {
-            signature[8 * i..8 * i + 8].copy_from_slice(&word.to_le_bytes());
-        }
-        Ok(Envelope {
-            kind,
-            from: (w0 >> 32) as u16,
-            to: (w0 >> 48) as u16,
-            counter: w[1],
-            len: w[2],
-            session: SessionId(session),
-            signature,
-        })
+        signature.copy_from_slice(&bytes_of(&w[at..at + 8]));
+        let mut session = [0u8; 16];
+        session.copy_from_slice(&bytes_of(&w[3..5]));
+        Ok(Envelope { kind, from, to, first: w[1], lens, mask, session: SessionId(session), others, signature })
     }
 
     pub fn signature(&self) -> Signature {
         Signature::from_bytes(&self.signature)
     }
+
+    /// The statement this envelope's signature must cover, given this receiver's part digest.
+    pub fn statement(&self, n: usize, own_part: &[u8; 32]) -> Vec<u8> {
+        let mut parts = Vec::with_capacity(self.mask.count_ones() as usize);
+        let mut others = self.others.iter();
+        for k in 0..n {
+            if self.mask >> k & 1 == 1 {
+                parts.push(if k == self.to as usize { *own_part } else { *others.next().expect("decoded envelope") });
+            }
+        }
+        statement(self.from, self.kind, n, &self.session, self.mask, &parts)
+    }
+}
+
+fn words_of(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+}
+
+fn bytes_of(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn bytes32(words: &[u64]) -> [u8; 32] {
+    bytes_of(words).try_into().unwrap()
+}
+
+/// The part digest of receiver `to`: its messages starting at link counter `first`, given
+/// as (length in words, BLAKE3 digest of the payload).
+pub fn part_digest(to: usize, first: u64, messages: &[(u64, [u8; 32])]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(PART_DOMAIN);
+    h.update(&(to as u16).to_le_bytes());
+    h.update(&first.to_le_bytes());
+    h.update(&(messages.len() as u64).to_le_bytes());
+    for (len, digest) in messages {
+        h.update(&len.to_le_bytes());
+        h.update(digest);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The signed statement of a flight: `parts` are the part digests of the receivers in `mask`,
+/// in id order.
+pub fn statement(from: u16, kind: Kind, n: usize, session: &SessionId, mask: u32, parts: &[[u8; 32]]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(STATEMENT_DOMAIN.len() + 24 + 16 + 32 * parts.len());
+    s.extend_from_slice(STATEMENT_DOMAIN);
+    s.extend_from_slice(&from.to_le_bytes());
+    s.push(kind as u8);
+    s.extend_from_slice(&(n as u16).to_le_bytes());
+    s.extend_from_slice(&session.0);
+    s.extend_from_slice(&mask.to_le_bytes());
+    for p in parts {
+        s.extend_from_slice(p);
+    }
+    s
 }
 
 /// BLAKE3 of the payload's little-endian bytes, without copying it on little-endian machines.
@@ -134,6 +213,12 @@ pub fn payload_digest(payload: &[u64]) -> [u8; 32] {
         }
     }
     *h.finalize().as_bytes()
+}
+
+/// The statement an envelope and its payloads (as received) must carry a signature on.
+pub fn statement_for(env: &Envelope, payloads: &[Vec<u64>], n: usize) -> Vec<u8> {
+    let messages: Vec<(u64, [u8; 32])> = payloads.iter().map(|p| (p.len() as u64, payload_digest(p))).collect();
+    env.statement(n, &part_digest(env.to as usize, env.first, &messages))
 }
 
 /// Packs text into words (length first) for abort notices.
@@ -159,35 +244,65 @@ pub fn words_to_text(w: &[u64]) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn envelopes_round_trip_and_statements_bind_every_field() {
-        let e = Envelope {
+    fn sample(m: usize, mask: u32, to: u16) -> Envelope {
+        Envelope {
             kind: Kind::Data,
             from: 2,
-            to: 1,
-            counter: 77,
-            len: 12345,
+            to,
+            first: 77,
+            lens: (0..m as u64).map(|i| 1000 + i).collect(),
+            mask,
             session: SessionId([5; 16]),
+            others: (1..mask.count_ones()).map(|k| [k as u8; 32]).collect(),
             signature: std::array::from_fn(|i| i as u8),
-        };
-        assert_eq!(Envelope::decode(&e.encode()), Ok(e));
-        let d = [9u8; 32];
-        let s = e.statement(&d);
-        for changed in [
-            Envelope { kind: Kind::Abort, ..e },
-            Envelope { from: 0, ..e },
-            Envelope { to: 0, ..e },
-            Envelope { counter: 78, ..e },
-            Envelope { len: 1, ..e },
-            Envelope { session: SessionId([6; 16]), ..e },
-        ] {
-            assert_ne!(changed.statement(&d), s, "{changed:?}");
         }
-        assert_ne!(e.statement(&[8; 32]), s);
-        let mut bad = e.encode();
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        for (m, mask, to) in [(1, 0b010, 1), (2, 0b011, 0), (3, 0b011, 1), (5, 0b001, 0)] {
+            let e = sample(m, mask, to);
+            let w = e.encode();
+            assert_eq!(Envelope::decode(&w, 3), Ok(e.clone()));
+            if m == 1 && mask.count_ones() == 1 {
+                assert_eq!(w.len(), 14, "112 bytes for one message to one peer");
+            }
+        }
+        let mut bad = sample(1, 0b010, 1).encode();
         bad[0] ^= 1;
-        assert!(Envelope::decode(&bad).is_err());
-        assert!(Envelope::decode(&bad[..5]).is_err());
+        assert!(Envelope::decode(&bad, 3).is_err());
+        let good = sample(2, 0b011, 0).encode();
+        assert!(Envelope::decode(&good[..good.len() - 1], 3).is_err());
+        // The receiver must be in the mask, the sender must not, and the mask must fit n.
+        assert!(Envelope::decode(&sample(1, 0b010, 0).encode(), 3).is_err());
+        assert!(Envelope::decode(&sample(1, 0b100, 2).encode(), 3).is_err());
+        assert!(Envelope::decode(&sample(1, 0b1000, 3).encode(), 3).is_err());
+    }
+
+    #[test]
+    fn statements_bind_every_field() {
+        let e = sample(2, 0b011, 0);
+        let payloads = vec![vec![1u64; 1000], vec![2u64; 1001]];
+        let s = statement_for(&e, &payloads, 3);
+        let mut changed_payload = payloads.clone();
+        changed_payload[1][3] ^= 1 << 40;
+        let mut swapped = payloads.clone();
+        swapped.swap(0, 1);
+        assert_ne!(statement_for(&e, &changed_payload, 3), s);
+        assert_ne!(statement_for(&e, &swapped, 3), s);
+        assert_ne!(statement_for(&e, &payloads[..1], 3), s);
+        for changed in [
+            Envelope { kind: Kind::Abort, ..e.clone() },
+            Envelope { from: 1, ..e.clone() },
+            Envelope { first: 78, ..e.clone() },
+            Envelope { session: SessionId([6; 16]), ..e.clone() },
+            Envelope { others: vec![[9; 32]], ..e.clone() },
+        ] {
+            assert_ne!(statement_for(&changed, &payloads, 3), s, "{changed:?}");
+        }
+        // The receiver is bound: the same messages as party 1's part give another statement.
+        let as_other = Envelope { to: 1, ..e.clone() };
+        assert_ne!(statement_for(&as_other, &payloads, 3), s);
     }
 
     #[test]

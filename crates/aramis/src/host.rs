@@ -11,14 +11,21 @@
 use cryptflow_net::{EmulatedClock, MessageLayer, NetError, Session, WireTraffic};
 use ed25519_dalek::{Signer, SigningKey};
 
-use crate::envelope::{payload_digest, Envelope};
+use crate::envelope::{statement_for, Envelope};
 
-/// A message leaving the attested code: its Aramis envelope (none under a semi-honest
-/// protocol) and the protocol's payload.
+/// What leaves the attested code for one peer at a time: under Aramis, a flight's envelope for
+/// that peer and its payloads; under a semi-honest protocol, one message and no envelope.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub envelope: Option<Vec<u64>>,
-    pub payload: Vec<u64>,
+    pub payloads: Vec<Vec<u64>>,
+}
+
+impl Outgoing {
+    /// Index of the first payload of at least `min` words.
+    fn target(&self, min: usize) -> Option<usize> {
+        self.payloads.iter().position(|p| p.len() >= min)
+    }
 }
 
 /// What a party's host does with the messages of its attested code.
@@ -37,7 +44,10 @@ pub(crate) fn send_message(wire: &mut Session, to: usize, message: Outgoing) -> 
     if let Some(envelope) = message.envelope {
         wire.send(to, envelope)?;
     }
-    wire.send(to, message.payload)
+    for p in message.payloads {
+        wire.send(to, p)?;
+    }
+    Ok(())
 }
 
 /// Forwards every message as it is.
@@ -59,12 +69,18 @@ pub enum Cheat {
     /// Sends a message the attested code did not compute: the first message of at least
     /// [`TARGET_MIN_WORDS`] words, altered, and signed with a key of the host's own.
     Forge,
-    /// Sends the previous message to the same peer again, right before the first message of at
-    /// least [`TARGET_MIN_WORDS`] words that has one.
+    /// Sends the previous transmission to the same peer again, right before the first one with
+    /// a message of at least [`TARGET_MIN_WORDS`] words.
     Replay,
-    /// Swaps the first two consecutive messages to one peer (no receive in between).
+    /// Swaps two messages to one peer: the first two of the first transmission that has
+    /// several (under Aramis a transmission is a flight's envelope and messages for one peer;
+    /// the host fixes the envelope's lengths up), or else holds the first transmission back,
+    /// across receives, and delivers it after the next one to the same peer (if the peer
+    /// needs it first, the run stalls until a time-out).
     Reorder,
-    /// Drops the first of two consecutive messages to one peer (no receive in between).
+    /// Drops a message: the first of the first transmission that has several (fixing the
+    /// envelope's count and lengths up), or else the first transmission of at least
+    /// [`TARGET_MIN_WORDS`] words (the peer notices a gap in the counters, or times out).
     Drop,
 }
 
@@ -89,7 +105,7 @@ pub struct CheatingHost {
     party: usize,
     cheat: Cheat,
     done: bool,
-    /// Reorder and drop: a message held back, waiting for the next one to the same peer.
+    /// Reorder: a transmission held back, waiting for the next one to the same peer.
     held: Option<(usize, Outgoing)>,
     /// Replay: a copy of the last message to each peer (only until the replay happened).
     last: Vec<Option<Outgoing>>,
@@ -127,6 +143,21 @@ impl CheatingHost {
         payload[i] ^= 1 << 20;
         i
     }
+
+    /// When the session ends: a deviation that never found its opportunity is reported.
+    fn report_unused(&self) {
+        if !self.done {
+            eprintln!(
+                "injected fault: the host of party {} found no opportunity to {} (it needs {})",
+                self.party,
+                self.cheat.name(),
+                match self.cheat {
+                    Cheat::Reorder => "a transmission followed by another one to the same peer",
+                    _ => "a message of at least 64 words",
+                }
+            );
+        }
+    }
 }
 
 impl Host for CheatingHost {
@@ -134,18 +165,21 @@ impl Host for CheatingHost {
         if self.done {
             return send_message(wire, to, message);
         }
-        let n = message.payload.len();
-        match self.cheat {
-            Cheat::Tamper if n >= TARGET_MIN_WORDS => {
-                let i = Self::flip(&mut message.payload);
+        let target = message.target(TARGET_MIN_WORDS);
+        match (self.cheat, target) {
+            (Cheat::Tamper, Some(t)) => {
+                let n = message.payloads[t].len();
+                let i = Self::flip(&mut message.payloads[t]);
                 self.announce(format!("flipped bit 20 of word {i} of a {n}-word message to party {to} after it was signed"));
                 send_message(wire, to, message)
             }
-            Cheat::Forge if n >= TARGET_MIN_WORDS => {
-                let i = Self::flip(&mut message.payload);
+            (Cheat::Forge, Some(t)) => {
+                let n = message.payloads[t].len();
+                let i = Self::flip(&mut message.payloads[t]);
                 if let Some(words) = &mut message.envelope {
-                    if let Ok(mut env) = Envelope::decode(words) {
-                        let statement = env.statement(&payload_digest(&message.payload));
+                    let parties = wire.parties();
+                    if let Ok(mut env) = Envelope::decode(words, parties) {
+                        let statement = statement_for(&env, &message.payloads, parties);
                         env.signature = self.own_key.sign(&statement).to_bytes();
                         *words = env.encode();
                     }
@@ -155,11 +189,11 @@ impl Host for CheatingHost {
                 ));
                 send_message(wire, to, message)
             }
-            Cheat::Replay => {
-                if n >= TARGET_MIN_WORDS {
+            (Cheat::Replay, _) => {
+                if target.is_some() {
                     if let Some(previous) = self.last[to].take() {
                         self.last.clear();
-                        self.announce(format!("replayed its previous {}-word message to party {to}", previous.payload.len()));
+                        self.announce(format!("sent its previous transmission to party {to} again"));
                         send_message(wire, to, previous)?;
                         return send_message(wire, to, message);
                     }
@@ -167,43 +201,54 @@ impl Host for CheatingHost {
                 self.last[to] = Some(message.clone());
                 send_message(wire, to, message)
             }
-            Cheat::Reorder | Cheat::Drop => {
-                match self.held.take() {
-                    Some((held_to, held)) if held_to == to => {
-                        if self.cheat == Cheat::Reorder {
-                            self.announce(format!("swapped two consecutive messages to party {to}"));
-                            send_message(wire, to, message)?;
-                            send_message(wire, to, held)
-                        } else {
-                            self.announce(format!("dropped a {}-word message to party {to}", held.payload.len()));
-                            send_message(wire, to, message)
-                        }
-                    }
-                    Some((held_to, held)) => {
-                        // Not a pair: deliver in order and try with the next message.
-                        send_message(wire, held_to, held)?;
-                        self.held = Some((to, message));
-                        Ok(())
-                    }
-                    None => {
-                        self.held = Some((to, message));
-                        Ok(())
+            (Cheat::Reorder | Cheat::Drop, _) if message.payloads.len() >= 2 => {
+                let (a, b) = (message.payloads[0].len(), message.payloads[1].len());
+                let what = if self.cheat == Cheat::Reorder {
+                    message.payloads.swap(0, 1);
+                    format!("swapped two messages ({a} and {b} words) of a transmission to party {to}")
+                } else {
+                    message.payloads.remove(0);
+                    format!("dropped a {a}-word message of a transmission to party {to}")
+                };
+                if let Some(words) = &mut message.envelope {
+                    // Keep the framing consistent so that the receiver reads what is there.
+                    if let Ok(mut env) = Envelope::decode(words, wire.parties()) {
+                        env.lens = message.payloads.iter().map(|p| p.len() as u64).collect();
+                        *words = env.encode();
                     }
                 }
+                self.announce(what);
+                send_message(wire, to, message)
             }
+            (Cheat::Drop, Some(_)) => {
+                let words: usize = message.payloads.iter().map(|p| p.len()).sum();
+                self.announce(format!("dropped a transmission of {words} words to party {to}"));
+                Ok(())
+            }
+            (Cheat::Reorder, _) => match self.held.take() {
+                Some((held_to, held)) if held_to == to => {
+                    self.announce(format!("delivered a transmission to party {to} after the one that followed it"));
+                    send_message(wire, to, message)?;
+                    send_message(wire, to, held)
+                }
+                Some(other) => {
+                    self.held = Some(other);
+                    send_message(wire, to, message)
+                }
+                None => {
+                    self.held = Some((to, message));
+                    Ok(())
+                }
+            },
             _ => send_message(wire, to, message),
         }
     }
 
-    fn before_recv(&mut self, wire: &mut Session) -> Result<(), NetError> {
-        if let Some((to, held)) = self.held.take() {
-            send_message(wire, to, held)?;
-        }
-        Ok(())
-    }
-
     fn close(&mut self, wire: &mut Session) {
-        let _ = self.before_recv(wire);
+        if let Some((to, held)) = self.held.take() {
+            let _ = send_message(wire, to, held);
+        }
+        self.report_unused();
     }
 }
 
@@ -224,12 +269,17 @@ impl HostLayer {
 
 impl MessageLayer for HostLayer {
     fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError> {
-        self.host.forward(&mut self.wire, to, Outgoing { envelope: None, payload: data })
+        self.host.forward(&mut self.wire, to, Outgoing { envelope: None, payloads: vec![data] })
     }
 
     fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>, NetError> {
         self.host.before_recv(&mut self.wire)?;
         self.wire.recv(from, len)
+    }
+
+    fn recv_any(&mut self, from: usize) -> Result<Vec<u64>, NetError> {
+        self.host.before_recv(&mut self.wire)?;
+        self.wire.recv_any(from)
     }
 
     fn set_timeout(&mut self, timeout: std::time::Duration) {

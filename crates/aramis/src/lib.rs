@@ -69,6 +69,7 @@ pub mod envelope;
 mod failure;
 pub mod host;
 pub mod software;
+mod verify;
 
 pub use attest::{Attestor, Claims, Execution, Measurement, SessionId, Token};
 pub use backend::Aramis;

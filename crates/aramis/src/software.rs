@@ -68,6 +68,7 @@ pub fn measurement_of(code: &[u8; 32], configuration: &[u8]) -> Measurement {
 }
 
 /// The software attestor (see the module documentation for what it does not guarantee).
+#[derive(Clone)]
 pub struct SoftwareAttestor {
     /// The authority's signing key; `None` for a verifier that cannot commit.
     authority: Option<SigningKey>,

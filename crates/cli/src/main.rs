@@ -1,6 +1,7 @@
 //! `cryptflow`: compile TensorFlow/ONNX models into fixed-point programs and run them, in the
 //! clear or securely.
 
+mod aramis;
 mod bench;
 mod calibrate;
 mod compile;
@@ -41,6 +42,9 @@ pub enum BackendName {
     /// Two-party secure inference: model owner and client alone, no helper (OT-based).
     #[value(name = "2pc")]
     TwoPc,
+    /// Aramis: Porthos made secure against malicious parties (attested code, every message
+    /// signed and checked; software attestor, see the README).
+    Aramis,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

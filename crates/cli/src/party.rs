@@ -35,8 +35,10 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     cryptflow_net::keygen(&args.output, args.parties)?;
+    crate::aramis::write_authority(&args.output)?;
     eprintln!(
-        "wrote {} key pairs to {}: give party i its party{{i}}.key and every party all party*.crt files",
+        "wrote {} key pairs to {}: give party i its party{{i}}.key and every party all party*.crt files \
+         (and, for --backend aramis, authority.pub and the software attestor's authority.key)",
         args.parties,
         args.output.display()
     );
@@ -64,7 +66,8 @@ pub struct PartyArgs {
     pub keys: PathBuf,
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
-    /// The secure backend: porthos (3 parties) or 2pc (model owner and client only).
+    /// The secure backend: porthos (3 parties), aramis (porthos secure against malicious
+    /// parties) or 2pc (model owner and client only).
     #[arg(long, value_enum, default_value = "porthos")]
     pub backend: crate::BackendName,
     /// Seconds to wait for the other parties to come up.
@@ -81,9 +84,13 @@ pub struct PartyArgs {
 
 pub fn party(args: PartyArgs) -> Result<()> {
     match args.backend {
-        crate::BackendName::TwoPc => return crate::twopc::party(args),
+        crate::BackendName::TwoPc => {
+            crate::aramis::check_fault(crate::BackendName::TwoPc, args.inject_fault)?;
+            return crate::twopc::party(args);
+        }
+        crate::BackendName::Aramis => return crate::aramis::party(args),
         crate::BackendName::Porthos => {}
-        other => bail!("--backend {other:?}: `cryptflow party` runs the secure backends porthos and 2pc"),
+        other => bail!("--backend {other:?}: `cryptflow party` runs the secure backends porthos, aramis and 2pc"),
     }
     let id = args.id;
     if id > 2 {
@@ -113,7 +120,8 @@ pub fn party(args: PartyArgs) -> Result<()> {
     config.connect_deadline = Duration::from_secs(args.connect_timeout);
     config.timeout = Duration::from_secs(args.peer_timeout);
     eprintln!("party {id} ({}): connecting to {}", ROLE_NAMES[id], args.peers.join(", "));
-    let mut session = Session::connect(config)?;
+    crate::aramis::check_fault(crate::BackendName::Porthos, args.inject_fault)?;
+    let mut session = crate::aramis::semi_honest_host(Session::connect(config)?, args.inject_fault);
     let started = Instant::now();
     // The number of inferences is public: the client announces it.
     let count = if id == CLIENT {

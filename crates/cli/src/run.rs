@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// Protocol variant of the porthos backend.
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
-    /// Make a party fail on purpose, to see the failure behaviour: PARTY:crash.
+    /// Make a party fail on purpose, to see the failure behaviour: PARTY:KIND with KIND one of
+    /// crash, tamper, forge, replay, reorder, drop (porthos, aramis) and wrong-code (aramis).
     #[arg(long = "inject-fault", value_name = "PARTY:KIND", value_parser = crate::secure::parse_fault)]
     pub inject_fault: Option<crate::secure::Fault>,
     /// Write run metrics (time, communication, per-layer breakdown) as JSON.
@@ -53,6 +54,9 @@ pub struct Metrics {
 }
 
 /// Adds one inference's per-layer metrics into the running totals.
+    /// `--backend aramis`: protocol payload and Aramis overhead apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aramis: Option<crate::aramis::AramisMetrics>,
 pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
     if total.is_empty() {
         *total = inference;
@@ -67,12 +71,13 @@ pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    if args.inject_fault.is_some() && !matches!(args.backend, BackendName::Porthos | BackendName::TwoPc) {
+    if args.inject_fault.is_some() && !matches!(args.backend, BackendName::Porthos | BackendName::TwoPc | BackendName::Aramis) {
         bail!("--inject-fault applies to secure backends");
     }
     let public = read_public(&args.dir)?;
     let program = &public.program;
     if program.inputs.len() != 1 {
+    crate::aramis::check_fault(args.backend, args.inject_fault)?;
         bail!("`cryptflow run` feeds one input; this model has {}", program.inputs.len());
     }
     if program.outputs.len() > 1 {
@@ -134,6 +139,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         BackendName::TwoPc => {
             let weights = read_fixed_weights(&args.dir, &public)?;
             let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+        BackendName::Aramis => {
+            let weights = read_fixed_weights(&args.dir, &public)?;
+            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, &encoded, args.protocol, args.inject_fault)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            metrics.aramis = Some(aramis);
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
+        }
             metrics.backend = "2pc".into();
             let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();

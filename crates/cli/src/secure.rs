@@ -25,6 +25,18 @@ pub struct Fault {
 pub enum FaultKind {
     /// The party stops abruptly in the middle of the first inference.
     Crash,
+    /// The party's host flips a bit of a message after it was signed.
+    Tamper,
+    /// The party's host sends a message its code did not compute, signed with its own key.
+    Forge,
+    /// The party's host sends an earlier message again.
+    Replay,
+    /// The party's host swaps two consecutive messages to one peer.
+    Reorder,
+    /// The party's host drops a message.
+    Drop,
+    /// The party runs code whose measurement differs (aramis only).
+    WrongCode,
 }
 
 pub fn parse_fault(text: &str) -> Result<Fault, String> {
@@ -35,7 +47,13 @@ pub fn parse_fault(text: &str) -> Result<Fault, String> {
     }
     let kind = match kind {
         "crash" => FaultKind::Crash,
-        other => return Err(format!("unknown fault `{other}`: supported: crash")),
+        "tamper" => FaultKind::Tamper,
+        "forge" => FaultKind::Forge,
+        "replay" => FaultKind::Replay,
+        "reorder" => FaultKind::Reorder,
+        "drop" => FaultKind::Drop,
+        "wrong-code" => FaultKind::WrongCode,
+        other => return Err(format!("unknown fault `{other}`: supported: crash, tamper, forge, replay, reorder, drop, wrong-code")),
     };
     Ok(Fault { party, kind })
 }
@@ -125,6 +143,7 @@ pub fn run_porthos_local(
             .map(|(id, session)| {
                 let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
                 scope.spawn(move || -> Result<PartyResult> {
+                    let session = crate::aramis::semi_honest_host(session, fault);
                     let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
                     let weights = (id == cryptflow_porthos::MODEL_OWNER).then_some(weights);
                     let inputs = (id == cryptflow_porthos::CLIENT).then_some(inputs);

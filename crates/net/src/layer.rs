@@ -23,6 +23,11 @@ use crate::{EmulatedClock, NetError, WireTraffic};
 pub trait MessageLayer: Send {
     fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError>;
     fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>, NetError>;
+    /// [`Session::recv_any`] on the layered session; layers that only carry messages of known
+    /// length may refuse it.
+    fn recv_any(&mut self, from: usize) -> Result<Vec<u64>, NetError> {
+        Err(NetError::Protocol { peer: from, reason: "this message layer cannot receive messages of unknown length".into() })
+    }
     /// [`Session::set_timeout`] on the layered session.
     fn set_timeout(&mut self, _timeout: Duration) {}
     /// [`Session::wire_traffic`] of the layered session: the bytes on the sockets beneath.
@@ -70,5 +75,16 @@ mod tests {
         p0.send(1, vec![5, 6]).unwrap();
         assert_eq!(p1.recv(0, 3), Err(NetError::WrongLength { peer: 0, expected: 3, got: 2 }));
         assert!(p0.wire_traffic() == WireTraffic::default() && p0.emulated_clock().is_none());
+        assert!(matches!(p1.recv_any(0), Err(NetError::Protocol { peer: 0, .. })));
+    }
+
+    #[test]
+    fn recv_any_takes_a_message_of_any_length_and_counts_it() {
+        let mut s = Session::local(2);
+        s[0].send(1, vec![1, 2, 3]).unwrap();
+        s[0].send(1, vec![]).unwrap();
+        assert_eq!(s[1].recv_any(0).unwrap(), vec![1, 2, 3]);
+        assert_eq!(s[1].recv_any(0).unwrap(), Vec::<u64>::new());
+        assert_eq!(s[1].traffic(), crate::Traffic { bytes_sent: 0, bytes_received: 24, rounds: 1 });
     }
 }

@@ -285,14 +285,29 @@ impl Session {
         Ok(())
     }
 
+    /// Receives the next message from `from` whatever its length (for layers that frame their
+    /// own data; protocols use [`Session::recv`]), waiting at most the session timeout.
+    pub fn recv_any(&mut self, from: usize) -> Result<Vec<u64>, NetError> {
+        self.recv_impl(from, None)
+    }
+
     /// Receives exactly `len` ring elements from `from`, waiting at most the session timeout.
     pub fn recv(&mut self, from: usize, len: usize) -> Result<Vec<u64>, NetError> {
+        self.recv_impl(from, Some(len))
+    }
+
+    fn recv_impl(&mut self, from: usize, expected: Option<usize>) -> Result<Vec<u64>, NetError> {
         let timeout = self.timeout;
         // Emulated time at which this party starts waiting (before any real blocking).
         let waiting_since = self.shaping.as_ref().map(|s| s.clock.seconds());
         let (data, arrival) = if self.layer.is_some() {
             self.check_peer(from)?;
-            (self.layer.as_mut().unwrap().recv(from, len)?, None)
+            let layer = self.layer.as_mut().unwrap();
+            let data = match expected {
+                Some(len) => layer.recv(from, len)?,
+                None => layer.recv_any(from)?,
+            };
+            (data, None)
         } else {
             match self.link(from)? {
                 Link::Local { rx, .. } => {
@@ -316,8 +331,9 @@ impl Session {
                 }
             }
         }
-        if data.len() != len {
-            return Err(NetError::WrongLength { peer: from, expected: len, got: data.len() });
+        let len = data.len();
+        if let Some(expected) = expected.filter(|&e| e != len) {
+            return Err(NetError::WrongLength { peer: from, expected, got: len });
         }
         if self.sent_since_recv || self.traffic.rounds == 0 {
             self.traffic.rounds += 1;
