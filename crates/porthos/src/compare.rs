@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use crate::prf::ZpDraw;
+use crate::pool;
 use crate::ring::P;
 use crate::simd::with_avx512;
 use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
@@ -30,6 +31,13 @@ pub(crate) enum BitShares {
     Halved { drawn: ZpDraw, mine: usize, got: Vec<u64> },
     /// SecureNN: every item was received.
     Full(Vec<u64>),
+}
+
+impl Drop for BitShares {
+    fn drop(&mut self) {
+        let (BitShares::Halved { got, .. } | BitShares::Full(got)) = self;
+        pool::give(std::mem::take(got));
+    }
 }
 
 impl BitShares {
@@ -133,8 +141,8 @@ impl Porthos {
                     let r0 = self.helper_key(MODEL_OWNER).draw_zp(n0 * W, false);
                     let r1 = self.helper_key(CLIENT).draw_zp(n1 * W, false);
                     // Item i goes to P1 (P0's share drawn) when i = parity (mod 2), else to P0.
-                    let mut for_p0 = vec![0u64; n1 * W / 8];
-                    let mut for_p1 = vec![0u64; n0 * W / 8];
+                    let mut for_p0 = pool::take(n1 * W / 8);
+                    let mut for_p1 = pool::take(n0 * W / 8);
                     {
                         let blocks = n.div_ceil(CHUNK);
                         let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * W).collect();
@@ -169,8 +177,8 @@ impl Porthos {
                 HELPER => {
                     let x = x.expect("the helper deals its own values");
                     let r = self.own.draw_zp(n * W, false);
-                    let mut first = vec![0u64; n * W / 8];
-                    let mut second = vec![0u64; n * W / 8];
+                    let mut first = pool::take(n * W / 8);
+                    let mut second = pool::take(n * W / 8);
                     bytes_mut(&mut first)
                         .par_chunks_mut(CHUNK * W)
                         .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * W))
@@ -216,6 +224,8 @@ impl Porthos {
                         }
                     })
                 });
+            pool::give(d0);
+            pool::give(d1);
             return Ok(out);
         }
         let xbits = xbits.expect("share-holders pass their bit shares");
@@ -224,7 +234,7 @@ impl Porthos {
         let z = self.common().draw_zp(n * W, false);
         let mut rot = vec![0u8; n];
         self.common().fill_bytes(&mut rot);
-        let mut d = vec![0u64; n * W / 8];
+        let mut d = pool::take(n * W / 8);
         {
             let _p = prof::scope("private_compare (compute)");
             bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {

@@ -85,6 +85,7 @@ mod compare;
 mod ctr;
 pub mod lower;
 pub mod prf;
+mod pool;
 pub mod prof;
 mod simd;
 pub mod ring;
@@ -202,14 +203,6 @@ impl Porthos {
         self.session.recv(from, len).map_err(|e| BackendError::Peer { peer: from, reason: e.to_string() })
     }
 
-    fn send_ring<R: Ring>(&mut self, to: usize, v: &[R::E]) -> Result<()> {
-        let words = {
-            let _p = prof::scope("wire.encode");
-            R::encode(v)
-        };
-        self.send(to, words)
-    }
-
     fn recv_ring<R: Ring>(&mut self, from: usize, len: usize) -> Result<Vec<R::E>> {
         let words = self.recv(from, R::words(len))?;
         let _p = prof::scope("wire.decode");
@@ -252,68 +245,58 @@ impl Porthos {
         z.par_iter_mut().with_min_len(PAR_MIN).zip(u.par_iter()).for_each(|(v, &u)| {
             *v = if lead { v.wrapping_add(u) } else { v.wrapping_sub(u) };
         });
+        pool::give(u);
     }
 
     // ----- the helper's dealing ----------------------------------------------------------
 
-    /// The helper deals fresh additive shares over `R` of its secret `values` (`items` items of
-    /// `width` elements); P0 and P1 get their shares, the helper an empty vector.
+    /// The helper deals fresh additive shares over `R` (Z_L or Z_{L-1}) of its secret `values`
+    /// (`n` of them); P0 and P1 get their shares, the helper an empty vector. (The shared bit
+    /// decompositions over Z_p are dealt by `deal_bits`, the same way.)
     ///
-    /// With `halve` in the Porthos variant, item `i` has one share drawn from a key the helper
-    /// shares with a party (P0 for even `i + parity`, P1 otherwise) and only the other share
-    /// sent: `items * width` elements on the wire in all. Otherwise both shares are sent
-    /// (`2 * items * width`), the first drawn from the helper's private randomness.
-    fn deal<R: Ring>(&mut self, values: Option<&[R::E]>, items: usize, width: usize, halve: bool) -> Result<Vec<R::E>> {
-        let len = items * width;
+    /// With `halve` in the Porthos variant, element `i` has one share drawn from a key the
+    /// helper shares with a party (P0 for even `i + parity`, P1 otherwise) and only the other
+    /// share sent: `n` elements on the wire in all. Otherwise both shares are sent (`2 n`),
+    /// the first drawn from the helper's private randomness.
+    fn deal_words<R: Ring<E = u64>>(&mut self, values: Option<&[u64]>, n: usize, halve: bool) -> Result<Vec<u64>> {
         let _p = prof::scope(if self.id == HELPER { "deal (helper)" } else { "deal (receive)" });
+        let random = |prf: &mut Prf, len: usize| {
+            let mut v = pool::take(len);
+            R::random(prf, &mut v);
+            v
+        };
         if halve && self.porthos() {
             let parity = self.parity;
-            self.parity = (parity + items) % 2;
-            let to_p0 = |i: usize| (i + parity) % 2 == 0;
-            let n0 = if parity == 0 { items.div_ceil(2) } else { items / 2 };
-            let n1 = items - n0;
+            self.parity = (parity + n) % 2;
+            let n0 = if parity == 0 { n.div_ceil(2) } else { n / 2 };
+            let n1 = n - n0;
             match self.id {
                 HELPER => {
                     let v = values.expect("the helper deals its own values");
-                    let mut r0 = vec![R::E::default(); n0 * width];
-                    R::random(self.helper_key(MODEL_OWNER), &mut r0);
-                    let mut r1 = vec![R::E::default(); n1 * width];
-                    R::random(self.helper_key(CLIENT), &mut r1);
-                    let mut for_p0 = Vec::with_capacity(n1 * width);
-                    let mut for_p1 = Vec::with_capacity(n0 * width);
-                    let (mut a, mut b) = (0, 0);
-                    for i in 0..items {
-                        let item = &v[i * width..(i + 1) * width];
-                        if to_p0(i) {
-                            let r = &r0[a * width..(a + 1) * width];
-                            for_p1.extend(item.iter().zip(r).map(|(&x, &r)| R::sub(x, r)));
-                            a += 1;
-                        } else {
-                            let r = &r1[b * width..(b + 1) * width];
-                            for_p0.extend(item.iter().zip(r).map(|(&x, &r)| R::sub(x, r)));
-                            b += 1;
-                        }
-                    }
-                    self.send_ring::<R>(MODEL_OWNER, &for_p0)?;
-                    self.send_ring::<R>(CLIENT, &for_p1)?;
+                    let r0 = random(self.helper_key(MODEL_OWNER), n0);
+                    let r1 = random(self.helper_key(CLIENT), n1);
+                    // Element i = 2k + parity has P0's share drawn: P1 gets the difference.
+                    let mut for_p1 = pool::take(n0);
+                    let mut for_p0 = pool::take(n1);
+                    for_p1.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(k, o)| *o = R::sub(v[2 * k + parity], r0[k]));
+                    for_p0.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(k, o)| *o = R::sub(v[2 * k + 1 - parity], r1[k]));
+                    pool::give(r0);
+                    pool::give(r1);
+                    self.send(MODEL_OWNER, for_p0)?;
+                    self.send(CLIENT, for_p1)?;
                     Ok(Vec::new())
                 }
                 j => {
                     let (drawn, sent) = if j == MODEL_OWNER { (n0, n1) } else { (n1, n0) };
-                    let mut mine = vec![R::E::default(); drawn * width];
-                    R::random(self.with_helper(), &mut mine);
-                    let got = self.recv_ring::<R>(HELPER, sent * width)?;
-                    let mut out = Vec::with_capacity(len);
-                    let (mut a, mut b) = (0, 0);
-                    for i in 0..items {
-                        if to_p0(i) == (j == MODEL_OWNER) {
-                            out.extend_from_slice(&mine[a * width..(a + 1) * width]);
-                            a += 1;
-                        } else {
-                            out.extend_from_slice(&got[b * width..(b + 1) * width]);
-                            b += 1;
-                        }
-                    }
+                    let mine = random(self.with_helper(), drawn);
+                    let got = self.recv_ring::<R>(HELPER, sent)?;
+                    let mine_parity = if j == MODEL_OWNER { parity } else { 1 - parity };
+                    let mut out = pool::take(n);
+                    out.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, o)| {
+                        *o = if i % 2 == mine_parity { mine[i / 2] } else { got[i / 2] };
+                    });
+                    pool::give(mine);
+                    pool::give(got);
                     Ok(out)
                 }
             }
@@ -321,14 +304,14 @@ impl Porthos {
             match self.id {
                 HELPER => {
                     let v = values.expect("the helper deals its own values");
-                    let mut r = vec![R::E::default(); len];
-                    R::random(&mut self.own, &mut r);
-                    let other: Vec<R::E> = v.iter().zip(&r).map(|(&x, &r)| R::sub(x, r)).collect();
-                    self.send_ring::<R>(MODEL_OWNER, &r)?;
-                    self.send_ring::<R>(CLIENT, &other)?;
+                    let r = random(&mut self.own, n);
+                    let mut other = pool::take(n);
+                    other.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, o)| *o = R::sub(v[i], r[i]));
+                    self.send(MODEL_OWNER, r)?;
+                    self.send(CLIENT, other)?;
                     Ok(Vec::new())
                 }
-                _ => self.recv_ring::<R>(HELPER, len),
+                _ => self.recv_ring::<R>(HELPER, n),
             }
         }
     }
@@ -397,12 +380,63 @@ impl Porthos {
         Ok(z)
     }
 
-    /// Elementwise product of two shared vectors (SecureNN's scalar MatMul / SelectShare core).
+    /// Elementwise product of two shared vectors (SecureNN's scalar MatMul / SelectShare core):
+    /// [`Porthos::beaver`] specialised to one fused pass per step. The helper passes vectors
+    /// of the right length (their values are not used).
     fn mul_vec(&mut self, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
-        if x.is_empty() {
+        let n = x.len();
+        if n == 0 {
             return Ok(Vec::new());
         }
-        self.beaver(x, y, x.len(), |a, b| Ok(a.iter().zip(b).map(|(&a, &b)| a.wrapping_mul(b)).collect()))
+        let _p = prof::scope("mul_vec");
+        if self.id == HELPER {
+            let a0 = self.helper_key(MODEL_OWNER).u64s(n);
+            let b0 = self.helper_key(MODEL_OWNER).u64s(n);
+            let c0 = self.helper_key(MODEL_OWNER).u64s(n);
+            let a1 = self.helper_key(CLIENT).u64s(n);
+            let b1 = self.helper_key(CLIENT).u64s(n);
+            let mut c1 = pool::take(n);
+            c1.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, c)| {
+                *c = a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i]);
+            });
+            for v in [a0, b0, c0, a1, b1] {
+                pool::give(v);
+            }
+            self.send(CLIENT, c1)?;
+            return Ok(vec![0; n]);
+        }
+        let lead = self.id == MODEL_OWNER;
+        let other = 1 - self.id;
+        let a = self.with_helper().u64s(n);
+        let b = self.with_helper().u64s(n);
+        let c = if lead { Some(self.with_helper().u64s(n)) } else { None };
+        let mut msg = pool::take(2 * n);
+        {
+            let (e, f) = msg.split_at_mut(n);
+            e.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, e)| *e = x[i].wrapping_sub(a[i]));
+            f.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, f)| *f = y[i].wrapping_sub(b[i]));
+        }
+        self.send(other, msg)?;
+        let ef = self.recv(other, 2 * n)?;
+        let c = match c {
+            Some(c) => c,
+            None => self.recv(HELPER, n)?,
+        };
+        let u = self.common().u64s(n);
+        // E = (X - A) over both parties, F likewise; Z_j = X_j F + E Y_j - j E F + C_j, with
+        // X_1 F - E F = (X_1 - E) F; plus the zero share U (rerandomisation).
+        let mut z = pool::take(n);
+        z.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, z)| {
+            let e = ef[i].wrapping_add(x[i].wrapping_sub(a[i]));
+            let f = ef[n + i].wrapping_add(y[i].wrapping_sub(b[i]));
+            let xs = if lead { x[i] } else { x[i].wrapping_sub(e) };
+            let v = xs.wrapping_mul(f).wrapping_add(e.wrapping_mul(y[i])).wrapping_add(c[i]);
+            *z = if lead { v.wrapping_add(u[i]) } else { v.wrapping_sub(u[i]) };
+        });
+        for v in [a, b, c, u, ef] {
+            pool::give(v);
+        }
+        Ok(z)
     }
 
     // ----- comparisons -------------------------------------------------------------------
@@ -417,16 +451,23 @@ impl Porthos {
         }
         let _p = prof::scope("share_convert");
         if self.id == HELPER {
-            let t0 = self.recv(MODEL_OWNER, n)?;
-            let t1 = self.recv(CLIENT, n)?;
-            let x: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| a.wrapping_add(b)).collect();
-            let delta: Vec<u64> = t0.iter().zip(&t1).map(|(&a, &b)| wraps(a, b) as u64).collect();
+            let mut x = self.recv(MODEL_OWNER, n)?;
+            let mut delta = self.recv(CLIENT, n)?;
+            x.par_iter_mut().with_min_len(PAR_MIN).zip(delta.par_iter_mut()).for_each(|(t0, t1)| {
+                let (sum, wrapped) = t0.overflowing_add(*t1);
+                *t0 = sum;
+                *t1 = wrapped as u64;
+            });
             self.deal_bits(Some(&x), n)?;
-            self.deal::<ZL1>(Some(&delta), n, 1, true)?;
+            self.deal_words::<ZL1>(Some(&delta), n, true)?;
             let eta_p = self.private_compare(None, &[], &[], n)?;
-            let eta_p: Vec<u64> = eta_p.iter().map(|&b| b as u64).collect();
+            for (v, &b) in x.iter_mut().zip(&eta_p) {
+                *v = b as u64;
+            }
             // Sent in full in both variants, as in Table III (see the crate docs).
-            self.deal::<ZL1>(Some(&eta_p), n, 1, false)?;
+            self.deal_words::<ZL1>(Some(&x), n, false)?;
+            pool::give(x);
+            pool::give(delta);
             return Ok(vec![0; n]);
         }
         let lead = self.id == MODEL_OWNER;
@@ -435,35 +476,41 @@ impl Porthos {
         let eta_pp = self.common().bits(n);
         // r = r0 + r1 is known to P0 and P1; keep it nonzero so that r - 1 does not wrap
         // (a change of probability 2^-64 to its distribution).
-        for (r0, r1) in r0.iter().zip(r1.iter_mut()) {
+        r1.par_iter_mut().with_min_len(PAR_MIN).zip(r0.par_iter()).for_each(|(r1, &r0)| {
             if r0.wrapping_add(*r1) == 0 {
                 *r1 = r1.wrapping_add(1);
             }
-        }
+        });
         let mine = if lead { &r0 } else { &r1 };
-        let a_tilde: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| a.wrapping_add(r)).collect();
-        let beta_j: Vec<u64> = a.iter().zip(mine).map(|(&a, &r)| wraps(a, r) as u64).collect();
+        let mut a_tilde = pool::take(n);
+        a_tilde.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, t)| *t = a[i].wrapping_add(mine[i]));
         self.send(HELPER, a_tilde)?;
         let xbits = self.deal_bits(None, n)?;
-        let delta = self.deal::<ZL1>(None, n, 1, true)?;
-        let r_minus_1: Vec<u64> = r0.iter().zip(&r1).map(|(&a, &b)| a.wrapping_add(b).wrapping_sub(1)).collect();
-        self.private_compare(xbits.as_ref(), &r_minus_1, &eta_pp, n)?;
-        let eta_p = self.deal::<ZL1>(None, n, 1, false)?;
-        let mut y = vec![0u64; n];
+        let delta = self.deal_words::<ZL1>(None, n, true)?;
+        let mut y = pool::take(n);
+        y.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, r)| *r = r0[i].wrapping_add(r1[i]).wrapping_sub(1));
+        self.private_compare(xbits.as_ref(), &y, &eta_pp, n)?;
+        drop(xbits);
+        let eta_p = self.deal_words::<ZL1>(None, n, false)?;
+        let mine = if lead { &r0 } else { &r1 };
         y.par_iter_mut().enumerate().with_min_len(PAR_MIN).for_each(|(i, y)| {
             let alpha = wraps(r0[i], r1[i]) as u64;
+            let beta_j = wraps(a[i], mine[i]) as u64;
             // eta = eta' xor eta''
             let mut eta = if eta_pp[i] == 1 { ring::neg_zl1(eta_p[i]) } else { eta_p[i] };
             if lead {
                 eta = add_zl1(eta, eta_pp[i] as u64);
             }
             // theta = beta_j + delta_j + eta_j + [lead](-alpha - 1) = shares of wrap(a_0, a_1)
-            let mut theta = add_zl1(add_zl1(beta_j[i], delta[i]), eta);
+            let mut theta = add_zl1(add_zl1(beta_j, delta[i]), eta);
             if lead {
                 theta = sub_zl1(theta, alpha + 1);
             }
             *y = sub_zl1(to_zl1(a[i]), theta);
         });
+        for v in [r0, r1, delta, eta_p] {
+            pool::give(v);
+        }
         Ok(y)
     }
 
@@ -479,63 +526,64 @@ impl Porthos {
         if self.id == HELPER {
             let x = if self.porthos() {
                 // Both shares of the random x come from the keys: nothing to send.
-                let x0 = self.helper_key(MODEL_OWNER).zl1s(n);
+                let mut x0 = self.helper_key(MODEL_OWNER).zl1s(n);
                 let x1 = self.helper_key(CLIENT).zl1s(n);
-                x0.iter().zip(&x1).map(|(&a, &b)| add_zl1(a, b)).collect()
+                x0.par_iter_mut().with_min_len(PAR_MIN).zip(x1.par_iter()).for_each(|(a, &b)| *a = add_zl1(*a, b));
+                pool::give(x1);
+                x0
             } else {
                 let x = self.own.zl1s(n);
-                self.deal::<ZL1>(Some(&x), n, 1, false)?;
+                self.deal_words::<ZL1>(Some(&x), n, false)?;
                 x
             };
             self.deal_bits(Some(&x), n)?;
-            let lsb: Vec<u64> = x.iter().map(|&x| x & 1).collect();
-            self.deal::<ZL>(Some(&lsb), n, 1, true)?;
+            let mut v = pool::take(n);
+            v.par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter()).for_each(|(l, &x)| *l = x & 1);
+            self.deal_words::<ZL>(Some(&v), n, true)?;
             let beta_p = self.private_compare(None, &[], &[], n)?;
-            let beta_p: Vec<u64> = beta_p.iter().map(|&b| b as u64).collect();
-            self.deal::<ZL>(Some(&beta_p), n, 1, true)?;
-            self.mul_vec(&vec![0; n], &vec![0; n])?;
+            v.par_iter_mut().with_min_len(PAR_MIN).zip(beta_p.par_iter()).for_each(|(v, &b)| *v = b as u64);
+            self.deal_words::<ZL>(Some(&v), n, true)?;
+            // The helper's operands of the product only give its length.
+            self.mul_vec(&v, &v)?;
+            pool::give(v);
+            pool::give(x);
             return Ok(vec![0; n]);
         }
         let lead = self.id == MODEL_OWNER;
-        let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal::<ZL1>(None, n, 1, false)? };
+        let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal_words::<ZL1>(None, n, false)? };
         let xbits = self.deal_bits(None, n)?;
-        let lsb = self.deal::<ZL>(None, n, 1, true)?;
+        let mut lsb = self.deal_words::<ZL>(None, n, true)?;
         // r = 2a + x over Z_{L-1}, opened to P0 and P1.
-        let r_j: Vec<u64> = a.iter().zip(&x).map(|(&a, &x)| add_zl1(add_zl1(a, a), x)).collect();
+        let mut r_j = pool::take(n);
+        r_j.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, r)| *r = add_zl1(add_zl1(a[i], a[i]), x[i]));
+        let mut msg = pool::take(n);
+        msg.copy_from_slice(&r_j);
         let other = 1 - self.id;
-        self.send(other, r_j.clone())?;
-        let r_o = self.recv(other, n)?;
-        let r: Vec<u64> = r_j.iter().zip(&r_o).map(|(&a, &b)| add_zl1(a, b)).collect();
+        self.send(other, msg)?;
+        let mut r = self.recv(other, n)?;
+        r.par_iter_mut().with_min_len(PAR_MIN).zip(r_j.par_iter()).for_each(|(r, &mine)| *r = add_zl1(mine, *r));
         let beta = self.common().bits(n);
         self.private_compare(xbits.as_ref(), &r, &beta, n)?;
-        let beta_p = self.deal::<ZL>(None, n, 1, true)?;
+        drop(xbits);
+        let mut gamma = self.deal_words::<ZL>(None, n, true)?;
         // gamma = beta xor beta' = [x > r];  delta = x[0] xor r[0]
-        let gamma: Vec<u64> = (0..n)
-            .map(|i| {
-                let g = if beta[i] == 1 { beta_p[i].wrapping_neg() } else { beta_p[i] };
-                if lead {
-                    g.wrapping_add(beta[i] as u64)
-                } else {
-                    g
-                }
-            })
-            .collect();
-        let delta: Vec<u64> = (0..n)
-            .map(|i| {
-                let r0 = r[i] & 1;
-                let d = if r0 == 1 { lsb[i].wrapping_neg() } else { lsb[i] };
-                if lead {
-                    d.wrapping_add(r0)
-                } else {
-                    d
-                }
-            })
-            .collect();
-        let theta = self.mul_vec(&gamma, &delta)?;
+        gamma.par_iter_mut().with_min_len(PAR_MIN).zip(lsb.par_iter_mut()).enumerate().for_each(|(i, (g, d))| {
+            let b = if beta[i] == 1 { g.wrapping_neg() } else { *g };
+            *g = if lead { b.wrapping_add(beta[i] as u64) } else { b };
+            let r0 = r[i] & 1;
+            let e = if r0 == 1 { d.wrapping_neg() } else { *d };
+            *d = if lead { e.wrapping_add(r0) } else { e };
+        });
+        let delta = lsb;
+        let mut alpha = self.mul_vec(&gamma, &delta)?;
         // MSB(a) = gamma xor delta = gamma + delta - 2 gamma delta
-        let mut alpha: Vec<u64> =
-            (0..n).map(|i| gamma[i].wrapping_add(delta[i]).wrapping_sub(theta[i].wrapping_mul(2))).collect();
+        alpha.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, t)| {
+            *t = gamma[i].wrapping_add(delta[i]).wrapping_sub(t.wrapping_mul(2));
+        });
         self.rerandomise(&mut alpha);
+        for v in [x, r_j, r, gamma, delta] {
+            pool::give(v);
+        }
         Ok(alpha)
     }
 
@@ -545,9 +593,12 @@ impl Porthos {
             return Ok(Vec::new());
         }
         let _p = prof::scope("drelu");
-        let two_a: Vec<u64> = a.iter().map(|&v| v.wrapping_mul(2)).collect();
+        let mut two_a = pool::take(a.len());
+        two_a.par_iter_mut().with_min_len(PAR_MIN).zip(a.par_iter()).for_each(|(t, &v)| *t = v.wrapping_mul(2));
         let y = self.share_convert(&two_a)?;
+        pool::give(two_a);
         let msb = self.compute_msb(&y)?;
+        pool::give(y);
         let mut msb = self.msb_to_drelu(msb);
         if self.id == HELPER {
             msb.fill(0);
@@ -557,16 +608,18 @@ impl Porthos {
 
     fn msb_to_drelu(&self, mut msb: Vec<u64>) -> Vec<u64> {
         let lead = self.id == MODEL_OWNER;
-        for v in msb.iter_mut() {
+        msb.par_iter_mut().with_min_len(PAR_MIN).for_each(|v| {
             *v = if lead { 1u64.wrapping_sub(*v) } else { v.wrapping_neg() };
-        }
+        });
         msb
     }
 
     /// ReLU of a shared vector: DReLU, then SelectShare (one product).
     pub fn relu_vec(&mut self, a: &[u64]) -> Result<Vec<u64>> {
         let b = self.drelu(a)?;
-        self.mul_vec(&b, a)
+        let z = self.mul_vec(&b, a);
+        pool::give(b);
+        z
     }
 
     /// SecureNN's max tournament over `rows` (`n` rows of `outs` values): `n - 1` sequential

@@ -106,8 +106,9 @@ impl Prf {
         }
     }
 
+    /// `n` uniform elements of Z_2^64, in a recycled buffer (see `pool`).
     pub fn u64s(&mut self, n: usize) -> Vec<u64> {
-        let mut v = vec![0u64; n];
+        let mut v = crate::pool::take(n);
         self.fill_u64(&mut v);
         v
     }
@@ -125,7 +126,7 @@ impl Prf {
     }
 
     pub fn zl1s(&mut self, n: usize) -> Vec<u64> {
-        let mut v = vec![0u64; n];
+        let mut v = crate::pool::take(n);
         self.fill_zl1(&mut v);
         v
     }
