@@ -1,5 +1,6 @@
-//! The import driver: opset check, graph inputs, topological order, value bookkeeping,
-//! guarded emission of HLIL nodes, graph outputs.
+//! The import driver: opset check, graph inputs, topological order, value bookkeeping, graph
+//! outputs. The importer lowers values to HLIL through the shared
+//! [`Lowering`](cryptflow_frontend::Lowering) trait.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};

@@ -1,5 +1,6 @@
 //! The import driver: node index and edges, graph outputs, inputs, topological order, value
-//! bookkeeping (including dead branches), guarded emission of HLIL nodes, graph outputs.
+//! bookkeeping (including dead branches), graph outputs. The importer lowers values to HLIL
+//! through the shared [`Lowering`](cryptflow_frontend::Lowering) trait.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
