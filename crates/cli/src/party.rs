@@ -188,6 +188,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     metrics.bytes_total = traffic.bytes_sent;
     metrics.rounds = traffic.rounds;
     metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
+    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
     if let (Some(path), Some((_, stacking))) = (&args.output, &client_inputs) {
         npy::write_f32(path, &npy::stack(&outputs, *stacking))?;
         eprintln!("party {id} (client): wrote {}", path.display());

@@ -50,13 +50,16 @@ pub struct Metrics {
     pub rounds: u64,
     /// Largest bytes of live tensors each party held.
     pub peak_live_bytes: Vec<u64>,
+    /// Peak resident memory (VmHWM): of each party's process in `cryptflow party`; with all
+    /// parties in one process (`cryptflow run`), one entry for the whole process.
+    pub peak_rss_bytes: Vec<u64>,
     pub layers: Vec<LayerMetrics>,
-}
-
-/// Adds one inference's per-layer metrics into the running totals.
     /// `--backend aramis`: protocol payload and Aramis overhead apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aramis: Option<crate::aramis::AramisMetrics>,
+}
+
+/// Adds one inference's per-layer metrics into the running totals.
 pub fn accumulate(total: &mut Vec<LayerMetrics>, inference: Vec<LayerMetrics>) {
     if total.is_empty() {
         *total = inference;
@@ -74,10 +77,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.inject_fault.is_some() && !matches!(args.backend, BackendName::Porthos | BackendName::TwoPc | BackendName::Aramis) {
         bail!("--inject-fault applies to secure backends");
     }
+    crate::aramis::check_fault(args.backend, args.inject_fault)?;
     let public = read_public(&args.dir)?;
     let program = &public.program;
     if program.inputs.len() != 1 {
-    crate::aramis::check_fault(args.backend, args.inject_fault)?;
         bail!("`cryptflow run` feeds one input; this model has {}", program.inputs.len());
     }
     if program.outputs.len() > 1 {
@@ -136,9 +139,6 @@ pub fn run(args: RunArgs) -> Result<()> {
             metrics.layers = run.layers;
             run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
         }
-        BackendName::TwoPc => {
-            let weights = read_fixed_weights(&args.dir, &public)?;
-            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
         BackendName::Aramis => {
             let weights = read_fixed_weights(&args.dir, &public)?;
             let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
@@ -150,6 +150,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             metrics.aramis = Some(aramis);
             run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
         }
+        BackendName::TwoPc => {
+            let weights = read_fixed_weights(&args.dir, &public)?;
+            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
             metrics.backend = "2pc".into();
             let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
@@ -162,6 +165,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / inputs.len().max(1) as f64;
     metrics.bytes_total = metrics.bytes_sent.iter().sum();
+    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
     npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
     eprintln!(
         "{} inference(s) on the {} backend in {:.3} s; wrote {}",

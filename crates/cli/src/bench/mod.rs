@@ -12,7 +12,7 @@
 
 mod paper;
 mod report;
-mod runs;
+pub(crate) mod runs;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
