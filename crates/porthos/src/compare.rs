@@ -246,24 +246,13 @@ impl Porthos {
                 xbits.fill(first, &mut xs[..count * W]);
                 s.fill(first * W, &mut ss[..count * W]);
                 z.fill(first * W, &mut zs[..count * W]);
-                with_avx512(|| for k in 0..count {
-                    let e = first + k;
-                    let at = k * W..(k + 1) * W;
-                    let args = (
-                        xs[at.clone()].try_into().unwrap(),
-                        r[e],
-                        beta[e],
-                        ss[at.clone()].try_into().unwrap(),
-                        zs[at.clone()].try_into().unwrap(),
-                        rot[e] as usize % W,
-                    );
-                    let out = (&mut out[at]).try_into().unwrap();
-                    if lead {
-                        compare_element::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                    } else {
-                        compare_element::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                    }
-                });
+                let at = first..first + count;
+                let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
+                if lead {
+                    compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                } else {
+                    compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                }
             });
         }
         self.send(HELPER, to_wire(d))?;
@@ -319,48 +308,311 @@ fn has_zero(a: &[u8; W], b: &[u8; W]) -> bool {
     hit != 0
 }
 
+/// `a + b mod p` for `a, b < p` (a byte lane: `min(s, s - p)` picks the reduced sum).
+#[inline(always)]
+fn add_mod(a: u8, b: u8) -> u8 {
+    let s = a + b;
+    s.min(s.wrapping_sub(P))
+}
+
+/// Reduces `v < 2p` mod p.
+#[inline(always)]
+fn reduce(v: u8) -> u8 {
+    v.min(v.wrapping_sub(P))
+}
+
+/// A generator of Z_p^* (2 has order 66 mod 67).
+const G: u8 = 2;
+
+/// `EXP[k] = G^k mod p` for `k < 66`; the rest zero (128 entries: a two-register VBMI table).
+static EXP: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut k = 0;
+    let mut v = 1u32;
+    while k < 66 {
+        t[k] = v as u8;
+        v = v * G as u32 % P as u32;
+        k += 1;
+    }
+    t
+};
+
+/// `LOG[v] = k` with `G^k = v` for `0 < v < p`; the rest zero.
+static LOG: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut k = 0;
+    while k < 66 {
+        t[EXP[k] as usize] = k as u8;
+        k += 1;
+    }
+    t
+};
+
+/// PrivateCompare's messages for `r.len()` values (see [`compare_element`]): 64 bytes each of
+/// `xs`, `s`, `z` and `out`.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn compare_chunk<const LEAD: bool>(xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if vbmi::available() {
+        // SAFETY: the CPU has the features.
+        unsafe { vbmi::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
+        return;
+    }
+    with_avx512(|| {
+        for (k, out) in out.chunks_exact_mut(W).enumerate() {
+            let at = k * W..(k + 1) * W;
+            let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
+            compare_element::<LEAD>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
+        }
+    })
+}
+
 /// One value of PrivateCompare at a share-holder: `xs` its shares of the bits of x, `r`,
-/// `beta`, the common nonzero multipliers `s`, zero-sharing masks `z` and rotation `shift`;
-/// writes the 64 blinded elements to send.
+/// `beta`, the common uniform nonzero `s` (the multiplier is `G^(s - 1)`, also uniform over
+/// Z_p^*), zero-sharing masks `z` and rotation `shift`; writes the 64 blinded elements to send.
 ///
 /// `c_i = r_i - x_i + 1 + sum_{k > i} (x_k xor r_k)` for `beta = 0`, and with `t = r + 1`,
 /// `c_i = x_i - t_i + 1 + sum_{k > i} (x_k xor t_k)` for `beta = 1` (SecureNN Algorithm 3;
 /// for `beta = 1, r = 2^64 - 1` a fixed vector with exactly one zero). Sent:
-/// `d_{(i + shift) mod 64} = s_i c_i +- z_i`. Computed in u16 lanes: the unreduced `c_i` stay
-/// below 4400, and `s_i (c_i mod p) + z_i` below 4600.
+/// `d_{(i + shift) mod 64} = G^(s_i - 1) c_i +- z_i`. The sums over `k > i` are suffix sums,
+/// taken mod p. (This is the portable version; [`vbmi::compare_chunk`] computes the same.)
 #[inline(always)]
 fn compare_element<const LEAD: bool>(xs: &[u8; W], r: u64, beta: u8, s: &[u8; W], z: &[u8; W], shift: usize, out: &mut [u8; W]) {
-    let lead = LEAD as u16;
-    let mut c = [0u16; W];
+    let lead = LEAD as u8;
+    let mut c = [0u8; W];
     if beta == 1 && r == u64::MAX {
         // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
         if LEAD {
             for (i, ci) in c.iter_mut().enumerate() {
-                *ci = (i != 0) as u16;
+                *ci = (i != 0) as u8;
             }
         }
     } else {
         let t = if beta == 1 { r + 1 } else { r };
-        // w_i: shares of x_i xor t_i; base_i: the terms of c_i before the sum.
-        let mut w = [0u16; W];
         let tbits = bits_of(t);
-        for i in 0..W {
-            let tb = tbits[i] as u16;
-            let x = xs[i] as u16;
-            w[i] = if tb == 0 { x } else { lead + P16 - x };
-            c[i] = if beta == 0 { P16 - x + lead * (tb + 1) } else { x + lead * (1 - tb) };
-        }
-        let mut acc = 0u16;
+        // w_i: shares of x_i xor t_i; base_i: the other terms of c_i.
+        let mut acc = 0u8;
         for i in (0..W).rev() {
-            c[i] += acc;
-            acc += w[i];
+            let (tb, x) = (tbits[i], xs[i]);
+            let base = reduce(if beta == 0 { P - x + lead * (tb + 1) } else { x + lead * (1 - tb) });
+            c[i] = add_mod(base, acc);
+            acc = add_mod(acc, if tb == 0 { x } else { reduce(lead + P - x) });
         }
     }
     let mut d = [0u8; W];
     for i in 0..W {
         let zi = if LEAD { z[i] as u16 } else { P16 - z[i] as u16 };
-        d[i] = ((s[i] as u16 * (c[i] % P16) + zi) % P16) as u8;
+        d[i] = ((EXP[s[i] as usize - 1] as u16 * c[i] as u16 + zi) % P16) as u8;
     }
     out[shift..].copy_from_slice(&d[..W - shift]);
     out[..shift].copy_from_slice(&d[W - shift..]);
+}
+
+/// PrivateCompare in 512-bit registers (AVX-512BW and VBMI): one value per register, 64 byte
+/// lanes. The suffix sums are six doubling steps of lane shifts (VPERMB with zeroing), the
+/// products `G^(s - 1) c` are `EXP[(s - 1 + LOG[c]) mod 66]` by two-register table look-ups
+/// (VPERMI2B), and the rotation is one more VPERMB.
+#[cfg(target_arch = "x86_64")]
+mod vbmi {
+    use std::arch::x86_64::*;
+
+    use super::{EXP, LOG, P, W};
+
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vbmi")
+    }
+
+    static IOTA: [u8; 64] = {
+        let mut t = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            t[i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m512i {
+        _mm512_loadu_si512(p as *const __m512i)
+    }
+
+    /// `a + b mod p` for lanes below p.
+    #[inline(always)]
+    unsafe fn add_mod(a: __m512i, b: __m512i, p: __m512i) -> __m512i {
+        let s = _mm512_add_epi8(a, b);
+        _mm512_min_epu8(s, _mm512_sub_epi8(s, p))
+    }
+
+    /// Lane i of the result is lane i + SH of `v` (zero past the end).
+    #[inline(always)]
+    unsafe fn shift_down<const SH: u32>(v: __m512i, iota: __m512i) -> __m512i {
+        let keep: __mmask64 = u64::MAX >> SH;
+        _mm512_maskz_permutexvar_epi8(keep, _mm512_add_epi8(iota, _mm512_set1_epi8(SH as i8)), v)
+    }
+
+    /// As `super::compare_chunk` (the same bytes).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn compare_chunk<const LEAD: bool>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        let count = out.len() / W;
+        assert!(xs.len() >= count * W && s.len() >= count * W && z.len() >= count * W);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let p = _mm512_set1_epi8(P as i8);
+        let p1 = _mm512_set1_epi8(P as i8 - 1);
+        let one = _mm512_set1_epi8(1);
+        let zero = _mm512_setzero_si512();
+        let iota = load(IOTA.as_ptr());
+        let (log_lo, log_hi) = (load(LOG.as_ptr()), load(LOG.as_ptr().add(64)));
+        let (exp_lo, exp_hi) = (load(EXP.as_ptr()), load(EXP.as_ptr().add(64)));
+        for k in 0..count {
+            let x = load(xs.as_ptr().add(k * W));
+            let (rv, b) = (r[k], beta[k]);
+            let c = if b == 1 && rv == u64::MAX {
+                if LEAD {
+                    _mm512_maskz_mov_epi8(!1u64, one)
+                } else {
+                    zero
+                }
+            } else {
+                let t: __mmask64 = if b == 1 { rv + 1 } else { rv };
+                // lead + p - x (in 1..=68), reduced: the share of 1 - x.
+                let lpx = _mm512_sub_epi8(if LEAD { _mm512_add_epi8(p, one) } else { p }, x);
+                let w = _mm512_mask_blend_epi8(t, x, _mm512_min_epu8(lpx, _mm512_sub_epi8(lpx, p)));
+                let base = if b == 0 {
+                    // p - x + lead (t_i + 1)
+                    if LEAD {
+                        _mm512_mask_add_epi8(lpx, t, lpx, one)
+                    } else {
+                        lpx
+                    }
+                } else if LEAD {
+                    // x + lead (1 - t_i)
+                    _mm512_mask_add_epi8(x, !t, x, one)
+                } else {
+                    x
+                };
+                let base = _mm512_min_epu8(base, _mm512_sub_epi8(base, p));
+                // e_i = sum_{k > i} w_k: shift by one, then inclusive suffix sums.
+                let mut e = shift_down::<1>(w, iota);
+                e = add_mod(e, shift_down::<1>(e, iota), p);
+                e = add_mod(e, shift_down::<2>(e, iota), p);
+                e = add_mod(e, shift_down::<4>(e, iota), p);
+                e = add_mod(e, shift_down::<8>(e, iota), p);
+                e = add_mod(e, shift_down::<16>(e, iota), p);
+                e = add_mod(e, shift_down::<32>(e, iota), p);
+                add_mod(base, e, p)
+            };
+            // G^(s - 1) c = EXP[(s - 1 + LOG[c]) mod 66], zero where c = 0.
+            let ls = _mm512_sub_epi8(load(s.as_ptr().add(k * W)), one);
+            let sum = _mm512_add_epi8(ls, _mm512_permutex2var_epi8(log_lo, c, log_hi));
+            let sum = _mm512_min_epu8(sum, _mm512_sub_epi8(sum, p1));
+            let nonzero = _mm512_cmpneq_epi8_mask(c, zero);
+            let prod = _mm512_maskz_permutex2var_epi8(nonzero, exp_lo, sum, exp_hi);
+            let zv = load(z.as_ptr().add(k * W));
+            let zv = if LEAD {
+                zv
+            } else {
+                let m = _mm512_sub_epi8(p, zv);
+                _mm512_min_epu8(m, _mm512_sub_epi8(m, p))
+            };
+            let d = add_mod(prod, zv, p);
+            // out[(i + shift) mod 64] = d[i]: lane j takes lane j - shift (VPERMB reads the
+            // low six index bits).
+            let idx = _mm512_sub_epi8(iota, _mm512_set1_epi8((rot[k] as usize % W) as i8));
+            _mm512_storeu_si512(out.as_mut_ptr().add(k * W) as *mut __m512i, _mm512_permutexvar_epi8(idx, d));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SecureNN's PrivateCompare message for one value, written out directly (u32 sums,
+    /// reduced once).
+    fn reference(lead: bool, xs: &[u8; W], r: u64, beta: u8, s: &[u8; W], z: &[u8; W], shift: usize) -> [u8; W] {
+        let p = P as u32;
+        let mut c = [0u32; W];
+        if beta == 1 && r == u64::MAX {
+            if lead {
+                for (i, ci) in c.iter_mut().enumerate() {
+                    *ci = (i != 0) as u32;
+                }
+            }
+        } else {
+            let t = if beta == 1 { r + 1 } else { r };
+            let mut acc = 0u32;
+            for i in (0..W).rev() {
+                let tb = ((t >> i) & 1) as u32;
+                let xi = xs[i] as u32;
+                c[i] = if beta == 0 { p - xi + acc + if lead { tb + 1 } else { 0 } } else { xi + acc + if lead { 1 - tb } else { 0 } };
+                acc += if tb == 0 { xi } else if lead { 1 + p - xi } else { p - xi };
+            }
+        }
+        let mut out = [0u8; W];
+        for i in 0..W {
+            let zi = if lead { z[i] as u32 } else { p - z[i] as u32 };
+            let mult = (0..s[i] - 1).fold(1u32, |m, _| m * G as u32 % p);
+            out[(i + shift) % W] = ((mult * c[i] + zi) % p) as u8;
+        }
+        out
+    }
+
+    #[test]
+    fn log_and_exp_tables_are_inverse() {
+        for k in 0..66 {
+            assert_eq!(LOG[EXP[k] as usize] as usize, k);
+        }
+        let mut seen: Vec<u8> = EXP[..66].to_vec();
+        seen.sort();
+        assert_eq!(seen, (1..67).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn compare_element_matches_the_reference() {
+        let mut state = 0x1234_5678_9ABC_DEF1u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..4000 {
+            let mut xs = [0u8; W];
+            let mut s = [0u8; W];
+            let mut z = [0u8; W];
+            for i in 0..W {
+                xs[i] = (next() % 67) as u8;
+                s[i] = 1 + (next() % 66) as u8;
+                z[i] = (next() % 67) as u8;
+            }
+            let r = match case % 4 {
+                0 => u64::MAX,
+                1 => next() >> (next() % 64),
+                _ => next(),
+            };
+            let beta = (next() & 1) as u8;
+            let shift = (next() % 64) as usize;
+            let mut out = [0u8; W];
+            compare_element::<true>(&xs, r, beta, &s, &z, shift, &mut out);
+            assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift));
+            with_avx512(|| compare_element::<false>(&xs, r, beta, &s, &z, shift, &mut out));
+            assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift));
+            // The chunk kernel (the VBMI one where the CPU has it) gives the same bytes.
+            let rot = [shift as u8 + 64 * (case % 4) as u8];
+            compare_chunk::<true>(&xs, &[r], &[beta], &s, &z, &rot, &mut out);
+            assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift));
+            compare_chunk::<false>(&xs, &[r], &[beta], &s, &z, &rot, &mut out);
+            assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift));
+        }
+    }
 }
