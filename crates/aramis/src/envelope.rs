@@ -14,7 +14,7 @@
 //! | 3-4 | session id (16 bytes) |
 //! | then `ceil(m / 2)` | payload lengths in words (u32 each) |
 //! | then `4` per other receiver | the part digests of the flight's other receivers, by id |
-//! | last 8 | Ed25519 signature (64 bytes) over the [statement](statement) |
+//! | last 8 | Ed25519 signature (64 bytes) over the [`statement`] |
 //!
 //! A single message to a single peer costs a 14-word (112-byte) envelope.
 //!

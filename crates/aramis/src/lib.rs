@@ -27,26 +27,32 @@
 //!   bound to session and party), sends its token to everyone and checks everyone's:
 //!   endorsement by the attestation authority, session and party binding, measurement equal to
 //!   its own, key fresh (valid, not weak, not any other party's).
-//! * **Every message**: the envelope ([`envelope`]: session id, sender, receiver, counter,
-//!   length; 104 bytes with the signature) goes out as its own frame right before the payload,
-//!   which is never copied. The signature (**Compute** of the execution) is over the envelope
-//!   fields and the BLAKE3 digest of the payload: one signature and one digest per message,
-//!   whatever its size. The receiver recomputes the digest, verifies the signature under the
-//!   sender's attested key and checks that the counter is the next one on the link, then hands
-//!   the payload to the protocol; it keeps a running digest of every link's statements (the
-//!   transcript).
+//! * **Every message**: a party signs once per *flight*, the messages it sends between two
+//!   receives (to any peers): they leave together when it next waits for a message, passes an
+//!   output gate or reveals an output. Each receiver gets an envelope ([`envelope`]: session id,
+//!   sender, receiver, counter of the first message, count and lengths, the other receivers'
+//!   part digests, Ed25519 signature; 112 bytes for one message to one peer) and then the
+//!   payloads, never copied. The signature (**Compute** of the execution) covers the BLAKE3
+//!   digest of every payload, every counter and every receiver: one signature per flight and
+//!   one verification per flight and receiver, whatever the sizes. The receiver recomputes its
+//!   part from what arrived, verifies the signature under the sender's attested key, checks
+//!   that the counter is the next one on the link, and keeps a running digest of each link (the
+//!   transcript). By default it verifies on receipt, before the protocol sees the message; with
+//!   [`Options::background_verification`] a thread verifies in batches (`verify_batch`) while
+//!   the protocol computes, and the party waits for it before anything leaves it (the paper's
+//!   `pi*` computes a next message only from a verified transcript).
 //! * **Aborts**: any failed check (or a broken link) aborts: the detecting party sends a
-//!   signed abort notice naming the culprit and the check to everyone, and every later call
-//!   fails with that explanation ([`Failure`]). A party whose link breaks first waits briefly
-//!   for another party's notice so that it, too, can name the cheater.
+//!   signed abort notice naming the culprit and the check, with the number of messages its code
+//!   sent on each link, to everyone, and every later call fails with that explanation
+//!   ([`Failure`]). Links deliver in order, so a notice that counts more messages than arrived
+//!   proves that the sender's host withheld some: a withheld message is attributed to the right
+//!   host even when it stalls both ends until a time-out. A party whose link breaks reads the
+//!   others' notices for a short grace period (2 s) to find such an explanation.
 //! * **Output gate** ([`Aramis`], [`Handle::confirm`]): before every reveal all parties
 //!   exchange signed confirmations of how many messages they received from each other and the
 //!   transcript digest. An output is released only if nobody has aborted and all transcripts
 //!   agree; a party that detected cheating anywhere stops every other party from releasing
 //!   an output. One extra round per reveal.
-//!
-//! Verification happens on receipt, before the protocol sees the message, as in the paper's
-//! `pi*`; signatures are one Ed25519 (ed25519-dalek) per message, tokens are checked once.
 //!
 //! # Attestation
 //!

@@ -239,13 +239,6 @@ impl Session {
         self.shaping.as_ref().map(|s| s.shape)
     }
 
-    fn check_peer(&self, peer: usize) -> Result<(), NetError> {
-        if peer >= self.links.len() || peer == self.id {
-            return Err(NetError::NoSuchPeer { from: self.id, to: peer });
-        }
-        Ok(())
-    }
-
     fn link(&mut self, peer: usize) -> Result<&mut Link, NetError> {
         let from = self.id;
         self.links
@@ -259,9 +252,11 @@ impl Session {
     /// the next `send` or `recv` on that link).
     pub fn send(&mut self, to: usize, data: Vec<u64>) -> Result<(), NetError> {
         let bytes = (data.len() * 8) as u64;
-        if self.layer.is_some() {
-            self.check_peer(to)?;
-            self.layer.as_mut().unwrap().send(to, data)?;
+        if let Some(layer) = self.layer.as_mut() {
+            if to >= self.links.len() || to == self.id {
+                return Err(NetError::NoSuchPeer { from: self.id, to });
+            }
+            layer.send(to, data)?;
             self.traffic.bytes_sent += bytes;
             self.sent_since_recv = true;
             return Ok(());
@@ -300,9 +295,10 @@ impl Session {
         let timeout = self.timeout;
         // Emulated time at which this party starts waiting (before any real blocking).
         let waiting_since = self.shaping.as_ref().map(|s| s.clock.seconds());
-        let (data, arrival) = if self.layer.is_some() {
-            self.check_peer(from)?;
-            let layer = self.layer.as_mut().unwrap();
+        let (data, arrival) = if let Some(layer) = self.layer.as_mut() {
+            if from >= self.links.len() || from == self.id {
+                return Err(NetError::NoSuchPeer { from: self.id, to: from });
+            }
             let data = match expected {
                 Some(len) => layer.recv(from, len)?,
                 None => layer.recv_any(from)?,
