@@ -22,13 +22,13 @@ use cryptflow_ir::artifact::{read_fixed_weights, read_public};
 use cryptflow_ir::llil::Program;
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
 use cryptflow_porthos::{Porthos, ProtocolVariant, CLIENT, HELPER, MODEL_OWNER};
-use cryptflow_runtime::{decode_output, encode_input, LayerMetrics, RunError, Runner};
+use cryptflow_runtime::{decode_output, encode_input, RunError, Runner};
 use cryptflow_tensor::RingTensor;
 use serde::Serialize;
 
 use crate::party::PartyArgs;
 use crate::run::{accumulate, Metrics};
-use crate::secure::{Fault, FaultKind, SecureRun, ROLE_NAMES};
+use crate::secure::{self, Fault, FaultKind, PartyRun, SecureRun, ROLE_NAMES};
 use crate::{npy, BackendName, ProtocolName};
 
 /// The host-level deviation of a fault kind, if it is one.
@@ -164,25 +164,6 @@ impl AramisMetrics {
     }
 }
 
-struct PartyResult {
-    outputs: Vec<Vec<RingTensor>>,
-    layers: Vec<LayerMetrics>,
-    total: cryptflow_backend::Traffic,
-    payload: cryptflow_backend::Traffic,
-    stats: cryptflow_aramis::Stats,
-    peak_live_bytes: u64,
-}
-
-fn setup_entry(setup: cryptflow_backend::Traffic) -> LayerMetrics {
-    LayerMetrics {
-        layer: "(session setup)".into(),
-        bytes_sent: setup.bytes_sent,
-        bytes_received: setup.bytes_received,
-        rounds: setup.rounds,
-        ..Default::default()
-    }
-}
-
 /// One party over an attested session: start-up, Porthos' key agreement, then the program.
 #[allow(clippy::too_many_arguments)]
 fn run_party(
@@ -196,44 +177,13 @@ fn run_party(
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
-) -> Result<PartyResult> {
+) -> Result<(PartyRun<Aramis<Porthos>>, cryptflow_aramis::Stats)> {
     let (session, handle) = protect(session, attestor, options).map_err(|f| anyhow!("{f}"))?;
     let explain = |e: &dyn std::fmt::Display| handle.failure().map_or_else(|| anyhow!("{e}"), |f: Failure| anyhow!("{f}"));
     let porthos = Porthos::new(session, variant).map_err(|e| explain(&e).context("setting up the session"))?;
     let backend = Aramis::new(porthos, handle.clone());
-    let setup = backend.traffic();
-    let mut runner = Runner::new(program, backend);
-    if let Some(bar) = progress {
-        bar.set_length((program.body.len() * inferences) as u64);
-        runner.observe_progress(move |instr| {
-            bar.set_message(instr.layer.clone());
-            bar.inc(1);
-        });
-    }
-    if crash {
-        runner.crash_before_instruction(program.body.len() / 2);
-    }
-    let sharing = runner.share_weights(weights)?;
-    let mut outputs = Vec::new();
-    let mut layers: Vec<LayerMetrics> = Vec::new();
-    for k in 0..inferences {
-        let input = inputs.map(|x| std::slice::from_ref(&x[k]));
-        let (revealed, inference_layers) = runner.infer(input)?;
-        accumulate(&mut layers, inference_layers);
-        if let Some(y) = revealed {
-            outputs.push(y);
-        }
-    }
-    layers.splice(0..0, [setup_entry(setup), sharing]);
-    let backend = runner.backend();
-    Ok(PartyResult {
-        outputs,
-        layers,
-        total: backend.traffic(),
-        payload: backend.payload_traffic(),
-        stats: handle.stats(),
-        peak_live_bytes: runner.peak_live_bytes(),
-    })
+    let run = secure::run_party(program, backend, weights, inputs, inferences, crash, progress).map_err(|e| explain(&e))?;
+    Ok((run, handle.stats()))
 }
 
 /// Runs `inputs` (already encoded) through Aramis-protected Porthos, the three parties in this
@@ -249,72 +199,18 @@ pub fn run_local(
     let variant = variant_of(protocol);
     let configuration = configuration(dir, variant)?;
     let base = SoftwareAttestor::ephemeral()?;
-    let started = Instant::now();
     let count = inputs.len();
-    let bar = crate::secure::progress_bar();
-    let bar = bar.as_ref();
-    let results: Vec<Result<PartyResult>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = Session::local(3)
-            .into_iter()
-            .enumerate()
-            .map(|(id, session)| {
-                let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-                let attestor = attestor_for(&base, id, fault);
-                let options = options(id, &configuration, fault);
-                scope.spawn(move || -> Result<PartyResult> {
-                    let weights = (id == MODEL_OWNER).then_some(weights);
-                    let inputs = (id == CLIENT).then_some(inputs);
-                    let progress = if id == CLIENT { bar } else { None };
-                    run_party(program, session, &attestor, options, variant, weights, inputs, count, crash, progress)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
-    });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let errors: Vec<String> =
-        results.iter().enumerate().filter_map(|(id, r)| r.as_ref().err().map(|e| format!("party {id} ({}): {}", ROLE_NAMES[id], chain(e)))).collect();
-    if !errors.is_empty() {
-        bail!("the secure computation failed (no output was released):\n  {}", errors.join("\n  "));
-    }
-    let results: Vec<PartyResult> = results.into_iter().map(|r| r.unwrap()).collect();
-    let mut layers = results[0].layers.clone();
-    for (k, layer) in layers.iter_mut().enumerate() {
-        layer.bytes_sent = results.iter().map(|r| r.layers[k].bytes_sent).sum();
-        layer.bytes_received = results.iter().map(|r| r.layers[k].bytes_received).sum();
-        layer.rounds = results.iter().map(|r| r.layers[k].rounds).max().unwrap_or(0);
-        layer.seconds = results.iter().map(|r| r.layers[k].seconds).fold(0.0, f64::max);
-    }
+    let (results, seconds) =
+        secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, secure::error_chain, |id, session, w, x, crash, progress| {
+            let attestor = attestor_for(&base, id, fault);
+            let options = options(id, &configuration, fault);
+            run_party(program, session, &attestor, options, variant, w, x, count, crash, progress)
+        })?;
     let measurement = base.measure_hex(&configuration);
-    let parts: Vec<_> = results.iter().map(|r| (r.payload, r.total, r.stats)).collect();
+    let parts: Vec<_> = results.iter().map(|(r, stats)| (r.backend.payload_traffic(), r.backend.traffic(), *stats)).collect();
     let aramis = AramisMetrics::from_parties(&parts, cryptflow_aramis::Attestor::describe(&base), measurement);
-    let run = SecureRun {
-        outputs: results[CLIENT].outputs.clone(),
-        seconds,
-        bytes_sent: results.iter().map(|r| r.total.bytes_sent).collect(),
-        rounds: results.iter().map(|r| r.total.rounds).collect(),
-        peak_live_bytes: results.iter().map(|r| r.peak_live_bytes).collect(),
-        layers,
-    };
-    Ok((run, aramis))
-}
-
-/// An error and its causes, each once (a cause whose text is already shown is left out).
-fn chain(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&c);
-        }
-    }
-    text
+    let parties: Vec<PartyRun<Aramis<Porthos>>> = results.into_iter().map(|(r, _)| r).collect();
+    Ok((secure::summarize(&secure::THREE_PARTIES, &parties, seconds), aramis))
 }
 
 trait MeasureHex {
@@ -413,7 +309,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    metrics.layers.splice(0..0, [setup_entry(setup), sharing]);
+    metrics.layers.splice(0..0, [secure::session_setup_entry(setup), sharing]);
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
     let backend = runner.backend();

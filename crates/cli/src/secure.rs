@@ -71,15 +71,17 @@ pub struct SecureRun {
     pub layers: Vec<LayerMetrics>,
 }
 
-struct PartyResult {
-    outputs: Vec<Vec<RingTensor>>,
-    layers: Vec<LayerMetrics>,
-    bytes_sent: u64,
-    rounds: u64,
-    peak_live_bytes: u64,
+/// One party's share of a run: what it revealed, its per-layer metrics (session set-up and
+/// weight sharing first), and its backend, for the counters it keeps.
+pub struct PartyRun<B> {
+    pub outputs: Vec<Vec<RingTensor>>,
+    pub layers: Vec<LayerMetrics>,
+    pub peak_live_bytes: u64,
+    pub backend: B,
 }
 
-fn run_party<B: Backend>(
+/// Runs the program for one party: weight sharing, then `inferences` inferences.
+pub fn run_party<B: Backend>(
     program: &Program,
     backend: B,
     weights: Option<&[RingTensor]>,
@@ -87,7 +89,7 @@ fn run_party<B: Backend>(
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
-) -> Result<PartyResult, RunError> {
+) -> Result<PartyRun<B>, RunError> {
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if let Some(bar) = progress {
@@ -111,16 +113,114 @@ fn run_party<B: Backend>(
             outputs.push(y);
         }
     }
-    let session_setup = LayerMetrics {
+    layers.splice(0..0, [session_setup_entry(setup), sharing]);
+    let peak_live_bytes = runner.peak_live_bytes();
+    Ok(PartyRun { outputs, layers, peak_live_bytes, backend: runner.into_backend() })
+}
+
+/// The pseudo-layer that accounts for a session's set-up traffic (key agreement, attestation).
+pub fn session_setup_entry(setup: cryptflow_backend::Traffic) -> LayerMetrics {
+    LayerMetrics {
         layer: "(session setup)".into(),
         bytes_sent: setup.bytes_sent,
         bytes_received: setup.bytes_received,
         rounds: setup.rounds,
         ..Default::default()
-    };
-    layers.splice(0..0, [session_setup, sharing]);
-    let traffic = runner.backend().traffic();
-    Ok(PartyResult { outputs, layers, bytes_sent: traffic.bytes_sent, rounds: traffic.rounds, peak_live_bytes: runner.peak_live_bytes() })
+    }
+}
+
+/// Who is who in a session.
+pub struct Roles {
+    pub names: &'static [&'static str],
+    pub model_owner: usize,
+    pub client: usize,
+}
+
+pub const THREE_PARTIES: Roles = Roles { names: &ROLE_NAMES, model_owner: 0, client: 1 };
+
+/// Runs one thread per party over in-memory links: `party(id, session, weights, inputs,
+/// crash, progress)` runs party `id` (the model owner gets the weights, the client the inputs
+/// and the progress bar). Fails, naming every failed party, if any party failed.
+pub fn run_local_parties<T: Send>(
+    roles: &Roles,
+    weights: &[RingTensor],
+    inputs: &[RingTensor],
+    fault: Option<Fault>,
+    describe_error: impl Fn(&anyhow::Error) -> String + Sync,
+    party: impl Fn(usize, Session, Option<&[RingTensor]>, Option<&[RingTensor]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
+) -> Result<(Vec<T>, f64)> {
+    let started = Instant::now();
+    let bar = progress_bar();
+    let bar = bar.as_ref();
+    let party = &party;
+    let results: Vec<Result<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = Session::local(roles.names.len())
+            .into_iter()
+            .enumerate()
+            .map(|(id, session)| {
+                let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
+                let weights = (id == roles.model_owner).then_some(weights);
+                let inputs = (id == roles.client).then_some(inputs);
+                let progress = if id == roles.client { bar } else { None };
+                scope.spawn(move || party(id, session, weights, inputs, crash, progress))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let errors: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("party {id} ({}): {}", roles.names[id], describe_error(e))))
+        .collect();
+    if !errors.is_empty() {
+        bail!("the secure computation failed (no output was released):\n  {}", errors.join("\n  "));
+    }
+    Ok((results.into_iter().map(|r| r.expect("errors were handled")).collect(), seconds))
+}
+
+/// Per-layer metrics of all parties as one list: bytes summed over parties, rounds and
+/// seconds the largest over parties.
+pub fn merge_layers(per_party: &[&[LayerMetrics]]) -> Vec<LayerMetrics> {
+    let mut layers = per_party[0].to_vec();
+    for (k, layer) in layers.iter_mut().enumerate() {
+        layer.bytes_sent = per_party.iter().map(|p| p[k].bytes_sent).sum();
+        layer.bytes_received = per_party.iter().map(|p| p[k].bytes_received).sum();
+        layer.rounds = per_party.iter().map(|p| p[k].rounds).max().unwrap_or(0);
+        layer.seconds = per_party.iter().map(|p| p[k].seconds).fold(0.0, f64::max);
+    }
+    layers
+}
+
+/// A local run's summary from every party's [`PartyRun`].
+pub fn summarize<B: Backend>(roles: &Roles, parties: &[PartyRun<B>], seconds: f64) -> SecureRun {
+    let layers: Vec<&[LayerMetrics]> = parties.iter().map(|p| p.layers.as_slice()).collect();
+    SecureRun {
+        outputs: parties[roles.client].outputs.clone(),
+        seconds,
+        bytes_sent: parties.iter().map(|p| p.backend.traffic().bytes_sent).collect(),
+        rounds: parties.iter().map(|p| p.backend.traffic().rounds).collect(),
+        peak_live_bytes: parties.iter().map(|p| p.peak_live_bytes).collect(),
+        layers: merge_layers(&layers),
+    }
+}
+
+/// An error and its causes, each once (a cause whose text is already shown is left out).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// Runs `inputs` (already encoded) through Porthos with the three parties in this process.
@@ -131,58 +231,13 @@ pub fn run_porthos_local(
     variant: ProtocolVariant,
     fault: Option<Fault>,
 ) -> Result<SecureRun> {
-    let started = Instant::now();
     let count = inputs.len();
-    let sessions = Session::local(3);
-    let bar = progress_bar();
-    let bar = bar.as_ref();
-    let results: Vec<Result<PartyResult>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sessions
-            .into_iter()
-            .enumerate()
-            .map(|(id, session)| {
-                let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-                scope.spawn(move || -> Result<PartyResult> {
-                    let session = crate::aramis::semi_honest_host(session, fault);
-                    let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
-                    let weights = (id == cryptflow_porthos::MODEL_OWNER).then_some(weights);
-                    let inputs = (id == cryptflow_porthos::CLIENT).then_some(inputs);
-                    let progress = if id == cryptflow_porthos::CLIENT { bar } else { None };
-                    Ok(run_party(program, backend, weights, inputs, count, crash, progress)?)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
-    });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let mut errors = Vec::new();
-    for (id, r) in results.iter().enumerate() {
-        if let Err(e) = r {
-            errors.push(format!("party {id} ({}): {e:#}", ROLE_NAMES[id]));
-        }
-    }
-    if !errors.is_empty() {
-        bail!("the secure computation failed:\n  {}", errors.join("\n  "));
-    }
-    let results: Vec<PartyResult> = results.into_iter().map(|r| r.unwrap()).collect();
-    let mut layers = results[0].layers.clone();
-    for (k, layer) in layers.iter_mut().enumerate() {
-        layer.bytes_sent = results.iter().map(|r| r.layers[k].bytes_sent).sum();
-        layer.bytes_received = results.iter().map(|r| r.layers[k].bytes_received).sum();
-        layer.rounds = results.iter().map(|r| r.layers[k].rounds).max().unwrap_or(0);
-        layer.seconds = results.iter().map(|r| r.layers[k].seconds).fold(0.0, f64::max);
-    }
-    Ok(SecureRun {
-        outputs: results[cryptflow_porthos::CLIENT].outputs.clone(),
-        seconds,
-        bytes_sent: results.iter().map(|r| r.bytes_sent).collect(),
-        rounds: results.iter().map(|r| r.rounds).collect(),
-        peak_live_bytes: results.iter().map(|r| r.peak_live_bytes).collect(),
-        layers,
-    })
+    let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
+        let session = crate::aramis::semi_honest_host(session, fault);
+        let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
+        Ok(run_party(program, backend, w, x, count, crash, progress)?)
+    })?;
+    Ok(summarize(&THREE_PARTIES, &parties, seconds))
 }
 
 /// A per-layer progress bar on standard error, only when it is a terminal.

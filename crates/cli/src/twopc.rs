@@ -10,24 +10,18 @@ use cryptflow_backend::Backend;
 use cryptflow_ir::artifact::{read_fixed_weights, read_public};
 use cryptflow_ir::llil::Program;
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
-use cryptflow_runtime::{decode_output, encode_input, LayerMetrics, RunError, Runner};
+use cryptflow_runtime::{decode_output, encode_input, RunError, Runner};
 use cryptflow_tensor::RingTensor;
 use cryptflow_twopc::{TwoPc, CLIENT, MODEL_OWNER};
 
 use crate::npy;
 use crate::party::PartyArgs;
 use crate::run::{accumulate, Metrics};
-use crate::secure::{Fault, FaultKind, SecureRun};
+use crate::secure::{error_chain, run_local_parties, run_party, session_setup_entry, summarize, Fault, FaultKind, Roles, SecureRun};
 
 pub const ROLE_NAMES: [&str; 2] = ["model owner", "client"];
 
-struct PartyResult {
-    outputs: Vec<Vec<RingTensor>>,
-    layers: Vec<LayerMetrics>,
-    bytes_sent: u64,
-    rounds: u64,
-    peak_live_bytes: u64,
-}
+const TWO_PARTIES: Roles = Roles { names: &ROLE_NAMES, model_owner: MODEL_OWNER, client: CLIENT };
 
 fn check_fault(fault: Option<Fault>) -> Result<()> {
     if let Some(f) = fault {
@@ -38,81 +32,15 @@ fn check_fault(fault: Option<Fault>) -> Result<()> {
     Ok(())
 }
 
-fn setup_entry(setup: cryptflow_backend::Traffic) -> LayerMetrics {
-    LayerMetrics {
-        layer: "(session setup)".into(),
-        bytes_sent: setup.bytes_sent,
-        bytes_received: setup.bytes_received,
-        rounds: setup.rounds,
-        ..Default::default()
-    }
-}
-
-fn run_party(program: &Program, backend: TwoPc, weights: Option<&[RingTensor]>, inputs: Option<&[RingTensor]>, inferences: usize, crash: bool) -> Result<PartyResult, RunError> {
-    let setup = backend.traffic();
-    let mut runner = Runner::new(program, backend);
-    if crash {
-        runner.crash_before_instruction(program.body.len() / 2);
-    }
-    let sharing = runner.share_weights(weights)?;
-    let mut outputs = Vec::new();
-    let mut layers: Vec<LayerMetrics> = Vec::new();
-    for k in 0..inferences {
-        let input = inputs.map(|x| std::slice::from_ref(&x[k]));
-        let (revealed, inference_layers) = runner.infer(input)?;
-        accumulate(&mut layers, inference_layers);
-        if let Some(y) = revealed {
-            outputs.push(y);
-        }
-    }
-    layers.splice(0..0, [setup_entry(setup), sharing]);
-    let traffic = runner.backend().traffic();
-    Ok(PartyResult { outputs, layers, bytes_sent: traffic.bytes_sent, rounds: traffic.rounds, peak_live_bytes: runner.peak_live_bytes() })
-}
-
 /// Runs `inputs` (already encoded) with both parties in this process.
 pub fn run_local(program: &Program, weights: &[RingTensor], inputs: &[RingTensor], fault: Option<Fault>) -> Result<SecureRun> {
     check_fault(fault)?;
-    let started = Instant::now();
     let count = inputs.len();
-    let results: Vec<Result<PartyResult>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = Session::local(2)
-            .into_iter()
-            .enumerate()
-            .map(|(id, session)| {
-                let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-                scope.spawn(move || -> Result<PartyResult> {
-                    let backend = TwoPc::new(session).map_err(|e| anyhow!("setting up the session: {e}"))?;
-                    let weights = (id == MODEL_OWNER).then_some(weights);
-                    let inputs = (id == CLIENT).then_some(inputs);
-                    Ok(run_party(program, backend, weights, inputs, count, crash)?)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let errors: Vec<String> =
-        results.iter().enumerate().filter_map(|(id, r)| r.as_ref().err().map(|e| format!("party {id} ({}): {e:#}", ROLE_NAMES[id]))).collect();
-    if !errors.is_empty() {
-        bail!("the secure computation failed:\n  {}", errors.join("\n  "));
-    }
-    let results: Vec<PartyResult> = results.into_iter().map(|r| r.unwrap()).collect();
-    let mut layers = results[0].layers.clone();
-    for (k, layer) in layers.iter_mut().enumerate() {
-        layer.bytes_sent = results.iter().map(|r| r.layers[k].bytes_sent).sum();
-        layer.bytes_received = results.iter().map(|r| r.layers[k].bytes_received).sum();
-        layer.rounds = results.iter().map(|r| r.layers[k].rounds).max().unwrap_or(0);
-        layer.seconds = results.iter().map(|r| r.layers[k].seconds).fold(0.0, f64::max);
-    }
-    Ok(SecureRun {
-        outputs: results[CLIENT].outputs.clone(),
-        seconds,
-        bytes_sent: results.iter().map(|r| r.bytes_sent).collect(),
-        rounds: results.iter().map(|r| r.rounds).collect(),
-        peak_live_bytes: results.iter().map(|r| r.peak_live_bytes).collect(),
-        layers,
-    })
+    let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
+        let backend = TwoPc::new(session).map_err(|e| anyhow!("setting up the session: {e}"))?;
+        Ok(run_party(program, backend, w, x, count, crash, progress)?)
+    })?;
+    Ok(summarize(&TWO_PARTIES, &parties, seconds))
 }
 
 /// `cryptflow party --backend 2pc`: one of the two parties over TLS.
@@ -179,7 +107,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
             outputs.push(decode_output(&y[0], program.outputs[0].encoding));
         }
     }
-    metrics.layers.splice(0..0, [setup_entry(setup), sharing]);
+    metrics.layers.splice(0..0, [session_setup_entry(setup), sharing]);
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
     let traffic = runner.backend().traffic();

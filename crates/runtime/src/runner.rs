@@ -78,6 +78,11 @@ impl<'p, B: Backend> Runner<'p, B> {
         &mut self.backend
     }
 
+    /// Ends the run and hands the backend back (its session, counters, ...).
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
     /// Calls `observer` after every instruction (progress display).
     pub fn observe_progress(&mut self, observer: impl FnMut(&Instr) + Send + 'p) {
         self.progress = Some(Box::new(observer));
