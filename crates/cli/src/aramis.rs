@@ -12,24 +12,21 @@
 //! integrity (see `cryptflow_aramis::software`).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cryptflow_aramis::software::SoftwareAttestor;
 use cryptflow_aramis::{protect, Aramis, Cheat, CheatingHost, Failure, HostLayer, Options};
 use cryptflow_backend::Backend;
-use cryptflow_ir::artifact::{read_fixed_weights, read_public};
 use cryptflow_ir::llil::Program;
-use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
-use cryptflow_porthos::{Porthos, ProtocolVariant, CLIENT, HELPER, MODEL_OWNER};
-use cryptflow_runtime::{decode_output, encode_input, RunError, Runner};
+use cryptflow_net::Session;
+use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_tensor::RingTensor;
 use serde::Serialize;
 
-use crate::party::PartyArgs;
-use crate::run::{accumulate, Metrics};
+use crate::party::{self, PartyArgs};
 use crate::secure::{self, Fault, FaultKind, PartyRun, SecureRun, ROLE_NAMES};
-use crate::{npy, BackendName, ProtocolName};
+use crate::{BackendName, ProtocolName};
 
 /// The host-level deviation of a fault kind, if it is one.
 pub fn cheat_of(kind: FaultKind) -> Option<Cheat> {
@@ -226,115 +223,29 @@ impl MeasureHex for SoftwareAttestor {
 /// `cryptflow party --backend aramis`: one party over TLS, with the software attestor and the
 /// authority key pair from the keys directory.
 pub fn party(args: PartyArgs) -> Result<()> {
-    let id = args.id;
-    if id > 2 {
-        bail!("--id {id}: ids are 0 (model owner), 1 (client), 2 (helper)");
-    }
-    if args.peers.len() != 3 {
-        bail!("--peers needs 3 addresses (HOST0:PORT,HOST1:PORT,HOST2:PORT), got {}", args.peers.len());
-    }
-    if (id == CLIENT) != args.input.is_some() || (id == CLIENT) != args.output.is_some() {
-        bail!("--input and -o are given to the client (party 1) and only to it");
-    }
     check_fault(BackendName::Aramis, args.inject_fault)?;
-    let public = read_public(&args.dir)?;
-    let program = &public.program;
+    let roles = &secure::THREE_PARTIES;
+    let files = party::prepare(&args, roles)?;
     let variant = variant_of(args.protocol);
     let configuration = configuration(&args.dir, variant)?;
-    let weights = if id == MODEL_OWNER { Some(read_fixed_weights(&args.dir, &public)?) } else { None };
-    let client_inputs = match &args.input {
-        Some(path) => {
-            if program.inputs.len() != 1 {
-                bail!("this model has {} inputs; `cryptflow party` feeds one", program.inputs.len());
-            }
-            let x = npy::read_f32(path)?;
-            Some(npy::split_batch(&x, &program.inputs[0].shape, &format!("input {}", path.display()))?)
-        }
-        None => None,
-    };
     let attestor = SoftwareAttestor::load(&args.keys).with_context(|| {
         format!("the software attestor needs authority.key and authority.pub in {} (cryptflow keygen writes them)", args.keys.display())
     })?;
-    let attestor = attestor_for(&attestor, id, args.inject_fault);
-    let identity = TlsIdentity::load(&args.keys, id, 3)?;
-    let mut config = NetworkConfig::new(id, args.peers.clone(), Security::Tls(identity));
-    config.connect_deadline = Duration::from_secs(args.connect_timeout);
-    config.timeout = Duration::from_secs(args.peer_timeout);
-    eprintln!("party {id} ({}): connecting to {} (aramis, {})", ROLE_NAMES[id], args.peers.join(", "), cryptflow_aramis::Attestor::describe(&attestor));
-    let session = Session::connect(config)?;
+    let attestor = attestor_for(&attestor, args.id, args.inject_fault);
+    let detail = format!(" (aramis, {})", cryptflow_aramis::Attestor::describe(&attestor));
+    let session = party::connect(&args, roles.names.len(), &detail)?;
     let started = Instant::now();
-    let (mut session, handle) = protect(session, &attestor, options(id, &configuration, args.inject_fault)).map_err(|f| anyhow!("{f}"))?;
+    let (mut session, handle) = protect(session, &attestor, options(args.id, &configuration, args.inject_fault)).map_err(|f| anyhow!("{f}"))?;
     let explain = |e: anyhow::Error| handle.failure().map_or(e, |f| anyhow!("{f}"));
-    // The number of inferences is public: the client announces it (signed, like every message).
-    let count = if id == CLIENT {
-        let n = client_inputs.as_ref().map_or(0, |(x, _)| x.len()) as u64;
-        session.send(MODEL_OWNER, vec![n]).map_err(|e| explain(e.into()))?;
-        session.send(HELPER, vec![n]).map_err(|e| explain(e.into()))?;
-        n as usize
-    } else {
-        session.recv(CLIENT, 1).map_err(|e| explain(e.into()))?[0] as usize
-    };
+    // The count is signed, like every message.
+    let count = party::announce_count(&mut session, roles, args.id, &files).map_err(|e| explain(e.into()))?;
     let porthos = Porthos::new(session, variant).map_err(|e| explain(anyhow!("setting up the session: {e}")))?;
     let backend = Aramis::new(porthos, handle.clone());
-    let setup = backend.traffic();
-    let mut runner = Runner::new(program, backend);
-    if args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash) {
-        runner.crash_before_instruction(program.body.len() / 2);
-    }
-    let bar = crate::secure::progress_bar();
-    if let Some(bar) = bar.clone() {
-        bar.set_length((program.body.len() * count) as u64);
-        runner.observe_progress(move |instr| {
-            bar.set_message(instr.layer.clone());
-            bar.inc(1);
-        });
-    }
-    let sharing = runner.share_weights(weights.as_deref())?;
-    let mut metrics = Metrics { backend: "aramis".into(), inferences: count, ..Default::default() };
-    let mut outputs = Vec::new();
-    for k in 0..count {
-        let input = client_inputs.as_ref().map(|(x, _)| [encode_input(&x[k], program.scale)]);
-        let (revealed, layers) = match runner.infer(input.as_ref().map(|i| &i[..])) {
-            Err(RunError::InjectedCrash { .. }) => {
-                eprintln!("party {id}: crashing on purpose (--inject-fault)");
-                std::process::exit(70);
-            }
-            other => other?,
-        };
-        accumulate(&mut metrics.layers, layers);
-        if let Some(y) = revealed {
-            outputs.push(decode_output(&y[0], program.outputs[0].encoding));
-        }
-    }
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    metrics.layers.splice(0..0, [secure::session_setup_entry(setup), sharing]);
-    metrics.seconds = started.elapsed().as_secs_f64();
-    metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
-    let backend = runner.backend();
+    let (mut metrics, backend) = party::drive(&args, &files, backend, count, started, "aramis").map_err(explain)?;
     let (total, payload) = (backend.traffic(), backend.payload_traffic());
-    metrics.bytes_sent = vec![total.bytes_sent];
-    metrics.bytes_total = total.bytes_sent;
-    metrics.rounds = total.rounds;
-    metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
     let measurement = attestor.measure_hex(&configuration);
-    metrics.aramis = Some(AramisMetrics::from_parties(&[(payload, total, handle.stats())], cryptflow_aramis::Attestor::describe(&attestor), measurement));
-    if let (Some(path), Some((_, stacking))) = (&args.output, &client_inputs) {
-        npy::write_f32(path, &npy::stack(&outputs, *stacking))?;
-        eprintln!("party {id} (client): wrote {}", path.display());
-    }
-    eprintln!(
-        "party {id} ({}): {count} inference(s) in {:.3} s, sent {} bytes ({} protocol payload + {} Aramis) in {} rounds",
-        ROLE_NAMES[id],
-        metrics.seconds,
-        total.bytes_sent,
-        payload.bytes_sent,
-        total.bytes_sent - payload.bytes_sent,
-        total.rounds
-    );
-    if let Some(path) = &args.metrics {
-        std::fs::write(path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    metrics.aramis =
+        Some(AramisMetrics::from_parties(&[(payload, total, handle.stats())], cryptflow_aramis::Attestor::describe(&attestor), measurement));
+    let detail = format!(" ({} protocol payload + {} Aramis)", payload.bytes_sent, total.bytes_sent - payload.bytes_sent);
+    party::finish(&args, roles, &metrics, &detail)
 }

@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cryptflow_ir::artifact::{read_fixed_weights, read_public};
+use cryptflow_backend::Backend;
+use cryptflow_ir::artifact::{read_fixed_weights, read_public, PublicProgram};
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
-use cryptflow_porthos::{Porthos, ProtocolVariant, CLIENT, HELPER, MODEL_OWNER};
-use cryptflow_runtime::{decode_output, encode_input, Runner};
+use cryptflow_porthos::{Porthos, ProtocolVariant};
+use cryptflow_runtime::{decode_output, encode_input, RunError};
+use cryptflow_tensor::{FloatTensor, RingTensor};
 
-use crate::run::{accumulate, Metrics};
-use crate::secure::{Fault, FaultKind, ROLE_NAMES};
+use crate::npy::Stacking;
+use crate::run::Metrics;
+use crate::secure::{Fault, FaultKind, Roles, ROLE_NAMES, THREE_PARTIES};
 use crate::{npy, ProtocolName};
 
 #[derive(Args)]
@@ -92,19 +95,47 @@ pub fn party(args: PartyArgs) -> Result<()> {
         crate::BackendName::Porthos => {}
         other => bail!("--backend {other:?}: `cryptflow party` runs the secure backends porthos, aramis and 2pc"),
     }
-    let id = args.id;
-    if id > 2 {
-        bail!("--id {id}: ids are 0 (model owner), 1 (client), 2 (helper)");
+    crate::aramis::check_fault(crate::BackendName::Porthos, args.inject_fault)?;
+    let files = prepare(&args, &THREE_PARTIES)?;
+    let session = connect(&args, THREE_PARTIES.names.len(), "")?;
+    let mut session = crate::aramis::semi_honest_host(session, args.inject_fault);
+    let started = Instant::now();
+    let count = announce_count(&mut session, &THREE_PARTIES, args.id, &files)?;
+    let variant = match args.protocol {
+        ProtocolName::Porthos => ProtocolVariant::Porthos,
+        ProtocolName::Securenn => ProtocolVariant::SecureNN,
+    };
+    let backend = Porthos::new(session, variant).context("setting up the session")?;
+    let (metrics, _) = drive(&args, &files, backend, count, started, &format!("{variant:?}").to_lowercase())?;
+    finish(&args, &THREE_PARTIES, &metrics, "")
+}
+
+/// What a party process holds before it connects.
+pub struct PartyFiles {
+    pub public: PublicProgram,
+    /// The model owner's weights.
+    pub weights: Option<Vec<RingTensor>>,
+    /// The client's inputs and how to stack its outputs.
+    pub client_inputs: Option<(Vec<FloatTensor>, Stacking)>,
+}
+
+/// Checks the arguments against the session's roles and reads this party's files.
+pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
+    let (id, parties) = (args.id, roles.names.len());
+    if id >= parties {
+        let ids: Vec<String> = roles.names.iter().enumerate().map(|(i, n)| format!("{i} ({n})")).collect();
+        bail!("--id {id}: this backend's ids are {}", ids.join(", "));
     }
-    if args.peers.len() != 3 {
-        bail!("--peers needs 3 addresses (HOST0:PORT,HOST1:PORT,HOST2:PORT), got {}", args.peers.len());
+    if args.peers.len() != parties {
+        let example: Vec<String> = (0..parties).map(|i| format!("HOST{i}:PORT")).collect();
+        bail!("--peers needs {parties} addresses ({}), got {}", example.join(","), args.peers.len());
     }
-    if (id == CLIENT) != args.input.is_some() || (id == CLIENT) != args.output.is_some() {
-        bail!("--input and -o are given to the client (party 1) and only to it");
+    if (id == roles.client) != args.input.is_some() || (id == roles.client) != args.output.is_some() {
+        bail!("--input and -o are given to the client (party {}) and only to it", roles.client);
     }
     let public = read_public(&args.dir)?;
+    let weights = if id == roles.model_owner { Some(read_fixed_weights(&args.dir, &public)?) } else { None };
     let program = &public.program;
-    let weights = if id == MODEL_OWNER { Some(read_fixed_weights(&args.dir, &public)?) } else { None };
     let client_inputs = match &args.input {
         Some(path) => {
             if program.inputs.len() != 1 {
@@ -115,90 +146,91 @@ pub fn party(args: PartyArgs) -> Result<()> {
         }
         None => None,
     };
-    let identity = TlsIdentity::load(&args.keys, id, 3)?;
-    let mut config = NetworkConfig::new(id, args.peers.clone(), Security::Tls(identity));
+    Ok(PartyFiles { public, weights, client_inputs })
+}
+
+/// Joins the session over mutually authenticated TLS.
+pub fn connect(args: &PartyArgs, parties: usize, detail: &str) -> Result<Session> {
+    let identity = TlsIdentity::load(&args.keys, args.id, parties)?;
+    let mut config = NetworkConfig::new(args.id, args.peers.clone(), Security::Tls(identity));
     config.connect_deadline = Duration::from_secs(args.connect_timeout);
     config.timeout = Duration::from_secs(args.peer_timeout);
-    eprintln!("party {id} ({}): connecting to {}", ROLE_NAMES[id], args.peers.join(", "));
-    crate::aramis::check_fault(crate::BackendName::Porthos, args.inject_fault)?;
-    let mut session = crate::aramis::semi_honest_host(Session::connect(config)?, args.inject_fault);
-    let started = Instant::now();
-    // The number of inferences is public: the client announces it.
-    let count = if id == CLIENT {
-        let n = client_inputs.as_ref().map_or(0, |(x, _)| x.len()) as u64;
-        session.send(MODEL_OWNER, vec![n])?;
-        session.send(HELPER, vec![n])?;
-        n as usize
-    } else {
-        session.recv(CLIENT, 1)?[0] as usize
-    };
-    let variant = match args.protocol {
-        ProtocolName::Porthos => ProtocolVariant::Porthos,
-        ProtocolName::Securenn => ProtocolVariant::SecureNN,
-    };
-    let backend = Porthos::new(session, variant).context("setting up the session")?;
-    let setup = cryptflow_backend::Backend::traffic(&backend);
-    let mut runner = Runner::new(program, backend);
-    let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-    if crash {
-        runner.crash_before_instruction(program.body.len() / 2);
-    }
-    let bar = crate::secure::progress_bar();
-    if let Some(bar) = bar.clone() {
-        bar.set_length((program.body.len() * count) as u64);
-        runner.observe_progress(move |instr| {
-            bar.set_message(instr.layer.clone());
-            bar.inc(1);
-        });
-    }
-    let sharing = runner.share_weights(weights.as_deref())?;
-    let mut metrics = Metrics { backend: format!("{variant:?}").to_lowercase(), inferences: count, ..Default::default() };
-    let mut outputs = Vec::new();
-    for k in 0..count {
-        let input = client_inputs.as_ref().map(|(x, _)| [encode_input(&x[k], program.scale)]);
-        let result = runner.infer(input.as_ref().map(|i| &i[..]));
-        let (revealed, layers) = match result {
-            Err(cryptflow_runtime::RunError::InjectedCrash { .. }) => {
-                eprintln!("party {id}: crashing on purpose (--inject-fault)");
-                // Exit at once, without closing anything: the operating system drops the links.
-                std::process::exit(70);
-            }
-            other => other?,
-        };
-        accumulate(&mut metrics.layers, layers);
-        if let Some(y) = revealed {
-            outputs.push(decode_output(&y[0], program.outputs[0].encoding));
+    let role = ROLE_NAMES.get(args.id).copied().unwrap_or("party");
+    eprintln!("party {} ({role}): connecting to {}{detail}", args.id, args.peers.join(", "));
+    Ok(Session::connect(config)?)
+}
+
+/// The number of inferences is public: the client announces it to every other party.
+pub fn announce_count(session: &mut Session, roles: &Roles, id: usize, files: &PartyFiles) -> Result<usize, cryptflow_net::NetError> {
+    if id == roles.client {
+        let n = files.client_inputs.as_ref().map_or(0, |(x, _)| x.len());
+        for peer in (0..roles.names.len()).filter(|&p| p != id) {
+            session.send(peer, vec![n as u64])?;
         }
+        Ok(n)
+    } else {
+        Ok(session.recv(roles.client, 1)?[0] as usize)
     }
-    let session_setup = cryptflow_runtime::LayerMetrics {
-        layer: "(session setup)".into(),
-        bytes_sent: setup.bytes_sent,
-        bytes_received: setup.bytes_received,
-        rounds: setup.rounds,
-        ..Default::default()
-    };
-    metrics.layers.splice(0..0, [session_setup, sharing]);
+}
+
+/// Runs this party's share of `count` inferences over its backend; the client writes the
+/// outputs. An injected crash ends the process at once, as a real crash would.
+pub fn drive<B: Backend>(
+    args: &PartyArgs,
+    files: &PartyFiles,
+    backend: B,
+    count: usize,
+    started: Instant,
+    name: &str,
+) -> Result<(Metrics, B)> {
+    let id = args.id;
+    let program = &files.public.program;
+    let inputs: Option<Vec<RingTensor>> =
+        files.client_inputs.as_ref().map(|(x, _)| x.iter().map(|x| encode_input(x, program.scale)).collect());
+    let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
+    let bar = crate::secure::progress_bar();
+    let run = crate::secure::run_party(program, backend, files.weights.as_deref(), inputs.as_deref(), count, crash, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    metrics.seconds = started.elapsed().as_secs_f64();
-    metrics.seconds_per_inference = metrics.seconds / count.max(1) as f64;
-    let traffic = cryptflow_backend::Backend::traffic(runner.backend());
-    metrics.bytes_sent = vec![traffic.bytes_sent];
-    metrics.bytes_total = traffic.bytes_sent;
-    metrics.rounds = traffic.rounds;
-    metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
-    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
-    if let (Some(path), Some((_, stacking))) = (&args.output, &client_inputs) {
+    let run = match run {
+        Err(RunError::InjectedCrash { .. }) => {
+            eprintln!("party {id}: crashing on purpose (--inject-fault)");
+            // Exit at once, without closing anything: the operating system drops the links.
+            std::process::exit(70);
+        }
+        other => other?,
+    };
+    let traffic = run.backend.traffic();
+    let metrics = Metrics {
+        backend: name.into(),
+        inferences: count,
+        seconds: started.elapsed().as_secs_f64(),
+        seconds_per_inference: started.elapsed().as_secs_f64() / count.max(1) as f64,
+        bytes_sent: vec![traffic.bytes_sent],
+        bytes_total: traffic.bytes_sent,
+        rounds: traffic.rounds,
+        peak_live_bytes: vec![run.peak_live_bytes],
+        peak_rss_bytes: crate::bench::runs::peak_rss().into_iter().collect(),
+        layers: run.layers,
+        ..Default::default()
+    };
+    if let (Some(path), Some((_, stacking))) = (&args.output, &files.client_inputs) {
+        let outputs: Vec<FloatTensor> = run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect();
         npy::write_f32(path, &npy::stack(&outputs, *stacking))?;
         eprintln!("party {id} (client): wrote {}", path.display());
     }
+    Ok((metrics, run.backend))
+}
+
+/// Prints the party's summary and writes `--metrics`.
+pub fn finish(args: &PartyArgs, roles: &Roles, metrics: &Metrics, detail: &str) -> Result<()> {
     eprintln!(
-        "party {id} ({}): {count} inference(s) in {:.3} s, sent {} bytes in {} rounds",
-        ROLE_NAMES[id], metrics.seconds, traffic.bytes_sent, traffic.rounds
+        "party {} ({}): {} inference(s) in {:.3} s, sent {} bytes{detail} in {} rounds",
+        args.id, roles.names[args.id], metrics.inferences, metrics.seconds, metrics.bytes_total, metrics.rounds
     );
     if let Some(path) = &args.metrics {
-        std::fs::write(path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
