@@ -6,16 +6,10 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn compile_lenet(dir: &Path) {
-    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
-}
 
 fn samples() -> std::path::PathBuf {
     fixtures().join("data/mnist_samples_x.npy")
@@ -171,48 +165,15 @@ fn keygen_writes_the_attestation_authority() {
     }
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn spawn_party(id: usize, peers: &str, dir: &Path, keys: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cryptflow"))
-        .args(["party", "--backend", "aramis", "--id", &id.to_string(), "--peers", peers, path_str(dir), "--keys", path_str(keys)])
-        .args(["--peer-timeout", "5", "--connect-timeout", "20"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a child at most `limit`; kills it and fails the test past that.
-fn wait_bounded(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status, err);
-        }
-        if started.elapsed() > limit {
-            child.kill().ok();
-            panic!("party still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn run_distributed(dir: &Path, keys: &Path, y: &Path, m: &Path, fault: &[&str]) -> Vec<(std::process::ExitStatus, String)> {
     let ports = free_ports(3);
     let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let owner = spawn_party(0, &peers, dir, keys, fault);
-    let helper = spawn_party(2, &peers, dir, keys, fault);
+    let owner = spawn_party("aramis", 0, &peers, dir, keys, fault);
+    let helper = spawn_party("aramis", 2, &peers, dir, keys, fault);
     let x = samples();
     let mut client_args = vec!["--input", path_str(&x), "-o", path_str(y), "--metrics", path_str(m)];
     client_args.extend_from_slice(fault);
-    let client = spawn_party(1, &peers, dir, keys, &client_args);
+    let client = spawn_party("aramis", 1, &peers, dir, keys, &client_args);
     [owner, client, helper].into_iter().map(|c| wait_bounded(c, Duration::from_secs(60))).collect()
 }
 

@@ -4,23 +4,9 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn compile_lenet(dir: &std::path::Path) {
-    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
-}
-
-/// Porthos truncates shares locally (off by at most one unit per ScaleDown), so logits differ
-/// from the cleartext executor by a few units of 2^-scale at most.
-fn assert_near_cleartext(secure: &[f32], clear: &[f32]) {
-    for (i, (s, c)) in secure.iter().zip(clear).enumerate() {
-        assert!((s - c).abs() < 0.05, "element {i}: secure {s} vs cleartext {c}");
-    }
-}
 
 #[test]
 fn porthos_and_securenn_agree_with_cleartext_and_float() {
@@ -74,38 +60,6 @@ fn a_party_crashing_in_a_local_run_is_reported() {
     assert!(!work.path().join("y.npy").exists(), "no output after a failure");
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn spawn_party(id: usize, peers: &str, dir: &std::path::Path, keys: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cryptflow"))
-        .args(["party", "--id", &id.to_string(), "--peers", peers, path_str(dir), "--keys", path_str(keys), "--peer-timeout", "5", "--connect-timeout", "20"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a child at most `limit`; kills it and fails the test past that.
-fn wait_bounded(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status, err);
-        }
-        if started.elapsed() > limit {
-            child.kill().ok();
-            panic!("party still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn distributed_parties_over_tls_match_the_local_run() {
     let work = tempfile::tempdir().unwrap();
@@ -117,9 +71,9 @@ fn distributed_parties_over_tls_match_the_local_run() {
     let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let x = fixtures().join("data/mnist_samples_x.npy");
     let y = work.path().join("y.npy");
-    let owner = spawn_party(0, &peers, &dir, &keys, &[]);
-    let helper = spawn_party(2, &peers, &dir, &keys, &[]);
-    let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y)]);
+    let owner = spawn_party("porthos", 0, &peers, &dir, &keys, &[]);
+    let helper = spawn_party("porthos", 2, &peers, &dir, &keys, &[]);
+    let client = spawn_party("porthos", 1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y)]);
     for (name, child) in [("client", client), ("owner", owner), ("helper", helper)] {
         let (status, err) = wait_bounded(child, Duration::from_secs(60));
         assert!(status.success(), "{name} failed: {err}");
@@ -147,9 +101,9 @@ fn a_distributed_party_killed_mid_run_stops_the_others_within_ten_seconds() {
     let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let x = fixtures().join("data/mnist_samples_x.npy");
     let fault = ["--inject-fault", "2:crash"];
-    let owner = spawn_party(0, &peers, &dir, &keys, &fault);
-    let helper = spawn_party(2, &peers, &dir, &keys, &fault);
-    let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&work.path().join("y.npy")), "--inject-fault", "2:crash"]);
+    let owner = spawn_party("porthos", 0, &peers, &dir, &keys, &fault);
+    let helper = spawn_party("porthos", 2, &peers, &dir, &keys, &fault);
+    let client = spawn_party("porthos", 1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&work.path().join("y.npy")), "--inject-fault", "2:crash"]);
     let (status, err) = wait_bounded(helper, Duration::from_secs(30));
     assert!(!status.success(), "the crashing helper should exit non-zero: {err}");
     let crashed_at = Instant::now();

@@ -5,24 +5,9 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn compile_lenet(dir: &std::path::Path) {
-    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
-}
-
-/// Local truncation is off by at most one unit per ScaleDown (2^-12 at the default scale); the
-/// logits move by a few units at most.
-fn assert_near_cleartext(secure: &[f32], clear: &[f32]) {
-    assert_eq!(secure.len(), clear.len());
-    for (i, (s, c)) in secure.iter().zip(clear).enumerate() {
-        assert!((s - c).abs() < 0.05, "element {i}: 2pc {s} vs cleartext {c}");
-    }
-}
 
 #[test]
 fn lenet_on_two_parties_agrees_with_cleartext_and_float() {
@@ -74,38 +59,6 @@ fn a_party_crashing_in_a_local_two_party_run_is_reported() {
     assert!(stderr(&out).contains("parties 0 (model owner) and 1 (client)"), "{}", stderr(&out));
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn spawn_party(id: usize, peers: &str, dir: &std::path::Path, keys: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cryptflow"))
-        .args(["party", "--backend", "2pc", "--id", &id.to_string(), "--peers", peers, path_str(dir), "--keys", path_str(keys)])
-        .args(["--peer-timeout", "5", "--connect-timeout", "20"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status, err);
-        }
-        if started.elapsed() > limit {
-            child.kill().ok();
-            panic!("party still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn two_distributed_parties_over_tls_predict_the_labels() {
     let work = tempfile::tempdir().unwrap();
@@ -118,8 +71,8 @@ fn two_distributed_parties_over_tls_predict_the_labels() {
     let x = fixtures().join("data/mnist_samples_x.npy");
     let y = work.path().join("y.npy");
     let m = work.path().join("m.json");
-    let owner = spawn_party(0, &peers, &dir, &keys, &[]);
-    let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m)]);
+    let owner = spawn_party("2pc", 0, &peers, &dir, &keys, &[]);
+    let client = spawn_party("2pc", 1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m)]);
     for (name, child) in [("client", client), ("owner", owner)] {
         let (status, err) = wait_bounded(child, Duration::from_secs(60));
         assert!(status.success(), "{name} failed: {err}");
@@ -152,8 +105,8 @@ fn a_distributed_party_killed_mid_run_stops_the_other_within_ten_seconds() {
         let x = fixtures().join("data/mnist_samples_x.npy");
         let y = work.path().join("y.npy");
         let fault = format!("{dead}:crash");
-        let owner = spawn_party(0, &peers, &dir, &keys, &["--inject-fault", &fault]);
-        let client = spawn_party(1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y), "--inject-fault", &fault]);
+        let owner = spawn_party("2pc", 0, &peers, &dir, &keys, &["--inject-fault", &fault]);
+        let client = spawn_party("2pc", 1, &peers, &dir, &keys, &["--input", path_str(&x), "-o", path_str(&y), "--inject-fault", &fault]);
         let (victim, survivor) = if dead == 0 { (owner, client) } else { (client, owner) };
         let (status, err) = wait_bounded(victim, Duration::from_secs(30));
         assert!(!status.success(), "the crashing party should exit non-zero: {err}");

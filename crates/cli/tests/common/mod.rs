@@ -75,3 +75,51 @@ pub fn argmax(row: &[f32]) -> usize {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+pub fn compile_lenet(dir: &Path) {
+    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
+}
+
+/// Secure backends truncate shares locally (off by at most one unit per ScaleDown, 2^-12 at the
+/// default scale), so logits differ from the cleartext executor's by a few units at most.
+pub fn assert_near_cleartext(secure: &[f32], clear: &[f32]) {
+    assert_eq!(secure.len(), clear.len());
+    for (i, (s, c)) in secure.iter().zip(clear).enumerate() {
+        assert!((s - c).abs() < 0.05, "element {i}: secure {s} vs cleartext {c}");
+    }
+}
+
+/// Ports free on the loopback interface right now.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Starts `cryptflow party --backend BACKEND --id ID` with short time-outs.
+pub fn spawn_party(backend: &str, id: usize, peers: &str, dir: &Path, keys: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cryptflow"))
+        .args(["party", "--backend", backend, "--id", &id.to_string(), "--peers", peers, path_str(dir), "--keys", path_str(keys)])
+        .args(["--peer-timeout", "5", "--connect-timeout", "20"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a child at most `limit`; kills it and fails the test past that.
+pub fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> (std::process::ExitStatus, String) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status, err);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("party still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
