@@ -98,9 +98,9 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     );
     let total: u64 = secure.bytes_sent.iter().sum();
     let per_party: Vec<String> =
-        secure.bytes_sent.iter().enumerate().map(|(i, b)| format!("{} {}", ROLE_NAMES[i], human_bytes(*b))).collect();
+        secure.bytes_sent.iter().enumerate().map(|(i, b)| format!("{} {}", ROLE_NAMES[i], human_bytes((*b as f64 / n) as u64))).collect();
     println!(
-        "communication: {} per inference ({}), {} rounds per inference",
+        "communication per inference: {} ({} sent), {} rounds",
         human_bytes((total as f64 / n) as u64),
         per_party.join(", "),
         secure.rounds.iter().max().copied().unwrap_or(0) / inputs.len() as u64
