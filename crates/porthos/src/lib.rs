@@ -403,7 +403,7 @@ impl Porthos {
                 pool::give(v);
             }
             self.send(CLIENT, c1)?;
-            return Ok(vec![0; n]);
+            return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
         let other = 1 - self.id;
@@ -468,7 +468,7 @@ impl Porthos {
             self.deal_words::<ZL1>(Some(&x), n, false)?;
             pool::give(x);
             pool::give(delta);
-            return Ok(vec![0; n]);
+            return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
         let r0 = self.common().u64s(n);
@@ -547,7 +547,7 @@ impl Porthos {
             self.mul_vec(&v, &v)?;
             pool::give(v);
             pool::give(x);
-            return Ok(vec![0; n]);
+            return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
         let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal_words::<ZL1>(None, n, false)? };
@@ -628,24 +628,32 @@ impl Porthos {
     fn tournament(&mut self, rows: &[u64], n: usize, outs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
         let _p = prof::scope("tournament");
         let lead = self.id == MODEL_OWNER;
-        let mut max = rows[..outs].to_vec();
-        let mut idx = vec![0u64; outs];
+        let mut max = pool::take(outs);
+        max.copy_from_slice(&rows[..outs]);
+        let mut idx = pool::zeros(outs);
         for k in 1..n {
             let row = &rows[k * outs..(k + 1) * outs];
-            let diff: Vec<u64> = max.iter().zip(row).map(|(&m, &r)| m.wrapping_sub(r)).collect();
+            let mut diff = pool::take(outs);
+            diff.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, d)| *d = max[o].wrapping_sub(row[o]));
             // b = [max >= row]: keep the current maximum on ties (first index wins).
             let b = self.drelu(&diff)?;
-            let mut sel = Vec::with_capacity(2 * outs);
-            sel.extend_from_slice(&b);
-            sel.extend_from_slice(&b);
-            let mut val = diff;
-            val.extend(idx.iter().map(|&i| if lead { i.wrapping_sub(k as u64) } else { i }));
+            let mut sel = pool::take(2 * outs);
+            sel[..outs].copy_from_slice(&b);
+            sel[outs..].copy_from_slice(&b);
+            pool::give(b);
+            let mut val = pool::take(2 * outs);
+            val[..outs].copy_from_slice(&diff);
+            pool::give(diff);
+            val[outs..].par_iter_mut().with_min_len(PAR_MIN).zip(idx.par_iter()).for_each(|(v, &i)| {
+                *v = if lead { i.wrapping_sub(k as u64) } else { i };
+            });
             let prod = self.mul_vec(&sel, &val)?;
-            for (o, m) in max.iter_mut().enumerate() {
-                *m = row[o].wrapping_add(prod[o]);
-            }
-            for (o, i) in idx.iter_mut().enumerate() {
+            max.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, m)| *m = row[o].wrapping_add(prod[o]));
+            idx.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, i)| {
                 *i = prod[outs + o].wrapping_add(if lead { k as u64 } else { 0 });
+            });
+            for v in [sel, val, prod] {
+                pool::give(v);
             }
         }
         if self.id == HELPER {

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 /// Buffers smaller than this are left to the allocator.
 const MIN_WORDS: usize = 1 << 14;
-const MAX_BUFFERS: usize = 64;
+const MAX_BUFFERS: usize = 256;
 const MAX_BYTES: usize = 1 << 30;
 
 /// Oldest first.
@@ -27,11 +27,13 @@ static POOL: Mutex<VecDeque<Vec<u64>>> = Mutex::new(VecDeque::new());
 pub(crate) fn take(len: usize) -> Vec<u64> {
     if len >= MIN_WORDS {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        // The smallest buffer that fits, unless it is more than twice too large.
+        // The smallest buffer that fits, unless it is more than an eighth too large (a
+        // request of half the size taking a buffer leaves the next request of the full size
+        // without one: every size keeps its own buffers).
         let best = pool
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 2 * len)
+            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= len + len / 8)
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
@@ -43,6 +45,13 @@ pub(crate) fn take(len: usize) -> Vec<u64> {
         }
     }
     vec![0; len]
+}
+
+/// A vector of `len` zeros (a recycled buffer, cleared).
+pub(crate) fn zeros(len: usize) -> Vec<u64> {
+    let mut v = take(len);
+    v.fill(0);
+    v
 }
 
 /// Gives a buffer back for reuse.
