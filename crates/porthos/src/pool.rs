@@ -23,28 +23,37 @@ const MAX_BYTES: usize = 1 << 30;
 /// Oldest first.
 static POOL: Mutex<VecDeque<Vec<u64>>> = Mutex::new(VecDeque::new());
 
+/// The capacity given to buffers of `len` words: the next size of the form `m 2^k` with
+/// `8 <= m < 16` (at most an eighth more), so that vectors of nearby lengths share buffers.
+fn class(len: usize) -> usize {
+    if len <= 16 {
+        return len;
+    }
+    let shift = (usize::BITS - len.leading_zeros()) - 4;
+    len.div_ceil(1 << shift) << shift
+}
+
 /// A vector of `len` words with unspecified (stale but initialised) contents.
 pub(crate) fn take(len: usize) -> Vec<u64> {
-    if len >= MIN_WORDS {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        // The smallest buffer that fits, unless it is more than an eighth too large (a
-        // request of half the size taking a buffer leaves the next request of the full size
-        // without one: every size keeps its own buffers).
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= len + len / 8)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.remove(i).expect("index in range");
-            drop(pool);
-            // SAFETY: the capacity suffices and `give` initialised the whole capacity.
-            unsafe { v.set_len(len) };
-            return v;
-        }
+    if len < MIN_WORDS {
+        return vec![0; len];
     }
-    vec![0; len]
+    let cap = class(len);
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    // A buffer of this size class (or one given back with a capacity in between).
+    let best = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= len && b.capacity() <= cap).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
+    if let Some(i) = best {
+        let mut v = pool.remove(i).expect("index in range");
+        drop(pool);
+        // SAFETY: the capacity suffices and `give` initialised the whole capacity.
+        unsafe { v.set_len(len) };
+        return v;
+    }
+    drop(pool);
+    // Zeroed by the allocator (fresh pages cost nothing until written).
+    let mut v = vec![0; cap];
+    v.truncate(len);
+    v
 }
 
 /// A vector of `len` zeros (a recycled buffer, cleared).
@@ -69,5 +78,24 @@ pub(crate) fn give(mut v: Vec<u64>) {
     while pool.len() > MAX_BUFFERS || held > MAX_BYTES {
         let oldest = pool.pop_front().expect("not empty");
         held -= oldest.capacity() * 8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_round_up_by_at_most_an_eighth() {
+        for len in (1..5000).chain([200_704, 802_816, 1 << 20, (1 << 20) + 1]) {
+            let c = class(len);
+            assert!(c >= len && c <= len + len / 8 + 1, "{len} -> {c}");
+            assert_eq!(class(c), c);
+        }
+        let v = take(100_000);
+        assert_eq!(v.len(), 100_000);
+        assert_eq!(v.capacity(), class(100_000));
+        give(v);
+        assert_eq!(take(99_000).capacity(), class(100_000));
     }
 }
