@@ -70,6 +70,16 @@ impl BitShares {
     }
 }
 
+thread_local! {
+    /// Per-thread scratch for the chunks of PrivateCompare (three arrays of `CHUNK` values'
+    /// 64 elements), allocated and zeroed once rather than on every chunk.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 3 * CHUNK * W]);
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
 /// The bytes of a message (the Z_p elements it carries, on a little-endian machine).
 fn bytes(words: &[u64]) -> &[u8] {
     // SAFETY: u8 has alignment 1 and every byte of a u64 is initialised; same memory.
@@ -240,19 +250,20 @@ impl Porthos {
             bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
                 let first = b * CHUNK;
                 let count = out.len() / W;
-                let mut xs = [0u8; CHUNK * W];
-                let mut ss = [0u8; CHUNK * W];
-                let mut zs = [0u8; CHUNK * W];
-                xbits.fill(first, &mut xs[..count * W]);
-                s.fill(first * W, &mut ss[..count * W]);
-                z.fill(first * W, &mut zs[..count * W]);
-                let at = first..first + count;
-                let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
-                if lead {
-                    compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                } else {
-                    compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                }
+                with_scratch(|scratch| {
+                    let (xs, rest) = scratch.split_at_mut(CHUNK * W);
+                    let (ss, zs) = rest.split_at_mut(CHUNK * W);
+                    xbits.fill(first, &mut xs[..count * W]);
+                    s.fill(first * W, &mut ss[..count * W]);
+                    z.fill(first * W, &mut zs[..count * W]);
+                    let at = first..first + count;
+                    let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
+                    if lead {
+                        compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                    } else {
+                        compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                    }
+                })
             });
         }
         self.send(HELPER, to_wire(d))?;

@@ -55,16 +55,17 @@ impl Cipher {
     /// Groups of 64 elements of Z_q sampled from the keystream from block `first` on (one
     /// 16-bit word per element, 8 blocks per group; see `prf::ZpDraw`): element `j` is
     /// `(w_j q) >> 16` plus `add`, the word rejected when `(w_j q) mod 2^16 < reject_below`.
-    /// Returns a bit per group (at most 64) that had a rejected word (its output is then
-    /// garbage), or `None` where this CPU has no VAES/AVX-512BW path (nothing written).
-    pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8) -> Option<u64> {
+    /// Sets `rejected[g]` to the mask of the rejected words of group `g` (their outputs are
+    /// garbage) and returns whether there was any; `None` where this CPU has no VAES/AVX-512BW
+    /// path (nothing written).
+    pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8, rejected: &mut [u64]) -> Option<bool> {
         let rk = self.round_keys.as_ref()?;
-        assert!(out.len() % 64 == 0 && out.len() <= 64 * 64);
+        assert!(out.len() % 64 == 0 && rejected.len() >= out.len() / 64);
         if !x86::has_avx512bw() || (first as u64).checked_add(out.len() as u64 / 8).is_none() {
             return None;
         }
         // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW are present.
-        Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add) })
+        Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) })
     }
 
     /// The `aes` crate's path: counters written into `out` and encrypted in place.
@@ -158,7 +159,16 @@ mod x86 {
     };
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,vaes")]
-    pub(super) unsafe fn zp_groups_vaes(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8) -> u64 {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn zp_groups_vaes(
+        rk: &[[u8; 16]; 11],
+        first: u128,
+        out: &mut [u8],
+        q: u16,
+        reject_below: u16,
+        add: u8,
+        rejected: &mut [u64],
+    ) -> bool {
         let mut keys = [_mm512_setzero_si512(); 11];
         for (k, r) in keys.iter_mut().zip(rk) {
             *k = _mm512_broadcast_i32x4(_mm_loadu_si128(r.as_ptr() as *const __m128i));
@@ -171,7 +181,7 @@ mod x86 {
         let rbv = _mm512_set1_epi16(reject_below as i16);
         let addv = _mm512_set1_epi8(add as i8);
         let evens = _mm512_loadu_si512(EVENS.as_ptr() as *const __m512i);
-        let mut rejected = 0u64;
+        let mut any = 0u64;
         let groups = out.len() / 64;
         let mut tail = [0u8; 256];
         let mut g = 0;
@@ -193,23 +203,25 @@ mod x86 {
             for v in x.iter_mut() {
                 *v = _mm512_aesenclast_epi128(*v, keys[10]);
             }
-            let mut bad = 0u32;
+            let mut bad = [0u64; 4];
             for j in 0..4 {
                 let (w0, w1) = (x[2 * j], x[2 * j + 1]);
-                let b = _mm512_cmplt_epu16_mask(_mm512_mullo_epi16(w0, qv), rbv) | _mm512_cmplt_epu16_mask(_mm512_mullo_epi16(w1, qv), rbv);
-                bad |= ((b != 0) as u32) << j;
+                bad[j] = _mm512_cmplt_epu16_mask(_mm512_mullo_epi16(w0, qv), rbv) as u64
+                    | (_mm512_cmplt_epu16_mask(_mm512_mullo_epi16(w1, qv), rbv) as u64) << 32;
                 // The low bytes of the high halves, 32 from each register (one VPERMI2B).
                 let h = _mm512_permutex2var_epi8(_mm512_mulhi_epu16(w0, qv), evens, _mm512_mulhi_epu16(w1, qv));
                 _mm512_storeu_si512(dst.add(64 * j) as *mut __m512i, _mm512_add_epi8(h, addv));
             }
             if n < 4 {
                 out[64 * g..].copy_from_slice(&tail[..64 * n]);
-                bad &= (1 << n) - 1;
             }
-            rejected |= (bad as u64) << g;
+            for j in 0..n {
+                rejected[g + j] = bad[j];
+                any |= bad[j];
+            }
             g += n;
         }
-        rejected
+        any != 0
     }
 
     /// Blocks per loop iteration: 8 registers of 4.
@@ -274,7 +286,7 @@ mod x86 {
         false
     }
 
-    pub(super) unsafe fn zp_groups_vaes(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8) -> u64 {
+    pub(super) unsafe fn zp_groups_vaes(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8, _: &mut [u64]) -> bool {
         unreachable!()
     }
 }

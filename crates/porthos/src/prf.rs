@@ -218,37 +218,34 @@ impl ZpDraw {
     pub fn fill(&self, first: usize, out: &mut [u8]) {
         assert!(first % 8 == 0 && first + out.len() <= self.len, "slots {first}+{} of a draw of {}", out.len(), self.len);
         let (q, reject_below) = params(self.nonzero);
-        // Whole groups of 64 in registers where the CPU allows (VAES, AVX-512BW).
+        // Whole groups of 64 in registers where the CPU allows (VAES, AVX-512BW); the rare
+        // rejected words are then replaced one by one.
+        let whole = out.len() / 64 * 64;
+        let mut rejected = [0u64; 64];
         let mut done = 0;
-        for part in out.chunks_exact_mut(64 * 64) {
+        while done < whole {
+            let len = (whole - done).min(64 * 64);
             let slot = first + done;
-            match self.cipher.zp_groups(self.start + (slot / 8) as u128, part, q as u16, reject_below as u16, self.nonzero as u8) {
-                Some(rejected) => self.redo_groups(slot, part, rejected),
+            let part = &mut out[done..done + len];
+            let block = self.start + (slot / 8) as u128;
+            match self.cipher.zp_groups(block, part, q as u16, reject_below as u16, self.nonzero as u8, &mut rejected) {
+                Some(any) => {
+                    if any {
+                        for (g, &mask) in rejected[..len / 64].iter().enumerate() {
+                            let mut mask = mask;
+                            while mask != 0 {
+                                let k = 64 * g + mask.trailing_zeros() as usize;
+                                mask &= mask - 1;
+                                part[k] = self.spill(slot + k);
+                            }
+                        }
+                    }
+                }
                 None => break,
             }
-            done += part.len();
+            done += len;
         }
-        if done < out.len() {
-            let rest = &mut out[done..];
-            let whole = rest.len() / 64 * 64;
-            let slot = first + done;
-            match self.cipher.zp_groups(self.start + (slot / 8) as u128, &mut rest[..whole], q as u16, reject_below as u16, self.nonzero as u8) {
-                Some(rejected) => {
-                    self.redo_groups(slot, &mut rest[..whole], rejected);
-                    self.fill_portable(slot + whole, &mut rest[whole..]);
-                }
-                None => self.fill_portable(slot, rest),
-            }
-        }
-    }
-
-    /// Recomputes the groups of 64 elements (from `slot` on) that had a rejected word.
-    fn redo_groups(&self, slot: usize, out: &mut [u8], mut rejected: u64) {
-        while rejected != 0 {
-            let g = rejected.trailing_zeros() as usize;
-            rejected &= rejected - 1;
-            self.fill_portable(slot + 64 * g, &mut out[64 * g..64 * (g + 1)]);
-        }
+        self.fill_portable(first + done, &mut out[done..]);
     }
 
     /// `fill` with the keystream in a buffer and the map in (auto-vectorised) loops.
