@@ -13,7 +13,10 @@
 //! to the other holder; links are the transport's business and are encrypted there). Keys are
 //! never hard-coded, printed or logged. AES-128-CTR under a pair's key is a keystream both
 //! holders expand identically ([`prf`]: block `i` of the stream is `AES_k(i)`, generated in
-//! bulk with pipelined AES-NI rounds, in parallel for large draws). With it:
+//! bulk with 512-bit VAES rounds where the CPU has them, AES-NI otherwise). Uniform elements of
+//! Z_p and Z_p^* are sampled exactly, from 16-bit words by rejection ([`prf::ZpDraw`]), in a way
+//! that lets any part of a draw be computed on its own: the comparisons compute them next to
+//! their use, in parallel. With it:
 //! - sharing an input costs nothing: owner and co-holder both draw `r` from k01; the owner's
 //!   share is `v - r` and the other's is `r`;
 //! - Beaver triples cost one message: P0 and P2 draw `A0, B0, C0` from k02, P1 and P2 draw
@@ -71,6 +74,17 @@
 //! ReLU takes 6 flights for P0 and P1 (ShareConvert 2, ComputeMSB 3, SelectShare 1; the helper
 //! sends input-independent material right behind its previous message, so it adds no flight);
 //! MatMul, Conv and Mul take 1; MaxPool_n and ArgMax `(n - 1)` times 6.
+//!
+//! # Performance
+//! The comparisons dominate the cost of a network (about 536 bytes and, per party, a few
+//! hundred Z_p elements of keystream per ReLU element). They are computed in fused, parallel
+//! passes: PrivateCompare holds one value's 64 Z_p elements in a 512-bit register (AVX-512BW
+//! and VBMI: lane shifts for its suffix sums, table look-ups for its products; a portable
+//! version gives the same bytes elsewhere), the helper's dealing of bit decompositions writes
+//! its messages in place, and Z_p messages are read and written as the words that travel.
+//! Large vectors are recycled between protocol steps and between the party threads of a local
+//! run (`pool`), since fresh ones cost a page fault per 4 KiB. With the Cargo feature
+//! `profile`, [`prof`] times every step per party (the `nonlinear_profile` example prints it).
 //!
 //! # Ranges
 //! Comparisons (ReLU, MaxPool, ArgMax) follow SecureNN: DReLU(x) is the MSB of `2x` (an even

@@ -3,8 +3,9 @@
 //! A [`Prf`] is a keyed keystream that two (or three) parties expand identically: every party
 //! holding the key draws the same values as long as they make the same sequence of draws with
 //! the same sizes, which the protocols guarantee by running the same code on every party. The
-//! keystream is produced in bulk (`apply_keystream` over whole buffers, AES-NI when the CPU has
-//! it) and, for large requests, in parallel chunks that seek to their own counter position.
+//! keystream is produced in bulk (`ctr`: VAES or AES-NI) and, for large requests, in parallel
+//! chunks that seek to their own counter position. Draws of Z_p elements ([`ZpDraw`]) reserve
+//! their part of the stream and are computed in any order, by any thread.
 //!
 //! Values are read from the keystream little-endian, so parties on machines of different
 //! endianness agree.
