@@ -94,12 +94,17 @@ fn bytes_mut(words: &mut [u64]) -> &mut [u8] {
 /// A message of `len` Z_p elements as received: byte order fixed up and every element
 /// checked to be below p.
 fn check_zp(words: &mut [u64]) -> bool {
+    from_wire(words);
+    bytes(words).par_chunks(1 << 16).all(|c| with_avx512(|| c.iter().fold(0u8, |m, &b| m.max(b))) < P)
+}
+
+/// Puts the bytes of a received message in element order (a no-op on little-endian machines).
+fn from_wire(words: &mut [u64]) {
     if cfg!(target_endian = "big") {
         for w in words.iter_mut() {
             *w = u64::from_le(*w);
         }
     }
-    bytes(words).par_chunks(1 << 16).all(|c| with_avx512(|| c.iter().fold(0u8, |m, &b| m.max(b))) < P)
 }
 
 /// Makes a message written through [`bytes_mut`] little-endian on the wire.
@@ -221,19 +226,34 @@ impl Porthos {
     pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
         let _p = prof::scope("private_compare");
         if self.id == HELPER {
-            let d0 = self.recv_zp(MODEL_OWNER, n * W)?;
-            let d1 = self.recv_zp(CLIENT, n * W)?;
+            // Checked for elements outside Z_p in the same pass as the comparison.
+            let mut d0 = self.recv(MODEL_OWNER, n * W / 8)?;
+            let mut d1 = self.recv(CLIENT, n * W / 8)?;
             let _p = prof::scope("private_compare (helper)");
+            from_wire(&mut d0);
+            from_wire(&mut d1);
             let mut out = vec![0u8; n];
-            out.par_chunks_mut(CHUNK)
+            let (max0, max1) = out
+                .par_chunks_mut(CHUNK)
                 .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
-                .for_each(|(out, (a, b))| {
+                .map(|(out, (a, b))| {
                     with_avx512(|| {
+                        let (mut m0, mut m1) = (0u8, 0u8);
                         for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
-                            *o = has_zero(a.try_into().unwrap(), b.try_into().unwrap()) as u8;
+                            let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
+                            *o = has_zero(a, b) as u8;
+                            m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
+                            m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
                         }
+                        (m0, m1)
                     })
-                });
+                })
+                .reduce(|| (0, 0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
+            for (peer, max) in [(MODEL_OWNER, max0), (CLIENT, max1)] {
+                if max >= P {
+                    return Err(BackendError::Peer { peer, reason: "sent an element outside Z_p".into() });
+                }
+            }
             pool::give(d0);
             pool::give(d1);
             return Ok(out);
@@ -313,7 +333,7 @@ fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
 fn has_zero(a: &[u8; W], b: &[u8; W]) -> bool {
     let mut hit = 0u8;
     for i in 0..W {
-        let s = a[i] + b[i];
+        let s = a[i].wrapping_add(b[i]);
         hit |= (s == 0) as u8 | (s == P) as u8;
     }
     hit != 0
