@@ -110,7 +110,7 @@ use cryptflow_tensor::{kernels, movement, num_elements, ShapeError};
 use rayon::prelude::*;
 
 use lower::Lowering;
-use prf::{Prf, PrfKey};
+use prf::{for_chunks, Prf, PrfKey, WORDS};
 use ring::{add_zl1, sub_zl1, to_zl1, wraps, Ring, ZL, ZL1};
 
 /// Which protocol family runs (`--protocol porthos` or `--protocol securenn`).
@@ -254,12 +254,13 @@ impl Porthos {
         if self.id == HELPER || z.is_empty() {
             return;
         }
-        let u = self.common().u64s(z.len());
+        let u = self.common().draw_words(z.len(), false);
         let lead = self.id == MODEL_OWNER;
-        z.par_iter_mut().with_min_len(PAR_MIN).zip(u.par_iter()).for_each(|(v, &u)| {
-            *v = if lead { v.wrapping_add(u) } else { v.wrapping_sub(u) };
+        for_chunks(z, [&u], |_, z, &[u]| {
+            for (v, &u) in z.iter_mut().zip(u) {
+                *v = if lead { v.wrapping_add(u) } else { v.wrapping_sub(u) };
+            }
         });
-        pool::give(u);
     }
 
     // ----- the helper's dealing ----------------------------------------------------------
@@ -287,29 +288,42 @@ impl Porthos {
             match self.id {
                 HELPER => {
                     let v = values.expect("the helper deals its own values");
-                    let r0 = random(self.helper_key(MODEL_OWNER), n0);
-                    let r1 = random(self.helper_key(CLIENT), n1);
+                    let r0 = self.helper_key(MODEL_OWNER).draw_words(n0, R::WORDS_ZL1);
+                    let r1 = self.helper_key(CLIENT).draw_words(n1, R::WORDS_ZL1);
                     // Element i = 2k + parity has P0's share drawn: P1 gets the difference.
                     let mut for_p1 = pool::take(n0);
                     let mut for_p0 = pool::take(n1);
-                    for_p1.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(k, o)| *o = R::sub(v[2 * k + parity], r0[k]));
-                    for_p0.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(k, o)| *o = R::sub(v[2 * k + 1 - parity], r1[k]));
-                    pool::give(r0);
-                    pool::give(r1);
+                    for_chunks(&mut for_p1, [&r0], |first, o, &[r]| {
+                        for (k, (o, &r)) in o.iter_mut().zip(r).enumerate() {
+                            *o = R::sub(v[2 * (first + k) + parity], r);
+                        }
+                    });
+                    for_chunks(&mut for_p0, [&r1], |first, o, &[r]| {
+                        for (k, (o, &r)) in o.iter_mut().zip(r).enumerate() {
+                            *o = R::sub(v[2 * (first + k) + 1 - parity], r);
+                        }
+                    });
                     self.send(MODEL_OWNER, for_p0)?;
                     self.send(CLIENT, for_p1)?;
                     Ok(Vec::new())
                 }
                 j => {
                     let (drawn, sent) = if j == MODEL_OWNER { (n0, n1) } else { (n1, n0) };
-                    let mine = random(self.with_helper(), drawn);
+                    let mine = self.with_helper().draw_words(drawn, R::WORDS_ZL1);
                     let got = self.recv_ring::<R>(HELPER, sent)?;
                     let mine_parity = if j == MODEL_OWNER { parity } else { 1 - parity };
                     let mut out = pool::take(n);
-                    out.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, o)| {
-                        *o = if i % 2 == mine_parity { mine[i / 2] } else { got[i / 2] };
+                    // Element i is element i / 2 of the drawn or of the received ones.
+                    out.par_chunks_mut(WORDS).enumerate().for_each(|(c, out)| {
+                        let first = c * WORDS;
+                        let mut m = [0u64; WORDS / 2 + 1];
+                        let count = out.len().div_ceil(2).min(drawn.saturating_sub(first / 2));
+                        mine.fill(first / 2, &mut m[..count]);
+                        for (k, o) in out.iter_mut().enumerate() {
+                            let i = first + k;
+                            *o = if i % 2 == mine_parity { m[k / 2] } else { got[i / 2] };
+                        }
                     });
-                    pool::give(mine);
                     pool::give(got);
                     Ok(out)
                 }
@@ -404,51 +418,73 @@ impl Porthos {
         }
         let _p = prof::scope("mul_vec");
         if self.id == HELPER {
-            let a0 = self.helper_key(MODEL_OWNER).u64s(n);
-            let b0 = self.helper_key(MODEL_OWNER).u64s(n);
-            let c0 = self.helper_key(MODEL_OWNER).u64s(n);
-            let a1 = self.helper_key(CLIENT).u64s(n);
-            let b1 = self.helper_key(CLIENT).u64s(n);
+            let a0 = self.helper_key(MODEL_OWNER).draw_words(n, false);
+            let b0 = self.helper_key(MODEL_OWNER).draw_words(n, false);
+            let c0 = self.helper_key(MODEL_OWNER).draw_words(n, false);
+            let a1 = self.helper_key(CLIENT).draw_words(n, false);
+            let b1 = self.helper_key(CLIENT).draw_words(n, false);
             let mut c1 = pool::take(n);
-            c1.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, c)| {
-                *c = a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i]);
+            for_chunks(&mut c1, [&a0, &b0, &c0, &a1, &b1], |_, c, &[a0, b0, c0, a1, b1]| {
+                for i in 0..c.len() {
+                    c[i] = a0[i].wrapping_add(a1[i]).wrapping_mul(b0[i].wrapping_add(b1[i])).wrapping_sub(c0[i]);
+                }
             });
-            for v in [a0, b0, c0, a1, b1] {
-                pool::give(v);
-            }
             self.send(CLIENT, c1)?;
             return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
         let other = 1 - self.id;
-        let a = self.with_helper().u64s(n);
-        let b = self.with_helper().u64s(n);
-        let c = if lead { Some(self.with_helper().u64s(n)) } else { None };
+        let a = self.with_helper().draw_words(n, false);
+        let b = self.with_helper().draw_words(n, false);
+        let c = if lead { Some(self.with_helper().draw_words(n, false)) } else { None };
         let mut msg = pool::take(2 * n);
         {
             let (e, f) = msg.split_at_mut(n);
-            e.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, e)| *e = x[i].wrapping_sub(a[i]));
-            f.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, f)| *f = y[i].wrapping_sub(b[i]));
+            for_chunks(e, [&a], |first, e, &[a]| {
+                for (k, (e, &a)) in e.iter_mut().zip(a).enumerate() {
+                    *e = x[first + k].wrapping_sub(a);
+                }
+            });
+            for_chunks(f, [&b], |first, f, &[b]| {
+                for (k, (f, &b)) in f.iter_mut().zip(b).enumerate() {
+                    *f = y[first + k].wrapping_sub(b);
+                }
+            });
         }
         self.send(other, msg)?;
         let ef = self.recv(other, 2 * n)?;
-        let c = match c {
-            Some(c) => c,
-            None => self.recv(HELPER, n)?,
-        };
-        let u = self.common().u64s(n);
+        let c_got = if lead { None } else { Some(self.recv(HELPER, n)?) };
+        let u = self.common().draw_words(n, false);
         // E = (X - A) over both parties, F likewise; Z_j = X_j F + E Y_j - j E F + C_j, with
         // X_1 F - E F = (X_1 - E) F; plus the zero share U (rerandomisation).
+        let share = |g: usize, a: u64, b: u64, c: u64, u: u64| {
+            let e = ef[g].wrapping_add(x[g].wrapping_sub(a));
+            let f = ef[n + g].wrapping_add(y[g].wrapping_sub(b));
+            let xs = if lead { x[g] } else { x[g].wrapping_sub(e) };
+            let v = xs.wrapping_mul(f).wrapping_add(e.wrapping_mul(y[g])).wrapping_add(c);
+            if lead {
+                v.wrapping_add(u)
+            } else {
+                v.wrapping_sub(u)
+            }
+        };
         let mut z = pool::take(n);
-        z.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, z)| {
-            let e = ef[i].wrapping_add(x[i].wrapping_sub(a[i]));
-            let f = ef[n + i].wrapping_add(y[i].wrapping_sub(b[i]));
-            let xs = if lead { x[i] } else { x[i].wrapping_sub(e) };
-            let v = xs.wrapping_mul(f).wrapping_add(e.wrapping_mul(y[i])).wrapping_add(c[i]);
-            *z = if lead { v.wrapping_add(u[i]) } else { v.wrapping_sub(u[i]) };
-        });
-        for v in [a, b, c, u, ef] {
-            pool::give(v);
+        match (&c, &c_got) {
+            (Some(c), _) => for_chunks(&mut z, [&a, &b, c, &u], |first, z, &[a, b, c, u]| {
+                for k in 0..z.len() {
+                    z[k] = share(first + k, a[k], b[k], c[k], u[k]);
+                }
+            }),
+            (None, Some(c)) => for_chunks(&mut z, [&a, &b, &u], |first, z, &[a, b, u]| {
+                for k in 0..z.len() {
+                    z[k] = share(first + k, a[k], b[k], c[first + k], u[k]);
+                }
+            }),
+            (None, None) => unreachable!("P1 received C"),
+        }
+        pool::give(ef);
+        if let Some(c) = c_got {
+            pool::give(c);
         }
         Ok(z)
     }
@@ -485,46 +521,52 @@ impl Porthos {
             return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
-        let r0 = self.common().u64s(n);
-        let mut r1 = self.common().u64s(n);
+        let r0 = self.common().draw_words(n, false);
+        let r1 = self.common().draw_words(n, false);
         let eta_pp = self.common().bits(n);
         // r = r0 + r1 is known to P0 and P1; keep it nonzero so that r - 1 does not wrap
-        // (a change of probability 2^-64 to its distribution).
-        r1.par_iter_mut().with_min_len(PAR_MIN).zip(r0.par_iter()).for_each(|(r1, &r0)| {
-            if r0.wrapping_add(*r1) == 0 {
-                *r1 = r1.wrapping_add(1);
+        // (a change of probability 2^-64 to its distribution): r1 is read through `fix`.
+        let fix = |r0: u64, r1: u64| if r0.wrapping_add(r1) == 0 { r1.wrapping_add(1) } else { r1 };
+        let mut a_tilde = pool::take(n);
+        for_chunks(&mut a_tilde, [&r0, &r1], |first, t, &[r0, r1]| {
+            for k in 0..t.len() {
+                let mine = if lead { r0[k] } else { fix(r0[k], r1[k]) };
+                t[k] = a[first + k].wrapping_add(mine);
             }
         });
-        let mine = if lead { &r0 } else { &r1 };
-        let mut a_tilde = pool::take(n);
-        a_tilde.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, t)| *t = a[i].wrapping_add(mine[i]));
         self.send(HELPER, a_tilde)?;
         let xbits = self.deal_bits(None, n)?;
         let delta = self.deal_words::<ZL1>(None, n, true)?;
         let mut y = pool::take(n);
-        y.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, r)| *r = r0[i].wrapping_add(r1[i]).wrapping_sub(1));
+        for_chunks(&mut y, [&r0, &r1], |_, y, &[r0, r1]| {
+            for k in 0..y.len() {
+                y[k] = r0[k].wrapping_add(fix(r0[k], r1[k])).wrapping_sub(1);
+            }
+        });
         self.private_compare(xbits.as_ref(), &y, &eta_pp, n)?;
         drop(xbits);
         let eta_p = self.deal_words::<ZL1>(None, n, false)?;
-        let mine = if lead { &r0 } else { &r1 };
-        y.par_iter_mut().enumerate().with_min_len(PAR_MIN).for_each(|(i, y)| {
-            let alpha = wraps(r0[i], r1[i]) as u64;
-            let beta_j = wraps(a[i], mine[i]) as u64;
-            // eta = eta' xor eta''
-            let mut eta = if eta_pp[i] == 1 { ring::neg_zl1(eta_p[i]) } else { eta_p[i] };
-            if lead {
-                eta = add_zl1(eta, eta_pp[i] as u64);
+        for_chunks(&mut y, [&r0, &r1], |first, y, &[r0, r1]| {
+            for k in 0..y.len() {
+                let i = first + k;
+                let r1 = fix(r0[k], r1[k]);
+                let alpha = wraps(r0[k], r1) as u64;
+                let beta_j = wraps(a[i], if lead { r0[k] } else { r1 }) as u64;
+                // eta = eta' xor eta''
+                let mut eta = if eta_pp[i] == 1 { ring::neg_zl1(eta_p[i]) } else { eta_p[i] };
+                if lead {
+                    eta = add_zl1(eta, eta_pp[i] as u64);
+                }
+                // theta = beta_j + delta_j + eta_j + [lead](-alpha - 1) = shares of wrap(a_0, a_1)
+                let mut theta = add_zl1(add_zl1(beta_j, delta[i]), eta);
+                if lead {
+                    theta = sub_zl1(theta, alpha + 1);
+                }
+                y[k] = sub_zl1(to_zl1(a[i]), theta);
             }
-            // theta = beta_j + delta_j + eta_j + [lead](-alpha - 1) = shares of wrap(a_0, a_1)
-            let mut theta = add_zl1(add_zl1(beta_j, delta[i]), eta);
-            if lead {
-                theta = sub_zl1(theta, alpha + 1);
-            }
-            *y = sub_zl1(to_zl1(a[i]), theta);
         });
-        for v in [r0, r1, delta, eta_p] {
-            pool::give(v);
-        }
+        pool::give(delta);
+        pool::give(eta_p);
         Ok(y)
     }
 
@@ -540,11 +582,15 @@ impl Porthos {
         if self.id == HELPER {
             let x = if self.porthos() {
                 // Both shares of the random x come from the keys: nothing to send.
-                let mut x0 = self.helper_key(MODEL_OWNER).zl1s(n);
-                let x1 = self.helper_key(CLIENT).zl1s(n);
-                x0.par_iter_mut().with_min_len(PAR_MIN).zip(x1.par_iter()).for_each(|(a, &b)| *a = add_zl1(*a, b));
-                pool::give(x1);
-                x0
+                let x0 = self.helper_key(MODEL_OWNER).draw_words(n, true);
+                let x1 = self.helper_key(CLIENT).draw_words(n, true);
+                let mut x = pool::take(n);
+                for_chunks(&mut x, [&x0, &x1], |_, x, &[x0, x1]| {
+                    for k in 0..x.len() {
+                        x[k] = add_zl1(x0[k], x1[k]);
+                    }
+                });
+                x
             } else {
                 let x = self.own.zl1s(n);
                 self.deal_words::<ZL1>(Some(&x), n, false)?;
@@ -564,12 +610,22 @@ impl Porthos {
             return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
-        let x = if self.porthos() { self.with_helper().zl1s(n) } else { self.deal_words::<ZL1>(None, n, false)? };
+        // x: drawn (Porthos) or dealt (SecureNN).
+        let (x_draw, x_dealt) =
+            if self.porthos() { (Some(self.with_helper().draw_words(n, true)), None) } else { (None, Some(self.deal_words::<ZL1>(None, n, false)?)) };
         let xbits = self.deal_bits(None, n)?;
         let mut lsb = self.deal_words::<ZL>(None, n, true)?;
         // r = 2a + x over Z_{L-1}, opened to P0 and P1.
         let mut r_j = pool::take(n);
-        r_j.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, r)| *r = add_zl1(add_zl1(a[i], a[i]), x[i]));
+        match (&x_draw, &x_dealt) {
+            (Some(x), _) => for_chunks(&mut r_j, [x], |first, r, &[x]| {
+                for k in 0..r.len() {
+                    r[k] = add_zl1(add_zl1(a[first + k], a[first + k]), x[k]);
+                }
+            }),
+            (None, Some(x)) => r_j.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, r)| *r = add_zl1(add_zl1(a[i], a[i]), x[i])),
+            (None, None) => unreachable!(),
+        }
         let mut msg = pool::take(n);
         msg.copy_from_slice(&r_j);
         let other = 1 - self.id;
@@ -595,8 +651,11 @@ impl Porthos {
             *t = gamma[i].wrapping_add(delta[i]).wrapping_sub(t.wrapping_mul(2));
         });
         self.rerandomise(&mut alpha);
-        for v in [x, r_j, r, gamma, delta] {
+        for v in [r_j, r, gamma, delta] {
             pool::give(v);
+        }
+        if let Some(x) = x_dealt {
+            pool::give(x);
         }
         Ok(alpha)
     }

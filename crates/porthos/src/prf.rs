@@ -114,16 +114,21 @@ impl Prf {
         v
     }
 
-    /// Uniform elements of Z_{2^64 - 1} (the rare draw of 2^64 - 1 is replaced by a redraw).
+    /// Uniform elements of Z_{2^64 - 1} (see [`WordDraw`]).
     pub fn fill_zl1(&mut self, out: &mut [u64]) {
         self.fill_u64(out);
-        for v in out.iter_mut() {
-            while *v == ZL1_MODULUS {
-                let mut one = [0u64];
-                self.fill_u64(&mut one);
-                *v = one[0];
-            }
-        }
+        let draw = WordDraw { cipher: self.cipher.clone(), start: self.block - (out.len() * 8).div_ceil(16) as u128, len: out.len(), zl1: true };
+        draw.fix_zl1(0, out);
+    }
+
+    /// Reserves the keystream for `len` uniform elements of Z_2^64 (or of Z_{2^64 - 1} with
+    /// `zl1`), to be computed in any order with [`WordDraw::fill`]: the same elements as
+    /// [`Prf::fill_u64`] (or [`Prf::fill_zl1`]) would give at this position.
+    pub fn draw_words(&mut self, len: usize, zl1: bool) -> WordDraw {
+        assert!((len as u64) < SPILL_SLOTS, "draw of {len} words");
+        let draw = WordDraw { cipher: self.cipher.clone(), start: self.block, len, zl1 };
+        self.block += (8 * len).div_ceil(16) as u128;
+        draw
     }
 
     pub fn zl1s(&mut self, n: usize) -> Vec<u64> {
@@ -163,6 +168,113 @@ impl Prf {
         let mut v = vec![0u8; n];
         self.fill_bits(&mut v);
         v
+    }
+}
+
+/// `len` uniform 64-bit words reserved from a keystream by [`Prf::draw_words`]: word `j` is
+/// keystream bytes `8j..8j + 8` (little-endian) from the draw's first block, computable in any
+/// order, so that protocol loops generate the words they use next to their use (in cache)
+/// rather than reading them from memory. For Z_{2^64 - 1} the value 2^64 - 1 (probability
+/// 2^-64) is replaced by the first word other than 2^64 - 1 of the blocks
+/// `AES_k(2^127 + S 2^64 + a 2^40 + j)`, `a = 0, 1, ...` (as for [`ZpDraw`]'s rejections).
+#[derive(Clone)]
+pub struct WordDraw {
+    cipher: Cipher,
+    start: u128,
+    len: usize,
+    zl1: bool,
+}
+
+impl std::fmt::Debug for WordDraw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordDraw").field("start", &self.start).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl WordDraw {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Words `first..first + out.len()` of the draw (`first` even: whole AES blocks).
+    pub fn fill(&self, first: usize, out: &mut [u64]) {
+        assert!(first % 2 == 0 && first + out.len() <= self.len, "words {first}+{} of a draw of {}", out.len(), self.len);
+        // SAFETY: u8 has alignment 1 and every byte pattern is a valid u64; same memory.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len() * 8) };
+        self.cipher.keystream(self.start + (first / 2) as u128, bytes);
+        if cfg!(target_endian = "big") {
+            for v in out.iter_mut() {
+                *v = u64::from_le(*v);
+            }
+        }
+        if self.zl1 {
+            self.fix_zl1(first, out);
+        }
+    }
+
+    /// Replaces the words 2^64 - 1 (words `first..` of the draw in `out`).
+    fn fix_zl1(&self, first: usize, out: &mut [u64]) {
+        if !out.contains(&ZL1_MODULUS) {
+            return;
+        }
+        let draw = self.start & ((1u128 << 63) - 1);
+        for (k, v) in out.iter_mut().enumerate() {
+            if *v == ZL1_MODULUS {
+                'attempts: for attempt in 0u128.. {
+                    let counter = (1u128 << 127) | (draw << 64) | (attempt << 40) | (first + k) as u128;
+                    let mut block = counter.to_le_bytes();
+                    self.cipher.encrypt_block(&mut block);
+                    for w in block.chunks_exact(8) {
+                        let w = u64::from_le_bytes(w.try_into().unwrap());
+                        if w != ZL1_MODULUS {
+                            *v = w;
+                            break 'attempts;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Words generated per step of the fused loops ([`for_chunks`]).
+pub(crate) const WORDS: usize = 2048;
+
+thread_local! {
+    /// The generated words of [`for_chunks`] (allocated once per thread, not zeroed per chunk).
+    static WORD_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f(first, out_chunk, words)` over chunks of `out` (in parallel for large ones), with
+/// `words[d]` holding words `first..` of `draws[d]` for the chunk.
+pub(crate) fn for_chunks<const D: usize>(out: &mut [u64], draws: [&WordDraw; D], f: impl Fn(usize, &mut [u64], &[&[u64]; D]) + Sync) {
+    let body = |c: usize, out: &mut [u64]| {
+        let first = c * WORDS;
+        WORD_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < D * WORDS {
+                scratch.resize(D * WORDS, 0);
+            }
+            let mut bufs = scratch.chunks_exact_mut(WORDS);
+            let mut views: [&[u64]; D] = [&[]; D];
+            for (v, d) in views.iter_mut().zip(draws.iter()) {
+                let b = &mut bufs.next().expect("scratch for every draw")[..out.len()];
+                d.fill(first, b);
+                *v = b;
+            }
+            f(first, out, &views);
+        })
+    };
+    if out.len() <= 4 * WORDS {
+        for (c, chunk) in out.chunks_mut(WORDS).enumerate() {
+            body(c, chunk);
+        }
+    } else {
+        out.par_chunks_mut(WORDS).enumerate().for_each(|(c, chunk)| body(c, chunk));
     }
 }
 

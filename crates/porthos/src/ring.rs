@@ -117,6 +117,8 @@ pub fn packed_words(len: usize) -> usize {
 pub trait Ring {
     type E: Copy + Default + Send + Sync + 'static;
     const NAME: &'static str;
+    /// Whether word draws of this ring avoid 2^64 - 1 (`Prf::draw_words`; Z_{L-1}).
+    const WORDS_ZL1: bool = false;
     fn random(prf: &mut Prf, out: &mut [Self::E]);
     fn sub(a: Self::E, b: Self::E) -> Self::E;
     fn encode(v: &[Self::E]) -> Vec<u64>;
@@ -155,6 +157,7 @@ impl Ring for ZL {
 impl Ring for ZL1 {
     type E = u64;
     const NAME: &'static str = "Z_{L-1}";
+    const WORDS_ZL1: bool = true;
     fn random(prf: &mut Prf, out: &mut [u64]) {
         prf.fill_zl1(out)
     }
