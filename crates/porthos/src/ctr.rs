@@ -4,7 +4,8 @@
 //! 128-bit little-endian integer. On CPUs with VAES and AVX-512 the blocks are encrypted 32 at
 //! a time with 512-bit AES rounds (four blocks per instruction, eight registers in flight);
 //! otherwise by the `aes` crate (AES-NI, eight blocks pipelined, or its constant-time software
-//! implementation). Both give the same bytes (tested).
+//! implementation). Both give the same bytes (tested); the environment variable
+//! `CRYPTFLOW_NO_VAES` makes keys set up afterwards use the `aes` crate's path (to compare).
 
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::{Aes128, Block};
