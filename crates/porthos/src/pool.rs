@@ -8,11 +8,14 @@
 //! the next messages, by any party thread of the process (in a local 3-party run the helper
 //! receives more than it sends and the share-holders the opposite, so the pool is shared).
 //!
-//! The pool keeps at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] bytes, dropping the
-//! buffers given back longest ago beyond that; a buffer handed out holds stale data from its
-//! previous use (always initialised `u64`s).
+//! A buffer given back is kept only if the pool handed out one of its size class that has not
+//! come back yet: buffers that only ever arrive (messages received by a party that runs alone
+//! in its process, in a distributed run) are freed as before, and the pool holds what the
+//! protocols reuse. It keeps at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] bytes, dropping
+//! the buffers given back longest ago beyond that; a buffer handed out holds stale data from
+//! its previous use (always initialised `u64`s).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 /// Buffers smaller than this are left to the allocator.
@@ -20,8 +23,14 @@ const MIN_WORDS: usize = 1 << 14;
 const MAX_BUFFERS: usize = 256;
 const MAX_BYTES: usize = 1 << 30;
 
-/// Oldest first.
-static POOL: Mutex<VecDeque<Vec<u64>>> = Mutex::new(VecDeque::new());
+struct Pool {
+    /// Oldest first.
+    buffers: VecDeque<Vec<u64>>,
+    /// Per size class, the buffers handed out and not given back.
+    out: BTreeMap<usize, usize>,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool { buffers: VecDeque::new(), out: BTreeMap::new() });
 
 /// The capacity given to buffers of `len` words: the next size of the form `m 2^k` with
 /// `8 <= m < 16` (at most an eighth more), so that vectors of nearby lengths share buffers.
@@ -40,10 +49,11 @@ pub(crate) fn take(len: usize) -> Vec<u64> {
     }
     let cap = class(len);
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    *pool.out.entry(cap).or_insert(0) += 1;
     // A buffer of this size class (or one given back with a capacity in between).
-    let best = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= len && b.capacity() <= cap).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
+    let best = pool.buffers.iter().enumerate().filter(|(_, b)| b.capacity() >= len && b.capacity() <= cap).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
     if let Some(i) = best {
-        let mut v = pool.remove(i).expect("index in range");
+        let mut v = pool.buffers.remove(i).expect("index in range");
         drop(pool);
         // SAFETY: the capacity suffices and `give` initialised the whole capacity.
         unsafe { v.set_len(len) };
@@ -71,12 +81,20 @@ pub(crate) fn give(mut v: Vec<u64>) {
     // `take` may hand out the whole capacity: initialise it (vectors built with an exact
     // length have nothing past it).
     let cap = v.capacity();
+    {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.out.get_mut(&class(cap)) {
+            Some(n) if *n > 0 => *n -= 1,
+            // Nobody took one of these: let it go.
+            _ => return,
+        }
+    }
     v.resize(cap, 0);
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    pool.push_back(v);
-    let mut held: usize = pool.iter().map(|b| b.capacity() * 8).sum();
-    while pool.len() > MAX_BUFFERS || held > MAX_BYTES {
-        let oldest = pool.pop_front().expect("not empty");
+    pool.buffers.push_back(v);
+    let mut held: usize = pool.buffers.iter().map(|b| b.capacity() * 8).sum();
+    while pool.buffers.len() > MAX_BUFFERS || held > MAX_BYTES {
+        let oldest = pool.buffers.pop_front().expect("not empty");
         held -= oldest.capacity() * 8;
     }
 }
@@ -97,5 +115,8 @@ mod tests {
         assert_eq!(v.capacity(), class(100_000));
         give(v);
         assert_eq!(take(99_000).capacity(), class(100_000));
+        // A buffer of a class nobody took is not kept.
+        give(vec![7; 3 << 20]);
+        assert!(POOL.lock().unwrap().buffers.iter().all(|b| b.capacity() != 3 << 20));
     }
 }
