@@ -367,3 +367,23 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ShapeErr
     }
     Ok(out)
 }
+
+/// Lays out a reduction over `axis` as rows: returns `x` with `axis` moved first (so row `k`
+/// holds the `k`-th element of every reduced group, groups in row-major order of the other
+/// axes) and the shape of the reduced result (`axis` removed, or kept with extent 1).
+/// Protocols that reduce by a sequence of pairwise steps (argmax tournaments) start here.
+pub fn axis_rows<T: Element>(x: &Tensor<T>, axis: usize, keep_dims: bool) -> Result<(Tensor<T>, Vec<usize>), ShapeError> {
+    if axis >= x.rank() || x.shape()[axis] == 0 {
+        crate::shape_bail!("reduction over axis {axis} of shape {:?}", x.shape());
+    }
+    let mut perm = vec![axis];
+    perm.extend((0..x.rank()).filter(|&a| a != axis));
+    let rows = transpose(x, &perm)?;
+    let mut out_shape = x.shape().to_vec();
+    if keep_dims {
+        out_shape[axis] = 1;
+    } else {
+        out_shape.remove(axis);
+    }
+    Ok((rows, out_shape))
+}

@@ -506,20 +506,9 @@ impl Backend for TwoPc {
     }
 
     fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
-        if axis >= x.rank() || x.shape()[axis] == 0 {
-            return Err(shape_err(format!("argmax: axis {axis} of shape {:?}", x.shape())));
-        }
+        let (rows, out_shape) = movement::axis_rows(x, axis, keep_dims).map_err(|e| shape_err(format!("argmax: {e}")))?;
         let n = x.shape()[axis];
-        let mut perm = vec![axis];
-        perm.extend((0..x.rank()).filter(|&a| a != axis));
-        let rows = movement::transpose(x, &perm)?;
         let outs = x.len() / n;
-        let mut out_shape = x.shape().to_vec();
-        if keep_dims {
-            out_shape[axis] = 1;
-        } else {
-            out_shape.remove(axis);
-        }
         if outs == 0 {
             return Ok(RingTensor::zeros(out_shape));
         }
