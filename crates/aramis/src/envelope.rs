@@ -202,10 +202,20 @@ pub fn statement(from: u16, kind: Kind, n: usize, session: &SessionId, mask: u32
 }
 
 /// BLAKE3 of the payload's little-endian bytes, without copying it on little-endian machines.
+/// Payload size from which hashing is split across the rayon pool.
+const PARALLEL_HASH_BYTES: usize = 1 << 18;
+
 pub fn payload_digest(payload: &[u64]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     if cfg!(target_endian = "little") {
-        h.update(bytemuck::cast_slice(payload));
+        let bytes: &[u8] = bytemuck::cast_slice(payload);
+        // Large payloads (convolution and comparison traffic of ImageNet networks) are hashed
+        // on all cores: the receiver usually hashes while its peers wait for its next message.
+        if bytes.len() >= PARALLEL_HASH_BYTES {
+            h.update_rayon(bytes);
+        } else {
+            h.update(bytes);
+        }
     } else {
         for chunk in payload.chunks(1024) {
             let bytes: Vec<u8> = chunk.iter().flat_map(|w| w.to_le_bytes()).collect();

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cryptflow_aramis::software::SoftwareAttestor;
 use cryptflow_aramis::{protect, Aramis, Cheat, CheatingHost, Failure, HostLayer, Options};
 use cryptflow_backend::Backend;
-use cryptflow_ir::llil::Program;
+use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_tensor::RingTensor;
@@ -169,7 +169,7 @@ fn run_party(
     attestor: &SoftwareAttestor,
     options: Options,
     variant: ProtocolVariant,
-    weights: Option<&[RingTensor]>,
+    weights: Option<&dyn WeightSource>,
     inputs: Option<&[RingTensor]>,
     inferences: usize,
     crash: bool,
@@ -188,7 +188,7 @@ fn run_party(
 pub fn run_local(
     dir: &Path,
     program: &Program,
-    weights: &[RingTensor],
+    weights: &dyn WeightSource,
     inputs: &[RingTensor],
     protocol: ProtocolName,
     fault: Option<Fault>,

@@ -73,7 +73,20 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// glibc gives every thread that allocates its own arena (up to 8 per core), and memory freed
+/// in one arena is not reused by the others: with the protocol's rayon workers and the network
+/// reader and writer threads, a ResNet-50 party kept about 230 MB more resident than it used.
+/// Two arenas keep the peak close to what is live at no measurable cost in time.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => compile::compile(args),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_backend::Backend;
-use cryptflow_ir::artifact::{read_fixed_weights, read_public, PublicProgram};
+use cryptflow_ir::artifact::{read_public, FixedWeightsFile, PublicProgram};
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
 use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_runtime::{decode_output, encode_input, RunError};
@@ -113,8 +113,8 @@ pub fn party(args: PartyArgs) -> Result<()> {
 /// What a party process holds before it connects.
 pub struct PartyFiles {
     pub public: PublicProgram,
-    /// The model owner's weights.
-    pub weights: Option<Vec<RingTensor>>,
+    /// The model owner's weights (checked, then read as the inferences need them).
+    pub weights: Option<FixedWeightsFile>,
     /// The client's inputs and how to stack its outputs.
     pub client_inputs: Option<(Vec<FloatTensor>, Stacking)>,
 }
@@ -134,7 +134,7 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
         bail!("--input and -o are given to the client (party {}) and only to it", roles.client);
     }
     let public = read_public(&args.dir)?;
-    let weights = if id == roles.model_owner { Some(read_fixed_weights(&args.dir, &public)?) } else { None };
+    let weights = if id == roles.model_owner { Some(FixedWeightsFile::open(&args.dir, &public)?) } else { None };
     let program = &public.program;
     let client_inputs = match &args.input {
         Some(path) => {
@@ -189,7 +189,7 @@ pub fn drive<B: Backend>(
         files.client_inputs.as_ref().map(|(x, _)| x.iter().map(|x| encode_input(x, program.scale)).collect());
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     let bar = crate::secure::progress_bar();
-    let run = crate::secure::run_party(program, backend, files.weights.as_deref(), inputs.as_deref(), count, crash, bar.as_ref());
+    let run = crate::secure::run_party(program, backend, files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref(), count, crash, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

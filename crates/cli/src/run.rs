@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_backend::cleartext::Cleartext;
-use cryptflow_ir::artifact::{read_fixed_weights, read_float_graph, read_public};
+use cryptflow_ir::artifact::{read_float_graph, read_public, FixedWeightsFile};
 use cryptflow_runtime::{decode_output, encode_input, float, LayerMetrics, Runner};
 use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
@@ -107,7 +107,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             outs
         }
         BackendName::Cleartext => {
-            let weights = read_fixed_weights(&args.dir, &public)?;
+            let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let mut runner = Runner::new(program, Cleartext::new());
             runner.share_weights(Some(&weights))?;
             let mut outs = Vec::new();
@@ -122,7 +122,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             outs
         }
         BackendName::Porthos => {
-            let weights = read_fixed_weights(&args.dir, &public)?;
+            let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
             let variant = match args.protocol {
                 ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
@@ -140,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
         }
         BackendName::Aramis => {
-            let weights = read_fixed_weights(&args.dir, &public)?;
+            let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
             let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, &encoded, args.protocol, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
@@ -151,7 +151,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
         }
         BackendName::TwoPc => {
-            let weights = read_fixed_weights(&args.dir, &public)?;
+            let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
             metrics.backend = "2pc".into();
             let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;

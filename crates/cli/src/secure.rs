@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use cryptflow_backend::Backend;
-use cryptflow_ir::llil::Program;
+use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_runtime::{LayerMetrics, RunError, Runner};
@@ -84,7 +84,7 @@ pub struct PartyRun<B> {
 pub fn run_party<B: Backend>(
     program: &Program,
     backend: B,
-    weights: Option<&[RingTensor]>,
+    weights: Option<&dyn WeightSource>,
     inputs: Option<&[RingTensor]>,
     inferences: usize,
     crash: bool,
@@ -143,11 +143,11 @@ pub const THREE_PARTIES: Roles = Roles { names: &ROLE_NAMES, model_owner: 0, cli
 /// and the progress bar). Fails, naming every failed party, if any party failed.
 pub fn run_local_parties<T: Send>(
     roles: &Roles,
-    weights: &[RingTensor],
+    weights: &dyn WeightSource,
     inputs: &[RingTensor],
     fault: Option<Fault>,
     describe_error: impl Fn(&anyhow::Error) -> String + Sync,
-    party: impl Fn(usize, Session, Option<&[RingTensor]>, Option<&[RingTensor]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
+    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<&[RingTensor]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
 ) -> Result<(Vec<T>, f64)> {
     let started = Instant::now();
     let bar = progress_bar();
@@ -226,7 +226,7 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 /// Runs `inputs` (already encoded) through Porthos with the three parties in this process.
 pub fn run_porthos_local(
     program: &Program,
-    weights: &[RingTensor],
+    weights: &dyn WeightSource,
     inputs: &[RingTensor],
     variant: ProtocolVariant,
     fault: Option<Fault>,

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryptflow_ir::llil::Program;
+use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_tensor::RingTensor;
 use cryptflow_twopc::{TwoPc, CLIENT, MODEL_OWNER};
 
@@ -27,7 +27,7 @@ fn check_fault(fault: Option<Fault>) -> Result<()> {
 }
 
 /// Runs `inputs` (already encoded) with both parties in this process.
-pub fn run_local(program: &Program, weights: &[RingTensor], inputs: &[RingTensor], fault: Option<Fault>) -> Result<SecureRun> {
+pub fn run_local(program: &Program, weights: &dyn WeightSource, inputs: &[RingTensor], fault: Option<Fault>) -> Result<SecureRun> {
     check_fault(fault)?;
     let count = inputs.len();
     let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {

@@ -260,24 +260,186 @@ fn read_weights(dir: &Path, file: &str, kind: u8, public: &PublicProgram) -> Res
     Ok(out)
 }
 
-/// The model owner's fixed-point weights, checked against the program's weight list.
+/// The model owner's fixed-point weights, checked against the program's weight list, all in
+/// memory.
 pub fn read_fixed_weights(dir: &Path, public: &PublicProgram) -> Result<Vec<RingTensor>, ArtifactError> {
-    let path = dir.join(OWNER_DIR).join(FIXED_WEIGHTS_FILE);
-    let raw = read_weights(dir, FIXED_WEIGHTS_FILE, 0, public)?;
-    if raw.len() != public.program.weights.len() {
-        return Err(ArtifactError::Corrupt { path, reason: "weight count differs from the program".into() });
+    let file = FixedWeightsFile::open(dir, public)?;
+    (0..file.entries.len()).map(|k| file.read(k)).collect()
+}
+
+/// One tensor of a weights file: where its elements are and what they hashed to when the file
+/// was checked.
+struct WeightEntry {
+    offset: u64,
+    shape: Vec<usize>,
+    digest: [u8; 32],
+}
+
+/// The model owner's fixed-point weights file, checked once in full when opened and then read
+/// one tensor at a time (a party streams its weights instead of holding them all). Every
+/// tensor read is checked against the digest it had when the file was opened, so a file
+/// changed in between is an error, never a silently different model.
+pub struct FixedWeightsFile {
+    path: PathBuf,
+    file: std::sync::Mutex<fs::File>,
+    entries: Vec<WeightEntry>,
+}
+
+/// A reader that hashes everything read through it (the whole-file checksum).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    pos: u64,
+}
+
+impl<R: std::io::Read> HashingReader<R> {
+    fn bytes(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_exact(out)?;
+        self.hasher.update(&*out);
+        self.pos += out.len() as u64;
+        Ok(())
     }
-    raw.into_iter()
-        .zip(&public.program.weights)
-        .map(|((name, shape, data), spec)| {
-            if name != spec.name || shape != spec.shape {
-                return Err(ArtifactError::Corrupt { path: path.clone(), reason: format!("weight `{name}` does not match `{}`", spec.name) });
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> std::io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl FixedWeightsFile {
+    /// Opens `DIR/model-owner/weights.fixed` and checks all of it: magic, version, element
+    /// kind, program digest, names and shapes against the program, and the closing checksum.
+    pub fn open(dir: &Path, public: &PublicProgram) -> Result<FixedWeightsFile, ArtifactError> {
+        use std::io::{BufReader, Read, Seek};
+        let path = dir.join(OWNER_DIR).join(FIXED_WEIGHTS_FILE);
+        let corrupt = |reason: String| ArtifactError::Corrupt { path: path.clone(), reason };
+        let truncated = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                ArtifactError::Corrupt { path: path.clone(), reason: "truncated".into() }
+            } else {
+                ArtifactError::Io { path: path.clone(), source: e }
             }
-            let values = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-            debug_assert_eq!(num_elements(&shape), data.len() / 8);
-            Tensor::new(shape, values).map_err(|e| ArtifactError::Corrupt { path: path.clone(), reason: e.to_string() })
-        })
-        .collect()
+        };
+        let mut file = fs::File::open(&path).map_err(io_error(&path))?;
+        let size = file.metadata().map_err(io_error(&path))?.len();
+        if size < (MAGIC.len() + 32) as u64 {
+            return Err(corrupt("not a cryptflow weights file".into()));
+        }
+        let body_len = size - 32;
+        let mut r = HashingReader { inner: BufReader::with_capacity(1 << 20, (&mut file).take(body_len)), hasher: Sha256::new(), pos: 0 };
+        let mut magic = [0u8; 8];
+        r.bytes(&mut magic).map_err(truncated)?;
+        if &magic != MAGIC {
+            return Err(corrupt("not a cryptflow weights file".into()));
+        }
+        let version = r.u32().map_err(truncated)?;
+        if version != FORMAT_VERSION {
+            return Err(ArtifactError::Version { path: path.clone(), found: version, expected: FORMAT_VERSION });
+        }
+        let mut kind = [0u8; 1];
+        r.bytes(&mut kind).map_err(truncated)?;
+        if kind[0] != 0 {
+            return Err(corrupt("wrong element kind".into()));
+        }
+        let mut digest = [0u8; 32];
+        r.bytes(&mut digest).map_err(truncated)?;
+        if digest != public.digest() {
+            return Err(ArtifactError::Mismatch { path: path.clone(), program: dir.join(PROGRAM_FILE) });
+        }
+        let count = r.u32().map_err(truncated)? as usize;
+        if count != public.program.weights.len() {
+            return Err(corrupt("weight count differs from the program".into()));
+        }
+        let mut entries = Vec::with_capacity(count);
+        let mut chunk = vec![0u8; 1 << 20];
+        for spec in &public.program.weights {
+            let name_len = r.u32().map_err(truncated)? as usize;
+            if name_len > 1 << 16 {
+                return Err(corrupt("weight name longer than 64 KiB".into()));
+            }
+            let mut name = vec![0u8; name_len];
+            r.bytes(&mut name).map_err(truncated)?;
+            let name = String::from_utf8(name).map_err(|_| corrupt("weight name is not UTF-8".into()))?;
+            let rank = r.u32().map_err(truncated)? as usize;
+            if rank > 8 {
+                return Err(corrupt("weight of rank > 8".into()));
+            }
+            let shape = (0..rank).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>, _>>().map_err(truncated)?;
+            if name != spec.name || shape != spec.shape {
+                return Err(corrupt(format!("weight `{name}` does not match `{}`", spec.name)));
+            }
+            let len = shape.iter().try_fold(8u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| corrupt("weight extents overflow".into()))?;
+            if r.pos.checked_add(len).is_none_or(|end| end > body_len) {
+                return Err(corrupt("truncated".into()));
+            }
+            let offset = r.pos;
+            let mut tensor = Sha256::new();
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                r.bytes(&mut chunk[..n]).map_err(truncated)?;
+                tensor.update(&chunk[..n]);
+                left -= n as u64;
+            }
+            entries.push(WeightEntry { offset, shape, digest: tensor.finalize().into() });
+        }
+        if r.pos != body_len {
+            return Err(corrupt("trailing bytes".into()));
+        }
+        let whole: [u8; 32] = r.hasher.finalize().into();
+        let mut check = [0u8; 32];
+        file.seek(std::io::SeekFrom::Start(body_len)).map_err(io_error(&path))?;
+        file.read_exact(&mut check).map_err(truncated)?;
+        if whole != check {
+            return Err(corrupt("checksum mismatch (truncated or modified)".into()));
+        }
+        Ok(FixedWeightsFile { path, file: std::sync::Mutex::new(file), entries })
+    }
+
+    /// Reads weight `k` (in program order) and checks it against the digest taken at `open`.
+    pub fn read(&self, k: usize) -> Result<RingTensor, ArtifactError> {
+        use std::io::{Read, Seek};
+        let entry = &self.entries[k];
+        let n = num_elements(&entry.shape);
+        let mut values = vec![0u64; n];
+        {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.seek(std::io::SeekFrom::Start(entry.offset)).map_err(io_error(&self.path))?;
+            file.read_exact(u64s_as_bytes(&mut values)).map_err(io_error(&self.path))?;
+        }
+        let digest: [u8; 32] = Sha256::digest(u64s_as_bytes(&mut values)).into();
+        if digest != entry.digest {
+            return Err(ArtifactError::Corrupt { path: self.path.clone(), reason: format!("weight {k} changed since the file was checked") });
+        }
+        for v in values.iter_mut() {
+            *v = u64::from_le(*v);
+        }
+        Tensor::new(entry.shape.clone(), values).map_err(|e| ArtifactError::Corrupt { path: self.path.clone(), reason: e.to_string() })
+    }
+}
+
+/// The bytes of `values` in memory order (little-endian on the wire; `read` fixes the order).
+fn u64s_as_bytes(values: &mut [u64]) -> &mut [u8] {
+    // SAFETY: u8 has alignment 1, every byte of a u64 is initialised and any byte pattern is a
+    // valid u64; the slice covers exactly the same memory.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr() as *mut u8, values.len() * 8) }
+}
+
+impl crate::llil::WeightSource for FixedWeightsFile {
+    fn count(&self) -> usize {
+        self.entries.len()
+    }
+    fn shape(&self, k: usize) -> &[usize] {
+        &self.entries[k].shape
+    }
+    fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String> {
+        self.read(k).map(std::borrow::Cow::Owned).map_err(|e| e.to_string())
+    }
 }
 
 /// The float HLIL with its weights, for the float executor.

@@ -245,13 +245,49 @@ pub struct Output {
     pub encoding: Encoding,
 }
 
+/// Where the model owner's fixed-point weights come from when a party needs one: memory, or
+/// the compiled artifact read tensor by tensor (`artifact::FixedWeightsFile`), so that the
+/// weights need not all be resident at once.
+pub trait WeightSource: Sync {
+    /// Number of weights (in `Program::weights` order).
+    fn count(&self) -> usize;
+    fn shape(&self, k: usize) -> &[usize];
+    /// Weight `k`; an error names what went wrong (an unreadable or changed file).
+    fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String>;
+}
+
+impl WeightSource for [RingTensor] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn shape(&self, k: usize) -> &[usize] {
+        self[k].shape()
+    }
+    fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String> {
+        Ok(std::borrow::Cow::Borrowed(&self[k]))
+    }
+}
+
+impl WeightSource for Vec<RingTensor> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn shape(&self, k: usize) -> &[usize] {
+        self[k].shape()
+    }
+    fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String> {
+        Ok(std::borrow::Cow::Borrowed(&self[k]))
+    }
+}
+
 /// A complete LLIL program: what every party runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Program {
     /// The public fixed-point scale `s`.
     pub scale: u32,
     pub slots: Vec<SlotInfo>,
-    /// The model owner's weights: shared once per session, live for the whole session.
+    /// The model owner's weights: shared when an inference first reads them and released
+    /// after their last use (see `cryptflow_runtime::Runner`).
     pub weights: Vec<SecretInput>,
     /// The client's inputs: shared once per inference.
     pub inputs: Vec<SecretInput>,

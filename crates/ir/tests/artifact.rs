@@ -104,3 +104,19 @@ fn damaged_program_files_give_clear_errors() {
     std::fs::remove_file(&path).unwrap();
     assert!(read_public(dir.path()).unwrap_err().to_string().contains("program.json"));
 }
+
+#[test]
+fn streamed_weights_changed_after_the_check_are_refused() {
+    let (dir, public, fixed) = written();
+    let file = FixedWeightsFile::open(dir.path(), &public).unwrap();
+    assert_eq!(file.read(0).unwrap(), fixed[0]);
+    // Same length, one element changed: the whole-file checksum was checked at open; the read
+    // must still notice.
+    let path = dir.path().join(OWNER_DIR).join(FIXED_WEIGHTS_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 32 - 8;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = file.read(0).unwrap_err();
+    assert!(err.to_string().contains("weight 0 changed since the file was checked"), "{err}");
+}

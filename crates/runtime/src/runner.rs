@@ -1,7 +1,7 @@
 use std::time::Instant;
 
 use cryptflow_backend::{Backend, BackendError, Owner, Traffic};
-use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program};
+use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program, WeightSource};
 use cryptflow_tensor::{kernels, movement, FloatTensor, RingTensor, ShapeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +45,23 @@ fn to_backend_owner(owner: ProgramOwner) -> Owner {
 }
 
 /// One party's run of a program over a backend.
+///
+/// Weights are streamed: each is shared just before the first instruction of an inference that
+/// reads it and released after the last one, so a party never holds the shares of all the
+/// weights at once (ResNet-50's are 205 MB per share-holder). Sharing an owner's value is local
+/// in every backend of this workspace (the other share comes from a common key), so streaming
+/// costs key-stream time but no communication.
 pub struct Runner<'p, B: Backend> {
     program: &'p Program,
     backend: B,
     slots: Vec<Option<RingTensor>>,
     weights_shared: bool,
+    /// The model owner's weights (`None` at the other parties), in `program.weights` order.
+    weights: Option<&'p dyn WeightSource>,
+    /// For each slot, the index of the weight it holds, if it holds one.
+    weight_index: Vec<Option<usize>>,
+    /// For each instruction, the weight slots it reads for the last time in the body.
+    weights_done_after: Vec<Vec<usize>>,
     live_bytes: u64,
     peak_live_bytes: u64,
     crash_at: Option<usize>,
@@ -58,11 +70,33 @@ pub struct Runner<'p, B: Backend> {
 
 impl<'p, B: Backend> Runner<'p, B> {
     pub fn new(program: &'p Program, backend: B) -> Self {
+        let mut weight_index = vec![None; program.slots.len()];
+        for (k, w) in program.weights.iter().enumerate() {
+            weight_index[w.slot] = Some(k);
+        }
+        let outputs: Vec<usize> = program.outputs.iter().map(|o| o.slot).collect();
+        let mut last_use = vec![None; program.slots.len()];
+        for (k, instr) in program.body.iter().enumerate() {
+            for &a in &instr.args {
+                if weight_index[a].is_some() && !outputs.contains(&a) {
+                    last_use[a] = Some(k);
+                }
+            }
+        }
+        let mut weights_done_after = vec![Vec::new(); program.body.len()];
+        for (slot, k) in last_use.iter().enumerate() {
+            if let Some(k) = k {
+                weights_done_after[*k].push(slot);
+            }
+        }
         Runner {
             program,
             backend,
             slots: vec![None; program.slots.len()],
             weights_shared: false,
+            weights: None,
+            weight_index,
+            weights_done_after,
             live_bytes: 0,
             peak_live_bytes: 0,
             crash_at: None,
@@ -113,35 +147,50 @@ impl<'p, B: Backend> Runner<'p, B> {
         }
     }
 
-    /// Shares the model owner's weights, once per session. The model owner passes them (in
-    /// `program.weights` order); the other parties pass `None`.
-    /// Returns the time and traffic of the sharing, as a pseudo-layer `(share weights)`.
-    pub fn share_weights(&mut self, weights: Option<&[RingTensor]>) -> Result<LayerMetrics, RunError> {
-        let started = Instant::now();
-        let before = self.traffic();
+    /// Takes the model owner's weights for the session (in `program.weights` order; the other
+    /// parties pass `None`). They are checked here and shared as the inferences need them (see
+    /// [`Runner`]). Returns the pseudo-layer `(share weights)`: no time or traffic any more,
+    /// kept so that reports keep their shape.
+    pub fn share_weights(&mut self, weights: Option<&'p dyn WeightSource>) -> Result<LayerMetrics, RunError> {
         if let Some(w) = weights {
-            if w.len() != self.program.weights.len() {
-                return Err(RunError::Input(format!("{} weights given, the program has {}", w.len(), self.program.weights.len())));
+            if w.count() != self.program.weights.len() {
+                return Err(RunError::Input(format!("{} weights given, the program has {}", w.count(), self.program.weights.len())));
+            }
+            for (k, spec) in self.program.weights.iter().enumerate() {
+                if w.shape(k) != spec.shape.as_slice() {
+                    return Err(RunError::Input(format!(
+                        "weight `{}` has shape {:?}, the program expects {:?}",
+                        spec.name,
+                        w.shape(k),
+                        spec.shape
+                    )));
+                }
             }
         }
-        for (k, spec) in self.program.weights.iter().enumerate() {
-            let value = weights.map(|w| &w[k]);
+        self.weights = weights;
+        self.weights_shared = true;
+        Ok(LayerMetrics { layer: "(share weights)".into(), ..Default::default() })
+    }
+
+    /// Shares the weights `slots` that are not live (every party calls this at the same points).
+    fn stream_weights(&mut self, slots: &[usize]) -> Result<(), RunError> {
+        for &slot in slots {
+            let Some(k) = self.weight_index[slot] else { continue };
+            if self.slots[slot].is_some() {
+                continue;
+            }
+            let spec = &self.program.weights[k];
+            let value = match self.weights {
+                Some(w) => Some(w.load(k).map_err(|e| RunError::Input(format!("weight `{}`: {e}", spec.name)))?),
+                None => None,
+            };
             let share = self
                 .backend
-                .share(to_backend_owner(spec.owner), &spec.shape, value)
+                .share(to_backend_owner(spec.owner), &spec.shape, value.as_deref())
                 .map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share weights", source })?;
-            self.store(spec.slot, share);
+            self.store(slot, share);
         }
-        self.weights_shared = true;
-        let spent = self.traffic() - before;
-        Ok(LayerMetrics {
-            layer: "(share weights)".into(),
-            calls: vec![],
-            seconds: started.elapsed().as_secs_f64(),
-            bytes_sent: spent.bytes_sent,
-            bytes_received: spent.bytes_received,
-            rounds: spent.rounds,
-        })
+        Ok(())
     }
 
     /// Runs one inference. The client passes its encoded inputs (in `program.inputs` order),
@@ -179,10 +228,14 @@ impl<'p, B: Backend> Runner<'p, B> {
             }
             let started = Instant::now();
             let before = self.traffic();
+            self.stream_weights(&instr.args)?;
             let value = self.execute(instr)?;
             self.store(instr.out, value);
             for &slot in &instr.free_after {
                 self.release(slot);
+            }
+            for i in 0..self.weights_done_after[k].len() {
+                self.release(self.weights_done_after[k][i]);
             }
             let spent = self.traffic() - before;
             let metrics = match layers.last_mut() {
@@ -206,6 +259,8 @@ impl<'p, B: Backend> Runner<'p, B> {
         let started = Instant::now();
         let before = self.traffic();
         let mut revealed = Vec::new();
+        let output_slots: Vec<usize> = self.program.outputs.iter().map(|o| o.slot).collect();
+        self.stream_weights(&output_slots)?;
         for output in &self.program.outputs {
             let share = self.slots[output.slot].as_ref().expect("validated program");
             let value = self
@@ -223,12 +278,9 @@ impl<'p, B: Backend> Runner<'p, B> {
             bytes_received: spent.bytes_received,
             rounds: spent.rounds,
         });
-        // Everything but the weights is per-inference.
-        let weight_slots: Vec<usize> = self.program.weights.iter().map(|w| w.slot).collect();
+        // Everything is per-inference, weight shares included.
         for slot in 0..self.slots.len() {
-            if !weight_slots.contains(&slot) {
-                self.release(slot);
-            }
+            self.release(slot);
         }
         let outputs = revealed.into_iter().collect::<Option<Vec<_>>>();
         Ok((outputs, layers))

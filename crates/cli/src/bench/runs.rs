@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use cryptflow_backend::cleartext::Cleartext;
 use cryptflow_backend::{Backend, Traffic};
-use cryptflow_ir::llil::Program;
+use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::{LinkShape, Session};
 use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_runtime::{LayerMetrics, Runner};
@@ -89,7 +89,7 @@ impl OpProfile {
 }
 
 /// The cleartext fixed-point reference backend.
-pub fn cleartext(program: &Program, weights: &[RingTensor], inputs: &[RingTensor]) -> Result<Measured> {
+pub fn cleartext(program: &Program, weights: &dyn WeightSource, inputs: &[RingTensor]) -> Result<Measured> {
     let started = Instant::now();
     let mut runner = Runner::new(program, Cleartext::new());
     let profile = OpProfile::new();
@@ -133,7 +133,7 @@ fn latest(parties: &[PartyRun], at: impl Fn(&PartyRun) -> f64) -> f64 {
 /// optionally through an emulated network.
 pub fn secure(
     program: &Program,
-    weights: &[RingTensor],
+    weights: &dyn WeightSource,
     inputs: &[RingTensor],
     variant: ProtocolVariant,
     shape: Option<LinkShape>,
