@@ -105,3 +105,42 @@ fn bench_writes_the_report() {
     assert!(emulated >= 0.0003 + 69_000.0 / 377e6, "emulated {emulated}");
     assert!(report["porthos_vs_securenn"][0]["communication"].as_f64().is_some());
 }
+
+#[test]
+fn bench_measures_memory_per_party_in_separate_processes() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("bench");
+    cryptflow_ok(&[
+        "bench",
+        "--networks",
+        "logistic-regression",
+        "--backends",
+        "cleartext,porthos",
+        "--inferences",
+        "1",
+        "--emulation",
+        "off",
+        "--party-processes",
+        "-o",
+        path_str(&dir),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["settings"]["party_processes"], true);
+    let runs = report["networks"][0]["runs"].as_array().unwrap();
+    assert!(runs[0]["peak_rss_per_party_bytes"].is_null(), "cleartext runs in the bench process");
+    let porthos = &runs[1];
+    assert_eq!(porthos["backend"], "porthos");
+    let rss = porthos["peak_rss_per_party_bytes"].as_array().expect("peak_rss_per_party_bytes");
+    assert_eq!(rss.len(), 3, "{rss:?}");
+    for (id, bytes) in rss.iter().enumerate() {
+        assert!(bytes.as_u64().unwrap() > 1_000_000, "party {id}: {bytes}");
+    }
+    assert!(porthos["party_processes_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(porthos["party_processes_agreement"]["agree"], 1);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("peak RSS per party (separate processes over TLS)"), "{md}");
+    assert!(md.contains("| logistic-regression | porthos |") && md.contains(" MB |"), "{md}");
+    // The artifact, keys and inputs for the parties are gone.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| n.to_string_lossy().starts_with("report.")), "{left:?}");
+}

@@ -9,8 +9,13 @@
 //! so one run gives both the loopback figures (real time) and the emulated ones. With
 //! `--emulation delay` receivers really sleep until arrival; each secure backend then runs
 //! twice (loopback, then delayed).
+//!
+//! Memory: with the parties as threads of the bench, only the process's peak is known. With
+//! `--party-processes` every secure backend also runs once as three `cryptflow party`
+//! processes over TLS on 127.0.0.1 (see [`processes`]), which gives each party's peak RSS.
 
 mod paper;
+mod processes;
 mod report;
 pub(crate) mod runs;
 
@@ -98,6 +103,14 @@ pub struct BenchArgs {
     /// Output directory for report.md, report.json and figure10.svg.
     #[arg(short = 'o', long = "output", default_value = "bench-out/bench")]
     pub output: PathBuf,
+    /// Also run every secure backend (porthos, securenn) once as three `cryptflow party`
+    /// processes over TLS on 127.0.0.1 (no network emulation), to report peak memory per party;
+    /// their outputs must agree with the in-process run's.
+    #[arg(long)]
+    pub party_processes: bool,
+    /// With --party-processes: seconds after which party processes still running are killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "party_processes")]
+    pub party_timeout: u64,
     #[command(flatten)]
     pub zoo: ZooOptions,
 }
@@ -170,13 +183,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let encoded: Vec<RingTensor> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
         let mut net = NetworkReport::new(info, parameters, input_shape.clone(), build_seconds, compile_seconds, &compiled.report);
         let mut reference: Option<Vec<FloatTensor>> = None;
+        // --party-processes: the artifact, keys and inputs on disk (made at the first secure run).
+        let mut workspace: Option<processes::Workspace> = None;
         for &backend in &backends {
             let emulated_runs: Vec<Option<LinkShape>> = match (backend.variant(), shape) {
                 (None, _) => vec![None],
                 (Some(_), Some(s)) if s.mode == ShapeMode::Delay => vec![None, Some(s)],
                 (Some(_), s) => vec![s],
             };
-            for link in emulated_runs {
+            for (run_index, link) in emulated_runs.into_iter().enumerate() {
                 let label = match link {
                     Some(s) if s.mode == ShapeMode::Delay => format!("{} (delayed links)", backend.name()),
                     _ => backend.name().to_string(),
@@ -219,11 +234,26 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     }
                     (agree, total, worst)
                 });
+                let mut run = RunReport::new(&label, backend, link, &measured, peak_rss, rss_reset, agreement);
+                eprintln!("   {}", run.summary_line());
+                if args.party_processes && backend.variant().is_some() && run_index == 0 {
+                    let workspace = match &mut workspace {
+                        Some(w) => w,
+                        None => workspace.insert(
+                            processes::Workspace::new(&args.output, info.name, &compiled, &inputs)
+                                .with_context(|| format!("preparing {} for the party processes", info.name))?,
+                        ),
+                    };
+                    eprintln!("   {}: 3 party processes over TLS, {} inference(s)...", backend.name(), args.inferences);
+                    let measured = workspace
+                        .run(backend.name(), &outputs, Duration::from_secs(args.party_timeout))
+                        .with_context(|| format!("{} on {} as separate party processes", backend.name(), info.name))?;
+                    run.set_party_processes(&measured);
+                    eprintln!("   {}", run.party_processes_line().unwrap_or_default());
+                }
                 if backend == BenchBackend::Cleartext {
                     reference = Some(outputs);
                 }
-                let run = RunReport::new(&label, backend, link, &measured, peak_rss, rss_reset, agreement);
-                eprintln!("   {}", run.summary_line());
                 net.runs.push(run);
             }
         }

@@ -11,6 +11,7 @@ use cryptflow_zoo::NetworkInfo;
 use serde::Serialize;
 
 use super::paper::{self, PaperFigures};
+use super::processes::PartyProcesses;
 use super::runs::{Measured, OpTime};
 use super::{BenchArgs, BenchBackend, Emulation};
 
@@ -47,6 +48,9 @@ pub struct Settings {
     pub classes: Option<usize>,
     pub inputs: &'static str,
     pub network_emulation: Option<EmulationSettings>,
+    /// `--party-processes`: every secure backend also ran once as three `cryptflow party`
+    /// processes over TLS on 127.0.0.1.
+    pub party_processes: bool,
     pub rayon_threads: Option<String>,
     /// `git describe --always --dirty` of the checkout, when available.
     pub git: Option<String>,
@@ -114,6 +118,20 @@ pub struct RunReport {
     /// False when the peak could not be reset before the run: it then covers the process so far.
     pub peak_rss_is_per_run: bool,
     pub agreement_with_cleartext: Option<Agreement>,
+    /// `--party-processes` (secure backends): the same program run once more as three
+    /// `cryptflow party` processes over TLS on 127.0.0.1. Peak resident memory (VmHWM) of each
+    /// party's process, in id order: model owner, client, helper.
+    pub peak_rss_per_party_bytes: Option<Vec<u64>>,
+    /// The slowest party process's time: session set-up, weight sharing and all inferences,
+    /// from the moment its TLS links were up.
+    pub party_processes_seconds: Option<f64>,
+    /// The same per party (model owner, client, helper).
+    pub party_processes_seconds_per_party: Option<Vec<f64>>,
+    /// Bytes each party process sent (set-up and all inferences).
+    pub party_processes_bytes_sent: Option<Vec<u64>>,
+    /// The client process's outputs against this (in-process) run's: predictions that agree,
+    /// and the largest difference (the bench fails beyond a small tolerance).
+    pub party_processes_agreement: Option<Agreement>,
     /// Time per kind of instruction (model owner's view for secure runs), per inference.
     pub ops: Vec<OpTime>,
     pub call_groups: Vec<CallGroup>,
@@ -238,6 +256,7 @@ impl Report {
                 classes: args.zoo.classes,
                 inputs: "standard normal, seeded (cryptflow_zoo::random_input)",
                 network_emulation,
+                party_processes: args.party_processes,
                 rayon_threads: std::env::var("RAYON_NUM_THREADS").ok(),
                 git: std::process::Command::new("git")
                     .args(["describe", "--always", "--dirty"])
@@ -283,7 +302,7 @@ impl Report {
             "Times are wall-clock seconds per inference, the mean over the inferences of one session; set-up (key agreement, weight sharing) is reported apart.".into(),
             "Communication is the bytes sent by all three parties (8 per ring element, as the paper counts), per inference.".into(),
             "'emulated' figures add the network of the settings to the loopback run: each party's clock runs with real time while it computes, and waits for every message until it would have arrived over a link of that bandwidth and latency (messages on one link queue behind each other).".into(),
-            "Peak RSS is that of the whole process: with the three parties in one process it is the sum of their memory, plus the compiled model and the weights in float and fixed point.".into(),
+            "Peak RSS is that of the whole process: with the three parties in one process it is the sum of their memory, plus the compiled model and the weights in float and fixed point. `--party-processes` measures each party's own process.".into(),
             "The paper's MNIST figures (Table V) were measured on a 1.5 GBps LAN, its ImageNet figures (Tables IV, VIII) on 377 MBps with one 4-core 3.7 GHz machine per party; here all parties share this machine's cores.".into(),
             "Weights are seeded random (cryptflow-zoo), not trained: times and communication do not depend on the values; agreement with cleartext checks the secure computation.".into(),
         ];
@@ -416,6 +435,33 @@ impl Report {
             "\nTimes: mean (min) over the inferences. Per party: model owner / client / helper. Paper figures: {}.\n",
             if sources.is_empty() { "none for these networks".to_string() } else { sources.join("; ") }
         );
+
+        let separate: Vec<(&str, &RunReport)> =
+            self.networks.iter().flat_map(|n| n.runs.iter().map(move |r| (n.name, r))).filter(|(_, r)| r.party_processes_seconds.is_some()).collect();
+        if !separate.is_empty() {
+            let _ = writeln!(md, "## Memory per party (`--party-processes`)\n");
+            let _ = writeln!(
+                md,
+                "Each secure run above ran once more as three `cryptflow party` processes linked by TLS on 127.0.0.1 (no network emulation): peak RSS (VmHWM) of each process, model owner / client / helper. Time: the slowest party, session set-up, weight sharing and all inferences.\n"
+            );
+            let _ = writeln!(md, "| network | backend | peak RSS per party (separate processes over TLS) | time | agrees with the in-process run |");
+            let _ = writeln!(md, "|---|---|---:|---:|---|");
+            for (name, r) in separate {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {} | {} for {} inference(s) | {} |",
+                    r.label,
+                    r.peak_rss_per_party_bytes.as_deref().map(megabytes).unwrap_or_else(|| "?".into()),
+                    r.party_processes_seconds.map(secs).unwrap_or_default(),
+                    r.inferences,
+                    r.party_processes_agreement
+                        .as_ref()
+                        .map(|a| format!("{}/{} (max diff {:.4})", a.agree, a.total, a.max_abs_difference))
+                        .unwrap_or_else(|| "—".into()),
+                );
+            }
+            let _ = writeln!(md);
+        }
 
         if !self.porthos_vs_securenn.is_empty() {
             let _ = writeln!(md, "## Porthos vs SecureNN (SecureNN / Porthos; paper Tables V, VIII)\n");
@@ -704,10 +750,41 @@ impl RunReport {
             peak_rss_bytes: peak_rss,
             peak_rss_is_per_run: rss_reset,
             agreement_with_cleartext: agreement.map(|(agree, total, max_abs_difference)| Agreement { agree, total, max_abs_difference }),
+            peak_rss_per_party_bytes: None,
+            party_processes_seconds: None,
+            party_processes_seconds_per_party: None,
+            party_processes_bytes_sent: None,
+            party_processes_agreement: None,
             ops: m.ops.clone(),
             call_groups,
             layers,
         }
+    }
+
+    /// Records what the separate party processes measured.
+    pub fn set_party_processes(&mut self, p: &PartyProcesses) {
+        self.peak_rss_per_party_bytes = p.peak_rss_bytes.clone();
+        self.party_processes_seconds = Some(p.seconds.iter().copied().fold(0.0, f64::max));
+        self.party_processes_seconds_per_party = Some(p.seconds.clone());
+        self.party_processes_bytes_sent = Some(p.bytes_sent.clone());
+        self.party_processes_agreement =
+            Some(Agreement { agree: p.agree, total: p.total, max_abs_difference: p.max_abs_difference });
+    }
+
+    /// One line on the separate party processes' run, if there was one.
+    pub fn party_processes_line(&self) -> Option<String> {
+        let seconds = self.party_processes_seconds?;
+        let rss = self.peak_rss_per_party_bytes.as_deref().map(megabytes).unwrap_or_else(|| "?".into());
+        let mut line = format!(
+            "{}: peak RSS per party (separate processes over TLS) {rss}; {} for set-up and {} inference(s)",
+            self.label,
+            secs(seconds),
+            self.inferences
+        );
+        if let Some(a) = &self.party_processes_agreement {
+            line.push_str(&format!(", agrees with the in-process run on {}/{} (max diff {:.4})", a.agree, a.total, a.max_abs_difference));
+        }
+        Some(line)
     }
 
     pub fn summary_line(&self) -> String {
@@ -754,6 +831,16 @@ fn secs(s: f64) -> String {
 
 fn human(bytes: u64) -> String {
     crate::compile::human_bytes(bytes)
+}
+
+/// Several byte counts in one unit, e.g. `306 / 280 / 289 MB`.
+fn megabytes(bytes: &[u64]) -> String {
+    let largest = bytes.iter().copied().max().unwrap_or(0) as f64 / 1e6;
+    let values: Vec<String> = bytes
+        .iter()
+        .map(|&b| if largest >= 100.0 { format!("{:.0}", b as f64 / 1e6) } else { format!("{:.1}", b as f64 / 1e6) })
+        .collect();
+    format!("{} MB", values.join(" / "))
 }
 
 fn gb(bytes: u64) -> String {
