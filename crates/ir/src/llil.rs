@@ -256,18 +256,6 @@ pub trait WeightSource: Sync {
     fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String>;
 }
 
-impl WeightSource for [RingTensor] {
-    fn count(&self) -> usize {
-        self.len()
-    }
-    fn shape(&self, k: usize) -> &[usize] {
-        self[k].shape()
-    }
-    fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String> {
-        Ok(std::borrow::Cow::Borrowed(&self[k]))
-    }
-}
-
 impl WeightSource for Vec<RingTensor> {
     fn count(&self) -> usize {
         self.len()
