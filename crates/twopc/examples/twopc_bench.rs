@@ -4,7 +4,7 @@
 //! (user + system, both parties and all their threads) per repetition: on a shared machine
 //! the CPU time is the steadier figure.
 //!
-//!     cargo run --release -p cryptflow-twopc --example bench
+//!     cargo run --release -p cryptflow-twopc --example twopc_bench
 
 use std::time::{Duration, Instant};
 

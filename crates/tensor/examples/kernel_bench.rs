@@ -1,4 +1,4 @@
-//! Kernel throughput: `cargo run --release -p cryptflow-tensor --example bench [label filter]`.
+//! Kernel throughput: `cargo run --release -p cryptflow-tensor --example kernel_bench [label filter]`.
 //! GOPS counts a multiply and an add as two operations.
 
 use std::time::Instant;
