@@ -18,6 +18,12 @@
 //!
 //! A single message to a single peer costs a 14-word (112-byte) envelope.
 //!
+//! **Framing.** When a peer's messages in a flight total at most [`INLINE_WORDS`], they travel
+//! in the envelope's frame, after the signature (copied: a frame of its own costs the receiver a
+//! wake-up, more than copying a few kilobytes); larger ones follow the envelope, a frame each.
+//! The receiver tells the two apart by the frame's length; the signature covers the contents
+//! either way, not the framing.
+//!
 //! **What is signed.** The *part digest* of receiver `k` is BLAKE3 over a domain tag, `k`, the
 //! first counter, `m` and, for each message, its length and the BLAKE3 digest of its bytes. The
 //! statement is a domain tag, sender, kind, `n`, the session id, the receiver mask and the part
@@ -36,6 +42,8 @@ const STATEMENT_DOMAIN: &[u8] = b"cryptflow-aramis/flight/v2\0";
 const PART_DOMAIN: &[u8] = b"cryptflow-aramis/part/v2\0";
 /// Words of an envelope before the lengths.
 pub const FIXED_WORDS: usize = 5;
+/// A peer's messages of a flight up to this many words in all travel in the envelope's frame.
+pub const INLINE_WORDS: usize = 4096;
 
 /// What a flight carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +111,16 @@ impl Envelope {
 
     /// Decodes an envelope of a session of `n` parties.
     pub fn decode(w: &[u64], n: usize) -> Result<Envelope, String> {
+        match Envelope::decode_frame(w, n)? {
+            (env, None) => Ok(env),
+            (env, Some([])) => Ok(env),
+            (_, Some(_)) => Err(format!("a {}-word frame where an envelope was expected", w.len())),
+        }
+    }
+
+    /// Decodes a frame that starts with an envelope of a session of `n` parties: the envelope,
+    /// and the words of its messages if they came in the same frame (see the module's framing).
+    pub fn decode_frame(w: &[u64], n: usize) -> Result<(Envelope, Option<&[u64]>), String> {
         if w.len() < FIXED_WORDS + 8 {
             return Err(format!("a {}-word frame where an envelope was expected", w.len()));
         }
@@ -122,7 +140,7 @@ impl Envelope {
         }
         let others = mask.count_ones() as usize - 1;
         let expected = FIXED_WORDS + m.div_ceil(2) + 4 * others + 8;
-        if w.len() != expected {
+        if w.len() < expected {
             return Err(format!("an envelope for {m} messages and {others} other receivers is {expected} words, got {}", w.len()));
         }
         let mut at = FIXED_WORDS;
@@ -138,7 +156,18 @@ impl Envelope {
         signature.copy_from_slice(&bytes_of(&w[at..at + 8]));
         let mut session = [0u8; 16];
         session.copy_from_slice(&bytes_of(&w[3..5]));
-        Ok(Envelope { kind, from, to, first: w[1], lens, mask, session: SessionId(session), others, signature })
+        let total = lens.iter().try_fold(0usize, |t, &l| t.checked_add(l as usize));
+        let inline = match (w.len() - expected, total) {
+            (0, Some(t)) if t > 0 => None,
+            (extra, Some(t)) if extra == t => Some(&w[expected..]),
+            (extra, _) => {
+                return Err(format!(
+                    "an envelope for {m} messages and {} other receivers is {expected} words, followed by its messages or nothing; got {extra} more words",
+                    mask.count_ones() - 1
+                ))
+            }
+        };
+        Ok((Envelope { kind, from, to, first: w[1], lens, mask, session: SessionId(session), others, signature }, inline))
     }
 
     pub fn signature(&self) -> Signature {
@@ -287,6 +316,24 @@ mod tests {
         assert!(Envelope::decode(&sample(1, 0b010, 0).encode(), 3).is_err());
         assert!(Envelope::decode(&sample(1, 0b100, 2).encode(), 3).is_err());
         assert!(Envelope::decode(&sample(1, 0b1000, 3).encode(), 3).is_err());
+    }
+
+    #[test]
+    fn messages_may_travel_in_the_envelope_frame() {
+        let e = sample(2, 0b011, 0);
+        let alone = e.encode();
+        assert_eq!(Envelope::decode_frame(&alone, 3), Ok((e.clone(), None)));
+        let mut with_messages = alone.clone();
+        with_messages.extend(0..2001u64);
+        assert_eq!(Envelope::decode_frame(&with_messages, 3), Ok((e.clone(), Some(&with_messages[alone.len()..]))));
+        // Anything else after the envelope is malformed; `decode` wants the envelope alone.
+        assert!(Envelope::decode_frame(&with_messages[..with_messages.len() - 1], 3).is_err());
+        assert!(Envelope::decode(&with_messages, 3).is_err());
+        // Empty messages always travel inline: the bare envelope then carries them.
+        let mut empty = e.clone();
+        empty.lens = vec![0, 0];
+        let w = empty.encode();
+        assert_eq!(Envelope::decode_frame(&w, 3), Ok((empty, Some(&w[w.len()..]))));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use cryptflow_net::{EmulatedClock, MessageLayer, NetError, Session, WireTraffic};
 use ed25519_dalek::{Signer, SigningKey};
 
-use crate::envelope::{statement_for, Envelope};
+use crate::envelope::{statement_for, Envelope, INLINE_WORDS};
 
 /// What leaves the attested code for one peer at a time: under Aramis, a flight's envelope for
 /// that peer and its payloads; under a semi-honest protocol, one message and no envelope.
@@ -41,13 +41,26 @@ pub trait Host: Send {
 }
 
 pub(crate) fn send_message(wire: &mut Session, to: usize, message: Outgoing) -> Result<(), NetError> {
-    if let Some(envelope) = message.envelope {
-        wire.send(to, envelope)?;
+    let total: usize = message.payloads.iter().map(Vec::len).sum();
+    match message.envelope {
+        // Small flights: one frame (see `envelope`'s framing).
+        Some(mut envelope) if total <= INLINE_WORDS => {
+            envelope.reserve(total);
+            for p in &message.payloads {
+                envelope.extend_from_slice(p);
+            }
+            wire.send(to, envelope)
+        }
+        envelope => {
+            if let Some(envelope) = envelope {
+                wire.send(to, envelope)?;
+            }
+            for p in message.payloads {
+                wire.send(to, p)?;
+            }
+            Ok(())
+        }
     }
-    for p in message.payloads {
-        wire.send(to, p)?;
-    }
-    Ok(())
 }
 
 /// Forwards every message as it is.
