@@ -18,7 +18,6 @@
 //! hardware vendor's attestation service on real hardware (see `docs/aramis.md`).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -260,29 +259,7 @@ pub fn load_authority_public(dir: &Path) -> Result<VerifyingKey, AttestError> {
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), AttestError> {
-    let err = |e: std::io::Error| unavailable(format!("{}: {e}", path.display()));
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
-    }
-    f.write_all(contents.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)
+    cryptflow_net::write_key_file(path, contents, mode).map_err(|e| unavailable(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -311,12 +311,17 @@ pub fn write_identity(dir: &Path, party: usize, cert_pem: &str, key_pem: &str) -
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), NetError> {
-    let err = |e: std::io::Error| config_err(format!("{}: {e}", path.display()));
-    // Remove first so that a new key never inherits an old file's wider permissions.
+    write_key_file(path, contents, mode).map_err(|e| config_err(format!("{}: {e}", path.display())))
+}
+
+/// Writes a key (or certificate) file with exactly `mode` as its permissions on Unix: any old
+/// file is removed first, so that a new key never inherits an old file's wider permissions,
+/// and the mode is set after creation, since the process umask may have narrowed it.
+pub fn write_key_file(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
+        Err(e) => return Err(e),
     }
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -327,15 +332,14 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), NetError> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut f = opts.open(path).map_err(err)?;
+    let mut f = opts.open(path)?;
     #[cfg(unix)]
     {
-        // The process umask may have narrowed (never widened) the mode; make it exact.
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
     }
-    f.write_all(contents.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
 }
 
 /// Generates identities for parties `0..parties` into `dir` (the `keygen` step). Each party
