@@ -229,7 +229,16 @@ impl<'p, B: Backend> Runner<'p, B> {
             let started = Instant::now();
             let before = self.traffic();
             self.stream_weights(&instr.args)?;
-            let value = self.execute(instr)?;
+            let value = match (&instr.op, instr.args[0]) {
+                // A reshape of a tensor that dies here moves it instead of copying it.
+                (LOp::Reshape, x) if instr.free_after.contains(&x) && self.weight_index[x].is_none() => {
+                    let value = self.slots[x].take().expect("the program was validated: arguments are live");
+                    self.live_bytes -= value.size_in_bytes() as u64;
+                    let shape = self.program.slot_shape(instr.out).to_vec();
+                    value.reshape(shape).map_err(|source| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source })?
+                }
+                _ => self.execute(instr)?,
+            };
             self.store(instr.out, value);
             for &slot in &instr.free_after {
                 self.release(slot);
