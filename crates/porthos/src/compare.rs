@@ -21,6 +21,11 @@ const W: usize = 64;
 /// Values per parallel task (even, so that alternating items split evenly between tasks).
 const CHUNK: usize = 128;
 const P16: u16 = P as u16;
+/// Values per message of PrivateCompare (1 MiB of Z_p elements; a multiple of `CHUNK`): a
+/// layer's comparison travels as a stream of such blocks, so that computing, sending and the
+/// helper's comparing overlap, and nobody holds a whole layer's 64 bytes per value. Blocks go
+/// one way without answers in between: the stream costs no extra rounds.
+const STREAM: usize = 1 << 14;
 
 /// A share-holder's Z_p shares of the 64 bits of `n` secret values, as the helper dealt them.
 #[allow(clippy::large_enum_variant)] // one per comparison
@@ -226,36 +231,40 @@ impl Porthos {
     pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
         let _p = prof::scope("private_compare");
         if self.id == HELPER {
-            // Checked for elements outside Z_p in the same pass as the comparison.
-            let mut d0 = self.recv(MODEL_OWNER, n * W / 8)?;
-            let mut d1 = self.recv(CLIENT, n * W / 8)?;
-            let _p = prof::scope("private_compare (helper)");
-            from_wire(&mut d0);
-            from_wire(&mut d1);
+            // Block by block, as they arrive (see `STREAM`); checked for elements outside Z_p in
+            // the same pass as the comparison.
             let mut out = vec![0u8; n];
-            let (max0, max1) = out
-                .par_chunks_mut(CHUNK)
-                .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
-                .map(|(out, (a, b))| {
-                    with_avx512(|| {
-                        let (mut m0, mut m1) = (0u8, 0u8);
-                        for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
-                            let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
-                            *o = has_zero(a, b) as u8;
-                            m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
-                            m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
-                        }
-                        (m0, m1)
+            for (block, out) in out.chunks_mut(STREAM).enumerate() {
+                let m = out.len();
+                let mut d0 = self.recv(MODEL_OWNER, m * W / 8)?;
+                let mut d1 = self.recv(CLIENT, m * W / 8)?;
+                let _p = prof::scope("private_compare (helper)");
+                from_wire(&mut d0);
+                from_wire(&mut d1);
+                let (max0, max1) = out
+                    .par_chunks_mut(CHUNK)
+                    .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
+                    .map(|(out, (a, b))| {
+                        with_avx512(|| {
+                            let (mut m0, mut m1) = (0u8, 0u8);
+                            for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
+                                let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
+                                *o = has_zero(a, b) as u8;
+                                m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
+                                m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
+                            }
+                            (m0, m1)
+                        })
                     })
-                })
-                .reduce(|| (0, 0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
-            for (peer, max) in [(MODEL_OWNER, max0), (CLIENT, max1)] {
-                if max >= P {
-                    return Err(BackendError::Peer { peer, reason: "sent an element outside Z_p".into() });
+                    .reduce(|| (0, 0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
+                for (peer, max) in [(MODEL_OWNER, max0), (CLIENT, max1)] {
+                    if max >= P {
+                        return Err(BackendError::Peer { peer, reason: format!("sent an element outside Z_p (comparison block {block})") });
+                    }
                 }
+                pool::give(d0);
+                pool::give(d1);
             }
-            pool::give(d0);
-            pool::give(d1);
             return Ok(out);
         }
         let xbits = xbits.expect("share-holders pass their bit shares");
@@ -264,11 +273,14 @@ impl Porthos {
         let z = self.common().draw_zp(n * W, false);
         let mut rot = vec![0u8; n];
         self.common().fill_bytes(&mut rot);
-        let mut d = pool::take(n * W / 8);
-        {
+        // Sent block by block: the helper compares one block (and the link carries the next)
+        // while this party computes the one after.
+        for start in (0..n).step_by(STREAM) {
+            let m = STREAM.min(n - start);
+            let mut d = pool::take(m * W / 8);
             let _p = prof::scope("private_compare (compute)");
             bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
-                let first = b * CHUNK;
+                let first = start + b * CHUNK;
                 let count = out.len() / W;
                 with_scratch(|scratch| {
                     let (xs, rest) = scratch.split_at_mut(CHUNK * W);
@@ -285,8 +297,9 @@ impl Porthos {
                     }
                 })
             });
+            drop(_p);
+            self.send(HELPER, to_wire(d))?;
         }
-        self.send(HELPER, to_wire(d))?;
         Ok(Vec::new())
     }
 }

@@ -16,30 +16,6 @@ use cryptflow_porthos::ProtocolVariant;
 use cryptflow_tensor::Layout;
 use rand::Rng;
 
-const L: u64 = 64;
-const LOG_P: u64 = 8;
-
-fn share_convert_bits(v: ProtocolVariant) -> u64 {
-    match v {
-        ProtocolVariant::Porthos => 3 * L * LOG_P + 5 * L,
-        ProtocolVariant::SecureNN => 4 * L * LOG_P + 6 * L,
-    }
-}
-
-fn compute_msb_bits(v: ProtocolVariant) -> u64 {
-    match v {
-        ProtocolVariant::Porthos => 3 * L * LOG_P + 9 * L,
-        ProtocolVariant::SecureNN => 4 * L * LOG_P + 13 * L,
-    }
-}
-
-fn relu_bits(v: ProtocolVariant) -> u64 {
-    match v {
-        ProtocolVariant::Porthos => 6 * L * LOG_P + 19 * L,
-        ProtocolVariant::SecureNN => 8 * L * LOG_P + 24 * L,
-    }
-}
-
 /// Per comparison of MaxPool_n (times n - 1).
 fn maxpool_bits(v: ProtocolVariant) -> u64 {
     match v {

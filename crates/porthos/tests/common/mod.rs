@@ -102,3 +102,29 @@ pub fn comparison_values(rng: &mut StdRng, n: usize, limit: i64) -> Vec<u64> {
     v.truncate(n);
     v.into_iter().map(|x| x as u64).collect()
 }
+
+// Table III: bits per element (l = 64, log p = 8).
+pub const L: u64 = 64;
+pub const LOG_P: u64 = 8;
+
+pub fn share_convert_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 5 * L,
+        ProtocolVariant::SecureNN => 4 * L * LOG_P + 6 * L,
+    }
+}
+
+pub fn compute_msb_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 9 * L,
+        ProtocolVariant::SecureNN => 4 * L * LOG_P + 13 * L,
+    }
+}
+
+pub fn relu_bits(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Porthos => 6 * L * LOG_P + 19 * L,
+        ProtocolVariant::SecureNN => 8 * L * LOG_P + 24 * L,
+    }
+}
+
