@@ -21,37 +21,49 @@ const W: usize = 64;
 /// Values per parallel task (even, so that alternating items split evenly between tasks).
 const CHUNK: usize = 128;
 const P16: u16 = P as u16;
-/// Values per message of PrivateCompare (1 MiB of Z_p elements; a multiple of `CHUNK`): a
-/// layer's comparison travels as a stream of such blocks, so that computing, sending and the
-/// helper's comparing overlap, and nobody holds a whole layer's 64 bytes per value. Blocks go
-/// one way without answers in between: the stream costs no extra rounds.
+/// Values per message of the Z_p protocols (1 MiB of elements for PrivateCompare; a multiple
+/// of `CHUNK`, even): the helper's dealt bit shares and PrivateCompare's messages travel as a
+/// stream of such blocks, so that computing, sending and the receiver's work overlap, and
+/// PrivateCompare's helper never holds a whole layer's 128 bytes per value. Blocks go one way
+/// without answers in between: the stream costs no extra rounds.
 const STREAM: usize = 1 << 14;
 
 /// A share-holder's Z_p shares of the 64 bits of `n` secret values, as the helper dealt them.
+/// The received shares arrive as a stream of messages, one per block of [`STREAM`] values, and
+/// are kept as they came.
 #[allow(clippy::large_enum_variant)] // one per comparison
 pub(crate) enum BitShares {
     /// Porthos: the items `i` with `i % 2 == mine` are elements `64 (i / 2)..` of `drawn`
     /// (from the key this party shares with the helper); the others were received, item `i`
-    /// being item `i / 2` of `got`.
-    Halved { drawn: ZpDraw, mine: usize, got: Vec<u64> },
-    /// SecureNN: every item was received.
-    Full(Vec<u64>),
+    /// being item `(i % STREAM) / 2` of block `i / STREAM` of `got`.
+    Halved { drawn: ZpDraw, mine: usize, got: Vec<Vec<u64>> },
+    /// SecureNN: every item was received, item `i` being item `i % STREAM` of block
+    /// `i / STREAM`.
+    Full(Vec<Vec<u64>>),
 }
 
 impl Drop for BitShares {
     fn drop(&mut self) {
         let (BitShares::Halved { got, .. } | BitShares::Full(got)) = self;
-        pool::give(std::mem::take(got));
+        for block in got.drain(..) {
+            pool::give(block);
+        }
     }
 }
 
 impl BitShares {
-    /// The shares of items `first..first + out.len() / 64` (`first` even).
+    /// The shares of items `first..first + out.len() / 64` (`first` even; the items lie in one
+    /// block, as a `CHUNK` never straddles two).
     fn fill(&self, first: usize, out: &mut [u8]) {
+        let block = first / STREAM;
+        debug_assert_eq!((first + out.len() / W - 1) / STREAM, block);
         match self {
-            BitShares::Full(got) => out.copy_from_slice(&bytes(got)[first * W..first * W + out.len()]),
+            BitShares::Full(got) => {
+                let at = (first % STREAM) * W;
+                out.copy_from_slice(&bytes(&got[block])[at..at + out.len()])
+            }
             BitShares::Halved { drawn, mine, got } => {
-                let got = bytes(got);
+                let got = bytes(&got[block]);
                 let end = first + out.len() / W;
                 // Items first.. alternate; the drawn ones are a contiguous run of `drawn`, and
                 // so are the received ones.
@@ -60,7 +72,7 @@ impl BitShares {
                 let n_mine = end.saturating_sub(first_mine).div_ceil(2);
                 let mut tmp = [0u8; CHUNK / 2 * W];
                 drawn.fill(first_mine / 2 * W, &mut tmp[..n_mine * W]);
-                let (mut a, mut b) = (0, first_got / 2 * W);
+                let (mut a, mut b) = (0, (first_got % STREAM) / 2 * W);
                 for (k, item) in out.chunks_exact_mut(W).enumerate() {
                     if (first + k) % 2 == *mine {
                         item.copy_from_slice(&tmp[a..a + W]);
@@ -73,6 +85,12 @@ impl BitShares {
             }
         }
     }
+}
+
+/// The number of values `i` in `start..start + m` with `i % 2 == parity`.
+fn with_parity(start: usize, m: usize, parity: usize) -> usize {
+    let first = start + (start % 2 != parity) as usize;
+    (start + m).saturating_sub(first).div_ceil(2)
 }
 
 thread_local! {
@@ -160,35 +178,44 @@ impl Porthos {
                     let x = x.expect("the helper deals its own values");
                     let r0 = self.helper_key(MODEL_OWNER).draw_zp(n0 * W, false);
                     let r1 = self.helper_key(CLIENT).draw_zp(n1 * W, false);
-                    // Item i goes to P1 (P0's share drawn) when i = parity (mod 2), else to P0.
-                    let mut for_p0 = pool::take(n1 * W / 8);
-                    let mut for_p1 = pool::take(n0 * W / 8);
-                    {
-                        let blocks = n.div_ceil(CHUNK);
-                        let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * W).collect();
-                        let mut p1_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p1).chunks_mut(CHUNK / 2 * W).collect();
-                        p0_parts.resize_with(blocks, Default::default);
-                        p1_parts.resize_with(blocks, Default::default);
-                        x.par_chunks(CHUNK).zip(p0_parts.into_par_iter().zip(p1_parts)).enumerate().for_each(
-                            |(b, (xs, (p0, p1)))| {
-                                let first = b * CHUNK;
-                                let mut r = [0u8; CHUNK / 2 * W];
-                                r0.fill(first / 2 * W, &mut r[..p1.len()]);
-                                with_avx512(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
-                                r1.fill(first / 2 * W, &mut r[..p0.len()]);
-                                with_avx512(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
-                            },
-                        );
+                    // Block by block (see `STREAM`): item i goes to P1 (P0's share drawn) when
+                    // i = parity (mod 2), else to P0.
+                    for start in (0..n).step_by(STREAM) {
+                        let m = STREAM.min(n - start);
+                        let to_p1 = with_parity(start, m, parity);
+                        let mut for_p0 = pool::take((m - to_p1) * W / 8);
+                        let mut for_p1 = pool::take(to_p1 * W / 8);
+                        {
+                            let blocks = m.div_ceil(CHUNK);
+                            let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * W).collect();
+                            let mut p1_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p1).chunks_mut(CHUNK / 2 * W).collect();
+                            p0_parts.resize_with(blocks, Default::default);
+                            p1_parts.resize_with(blocks, Default::default);
+                            x[start..start + m].par_chunks(CHUNK).zip(p0_parts.into_par_iter().zip(p1_parts)).enumerate().for_each(
+                                |(b, (xs, (p0, p1)))| {
+                                    let first = start + b * CHUNK;
+                                    let mut r = [0u8; CHUNK / 2 * W];
+                                    r0.fill(first / 2 * W, &mut r[..p1.len()]);
+                                    with_avx512(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
+                                    r1.fill(first / 2 * W, &mut r[..p0.len()]);
+                                    with_avx512(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
+                                },
+                            );
+                        }
+                        self.send(MODEL_OWNER, to_wire(for_p0))?;
+                        self.send(CLIENT, to_wire(for_p1))?;
                     }
-                    self.send(MODEL_OWNER, to_wire(for_p0))?;
-                    self.send(CLIENT, to_wire(for_p1))?;
                     Ok(None)
                 }
                 j => {
-                    let (drawn, sent) = if j == MODEL_OWNER { (n0, n1) } else { (n1, n0) };
+                    let drawn = if j == MODEL_OWNER { n0 } else { n1 };
                     let drawn = self.with_helper().draw_zp(drawn * W, false);
-                    let got = self.recv_zp(HELPER, sent * W)?;
                     let mine = if j == MODEL_OWNER { parity } else { 1 - parity };
+                    let mut got = Vec::with_capacity(n.div_ceil(STREAM));
+                    for start in (0..n).step_by(STREAM) {
+                        let m = STREAM.min(n - start);
+                        got.push(self.recv_zp(HELPER, with_parity(start, m, 1 - mine) * W)?);
+                    }
                     Ok(Some(BitShares::Halved { drawn, mine, got }))
                 }
             }
@@ -197,22 +224,31 @@ impl Porthos {
                 HELPER => {
                     let x = x.expect("the helper deals its own values");
                     let r = self.own.draw_zp(n * W, false);
-                    let mut first = pool::take(n * W / 8);
-                    let mut second = pool::take(n * W / 8);
-                    bytes_mut(&mut first)
-                        .par_chunks_mut(CHUNK * W)
-                        .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * W))
-                        .zip(x.par_chunks(CHUNK))
-                        .enumerate()
-                        .for_each(|(b, ((r_out, v_out), xs))| {
-                            r.fill(b * CHUNK * W, r_out);
-                            with_avx512(|| subtract_bits(xs.iter().copied(), r_out, v_out));
-                        });
-                    self.send(MODEL_OWNER, to_wire(first))?;
-                    self.send(CLIENT, to_wire(second))?;
+                    for start in (0..n).step_by(STREAM) {
+                        let m = STREAM.min(n - start);
+                        let mut first = pool::take(m * W / 8);
+                        let mut second = pool::take(m * W / 8);
+                        bytes_mut(&mut first)
+                            .par_chunks_mut(CHUNK * W)
+                            .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * W))
+                            .zip(x[start..start + m].par_chunks(CHUNK))
+                            .enumerate()
+                            .for_each(|(b, ((r_out, v_out), xs))| {
+                                r.fill((start + b * CHUNK) * W, r_out);
+                                with_avx512(|| subtract_bits(xs.iter().copied(), r_out, v_out));
+                            });
+                        self.send(MODEL_OWNER, to_wire(first))?;
+                        self.send(CLIENT, to_wire(second))?;
+                    }
                     Ok(None)
                 }
-                _ => Ok(Some(BitShares::Full(self.recv_zp(HELPER, n * W)?))),
+                _ => {
+                    let mut got = Vec::with_capacity(n.div_ceil(STREAM));
+                    for start in (0..n).step_by(STREAM) {
+                        got.push(self.recv_zp(HELPER, STREAM.min(n - start) * W)?);
+                    }
+                    Ok(Some(BitShares::Full(got)))
+                }
             }
         }
     }
