@@ -314,26 +314,27 @@ impl Porthos {
         for start in (0..n).step_by(STREAM) {
             let m = STREAM.min(n - start);
             let mut d = pool::take(m * W / 8);
-            let _p = prof::scope("private_compare (compute)");
-            bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
-                let first = start + b * CHUNK;
-                let count = out.len() / W;
-                with_scratch(|scratch| {
-                    let (xs, rest) = scratch.split_at_mut(CHUNK * W);
-                    let (ss, zs) = rest.split_at_mut(CHUNK * W);
-                    xbits.fill(first, &mut xs[..count * W]);
-                    s.fill(first * W, &mut ss[..count * W]);
-                    z.fill(first * W, &mut zs[..count * W]);
-                    let at = first..first + count;
-                    let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
-                    if lead {
-                        compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                    } else {
-                        compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
-                    }
-                })
-            });
-            drop(_p);
+            {
+                let _p = prof::scope("private_compare (compute)");
+                bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
+                    let first = start + b * CHUNK;
+                    let count = out.len() / W;
+                    with_scratch(|scratch| {
+                        let (xs, rest) = scratch.split_at_mut(CHUNK * W);
+                        let (ss, zs) = rest.split_at_mut(CHUNK * W);
+                        xbits.fill(first, &mut xs[..count * W]);
+                        s.fill(first * W, &mut ss[..count * W]);
+                        z.fill(first * W, &mut zs[..count * W]);
+                        let at = first..first + count;
+                        let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
+                        if lead {
+                            compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                        } else {
+                            compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                        }
+                    })
+                });
+            }
             self.send(HELPER, to_wire(d))?;
         }
         Ok(Vec::new())
