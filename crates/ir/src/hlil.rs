@@ -466,7 +466,7 @@ fn validate_conv(g: &ConvGeometry, transposed: bool) -> Result<(), ShapeError> {
             return Err(ShapeError::new(format!("{what} {v:?} does not have {r} entries")));
         }
     }
-    if g.groups == 0 || g.in_channels % g.groups != 0 || g.out_channels % g.groups != 0 {
+    if g.groups == 0 || !g.in_channels.is_multiple_of(g.groups) || !g.out_channels.is_multiple_of(g.groups) {
         return Err(ShapeError::new(format!(
             "{} groups do not divide {} input and {} output channels",
             g.groups, g.in_channels, g.out_channels
