@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use cryptflow_backend::{Backend, BackendError, Owner, Traffic};
 use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program, WeightSource};
-use cryptflow_tensor::{kernels, movement, FloatTensor, RingTensor, ShapeError};
+use cryptflow_tensor::{kernels, movement, num_elements, FloatTensor, RingTensor, ShapeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -44,13 +44,19 @@ fn to_backend_owner(owner: ProgramOwner) -> Owner {
     }
 }
 
+/// Weight shares of at most this many bytes in all are kept from one inference to the next.
+pub const KEPT_WEIGHT_BYTES: u64 = 32 << 20;
+
 /// One party's run of a program over a backend.
 ///
-/// Weights are streamed: each is shared just before the first instruction of an inference that
-/// reads it and released after the last one, so a party never holds the shares of all the
-/// weights at once (ResNet-50's are 205 MB per share-holder). Sharing an owner's value is local
-/// in every backend of this workspace (the other share comes from a common key), so streaming
-/// costs key-stream time but no communication.
+/// Weights are shared just before the first instruction that reads them. A model whose weights
+/// take more than [`KEPT_WEIGHT_BYTES`] has them streamed (a choice made from the program
+/// alone: every party must make the same, or their common key streams would part): each share is released after its last use in an inference and shared again
+/// in the next, so a party never holds the shares of all the weights at once (ResNet-50's are
+/// 205 MB per share-holder). Sharing an owner's value is local in every backend of this
+/// workspace (the other share comes from a common key), so streaming costs key stream and fresh
+/// memory, no communication; smaller models keep their shares for the next inferences (on a
+/// 431 k-parameter LeNet, streaming cost a fifth of the inference time).
 pub struct Runner<'p, B: Backend> {
     program: &'p Program,
     backend: B,
@@ -62,6 +68,8 @@ pub struct Runner<'p, B: Backend> {
     weight_index: Vec<Option<usize>>,
     /// For each instruction, the weight slots it reads for the last time in the body.
     weights_done_after: Vec<Vec<usize>>,
+    /// Whether weight shares stay live from one inference to the next.
+    keep_weight_shares: bool,
     live_bytes: u64,
     peak_live_bytes: u64,
     crash_at: Option<usize>,
@@ -95,6 +103,7 @@ impl<'p, B: Backend> Runner<'p, B> {
             slots: vec![None; program.slots.len()],
             weights_shared: false,
             weights: None,
+            keep_weight_shares: program.weights.iter().map(|w| 8 * num_elements(&w.shape) as u64).sum::<u64>() <= KEPT_WEIGHT_BYTES,
             weight_index,
             weights_done_after,
             live_bytes: 0,
@@ -243,8 +252,10 @@ impl<'p, B: Backend> Runner<'p, B> {
             for &slot in &instr.free_after {
                 self.release(slot);
             }
-            for i in 0..self.weights_done_after[k].len() {
-                self.release(self.weights_done_after[k][i]);
+            if !self.keep_weight_shares {
+                for i in 0..self.weights_done_after[k].len() {
+                    self.release(self.weights_done_after[k][i]);
+                }
             }
             let spent = self.traffic() - before;
             let metrics = match layers.last_mut() {
@@ -287,9 +298,11 @@ impl<'p, B: Backend> Runner<'p, B> {
             bytes_received: spent.bytes_received,
             rounds: spent.rounds,
         });
-        // Everything is per-inference, weight shares included.
+        // Everything else is per-inference.
         for slot in 0..self.slots.len() {
-            self.release(slot);
+            if !(self.keep_weight_shares && self.weight_index[slot].is_some()) {
+                self.release(slot);
+            }
         }
         let outputs = revealed.into_iter().collect::<Option<Vec<_>>>();
         Ok((outputs, layers))
