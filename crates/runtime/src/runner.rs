@@ -49,14 +49,15 @@ pub const KEPT_WEIGHT_BYTES: u64 = 32 << 20;
 
 /// One party's run of a program over a backend.
 ///
-/// Weights are shared just before the first instruction that reads them. A model whose weights
-/// take more than [`KEPT_WEIGHT_BYTES`] has them streamed (a choice made from the program
-/// alone: every party must make the same, or their common key streams would part): each share is released after its last use in an inference and shared again
-/// in the next, so a party never holds the shares of all the weights at once (ResNet-50's are
-/// 205 MB per share-holder). Sharing an owner's value is local in every backend of this
+/// Weights are shared just before the first instruction that reads them. A model whose weight
+/// shares take more than [`KEPT_WEIGHT_BYTES`] has them streamed: each share is released after
+/// its last use in an inference and shared again in the next, so a party never holds the shares
+/// of all the weights at once (ResNet-50's are 205 MB per share-holder). Smaller models keep
+/// their shares for the next inferences (streaming cost a 431 k-parameter LeNet a fifth of its
+/// time). The choice depends on the program alone: every party must make the same one, or their
+/// common key streams would part. Sharing an owner's value is local in every backend of this
 /// workspace (the other share comes from a common key), so streaming costs key stream and fresh
-/// memory, no communication; smaller models keep their shares for the next inferences (on a
-/// 431 k-parameter LeNet, streaming cost a fifth of the inference time).
+/// memory, not communication.
 pub struct Runner<'p, B: Backend> {
     program: &'p Program,
     backend: B,
