@@ -695,45 +695,74 @@ impl Porthos {
         z
     }
 
-    /// SecureNN's max tournament over `rows` (`n` rows of `outs` values): `n - 1` sequential
-    /// rounds of DReLU and two SelectShares (value and index), vectorised over the outputs.
-    /// Returns shares of the maxima and of their (first) indices.
+    /// The maxima over `rows` (`n` rows of `outs` values) and their (first) indices, as a
+    /// knock-out tree: each level compares neighbouring candidates (DReLU of their difference,
+    /// then one SelectShare for value and index, vectorised over all pairs and outputs), so
+    /// `ceil(log2 n)` levels instead of SecureNN's `n - 1` sequential comparisons, with the same
+    /// `n - 1` comparisons per output and therefore the same communication. Ties keep the left
+    /// (lower-index) candidate. Returns shares of the maxima and of their indices.
     fn tournament(&mut self, rows: &[u64], n: usize, outs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
         let _p = prof::scope("tournament");
         let lead = self.id == MODEL_OWNER;
-        let mut max = pool::take(outs);
-        max.copy_from_slice(&rows[..outs]);
-        let mut idx = pool::zeros(outs);
-        for k in 1..n {
-            let row = &rows[k * outs..(k + 1) * outs];
-            let mut diff = pool::take(outs);
-            diff.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, d)| *d = max[o].wrapping_sub(row[o]));
-            // b = [max >= row]: keep the current maximum on ties (first index wins).
+        // Candidates in index order: values and shares of their indices (public at first: the
+        // model owner holds k, the client 0).
+        let mut vals = pool::take(n * outs);
+        vals.copy_from_slice(&rows[..n * outs]);
+        let mut idx = pool::take(n * outs);
+        idx.par_chunks_mut(outs).enumerate().for_each(|(k, row)| row.fill(if lead { k as u64 } else { 0 }));
+        let mut m = n;
+        while m > 1 {
+            let pairs = m / 2;
+            let p = pairs * outs;
+            let mut diff = pool::take(p);
+            diff.par_chunks_mut(outs).enumerate().for_each(|(k, d)| {
+                let (l, r) = (2 * k * outs, (2 * k + 1) * outs);
+                for o in 0..outs {
+                    d[o] = vals[l + o].wrapping_sub(vals[r + o]);
+                }
+            });
+            // b = [left >= right]: the left (lower-index) candidate wins ties.
             let b = self.drelu(&diff)?;
-            let mut sel = pool::take(2 * outs);
-            sel[..outs].copy_from_slice(&b);
-            sel[outs..].copy_from_slice(&b);
+            let mut sel = pool::take(2 * p);
+            sel[..p].copy_from_slice(&b);
+            sel[p..].copy_from_slice(&b);
             pool::give(b);
-            let mut val = pool::take(2 * outs);
-            val[..outs].copy_from_slice(&diff);
+            let mut val = pool::take(2 * p);
+            val[..p].copy_from_slice(&diff);
             pool::give(diff);
-            val[outs..].par_iter_mut().with_min_len(PAR_MIN).zip(idx.par_iter()).for_each(|(v, &i)| {
-                *v = if lead { i.wrapping_sub(k as u64) } else { i };
+            val[p..].par_chunks_mut(outs).enumerate().for_each(|(k, v)| {
+                let (l, r) = (2 * k * outs, (2 * k + 1) * outs);
+                for o in 0..outs {
+                    v[o] = idx[l + o].wrapping_sub(idx[r + o]);
+                }
             });
             let prod = self.mul_vec(&sel, &val)?;
-            max.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, m)| *m = row[o].wrapping_add(prod[o]));
-            idx.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(o, i)| {
-                *i = prod[outs + o].wrapping_add(if lead { k as u64 } else { 0 });
+            // Winner = right + b (left - right), for values and indices; an odd candidate out
+            // goes to the next level as it is, last.
+            let next = pairs + m % 2;
+            let mut next_vals = pool::take(next * outs);
+            let mut next_idx = pool::take(next * outs);
+            next_vals[..p].par_chunks_mut(outs).zip(next_idx[..p].par_chunks_mut(outs)).enumerate().for_each(|(k, (v, i))| {
+                let r = (2 * k + 1) * outs;
+                for o in 0..outs {
+                    v[o] = vals[r + o].wrapping_add(prod[k * outs + o]);
+                    i[o] = idx[r + o].wrapping_add(prod[p + k * outs + o]);
+                }
             });
-            for v in [sel, val, prod] {
+            if m % 2 == 1 {
+                next_vals[p..].copy_from_slice(&vals[(m - 1) * outs..m * outs]);
+                next_idx[p..].copy_from_slice(&idx[(m - 1) * outs..m * outs]);
+            }
+            for v in [sel, val, prod, std::mem::replace(&mut vals, next_vals), std::mem::replace(&mut idx, next_idx)] {
                 pool::give(v);
             }
+            m = next;
         }
         if self.id == HELPER {
-            max.fill(0);
+            vals.fill(0);
             idx.fill(0);
         }
-        Ok((max, idx))
+        Ok((vals, idx))
     }
 
     fn zeros_for_helper(&self, t: RingTensor) -> RingTensor {

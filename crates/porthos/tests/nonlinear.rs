@@ -227,3 +227,29 @@ fn argmax_ties_between_maxima_pick_the_first() {
         assert_eq!(got.data(), &[1, 0, 1, 1]);
     }
 }
+
+/// The maximum of `n` candidates takes `ceil(log2 n)` levels of comparisons (a knock-out tree),
+/// each costing the rounds of one comparison, and `n - 1` comparisons' bytes.
+#[test]
+fn argmax_rounds_grow_with_the_log_of_the_candidates() {
+    let rounds_and_bytes = |variant, n: usize| -> (u64, u64) {
+        let x = RingTensor::new(vec![3, n], comparison_values(&mut rng(70 + n as u64), 3 * n, 1 << 61)).unwrap();
+        let out = run(variant, |p| {
+            let me = p.party_id();
+            let share = p.share(Owner::Client, &[3, n], (me == 1).then_some(&x)).unwrap();
+            let before = p.traffic();
+            p.argmax(&share, 1, false).unwrap();
+            let after = p.traffic();
+            (after.rounds - before.rounds, after.bytes_sent - before.bytes_sent)
+        });
+        (out.iter().map(|o| o.0).max().unwrap(), out.iter().map(|o| o.1).sum())
+    };
+    for variant in VARIANTS {
+        let (one, one_bytes) = rounds_and_bytes(variant, 2);
+        for (n, levels) in [(4usize, 2u64), (8, 3), (9, 4)] {
+            let (rounds, bytes) = rounds_and_bytes(variant, n);
+            assert_eq!(rounds, levels * one, "{variant:?}, {n} candidates");
+            assert_eq!(bytes, (n as u64 - 1) * one_bytes, "{variant:?}, {n} candidates");
+        }
+    }
+}
