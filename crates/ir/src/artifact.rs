@@ -216,7 +216,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn read_weights(dir: &Path, file: &str, kind: u8, public: &PublicProgram) -> Result<Vec<(String, Vec<usize>, Vec<u8>)>, ArtifactError> {
+/// A tensor as stored: name, shape, little-endian element bytes.
+type StoredTensor = (String, Vec<usize>, Vec<u8>);
+
+fn read_weights(dir: &Path, file: &str, kind: u8, public: &PublicProgram) -> Result<Vec<StoredTensor>, ArtifactError> {
     let path = dir.join(OWNER_DIR).join(file);
     let bytes = fs::read(&path).map_err(io_error(&path))?;
     let corrupt = |reason: &str| ArtifactError::Corrupt { path: path.clone(), reason: reason.into() };

@@ -137,6 +137,8 @@ impl Session {
         Self::local_with(n, Some(shape))
     }
 
+    // Both ends of a link are set together: indexing by the two party ids says it best.
+    #[allow(clippy::needless_range_loop)]
     fn local_with(n: usize, shape: Option<LinkShape>) -> Vec<Session> {
         let epoch = Instant::now();
         let mut links: Vec<Vec<Option<Link>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();

@@ -185,7 +185,7 @@ fn conv_general_geometries() {
 
 #[test]
 fn conv_transpose_matches_cleartext() {
-    let mut cases = vec![
+    let mut cases = [
         geom(Layout::ChannelsFirst, 1, 2, 3, 1, &[3, 3], &[3, 3], &[2, 2], &[1, 1], (&[1, 1], &[1, 1])),
         geom(Layout::ChannelsLast, 2, 4, 2, 2, &[3, 4], &[2, 2], &[2, 1], &[1, 1], (&[0, 0], &[0, 1])),
         geom(Layout::ChannelsFirst, 1, 2, 2, 1, &[2, 3, 2], &[2, 2, 2], &[2, 2, 1], &[1, 1, 1], (&[0, 0, 0], &[0, 0, 0])),

@@ -44,6 +44,9 @@ fn to_backend_owner(owner: ProgramOwner) -> Owner {
     }
 }
 
+/// Called after every instruction (progress display).
+type Observer<'p> = Box<dyn FnMut(&Instr) + Send + 'p>;
+
 /// Weight shares of at most this many bytes in all are kept from one inference to the next.
 pub const KEPT_WEIGHT_BYTES: u64 = 32 << 20;
 
@@ -74,7 +77,7 @@ pub struct Runner<'p, B: Backend> {
     live_bytes: u64,
     peak_live_bytes: u64,
     crash_at: Option<usize>,
-    progress: Option<Box<dyn FnMut(&Instr) + Send + 'p>>,
+    progress: Option<Observer<'p>>,
 }
 
 impl<'p, B: Backend> Runner<'p, B> {
@@ -331,7 +334,7 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
             LOp::Pad { pads_begin, pads_end } => movement::pad(x, pads_begin, pads_end, 0).map_err(shape_err)?,
             LOp::Slice { starts, ends, steps } => movement::slice(x, starts, ends, steps).map_err(shape_err)?,
             LOp::Concat { axis } => {
-                let parts: Vec<&RingTensor> = (0..instr.args.len()).map(|k| arg(k)).collect();
+                let parts: Vec<&RingTensor> = (0..instr.args.len()).map(&arg).collect();
                 movement::concat(&parts, *axis).map_err(shape_err)?
             }
             LOp::Gather { axis, indices } => movement::gather(x, *axis, indices).map_err(shape_err)?,

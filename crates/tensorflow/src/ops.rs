@@ -943,7 +943,7 @@ impl Importer<'_> {
             (out, cin, self.filter_node(cx, fname, &f, perm, Some(merged), "depthwise_oihw")?)
         } else {
             let fin = fs[r];
-            if cin % fin != 0 || fs[r + 1] % (cin / fin) != 0 {
+            if !cin.is_multiple_of(fin) || !fs[r + 1].is_multiple_of(cin / fin) {
                 return Err(cx.shape_err(format!("filter {fs:?} does not fit input {xs:?} ({cin} input channels)")));
             }
             (fs[r + 1], cin / fin, self.filter_node(cx, fname, &f, perm, None, "oihw")?)
