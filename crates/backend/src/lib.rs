@@ -21,6 +21,8 @@
 //! `relu`, `max_pool` and `argmax` use the signed order and are exact.
 
 pub mod cleartext;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
 

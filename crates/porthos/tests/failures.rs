@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use cryptflow_backend::testing::{self, peer_of};
 use cryptflow_backend::{Backend, BackendError, ConvGeometry, RingTensor};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
@@ -10,28 +11,11 @@ use cryptflow_tensor::Layout;
 
 /// Runs the parties with a session timeout; `f` gets the party id.
 fn run_with_timeout<T: Send>(timeout: Duration, f: impl Fn(usize, Porthos) -> T + Sync) -> Vec<T> {
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = Session::local(3)
-            .into_iter()
-            .map(|mut session| {
-                session.set_timeout(timeout);
-                s.spawn(move || {
-                    let id = session.id();
-                    let p = Porthos::new(session, ProtocolVariant::Porthos).expect("setup");
-                    f(id, p)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).collect()
-    })
-}
-
-fn peer_of(e: &BackendError) -> usize {
-    match e {
-        BackendError::Peer { peer, .. } => *peer,
-        other => panic!("expected a peer error, got {other}"),
-    }
+    let sessions = Session::local(3).into_iter().map(|mut s| {
+        s.set_timeout(timeout);
+        s
+    });
+    testing::run_parties_by_value(sessions.collect(), |s| Porthos::new(s, ProtocolVariant::Porthos).expect("setup"), f)
 }
 
 #[test]

@@ -1,84 +1,24 @@
 //! Runs the two parties of a session in threads over `Session::local(2)`, and the
 //! communication formulas of the crate docs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use cryptflow_backend::{Backend, Owner, RingTensor};
+use cryptflow_backend::{testing, Owner, RingTensor};
 use cryptflow_net::Session;
 use cryptflow_twopc::TwoPc;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Runs `f` on both parties (index = party id).
 pub fn run<T: Send>(f: impl Fn(&mut TwoPc) -> T + Sync) -> Vec<T> {
-    let sessions = Session::local(2);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = sessions
-            .into_iter()
-            .map(|session| {
-                s.spawn(move || {
-                    let mut p = TwoPc::new(session).expect("session setup");
-                    f(&mut p)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("party thread panicked")).collect()
-    })
+    testing::run_parties(Session::local(2), |session| TwoPc::new(session).expect("session setup"), f)
 }
 
 /// Shares `inputs` (each from its owner), runs `op` on the shares, reveals the result to the
 /// client. Returns the revealed value and the bytes each party sent during `op` only.
 pub fn secure_eval(inputs: &[(Owner, RingTensor)], op: impl Fn(&mut TwoPc, &[RingTensor]) -> RingTensor + Sync) -> (RingTensor, [u64; 2]) {
-    let out = run(|p| {
-        let me = p.party_id();
-        let shares: Vec<RingTensor> = inputs
-            .iter()
-            .map(|(owner, v)| {
-                let mine = match owner {
-                    Owner::ModelOwner => me == 0,
-                    Owner::Client => me == 1,
-                };
-                p.share(*owner, v.shape(), if mine { Some(v) } else { None }).expect("share")
-            })
-            .collect();
-        let before = p.traffic().bytes_sent;
-        let z = op(p, &shares);
-        let bytes = p.traffic().bytes_sent - before;
-        (p.reveal(&z, Owner::Client).expect("reveal"), bytes)
-    });
-    let bytes = [out[0].1, out[1].1];
-    assert!(out[0].0.is_none(), "only the client gets the output");
-    (out.into_iter().nth(1).unwrap().0.unwrap(), bytes)
+    let out = run(|p| testing::evaluate(p, inputs, &op));
+    (testing::client_output(&out), [out[0].2, out[1].2])
 }
 
-pub fn rng(seed: u64) -> StdRng {
-    StdRng::seed_from_u64(seed)
-}
-
-pub fn random_tensor(rng: &mut StdRng, shape: &[usize]) -> RingTensor {
-    let n = shape.iter().product();
-    RingTensor::new(shape.to_vec(), (0..n).map(|_| rng.random::<u64>()).collect()).unwrap()
-}
-
-pub fn signed_tensor(rng: &mut StdRng, shape: &[usize], bound: i64) -> RingTensor {
-    let n = shape.iter().product();
-    RingTensor::new(shape.to_vec(), (0..n).map(|_| rng.random_range(-bound..bound) as u64).collect()).unwrap()
-}
-
-/// Values in `[-limit, limit)` (as i128 bounds, so that `limit = 2^63` covers the whole ring):
-/// the limits and their neighbours, zero, +-1, small fixed-point values, uniform values.
-pub fn comparison_values(rng: &mut StdRng, n: usize, limit: i128) -> Vec<u64> {
-    let mut v: Vec<i128> = vec![0, 1, -1, -limit, -limit + 1, limit - 1, limit - 2, 2, -2, 4096, -4096];
-    while v.len() < n {
-        match v.len() % 3 {
-            0 => v.push(rng.random_range(-limit..limit)),
-            1 => v.push(rng.random_range(-(1 << 20)..(1 << 20))),
-            _ => v.push(if rng.random::<bool>() { limit - rng.random_range(1..1000) } else { -limit + rng.random_range(0..1000) }),
-        }
-    }
-    v.truncate(n);
-    v.into_iter().map(|x| x as i64 as u64).collect()
-}
+pub use cryptflow_backend::testing::{comparison_values, peer_of, rng, random_tensor, signed_tensor};
 
 // ----- communication formulas (words of 8 bytes, per party) ------------------------------
 
