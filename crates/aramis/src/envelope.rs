@@ -2,9 +2,10 @@
 //!
 //! A party signs once per **flight**: all the messages it sends between two receives (to any
 //! number of peers) go out together, when it next waits for a message (or passes an output
-//! gate), under one signature. For each peer the flight has messages for, the link carries an
-//! envelope frame and then those messages' payloads exactly as the protocol produced them (never
-//! copied or re-encoded). All integers little-endian; `n` is the number of parties.
+//! gate, or the flight reaches 1 MiB), under one signature. For each peer the flight has
+//! messages for, the link carries an envelope frame and those messages' payloads exactly as the
+//! protocol produced them (see the framing below). All integers little-endian; `n` is the
+//! number of parties.
 //!
 //! | word | contents |
 //! |---|---|

@@ -29,10 +29,12 @@
 //!   its own, key fresh (valid, not weak, not any other party's).
 //! * **Every message**: a party signs once per *flight*, the messages it sends between two
 //!   receives (to any peers): they leave together when it next waits for a message, passes an
-//!   output gate or reveals an output. Each receiver gets an envelope ([`envelope`]: session id,
-//!   sender, receiver, counter of the first message, count and lengths, the other receivers'
-//!   part digests, Ed25519 signature; 112 bytes for one message to one peer) and then the
-//!   payloads, never copied. The signature (**Compute** of the execution) covers the BLAKE3
+//!   output gate or reveals an output, or as soon as they reach 1 MiB (so that a message the
+//!   protocol streams in blocks overlaps its sender's computation). Each receiver gets an
+//!   envelope ([`envelope`]: session id, sender, receiver, counter of the first message, count
+//!   and lengths, the other receivers' part digests, Ed25519 signature; 112 bytes for one
+//!   message to one peer) with its payloads: copied into the envelope's frame up to 32 KiB in
+//!   all, else each in a frame of its own, never copied. The signature (**Compute** of the execution) covers the BLAKE3
 //!   digest of every payload, every counter and every receiver: one signature per flight and
 //!   one verification per flight and receiver, whatever the sizes. The receiver recomputes its
 //!   part from what arrived, verifies the signature under the sender's attested key, checks
