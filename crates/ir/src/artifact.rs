@@ -192,97 +192,45 @@ pub fn read_public(dir: &Path) -> Result<PublicProgram, ArtifactError> {
     Ok(public)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    path: &'a Path,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ArtifactError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| ArtifactError::Corrupt {
-            path: self.path.to_path_buf(),
-            reason: "truncated".into(),
-        })?;
-        let out = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-    fn u32(&mut self) -> Result<u32, ArtifactError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Result<u64, ArtifactError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
-    }
-}
-
-/// A tensor as stored: name, shape, little-endian element bytes.
-type StoredTensor = (String, Vec<usize>, Vec<u8>);
-
-fn read_weights(dir: &Path, file: &str, kind: u8, public: &PublicProgram) -> Result<Vec<StoredTensor>, ArtifactError> {
-    let path = dir.join(OWNER_DIR).join(file);
-    let bytes = fs::read(&path).map_err(io_error(&path))?;
-    let corrupt = |reason: &str| ArtifactError::Corrupt { path: path.clone(), reason: reason.into() };
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt("not a cryptflow weights file"));
-    }
-    let (body, check) = bytes.split_at(bytes.len() - 32);
-    if Sha256::digest(body).as_slice() != check {
-        return Err(corrupt("checksum mismatch (truncated or modified)"));
-    }
-    let mut r = Reader { bytes: body, pos: MAGIC.len(), path: &path };
-    let version = r.u32()?;
-    if version != FORMAT_VERSION {
-        return Err(ArtifactError::Version { path: path.clone(), found: version, expected: FORMAT_VERSION });
-    }
-    if r.take(1)?[0] != kind {
-        return Err(corrupt("wrong element kind"));
-    }
-    if r.take(32)? != public.digest() {
-        return Err(ArtifactError::Mismatch { path: path.clone(), program: dir.join(PROGRAM_FILE) });
-    }
-    let count = r.u32()? as usize;
-    let width = if kind == 0 { 8 } else { 4 };
-    let mut out = Vec::with_capacity(count.min(1 << 16));
-    for _ in 0..count {
-        let name_len = r.u32()? as usize;
-        let name = String::from_utf8(r.take(name_len)?.to_vec()).map_err(|_| corrupt("weight name is not UTF-8"))?;
-        let rank = r.u32()? as usize;
-        if rank > 8 {
-            return Err(corrupt("weight of rank > 8"));
-        }
-        let shape = (0..rank).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>, _>>()?;
-        let len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|n| n.checked_mul(width));
-        let len = len.ok_or_else(|| corrupt("weight extents overflow"))?;
-        let data = r.take(len)?.to_vec();
-        out.push((name, shape, data));
-    }
-    if r.pos != body.len() {
-        return Err(corrupt("trailing bytes"));
-    }
-    Ok(out)
-}
-
 /// The model owner's fixed-point weights, checked against the program's weight list, all in
 /// memory.
 pub fn read_fixed_weights(dir: &Path, public: &PublicProgram) -> Result<Vec<RingTensor>, ArtifactError> {
     let file = FixedWeightsFile::open(dir, public)?;
-    (0..file.entries.len()).map(|k| file.read(k)).collect()
+    (0..file.0.entries.len()).map(|k| file.read(k)).collect()
 }
 
-/// One tensor of a weights file: where its elements are and what they hashed to when the file
-/// was checked.
+/// The float HLIL with its weights, for the float executor.
+pub fn read_float_graph(dir: &Path, public: &PublicProgram) -> Result<Graph, ArtifactError> {
+    let file = WeightsFile::open(dir, FLOAT_WEIGHTS_FILE, 1, public)?;
+    let weights = (0..file.entries.len())
+        .map(|k| {
+            let mut values = vec![0f32; num_elements(&file.entries[k].shape)];
+            file.read_into(k, bytemuck::cast_slice_mut(&mut values))?;
+            for v in values.iter_mut() {
+                *v = f32::from_bits(u32::from_le(v.to_bits())); // a no-op on little-endian machines
+            }
+            let entry = &file.entries[k];
+            Tensor::new(entry.shape.clone(), values).map(|t| (entry.name.clone(), t)).map_err(|e| file.corrupt(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut graph = public.hlil.clone();
+    restore_weights(&mut graph, weights, &file.path)?;
+    Ok(graph)
+}
+
+/// One tensor of a weights file: its name and shape, where its elements are, and what they
+/// hashed to when the file was checked.
 struct WeightEntry {
-    offset: u64,
+    name: String,
     shape: Vec<usize>,
+    offset: u64,
     digest: [u8; 32],
 }
 
-/// The model owner's fixed-point weights file, checked once in full when opened and then read
-/// one tensor at a time (a party streams its weights instead of holding them all). Every
-/// tensor read is checked against the digest it had when the file was opened, so a file
-/// changed in between is an error, never a silently different model.
-pub struct FixedWeightsFile {
+/// A weights file (see the module documentation), checked once in full when opened and then
+/// read one tensor at a time. Every tensor read is checked against the digest it had when the
+/// file was opened, so a file changed in between is an error, never a silently different model.
+struct WeightsFile {
     path: PathBuf,
     file: std::sync::Mutex<fs::File>,
     entries: Vec<WeightEntry>,
@@ -314,12 +262,13 @@ impl<R: std::io::Read> HashingReader<R> {
     }
 }
 
-impl FixedWeightsFile {
-    /// Opens `DIR/model-owner/weights.fixed` and checks all of it: magic, version, element
-    /// kind, program digest, names and shapes against the program, and the closing checksum.
-    pub fn open(dir: &Path, public: &PublicProgram) -> Result<FixedWeightsFile, ArtifactError> {
+impl WeightsFile {
+    /// Opens `DIR/model-owner/NAME` and checks all of it: magic, version, element kind (0: ring
+    /// elements of 8 bytes, 1: f32), program digest, the tensors' headers and the closing
+    /// checksum.
+    fn open(dir: &Path, name: &str, kind: u8, public: &PublicProgram) -> Result<WeightsFile, ArtifactError> {
         use std::io::{BufReader, Read, Seek};
-        let path = dir.join(OWNER_DIR).join(FIXED_WEIGHTS_FILE);
+        let path = dir.join(OWNER_DIR).join(name);
         let corrupt = |reason: String| ArtifactError::Corrupt { path: path.clone(), reason };
         let truncated = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -344,23 +293,21 @@ impl FixedWeightsFile {
         if version != FORMAT_VERSION {
             return Err(ArtifactError::Version { path: path.clone(), found: version, expected: FORMAT_VERSION });
         }
-        let mut kind = [0u8; 1];
-        r.bytes(&mut kind).map_err(truncated)?;
-        if kind[0] != 0 {
+        let mut found_kind = [0u8; 1];
+        r.bytes(&mut found_kind).map_err(truncated)?;
+        if found_kind[0] != kind {
             return Err(corrupt("wrong element kind".into()));
         }
+        let width: u64 = if kind == 0 { 8 } else { 4 };
         let mut digest = [0u8; 32];
         r.bytes(&mut digest).map_err(truncated)?;
         if digest != public.digest() {
             return Err(ArtifactError::Mismatch { path: path.clone(), program: dir.join(PROGRAM_FILE) });
         }
         let count = r.u32().map_err(truncated)? as usize;
-        if count != public.program.weights.len() {
-            return Err(corrupt("weight count differs from the program".into()));
-        }
-        let mut entries = Vec::with_capacity(count);
+        let mut entries = Vec::with_capacity(count.min(1 << 16));
         let mut chunk = vec![0u8; 1 << 20];
-        for spec in &public.program.weights {
+        for _ in 0..count {
             let name_len = r.u32().map_err(truncated)? as usize;
             if name_len > 1 << 16 {
                 return Err(corrupt("weight name longer than 64 KiB".into()));
@@ -373,10 +320,7 @@ impl FixedWeightsFile {
                 return Err(corrupt("weight of rank > 8".into()));
             }
             let shape = (0..rank).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>, _>>().map_err(truncated)?;
-            if name != spec.name || shape != spec.shape {
-                return Err(corrupt(format!("weight `{name}` does not match `{}`", spec.name)));
-            }
-            let len = shape.iter().try_fold(8u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| corrupt("weight extents overflow".into()))?;
+            let len = shape.iter().try_fold(width, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| corrupt("weight extents overflow".into()))?;
             if r.pos.checked_add(len).is_none_or(|end| end > body_len) {
                 return Err(corrupt("truncated".into()));
             }
@@ -389,7 +333,7 @@ impl FixedWeightsFile {
                 tensor.update(&chunk[..n]);
                 left -= n as u64;
             }
-            entries.push(WeightEntry { offset, shape, digest: tensor.finalize().into() });
+            entries.push(WeightEntry { name, shape, offset, digest: tensor.finalize().into() });
         }
         if r.pos != body_len {
             return Err(corrupt("trailing bytes".into()));
@@ -401,62 +345,71 @@ impl FixedWeightsFile {
         if whole != check {
             return Err(corrupt("checksum mismatch (truncated or modified)".into()));
         }
-        Ok(FixedWeightsFile { path, file: std::sync::Mutex::new(file), entries })
+        Ok(WeightsFile { path, file: std::sync::Mutex::new(file), entries })
+    }
+
+    fn corrupt(&self, reason: String) -> ArtifactError {
+        ArtifactError::Corrupt { path: self.path.clone(), reason }
+    }
+
+    /// Reads the element bytes of tensor `k` into `out` (exactly their length) and checks them
+    /// against the digest taken at `open`.
+    fn read_into(&self, k: usize, out: &mut [u8]) -> Result<(), ArtifactError> {
+        use std::io::{Read, Seek};
+        let entry = &self.entries[k];
+        {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.seek(std::io::SeekFrom::Start(entry.offset)).map_err(io_error(&self.path))?;
+            file.read_exact(out).map_err(io_error(&self.path))?;
+        }
+        if <[u8; 32]>::from(Sha256::digest(&*out)) != entry.digest {
+            return Err(self.corrupt(format!("weight {k} changed since the file was checked")));
+        }
+        Ok(())
+    }
+}
+
+/// The model owner's fixed-point weights file, checked in full (and against the program's
+/// weight list) when opened, then read one tensor at a time: a party streams its weights instead
+/// of holding them all.
+pub struct FixedWeightsFile(WeightsFile);
+
+impl FixedWeightsFile {
+    /// Opens `DIR/model-owner/weights.fixed`: the checks of the weights file, and every tensor's
+    /// name and shape against the program.
+    pub fn open(dir: &Path, public: &PublicProgram) -> Result<FixedWeightsFile, ArtifactError> {
+        let file = WeightsFile::open(dir, FIXED_WEIGHTS_FILE, 0, public)?;
+        if file.entries.len() != public.program.weights.len() {
+            return Err(file.corrupt("weight count differs from the program".into()));
+        }
+        for (entry, spec) in file.entries.iter().zip(&public.program.weights) {
+            if entry.name != spec.name || entry.shape != spec.shape {
+                return Err(file.corrupt(format!("weight `{}` does not match `{}`", entry.name, spec.name)));
+            }
+        }
+        Ok(FixedWeightsFile(file))
     }
 
     /// Reads weight `k` (in program order) and checks it against the digest taken at `open`.
     pub fn read(&self, k: usize) -> Result<RingTensor, ArtifactError> {
-        use std::io::{Read, Seek};
-        let entry = &self.entries[k];
-        let n = num_elements(&entry.shape);
-        let mut values = vec![0u64; n];
-        {
-            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-            file.seek(std::io::SeekFrom::Start(entry.offset)).map_err(io_error(&self.path))?;
-            file.read_exact(u64s_as_bytes(&mut values)).map_err(io_error(&self.path))?;
-        }
-        let digest: [u8; 32] = Sha256::digest(u64s_as_bytes(&mut values)).into();
-        if digest != entry.digest {
-            return Err(ArtifactError::Corrupt { path: self.path.clone(), reason: format!("weight {k} changed since the file was checked") });
-        }
+        let entry = &self.0.entries[k];
+        let mut values = vec![0u64; num_elements(&entry.shape)];
+        self.0.read_into(k, bytemuck::cast_slice_mut(&mut values))?;
         for v in values.iter_mut() {
-            *v = u64::from_le(*v);
+            *v = u64::from_le(*v); // a no-op on little-endian machines
         }
-        Tensor::new(entry.shape.clone(), values).map_err(|e| ArtifactError::Corrupt { path: self.path.clone(), reason: e.to_string() })
+        Tensor::new(entry.shape.clone(), values).map_err(|e| self.0.corrupt(e.to_string()))
     }
-}
-
-/// The bytes of `values` in memory order (little-endian on the wire; `read` fixes the order).
-fn u64s_as_bytes(values: &mut [u64]) -> &mut [u8] {
-    // SAFETY: u8 has alignment 1, every byte of a u64 is initialised and any byte pattern is a
-    // valid u64; the slice covers exactly the same memory.
-    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr() as *mut u8, values.len() * 8) }
 }
 
 impl crate::llil::WeightSource for FixedWeightsFile {
     fn count(&self) -> usize {
-        self.entries.len()
+        self.0.entries.len()
     }
     fn shape(&self, k: usize) -> &[usize] {
-        &self.entries[k].shape
+        &self.0.entries[k].shape
     }
     fn load(&self, k: usize) -> Result<std::borrow::Cow<'_, RingTensor>, String> {
         self.read(k).map(std::borrow::Cow::Owned).map_err(|e| e.to_string())
     }
-}
-
-/// The float HLIL with its weights, for the float executor.
-pub fn read_float_graph(dir: &Path, public: &PublicProgram) -> Result<Graph, ArtifactError> {
-    let path = dir.join(OWNER_DIR).join(FLOAT_WEIGHTS_FILE);
-    let raw = read_weights(dir, FLOAT_WEIGHTS_FILE, 1, public)?;
-    let weights = raw
-        .into_iter()
-        .map(|(name, shape, data)| {
-            let values = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-            Tensor::new(shape, values).map(|t| (name, t)).map_err(|e| ArtifactError::Corrupt { path: path.clone(), reason: e.to_string() })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut graph = public.hlil.clone();
-    restore_weights(&mut graph, weights, &path)?;
-    Ok(graph)
 }

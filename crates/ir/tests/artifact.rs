@@ -68,6 +68,24 @@ fn every_truncation_and_byte_flip_of_the_weights_is_detected() {
 }
 
 #[test]
+fn every_truncation_and_byte_flip_of_the_float_weights_is_detected() {
+    let (dir, public, _) = written();
+    let path = dir.path().join(OWNER_DIR).join(FLOAT_WEIGHTS_FILE);
+    let original = std::fs::read(&path).unwrap();
+    for cut in 0..original.len() {
+        std::fs::write(&path, &original[..cut]).unwrap();
+        let err = read_float_graph(dir.path(), &public).unwrap_err();
+        assert!(matches!(err, ArtifactError::Corrupt { .. }), "cut at {cut}: {err}");
+    }
+    for i in 0..original.len() {
+        let mut damaged = original.clone();
+        damaged[i] ^= 0x40;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(read_float_graph(dir.path(), &public).is_err(), "flip at {i} went unnoticed");
+    }
+}
+
+#[test]
 fn weights_of_another_program_are_rejected() {
     let (dir, _, _) = written();
     let mut other = read_public(dir.path()).unwrap();
