@@ -49,40 +49,29 @@ fn weights_are_private_to_the_owner() {
     assert_eq!(mode & 0o077, 0, "weights readable by others: {mode:o}");
 }
 
-#[test]
-fn every_truncation_and_byte_flip_of_the_weights_is_detected() {
-    let (dir, public, _) = written();
-    let path = dir.path().join(OWNER_DIR).join(FIXED_WEIGHTS_FILE);
-    let original = std::fs::read(&path).unwrap();
+/// Every truncation of the file at `path` is reported as corrupt by `read`, and every flipped
+/// byte as an error.
+fn assert_damage_detected<T: std::fmt::Debug>(path: &std::path::Path, read: impl Fn() -> Result<T, ArtifactError>) {
+    let original = std::fs::read(path).unwrap();
     for cut in 0..original.len() {
-        std::fs::write(&path, &original[..cut]).unwrap();
-        let err = read_fixed_weights(dir.path(), &public).unwrap_err();
+        std::fs::write(path, &original[..cut]).unwrap();
+        let err = read().unwrap_err();
         assert!(matches!(err, ArtifactError::Corrupt { .. }), "cut at {cut}: {err}");
     }
     for i in 0..original.len() {
         let mut damaged = original.clone();
         damaged[i] ^= 0x40;
-        std::fs::write(&path, &damaged).unwrap();
-        assert!(read_fixed_weights(dir.path(), &public).is_err(), "flip at {i} went unnoticed");
+        std::fs::write(path, &damaged).unwrap();
+        assert!(read().is_err(), "flip at {i} went unnoticed");
     }
 }
 
 #[test]
-fn every_truncation_and_byte_flip_of_the_float_weights_is_detected() {
+fn every_truncation_and_byte_flip_of_the_weights_is_detected() {
     let (dir, public, _) = written();
-    let path = dir.path().join(OWNER_DIR).join(FLOAT_WEIGHTS_FILE);
-    let original = std::fs::read(&path).unwrap();
-    for cut in 0..original.len() {
-        std::fs::write(&path, &original[..cut]).unwrap();
-        let err = read_float_graph(dir.path(), &public).unwrap_err();
-        assert!(matches!(err, ArtifactError::Corrupt { .. }), "cut at {cut}: {err}");
-    }
-    for i in 0..original.len() {
-        let mut damaged = original.clone();
-        damaged[i] ^= 0x40;
-        std::fs::write(&path, &damaged).unwrap();
-        assert!(read_float_graph(dir.path(), &public).is_err(), "flip at {i} went unnoticed");
-    }
+    let owner = dir.path().join(OWNER_DIR);
+    assert_damage_detected(&owner.join(FIXED_WEIGHTS_FILE), || read_fixed_weights(dir.path(), &public));
+    assert_damage_detected(&owner.join(FLOAT_WEIGHTS_FILE), || read_float_graph(dir.path(), &public));
 }
 
 #[test]
