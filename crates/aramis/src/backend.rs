@@ -1,7 +1,7 @@
 //! [`Aramis`]: any backend whose session is protected by [`crate::protect`], with the output
 //! gate before every reveal and Aramis' own counters.
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
 
 use crate::core::Handle;
 
@@ -102,6 +102,18 @@ impl<B: Backend> Backend for Aramis<B> {
 
     fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
         self.inner.argmax(x, axis, keep_dims).map_err(|e| self.explain(e))
+    }
+
+    fn batch_matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        self.inner.batch_matmul(a, b).map_err(|e| self.explain(e))
+    }
+
+    fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits> {
+        self.inner.drelu(x).map_err(|e| self.explain(e))
+    }
+
+    fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor> {
+        self.inner.mux(b, x).map_err(|e| self.explain(e))
     }
 
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {

@@ -3,7 +3,7 @@
 
 use cryptflow_tensor::kernels;
 
-use crate::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor};
+use crate::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits};
 
 #[derive(Debug, Default)]
 pub struct Cleartext;
@@ -78,6 +78,18 @@ impl Backend for Cleartext {
 
     fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor> {
         Ok(kernels::argmax(x, axis, keep_dims)?)
+    }
+
+    fn batch_matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        Ok(kernels::batch_matmul(a, b)?)
+    }
+
+    fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits> {
+        Ok(SharedBits(x.map(|v| ((v as i64) >= 0) as u64)))
+    }
+
+    fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor> {
+        Ok(b.0.zip_with(x, |b, v| if b == 1 { v } else { 0 })?)
     }
 
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {

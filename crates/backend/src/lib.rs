@@ -18,13 +18,40 @@
 //! `conv_transpose` and `mul` are exact ring operations. `scale_down` is an arithmetic shift
 //! (floor division by 2^k) and `divide` a floor division by public positive integers: secure
 //! backends may be off by one unit in the last place there (local truncation), nowhere else.
-//! `relu`, `max_pool` and `argmax` use the signed order and are exact.
+//! `relu`, `max_pool`, `argmax` and `drelu` use the signed order and are exact.
+//!
+//! # Shared bits
+//! [`Backend::drelu`] yields the bit `[x >= 0]` per element as [`SharedBits`], whose content is
+//! the backend's own representation (arithmetic shares of 0/1 in Porthos, XOR shares in 2PC,
+//! the bit itself in the cleartext backend). Only data movement applies to it, element by
+//! element (reshape, slice, concat, broadcast, gather), and [`Backend::mux`] consumes it.
+//! With `b` a shared bit, `mux(b, x) = b * x`; every selection is built from it locally:
+//! `b ? x : y = y + mux(b, x - y)`, `!b ? x : 0 = x - mux(b, x)`. That comparison, the
+//! multiplexer and the products are the whole non-linear vocabulary: the secure math library
+//! (`cryptflow-math`) composes every activation, normalisation and softmax from them once, for
+//! every protocol.
 
 pub mod cleartext;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
+
+/// One shared bit per element (see the crate docs): the backend's representation, opaque to
+/// everyone else, in a tensor of the bits' shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedBits(pub RingTensor);
+
+impl SharedBits {
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+
+    /// The same bits laid out by a data movement applied to the representation.
+    pub fn moved(&self, f: impl FnOnce(&RingTensor) -> std::result::Result<RingTensor, cryptflow_tensor::ShapeError>) -> Result<SharedBits> {
+        Ok(SharedBits(f(&self.0)?))
+    }
+}
 
 /// Which party provides a secret value. Mirrors the compiled program's owners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +140,34 @@ pub trait Backend {
 
     /// Index of the maximum along `axis` (a secret integer).
     fn argmax(&mut self, x: &RingTensor, axis: usize, keep_dims: bool) -> Result<RingTensor>;
+
+    /// `[B, M, K] x [B, K, N] -> [B, M, N]`: a batch of matrix products of two secrets
+    /// (attention's `Q K^T` and `softmax V`). The default makes one [`Backend::matmul`] per batch
+    /// entry (one round each); protocols override it to take all in the rounds of one.
+    fn batch_matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.rank() != 3 || b.rank() != 3 || a.shape()[0] != b.shape()[0] || a.shape()[2] != b.shape()[1] {
+            return Err(BackendError::Shape(cryptflow_tensor::ShapeError::new(format!(
+                "batch_matmul: cannot multiply {:?} by {:?}",
+                a.shape(),
+                b.shape()
+            ))));
+        }
+        let (batch, m, k, n) = (a.shape()[0], a.shape()[1], a.shape()[2], b.shape()[2]);
+        let mut out = Vec::with_capacity(batch * m * n);
+        for i in 0..batch {
+            let ai = RingTensor::new(vec![m, k], a.data()[i * m * k..(i + 1) * m * k].to_vec())?;
+            let bi = RingTensor::new(vec![k, n], b.data()[i * k * n..(i + 1) * k * n].to_vec())?;
+            out.extend_from_slice(self.matmul(&ai, &bi)?.data());
+        }
+        Ok(RingTensor::new(vec![batch, m, n], out)?)
+    }
+
+    /// Shares of the bit `[x >= 0]` (signed order) of every element. Exact over the range the
+    /// backend documents for its comparisons (at least `[-2^62, 2^62)`).
+    fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits>;
+
+    /// `b * x` elementwise, for shared bits `b` and a secret `x` of the same shape.
+    fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor>;
 
     /// Arithmetic shift right by `shift` bits.
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor>;

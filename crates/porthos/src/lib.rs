@@ -104,7 +104,7 @@ pub mod prof;
 mod simd;
 pub mod ring;
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
 use cryptflow_net::Session;
 use cryptflow_tensor::{kernels, movement, num_elements, ShapeError};
 use rayon::prelude::*;
@@ -954,6 +954,40 @@ impl Backend for Porthos {
             Ok(kernels::matmul(&x, &y)?.into_data())
         })?;
         Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    /// One Beaver product for the whole batch: `8 (2 |A| + 2 |B| + |Z|)` bytes, one round.
+    fn batch_matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        if a.rank() != 3 || b.rank() != 3 || a.shape()[0] != b.shape()[0] || a.shape()[2] != b.shape()[1] {
+            return Err(shape_err(format!("batch_matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
+        }
+        let (batch, m, k, n) = (a.shape()[0], a.shape()[1], a.shape()[2], b.shape()[2]);
+        if batch * m * n == 0 || k == 0 {
+            return Ok(RingTensor::zeros(vec![batch, m, n]));
+        }
+        let z = self.beaver(a.data(), b.data(), batch * m * n, |x, y| {
+            let x = RingTensor::new(vec![batch, m, k], x.to_vec())?;
+            let y = RingTensor::new(vec![batch, k, n], y.to_vec())?;
+            Ok(kernels::batch_matmul(&x, &y)?.into_data())
+        })?;
+        Ok(self.zeros_for_helper(RingTensor::new(vec![batch, m, n], z)?))
+    }
+
+    /// DReLU (ShareConvert then ComputeMSB): arithmetic shares of 0/1 over Z_L; the helper
+    /// holds zeros. ReLU's cost without its SelectShare: `(6 l log p + 14 l) / 8 = 496` bytes
+    /// per element (Porthos), 5 rounds.
+    fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits> {
+        let b = self.drelu(x.data())?;
+        Ok(SharedBits(RingTensor::new(x.shape().to_vec(), b)?))
+    }
+
+    /// SelectShare: one elementwise product, 40 bytes per element, one round.
+    fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor> {
+        if b.shape() != x.shape() {
+            return Err(shape_err(format!("mux: bits {:?}, values {:?}", b.shape(), x.shape())));
+        }
+        let z = self.mul_vec(b.0.data(), x.data())?;
+        Ok(self.zeros_for_helper(RingTensor::new(x.shape().to_vec(), z)?))
     }
 
     fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {

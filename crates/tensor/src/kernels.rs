@@ -34,6 +34,22 @@ pub fn matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>, Sha
     Ok(out)
 }
 
+/// `[B, M, K] x [B, K, N] -> [B, M, N]`: one matrix product per batch entry.
+pub fn batch_matmul<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>, ShapeError> {
+    if a.rank() != 3 || b.rank() != 3 || a.shape()[0] != b.shape()[0] || a.shape()[2] != b.shape()[1] {
+        shape_bail!("batch_matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape());
+    }
+    let (batch, m, k, n) = (a.shape()[0], a.shape()[1], a.shape()[2], b.shape()[2]);
+    let mut out = Tensor::zeros(vec![batch, m, n]);
+    if m * n == 0 {
+        return Ok(out);
+    }
+    for (i, z) in out.data_mut().chunks_mut(m * n).enumerate() {
+        gemm(m, n, k, MatRef::row_major(a.data(), i * m * k, k), MatRef::row_major(b.data(), i * k * n, n), z, n);
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Geometry checks. Every spatial problem is normalised to 3 spatial axes by prepending unit
 // axes (extent 1, kernel 1, stride 1, no padding), so the loops below are written once.

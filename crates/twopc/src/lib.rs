@@ -96,7 +96,7 @@ pub mod compare;
 pub mod linear;
 pub mod ot;
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
 use cryptflow_net::Session;
 use cryptflow_porthos::lower::Lowering;
 use cryptflow_porthos::prf::{Prf, PrfKey};
@@ -465,6 +465,36 @@ impl Backend for TwoPc {
         let mut z = local.into_data();
         add_in_place(&mut z, &cross);
         Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    /// The local products per batch entry and the cross terms of all entries in one OT
+    /// product (`cross_grouped` with one group per entry): the rounds of one MatMul.
+    fn batch_matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        let local = kernels::batch_matmul(a, b)?;
+        let (batch, m, k, n) = (a.shape()[0], a.shape()[1], a.shape()[2], b.shape()[2]);
+        if local.is_empty() || k == 0 {
+            return Ok(local);
+        }
+        let cross = self.cross_grouped(a.data(), b.data(), batch, m, k, n, m * k <= k * n)?;
+        let mut z = local.into_data();
+        add_in_place(&mut z, &cross);
+        Ok(RingTensor::new(vec![batch, m, n], z)?)
+    }
+
+    /// The millionaires' DReLU: XOR shares of the bit, one per ring element (0 or 1).
+    fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits> {
+        let d = self.drelu(x.data())?;
+        Ok(SharedBits(RingTensor::new(x.shape().to_vec(), d.into_iter().map(u64::from).collect())?))
+    }
+
+    /// The multiplexer of two correlated OTs: `ext(n) + n` words per party, 2 rounds.
+    fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor> {
+        if b.shape() != x.shape() {
+            return Err(shape_err(format!("mux: bits {:?}, values {:?}", b.shape(), x.shape())));
+        }
+        let d: Vec<u8> = b.0.data().iter().map(|&v| (v & 1) as u8).collect();
+        let z = self.select(&d, x.data())?;
+        Ok(RingTensor::new(x.shape().to_vec(), z)?)
     }
 
     fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
