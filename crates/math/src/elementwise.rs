@@ -8,7 +8,6 @@ fn todo(what: &'static str) -> BackendError {
 
 pub fn abs<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor) -> Result<RingTensor> { Err(todo("abs")) }
 pub fn prelu<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor, _slope: &RingTensor, _scale: u32) -> Result<RingTensor> { Err(todo("prelu")) }
-pub fn exp<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor, _scale: u32) -> Result<RingTensor> { Err(todo("exp")) }
 pub fn sigmoid<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor, _scale: u32) -> Result<RingTensor> { Err(todo("sigmoid")) }
 pub fn tanh<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor, _scale: u32) -> Result<RingTensor> { Err(todo("tanh")) }
 pub fn erf<B: Backend + ?Sized>(_b: &mut B, _x: &RingTensor, _scale: u32) -> Result<RingTensor> { Err(todo("erf")) }

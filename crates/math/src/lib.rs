@@ -29,7 +29,8 @@
 //! Porthos. The README's table lists them.
 
 mod elementwise;
-mod fixed;
+mod exp;
+pub mod fixed;
 mod recip;
 mod reduce;
 mod softmax;
@@ -84,7 +85,7 @@ pub fn prelu<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, slope: &RingTensor,
 // ---- elementwise functions -----------------------------------------------------------------
 
 pub fn exp<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) -> Result<RingTensor> {
-    elementwise::exp(b, x, scale)
+    exp::exp(b, x, scale)
 }
 
 pub fn sigmoid<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) -> Result<RingTensor> {
