@@ -159,10 +159,20 @@ impl Lowering<'_> {
         let Op::Weight(t) = &n.op else { unreachable!("weight_at on a non-weight") };
         let slot = self.new_slot(n.shape.clone());
         let name = if bits == self.s { n.name.clone() } else { format!("{}@{}bits", n.name, bits) };
-        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone() });
+        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone(), integer: false });
         let rounding = self.rounding;
         self.weight_values.push(t.map(|v| encode_with(v, bits, rounding)));
         self.weight_slots.insert((node, bits), slot);
+        slot
+    }
+
+    /// A weight the compiler derives from a model weight (e.g. the reciprocal of a divisor),
+    /// encoded at `bits`, as a model-owner secret input.
+    fn derived_weight(&mut self, name: String, value: cryptflow_tensor::FloatTensor, bits: u32) -> Slot {
+        let slot = self.new_slot(value.shape().to_vec());
+        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: value.shape().to_vec(), integer: false });
+        let rounding = self.rounding;
+        self.weight_values.push(value.map(|v| encode_with(v, bits, rounding)));
         slot
     }
 
@@ -293,8 +303,86 @@ impl Lowering<'_> {
             Op::Weight(_) => return Ok(None),
             Op::Input => {
                 let slot = self.new_slot(shape.clone());
-                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape });
+                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape, integer: false });
                 Value { slot, enc: Enc::Fixed(s) }
+            }
+            Op::IntegerInput => {
+                // Shared exactly as integers, raised to the scale locally (exact).
+                let slot = self.new_slot(shape.clone());
+                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape: shape.clone(), integer: true });
+                Value { slot: self.emit(LOp::MulPublic { value: 1i64 << s }, vec![slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::Unary(f) => {
+                let x = self.factor(inputs[0])?;
+                Value { slot: self.emit(LOp::Unary(*f), vec![x.slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::Max | Op::Min => {
+                // Both commute with the scale: compare at the operands' common scale.
+                let bits = self.sum_bits(&inputs)?;
+                let a = self.term(inputs[0], bits)?;
+                let b = self.term(inputs[1], bits)?;
+                let a = self.broadcast(a, &shape);
+                let b = self.broadcast(b, &shape);
+                let op = if node.op == Op::Max { LOp::Max } else { LOp::Min };
+                Value { slot: self.emit(op, vec![a.slot, b.slot], shape), enc: Enc::Fixed(bits) }
+            }
+            Op::Div => {
+                if let Some(d) = self.graph.weight_value(inputs[1]) {
+                    // A weight divisor is known to its owner: multiply by its reciprocal.
+                    let recip = d.map(|v| 1.0 / v);
+                    if recip.data().iter().any(|v| !v.is_finite()) {
+                        return Err("division by a weight with a zero element".into());
+                    }
+                    let name = format!("{}/reciprocal", self.graph.nodes[inputs[1]].name);
+                    let w = self.derived_weight(name, recip, s);
+                    let a = self.factor(inputs[0])?;
+                    let a = self.broadcast(a, &shape);
+                    let w = self.broadcast(Value { slot: w, enc: Enc::Fixed(s) }, &shape);
+                    let y = self.emit(LOp::Mul, vec![a.slot, w.slot], shape);
+                    self.product(y, 2 * s)?
+                } else {
+                    let a = self.factor(inputs[0])?;
+                    let b = self.factor(inputs[1])?;
+                    let a = self.broadcast(a, &shape);
+                    let b = self.broadcast(b, &shape);
+                    Value { slot: self.emit(LOp::Div, vec![a.slot, b.slot], shape), enc: Enc::Fixed(s) }
+                }
+            }
+            Op::ReduceMax { axes, keep_dims } | Op::ReduceMin { axes, keep_dims } => {
+                let x = self.activation(inputs[0])?;
+                self.fixed_bits(x)?;
+                let op = if matches!(node.op, Op::ReduceMax { .. }) {
+                    LOp::ReduceMax { axes: axes.clone(), keep_dims: *keep_dims }
+                } else {
+                    LOp::ReduceMin { axes: axes.clone(), keep_dims: *keep_dims }
+                };
+                Value { slot: self.emit(op, vec![x.slot], shape), enc: x.enc }
+            }
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+                let x = self.factor(inputs[0])?;
+                let op = if matches!(node.op, Op::Softmax { .. }) { LOp::Softmax { axis: *axis } } else { LOp::LogSoftmax { axis: *axis } };
+                Value { slot: self.emit(op, vec![x.slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::Normalize { axes, epsilon } => {
+                let x = self.factor(inputs[0])?;
+                Value { slot: self.emit(LOp::Normalize { axes: axes.clone(), epsilon: *epsilon }, vec![x.slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::Prelu => {
+                let x = self.factor(inputs[0])?;
+                let slope = self.factor(inputs[1])?;
+                let slope = self.broadcast(slope, &shape);
+                Value { slot: self.emit(LOp::Prelu, vec![x.slot, slope.slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::MulConst(c) => {
+                let x = self.factor(inputs[0])?;
+                let values = c.map(|v| encode_with(v, s, self.rounding));
+                let values = if values.shape() == shape.as_slice() {
+                    values
+                } else {
+                    movement::broadcast_to(&values, &shape).map_err(|e| e.to_string())?
+                };
+                let y = self.emit(LOp::MulPublicTensor { values }, vec![x.slot], shape);
+                self.product(y, 2 * s)?
             }
             Op::Conv(g) | Op::ConvTranspose(g) => {
                 let x = self.factor(inputs[0])?;
@@ -309,6 +397,27 @@ impl Lowering<'_> {
                     Some(&bias) => self.add_channel_bias(y, bias, g.layout)?,
                     None => y,
                 }
+            }
+            Op::MatMul if self.graph.nodes[inputs[1]].shape.len() > 2 => {
+                // Batched: both operands broadcast to the batch axes, flattened to [B, M, K] and
+                // [B, K, N], one batched product of two secrets.
+                let a = self.factor(inputs[0])?;
+                let b = self.factor(inputs[1])?;
+                let r = shape.len();
+                let (m, n) = (shape[r - 2], shape[r - 1]);
+                let k = *self.shape(a.slot).last().unwrap();
+                let batch = num_elements(&shape[..r - 2]);
+                let mut a_full = shape[..r - 2].to_vec();
+                a_full.extend([m, k]);
+                let mut b_full = shape[..r - 2].to_vec();
+                b_full.extend([k, n]);
+                let a = self.broadcast(a, &a_full);
+                let b = self.broadcast(b, &b_full);
+                let a3 = self.emit(LOp::Reshape, vec![a.slot], vec![batch, m, k]);
+                let b3 = self.emit(LOp::Reshape, vec![b.slot], vec![batch, k, n]);
+                let y = self.emit(LOp::BatchMatMul, vec![a3, b3], vec![batch, m, n]);
+                let y = self.emit(LOp::Reshape, vec![y], shape);
+                self.product(y, 2 * s)?
             }
             Op::MatMul => {
                 let a = self.factor(inputs[0])?;

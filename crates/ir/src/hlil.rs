@@ -67,6 +67,121 @@ pub enum Op {
     ReduceMean { axes: Vec<usize>, keep_dims: bool },
     /// Index of the maximum along `axis`.
     ArgMax { axis: usize, keep_dims: bool },
+    /// A model input the client supplies as integers (token ids, masks): encoded exactly,
+    /// not as fixed point. No inputs.
+    IntegerInput,
+    /// An elementwise function of one input.
+    Unary(UnaryFn),
+    /// Elementwise maximum / minimum with NumPy broadcasting. Inputs: a, b.
+    Max,
+    Min,
+    /// Elementwise `a / b` with NumPy broadcasting, `b` computed or a weight. Inputs: a, b.
+    Div,
+    /// Maximum / minimum over sorted distinct `axes`.
+    ReduceMax { axes: Vec<usize>, keep_dims: bool },
+    ReduceMin { axes: Vec<usize>, keep_dims: bool },
+    /// Softmax along `axis`.
+    Softmax { axis: usize },
+    LogSoftmax { axis: usize },
+    /// `(x - mean) / sqrt(var + epsilon)`, mean and biased variance over sorted distinct
+    /// `axes`: the core of layer, instance and group normalisation. Inputs: x.
+    Normalize { axes: Vec<usize>, epsilon: f32 },
+    /// `x >= 0 ? x : slope * x`, the slope broadcast to x's shape. Inputs: x, slope.
+    Prelu,
+    /// `x * c` elementwise for a public constant tensor `c` broadcast to x's shape (resize
+    /// coefficients: part of the architecture, not a weight). Inputs: x.
+    MulConst(FloatTensor),
+}
+
+/// An elementwise function (of `cryptflow-math`, for the secure backends).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UnaryFn {
+    Exp,
+    Log,
+    Sigmoid,
+    Tanh,
+    Erf,
+    /// `x Phi(x)`, the exact (erf) form.
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+    /// `x sigmoid(x)` (swish).
+    Silu,
+    Softplus,
+    Elu { alpha: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    HardSwish,
+    Reciprocal,
+    Sqrt,
+    Rsqrt,
+    Abs,
+}
+
+impl UnaryFn {
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryFn::Exp => "Exp",
+            UnaryFn::Log => "Log",
+            UnaryFn::Sigmoid => "Sigmoid",
+            UnaryFn::Tanh => "Tanh",
+            UnaryFn::Erf => "Erf",
+            UnaryFn::Gelu => "Gelu",
+            UnaryFn::GeluTanh => "GeluTanh",
+            UnaryFn::Silu => "Silu",
+            UnaryFn::Softplus => "Softplus",
+            UnaryFn::Elu { .. } => "Elu",
+            UnaryFn::HardSigmoid { .. } => "HardSigmoid",
+            UnaryFn::HardSwish => "HardSwish",
+            UnaryFn::Reciprocal => "Reciprocal",
+            UnaryFn::Sqrt => "Sqrt",
+            UnaryFn::Rsqrt => "Rsqrt",
+            UnaryFn::Abs => "Abs",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            UnaryFn::Elu { alpha } => format!("alpha={alpha}"),
+            UnaryFn::HardSigmoid { alpha, beta } => format!("alpha={alpha}, beta={beta}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The function in f32 (the float executor's semantics).
+    pub fn eval(&self, v: f32) -> f32 {
+        let x = v as f64;
+        let y = match *self {
+            UnaryFn::Exp => x.exp(),
+            UnaryFn::Log => x.ln(),
+            UnaryFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryFn::Tanh => x.tanh(),
+            UnaryFn::Erf => libm::erf(x),
+            UnaryFn::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            UnaryFn::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
+            UnaryFn::Silu => x / (1.0 + (-x).exp()),
+            UnaryFn::Softplus => {
+                if x > 30.0 {
+                    x
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
+            UnaryFn::Elu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha as f64 * x.exp_m1()
+                }
+            }
+            UnaryFn::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
+            UnaryFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryFn::Reciprocal => 1.0 / x,
+            UnaryFn::Sqrt => x.sqrt(),
+            UnaryFn::Rsqrt => 1.0 / x.sqrt(),
+            UnaryFn::Abs => x.abs(),
+        };
+        y as f32
+    }
 }
 
 impl Op {
@@ -99,14 +214,26 @@ impl Op {
             Op::Gather { .. } => "Gather",
             Op::ReduceMean { .. } => "ReduceMean",
             Op::ArgMax { .. } => "ArgMax",
+            Op::IntegerInput => "IntegerInput",
+            Op::Unary(f) => f.name(),
+            Op::Max => "Max",
+            Op::Min => "Min",
+            Op::Div => "Div",
+            Op::ReduceMax { .. } => "ReduceMax",
+            Op::ReduceMin { .. } => "ReduceMin",
+            Op::Softmax { .. } => "Softmax",
+            Op::LogSoftmax { .. } => "LogSoftmax",
+            Op::Normalize { .. } => "Normalize",
+            Op::Prelu => "Prelu",
+            Op::MulConst(_) => "MulConst",
         }
     }
 
     fn arity(&self) -> std::ops::RangeInclusive<usize> {
         match self {
-            Op::Input | Op::Weight(_) => 0..=0,
+            Op::Input | Op::IntegerInput | Op::Weight(_) => 0..=0,
             Op::Conv(_) | Op::ConvTranspose(_) => 2..=3,
-            Op::MatMul | Op::Add | Op::Sub | Op::Mul => 2..=2,
+            Op::MatMul | Op::Add | Op::Sub | Op::Mul | Op::Max | Op::Min | Op::Div | Op::Prelu => 2..=2,
             Op::BatchNorm { .. } => 5..=5,
             Op::Concat { .. } => 1..=usize::MAX,
             _ => 1..=1,
@@ -139,6 +266,13 @@ impl Graph {
     /// Adds a model input of a static shape.
     pub fn input(&mut self, name: impl Into<String>, shape: Vec<usize>) -> NodeId {
         let id = self.push(Node { name: name.into(), op: Op::Input, inputs: vec![], shape });
+        self.inputs.push(id);
+        id
+    }
+
+    /// Adds a model input that the client supplies as integers.
+    pub fn integer_input(&mut self, name: impl Into<String>, shape: Vec<usize>) -> NodeId {
+        let id = self.push(Node { name: name.into(), op: Op::IntegerInput, inputs: vec![], shape });
         self.inputs.push(id);
         id
     }
@@ -255,7 +389,7 @@ impl Graph {
             if let Some(&bad) = node.inputs.iter().find(|&&i| i >= id) {
                 return Err(ShapeError::new(format!("node `{}` reads node {} that comes after it", node.name, bad)));
             }
-            if matches!(node.op, Op::Weight(_) | Op::Input) {
+            if matches!(node.op, Op::Weight(_) | Op::Input | Op::IntegerInput) {
                 // Sources carry their declared shape (a weight's even when its value is stripped).
                 continue;
             }
@@ -277,13 +411,6 @@ impl Graph {
     }
 }
 
-fn check_rank(shape: &[usize], rank: usize, what: &str) -> Result<(), ShapeError> {
-    if shape.len() != rank {
-        return Err(ShapeError::new(format!("{what} must have rank {rank}, got shape {shape:?}")));
-    }
-    Ok(())
-}
-
 fn check_shape(actual: &[usize], expected: &[usize], what: &str) -> Result<(), ShapeError> {
     if actual != expected {
         return Err(ShapeError::new(format!("{what} has shape {actual:?}, expected {expected:?}")));
@@ -297,7 +424,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
         return Err(ShapeError::new(format!("{} cannot take {} inputs", op.name(), inputs.len())));
     }
     Ok(match op {
-        Op::Input => return Err(ShapeError::new("inputs are added with Graph::input")),
+        Op::Input | Op::IntegerInput => return Err(ShapeError::new("inputs are added with Graph::input")),
         Op::Weight(t) => t.shape().to_vec(),
         Op::Conv(g) => {
             validate_conv(g, false)?;
@@ -322,15 +449,61 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
             if a.is_empty() {
                 return Err(ShapeError::new("MatMul of a scalar"));
             }
-            check_rank(b, 2, "MatMul right operand")?;
-            if a[a.len() - 1] != b[0] {
+            if b.len() < 2 {
+                return Err(ShapeError::new(format!("MatMul right operand {b:?} must have rank 2 or more")));
+            }
+            let (bk, bn) = (b[b.len() - 2], b[b.len() - 1]);
+            if a[a.len() - 1] != bk {
                 return Err(ShapeError::new(format!("MatMul of {a:?} by {b:?}: inner extents differ")));
             }
-            let mut out = a.to_vec();
-            *out.last_mut().unwrap() = b[1];
+            if b.len() == 2 {
+                let mut out = a.to_vec();
+                *out.last_mut().unwrap() = bn;
+                out
+            } else {
+                // Batched: [..., M, K] x [..., K, N], batch axes broadcast NumPy-style.
+                if a.len() < 2 {
+                    return Err(ShapeError::new(format!("batched MatMul of {a:?} by {b:?}: the left operand needs rank 2 or more")));
+                }
+                let mut out = movement::broadcast_shapes(&a[..a.len() - 2], &b[..b.len() - 2])?;
+                out.extend([a[a.len() - 2], bn]);
+                out
+            }
+        }
+        Op::Add | Op::Sub | Op::Mul | Op::Max | Op::Min | Op::Div => movement::broadcast_shapes(inputs[0], inputs[1])?,
+        Op::Unary(_) => inputs[0].to_vec(),
+        Op::Prelu => {
+            let out = movement::broadcast_shapes(inputs[0], inputs[1])?;
+            if out != inputs[0] {
+                return Err(ShapeError::new(format!("PRelu slope {:?} does not broadcast to the input {:?}", inputs[1], inputs[0])));
+            }
             out
         }
-        Op::Add | Op::Sub | Op::Mul => movement::broadcast_shapes(inputs[0], inputs[1])?,
+        Op::MulConst(c) => {
+            let out = movement::broadcast_shapes(inputs[0], c.shape())?;
+            if out != inputs[0] {
+                return Err(ShapeError::new(format!("constant {:?} does not broadcast to the input {:?}", c.shape(), inputs[0])));
+            }
+            out
+        }
+        Op::ReduceMax { axes, keep_dims } | Op::ReduceMin { axes, keep_dims } => {
+            let x = inputs[0];
+            check_axes(axes, x)?;
+            reduced_shape(x, axes, *keep_dims)
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            if *axis >= inputs[0].len() {
+                return Err(ShapeError::new(format!("softmax axis {axis} out of range for {:?}", inputs[0])));
+            }
+            inputs[0].to_vec()
+        }
+        Op::Normalize { axes, epsilon } => {
+            check_axes(axes, inputs[0])?;
+            if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                return Err(ShapeError::new(format!("normalisation epsilon {epsilon} must be finite and non-negative")));
+            }
+            inputs[0].to_vec()
+        }
         Op::Neg | Op::MulScalar(_) | Op::AddScalar(_) | Op::Relu | Op::Clip { .. } | Op::LeakyRelu { .. } => {
             inputs[0].to_vec()
         }
@@ -422,9 +595,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
         }
         Op::ReduceMean { axes, keep_dims } => {
             let x = inputs[0];
-            if axes.windows(2).any(|w| w[0] >= w[1]) || axes.iter().any(|&a| a >= x.len()) {
-                return Err(ShapeError::new(format!("bad reduction axes {axes:?} for {x:?}")));
-            }
+            check_axes(axes, x)?;
             reduced_shape(x, axes, *keep_dims)
         }
         Op::ArgMax { axis, keep_dims } => {
@@ -435,6 +606,13 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
             reduced_shape(x, &[*axis], *keep_dims)
         }
     })
+}
+
+fn check_axes(axes: &[usize], x: &[usize]) -> Result<(), ShapeError> {
+    if axes.windows(2).any(|w| w[0] >= w[1]) || axes.iter().any(|&a| a >= x.len()) {
+        return Err(ShapeError::new(format!("bad reduction axes {axes:?} for {x:?}")));
+    }
+    Ok(())
 }
 
 fn reduced_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
@@ -528,7 +706,7 @@ fn validate_pool(g: &PoolGeometry) -> Result<(), ShapeError> {
 pub fn eval_op(node: &Node, inputs: &[&FloatTensor]) -> Result<FloatTensor, ShapeError> {
     let x = || inputs[0];
     let out = match &node.op {
-        Op::Input => return Err(ShapeError::new(format!("input `{}` has no value", node.name))),
+        Op::Input | Op::IntegerInput => return Err(ShapeError::new(format!("input `{}` has no value", node.name))),
         Op::Weight(t) => t.clone(),
         Op::Conv(g) => {
             let y = kernels::conv(x(), inputs[1], g)?;
@@ -538,13 +716,28 @@ pub fn eval_op(node: &Node, inputs: &[&FloatTensor]) -> Result<FloatTensor, Shap
             let y = kernels::conv_transpose(x(), inputs[1], g)?;
             add_channel_bias(y, inputs.get(2).copied(), g.layout)?
         }
-        Op::MatMul => {
+        Op::MatMul if inputs[1].rank() == 2 => {
             let a = x();
             let k = *a.shape().last().unwrap();
             let rows = a.len() / k.max(1);
             let flat = a.clone().reshape(vec![rows, k])?;
             kernels::matmul(&flat, inputs[1])?.reshape(node.shape.clone())?
         }
+        Op::MatMul => {
+            let (a, b) = batched_operands(inputs[0], inputs[1], &node.shape)?;
+            kernels::batch_matmul(&a, &b)?.reshape(node.shape.clone())?
+        }
+        Op::Unary(f) => x().map(|v| f.eval(v)),
+        Op::Max => broadcast_zip(inputs[0], inputs[1], &node.shape, f32::max)?,
+        Op::Min => broadcast_zip(inputs[0], inputs[1], &node.shape, f32::min)?,
+        Op::Div => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, b| a / b)?,
+        Op::Prelu => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, s| if a >= 0.0 { a } else { s * a })?,
+        Op::MulConst(c) => broadcast_zip(x(), c, &node.shape, |a, b| a * b)?,
+        Op::ReduceMax { axes, keep_dims } => reduce_extreme(x(), axes, *keep_dims, f32::max)?,
+        Op::ReduceMin { axes, keep_dims } => reduce_extreme(x(), axes, *keep_dims, f32::min)?,
+        Op::Softmax { axis } => softmax_f32(x(), *axis, false)?,
+        Op::LogSoftmax { axis } => softmax_f32(x(), *axis, true)?,
+        Op::Normalize { axes, epsilon } => normalize_f32(x(), axes, *epsilon)?,
         Op::Add => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, b| a + b)?,
         Op::Sub => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, b| a - b)?,
         Op::Mul => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, b| a * b)?,
@@ -592,6 +785,77 @@ pub fn eval_op(node: &Node, inputs: &[&FloatTensor]) -> Result<FloatTensor, Shap
         )));
     }
     Ok(out)
+}
+
+/// The operands of a batched MatMul broadcast to the output's batch axes and flattened to
+/// `[B, M, K]` and `[B, K, N]`.
+pub fn batched_operands<T: cryptflow_tensor::Element>(a: &Tensor<T>, b: &Tensor<T>, out: &[usize]) -> Result<(Tensor<T>, Tensor<T>), ShapeError> {
+    let r = out.len();
+    let batch = &out[..r - 2];
+    let (m, n) = (out[r - 2], out[r - 1]);
+    let k = *a.shape().last().unwrap();
+    let nb = num_elements(batch);
+    let mut a_full = batch.to_vec();
+    a_full.extend([m, k]);
+    let mut b_full = batch.to_vec();
+    b_full.extend([k, n]);
+    let a = if a.shape() == a_full.as_slice() { a.clone() } else { movement::broadcast_to(a, &a_full)? };
+    let b = if b.shape() == b_full.as_slice() { b.clone() } else { movement::broadcast_to(b, &b_full)? };
+    Ok((a.reshape(vec![nb, m, k])?, b.reshape(vec![nb, k, n])?))
+}
+
+/// Moves `axes` last and flattens: `[outer, inner]` rows, and the permutation used.
+fn rows_over_axes(x: &FloatTensor, axes: &[usize]) -> Result<(FloatTensor, Vec<usize>), ShapeError> {
+    let mut perm: Vec<usize> = (0..x.rank()).filter(|a| !axes.contains(a)).collect();
+    perm.extend_from_slice(axes);
+    let inner: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let moved = movement::transpose(x, &perm)?;
+    let outer = moved.len() / inner.max(1);
+    Ok((moved.reshape(vec![outer, inner])?, perm))
+}
+
+/// Undoes [`rows_over_axes`] for a tensor of the moved shape.
+fn rows_back(rows: FloatTensor, x_shape: &[usize], perm: &[usize]) -> Result<FloatTensor, ShapeError> {
+    let moved_shape: Vec<usize> = perm.iter().map(|&p| x_shape[p]).collect();
+    let mut inverse = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    movement::transpose(&rows.reshape(moved_shape)?, &inverse)
+}
+
+fn reduce_extreme(x: &FloatTensor, axes: &[usize], keep_dims: bool, f: fn(f32, f32) -> f32) -> Result<FloatTensor, ShapeError> {
+    let (rows, _) = rows_over_axes(x, axes)?;
+    let inner = rows.shape()[1];
+    let data: Vec<f32> = rows.data().chunks(inner.max(1)).map(|r| r.iter().copied().reduce(f).unwrap_or(0.0)).collect();
+    Tensor::new(reduced_shape(x.shape(), axes, keep_dims), data)
+}
+
+fn softmax_f32(x: &FloatTensor, axis: usize, log: bool) -> Result<FloatTensor, ShapeError> {
+    let (mut rows, perm) = rows_over_axes(x, &[axis])?;
+    let inner = rows.shape()[1].max(1);
+    for row in rows.data_mut().chunks_mut(inner) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|&v| ((v - m) as f64).exp()).sum();
+        for v in row.iter_mut() {
+            *v = if log { ((*v - m) as f64 - sum.ln()) as f32 } else { (((*v - m) as f64).exp() / sum) as f32 };
+        }
+    }
+    rows_back(rows, x.shape(), &perm)
+}
+
+fn normalize_f32(x: &FloatTensor, axes: &[usize], epsilon: f32) -> Result<FloatTensor, ShapeError> {
+    let (mut rows, perm) = rows_over_axes(x, axes)?;
+    let inner = rows.shape()[1].max(1);
+    for row in rows.data_mut().chunks_mut(inner) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / inner as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / inner as f64;
+        let r = 1.0 / (var + epsilon as f64).sqrt();
+        for v in row.iter_mut() {
+            *v = ((*v as f64 - mean) * r) as f32;
+        }
+    }
+    rows_back(rows, x.shape(), &perm)
 }
 
 /// Batch normalisation as the per-channel affine map `x * scale + bias` it is at inference.
@@ -672,6 +936,12 @@ pub fn describe_op(op: &Op) -> String {
         Op::Gather { axis, indices } => format!("axis={axis}, indices={indices:?}"),
         Op::ReduceMean { axes, keep_dims } => format!("axes={axes:?}, keep_dims={keep_dims}"),
         Op::ArgMax { axis, keep_dims } => format!("axis={axis}, keep_dims={keep_dims}"),
+        Op::IntegerInput | Op::Max | Op::Min | Op::Div | Op::Prelu => String::new(),
+        Op::Unary(f) => f.describe(),
+        Op::ReduceMax { axes, keep_dims } | Op::ReduceMin { axes, keep_dims } => format!("axes={axes:?}, keep_dims={keep_dims}"),
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => format!("axis={axis}"),
+        Op::Normalize { axes, epsilon } => format!("axes={axes:?}, epsilon={epsilon}"),
+        Op::MulConst(c) => format!("c=<{} public values>", c.len()),
     }
 }
 

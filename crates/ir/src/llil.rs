@@ -16,6 +16,7 @@ use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
 use serde::{Deserialize, Serialize};
 
 use crate::hlil::{describe_conv, describe_pool};
+pub use crate::hlil::UnaryFn;
 
 /// Version of the program format written into compiled artifacts.
 pub const FORMAT_VERSION: u32 = 1;
@@ -109,6 +110,9 @@ pub enum LOp {
     SumPool(PoolGeometry),
     /// args: x. Sum over `axes`.
     ReduceSum { axes: Vec<usize>, keep_dims: bool },
+    /// args: x. Elementwise product with public fixed-point constants (broadcast to x's
+    /// shape); the product has x's scale plus the constants' own, as with `MulPublic`.
+    MulPublicTensor { values: RingTensor },
 
     // ---- Backend calls: the share-manipulating functions of Table II ----------------------
     /// args: a `[M, K]`, b `[K, N]`. Result at scale 2s.
@@ -130,6 +134,28 @@ pub enum LOp {
     /// args: x. Floor division by public positive integers: one divisor, or one per element
     /// of `x` (then `divisors` has x's shape).
     Divide { divisors: RingTensor },
+    /// args: a `[B, M, K]`, b `[B, K, N]`: a batch of products of two secrets. Result at 2s.
+    BatchMatMul,
+
+    // ---- Secure math (`cryptflow-math`, composed of the backend calls above plus DReLU and
+    // the multiplexer): operands and result at the program's scale `s` unless said otherwise.
+    /// args: x.
+    Unary(UnaryFn),
+    /// args: a, b of one shape (any common scale: max and min commute with the scale).
+    Max,
+    Min,
+    /// args: x (any scale). Over sorted distinct `axes`.
+    ReduceMax { axes: Vec<usize>, keep_dims: bool },
+    ReduceMin { axes: Vec<usize>, keep_dims: bool },
+    /// args: a, b of one shape: `a / b`.
+    Div,
+    /// args: x, slope of one shape.
+    Prelu,
+    /// args: x.
+    Softmax { axis: usize },
+    LogSoftmax { axis: usize },
+    /// args: x. `(x - mean) / sqrt(var + epsilon)` over `axes`.
+    Normalize { axes: Vec<usize>, epsilon: f32 },
 }
 
 impl LOp {
@@ -147,6 +173,17 @@ impl LOp {
                 | LOp::ArgMax { .. }
                 | LOp::ScaleDown { .. }
                 | LOp::Divide { .. }
+                | LOp::BatchMatMul
+                | LOp::Unary(_)
+                | LOp::Max
+                | LOp::Min
+                | LOp::ReduceMax { .. }
+                | LOp::ReduceMin { .. }
+                | LOp::Div
+                | LOp::Prelu
+                | LOp::Softmax { .. }
+                | LOp::LogSoftmax { .. }
+                | LOp::Normalize { .. }
         )
     }
 
@@ -175,6 +212,18 @@ impl LOp {
             LOp::ArgMax { .. } => "ArgMax",
             LOp::ScaleDown { .. } => "ScaleDown",
             LOp::Divide { .. } => "Divide",
+            LOp::MulPublicTensor { .. } => "MulPublicTensor",
+            LOp::BatchMatMul => "BatchMatMul",
+            LOp::Unary(f) => f.name(),
+            LOp::Max => "Max",
+            LOp::Min => "Min",
+            LOp::ReduceMax { .. } => "ReduceMax",
+            LOp::ReduceMin { .. } => "ReduceMin",
+            LOp::Div => "Div",
+            LOp::Prelu => "Prelu",
+            LOp::Softmax { .. } => "Softmax",
+            LOp::LogSoftmax { .. } => "LogSoftmax",
+            LOp::Normalize { .. } => "Normalize",
         }
     }
 
@@ -194,7 +243,13 @@ impl LOp {
                 }
             }
             LOp::SumPool(g) | LOp::MaxPool(g) => describe_pool(g),
-            LOp::ReduceSum { axes, keep_dims } => format!("axes={axes:?}, keep_dims={keep_dims}"),
+            LOp::ReduceSum { axes, keep_dims } | LOp::ReduceMax { axes, keep_dims } | LOp::ReduceMin { axes, keep_dims } => {
+                format!("axes={axes:?}, keep_dims={keep_dims}")
+            }
+            LOp::MulPublicTensor { values } => format!("c=<{} public values>", values.len()),
+            LOp::Unary(f) => f.describe(),
+            LOp::Softmax { axis } | LOp::LogSoftmax { axis } => format!("axis={axis}"),
+            LOp::Normalize { axes, epsilon } => format!("axes={axes:?}, epsilon={epsilon}"),
             LOp::Conv(g) | LOp::ConvTranspose(g) => describe_conv(g),
             LOp::ArgMax { axis, keep_dims } => format!("axis={axis}, keep_dims={keep_dims}"),
             LOp::ScaleDown { shift } => format!("shift={shift}"),
@@ -235,6 +290,10 @@ pub struct SecretInput {
     pub owner: Owner,
     pub slot: Slot,
     pub shape: Vec<usize>,
+    /// The client supplies this input as integers (token ids, masks), encoded exactly rather
+    /// than at the program's scale.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integer: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -346,7 +405,8 @@ impl fmt::Display for Program {
             writeln!(f, "  %{} = weight \"{}\" : i64{:?}  # model owner", w.slot, w.name, w.shape)?;
         }
         for i in &self.inputs {
-            writeln!(f, "  %{} = input \"{}\" : i64{:?}  # client", i.slot, i.name, i.shape)?;
+            let kind = if i.integer { "integer input" } else { "input" };
+            writeln!(f, "  %{} = {kind} \"{}\" : i64{:?}  # client", i.slot, i.name, i.shape)?;
         }
         for instr in &self.body {
             let args: Vec<String> = instr.args.iter().map(|a| format!("%{a}")).collect();

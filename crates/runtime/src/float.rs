@@ -45,7 +45,7 @@ fn run_observed(graph: &Graph, inputs: &[FloatTensor], mut observe: impl FnMut(u
     }
     for (id, node) in graph.nodes.iter().enumerate() {
         match node.op {
-            Op::Input => {}
+            Op::Input | Op::IntegerInput => {}
             Op::Weight(_) => continue,
             _ => {
                 let args: Vec<&FloatTensor> = node

@@ -1,7 +1,8 @@
 use std::time::Instant;
 
 use cryptflow_backend::{Backend, BackendError, Owner, Traffic};
-use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program, WeightSource};
+use cryptflow_ir::llil::{encode, Encoding, Instr, LOp, Owner as ProgramOwner, Program, UnaryFn, WeightSource};
+use cryptflow_math as math;
 use cryptflow_tensor::{kernels, movement, num_elements, FloatTensor, RingTensor, ShapeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -384,10 +385,47 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
                 let d = if divisors.shape() == x.shape() { divisors.clone() } else { movement::broadcast_to(divisors, x.shape()).map_err(shape_err)? };
                 backend.divide(x, &d).map_err(backend_err)?
             }
+            LOp::MulPublicTensor { values } => {
+                let c = if values.shape() == x.shape() { values.clone() } else { movement::broadcast_to(values, x.shape()).map_err(shape_err)? };
+                x.mul(&c).map_err(shape_err)?
+            }
+            LOp::BatchMatMul => backend.batch_matmul(x, arg(1)).map_err(backend_err)?,
+            LOp::Unary(f) => unary(backend, *f, x, program.scale).map_err(backend_err)?,
+            LOp::Max => math::max(backend, x, arg(1)).map_err(backend_err)?,
+            LOp::Min => math::min(backend, x, arg(1)).map_err(backend_err)?,
+            LOp::ReduceMax { axes, keep_dims } => math::reduce_max(backend, x, axes, *keep_dims).map_err(backend_err)?,
+            LOp::ReduceMin { axes, keep_dims } => math::reduce_min(backend, x, axes, *keep_dims).map_err(backend_err)?,
+            LOp::Div => math::div(backend, x, arg(1), program.scale).map_err(backend_err)?,
+            LOp::Prelu => math::prelu(backend, x, arg(1), program.scale).map_err(backend_err)?,
+            LOp::Softmax { axis } => math::softmax(backend, x, *axis, program.scale).map_err(backend_err)?,
+            LOp::LogSoftmax { axis } => math::log_softmax(backend, x, *axis, program.scale).map_err(backend_err)?,
+            LOp::Normalize { axes, epsilon } => math::normalize(backend, x, axes, *epsilon, program.scale).map_err(backend_err)?,
         };
         if result.shape() != out_shape.as_slice() {
             return Err(shape_err(ShapeError::new(format!("produced {:?}, the program declares {:?}", result.shape(), out_shape))));
         }
         Ok(result)
+    }
+}
+
+/// An elementwise function of the secure math library at the program's scale.
+fn unary<B: Backend>(backend: &mut B, f: UnaryFn, x: &RingTensor, scale: u32) -> Result<RingTensor, BackendError> {
+    match f {
+        UnaryFn::Exp => math::exp(backend, x, scale),
+        UnaryFn::Log => math::log(backend, x, scale),
+        UnaryFn::Sigmoid => math::sigmoid(backend, x, scale),
+        UnaryFn::Tanh => math::tanh(backend, x, scale),
+        UnaryFn::Erf => math::erf(backend, x, scale),
+        UnaryFn::Gelu => math::gelu(backend, x, scale, math::GeluForm::Erf),
+        UnaryFn::GeluTanh => math::gelu(backend, x, scale, math::GeluForm::Tanh),
+        UnaryFn::Silu => math::silu(backend, x, scale),
+        UnaryFn::Softplus => math::softplus(backend, x, scale),
+        UnaryFn::Elu { alpha } => math::elu(backend, x, scale, alpha),
+        UnaryFn::HardSigmoid { alpha, beta } => math::hard_sigmoid(backend, x, scale, alpha, beta),
+        UnaryFn::HardSwish => math::hard_swish(backend, x, scale),
+        UnaryFn::Reciprocal => math::reciprocal(backend, x, scale),
+        UnaryFn::Sqrt => math::sqrt(backend, x, scale),
+        UnaryFn::Rsqrt => math::rsqrt(backend, x, scale),
+        UnaryFn::Abs => math::abs(backend, x),
     }
 }

@@ -19,6 +19,7 @@ pub fn fold_batch_norms(graph: &mut Graph, fold: bool) -> Result<(usize, usize),
     for (id, node) in graph.nodes.iter().enumerate() {
         let new_id = match &node.op {
             Op::Input => rebuilt.input(node.name.clone(), node.shape.clone()),
+            Op::IntegerInput => rebuilt.integer_input(node.name.clone(), node.shape.clone()),
             Op::BatchNorm { epsilon, channel_axis } => {
                 let weight = |k: usize| graph.weight_value(node.inputs[k]);
                 let (Some(gamma), Some(beta), Some(mean), Some(var)) = (weight(1), weight(2), weight(3), weight(4)) else {
@@ -147,7 +148,7 @@ fn fold_into_matmul(
         return None;
     }
     let weights = rebuilt.weight_value(node.inputs[1])?;
-    if weights.shape()[1] != channels {
+    if weights.rank() != 2 || weights.shape()[1] != channels {
         return None;
     }
     let mut w = weights.data().to_vec();
