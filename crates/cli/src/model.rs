@@ -30,12 +30,12 @@ pub fn load(path: &Path, input_shapes: &[(String, Vec<usize>)]) -> Result<Loaded
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
         "onnx" => {
-            let options = cryptflow_onnx::ImportOptions { input_shapes: shapes };
+            let options = cryptflow_onnx::ImportOptions { input_shapes: shapes, ..Default::default() };
             let imported = cryptflow_onnx::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
             Ok(LoadedModel { graph: imported.graph, notices: imported.notices })
         }
         "pb" => {
-            let options = cryptflow_tensorflow::ImportOptions { input_shapes: shapes };
+            let options = cryptflow_tensorflow::ImportOptions { input_shapes: shapes, ..Default::default() };
             let imported =
                 cryptflow_tensorflow::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
             Ok(LoadedModel { graph: imported.graph, notices: imported.notices })

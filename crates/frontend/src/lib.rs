@@ -43,6 +43,10 @@ pub struct ImportOptions {
     /// `--input-shape NAME=D0,D1,...`; they replace the shapes declared in the model. Inputs
     /// not listed get their declared shape with symbolic or unknown dimensions set to 1.
     pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Compile a Softmax (or LogSoftmax) whose result is a graph output away, leaving the
+    /// logits, when it really preserves the prediction (not over the batch axis). Off by
+    /// default: the model's outputs are computed as the model says.
+    pub strip_output_softmax: bool,
 }
 
 /// The result of an import.
