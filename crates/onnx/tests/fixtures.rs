@@ -233,6 +233,7 @@ fn trained_models_import_and_match_expected_logits() {
             let xi = Tensor::new(shape, x.data()[b * per_image..(b + 1) * per_image].to_vec()).unwrap();
             let options = ImportOptions {
                 input_shapes: HashMap::from([(g.nodes[g.inputs[0]].name.clone(), xi.shape().to_vec())]),
+                ..Default::default()
             };
             let gi = import_file(&path, &options).unwrap().graph;
             let y = evaluate(&gi, &[xi]).remove(0);

@@ -210,12 +210,12 @@ fn input_shapes() {
     let imported = import_graph_def(&g, &ImportOptions::default()).unwrap();
     assert_eq!(imported.graph.nodes[0].shape, [1, 3]);
     assert!(imported.notices[0].contains("[?, 3]"), "{:?}", imported.notices);
-    let options = ImportOptions { input_shapes: HashMap::from([("x".to_string(), vec![4, 3])]) };
+    let options = ImportOptions { input_shapes: HashMap::from([("x".to_string(), vec![4, 3])]), ..Default::default() };
     assert_eq!(import_graph_def(&g, &options).unwrap().graph.nodes[0].shape, [4, 3]);
-    let options = ImportOptions { input_shapes: HashMap::from([("z".to_string(), vec![4, 3])]) };
+    let options = ImportOptions { input_shapes: HashMap::from([("z".to_string(), vec![4, 3])]), ..Default::default() };
     let err = import_graph_def(&g, &options).unwrap_err();
     assert_eq!(err.to_string(), "--input-shape names `z`, which is not a Placeholder of the graph (placeholders: x)");
-    let options = ImportOptions { input_shapes: HashMap::from([("x".to_string(), vec![4])]) };
+    let options = ImportOptions { input_shapes: HashMap::from([("x".to_string(), vec![4])]), ..Default::default() };
     assert!(import_graph_def(&g, &options).unwrap_err().to_string().contains("rank"));
     let mut int_input = placeholder("x", &[2]);
     int_input.attr.insert("dtype".into(), attr(attr_value::Value::Type(DataType::DtInt32 as i32)));

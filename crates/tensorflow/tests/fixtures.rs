@@ -272,7 +272,7 @@ fn unknown_dimensions_default_to_one_or_take_the_given_shape() {
     );
     assert_eq!(imported.graph.nodes[imported.graph.inputs[0]].shape, [1, 6, 6, 3]);
     let path = fixtures_root().join("tensorflow/tf_shape_arith.pb");
-    let options = ImportOptions { input_shapes: HashMap::from([("input".to_string(), vec![5, 2, 3, 2])]) };
+    let options = ImportOptions { input_shapes: HashMap::from([("input".to_string(), vec![5, 2, 3, 2])]), ..Default::default() };
     let imported = import_file(&path, &options).unwrap();
     let g = &imported.graph;
     assert_eq!(g.nodes[g.inputs[0]].shape, [5, 2, 3, 2]);
