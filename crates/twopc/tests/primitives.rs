@@ -225,12 +225,15 @@ fn batch_matmul_matches_cleartext_with_the_rounds_of_one_matmul() {
             assert_eq!(out[1].0.as_ref().unwrap(), &expected, "{what}");
             let (bytes, rounds) = per_party(&out, |o| o.1);
             assert_eq!(bytes, common::bytes(batch_matmul_words(owners, b, m, k, n)), "{what}");
-            let (_, one_matmul_rounds) = per_party(&out, |o| o.2);
+            let (one_matmul_bytes, one_matmul_rounds) = per_party(&out, |o| o.2);
             assert_eq!(rounds, one_matmul_rounds, "{what}: the rounds of one MatMul");
             if b * m * n == 0 || k == 0 {
                 assert_eq!(rounds, [0, 0], "{what}");
             } else {
                 assert!(rounds[0] >= 1 && rounds.iter().all(|&r| r <= 3), "{what}: {rounds:?}");
+                // The words of B separate MatMuls but for their B - 1 extra flag words.
+                let b = b as u64;
+                assert_eq!([b * one_matmul_bytes[0], b * one_matmul_bytes[1]], [bytes[0], bytes[1] + 8 * (b - 1)], "{what}");
             }
         }
     }
