@@ -47,7 +47,9 @@
 //! |---|---|---|
 //! | ShareConvert | (3 l log p + 5 l)/8 = 232 | (4 l log p + 6 l)/8 = 304 |
 //! | ComputeMSB | (3 l log p + 9 l)/8 = 264 | (4 l log p + 13 l)/8 = 360 |
-//! | ReLU | (6 l log p + 19 l)/8 = 536 | (8 l log p + 24 l)/8 = 704 |
+//! | DReLU (`Backend::drelu`) | (6 l log p + 14 l)/8 = 496 | (8 l log p + 19 l)/8 = 664 |
+//! | Multiplexer (`Backend::mux`, SelectShare) | 5 l/8 = 40 | 5 l/8 = 40 |
+//! | ReLU = DReLU + multiplexer | (6 l log p + 19 l)/8 = 536 | (8 l log p + 24 l)/8 = 704 |
 //! | MaxPool_n | (6 l log p + 24 l)(n-1)/8 = 576 (n-1) | (8 l log p + 29 l)(n-1)/8 = 744 (n-1) |
 //!
 //! Conv2d_{m,i,f,o} costs `8 (2 m^2 i + 2 f^2 o i + q^2 o)` bytes in Porthos and
@@ -58,6 +60,14 @@
 //! transposed convolution, that of the equivalent convolution over the output positions).
 //! MatMul `[M,K] x [K,N]` costs
 //! `8 (2 MK + 2 KN + MN)` and the elementwise product `8 * 5` per element in both variants.
+//! The batched product `[B,M,K] x [B,K,N]` (`Backend::batch_matmul`) is one Beaver product for
+//! the whole batch: `8 (2 |A| + 2 |B| + |Z|) = 8 (2 BMK + 2 BKN + BMN)` bytes in both variants,
+//! the bytes of `B` separate MatMuls in the rounds of one. A product whose result is empty or
+//! whose `K` is 0 is zeros of a public shape and costs nothing.
+//!
+//! DReLU yields arithmetic shares over Z_L of the bit `[x >= 0]` (P0 and P1; the helper holds
+//! zeros), which is the `SharedBits` representation the multiplexer consumes: ReLU's cost
+//! without its SelectShare (`5 l` bits fewer per element).
 //!
 //! As in Table III (and the published Porthos implementation), the helper's shares of the bit
 //! `eta'` in ShareConvert are both sent: that message is not halved, which is what makes
@@ -73,7 +83,8 @@
 //! # Rounds
 //! ReLU takes 6 flights for P0 and P1 (ShareConvert 2, ComputeMSB 3, SelectShare 1; the helper
 //! sends input-independent material right behind its previous message, so it adds no flight);
-//! MatMul, Conv and Mul take 1; MaxPool_n and ArgMax `(n - 1)` times 6.
+//! DReLU alone 5 and the multiplexer 1; MatMul, Conv, Mul and the batched product (whatever
+//! `B`) take 1; MaxPool_n and ArgMax `(n - 1)` times 6.
 //!
 //! # Performance
 //! The comparisons dominate the cost of a network (about 536 bytes and, per party, a few

@@ -70,10 +70,17 @@
 //!   (128 + 33 words per element). Conv, per the lowered shapes: bits of the filter
 //!   (`s = groups * cols * cout_g`, `w = rows`) when `cout_g <= rows`, else of the lowered
 //!   input (`s = groups * rows * cols`, `w = cout_g`).
-//! * DReLU of `n`: party 0 `ext(26 n) + 8 n + L`, party 1 `ext(64 n + 26 n) + L`, where the four
+//! * Batched product `[B,M,K] x [B,K,N]` (`Backend::batch_matmul`): the local products per
+//!   entry and the cross terms of all entries in one OT product (one group per entry): one word
+//!   of flags, then per cross term that does not vanish `ext(64 s)` and `s * ceil(2080 w / 64)`
+//!   with `s = BMK`, `w = N` (bits of `A`) when `MK <= KN`, else `s = BKN`, `w = M` (bits of
+//!   `B`). That is the words of `B` separate MatMuls less their `B - 1` extra flag words, in the
+//!   rounds of one MatMul. Nothing when the result is empty or `K` is 0.
+//! * DReLU of `n` (`Backend::drelu`; the bits are XOR shares, one per ring element, 0 or 1):
+//!   party 0 `ext(26 n) + 8 n + L`, party 1 `ext(64 n + 26 n) + L`, where the four
 //!   AND levels open `L = sum over levels of ceil(2 a_l n / 64)` words, `a_l` = 15, 7, 3, 1 ANDs per
 //!   element at levels 1..4 (ordering: LT then the needed EQ).
-//! * Multiplexer of `n`: `ext(n) + n` per party. ReLU = DReLU + multiplexer.
+//! * Multiplexer of `n` (`Backend::mux`): `ext(n) + n` per party. ReLU = DReLU + multiplexer.
 //! * MaxPool with windows of `k` over `o` outputs, ArgMax over `k` candidates: per tree level
 //!   with `p` pairs, DReLU of `p o` and a multiplexer of `p o` (`2 p o` for ArgMax).
 //!
@@ -83,8 +90,10 @@
 //!
 //! # Rounds
 //! As the session counts them (a receive after a send): a product at most 3 (flags, OT
-//! extension, corrections; one when a single cross term runs); DReLU 5 (the extension with the
-//! leaf tables right behind it, then 4 AND levels); multiplexer 2; ReLU 7.
+//! extension, corrections; with a single cross term 1, or 2 for the model owner when it is that
+//! term's chooser and first waits for the flags), the batched product the same as one MatMul
+//! whatever `B`; DReLU 5 (the extension with the leaf tables right behind it, then 4
+//! AND levels); multiplexer 2; ReLU 7.
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
