@@ -235,7 +235,11 @@ pub fn hard_sigmoid<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, 
     }
     // y = alpha x + beta; y = 0 at x0 = -beta / alpha, y = 1 at x1 = (1 - beta) / alpha. The
     // regions are told by comparing x (not y, which overflows for huge x) with them.
-    let ax = fixed::mul_real(b, x, alpha, ALPHA_BITS)?;
+    // y = round(x alpha) + beta: the product with alpha at ALPHA_BITS, half an ulp added,
+    // truncated (below 2^(scale + ALPHA_BITS + 3) while y is in [0, 1] and |alpha| <= 8).
+    let ax = fixed::mul_int(x, encode(alpha, ALPHA_BITS) as i64);
+    let ax = add_public(b, &ax, 1u64 << (ALPHA_BITS - 1));
+    let ax = b.scale_down(&ax, ALPHA_BITS)?;
     let y = add_public(b, &ax, encode(beta, scale));
     let (x0, x1) = (-beta / alpha, (1.0 - beta) / alpha);
     let one = encode(1.0, scale);
@@ -261,7 +265,7 @@ pub fn hard_swish<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) ->
     const G: u32 = 24;
     let sixth = b.scale_down(&mul_int(&x3, encode(1.0 / 6.0, G) as i64), G - e)?;
     let p = mul_many(b, &[(x, &sixth)])?.remove(0);
-    let p = b.scale_down(&p, scale + e)?;
+    let p = round_to(b, &p, 2 * scale + e, scale)?;
     let bits = compare_with(b, x, &[3.0, -3.0], scale)?;
     let z = mux_many(b, &[(&bits[1], &p), (&bits[0], &x.sub(&p)?)])?;
     Ok(z[0].add(&z[1])?)
