@@ -179,3 +179,103 @@ pub fn polynomial<B: Backend + ?Sized>(b: &mut B, coeffs: &[f64], powers: &[Opti
     let acc = b.scale_down(&acc, bits)?;
     Ok(add_public(b, &acc, encode(coeffs.first().copied().unwrap_or(0.0), bits)))
 }
+
+// ---- Chebyshev polynomials (added for the activations) -------------------------------------
+
+/// Coefficients `a_0 ..= a_degree` of the Chebyshev series of `f` on `[-1, 1]`, so that
+/// `f(t) ~ sum_k a_k T_k(t)`: the discrete Chebyshev transform of `f` at
+/// `N = max(64, 4 (degree + 1))` Chebyshev nodes (exact for polynomials of degree `< N`; for a
+/// smooth `f` it is the truncated Chebyshev series up to aliasing of the terms past `N`, which
+/// is within a small factor of the best uniform approximation of that degree). Computed in f64
+/// when a function is called: a few thousand evaluations of `f`, nothing sent.
+pub fn chebyshev_coefficients(f: impl Fn(f64) -> f64, degree: usize) -> Vec<f64> {
+    use std::f64::consts::PI;
+    let n = (4 * (degree + 1)).max(64);
+    let theta = |j: usize| PI * (j as f64 + 0.5) / n as f64;
+    let values: Vec<f64> = (0..n).map(|j| f(theta(j).cos())).collect();
+    (0..=degree)
+        .map(|k| {
+            let s: f64 = values.iter().enumerate().map(|(j, v)| v * (k as f64 * theta(j)).cos()).sum();
+            s * if k == 0 { 1.0 } else { 2.0 } / n as f64
+        })
+        .collect()
+}
+
+/// Which of `T_1 ..= T_degree` [`chebyshev`] computes to return the wanted ones: the wanted
+/// and, recursively, the three it makes each of (`T_k = 2 T_h T_(k-h) - T_(2h-k)`, `h` the
+/// largest power of two below `k`). Entry `k` of the result is for `T_k` (entry 0 unused).
+pub fn chebyshev_needed(degree: usize, want: impl Fn(usize) -> bool) -> Vec<bool> {
+    let mut needed = vec![false; degree + 1];
+    for k in (1..=degree).rev() {
+        if want(k) || needed[k] {
+            needed[k] = true;
+            if k > 1 {
+                let hi = 1usize << (usize::BITS - 1 - (k - 1).leading_zeros());
+                needed[hi] = true;
+                needed[k - hi] = true;
+                if 2 * hi > k {
+                    needed[2 * hi - k] = true;
+                }
+            }
+        }
+    }
+    needed
+}
+
+/// The number of products (elements of [`Backend::mul`] per input element) [`chebyshev`]
+/// makes for `degree` and `want`, and the number of its rounds (calls).
+pub fn chebyshev_cost(degree: usize, want: impl Fn(usize) -> bool) -> (usize, usize) {
+    let needed = chebyshev_needed(degree, want);
+    let products = (2..=degree).filter(|&k| needed[k]).count();
+    let mut rounds = 0;
+    let mut top = 1;
+    while top < degree {
+        let next = (2 * top).min(degree);
+        if (top + 1..=next).any(|k| needed[k]) {
+            rounds += 1;
+        }
+        top = next;
+    }
+    (products, rounds)
+}
+
+/// The Chebyshev polynomials `T_1(t) ..= T_degree(t)` of `t` at `bits` fractional bits, in
+/// `ceil(log2 degree)` rounds of products, like [`powers`]: round `r` computes every `T_k`
+/// with `k` in `(2^(r-1), 2^r]` as `2 T_h T_(k-h) - T_(2h-k)` (`h = 2^(r-1)`, `T_0 = 1`).
+/// For `|t| <= 1` every `T_k(t)` lies in `[-1, 1]`, so a sum `sum a_k T_k` with the decaying
+/// coefficients of a smooth function is well conditioned in fixed point (unlike monomials,
+/// whose coefficients grow like `(1 + sqrt 2)^degree`); products stay below `2^(2 bits)`.
+/// Outside `[-1, 1]` the values grow (and wrap around the ring): callers must cancel them.
+/// `want` and the result are as for [`powers`].
+pub fn chebyshev<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, degree: usize, want: impl Fn(usize) -> bool, bits: u32) -> Result<Vec<Option<RingTensor>>> {
+    if degree == 0 {
+        return Ok(Vec::new());
+    }
+    if bits == 0 {
+        return Err(BackendError::Aborted("Chebyshev polynomials need fractional bits".into()));
+    }
+    let needed = chebyshev_needed(degree, &want);
+    let mut have: Vec<Option<RingTensor>> = vec![None; degree + 1];
+    have[1] = Some(t.clone());
+    let mut top = 1usize;
+    while top < degree {
+        let next = (2 * top).min(degree);
+        let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
+        let pairs: Vec<(&RingTensor, &RingTensor)> =
+            ks.iter().map(|&k| (have[top].as_ref().expect("T_top is needed"), have[k - top].as_ref().expect("T_(k-top) is needed"))).collect();
+        let products = mul_many(b, &pairs)?;
+        for (k, p) in ks.into_iter().zip(products) {
+            // 2 T_top T_(k-top) at `bits`, minus T_(2 top - k).
+            let twice = b.scale_down(&p, bits - 1)?;
+            let tk = if 2 * top == k {
+                add_public(b, &twice, encode(-1.0, bits))
+            } else {
+                twice.sub(have[2 * top - k].as_ref().expect("T_(2top-k) is needed"))?
+            };
+            have[k] = Some(tk);
+        }
+        top = next;
+    }
+    have.remove(0);
+    Ok(have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect())
+}
