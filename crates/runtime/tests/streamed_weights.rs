@@ -16,14 +16,14 @@ const SMALL: usize = 64;
 
 /// x [1, w] -> x W1 -> (x W1) W2, every slot kept to the end of the inference except the weights.
 fn two_layers(w: usize) -> Program {
-    let square = SlotInfo { shape: vec![w, w] };
-    let row = SlotInfo { shape: vec![1, w] };
-    let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w] };
+    let square = SlotInfo { shape: vec![w, w], integer: false };
+    let row = SlotInfo { shape: vec![1, w], integer: false };
+    let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w], integer: false };
     Program {
         scale: 0,
         slots: vec![row.clone(), square.clone(), square, row.clone(), row],
         weights: vec![weight("w1", 1), weight("w2", 2)],
-        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, w] }],
+        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, w], integer: false }],
         body: vec![
             Instr { op: LOp::MatMul, args: vec![0, 1], out: 3, layer: "l1".into(), free_after: vec![] },
             Instr { op: LOp::MatMul, args: vec![3, 2], out: 4, layer: "l2".into(), free_after: vec![] },
