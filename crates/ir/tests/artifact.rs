@@ -13,7 +13,7 @@ fn sample() -> (PublicProgram, Vec<RingTensor>, Vec<(String, cryptflow_tensor::F
     g.outputs = vec![y];
     let program = Program {
         scale: 12,
-        slots: vec![SlotInfo { shape: vec![1, 2] }, SlotInfo { shape: vec![2, 3], integer: false }, SlotInfo { shape: vec![1, 3] }],
+        slots: vec![SlotInfo { shape: vec![1, 2] }, SlotInfo { shape: vec![2, 3] }, SlotInfo { shape: vec![1, 3] }],
         weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![2, 3], integer: false }],
         inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 2], integer: false }],
         body: vec![Instr { op: LOp::MatMul, args: vec![0, 1], out: 2, layer: "y".into(), free_after: vec![] }],
