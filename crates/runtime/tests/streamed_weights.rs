@@ -16,8 +16,8 @@ const SMALL: usize = 64;
 
 /// x [1, w] -> x W1 -> (x W1) W2, every slot kept to the end of the inference except the weights.
 fn two_layers(w: usize) -> Program {
-    let square = SlotInfo { shape: vec![w, w], integer: false };
-    let row = SlotInfo { shape: vec![1, w], integer: false };
+    let square = SlotInfo { shape: vec![w, w] };
+    let row = SlotInfo { shape: vec![1, w] };
     let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w], integer: false };
     Program {
         scale: 0,
