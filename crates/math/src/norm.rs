@@ -2,7 +2,7 @@
 //!
 //! For a group of `N` values: `D = N x - sum` (local and exact, so that a constant group gives
 //! exactly 0 whatever the truncations), `D' = D >> w = c d 2^p` (`d = x - mean`, `c = N / 2^floor(log2 N)`
-//! in `[1, 2)`, `p = min(scale, 10)`), `V = sum D'^2 + E` with `E = c^2 2^(2p) N epsilon`
+//! in `[1, 2)`, `p` from [`var_bits`]), `V = sum D'^2 + E` with `E = c^2 2^(2p) N epsilon`
 //! (an exact integer sum of exact products: `V = c^2 2^(2p) N (var + epsilon)`), then
 //! `1/sqrt(V)` per group by normalising `V` with the powers `4^0..4^22` (one comparison call,
 //! one multiplexer call) and two Newton steps, the per-element result `D * K 2^-k * y` carried
@@ -17,9 +17,14 @@ use crate::{Backend, BackendError, Result, RingTensor, INTERNAL_BITS};
 const F: u32 = INTERNAL_BITS;
 /// Largest power of four of the normalisation: `V` above `4^22 = 2^44` is clamped to it.
 pub(crate) const NORM_MAX_EXP: i32 = 22;
-/// Fractional bits of `d` in the variance.
-pub(crate) fn var_bits(scale: u32) -> u32 {
-    scale.min(10)
+/// Fractional bits `p` of `d` in the variance of groups of `n`: as many as the scale has, but
+/// at most so many that `V = c^2 2^(2p) n var` stays below `2^44` for standard deviations up
+/// to `2^6` (so `p = 10` for `n = 768`, `p = scale` for `n <= 32` at scale 12).
+pub(crate) fn var_bits(scale: u32, n: usize) -> u32 {
+    let lg = usize::BITS - 1 - n.leading_zeros();
+    let c = n as f64 / 2f64.powi(lg as i32);
+    let room = ((32.0 - (c * c * n as f64).log2()) / 2.0).floor().max(0.0) as u32;
+    scale.min(room)
 }
 
 pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize], epsilon: f32, scale: u32) -> Result<RingTensor> {
@@ -48,7 +53,7 @@ pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize],
         d.extend(row.iter().map(|&v| v.wrapping_mul(n as u64).wrapping_sub(s)));
     }
     let dt = RingTensor::new(vec![groups * n], d)?;
-    let p = var_bits(scale);
+    let p = var_bits(scale, n);
     let lg = usize::BITS - 1 - n.leading_zeros();
     let w = scale - p + lg;
     let c = n as f64 / 2f64.powi(lg as i32);

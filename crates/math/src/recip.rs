@@ -121,8 +121,8 @@ pub(crate) fn steps_combo<B: Backend + ?Sized>(b: &B, shape: &[usize], values: &
     Combo { base: make(values[0]), weights }
 }
 
-/// `+-1/x` at `q` fractional bits, `|x|` clamped to `[2^-8, 2^16]`; see [`crate::reciprocal`].
-fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: u32) -> Result<RingTensor> {
+/// `+-1/x` (or `numerator / x`) at `q` fractional bits, `|x|` clamped to `[2^-8, 2^16]`; see [`crate::reciprocal`].
+fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: u32, numerator: Option<&RingTensor>) -> Result<RingTensor> {
     let shape = x.shape().to_vec();
     // Sign: a = |x|, sigma = +-1 (x = 0 counts as positive).
     let sign = b.drelu(x)?;
@@ -143,29 +143,50 @@ fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: 
     // e = 1 - x' y0, |e| <= 1/17.
     let t = fixed::mul_real(b, &xp, -32.0 / 17.0, F)?;
     let y0 = fixed::add_public(b, &t, encode(48.0 / 17.0, F));
-    let p = mul_many(b, &[(&xp, &y0), (g, &y0)])?;
-    let t = b.scale_down(&p[0], F)?.neg();
-    let e = fixed::add_public(b, &t, encode(1.0, F));
-    let g0 = b.scale_down(&p[1], F)?;
-    let one_e = fixed::add_public(b, &e, encode(1.0, F));
-    let p = mul_many(b, &[(&e, &e), (&g0, &one_e)])?;
-    let e2 = b.scale_down(&p[0], F)?;
-    let g1 = b.scale_down(&p[1], F)?;
-    let one_e2 = fixed::add_public(b, &e2, encode(1.0, F));
-    let g2 = b.mul(&g1, &one_e2)?;
-    b.scale_down(&g2, F)
+    let one = encode(1.0, F);
+    match numerator {
+        None => {
+            // Rounds: [x' y0, g y0], [e^2, G (1 + e)], [G (1 + e^2)].
+            let p = mul_many(b, &[(&xp, &y0), (g, &y0)])?;
+            let t = b.scale_down(&p[0], F)?.neg();
+            let e = fixed::add_public(b, &t, one);
+            let g0 = b.scale_down(&p[1], F)?;
+            let one_e = fixed::add_public(b, &e, one);
+            let p = mul_many(b, &[(&e, &e), (&g0, &one_e)])?;
+            let e2 = b.scale_down(&p[0], F)?;
+            let g1 = b.scale_down(&p[1], F)?;
+            let one_e2 = fixed::add_public(b, &e2, one);
+            mul_shift(b, &g1, &one_e2, F)
+        }
+        Some(num) => {
+            // Rounds: [x' y0, num g], [e^2, N y0], [N (1 + e)], [N (1 + e^2)]: the numerator
+            // enters before any rounding of 1/x, so the quotient keeps its relative precision.
+            let p = mul_many(b, &[(&xp, &y0), (num, g)])?;
+            let t = b.scale_down(&p[0], F)?.neg();
+            let e = fixed::add_public(b, &t, one);
+            let ng = b.scale_down(&p[1], scale)?;
+            let p = mul_many(b, &[(&e, &e), (&ng, &y0)])?;
+            let e2 = b.scale_down(&p[0], F)?;
+            let g0 = b.scale_down(&p[1], F)?;
+            let one_e = fixed::add_public(b, &e, one);
+            let g1 = mul_shift(b, &g0, &one_e, F)?;
+            let one_e2 = fixed::add_public(b, &e2, one);
+            mul_shift(b, &g1, &one_e2, F)
+        }
+    }
 }
 
-/// Internal precision of the reciprocal: 4 bits beyond the scale, at most 21 (so that the
-/// largest product, `2^8 * 2^q * 2^17`, stays below `2^46`).
+/// Internal precision of the reciprocal: 4 bits beyond the scale and at least 17 (so that
+/// `2^-k` is exact for every `k <= 17`), at most 21 (so that the largest product,
+/// `2^8 * 2^q * 2^17`, stays below `2^46`).
 fn recip_bits(scale: u32) -> u32 {
-    (scale + 4).min(21)
+    (scale + 4).clamp(17, 21)
 }
 
 pub fn reciprocal<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) -> Result<RingTensor> {
     crate::exp::check_scale(scale)?;
     let q = recip_bits(scale);
-    let r = reciprocal_at(b, x, scale, q)?;
+    let r = reciprocal_at(b, x, scale, q, None)?;
     rescale(b, &r, q, scale)
 }
 
@@ -175,9 +196,8 @@ pub fn div<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, y: &RingTensor, scale
         return Err(crate::BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("div: shapes {:?} and {:?} differ", x.shape(), y.shape()))));
     }
     let q = recip_bits(scale);
-    let r = reciprocal_at(b, y, scale, q)?;
-    let p = b.mul(x, &r)?;
-    b.scale_down(&p, q)
+    let r = reciprocal_at(b, y, scale, q, Some(x))?;
+    rescale(b, &r, q, scale)
 }
 
 /// What the inverse square root's Newton iterations carry along (multiplied by `y0` and every
