@@ -1,0 +1,173 @@
+//! The functions under Porthos (3 parties) and 2PC (2 parties): revealed results within the
+//! documented error of f64, and under Porthos exactly the bytes (summed over the parties) and
+//! rounds of the cost formulas of `common/costs.rs`.
+
+mod common;
+#[path = "common/costs.rs"]
+mod costs;
+
+use common::*;
+use cryptflow_backend::{testing, Backend, Owner, RingTensor};
+use cryptflow_math as math;
+use cryptflow_net::Session;
+use cryptflow_porthos::{Porthos, ProtocolVariant};
+use cryptflow_twopc::TwoPc;
+
+const S: u32 = 12;
+
+type Op<B> = dyn Fn(&mut B, &RingTensor) -> RingTensor + Sync;
+
+fn party<B: Backend>(p: &mut B, x: &RingTensor, op: &Op<B>) -> (Option<RingTensor>, u64, u64) {
+    let me = p.party_id();
+    let share = p.share(Owner::Client, x.shape(), (me == 1).then_some(x)).unwrap();
+    let before = p.traffic();
+    let z = op(p, &share);
+    let after = p.traffic();
+    let out = p.reveal(&z, Owner::Client).unwrap();
+    (out, after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
+}
+
+/// Revealed result, bytes summed over the three parties, rounds (the most any party took).
+fn porthos(x: &RingTensor, op: &Op<Porthos>) -> (RingTensor, u64, u64) {
+    let out = testing::run_parties(Session::local(3), |s| Porthos::new(s, ProtocolVariant::Porthos).unwrap(), |p| party(p, x, op));
+    let bytes = out.iter().map(|o| o.1).sum();
+    let rounds = out.iter().map(|o| o.2).max().unwrap();
+    (out[1].0.clone().unwrap(), bytes, rounds)
+}
+
+fn twopc(x: &RingTensor, op: &Op<TwoPc>) -> RingTensor {
+    let out = testing::run_parties(Session::local(2), |s| TwoPc::new(s).unwrap(), |p| party(p, x, op));
+    out[1].0.clone().unwrap()
+}
+
+fn check_elementwise(name: &str, xs: &[f64], got: &RingTensor, f: impl Fn(f64) -> f64, rel: f64, abs_ulps: f64) {
+    let y = dec(got, S);
+    for (i, &x) in xs.iter().enumerate() {
+        let want = f(q(x, S));
+        let e = (y[i] - want).abs();
+        assert!(e <= rel * want.abs() + abs_ulps * 2f64.powi(-(S as i32)), "{name}({x}) = {} (want {want})", y[i]);
+    }
+}
+
+#[test]
+fn elementwise_functions_under_porthos_cost_their_formulas() {
+    let mut r = rng(21);
+    let n = 48usize;
+    let nn = n as u64;
+    // exp
+    let mut xs = uniform(&mut r, n - 4, -16.0, 8.0);
+    xs.extend([-100.0, 100.0, -2f64.powi(30), 2f64.powi(30)]);
+    let (got, bytes, rounds) = porthos(&enc(&[n], &xs, S), &|p, x| math::exp(p, x, S).unwrap());
+    check_elementwise("exp", &xs, &got, |x| x.clamp(-16.0, 8.0).exp(), 1e-2, 3.0);
+    assert_eq!((bytes, rounds), costs::exp(nn), "exp");
+    // reciprocal, both signs
+    let xs: Vec<f64> = log_grid(2f64.powi(-8), 2f64.powi(16), n - 1).into_iter().enumerate().map(|(i, v)| if i % 2 == 0 { v } else { -v }).collect();
+    let (got, bytes, rounds) = porthos(&enc(&[n], &xs, S), &|p, x| math::reciprocal(p, x, S).unwrap());
+    check_elementwise("reciprocal", &xs, &got, |x| 1.0 / x, 1e-2, 3.0);
+    assert_eq!((bytes, rounds), costs::reciprocal(nn), "reciprocal");
+    // rsqrt, sqrt, log
+    let xs = log_grid(2f64.powi(-12), 2f64.powi(16), n - 1);
+    let (got, bytes, rounds) = porthos(&enc(&[n], &xs, S), &|p, x| math::rsqrt(p, x, S).unwrap());
+    check_elementwise("rsqrt", &xs, &got, |x| 1.0 / x.sqrt(), 1e-2, 3.0);
+    assert_eq!((bytes, rounds), costs::rsqrt(nn, S), "rsqrt");
+    let (got, bytes, rounds) = porthos(&enc(&[n], &xs, S), &|p, x| math::sqrt(p, x, S).unwrap());
+    check_elementwise("sqrt", &xs, &got, f64::sqrt, 1e-2, 3.0);
+    assert_eq!((bytes, rounds), costs::sqrt(nn, S), "sqrt");
+    let (got, bytes, rounds) = porthos(&enc(&[n], &xs, S), &|p, x| math::log(p, x, S).unwrap());
+    check_elementwise("log", &xs, &got, f64::ln, 0.0, 1e-2 * 4096.0);
+    assert_eq!((bytes, rounds), costs::log(nn, S), "log");
+    // max of two halves, div of two halves
+    let xs = uniform(&mut r, 2 * n, -50.0, 50.0);
+    let (got, bytes, rounds) = porthos(&enc(&[2, n], &xs, S), &|p, x| {
+        let (a, b) = (row(x, 0), row(x, 1));
+        math::max(p, &a, &b).unwrap()
+    });
+    let want: Vec<u64> = (0..n).map(|i| (encode_i(xs[i]).max(encode_i(xs[n + i]))) as u64).collect();
+    assert_eq!(got.data(), &want[..]);
+    assert_eq!((bytes, rounds), costs::max(nn), "max");
+    let ys: Vec<f64> = xs.iter().enumerate().map(|(i, &v)| if i < n { v } else { (v.abs() + 0.5) * v.signum() }).collect();
+    let (got, bytes, rounds) = porthos(&enc(&[2, n], &ys, S), &|p, x| math::div(p, &row(x, 0), &row(x, 1), S).unwrap());
+    let y = dec(&got, S);
+    for i in 0..n {
+        let want = q(ys[i], S) / q(ys[n + i], S);
+        assert!((y[i] - want).abs() <= 1e-2 * want.abs() + 3.0 / 4096.0, "div {} / {}: {}", ys[i], ys[n + i], y[i]);
+    }
+    assert_eq!((bytes, rounds), costs::div(nn), "div");
+}
+
+fn encode_i(v: f64) -> i64 {
+    cryptflow_math::fixed::encode(v, S) as i64
+}
+
+fn row(x: &RingTensor, i: usize) -> RingTensor {
+    let n = x.shape()[1];
+    RingTensor::new(vec![n], x.data()[i * n..(i + 1) * n].to_vec()).unwrap()
+}
+
+#[test]
+fn rows_under_porthos_cost_their_formulas() {
+    let mut r = rng(22);
+    for (rows, n) in [(3usize, 10usize), (2, 128), (4, 1)] {
+        let vals = uniform(&mut r, rows * n, -8.0, 8.0);
+        let x = enc(&[rows, n], &vals, S);
+        let (rows_u, n_u) = (rows as u64, n as u64);
+        let (got, bytes, rounds) = porthos(&x, &|p, x| math::softmax(p, x, 1, S).unwrap());
+        let (got_l, bytes_l, rounds_l) = porthos(&x, &|p, x| math::log_softmax(p, x, 1, S).unwrap());
+        let (got_m, bytes_m, rounds_m) = porthos(&x, &|p, x| math::reduce_max(p, x, &[1], false).unwrap());
+        let (y, yl) = (dec(&got, S), dec(&got_l, S));
+        for i in 0..rows {
+            let row: Vec<f64> = vals[i * n..(i + 1) * n].iter().map(|&v| q(v, S)).collect();
+            let (want, want_l) = (softmax_ref(&row), log_softmax_ref(&row));
+            for j in 0..n {
+                assert!((y[i * n + j] - want[j]).abs() < 1e-2, "softmax n {n}");
+                assert!((yl[i * n + j] - want_l[j]).abs() < 1e-2, "log_softmax n {n}");
+            }
+            let m = x.data()[i * n..(i + 1) * n].iter().map(|&v| v as i64).max().unwrap();
+            assert_eq!(got_m.data()[i] as i64, m);
+        }
+        assert_eq!((bytes, rounds), costs::softmax(n_u, rows_u), "softmax n {n}");
+        assert_eq!((bytes_l, rounds_l), costs::log_softmax(n_u, rows_u), "log_softmax n {n}");
+        assert_eq!((bytes_m, rounds_m), costs::reduce(n_u, rows_u), "reduce_max n {n}");
+    }
+    // normalize: rows of 768 and a constant row.
+    let n = 768usize;
+    let mut vals = uniform(&mut r, n, -3.0, 5.0);
+    vals.extend(vec![1.5; n]);
+    let x = enc(&[2, n], &vals, S);
+    let (got, bytes, rounds) = porthos(&x, &|p, x| math::normalize(p, x, &[1], 1e-5, S).unwrap());
+    let y = dec(&got, S);
+    let want = layer_norm_ref(&vals[..n].iter().map(|&v| q(v, S)).collect::<Vec<_>>(), 1e-5);
+    for j in 0..n {
+        assert!((y[j] - want[j]).abs() < 1e-2, "normalize");
+    }
+    assert!(y[n..].iter().all(|&v| v == 0.0), "a constant row normalises to exactly 0");
+    assert_eq!((bytes, rounds), costs::normalize(n as u64, 2), "normalize");
+}
+
+#[test]
+fn functions_under_2pc_match_f64() {
+    let mut r = rng(23);
+    let xs = uniform(&mut r, 24, -16.0, 8.0);
+    let got = twopc(&enc(&[24], &xs, S), &|p, x| math::exp(p, x, S).unwrap());
+    check_elementwise("exp", &xs, &got, f64::exp, 1e-2, 3.0);
+    let xs: Vec<f64> = log_grid(2f64.powi(-8), 2f64.powi(16), 23).into_iter().enumerate().map(|(i, v)| if i % 2 == 0 { v } else { -v }).collect();
+    let got = twopc(&enc(&[24], &xs, S), &|p, x| math::reciprocal(p, x, S).unwrap());
+    check_elementwise("reciprocal", &xs, &got, |x| 1.0 / x, 1e-2, 3.0);
+    let xs = log_grid(2f64.powi(-12), 2f64.powi(16), 23);
+    let got = twopc(&enc(&[24], &xs, S), &|p, x| math::rsqrt(p, x, S).unwrap());
+    check_elementwise("rsqrt", &xs, &got, |x| 1.0 / x.sqrt(), 1e-2, 3.0);
+    let got = twopc(&enc(&[24], &xs, S), &|p, x| math::log(p, x, S).unwrap());
+    check_elementwise("log", &xs, &got, f64::ln, 0.0, 40.0);
+    let vals = uniform(&mut r, 30, -6.0, 6.0);
+    let x = enc(&[3, 10], &vals, S);
+    let y = dec(&twopc(&x, &|p, x| math::softmax(p, x, 1, S).unwrap()), S);
+    let yn = dec(&twopc(&x, &|p, x| math::normalize(p, x, &[1], 1e-5, S).unwrap()), S);
+    for i in 0..3 {
+        let row: Vec<f64> = vals[i * 10..(i + 1) * 10].iter().map(|&v| q(v, S)).collect();
+        let (want, want_n) = (softmax_ref(&row), layer_norm_ref(&row, 1e-5));
+        for j in 0..10 {
+            assert!((y[i * 10 + j] - want[j]).abs() < 1e-2, "2pc softmax");
+            assert!((yn[i * 10 + j] - want_n[j]).abs() < 1e-2, "2pc normalize");
+        }
+    }
+}
