@@ -341,10 +341,17 @@ impl Lowering<'_> {
                     let y = self.emit(LOp::Mul, vec![a.slot, w.slot], shape);
                     self.product(y, 2 * s)?
                 } else {
+                    // The divisor stays at its own shape when it broadcasts to the result's
+                    // (a per-row divisor): the secure division normalises it once per row.
                     let a = self.factor(inputs[0])?;
                     let b = self.factor(inputs[1])?;
                     let a = self.broadcast(a, &shape);
-                    let b = self.broadcast(b, &shape);
+                    let b_shape = self.shape(b.slot);
+                    let b = if b_shape.len() == shape.len() { b } else {
+                        let mut padded = vec![1; shape.len() - b_shape.len()];
+                        padded.extend(&b_shape);
+                        Value { slot: self.emit(LOp::Reshape, vec![b.slot], padded), enc: b.enc }
+                    };
                     Value { slot: self.emit(LOp::Div, vec![a.slot, b.slot], shape), enc: Enc::Fixed(s) }
                 }
             }

@@ -150,7 +150,8 @@ fn batched_matmul_of_two_secrets_is_one_backend_call() {
     let calls: Vec<&LOp> = compiled.program.body.iter().map(|i| &i.op).filter(|op| op.is_backend_call()).collect();
     assert_eq!(calls.iter().filter(|op| matches!(op, LOp::BatchMatMul)).count(), 1, "{calls:?}");
     let err = cleartext_error(&g, &[random(&mut rng, vec![2, 3, 4, 8], -2.0, 2.0), random(&mut rng, vec![2, 3, 8, 5], -2.0, 2.0)]);
-    assert!(err <= 8.0 / 4096.0, "{err}");
+    // Inputs are encoded by flooring (error below 2^-12 each): 8 terms of |a| + |b| <= 4 units.
+    assert!(err <= 33.0 / 4096.0, "{err}");
 
     // A right operand broadcast over the left one's batch.
     let mut g = Graph::new();
@@ -159,7 +160,7 @@ fn batched_matmul_of_two_secrets_is_one_backend_call() {
     let y = g.add("y", Op::MatMul, &[a, w]).unwrap();
     g.outputs.push(y);
     let err = cleartext_error(&g, &[random(&mut rng, vec![3, 4, 6], -2.0, 2.0)]);
-    assert!(err <= 8.0 / 4096.0, "{err}");
+    assert!(err <= 25.0 / 4096.0, "{err}");
 }
 
 #[test]

@@ -147,7 +147,7 @@ pub enum LOp {
     /// args: x (any scale). Over sorted distinct `axes`.
     ReduceMax { axes: Vec<usize>, keep_dims: bool },
     ReduceMin { axes: Vec<usize>, keep_dims: bool },
-    /// args: a, b of one shape: `a / b`.
+    /// args: a, b (of a's shape, or of a's rank broadcasting to it): `a / b`.
     Div,
     /// args: x, slope of one shape.
     Prelu,

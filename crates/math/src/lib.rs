@@ -156,6 +156,9 @@ pub fn reciprocal<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) ->
 /// `|y|` as [`reciprocal`], `|x / y| <= 2^13` at scale 12 (`2^(45 - q - 16)`, `q =
 /// clamp(scale + 4, 17, 21)`); `y` outside: clamped as in [`reciprocal`]. Error (scale 12):
 /// within `1e-3 |x/y| + 1.1 ulp`. Porthos: `15216` bytes per element, 16 rounds.
+/// `y` may have fewer elements than `x` if it broadcasts to `x`'s shape (a per-row divisor):
+/// its normalisation is then computed once per element of `y`, and only the products that
+/// carry `x` are of `x`'s size.
 pub fn div<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, y: &RingTensor, scale: u32) -> Result<RingTensor> {
     recip::div(b, x, y, scale)
 }

@@ -122,7 +122,12 @@ pub(crate) fn steps_combo<B: Backend + ?Sized>(b: &B, shape: &[usize], values: &
 }
 
 /// `+-1/x` (or `numerator / x`) at `q` fractional bits, `|x|` clamped to `[2^-8, 2^16]`; see [`crate::reciprocal`].
-fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: u32, numerator: Option<&RingTensor>) -> Result<RingTensor> {
+/// With a numerator of a larger shape that `x` broadcasts to, `expand` broadcasts a value of
+/// `x`'s shape to the numerator's: the normalisation and the Newton factors are computed once
+/// per element of `x` (a per-row divisor costs per row, not per element).
+type Expand<'a> = &'a dyn Fn(&RingTensor) -> Result<RingTensor>;
+
+fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: u32, numerator: Option<(&RingTensor, Expand<'_>)>) -> Result<RingTensor> {
     let shape = x.shape().to_vec();
     // Sign: a = |x|, sigma = +-1 (x = 0 counts as positive).
     let sign = b.drelu(x)?;
@@ -158,20 +163,20 @@ fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: 
             let one_e2 = fixed::add_public(b, &e2, one);
             mul_shift(b, &g1, &one_e2, F)
         }
-        Some(num) => {
+        Some((num, expand)) => {
             // Rounds: [x' y0, num g], [e^2, N y0], [N (1 + e)], [N (1 + e^2)]: the numerator
             // enters before any rounding of 1/x, so the quotient keeps its relative precision.
-            let p = mul_many(b, &[(&xp, &y0), (num, g)])?;
+            let p = mul_many(b, &[(&xp, &y0), (num, &expand(g)?)])?;
             let t = b.scale_down(&p[0], F)?.neg();
             let e = fixed::add_public(b, &t, one);
             let ng = b.scale_down(&p[1], scale)?;
-            let p = mul_many(b, &[(&e, &e), (&ng, &y0)])?;
+            let p = mul_many(b, &[(&e, &e), (&ng, &expand(&y0)?)])?;
             let e2 = b.scale_down(&p[0], F)?;
             let g0 = b.scale_down(&p[1], F)?;
             let one_e = fixed::add_public(b, &e, one);
-            let g1 = mul_shift(b, &g0, &one_e, F)?;
+            let g1 = mul_shift(b, &g0, &expand(&one_e)?, F)?;
             let one_e2 = fixed::add_public(b, &e2, one);
-            mul_shift(b, &g1, &one_e2, F)
+            mul_shift(b, &g1, &expand(&one_e2)?, F)
         }
     }
 }
@@ -192,11 +197,24 @@ pub fn reciprocal<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) ->
 
 pub fn div<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, y: &RingTensor, scale: u32) -> Result<RingTensor> {
     crate::exp::check_scale(scale)?;
-    if x.shape() != y.shape() {
-        return Err(crate::BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("div: shapes {:?} and {:?} differ", x.shape(), y.shape()))));
+    let broadcast = cryptflow_tensor::movement::broadcast_shapes(x.shape(), y.shape());
+    if broadcast.as_deref().ok() != Some(x.shape()) {
+        return Err(crate::BackendError::Shape(cryptflow_tensor::ShapeError::new(format!(
+            "div: the divisor {:?} does not broadcast to the dividend {:?}",
+            y.shape(),
+            x.shape()
+        ))));
     }
+    let out_shape = x.shape().to_vec();
+    let expand = move |v: &RingTensor| -> Result<RingTensor> {
+        if v.shape() == out_shape.as_slice() {
+            Ok(v.clone())
+        } else {
+            Ok(cryptflow_tensor::movement::broadcast_to(v, &out_shape)?)
+        }
+    };
     let q = recip_bits(scale);
-    let r = reciprocal_at(b, y, scale, q, Some(x))?;
+    let r = reciprocal_at(b, y, scale, q, Some((x, &expand)))?;
     rescale(b, &r, q, scale)
 }
 

@@ -108,3 +108,22 @@ fn log_meets_its_bound_and_clamps() {
         }
     }
 }
+
+/// A per-row divisor broadcast over its row gives what the elementwise division of the
+/// broadcast divisor gives, and the mismatched shapes are refused.
+#[test]
+fn div_by_a_broadcast_divisor() {
+    let mut b = Cleartext::new();
+    let mut r = rng(9);
+    let s = 12;
+    let (rows, cols) = (6, 10);
+    let ys: Vec<f64> = (0..rows).map(|_| r.random_range(0.1f64..50.0) * if r.random::<bool>() { 1.0 } else { -1.0 }).collect();
+    let xs: Vec<f64> = (0..rows * cols).map(|_| r.random_range(-20.0f64..20.0)).collect();
+    let wide: Vec<f64> = (0..rows * cols).map(|i| ys[i / cols]).collect();
+    let x = enc(&[rows, cols], &xs, s);
+    let narrow = math::div(&mut b, &x, &enc(&[rows, 1], &ys, s), s).unwrap();
+    let full = math::div(&mut b, &x, &enc(&[rows, cols], &wide, s), s).unwrap();
+    assert_eq!(narrow.shape(), &[rows, cols]);
+    assert_eq!(narrow, full, "broadcasting the divisor first or inside the division gives the same values");
+    assert!(math::div(&mut b, &x, &enc(&[cols, 1], &vec![1.0; cols], s), s).is_err());
+}
