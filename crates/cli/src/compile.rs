@@ -26,9 +26,11 @@ pub struct CompileArgs {
     /// Fixed-point scale s: reals r are held as floor(r * 2^s).
     #[arg(long, conflicts_with = "calibrate")]
     pub scale: Option<u32>,
-    /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy).
-    #[arg(long, value_name = "X.npy")]
-    pub calibrate: Option<PathBuf>,
+    /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy):
+    /// `NAME=X.npy` once per graph input (plain `X.npy` for a one-input model), like
+    /// `cryptflow run --input`.
+    #[arg(long, value_name = "[NAME=]X.npy")]
+    pub calibrate: Vec<String>,
     /// Labels for the calibration inputs (.npy of integers): score by accuracy, not by
     /// agreement with the float executor.
     #[arg(long, value_name = "Y.npy", requires = "calibrate")]
@@ -78,11 +80,13 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();
-    if let Some(x_path) = &args.calibrate {
+    if !args.calibrate.is_empty() {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
-        let x = npy::read_f32(x_path)?;
-        let input_shape = hlil.nodes[*hlil.inputs.first().context("the model has no input")?].shape.clone();
-        let (inputs, _) = npy::split_batch(&x, &input_shape, &format!("calibration set {}", x_path.display()))?;
+        if hlil.inputs.is_empty() {
+            bail!("--calibrate: the model has no input");
+        }
+        let inputs = crate::inputs::read("--calibrate", &args.calibrate, &crate::inputs::InputSpec::of_graph(&hlil))
+            .context("the calibration set")?;
         let labels = args.labels.as_deref().map(npy::read_labels).transpose()?;
         eprintln!("calibrating the scale on {} inputs...", inputs.len());
         let calibration = calibrate::calibrate(&hlil, &options, &inputs, labels.as_deref())?;
