@@ -57,6 +57,11 @@ pub struct CompileArgs {
     /// Turn off liveness analysis (no tensor is freed before the end of an inference).
     #[arg(long)]
     pub no_liveness: bool,
+    /// Compile a Softmax (or LogSoftmax) at a graph output away, leaving the logits (the
+    /// prediction is the same, the secure cost much lower). Off by default: outputs are
+    /// computed as the model says.
+    #[arg(long)]
+    pub strip_output_softmax: bool,
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
@@ -64,7 +69,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("nothing to do: give -o DIR to write the compiled program, or --emit hlil|llil to print it");
     }
     let started = Instant::now();
-    let loaded = model::load(&args.model, &args.input_shapes)?;
+    let loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
     for notice in &loaded.notices {
         eprintln!("notice: {notice}");
     }
