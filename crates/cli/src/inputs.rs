@@ -100,10 +100,29 @@ impl ClientInputs {
         self.items.is_empty()
     }
 
-    /// Each inference's inputs encoded for `program` (in `program.inputs` order).
+    /// Each inference's inputs encoded for `program` (in `program.inputs` order). A value
+    /// whose fixed-point form `v * 2^scale` would not fit in 64 bits is an error.
     pub fn encoded(&self, program: &Program) -> Result<Vec<Vec<RingTensor>>> {
         let order = self.order(program.inputs.iter().map(|i| i.name.as_str()))?;
-        Ok(self.items.iter().map(|item| order.iter().map(|&j| item[j].encode(program.scale)).collect()).collect())
+        let scale = program.scale;
+        let limit = 2f64.powi(63 - scale as i32);
+        for (k, item) in self.items.iter().enumerate() {
+            for &j in &order {
+                let (shape, too_large) = match &item[j] {
+                    Value::Float(x) => (x.shape(), x.data().iter().position(|&v| f64::from(v).abs() >= limit).map(|i| (i, f64::from(x.data()[i])))),
+                    Value::Integer { shape, values } => (shape.as_slice(), values.iter().position(|&v| v.unsigned_abs() as f64 >= limit).map(|i| (i, values[i] as f64))),
+                };
+                if let Some((i, v)) = too_large {
+                    bail!(
+                        "input `{}`, item {k}, element {} = {v}: beyond the 64-bit ring at scale {scale} (values must stay below 2^{} in magnitude)",
+                        self.names[j],
+                        npy::index_text(shape, i),
+                        63 - scale
+                    );
+                }
+            }
+        }
+        Ok(self.items.iter().map(|item| order.iter().map(|&j| item[j].encode(scale)).collect()).collect())
     }
 
     /// Each inference's inputs as floats for `graph` (in `graph.inputs` order).

@@ -315,6 +315,11 @@ fn bad_inputs_are_clean_errors_naming_the_input() {
     write_array(&w.join("big.npy"), &[N, 1, 4], &[big.clone(), vec![0; 3]].concat());
     expect_error(&dir, w, "cleartext", &[&named("x", "big.npy"), mask], &["input `x`", "float32"]);
 
+    let mut huge = masks();
+    huge[8] = 1 << 60;
+    write_array(&w.join("huge.npy"), &[N, 1, 3], &huge);
+    expect_error(&dir, w, "porthos", &[x, &named("mask", "huge.npy")], &["input `mask`", "item 2", "beyond the 64-bit ring at scale 12"]);
+
     // Dtypes and files.
     write_complex(&w.join("complex.npy"));
     expect_error(&dir, w, "cleartext", &[&named("x", "complex.npy"), mask], &["input `x`", "unsupported dtype '<c8'"]);
