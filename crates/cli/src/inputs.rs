@@ -283,7 +283,7 @@ fn float_to_integer(x: f64, what: &str, at: &str) -> Result<i64> {
         bail!("{what} is an integer input: element {at} is {x}, not an integer");
     }
     // 2^63 is exactly representable; i64's range is [-2^63, 2^63).
-    if !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&x) {
+    if !(i64::MIN as f64..-(i64::MIN as f64)).contains(&x) {
         bail!("{what}: element {at} = {x} does not fit in int64");
     }
     Ok(x as i64)
@@ -328,6 +328,7 @@ mod tests {
         assert!(float_to_integer(0.5, "w", "[0]").unwrap_err().to_string().contains("not an integer"));
         assert!(float_to_integer(f64::NAN, "w", "[2]").unwrap_err().to_string().contains("[2] is NaN"));
         assert!(float_to_integer(1e19, "w", "[0]").is_err());
-        assert_eq!(float_to_integer(-9.223_372_036_854_775_808e18, "w", "[0]").unwrap(), i64::MIN);
+        assert_eq!(float_to_integer(i64::MIN as f64, "w", "[0]").unwrap(), i64::MIN);
+        assert!(float_to_integer(-(i64::MIN as f64), "w", "[0]").is_err());
     }
 }

@@ -63,8 +63,8 @@ pub fn read_array(path: &Path) -> Result<Array> {
     fn widen<T: npyz::Deserialize, R: std::io::Read>(
         npy: npyz::NpyFile<R>,
         f: impl Fn(T) -> i64,
-    ) -> Result<std::io::Result<Vec<i64>>, npyz::NpyFile<R>> {
-        npy.try_data::<T>().map(|r| r.map(|v| v.map(&f)).collect())
+    ) -> Result<std::io::Result<Vec<i64>>, Box<npyz::NpyFile<R>>> {
+        npy.try_data::<T>().map(|r| r.map(|v| v.map(&f)).collect()).map_err(Box::new)
     }
     let elements = match npy.try_data::<f32>() {
         Ok(r) => Elements::F32(r.collect::<std::io::Result<_>>().with_context(unreadable)?),
@@ -72,15 +72,15 @@ pub fn read_array(path: &Path) -> Result<Array> {
             Ok(r) => Elements::F64(r.collect::<std::io::Result<_>>().with_context(unreadable)?),
             Err(npy) => {
                 let ints = widen::<i64, _>(npy, |v| v)
-                    .or_else(|npy| widen::<i32, _>(npy, i64::from))
-                    .or_else(|npy| widen::<i16, _>(npy, i64::from))
-                    .or_else(|npy| widen::<i8, _>(npy, i64::from))
-                    .or_else(|npy| widen::<u32, _>(npy, i64::from))
-                    .or_else(|npy| widen::<u16, _>(npy, i64::from))
-                    .or_else(|npy| widen::<u8, _>(npy, i64::from));
+                    .or_else(|npy| widen::<i32, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<i16, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<i8, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u32, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u16, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u8, _>(*npy, i64::from));
                 match ints {
                     Ok(values) => Elements::Int(values.with_context(unreadable)?),
-                    Err(npy) => match npy.try_data::<u64>() {
+                    Err(npy) => match (*npy).try_data::<u64>() {
                         Ok(r) => {
                             let values: Vec<u64> = r.collect::<std::io::Result<_>>().with_context(unreadable)?;
                             if let Some(i) = values.iter().position(|&v| v > i64::MAX as u64) {

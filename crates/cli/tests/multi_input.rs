@@ -115,9 +115,9 @@ fn write_array<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data
 /// A .npy of a dtype the CLI does not take (complex64).
 fn write_complex(path: &Path) {
     let mut header = "{'descr': '<c8', 'fortran_order': False, 'shape': (1, 4), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
+    // Magic, version and length (10 bytes), then the header padded to 64 bytes in all.
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    header.push_str(&" ".repeat(pad));
     header.push('\n');
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend((header.len() as u16).to_le_bytes());
