@@ -21,7 +21,6 @@ use cryptflow_backend::Backend;
 use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
-use cryptflow_tensor::RingTensor;
 use serde::Serialize;
 
 use crate::party::{self, PartyArgs};
@@ -170,7 +169,7 @@ fn run_party(
     options: Options,
     variant: ProtocolVariant,
     weights: Option<&dyn WeightSource>,
-    inputs: Option<&[RingTensor]>,
+    inputs: Option<&[secure::Inputs]>,
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
@@ -189,7 +188,7 @@ pub fn run_local(
     dir: &Path,
     program: &Program,
     weights: &dyn WeightSource,
-    inputs: &[RingTensor],
+    inputs: &[secure::Inputs],
     protocol: ProtocolName,
     fault: Option<Fault>,
 ) -> Result<(SecureRun, AramisMetrics)> {

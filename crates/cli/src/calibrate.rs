@@ -6,7 +6,9 @@ use cryptflow_athos::{check_headroom, lower_optimized, CompileOptions, HeadroomI
 use cryptflow_backend::cleartext::Cleartext;
 use cryptflow_ir::hlil::Graph;
 use cryptflow_ir::llil::Encoding;
-use cryptflow_runtime::{decode_output, encode_input, float, Runner};
+use cryptflow_runtime::{decode_output, float, Runner};
+
+use crate::inputs::ClientInputs;
 use cryptflow_tensor::FloatTensor;
 
 /// Scales tried (the paper sweeps every bit position; beyond 30, 2s-scaled products cannot fit).
@@ -45,7 +47,8 @@ pub fn predicted_class(output: &FloatTensor, is_index: bool) -> i64 {
     best as i64
 }
 
-pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], labels: Option<&[i64]>) -> Result<Calibration> {
+/// Sweeps the scale over `inputs` (read for `hlil`'s inputs, several for a multi-input model).
+pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, labels: Option<&[i64]>) -> Result<Calibration> {
     if inputs.is_empty() {
         bail!("the calibration set is empty");
     }
@@ -54,14 +57,11 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
             bail!("{} labels for {} calibration inputs", labels.len(), inputs.len());
         }
     }
-    if hlil.inputs.len() != 1 {
-        bail!("calibration supports models with one input; this one has {}", hlil.inputs.len());
-    }
     let mut max_abs = vec![0f32; hlil.nodes.len()];
     let mut float_classes = Vec::with_capacity(inputs.len());
     let output_is_index = matches!(hlil.nodes[hlil.outputs[0]].op, cryptflow_ir::hlil::Op::ArgMax { .. });
-    for x in inputs {
-        let outputs = float::run_tracking_ranges(hlil, std::slice::from_ref(x), &mut max_abs)?;
+    for x in inputs.floats(hlil)? {
+        let outputs = float::run_tracking_ranges(hlil, &x, &mut max_abs)?;
         float_classes.push(predicted_class(&outputs[0], output_is_index));
     }
     let reference: Vec<i64> = labels.map(|l| l.to_vec()).unwrap_or_else(|| float_classes.clone());
@@ -89,8 +89,8 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &[FloatTensor], la
         runner.share_weights(Some(&lowered.weights))?;
         let encoding = lowered.program.outputs[0].encoding;
         let mut classes = Vec::with_capacity(inputs.len());
-        for x in inputs {
-            let (outputs, _) = runner.infer(Some(&[encode_input(x, scale)]))?;
+        for x in inputs.encoded(&lowered.program)? {
+            let (outputs, _) = runner.infer(Some(&x))?;
             let y = decode_output(&outputs.expect("cleartext reveals")[0], encoding);
             classes.push(predicted_class(&y, encoding == Encoding::Integer));
         }

@@ -26,9 +26,11 @@ pub struct CompileArgs {
     /// Fixed-point scale s: reals r are held as floor(r * 2^s).
     #[arg(long, conflicts_with = "calibrate")]
     pub scale: Option<u32>,
-    /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy).
-    #[arg(long, value_name = "X.npy")]
-    pub calibrate: Option<PathBuf>,
+    /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy):
+    /// `NAME=X.npy` once per graph input (plain `X.npy` for a one-input model), like
+    /// `cryptflow run --input`.
+    #[arg(long, value_name = "[NAME=]X.npy")]
+    pub calibrate: Vec<String>,
     /// Labels for the calibration inputs (.npy of integers): score by accuracy, not by
     /// agreement with the float executor.
     #[arg(long, value_name = "Y.npy", requires = "calibrate")]
@@ -55,6 +57,11 @@ pub struct CompileArgs {
     /// Turn off liveness analysis (no tensor is freed before the end of an inference).
     #[arg(long)]
     pub no_liveness: bool,
+    /// Compile a Softmax (or LogSoftmax) at a graph output away, leaving the logits (the
+    /// prediction is the same, the secure cost much lower). Off by default: outputs are
+    /// computed as the model says.
+    #[arg(long)]
+    pub strip_output_softmax: bool,
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
@@ -62,7 +69,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("nothing to do: give -o DIR to write the compiled program, or --emit hlil|llil to print it");
     }
     let started = Instant::now();
-    let loaded = model::load(&args.model, &args.input_shapes)?;
+    let loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
     for notice in &loaded.notices {
         eprintln!("notice: {notice}");
     }
@@ -78,11 +85,13 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();
-    if let Some(x_path) = &args.calibrate {
+    if !args.calibrate.is_empty() {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
-        let x = npy::read_f32(x_path)?;
-        let input_shape = hlil.nodes[*hlil.inputs.first().context("the model has no input")?].shape.clone();
-        let (inputs, _) = npy::split_batch(&x, &input_shape, &format!("calibration set {}", x_path.display()))?;
+        if hlil.inputs.is_empty() {
+            bail!("--calibrate: the model has no input");
+        }
+        let inputs = crate::inputs::read("--calibrate", &args.calibrate, &crate::inputs::InputSpec::of_graph(&hlil))
+            .context("the calibration set")?;
         let labels = args.labels.as_deref().map(npy::read_labels).transpose()?;
         eprintln!("calibrating the scale on {} inputs...", inputs.len());
         let calibration = calibrate::calibrate(&hlil, &options, &inputs, labels.as_deref())?;

@@ -61,7 +61,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
         ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
     };
-    let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+    let encoded: Vec<_> = inputs.iter().map(|x| vec![encode_input(x, program.scale)]).collect();
     let secure = run_porthos_local(program, &compiled.weights, &encoded, variant, None)?;
 
     println!(

@@ -6,6 +6,7 @@ mod bench;
 mod calibrate;
 mod compile;
 mod demo;
+mod inputs;
 mod model;
 mod npy;
 mod party;

@@ -25,17 +25,19 @@ pub struct LoadedModel {
     pub notices: Vec<String>,
 }
 
-pub fn load(path: &Path, input_shapes: &[(String, Vec<usize>)]) -> Result<LoadedModel> {
+/// Imports `path` with the front end of its format. `strip_output_softmax`: compile a Softmax
+/// at a graph output away (`ImportOptions::strip_output_softmax`).
+pub fn load(path: &Path, input_shapes: &[(String, Vec<usize>)], strip_output_softmax: bool) -> Result<LoadedModel> {
     let shapes: HashMap<String, Vec<usize>> = input_shapes.iter().cloned().collect();
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
         "onnx" => {
-            let options = cryptflow_onnx::ImportOptions { input_shapes: shapes, ..Default::default() };
+            let options = cryptflow_onnx::ImportOptions { input_shapes: shapes, strip_output_softmax };
             let imported = cryptflow_onnx::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
             Ok(LoadedModel { graph: imported.graph, notices: imported.notices })
         }
         "pb" => {
-            let options = cryptflow_tensorflow::ImportOptions { input_shapes: shapes, ..Default::default() };
+            let options = cryptflow_tensorflow::ImportOptions { input_shapes: shapes, strip_output_softmax };
             let imported =
                 cryptflow_tensorflow::import_file(path, &options).with_context(|| format!("cannot import {}", path.display()))?;
             Ok(LoadedModel { graph: imported.graph, notices: imported.notices })

@@ -36,6 +36,91 @@ pub fn read_f32(path: &Path) -> Result<FloatTensor> {
     Tensor::new(shape, data).with_context(|| format!("{}: data does not match its header", path.display()))
 }
 
+/// The elements of a .npy array, by kind: float32, float64, or any integer type widened to
+/// i64.
+pub enum Elements {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Int(Vec<i64>),
+}
+
+/// A .npy array of any supported dtype.
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub elements: Elements,
+}
+
+/// Reads a float32, float64 or integer (int8 to int64, uint8 to uint64) array. Values of
+/// unsigned 64-bit arrays beyond i64's range are an error.
+pub fn read_array(path: &Path) -> Result<Array> {
+    let npy = open(path)?;
+    if npy.order() != npyz::Order::C {
+        bail!("{}: Fortran-order arrays are not supported; save with numpy.ascontiguousarray", path.display());
+    }
+    let shape = shape_of(&npy);
+    let dtype = npy.dtype().descr();
+    let unreadable = || format!("{}: truncated or unreadable data", path.display());
+    fn widen<T: npyz::Deserialize, R: std::io::Read>(
+        npy: npyz::NpyFile<R>,
+        f: impl Fn(T) -> i64,
+    ) -> Result<std::io::Result<Vec<i64>>, Box<npyz::NpyFile<R>>> {
+        npy.try_data::<T>().map(|r| r.map(|v| v.map(&f)).collect()).map_err(Box::new)
+    }
+    let elements = match npy.try_data::<f32>() {
+        Ok(r) => Elements::F32(r.collect::<std::io::Result<_>>().with_context(unreadable)?),
+        Err(npy) => match npy.try_data::<f64>() {
+            Ok(r) => Elements::F64(r.collect::<std::io::Result<_>>().with_context(unreadable)?),
+            Err(npy) => {
+                let ints = widen::<i64, _>(npy, |v| v)
+                    .or_else(|npy| widen::<i32, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<i16, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<i8, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u32, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u16, _>(*npy, i64::from))
+                    .or_else(|npy| widen::<u8, _>(*npy, i64::from));
+                match ints {
+                    Ok(values) => Elements::Int(values.with_context(unreadable)?),
+                    Err(npy) => match (*npy).try_data::<u64>() {
+                        Ok(r) => {
+                            let values: Vec<u64> = r.collect::<std::io::Result<_>>().with_context(unreadable)?;
+                            if let Some(i) = values.iter().position(|&v| v > i64::MAX as u64) {
+                                bail!("{}: element {} = {} does not fit in int64", path.display(), index_text(&shape, i), values[i]);
+                            }
+                            Elements::Int(values.into_iter().map(|v| v as i64).collect())
+                        }
+                        Err(_) => bail!(
+                            "{}: unsupported dtype {dtype}: give float32 or int64 (float64 and the other integer types are converted)",
+                            path.display()
+                        ),
+                    },
+                }
+            }
+        },
+    };
+    let len = match &elements {
+        Elements::F32(v) => v.len(),
+        Elements::F64(v) => v.len(),
+        Elements::Int(v) => v.len(),
+    };
+    if len != cryptflow_tensor::num_elements(&shape) {
+        bail!("{}: data does not match its header", path.display());
+    }
+    Ok(Array { shape, elements })
+}
+
+/// The multi-dimensional index of flat element `i` of an array of `shape`, as `[a, b, c]`.
+pub fn index_text(shape: &[usize], i: usize) -> String {
+    let mut index = vec![0; shape.len()];
+    let mut rest = i;
+    for (axis, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            index[axis] = rest % d;
+            rest /= d;
+        }
+    }
+    format!("{index:?}")
+}
+
 /// Reads integer class labels (any integer dtype, or integral floats).
 pub fn read_labels(path: &Path) -> Result<Vec<i64>> {
     let npy = open(path)?;
@@ -82,26 +167,29 @@ pub enum Stacking {
     BatchAxis,
 }
 
-/// Splits `x` into the inferences it holds (see [`Stacking`]).
-pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<FloatTensor>, Stacking)> {
-    let per = cryptflow_tensor::num_elements(shape).max(1);
-    let split = |n: usize| -> Vec<FloatTensor> {
-        x.data().chunks(per).take(n).map(|c| Tensor::new(shape.to_vec(), c.to_vec()).expect("chunk has the right size")).collect()
-    };
-    if x.shape() == shape {
-        return Ok((vec![x.clone()], Stacking::Single));
+/// How many inferences an array of shape `file` holds for a model input of shape `shape`, and
+/// how (see [`Stacking`]).
+pub fn batch_layout(file: &[usize], shape: &[usize], what: &str) -> Result<(usize, Stacking)> {
+    if file == shape {
+        return Ok((1, Stacking::Single));
     }
-    if x.rank() == shape.len() + 1 && &x.shape()[1..] == shape {
-        return Ok((split(x.shape()[0]), Stacking::NewAxis));
+    if file.len() == shape.len() + 1 && &file[1..] == shape {
+        return Ok((file[0], Stacking::NewAxis));
     }
-    if !shape.is_empty() && shape[0] == 1 && x.rank() == shape.len() && x.shape()[1..] == shape[1..] {
-        return Ok((split(x.shape()[0]), Stacking::BatchAxis));
+    if !shape.is_empty() && shape[0] == 1 && file.len() == shape.len() && file[1..] == shape[1..] {
+        return Ok((file[0], Stacking::BatchAxis));
     }
     bail!(
-        "{what} has shape {:?}; the model's input has shape {:?} (give one input of exactly that shape, or a stack [N, ...] of them)",
-        x.shape(),
-        shape
+        "{what} has shape {file:?}; the model's input has shape {shape:?} (give one input of exactly that shape, or a stack [N, ...] of them)",
     )
+}
+
+/// Splits `x` into the inferences it holds (see [`Stacking`]).
+pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<FloatTensor>, Stacking)> {
+    let (n, stacking) = batch_layout(x.shape(), shape, what)?;
+    let per = cryptflow_tensor::num_elements(shape).max(1);
+    let items = x.data().chunks(per).take(n).map(|c| Tensor::new(shape.to_vec(), c.to_vec()).expect("chunk has the right size")).collect();
+    Ok((items, stacking))
 }
 
 /// Stacks per-inference outputs the way the inputs were given.

@@ -14,10 +14,10 @@ use cryptflow_backend::Backend;
 use cryptflow_ir::artifact::{read_public, FixedWeightsFile, PublicProgram};
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
 use cryptflow_porthos::{Porthos, ProtocolVariant};
-use cryptflow_runtime::{decode_output, encode_input, RunError};
-use cryptflow_tensor::{FloatTensor, RingTensor};
+use cryptflow_runtime::{decode_output, RunError};
+use cryptflow_tensor::FloatTensor;
 
-use crate::npy::Stacking;
+use crate::inputs::{ClientInputs, InputSpec};
 use crate::run::Metrics;
 use crate::secure::{Fault, FaultKind, Roles, ROLE_NAMES, THREE_PARTIES};
 use crate::{npy, ProtocolName};
@@ -58,9 +58,10 @@ pub struct PartyArgs {
     pub peers: Vec<String>,
     /// The compiled program (`cryptflow compile -o DIR`); the model owner's copy has its weights.
     pub dir: PathBuf,
-    /// Client only: the input .npy.
-    #[arg(long, value_name = "X.npy")]
-    pub input: Option<PathBuf>,
+    /// Client only: the input .npy; `NAME=X.npy` once per graph input (plain `X.npy` for a
+    /// one-input model), as for `cryptflow run`.
+    #[arg(long, value_name = "[NAME=]X.npy")]
+    pub input: Vec<String>,
     /// Client only: where to write the outputs.
     #[arg(short = 'o', long = "output", value_name = "Y.npy")]
     pub output: Option<PathBuf>,
@@ -115,8 +116,8 @@ pub struct PartyFiles {
     pub public: PublicProgram,
     /// The model owner's weights (checked, then read as the inferences need them).
     pub weights: Option<FixedWeightsFile>,
-    /// The client's inputs and how to stack its outputs.
-    pub client_inputs: Option<(Vec<FloatTensor>, Stacking)>,
+    /// The client's inputs (with how to stack its outputs).
+    pub client_inputs: Option<ClientInputs>,
 }
 
 /// Checks the arguments against the session's roles and reads this party's files.
@@ -130,21 +131,16 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
         let example: Vec<String> = (0..parties).map(|i| format!("HOST{i}:PORT")).collect();
         bail!("--peers needs {parties} addresses ({}), got {}", example.join(","), args.peers.len());
     }
-    if (id == roles.client) != args.input.is_some() || (id == roles.client) != args.output.is_some() {
+    if (id == roles.client) == args.input.is_empty() || (id == roles.client) != args.output.is_some() {
         bail!("--input and -o are given to the client (party {}) and only to it", roles.client);
     }
     let public = read_public(&args.dir)?;
     let weights = if id == roles.model_owner { Some(FixedWeightsFile::open(&args.dir, &public)?) } else { None };
     let program = &public.program;
-    let client_inputs = match &args.input {
-        Some(path) => {
-            if program.inputs.len() != 1 {
-                bail!("this model has {} inputs; `cryptflow party` feeds one", program.inputs.len());
-            }
-            let x = npy::read_f32(path)?;
-            Some(npy::split_batch(&x, &program.inputs[0].shape, &format!("input {}", path.display()))?)
-        }
-        None => None,
+    let client_inputs = if args.input.is_empty() {
+        None
+    } else {
+        Some(crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?)
     };
     Ok(PartyFiles { public, weights, client_inputs })
 }
@@ -163,7 +159,7 @@ pub fn connect(args: &PartyArgs, parties: usize, detail: &str) -> Result<Session
 /// The number of inferences is public: the client announces it to every other party.
 pub fn announce_count(session: &mut Session, roles: &Roles, id: usize, files: &PartyFiles) -> Result<usize, cryptflow_net::NetError> {
     if id == roles.client {
-        let n = files.client_inputs.as_ref().map_or(0, |(x, _)| x.len());
+        let n = files.client_inputs.as_ref().map_or(0, |x| x.len());
         for peer in (0..roles.names.len()).filter(|&p| p != id) {
             session.send(peer, vec![n as u64])?;
         }
@@ -185,8 +181,7 @@ pub fn drive<B: Backend>(
 ) -> Result<(Metrics, B)> {
     let id = args.id;
     let program = &files.public.program;
-    let inputs: Option<Vec<RingTensor>> =
-        files.client_inputs.as_ref().map(|(x, _)| x.iter().map(|x| encode_input(x, program.scale)).collect());
+    let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     let bar = crate::secure::progress_bar();
     let run = crate::secure::run_party(program, backend, files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref(), count, crash, bar.as_ref());
@@ -215,9 +210,9 @@ pub fn drive<B: Backend>(
         layers: run.layers,
         ..Default::default()
     };
-    if let (Some(path), Some((_, stacking))) = (&args.output, &files.client_inputs) {
+    if let (Some(path), Some(inputs)) = (&args.output, &files.client_inputs) {
         let outputs: Vec<FloatTensor> = run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect();
-        npy::write_f32(path, &npy::stack(&outputs, *stacking))?;
+        npy::write_f32(path, &npy::stack(&outputs, inputs.stacking))?;
         eprintln!("party {id} (client): wrote {}", path.display());
     }
     Ok((metrics, run.backend))

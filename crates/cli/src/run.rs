@@ -7,10 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_backend::cleartext::Cleartext;
 use cryptflow_ir::artifact::{read_float_graph, read_public, FixedWeightsFile};
-use cryptflow_runtime::{decode_output, encode_input, float, LayerMetrics, Runner};
+use cryptflow_runtime::{decode_output, float, LayerMetrics, Runner};
 use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
 
+use crate::inputs::InputSpec;
 use crate::{npy, BackendName, ProtocolName};
 
 #[derive(Args)]
@@ -19,9 +20,11 @@ pub struct RunArgs {
     pub dir: PathBuf,
     #[arg(long, value_enum)]
     pub backend: BackendName,
-    /// Input .npy (float32): one input of the model's input shape, or a stack [N, ...] of them.
-    #[arg(long, value_name = "X.npy")]
-    pub input: PathBuf,
+    /// Input .npy: one input of the model's input shape, or a stack [N, ...] of them. Give
+    /// `NAME=X.npy` once per graph input (plain `X.npy` for a one-input model). float32 or
+    /// int64 (float64 and int32 are converted); an integer input must hold integers.
+    #[arg(long, value_name = "[NAME=]X.npy", required = true)]
+    pub input: Vec<String>,
     /// Output .npy (float32): the dequantised outputs, stacked like the inputs.
     #[arg(short = 'o', long = "output", value_name = "Y.npy")]
     pub output: PathBuf,
@@ -80,9 +83,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     crate::aramis::check_fault(args.backend, args.inject_fault)?;
     let public = read_public(&args.dir)?;
     let program = &public.program;
-    if program.inputs.len() != 1 {
-        bail!("`cryptflow run` feeds one input; this model has {}", program.inputs.len());
-    }
     if program.outputs.len() > 1 {
         eprintln!(
             "notice: the model has {} outputs; {} holds the first, `{}`",
@@ -91,16 +91,16 @@ pub fn run(args: RunArgs) -> Result<()> {
             program.outputs[0].name
         );
     }
-    let x = npy::read_f32(&args.input)?;
-    let (inputs, stacked) = npy::split_batch(&x, &program.inputs[0].shape, &format!("input {}", args.input.display()))?;
+    let inputs = crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?;
+    let stacked = inputs.stacking;
     let started = Instant::now();
     let mut metrics = Metrics { backend: format!("{:?}", args.backend).to_lowercase(), inferences: inputs.len(), ..Default::default() };
     let outputs: Vec<FloatTensor> = match args.backend {
         BackendName::Float => {
             let graph = read_float_graph(&args.dir, &public)?;
             let mut outs = Vec::new();
-            for x in &inputs {
-                outs.push(float::run(&graph, std::slice::from_ref(x)).context("float executor")?.swap_remove(0));
+            for x in inputs.floats(&graph)? {
+                outs.push(float::run(&graph, &x).context("float executor")?.swap_remove(0));
             }
             metrics.bytes_sent = vec![0];
             metrics.peak_live_bytes = vec![];
@@ -111,8 +111,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             let mut runner = Runner::new(program, Cleartext::new());
             runner.share_weights(Some(&weights))?;
             let mut outs = Vec::new();
-            for x in &inputs {
-                let (revealed, layers) = runner.infer(Some(&[encode_input(x, program.scale)]))?;
+            for x in inputs.encoded(program)? {
+                let (revealed, layers) = runner.infer(Some(&x))?;
                 accumulate(&mut metrics.layers, layers);
                 let y = revealed.context("the cleartext backend reveals its outputs")?;
                 outs.push(decode_output(&y[0], program.outputs[0].encoding));
@@ -123,7 +123,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         BackendName::Porthos => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            let encoded = inputs.encoded(program)?;
             let variant = match args.protocol {
                 ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
                 ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
@@ -141,7 +141,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         BackendName::Aramis => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            let encoded = inputs.encoded(program)?;
             let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, &encoded, args.protocol, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
@@ -152,7 +152,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         BackendName::TwoPc => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded: Vec<_> = inputs.iter().map(|x| encode_input(x, program.scale)).collect();
+            let encoded = inputs.encoded(program)?;
             metrics.backend = "2pc".into();
             let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();

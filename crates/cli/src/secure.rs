@@ -80,12 +80,16 @@ pub struct PartyRun<B> {
     pub backend: B,
 }
 
-/// Runs the program for one party: weight sharing, then `inferences` inferences.
+/// One inference's encoded client inputs, in `program.inputs` order.
+pub type Inputs = Vec<RingTensor>;
+
+/// Runs the program for one party: weight sharing, then `inferences` inferences (the client
+/// passes each inference's encoded inputs).
 pub fn run_party<B: Backend>(
     program: &Program,
     backend: B,
     weights: Option<&dyn WeightSource>,
-    inputs: Option<&[RingTensor]>,
+    inputs: Option<&[Inputs]>,
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
@@ -106,7 +110,7 @@ pub fn run_party<B: Backend>(
     let mut outputs = Vec::new();
     let mut layers: Vec<LayerMetrics> = Vec::new();
     for k in 0..inferences {
-        let input = inputs.map(|x| std::slice::from_ref(&x[k]));
+        let input = inputs.map(|x| x[k].as_slice());
         let (revealed, inference_layers) = runner.infer(input)?;
         crate::run::accumulate(&mut layers, inference_layers);
         if let Some(y) = revealed {
@@ -144,10 +148,10 @@ pub const THREE_PARTIES: Roles = Roles { names: &ROLE_NAMES, model_owner: 0, cli
 pub fn run_local_parties<T: Send>(
     roles: &Roles,
     weights: &dyn WeightSource,
-    inputs: &[RingTensor],
+    inputs: &[Inputs],
     fault: Option<Fault>,
     describe_error: impl Fn(&anyhow::Error) -> String + Sync,
-    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<&[RingTensor]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
+    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<&[Inputs]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
 ) -> Result<(Vec<T>, f64)> {
     let started = Instant::now();
     let bar = progress_bar();
@@ -223,11 +227,12 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     text
 }
 
-/// Runs `inputs` (already encoded) through Porthos with the three parties in this process.
+/// Runs `inputs` (already encoded, one entry per inference) through Porthos with the three
+/// parties in this process.
 pub fn run_porthos_local(
     program: &Program,
     weights: &dyn WeightSource,
-    inputs: &[RingTensor],
+    inputs: &[Inputs],
     variant: ProtocolVariant,
     fault: Option<Fault>,
 ) -> Result<SecureRun> {

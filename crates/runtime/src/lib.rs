@@ -8,4 +8,4 @@
 pub mod float;
 mod runner;
 
-pub use runner::{decode_output, encode_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};
+pub use runner::{decode_output, encode_input, encode_integer_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};

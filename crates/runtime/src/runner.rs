@@ -34,6 +34,13 @@ pub fn encode_input(x: &FloatTensor, scale: u32) -> RingTensor {
     x.map(|v| encode(v, scale))
 }
 
+/// The encoding of an integer input (`SecretInput::integer`): the exact integer, `v` as the
+/// ring element `v mod 2^64` (two's complement), not fixed point; the program raises it to
+/// its scale itself.
+pub fn encode_integer_input(shape: &[usize], values: &[i64]) -> RingTensor {
+    RingTensor::new(shape.to_vec(), values.iter().map(|&v| v as u64).collect()).expect("one value per element of the shape")
+}
+
 pub fn decode_output(y: &RingTensor, encoding: Encoding) -> FloatTensor {
     y.map(|v| encoding.decode(v))
 }
