@@ -29,7 +29,59 @@ pub struct Calibration {
     pub table: Vec<ScaleResult>,
     pub float_accuracy: Option<f64>,
     pub headroom: Vec<HeadroomIssue>,
+    /// Where the calibration data leaves the domain of a secure approximation (at the chosen
+    /// scale): the secure result there is the function's documented clamp.
+    pub domain_warnings: Vec<String>,
     pub scored_against_labels: bool,
+}
+
+/// Range of a node's values over the calibration set.
+#[derive(Clone, Copy)]
+struct Range {
+    min: f32,
+    max: f32,
+    min_abs: f32,
+    max_abs: f32,
+}
+
+impl Default for Range {
+    fn default() -> Self {
+        Range { min: f32::INFINITY, max: f32::NEG_INFINITY, min_abs: f32::INFINITY, max_abs: 0.0 }
+    }
+}
+
+impl Range {
+    fn observe(&mut self, value: &FloatTensor) {
+        for &v in value.data() {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            self.min_abs = self.min_abs.min(v.abs());
+            self.max_abs = self.max_abs.max(v.abs());
+        }
+    }
+}
+
+/// The secure approximations whose domain the calibration data leaves (see
+/// [`cryptflow_runtime::secure_domain`]).
+fn domain_warnings(hlil: &Graph, ranges: &[Range], scale: u32) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for node in &hlil.nodes {
+        let Some((operand, domain, function)) = cryptflow_runtime::secure_domain(&node.op, scale) else { continue };
+        let Some(&input) = node.inputs.get(operand) else { continue };
+        let r = ranges[input];
+        if r.min > r.max {
+            continue; // a weight: not observed, and divisions by weights are exact products
+        }
+        let (lo, hi) = if domain.of_magnitude { (r.min_abs, r.max_abs) } else { (r.min, r.max) };
+        if (lo as f64) < domain.lo || (hi as f64) > domain.hi {
+            let what = if domain.of_magnitude { "magnitudes" } else { "values" };
+            warnings.push(format!(
+                "`{}`: the calibration data reaches {what} {lo} to {hi} in {function}'s input `{}`, beyond the secure approximation's domain [{}, {}] at scale {scale}: secure results clamp there (see the README's table)",
+                node.name, hlil.nodes[input].name, domain.lo, domain.hi
+            ));
+        }
+    }
+    warnings
 }
 
 /// The predicted class of an output: its argmax over all elements, or the value itself for an
@@ -57,13 +109,14 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
             bail!("{} labels for {} calibration inputs", labels.len(), inputs.len());
         }
     }
-    let mut max_abs = vec![0f32; hlil.nodes.len()];
+    let mut ranges = vec![Range::default(); hlil.nodes.len()];
     let mut float_classes = Vec::with_capacity(inputs.len());
     let output_is_index = matches!(hlil.nodes[hlil.outputs[0]].op, cryptflow_ir::hlil::Op::ArgMax { .. });
     for x in inputs.floats(hlil)? {
-        let outputs = float::run_tracking_ranges(hlil, &x, &mut max_abs)?;
+        let outputs = float::run_observed(hlil, &x, |id, value| ranges[id].observe(value))?;
         float_classes.push(predicted_class(&outputs[0], output_is_index));
     }
+    let max_abs: Vec<f32> = ranges.iter().map(|r| r.max_abs).collect();
     let reference: Vec<i64> = labels.map(|l| l.to_vec()).unwrap_or_else(|| float_classes.clone());
     let float_accuracy = labels.map(|l| fraction_equal(&float_classes, l));
     let names: Vec<String> = hlil.nodes.iter().map(|n| n.name.clone()).collect();
@@ -105,7 +158,8 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
     let chosen = middle_of_best_plateau(&table).ok_or_else(|| anyhow::anyhow!("no scale could be evaluated"))?;
     let lowered = lower_optimized(hlil, &CompileOptions { scale: chosen, ..base.clone() })?;
     let headroom = check_headroom(&names, &max_abs, &lowered.fractional_bits);
-    Ok(Calibration { chosen, table, float_accuracy, headroom, scored_against_labels: labels.is_some() })
+    let domain_warnings = domain_warnings(hlil, &ranges, chosen);
+    Ok(Calibration { chosen, table, float_accuracy, headroom, domain_warnings, scored_against_labels: labels.is_some() })
 }
 
 fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {

@@ -85,6 +85,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();
+    let mut domain_warnings = Vec::new();
     if !args.calibrate.is_empty() {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
         if hlil.inputs.is_empty() {
@@ -98,6 +99,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         calibrate::print_table(&calibration);
         options.scale = calibration.chosen;
         headroom_issues = calibration.headroom;
+        domain_warnings = calibration.domain_warnings;
     }
     let compiled = athos_compile(loaded.graph, &options)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -112,6 +114,10 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         let level = if issue.severity == HeadroomSeverity::Overflow { "error" } else { "warning" };
         eprintln!("{level}: {issue}");
         report.notices.push(issue.to_string());
+    }
+    for warning in domain_warnings {
+        eprintln!("warning: {warning}");
+        report.notices.push(warning);
     }
     let r = &report;
     eprintln!(

@@ -41,6 +41,46 @@ pub use cryptflow_backend::{Backend, BackendError, Result, RingTensor, SharedBit
 /// Fractional bits inside the functions that need more precision than the program's scale.
 pub const INTERNAL_BITS: u32 = 16;
 
+/// The inputs over which a function's approximation holds; beyond them it returns its
+/// documented clamp, which differs from the true function (calibration warns when a model's
+/// data leaves a domain). The bounds apply to `|x|` when `of_magnitude` is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Domain {
+    pub lo: f64,
+    pub hi: f64,
+    pub of_magnitude: bool,
+}
+
+impl Domain {
+    pub fn contains(&self, x: f64) -> bool {
+        let v = if self.of_magnitude { x.abs() } else { x };
+        (self.lo..=self.hi).contains(&v)
+    }
+}
+
+/// [`exp`]'s domain.
+pub fn exp_domain() -> Domain {
+    Domain { lo: exp::EXP_LO, hi: exp::EXP_HI, of_magnitude: false }
+}
+
+/// The domain of [`reciprocal`] and of [`div`]'s divisor (magnitudes).
+pub fn reciprocal_domain() -> Domain {
+    Domain { lo: 2f64.powi(recip::RECIP_MIN_EXP), hi: 2f64.powi(recip::RECIP_MAX_EXP), of_magnitude: true }
+}
+
+/// The domain of [`sqrt`] and [`rsqrt`] at `scale`.
+pub fn root_domain(scale: u32) -> Domain {
+    Domain { lo: 2f64.powi(-2 * (scale as i32 / 2)), hi: 2f64.powi(2 * recip::ROOT_MAX_EXP), of_magnitude: false }
+}
+
+/// The domain of [`log`] at `scale`.
+pub fn log_domain(scale: u32) -> Domain {
+    Domain { lo: 2f64.powi(-(scale as i32)), hi: 2f64.powi(recip::LOG_MAX_EXP), of_magnitude: false }
+}
+
+/// The largest standard deviation of a group that [`normalize`] handles exactly.
+pub const NORMALIZE_MAX_STD: f64 = 64.0;
+
 /// Which form of GELU a model computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GeluForm {

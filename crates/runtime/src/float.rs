@@ -17,7 +17,9 @@ pub fn run_tracking_ranges(graph: &Graph, inputs: &[FloatTensor], max_abs: &mut 
     })
 }
 
-fn run_observed(graph: &Graph, inputs: &[FloatTensor], mut observe: impl FnMut(usize, &FloatTensor)) -> Result<Vec<FloatTensor>, ShapeError> {
+/// Like [`run`], calling `observe(node, value)` with the value of every node but the weights
+/// as it is computed.
+pub fn run_observed(graph: &Graph, inputs: &[FloatTensor], mut observe: impl FnMut(usize, &FloatTensor)) -> Result<Vec<FloatTensor>, ShapeError> {
     if inputs.len() != graph.inputs.len() {
         return Err(ShapeError::new(format!("the model takes {} inputs, {} given", graph.inputs.len(), inputs.len())));
     }

@@ -8,4 +8,23 @@
 pub mod float;
 mod runner;
 
+use cryptflow_ir::hlil::{Op, UnaryFn};
+use cryptflow_math::Domain;
+
 pub use runner::{decode_output, encode_input, encode_integer_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};
+
+/// For an HLIL operation whose secure evaluation approximates a function only over a domain
+/// (beyond it the documented clamp of `cryptflow-math`): the operand that must stay in the
+/// domain, the domain at `scale`, and the function's name. Calibration checks a model's data
+/// against it.
+pub fn secure_domain(op: &Op, scale: u32) -> Option<(usize, Domain, &'static str)> {
+    match op {
+        Op::Unary(UnaryFn::Exp) => Some((0, cryptflow_math::exp_domain(), "Exp")),
+        Op::Unary(UnaryFn::Reciprocal) => Some((0, cryptflow_math::reciprocal_domain(), "Reciprocal")),
+        Op::Div => Some((1, cryptflow_math::reciprocal_domain(), "the divisor of Div")),
+        Op::Unary(UnaryFn::Sqrt) => Some((0, cryptflow_math::root_domain(scale), "Sqrt")),
+        Op::Unary(UnaryFn::Rsqrt) => Some((0, cryptflow_math::root_domain(scale), "Rsqrt")),
+        Op::Unary(UnaryFn::Log) => Some((0, cryptflow_math::log_domain(scale), "Log")),
+        _ => None,
+    }
+}
