@@ -321,6 +321,7 @@ impl<'g> Importer<'g> {
                 skipped.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
             ));
         }
+        crate::fuse::fuse_activations(&mut self.graph);
         // Graph outputs keep their TensorFlow names.
         set_outputs(&mut self.graph, outs).map_err(TfError::Model)
     }

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 mod attrs;
 mod consts;
+mod fuse;
 mod import;
 mod math;
 mod ops;

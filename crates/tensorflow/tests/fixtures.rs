@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use cryptflow_athos::{compile, CompileOptions};
 use cryptflow_backend::cleartext::Cleartext;
 use cryptflow_frontend::testing::{fixtures_root, read_npy, softmax_last_axis};
-use cryptflow_ir::hlil::{Graph, Op};
+use cryptflow_ir::hlil::{Graph, Op, UnaryFn};
 use cryptflow_runtime::{decode_output, encode_input, float, Runner};
 use cryptflow_tensor::{FloatTensor, Layout, Tensor};
 use cryptflow_tensorflow::{import_file, ImportOptions, Imported};
@@ -347,4 +347,42 @@ fn keras_patterns_become_single_hlil_operations() {
     assert_eq!(count(&dense.graph, "BatchNorm"), 1, "{}", dense.graph);
     let compiled = compile(dense.graph.clone(), &CompileOptions::default()).unwrap();
     assert_eq!(compiled.report.passes.batch_norms_as_multiply_add, 1);
+}
+
+/// Keras activations written as chains of TensorFlow operations become the single function
+/// of the secure math library they compute; batched products stay one HLIL MatMul.
+#[test]
+fn keras_activations_become_math_library_functions() {
+    let act = import_named("keras_activations");
+    let g = &act.graph;
+    let has = |f: UnaryFn| g.nodes.iter().any(|n| n.op == Op::Unary(f));
+    for f in [
+        UnaryFn::Sigmoid,
+        UnaryFn::Tanh,
+        UnaryFn::Gelu,
+        UnaryFn::GeluTanh,
+        UnaryFn::HardSigmoid { alpha: 1.0 / 6.0, beta: 0.5 },
+        UnaryFn::HardSwish,
+        UnaryFn::Silu,
+        UnaryFn::Elu { alpha: 1.0 },
+        UnaryFn::Elu { alpha: 0.5 },
+        UnaryFn::Softplus,
+        UnaryFn::Exp,
+    ] {
+        assert!(has(f), "no {f:?} in\n{g}");
+    }
+    assert_eq!(count(g, "Prelu"), 1, "{g}");
+    assert_eq!(count(g, "LogSoftmax"), 1, "{g}");
+    assert_eq!(count(g, "Softmax"), 1, "{g}");
+    // What is left of the chains: Selu's scale, softsign's division.
+    assert_eq!(count(g, "Mul"), 0, "{g}");
+    assert_eq!(count(g, "Erf"), 0, "{g}");
+
+    let ln = import_named("keras_layernorm");
+    assert_eq!(count(&ln.graph, "Prelu"), 1, "{}", ln.graph);
+    assert_eq!(count(&ln.graph, "Rsqrt"), 2, "{}", ln.graph);
+
+    let bmm = import_named("tf_batch_matmul");
+    let batched = bmm.graph.nodes.iter().filter(|n| n.op == Op::MatMul && bmm.graph.nodes[n.inputs[1]].shape.len() > 2).count();
+    assert_eq!(batched, 6, "{}", bmm.graph); // five BatchMatMuls and the batched constant product
 }
