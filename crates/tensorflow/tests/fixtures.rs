@@ -204,7 +204,10 @@ fn fixtures_cover_the_required_operations() {
         "MaxPool3D", "AvgPool3D", "FusedBatchNorm", "FusedBatchNormV3", "Mean", "Sum", "Pad", "PadV2", "ConcatV2",
         "Reshape", "Squeeze", "ExpandDims", "Transpose", "Slice", "StridedSlice", "Split", "SplitV", "Pack", "Identity",
         "Const", "Placeholder", "ArgMax", "Softmax", "Shape", "Rsqrt", "NoOp", "Switch", "Merge", "Assert",
-        "StopGradient", "PlaceholderWithDefault",
+        "StopGradient", "PlaceholderWithDefault", "Sigmoid", "Tanh", "Erf", "Erfc", "Exp", "Log", "Sqrt",
+        "Reciprocal", "Inv", "Square", "Pow", "SquaredDifference", "Abs", "Elu", "Selu", "Softplus", "Softsign",
+        "Maximum", "Minimum", "Div", "Max", "Min", "LogSoftmax", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3",
+        "ResizeNearestNeighbor", "ResizeBilinear", "Tile", "BroadcastTo", "Relu6", "SelectV2", "Greater",
     ];
     let missing: Vec<&str> = required.iter().copied().filter(|r| !ops.iter().any(|o| o == r)).collect();
     assert!(missing.is_empty(), "no fixture uses {missing:?}");
