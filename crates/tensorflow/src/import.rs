@@ -78,6 +78,11 @@ pub struct Importer<'g> {
     /// Names to give HLIL nodes once the current node is imported (fused nodes are named
     /// after the TensorFlow node whose value they produce).
     pub pending_names: Vec<(NodeId, String)>,
+    /// [`ImportOptions::strip_output_softmax`].
+    pub strip_output_softmax: bool,
+    /// `Select`/`SelectV2` nodes recognised as Keras' ELU with `alpha != 1`
+    /// (`select(x > 0, elu(x), alpha * elu(x))`), with their `x` and `alpha`.
+    pub elu_selects: HashMap<usize, (NodeId, f32)>,
 }
 
 pub fn import(g: &GraphDef, options: &ImportOptions) -> Result<Imported, TfError> {
@@ -146,6 +151,8 @@ pub fn import(g: &GraphDef, options: &ImportOptions) -> Result<Imported, TfError
         consumers,
         sinks,
         pending_names: Vec::new(),
+        strip_output_softmax: options.strip_output_softmax,
+        elu_selects: HashMap::new(),
     };
     imp.load_inputs(&needed, options)?;
     let order = topological_order(nodes, &producers, &needed, &imp.done)?;
@@ -314,6 +321,7 @@ impl<'g> Importer<'g> {
                 skipped.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
             ));
         }
+        crate::fuse::fuse_activations(&mut self.graph);
         // Graph outputs keep their TensorFlow names.
         set_outputs(&mut self.graph, outs).map_err(TfError::Model)
     }

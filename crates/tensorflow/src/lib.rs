@@ -17,8 +17,30 @@
 //!   `[C_in, C_out/groups, K...]`). `SAME` padding is computed as TensorFlow does (the extra
 //!   pad goes at the end).
 //! - Graph outputs are the nodes no other node reads (ignoring `NoOp`, `Assert`, constants and
-//!   dead branches). A `Softmax` whose result only reaches outputs is compiled away, as in the
-//!   ONNX front end (it preserves the argmax; outputs are then logits).
+//!   dead branches). `Softmax` and `LogSoftmax` (over the last axis) are computed wherever they
+//!   are; one whose result only reaches outputs is compiled away, with a notice, only with
+//!   [`ImportOptions::strip_output_softmax`] and a tensor of rank 2 or more (it then preserves
+//!   the prediction; outputs are logits).
+//! - Non-linear operations of computed tensors lower to the secure math library's HLIL
+//!   operations: `Sigmoid`, `Tanh`, `Erf`, `Erfc`, `Exp`, `Log`, `Rsqrt`, `Sqrt`,
+//!   `Reciprocal`/`Inv`, `Abs`, `Softplus`, `Elu`, `Selu`, `Softsign` (HLIL `Unary`, with
+//!   scalar arithmetic where needed); `Pow` by a constant scalar (integers up to 16 by repeated
+//!   multiplication, a negative one then a reciprocal; 0.5 `Sqrt`, -0.5 `Rsqrt`);
+//!   `SquaredDifference`; `Maximum`/`Minimum` and `RealDiv`/`Div` of two computed tensors
+//!   (`Max`/`Min`/`Div`; `c / x` for a scalar `c` is a scaled reciprocal); `Max`/`Min`
+//!   reductions (`ReduceMax`/`ReduceMin`; over all NHWC spatial axes, global max pooling);
+//!   `BatchMatMul`/`V2`/`V3` with `adj_x`/`adj_y` and batched operands on either side (one
+//!   batched HLIL `MatMul`); `ResizeNearestNeighbor` and `ResizeBilinear` with TensorFlow's
+//!   `align_corners`, `half_pixel_centers` and legacy coordinate mappings (gathers of rows and
+//!   columns, and public interpolation weights: `MulConst` + `Add`); `Tile`/`BroadcastTo` of
+//!   computed tensors (gathers; `tf.repeat`, as Keras' nearest `UpSampling2D` writes it).
+//! - Keras' composite activations become one math-library function: chains of elementwise
+//!   operations of one tensor (GELU in its erf(c) and tanh forms, swish/SiLU, hard sigmoid,
+//!   hard swish) are identified by evaluating them against the candidate functions; PReLU's
+//!   `relu(x) - alpha * relu(-x)` becomes `Prelu`; ELU with `alpha != 1`
+//!   (`select(x > 0, elu(x), alpha * elu(x))`) becomes one `Elu`. Layer normalisation as Keras
+//!   freezes it (`Mean`, `SquaredDifference`, `Mean`, `AddV2`, `Rsqrt`, `Mul`, `Neg`, ...) is
+//!   imported operation by operation.
 //! - Nothing here panics on malformed input: every problem is a [`TfError`] naming the node
 //!   (name and op type) involved.
 //!
@@ -28,7 +50,9 @@ use std::path::{Path, PathBuf};
 
 mod attrs;
 mod consts;
+mod fuse;
 mod import;
+mod math;
 mod ops;
 
 /// The generated protobuf types of TensorFlow's `graph.proto` and its imports (TensorFlow
@@ -69,7 +93,11 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Conv3D",
     "Conv3DBackpropInputV2",
     "DepthwiseConv2dNative",
+    "Elu",
     "Equal",
+    "Erf",
+    "Erfc",
+    "Exp",
     "ExpandDims",
     "Fill",
     "Floor",
@@ -83,9 +111,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "GreaterEqual",
     "Identity",
     "IdentityN",
+    "Inv",
     "LeakyRelu",
     "Less",
     "LessEqual",
+    "Log",
+    "LogSoftmax",
     "LogicalAnd",
     "LogicalNot",
     "LogicalOr",
@@ -108,6 +139,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "PadV2",
     "Placeholder",
     "PlaceholderWithDefault",
+    "Pow",
     "PreventGradient",
     "Prod",
     "Range",
@@ -117,25 +149,33 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Relu",
     "Relu6",
     "Reshape",
+    "ResizeBilinear",
+    "ResizeNearestNeighbor",
     "Rsqrt",
     "Select",
     "SelectV2",
+    "Selu",
     "Shape",
+    "Sigmoid",
     "Size",
     "Slice",
     "Snapshot",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "SpaceToBatchND",
     "Split",
     "SplitV",
     "Sqrt",
     "Square",
+    "SquaredDifference",
     "Squeeze",
     "StopGradient",
     "StridedSlice",
     "Sub",
     "Sum",
     "Switch",
+    "Tanh",
     "Tile",
     "Transpose",
     "Unpack",
@@ -144,14 +184,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
 
 /// Operations of [`SUPPORTED_OPS`] accepted only when every input is a constant known at
 /// import time (they are evaluated then). Some others accept computed tensors only in
-/// particular forms: `Max` over all spatial axes (global max pooling), `Maximum`/`Minimum`
-/// with a scalar constant (a clip), `SpaceToBatchND`/`BatchToSpaceND` around a convolution
-/// (a dilated convolution), `Switch` with a constant predicate, `Softmax` at the output.
+/// particular forms: `SpaceToBatchND`/`BatchToSpaceND` around a convolution (a dilated
+/// convolution), `Switch` with a constant predicate, `Pow` with a constant scalar exponent,
+/// `Greater` of a computed tensor only as the condition of Keras' ELU (`x > 0` selecting
+/// between `elu(x)` and `alpha * elu(x)`), `Select`/`SelectV2` only there.
 pub const CONSTANT_ONLY_OPS: &[&str] = &[
-    "Abs",
     "All",
     "Any",
-    "BroadcastTo",
     "Ceil",
     "Equal",
     "Fill",
@@ -166,17 +205,12 @@ pub const CONSTANT_ONLY_OPS: &[&str] = &[
     "LogicalAnd",
     "LogicalNot",
     "LogicalOr",
-    "Min",
     "NotEqual",
     "OnesLike",
     "Prod",
     "Range",
-    "Reciprocal",
-    "Rsqrt",
     "Select",
     "SelectV2",
-    "Sqrt",
-    "Tile",
     "ZerosLike",
 ];
 

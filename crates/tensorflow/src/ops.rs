@@ -12,7 +12,7 @@ use cryptflow_frontend::eval::{
     Reduction,
 };
 use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
-use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
+use cryptflow_frontend::lower::matmul_shapes;
 use cryptflow_frontend::{Arith, Const, Data, Lowering, NodeContext};
 use cryptflow_ir::hlil::{NodeId, Op};
 use cryptflow_tensor::{num_elements as elements, ConvGeometry, Layout, PoolGeometry};
@@ -91,6 +91,8 @@ impl Importer<'_> {
             "Sub" => one(self.arith(cx, Arith::Sub)?),
             "Mul" => one(self.arith(cx, Arith::Mul)?),
             "RealDiv" | "Div" => one(self.arith(cx, Arith::Div)?),
+            "Pow" => one(self.pow(cx)?),
+            "SquaredDifference" => one(self.squared_difference(cx)?),
             "FloorDiv" => one(self.arith(cx, Arith::FloorDiv)?),
             "FloorMod" => one(self.arith(cx, Arith::FloorMod)?),
             "Maximum" => one(self.arith(cx, Arith::Maximum)?),
@@ -99,11 +101,19 @@ impl Importer<'_> {
             "BiasAdd" => one(self.bias_add(cx)?),
             "Neg" | "Relu" | "Relu6" | "LeakyRelu" | "Square" => one(self.activation(cx)?),
             "ClipByValue" => one(self.clip_by_value(cx)?),
+            "Rsqrt" | "Sqrt" | "Reciprocal" | "Abs" if matches!(self.input(cx, 0)?, Value::Node(_)) => one(self.unary(cx)?),
             "Rsqrt" | "Sqrt" | "Reciprocal" | "Floor" | "Ceil" | "Abs" | "LogicalNot" => one(self.const_unary(cx)?),
+            "Sigmoid" | "Tanh" | "Erf" | "Erfc" | "Exp" | "Log" | "Inv" | "Softplus" | "Elu" | "Selu" | "Softsign" => {
+                one(self.unary(cx)?)
+            }
+            "Greater" | "Less" if matches!(self.input(cx, 0)?, Value::Node(_)) => one(self.elu_condition(cx)?),
             "Equal" | "NotEqual" | "Less" | "LessEqual" | "Greater" | "GreaterEqual" | "LogicalAnd" | "LogicalOr" => {
                 one(self.const_compare(cx)?)
             }
-            "Select" | "SelectV2" => one(self.select(cx)?),
+            "Select" | "SelectV2" => match self.elu_select(cx) {
+                Some(v) => one(v?),
+                None => one(self.select(cx)?),
+            },
             "Fill" => one(self.fill(cx)?),
             "ZerosLike" | "OnesLike" => {
                 let x = self.input(cx, 0)?;
@@ -136,7 +146,8 @@ impl Importer<'_> {
             "Pad" | "PadV2" => one(self.pad(cx)?),
             "Mean" | "Sum" | "Max" | "Min" | "Prod" | "All" | "Any" => one(self.reduce(cx)?),
             "ArgMax" => one(self.argmax(cx)?),
-            "Softmax" => one(self.softmax(cx)?),
+            "Softmax" | "LogSoftmax" => one(self.softmax(cx)?),
+            "ResizeNearestNeighbor" | "ResizeBilinear" => one(self.resize(cx)?),
             "Conv2D" | "Conv3D" | "DepthwiseConv2dNative" => {
                 let x = self.node(cx, 0)?;
                 let f = self.input(cx, 1)?;
@@ -231,7 +242,11 @@ impl Importer<'_> {
         }
         let an = cx.input_name(0);
         let bn = cx.input_name(1);
-        self.arith_values(cx, kind, (&an, &a), (&bn, &b), &cx.name.clone())
+        match kind {
+            Arith::Div => self.divide(cx, &cx.name.clone(), (&an, &a), (&bn, &b)),
+            Arith::Maximum | Arith::Minimum => self.extremum(cx, kind, (&an, &a), (&bn, &b)),
+            _ => self.arith_values(cx, kind, (&an, &a), (&bn, &b), &cx.name.clone()),
+        }
     }
 
     /// `x * scale` followed (as the product's only use) by `+ shift` or `- shift`, with
@@ -441,12 +456,17 @@ impl Importer<'_> {
 
     fn tile(&mut self, cx: &Cx) -> R<Value> {
         cx.need_inputs(2)?;
-        let x = self.const_input(cx, 0, "input")?;
+        let xv = self.input(cx, 0)?;
         let reps = self.ints_input(cx, 1, "multiples")?;
-        if reps.len() != x.shape.len() {
-            return Err(cx.invalid(format!("multiples {reps:?} do not match rank {}", x.shape.len())));
+        let rank = self.shape(&xv).len();
+        if reps.len() != rank {
+            return Err(cx.invalid(format!("multiples {reps:?} do not match rank {rank}")));
         }
         let reps = cx.dims(&reps, "multiple")?;
+        let x = match xv {
+            Value::Const(c) => c,
+            v => return self.tile_computed(cx, v, &reps),
+        };
         let mut c = (*x).clone();
         for (axis, &t) in reps.iter().enumerate() {
             if t == 1 {
@@ -463,13 +483,18 @@ impl Importer<'_> {
 
     fn broadcast_to(&mut self, cx: &Cx) -> R<Value> {
         cx.need_inputs(2)?;
-        let x = self.const_input(cx, 0, "input")?;
+        let xv = self.input(cx, 0)?;
         let dims = self.ints_input(cx, 1, "shape")?;
         let target = cx.target_shape(&dims)?;
-        let out = broadcast_shapes(&x.shape, &target).map_err(|e| cx.shape_err(e))?;
+        let xs = self.shape(&xv);
+        let out = broadcast_shapes(&xs, &target).map_err(|e| cx.shape_err(e))?;
         if out != target {
-            return Err(cx.shape_err(format!("cannot broadcast {:?} to {target:?}", x.shape)));
+            return Err(cx.shape_err(format!("cannot broadcast {xs:?} to {target:?}")));
         }
+        let x = match xv {
+            Value::Const(c) => c,
+            v => return self.broadcast_computed(cx, v, &target),
+        };
         self.check_generated(cx, &out, elements(&out), x.len())?;
         Ok(Value::Const(Rc::new(x.broadcast_to(&out).map_err(|e| cx.shape_err(e))?)))
     }
@@ -779,19 +804,21 @@ impl Importer<'_> {
             let spatial = |layout| r.axes == spatial_axes(layout, s.len());
             match op.as_str() {
                 "Mean" | "Sum" => imp.mean_or_sum(cx, &name, id, r, op == "Sum"),
-                "Max" if (3..=5).contains(&s.len()) && (spatial(Layout::ChannelsLast) || spatial(Layout::ChannelsFirst)) => {
-                    // Global max pooling.
-                    let layout = if r.axes[0] == 1 { Layout::ChannelsLast } else { Layout::ChannelsFirst };
+                "Max" if (3..=5).contains(&s.len()) && spatial(Layout::ChannelsLast) => {
+                    // Global max pooling (NHWC, as Keras' GlobalMaxPooling writes it).
+                    let layout = Layout::ChannelsLast;
                     let ca = channel_axis(layout, s.len());
                     let input: Vec<usize> = r.axes.iter().map(|&a| s[a]).collect();
                     let g = global_max_pool(layout, s[0], s[ca], input);
                     let m = imp.emit(cx, format!("{name}/maxpool"), Op::MaxPool(g), &[id])?;
                     imp.reshape_value(cx, name, &Value::Node(m), r.out)
                 }
-                _ => Err(cx.unsupported(format!(
-                    "{op} of a computed tensor is not supported (only of constants{})",
-                    if op == "Max" { ", and Max over all spatial axes as global max pooling" } else { "" }
-                ))),
+                "Max" | "Min" => {
+                    let (axes, keep_dims) = (r.axes, r.keep_dims);
+                    let op = if op == "Max" { Op::ReduceMax { axes, keep_dims } } else { Op::ReduceMin { axes, keep_dims } };
+                    Ok(Value::Node(imp.emit(cx, name, op, &[id])?))
+                }
+                _ => Err(cx.unsupported(format!("{op} of a computed tensor is not supported (only of constants)"))),
             }
         })
     }
@@ -810,17 +837,6 @@ impl Importer<'_> {
         let axis = cx.axis(axis[0], r, "dimension")?;
         let x = self.node(cx, 0)?;
         self.argmax_value(cx, cx.name.clone(), x, axis, false)
-    }
-
-    fn softmax(&mut self, cx: &Cx) -> R<Value> {
-        let x = self.input(cx, 0)?;
-        if let Err((node, op)) = self.only_reaches_outputs(cx.index) {
-            return Err(cx.unsupported(softmax_not_at_output("Softmax", &cx.name, &node, &op)));
-        }
-        if matches!(x, Value::Node(_)) {
-            self.notices.push(softmax_compiled_away("Softmax", &cx.name));
-        }
-        Ok(x)
     }
 
     // ---- convolutions and pooling --------------------------------------------------------
@@ -1318,6 +1334,15 @@ impl Importer<'_> {
                 }
             }
             return Ok(Value::Const(Rc::new(Const::new_f(vec![m, n], out))));
+        }
+        let batched = |v: &[usize]| v.len() > 2 && v[..v.len() - 2].iter().any(|&d| d != 1);
+        if s.a.len() >= 2 && (batched(&s.b) || (batched(&s.a) && matches!(a.1, Value::Const(_)))) {
+            // A batched right operand (or a batched constant left one): one HLIL MatMul of
+            // the two operands, whose batch axes broadcast.
+            let x = self.node_of(cx, a.0, a.1)?;
+            let y = self.node_of(cx, b.0, b.1)?;
+            let id = self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[x, y])?;
+            return self.reshape_value(cx, format!("{base}/reshape"), &Value::Node(id), s.out);
         }
         self.matmul_lowered(cx, base, a, b, s)
     }

@@ -143,9 +143,9 @@ fn a_constant_switch_keeps_the_live_branch() {
 
 #[test]
 fn unsupported_operations_name_the_node_its_type_and_the_supported_list() {
-    let err = import(vec![placeholder("x", &[1, 4]), node("my_erf", "Erf", &["x"], vec![])]).unwrap_err();
+    let err = import(vec![placeholder("x", &[1, 4]), node("my_fft", "FFT", &["x"], vec![])]).unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with("node `my_erf` (Erf): unsupported operation; supported TensorFlow operations: "), "{text}");
+    assert!(text.starts_with("node `my_fft` (FFT): unsupported operation; supported TensorFlow operations: "), "{text}");
     for op in ["Conv2D", "DepthwiseConv2dNative", "FusedBatchNormV3", "StridedSlice", "Softmax"] {
         assert!(text.contains(op), "{text}");
     }
@@ -156,24 +156,94 @@ fn unsupported_operations_name_the_node_its_type_and_the_supported_list() {
 }
 
 #[test]
-fn softmax_is_compiled_away_only_at_the_output() {
-    let imported = import(vec![
-        placeholder("x", &[1, 4]),
-        node("probs", "Softmax", &["x"], vec![]),
-        node("Identity", "Identity", &["probs"], vec![]),
-    ])
-    .unwrap();
+fn softmax_is_computed_unless_stripped_at_the_output() {
+    let nodes = || {
+        vec![
+            placeholder("x", &[1, 4]),
+            node("probs", "Softmax", &["x"], vec![]),
+            node("Identity", "Identity", &["probs"], vec![]),
+        ]
+    };
+    // By default the model's outputs are computed as the model says.
+    let imported = import(nodes()).unwrap();
+    assert!(imported.notices.is_empty(), "{:?}", imported.notices);
+    assert!(imported.graph.nodes.iter().any(|n| n.op == Op::Softmax { axis: 1 }), "{}", imported.graph);
+    // With strip_output_softmax, compiled away with a notice.
+    let options = ImportOptions { strip_output_softmax: true, ..Default::default() };
+    let imported = import_graph_def(&GraphDef { node: nodes(), ..Default::default() }, &options).unwrap();
     assert_eq!(
         imported.notices,
         ["Softmax `probs` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)"]
     );
-    let err = import(vec![
+    assert!(!imported.graph.nodes.iter().any(|n| matches!(n.op, Op::Softmax { .. })));
+    // Inside the graph, and on a rank-1 tensor (whose axis may be the batch), always computed.
+    let inner = vec![
         placeholder("x", &[1, 4]),
         node("probs", "Softmax", &["x"], vec![]),
-        node("relu", "Relu", &["probs"], vec![]),
+        node("relu", "LogSoftmax", &["probs"], vec![]),
+    ];
+    let imported = import_graph_def(&GraphDef { node: inner, ..Default::default() }, &options).unwrap();
+    let ops: Vec<&str> = imported.graph.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["Input", "Softmax"], "LogSoftmax at the output is compiled away: {}", imported.graph);
+    let rank1 = vec![placeholder("x", &[4]), node("probs", "Softmax", &["x"], vec![])];
+    let imported = import_graph_def(&GraphDef { node: rank1, ..Default::default() }, &options).unwrap();
+    assert!(imported.graph.nodes.iter().any(|n| n.op == Op::Softmax { axis: 0 }), "{}", imported.graph);
+}
+
+/// Unsupported forms of the non-linear operations are clear errors.
+#[test]
+fn nonlinear_operation_errors() {
+    let err = |nodes: Vec<NodeDef>| import(nodes).unwrap_err().to_string();
+    let e = err(vec![placeholder("x", &[1, 4]), const_f("p", &[], &[0.3]), node("y", "Pow", &["x", "p"], vec![])]);
+    assert!(e.contains("Pow with the exponent 0.3 is not supported"), "{e}");
+    let e = err(vec![placeholder("x", &[1, 4]), const_f("b", &[], &[2.0]), node("y", "Pow", &["b", "x"], vec![])]);
+    assert!(e.contains("only constant exponents"), "{e}");
+    let e = err(vec![placeholder("x", &[1, 4]), const_f("p", &[2], &[2.0, 3.0]), node("y", "Pow", &["x", "p"], vec![])]);
+    assert!(e.contains("the exponent must be a single constant"), "{e}");
+    let e = err(vec![
+        placeholder("x", &[1, 2, 2, 1]),
+        const_i("size", &[2], &[4, 4]),
+        node("y", "ResizeBilinear", &["x", "size"], vec![("align_corners", attr_value::Value::B(true)), ("half_pixel_centers", attr_value::Value::B(true))]),
+    ]);
+    assert!(e.contains("align_corners and half_pixel_centers cannot both be true"), "{e}");
+    let e = err(vec![placeholder("x", &[1, 2, 2]), const_i("size", &[2], &[4, 4]), node("y", "ResizeNearestNeighbor", &["x", "size"], vec![])]);
+    assert!(e.contains("NHWC tensor of rank 4"), "{e}");
+    let e = err(vec![
+        placeholder("x", &[1, 4]),
+        const_f("z", &[], &[0.0]),
+        node("g", "Greater", &["x", "z"], vec![]),
+        node("y", "SelectV2", &["g", "x", "z"], vec![]),
+    ]);
+    assert!(e.contains("comparisons of computed tensors are not supported"), "{e}");
+    let e = err(vec![placeholder("x", &[1, 4]), const_i("a", &[1], &[1]), node("y", "Prod", &["x", "a"], vec![])]);
+    assert!(e.contains("Prod of a computed tensor is not supported"), "{e}");
+}
+
+/// `Pow` by integers is repeated multiplication, by -1 a reciprocal; `RealDiv` by a computed
+/// tensor an HLIL `Div`, `2 / x` a scaled reciprocal; `Maximum` of two tensors an HLIL `Max`.
+#[test]
+fn pow_division_and_extrema_lower_to_the_math_library() {
+    let imported = import(vec![
+        placeholder("x", &[1, 4]),
+        const_f("p5", &[], &[5.0]),
+        node("x5", "Pow", &["x", "p5"], vec![]),
+        const_f("m1", &[1, 1], &[-1.0]),
+        node("r", "Pow", &["x5", "m1"], vec![]),
+        node("d", "RealDiv", &["r", "x"], vec![]),
+        const_f("two", &[], &[2.0]),
+        node("q", "RealDiv", &["two", "d"], vec![]),
+        node("y", "Maximum", &["q", "x"], vec![]),
     ])
-    .unwrap_err();
-    assert!(err.to_string().contains("here `probs` feeds node `relu` (Relu)"), "{err}");
+    .unwrap();
+    let g = &imported.graph;
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["Input", "Mul", "Mul", "Mul", "Reciprocal", "Div", "Reciprocal", "MulScalar", "Max"], "{g}");
+    let x = Tensor::new(vec![1, 4], vec![0.5, 1.5, -2.0, 3.0]).unwrap();
+    let y = eval(g, &x).remove(0);
+    for (i, &v) in x.data().iter().enumerate() {
+        let want = (2.0 / (v.powi(-5) / v)).max(v);
+        assert!((y.data()[i] - want).abs() <= 1e-4 * want.abs().max(1.0), "{i}: {} vs {want}", y.data()[i]);
+    }
 }
 
 #[test]
