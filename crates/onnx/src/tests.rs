@@ -147,7 +147,7 @@ fn run(g: &Graph, inputs: &[FloatTensor]) -> Vec<FloatTensor> {
         values[id] = Some(x.clone());
     }
     for (id, node) in g.nodes.iter().enumerate() {
-        if matches!(node.op, Op::Input) {
+        if matches!(node.op, Op::Input | Op::IntegerInput) {
             continue;
         }
         let args: Vec<&FloatTensor> = node.inputs.iter().map(|&i| values[i].as_ref().unwrap()).collect();
@@ -211,12 +211,12 @@ fn malformed_protobuf_is_a_decode_error() {
 }
 
 #[test]
-fn opsets_outside_7_to_21_are_rejected() {
-    for v in [1, 6, 22, 100] {
+fn opsets_outside_7_to_28_are_rejected() {
+    for v in [1, 6, 29, 100] {
         let m = B::new(v).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y");
         let e = m.import().unwrap_err();
         assert!(matches!(e, OnnxError::UnsupportedOpset(_)), "{e}");
-        assert!(e.to_string().contains(&format!("opset {v}")) && e.to_string().contains("7 to 21"), "{e}");
+        assert!(e.to_string().contains(&format!("opset {v}")) && e.to_string().contains("7 to 28"), "{e}");
     }
     let mut model = B::new(13).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y").model();
     model.opset_import[0].domain = Some("com.microsoft".into());
@@ -226,8 +226,8 @@ fn opsets_outside_7_to_21_are_rejected() {
 
 #[test]
 fn unsupported_op_names_node_and_lists_supported_ops() {
-    let e = B::new(13).input("x", &[1, 4]).node("Sigmoid", &["x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("n0_Sigmoid") && e.contains("(Sigmoid)"), "{e}");
+    let e = B::new(13).input("x", &[1, 4]).node("LpNormalization", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("n0_LpNormalization") && e.contains("(LpNormalization)"), "{e}");
     assert!(e.contains("supported operators") && e.contains("Conv") && e.contains("MatMul") && e.contains("Gemm"), "{e}");
     let mut m = B::new(13).input("x", &[1, 4]).node("FusedConv", &["x"], &["y"], vec![]).output("y");
     m.nodes[0].domain = Some("com.microsoft".into());
@@ -372,8 +372,8 @@ fn inputs_without_shapes_need_input_shapes_and_non_float_inputs_are_rejected() {
     let mut o = ImportOptions::default();
     o.input_shapes.insert("x".into(), vec![2, 2]);
     assert_eq!(out_shape(&import_bytes(&m.bytes(), &o).unwrap()), [2, 2]);
-    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 7));
-    assert!(m.err().contains("INT64"));
+    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 9));
+    assert!(m.err().contains("BOOL"));
 }
 
 #[test]
@@ -459,13 +459,24 @@ fn scalar_broadcast_that_grows_the_rank_reshapes() {
 }
 
 #[test]
-fn division_by_computed_values_is_unsupported() {
-    let e = B::new(13).input("x", &[1, 2]).node("Div", &["x", "x"], &["y"], vec![]).output("y").import().unwrap_err();
-    assert!(matches!(e, OnnxError::UnsupportedOp { .. }) && e.to_string().contains("division"), "{e}");
-    let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![1.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("division"), "{e}");
+fn division_by_computed_values() {
+    // Two computed tensors: HLIL Div, with broadcasting.
+    let imp = B::new(13).input("x", &[2, 2]).f("w", &[2, 1], vec![1.0, 2.0]).node("Add", &["x", "w"], &["d"], vec![])
+        .node("Div", &["x", "d"], &["y"], vec![]).output("y").ok();
+    assert!(ops(&imp.graph).contains(&"Div"), "{:?}", ops(&imp.graph));
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    close(run1(&imp, x.to_vec()).data(), &[1.0 / 2.0, 2.0 / 3.0, 3.0 / 5.0, 4.0 / 6.0]);
+    // A constant tensor divided by a computed one: the weight is the dividend.
+    let imp = B::new(13).input("x", &[1, 2]).f("c", &[1, 2], vec![3.0, 4.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").ok();
+    close(run1(&imp, vec![2.0, 8.0]).data(), &[1.5, 0.5]);
+    // A scalar constant divided by a computed tensor: a public multiple of the reciprocal.
+    let imp = B::new(13).input("x", &[1, 2]).f("c", &[], vec![3.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Reciprocal", "MulScalar"]);
+    close(run1(&imp, vec![2.0, -4.0]).data(), &[1.5, -0.75]);
     let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![0.0]).node("Div", &["x", "c"], &["y"], vec![]).output("y").err();
     assert!(e.contains("division by the constant 0"), "{e}");
+    let e = B::new(13).input("x", &[1, 2]).input("z", &[1, 3]).node("Div", &["x", "z"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("shape error"), "{e}");
 }
 
 #[test]
@@ -698,30 +709,90 @@ fn dropout_argmax_and_cast() {
     assert!(e.contains("mask"), "{e}");
 }
 
+fn softmax_rows(x: &[f32], n: usize, log: bool) -> Vec<f32> {
+    x.chunks(n)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = r.iter().map(|v| (v - m).exp()).sum();
+            r.iter().map(move |v| if log { v - m - s.ln() } else { (v - m).exp() / s }).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strip() -> ImportOptions {
+    ImportOptions { strip_output_softmax: true, ..Default::default() }
+}
+
 #[test]
-fn softmax_only_at_the_output() {
+fn softmax_is_computed_unless_stripped_at_the_output() {
     let m = B::new(13)
         .input("x", &[1, 4])
         .node("Softmax", &["x"], &["p"], vec![])
         .node("Identity", &["p"], &["prob"], vec![])
         .output("prob");
+    // By default the output is computed.
     let imp = m.ok();
+    assert!(imp.notices.is_empty(), "{:?}", imp.notices);
+    assert!(ops(&imp.graph).contains(&"Softmax"));
+    let g = &imp.graph;
+    assert_eq!(g.nodes[g.outputs[0]].name, "prob");
+    close(run1(&imp, vec![1., 2., 3., 4.]).data(), &softmax_rows(&[1., 2., 3., 4.], 4, false));
+    // Stripped on request, with a notice.
+    let imp = import_bytes(&m.bytes(), &strip()).unwrap();
     assert_eq!(
         imp.notices,
         ["Softmax `p` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)"]
     );
-    let g = &imp.graph;
-    assert_eq!(g.nodes[g.outputs[0]].name, "prob");
+    assert_eq!(imp.graph.nodes[imp.graph.outputs[0]].name, "prob");
     close(run1(&imp, vec![1., 2., 3., 4.]).data(), &[1., 2., 3., 4.]);
-    let e = B::new(13)
-        .input("x", &[1, 4])
-        .node("Softmax", &["x"], &["p"], vec![])
+    // Over the batch axis (axis 0 of [4, 1]) or a rank-1 output: computed, with a notice.
+    for (shape, axis) in [(&[4i64, 1][..], 0), (&[4][..], 0)] {
+        let m = B::new(13).input("x", shape).node("Softmax", &["x"], &["p"], vec![ai("axis", axis)]).output("p");
+        let imp = import_bytes(&m.bytes(), &strip()).unwrap();
+        assert!(imp.notices.iter().any(|n| n.contains("is computed")), "{:?}", imp.notices);
+        close(run1(&imp, vec![1., 2., 3., 4.]).data(), &softmax_rows(&[1., 2., 3., 4.], 4, false));
+    }
+    // Anywhere in a graph: computed, also with strip_output_softmax.
+    let m = B::new(13)
+        .input("x", &[2, 3])
+        .node("LogSoftmax", &["x"], &["p"], vec![])
         .node("Relu", &["p"], &["y"], vec![])
+        .node("Softmax", &["p"], &["z"], vec![ai("axis", 0)])
         .output("y")
-        .import()
-        .unwrap_err();
-    assert!(matches!(e, OnnxError::UnsupportedOp { .. }), "{e}");
-    assert!(e.to_string().contains("graph output") && e.to_string().contains("n1_Relu"), "{e}");
+        .output("z");
+    for options in [ImportOptions::default(), strip()] {
+        let imp = import_bytes(&m.bytes(), &options).unwrap();
+        let x = data(6);
+        let outs = run(&imp.graph, &[t(&[2, 3], x.clone())]);
+        let ls = softmax_rows(&x, 3, true);
+        close(outs[0].data(), &ls.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
+        // Softmax over axis 0 of the [2, 3] log-probabilities.
+        let lt = [ls[0], ls[3], ls[1], ls[4], ls[2], ls[5]];
+        let st = softmax_rows(&lt, 2, false);
+        close(outs[1].data(), &[st[0], st[2], st[4], st[1], st[3], st[5]]);
+    }
+}
+
+#[test]
+fn softmax_before_opset_13_coerces_to_2d() {
+    // [2, 3, 2] with axis 1: softmax over the 6 values of each sample.
+    for (op, log) in [("Softmax", false), ("LogSoftmax", true)] {
+        let imp = B::new(11).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![]).output("y").ok();
+        let x = data(12);
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 6, log));
+        // axis 2 (the last): one axis.
+        let imp = B::new(11).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![ai("axis", 2)]).output("y").ok();
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 2, log));
+        // Opset 13: the default axis is -1.
+        let imp = B::new(13).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![]).output("y").ok();
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 2, log));
+    }
+    // The coerced form over axis 0 mixes the batch: computed even when stripping is asked.
+    let m = B::new(11).input("x", &[2, 3]).node("Softmax", &["x"], &["y"], vec![ai("axis", 0)]).output("y");
+    let imp = import_bytes(&m.bytes(), &strip()).unwrap();
+    close(run1(&imp, data(6)).data(), &softmax_rows(&data(6), 6, false));
+    let e = B::new(13).input("x", &[2, 3]).node("Softmax", &["x"], &["y"], vec![ai("axis", 2)]).output("y").err();
+    assert!(e.contains("out of range"), "{e}");
 }
 
 // ---- shape manipulation --------------------------------------------------------------------
@@ -963,8 +1034,20 @@ fn reductions() {
         .node("ReduceSum", &["x", "a"], &["y"], vec![])
         .output("y");
     close(run1(&m.ok(), x.clone()).data(), &[3., 5., 7.]);
+    // ReduceMax/ReduceMin of computed tensors (axes an attribute before opset 18, an input
+    // from 18).
     let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMax", &["x"], &["y"], vec![]).output("y");
-    assert!(m.err().contains("ReduceMax"));
+    close(run1(&m.ok(), x.clone()).data(), &[5.0]);
+    let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMin", &["x"], &["y"], vec![ais("axes", &[2]), ai("keepdims", 0)]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 2]);
+    close(run1(&imp, x.clone()).data(), &[0.0, 3.0]);
+    let m = B::new(18).input("x", &[1, 2, 3]).i("a", &[1], vec![-2]).node("ReduceMax", &["x", "a"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 1, 3]);
+    close(run1(&imp, x.clone()).data(), &[3.0, 4.0, 5.0]);
+    let m = B::new(18).input("x", &[1, 2, 3]).i("a", &[1], vec![3]).node("ReduceMin", &["x", "a"], &["y"], vec![]).output("y");
+    assert!(m.err().contains("out of range"));
 }
 
 // ---- matrix products -------------------------------------------------------------------------
@@ -1029,9 +1112,12 @@ fn matmul_variants() {
     assert_eq!(out_shape(&imp), [2, 5, 3]);
     let want: Vec<f32> = [mm(&wl, &x[..12], 5, 4, 3), mm(&wl, &x[12..], 5, 4, 3)].concat();
     close(run1(&imp, x.clone()).data(), &want);
-    // Batched computed right operand: unsupported with a clear message.
-    let e = B::new(13).input("x", &[2, 3, 3]).node("MatMul", &["x", "x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("right operand must be a matrix"), "{e}");
+    // Batched computed right operand: one batched HLIL MatMul.
+    let imp = B::new(13).input("x", &[2, 3, 3]).node("MatMul", &["x", "x"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "MatMul"]);
+    let x = data(18);
+    let want: Vec<f32> = [mm(&x[..9], &x[..9], 3, 3, 3), mm(&x[9..], &x[9..], 3, 3, 3)].concat();
+    close(run1(&imp, x.clone()).data(), &want);
     let e = B::new(13).input("x", &[2, 3]).f("w", &[4, 5], w).node("MatMul", &["x", "w"], &["y"], vec![]).output("y").err();
     assert!(e.contains("inner extents"), "{e}");
 }
