@@ -1489,7 +1489,8 @@ fn integer_inputs_are_integer_client_inputs() {
 #[test]
 fn elementwise_functions_of_computed_and_constant_tensors() {
     let x = [-2.0f32, -0.5, 0.0, 0.7, 3.0];
-    let cases: Vec<(&str, Vec<AttributeProto>, i64, Box<dyn Fn(f32) -> f32>)> = vec![
+    type Case = (&'static str, Vec<AttributeProto>, i64, Box<dyn Fn(f32) -> f32>);
+    let cases: Vec<Case> = vec![
         ("Sigmoid", vec![], 13, Box::new(|v| 1.0 / (1.0 + (-v).exp()))),
         ("Tanh", vec![], 13, Box::new(f32::tanh)),
         ("Exp", vec![], 13, Box::new(f32::exp)),
