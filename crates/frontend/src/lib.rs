@@ -8,6 +8,9 @@
 //! - [`lower`]: the [`Lowering`] trait, with which an importer lowers values (constant or
 //!   computed) to HLIL: reshapes, transposes, slices, arithmetic with public scalars, matrix
 //!   products, guarded node emission; and the Softmax-at-the-output messages.
+//! - [`nn`]: the [`NnLowering`] extension of [`Lowering`] for networks beyond ReLU CNNs
+//!   (elementwise functions, division by computed tensors, elementwise maxima, PReLU,
+//!   softmax anywhere, normalisation) and when stripping an output softmax is safe.
 //! - [`geometry`]: convolution and pooling geometry (`SAME` pads, spans, global pooling,
 //!   pre-checks of HLIL parameters).
 //! - [`io`]: input shapes (declared or given) with their notices, and output naming.
@@ -29,12 +32,14 @@ pub mod eval;
 pub mod geometry;
 pub mod io;
 pub mod lower;
+pub mod nn;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use consts::{Const, Data};
 pub use context::NodeContext;
 pub use lower::{Arith, Lowering, ValueKind};
+pub use nn::NnLowering;
 
 /// Options of an import.
 #[derive(Clone, Debug, Default)]

@@ -579,30 +579,25 @@ pub trait Lowering {
         Ok(Self::Value::node(id))
     }
 
-    /// A matrix product of named values lowered to HLIL MatMul, whose right operand is a 2-D
-    /// matrix: `a x b` with `b` a matrix, or for a constant left operand and a computed right
-    /// one, `(b^T a^T)^T`. The result is reshaped to `s.out`; new nodes are named after `base`.
+    /// A matrix product of named values lowered to HLIL MatMul: `a x b` with `b` a matrix;
+    /// for a constant left operand without batch axes and a computed right one,
+    /// `(b^T a^T)^T` (a plain product by the weight); otherwise (batched right operands,
+    /// computed or constant, or a batched constant left operand) one batched HLIL MatMul
+    /// with NumPy batch broadcasting. The result is reshaped to `s.out`; new nodes are named
+    /// after `base`.
     fn matmul_lowered(&mut self, cx: &Self::Cx<'_>, base: &str, a: (&str, &Self::Value), b: (&str, &Self::Value), s: MatMulShapes) -> Result<Self::Value, Self::Error> {
         let (an, a) = a;
         let (bn, b) = b;
         let MatMulShapes { a: sa, b: sb, m, k, n, out, a_batch_trivial, b_batch_trivial } = s;
-        let result = if a.as_node().is_some() || b.as_const().is_some() {
-            if !b_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of {sa:?} by {sb:?}: the right operand must be a matrix (batched right operands are not supported)"
-                )));
-            }
+        let plain = b_batch_trivial && (a.as_node().is_some() || b.as_const().is_some());
+        let transposed = a_batch_trivial && a.as_const().is_some() && b.as_node().is_some();
+        let result = if plain {
             let bm = self.reshape_value(cx, format!("{bn}/matrix"), b, vec![k, n])?;
             let ai = self.node_of(cx, an, a)?;
             let bi = self.node_of(cx, &format!("{bn}/matrix"), &bm)?;
             self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[ai, bi])?
-        } else {
+        } else if transposed {
             // Constant left operand, computed right operand: (A B)^T = B^T A^T.
-            if !a_batch_trivial {
-                return Err(cx.unsupported(format!(
-                    "MatMul of a constant {sa:?} by a computed {sb:?}: batched constant left operands are not supported"
-                )));
-            }
             let at = {
                 let am = self.reshape_value(cx, format!("{an}/matrix"), a, vec![m, k])?;
                 self.transpose_value(cx, format!("{an}/transposed"), &am, vec![1, 0])?
@@ -627,6 +622,15 @@ pub trait Lowering {
             } else {
                 y
             }
+        } else {
+            // Batched: HLIL MatMul broadcasts the batch axes of [..., M, K] x [..., K, N].
+            let a2 = if sa.len() == 1 { self.reshape_value(cx, format!("{an}/row"), a, vec![1, k])? } else { a.clone() };
+            let b2 = if sb.len() == 1 { self.reshape_value(cx, format!("{bn}/column"), b, vec![k, 1])? } else { b.clone() };
+            let an2 = if sa.len() == 1 { format!("{an}/row") } else { an.to_string() };
+            let bn2 = if sb.len() == 1 { format!("{bn}/column") } else { bn.to_string() };
+            let ai = self.node_of(cx, &an2, &a2)?;
+            let bi = self.node_of(cx, &bn2, &b2)?;
+            self.emit(cx, format!("{base}/matmul"), Op::MatMul, &[ai, bi])?
         };
         self.reshape_value(cx, format!("{base}/reshape"), &Self::Value::node(result), out)
     }

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
 
-use cryptflow_frontend::io::{declared_dim, input_shape, not_a_float_input, set_outputs, unknown_input_shape_name};
+use cryptflow_frontend::io::{declared_dim, input_shape, set_outputs, unknown_input_shape_name};
 use cryptflow_frontend::{Const, Lowering, NodeContext, ValueKind};
 use cryptflow_ir::hlil::{Graph, NodeId};
 
@@ -54,6 +54,8 @@ pub struct Importer<'m> {
     /// HLIL nodes whose values are integers (ArgMax results).
     pub int_nodes: HashSet<NodeId>,
     pub notices: Vec<String>,
+    /// [`ImportOptions::strip_output_softmax`].
+    pub strip_output_softmax: bool,
     consumers: HashMap<&'m str, Vec<usize>>,
     graph_outputs: HashSet<&'m str>,
     nodes: &'m [NodeProto],
@@ -68,6 +70,7 @@ pub fn import(model: &ModelProto, options: &ImportOptions) -> Result<Imported, O
         materialized: HashMap::new(),
         int_nodes: HashSet::new(),
         notices: Vec::new(),
+        strip_output_softmax: options.strip_output_softmax,
         consumers: HashMap::new(),
         graph_outputs: g.output.iter().filter_map(|o| o.name.as_deref()).collect(),
         nodes: &g.node,
@@ -213,13 +216,16 @@ impl<'m> Importer<'m> {
                 None => None,
                 Some(_) => return Err(err("is not a tensor (sequences, maps and optionals are not supported)".into())),
             };
+            let mut integer = false;
             if let Some(elem) = tensor_type.and_then(|t| t.elem_type) {
+                // UINT8, INT8, UINT16, INT16, INT32, INT64, UINT32, UINT64: integer client inputs.
+                integer = [2, 3, 4, 5, 6, 7, 12, 13].contains(&elem);
                 // FLOAT, FLOAT16, DOUBLE, BFLOAT16.
-                if ![1, 10, 11, 16].contains(&elem) {
+                if !integer && ![1, 10, 11, 16].contains(&elem) {
                     let ty = crate::proto::tensor_proto::DataType::try_from(elem)
                         .map(|d| d.as_str_name())
                         .unwrap_or("UNKNOWN");
-                    return Err(err(not_a_float_input(ty)));
+                    return Err(err(format!("has element type {ty}; only floating-point and integer inputs are supported")));
                 }
             }
             let declared: Option<Vec<Option<usize>>> = match tensor_type.and_then(|t| t.shape.as_ref()) {
@@ -243,7 +249,13 @@ impl<'m> Importer<'m> {
                 &mut self.notices,
             )
             .map_err(err)?;
-            let id = self.graph.input(name.clone(), shape);
+            let id = if integer {
+                let id = self.graph.integer_input(name.clone(), shape);
+                self.int_nodes.insert(id);
+                id
+            } else {
+                self.graph.input(name.clone(), shape)
+            };
             self.values.insert(name, Value::Node(id));
         }
         Ok(())

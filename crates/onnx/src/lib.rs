@@ -1,6 +1,21 @@
-//! ONNX front end: reads an ONNX model (opsets 7 to 21) and produces an HLIL graph with
+//! ONNX front end: reads an ONNX model (opsets 7 to 28) and produces an HLIL graph with
 //! static shapes (paper Section III-A, "Frontend", for ONNX instead of TensorFlow).
 //!
+//! Besides ReLU CNNs, the operators of transformers and modern CNNs are lowered to the HLIL
+//! operations of the secure math library: elementwise functions (`Sigmoid`, `Tanh`, `Exp`,
+//! `Log`, `Erf`, `Gelu`, `Elu`, `Selu`, `HardSigmoid`, `HardSwish`, `Softplus`, `Softsign`,
+//! `Mish`, `Reciprocal`, `Sqrt`, `Abs`, `Pow` with a constant exponent), `Div`, `Max`, `Min`,
+//! `ReduceMax`, `ReduceMin` of computed tensors, `PRelu`, `Softmax`/`LogSoftmax` anywhere
+//! (opsets before 13 with their coerced-2-D semantics), layer, instance and group
+//! normalisation (`Normalize` plus the affine part), batched `MatMul` and `Einsum` (as
+//! transposes, reshapes and one product), `Resize`/`Upsample` (nearest and linear, as gathers
+//! with public coefficients), `DepthToSpace`/`SpaceToDepth`. Integer graph inputs (token
+//! ids, masks) are integer client inputs ([`Graph::integer_input`]).
+//!
+//! - A `Softmax`/`LogSoftmax` is computed, also at a graph output, unless
+//!   [`ImportOptions::strip_output_softmax`] is set: then one whose result only reaches
+//!   graph outputs is compiled away (with a notice) when that preserves the prediction (not
+//!   over the batch axis, not a rank-1 output).
 //! - Every tensor shape is resolved at import time. Symbolic input dimensions default to 1
 //!   unless [`ImportOptions::input_shapes`] gives the shape.
 //! - Integer shape computations (`Shape -> Gather -> Concat -> Reshape` and friends, as emitted
@@ -12,6 +27,7 @@
 //!   node (name and op type) involved.
 //!
 //! [`Graph::weight`]: cryptflow_ir::hlil::Graph::weight
+//! [`Graph::integer_input`]: cryptflow_ir::hlil::Graph::integer_input
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #![allow(clippy::manual_is_multiple_of)]
@@ -20,8 +36,11 @@ use std::path::{Path, PathBuf};
 
 mod attrs;
 mod consts;
+mod einsum;
 mod import;
+mod nn;
 mod ops;
+mod resize;
 
 /// The generated protobuf types of the vendored `proto/onnx.proto` (ONNX 1.23.2).
 pub mod proto {
@@ -32,18 +51,20 @@ pub mod proto {
 /// Lowest default-domain opset accepted.
 pub const MIN_OPSET: i64 = 7;
 /// Highest default-domain opset accepted.
-pub const MAX_OPSET: i64 = 21;
+pub const MAX_OPSET: i64 = 28;
 
 /// Every ONNX operator (default domain) the importer accepts. Those in
 /// [`CONSTANT_ONLY_OPS`] are accepted only when all their inputs are known at import time
-/// (shape arithmetic); `Softmax`/`LogSoftmax` only when their result is a graph output.
+/// (shape arithmetic).
 pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
     "Add",
     "And",
     "ArgMax",
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "CastLike",
     "Ceil",
     "Clip",
     "Concat",
@@ -51,33 +72,50 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ConstantOfShape",
     "Conv",
     "ConvTranspose",
+    "DepthToSpace",
     "Div",
     "Dropout",
+    "Einsum",
+    "Elu",
     "Equal",
+    "Erf",
+    "Exp",
     "Expand",
     "Flatten",
     "Floor",
     "Gather",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
     "Greater",
     "GreaterOrEqual",
+    "GroupNormalization",
+    "HardSigmoid",
+    "HardSwish",
     "Identity",
+    "InstanceNormalization",
+    "LayerNormalization",
     "LeakyRelu",
     "Less",
     "LessOrEqual",
+    "Log",
     "LogSoftmax",
     "MatMul",
     "Max",
     "MaxPool",
+    "Mean",
     "Min",
+    "Mish",
     "Mul",
     "Neg",
     "Not",
     "Or",
+    "PRelu",
     "Pad",
+    "Pow",
     "Range",
+    "Reciprocal",
     "ReduceMax",
     "ReduceMean",
     "ReduceMin",
@@ -85,18 +123,26 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceSum",
     "Relu",
     "Reshape",
+    "Resize",
+    "Selu",
     "Shape",
+    "Sigmoid",
     "Size",
     "Slice",
     "Softmax",
+    "Softplus",
+    "Softsign",
+    "SpaceToDepth",
     "Split",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Sum",
+    "Tanh",
     "Tile",
     "Transpose",
     "Unsqueeze",
+    "Upsample",
     "Where",
 ];
 
@@ -112,15 +158,10 @@ pub const CONSTANT_ONLY_OPS: &[&str] = &[
     "GreaterOrEqual",
     "Less",
     "LessOrEqual",
-    "Max",
-    "Min",
     "Not",
     "Or",
     "Range",
-    "ReduceMax",
-    "ReduceMin",
     "ReduceProd",
-    "Sqrt",
     "Where",
 ];
 

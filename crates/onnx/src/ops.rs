@@ -6,11 +6,11 @@ use std::rc::Rc;
 
 use cryptflow_frontend::consts::{broadcast_shapes, check_shape, MAX_DIM};
 use cryptflow_frontend::eval::{
-    binary, compare, gather_indices, gathered_shape, range, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
+    compare, gather_indices, gathered_shape, range, reshape_target, select, squeeze_shape, CastTarget, Cmp, Reduce,
     Reduction,
 };
 use cryptflow_frontend::geometry::{global_max_pool, kernel_span, same_pads};
-use cryptflow_frontend::lower::{matmul_shapes, softmax_compiled_away, softmax_not_at_output};
+use cryptflow_frontend::lower::matmul_shapes;
 use cryptflow_frontend::{Arith, Const, Data, Lowering, NodeContext};
 use cryptflow_ir::hlil::{NodeId, Op};
 use cryptflow_tensor::{num_elements as elements, ConvGeometry, Layout, PoolGeometry};
@@ -36,6 +36,7 @@ impl Importer<'_> {
                 cx.node.domain.as_deref().unwrap_or_default()
             )));
         }
+        self.check_introduced(cx)?;
         let start = self.graph.nodes.len();
         let result = self.dispatch(cx)?;
         if let Some(v) = result {
@@ -67,11 +68,17 @@ impl Importer<'_> {
             "Add" => self.arith(cx, Arith::Add)?,
             "Sub" => self.arith(cx, Arith::Sub)?,
             "Mul" => self.arith(cx, Arith::Mul)?,
-            "Div" => self.arith(cx, Arith::Div)?,
+            "Div" => self.div(cx)?,
             "Sum" => self.sum(cx)?,
             "Neg" | "Relu" | "LeakyRelu" | "Clip" => self.activation(cx)?,
-            "Sqrt" | "Floor" | "Ceil" | "Not" => self.const_unary(cx)?,
-            "Min" | "Max" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" => {
+            "Floor" | "Ceil" | "Not" => self.const_unary(cx)?,
+            "Sigmoid" | "Tanh" | "Exp" | "Log" | "Erf" | "Abs" | "Reciprocal" | "Softplus" | "Sqrt" | "HardSwish"
+            | "HardSigmoid" | "Elu" | "Gelu" | "Selu" | "Softsign" | "Mish" => self.unary(cx)?,
+            "Pow" => self.pow(cx)?,
+            "PRelu" => self.prelu(cx)?,
+            "CastLike" => self.cast_like(cx)?,
+            "Min" | "Max" | "Mean" => self.variadic(cx)?,
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" => {
                 self.const_binary(cx)?
             }
             "Where" => self.where_op(cx)?,
@@ -93,6 +100,12 @@ impl Importer<'_> {
             "ReduceMean" | "ReduceSum" | "ReduceProd" | "ReduceMax" | "ReduceMin" => self.reduce(cx)?,
             "ArgMax" => self.argmax(cx)?,
             "Softmax" | "LogSoftmax" => self.softmax(cx)?,
+            "LayerNormalization" => self.layer_norm(cx)?,
+            "InstanceNormalization" => self.instance_norm(cx)?,
+            "GroupNormalization" => self.group_norm(cx)?,
+            "Resize" | "Upsample" => self.resize(cx)?,
+            "DepthToSpace" | "SpaceToDepth" => self.depth_space(cx)?,
+            "Einsum" => self.einsum(cx)?,
             "Conv" => self.conv(cx)?,
             "ConvTranspose" => self.conv_transpose(cx)?,
             "MaxPool" | "AveragePool" => self.pool(cx)?,
@@ -108,7 +121,7 @@ impl Importer<'_> {
     }
 
     /// Errors if optional output `i` of the node is used.
-    fn unused_output(&self, cx: &Cx, i: usize, what: &str) -> R<()> {
+    pub(crate) fn unused_output(&self, cx: &Cx, i: usize, what: &str) -> R<()> {
         if let Some(name) = cx.output_name(i) {
             if self.is_used(name) {
                 return Err(cx.unsupported(format!("its {what} output `{name}` is used, which is not supported")));
@@ -284,7 +297,7 @@ impl Importer<'_> {
     fn const_binary(&mut self, cx: &Cx) -> R<Value> {
         let op = cx.op.clone();
         let n = cx.node.input.len();
-        if n == 0 || (!matches!(op.as_str(), "Min" | "Max") && n != 2) {
+        if n != 2 {
             return Err(cx.invalid(format!("{op} has {n} inputs")));
         }
         let mut acc = (*self.const_input(cx, 0, "operand")?).clone();
@@ -292,8 +305,6 @@ impl Importer<'_> {
             let y = self.const_input(cx, i, "operand")?;
             let cmp = |c| compare(&acc, &y, c, MAX_GENERATED);
             let r = match op.as_str() {
-                "Min" => binary(&acc, &y, MAX_GENERATED, f32::min, |p, q| Ok(p.min(q))),
-                "Max" => binary(&acc, &y, MAX_GENERATED, f32::max, |p, q| Ok(p.max(q))),
                 "Equal" => cmp(Cmp::Equal),
                 "Less" => cmp(Cmp::Less),
                 "Greater" => cmp(Cmp::Greater),
@@ -672,6 +683,8 @@ impl Importer<'_> {
                 let name = cx.out0()?;
                 imp.mean_or_sum(cx, &name, id, r, op == "ReduceSum")
             }
+            "ReduceMax" => Ok(Value::Node(imp.emit(cx, cx.out0()?, Op::ReduceMax { axes: r.axes, keep_dims: r.keep_dims }, &[id])?)),
+            "ReduceMin" => Ok(Value::Node(imp.emit(cx, cx.out0()?, Op::ReduceMin { axes: r.axes, keep_dims: r.keep_dims }, &[id])?)),
             _ => Err(cx.unsupported(format!("{op} of a computed tensor is not supported (only of constants)"))),
         })
     }
@@ -685,23 +698,6 @@ impl Importer<'_> {
             return Err(cx.unsupported("select_last_index=1 is not supported"));
         }
         self.argmax_value(cx, cx.out0()?, x, axis, keep)
-    }
-
-    fn softmax(&mut self, cx: &Cx) -> R<Value> {
-        let x = self.input(cx, 0)?;
-        let out = cx.out0()?;
-        let r = self.shape(&x).len();
-        if r > 0 {
-            let default = if cx.opset >= 13 { -1 } else { 1 };
-            cx.axis(cx.int_or("axis", default)?, r, "axis")?;
-        }
-        if let Err((node, op)) = self.only_reaches_outputs(&out) {
-            return Err(cx.unsupported(softmax_not_at_output(&cx.op, &out, &node, &op)));
-        }
-        if self.reaches_an_output(&out) {
-            self.notices.push(softmax_compiled_away(&cx.op, &out));
-        }
-        Ok(x)
     }
 
     // ---- convolutions and pooling --------------------------------------------------------
@@ -1068,7 +1064,7 @@ impl Importer<'_> {
     }
 
     /// ONNX MatMul of two values, lowered to HLIL MatMul (whose right operand is 2-D).
-    fn matmul_values(&mut self, cx: &Cx, base: &str, a: (&str, &Value), b: (&str, &Value)) -> R<Value> {
+    pub(crate) fn matmul_values(&mut self, cx: &Cx, base: &str, a: (&str, &Value), b: (&str, &Value)) -> R<Value> {
         let shapes = matmul_shapes(cx, self.shape(a.1), self.shape(b.1))?;
         self.matmul_lowered(cx, base, a, b, shapes)
     }

@@ -147,7 +147,7 @@ fn run(g: &Graph, inputs: &[FloatTensor]) -> Vec<FloatTensor> {
         values[id] = Some(x.clone());
     }
     for (id, node) in g.nodes.iter().enumerate() {
-        if matches!(node.op, Op::Input) {
+        if matches!(node.op, Op::Input | Op::IntegerInput) {
             continue;
         }
         let args: Vec<&FloatTensor> = node.inputs.iter().map(|&i| values[i].as_ref().unwrap()).collect();
@@ -211,12 +211,12 @@ fn malformed_protobuf_is_a_decode_error() {
 }
 
 #[test]
-fn opsets_outside_7_to_21_are_rejected() {
-    for v in [1, 6, 22, 100] {
+fn opsets_outside_7_to_28_are_rejected() {
+    for v in [1, 6, 29, 100] {
         let m = B::new(v).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y");
         let e = m.import().unwrap_err();
         assert!(matches!(e, OnnxError::UnsupportedOpset(_)), "{e}");
-        assert!(e.to_string().contains(&format!("opset {v}")) && e.to_string().contains("7 to 21"), "{e}");
+        assert!(e.to_string().contains(&format!("opset {v}")) && e.to_string().contains("7 to 28"), "{e}");
     }
     let mut model = B::new(13).input("x", &[1, 2]).node("Relu", &["x"], &["y"], vec![]).output("y").model();
     model.opset_import[0].domain = Some("com.microsoft".into());
@@ -226,8 +226,8 @@ fn opsets_outside_7_to_21_are_rejected() {
 
 #[test]
 fn unsupported_op_names_node_and_lists_supported_ops() {
-    let e = B::new(13).input("x", &[1, 4]).node("Sigmoid", &["x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("n0_Sigmoid") && e.contains("(Sigmoid)"), "{e}");
+    let e = B::new(13).input("x", &[1, 4]).node("LpNormalization", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("n0_LpNormalization") && e.contains("(LpNormalization)"), "{e}");
     assert!(e.contains("supported operators") && e.contains("Conv") && e.contains("MatMul") && e.contains("Gemm"), "{e}");
     let mut m = B::new(13).input("x", &[1, 4]).node("FusedConv", &["x"], &["y"], vec![]).output("y");
     m.nodes[0].domain = Some("com.microsoft".into());
@@ -372,8 +372,8 @@ fn inputs_without_shapes_need_input_shapes_and_non_float_inputs_are_rejected() {
     let mut o = ImportOptions::default();
     o.input_shapes.insert("x".into(), vec![2, 2]);
     assert_eq!(out_shape(&import_bytes(&m.bytes(), &o).unwrap()), [2, 2]);
-    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 7));
-    assert!(m.err().contains("INT64"));
+    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 9));
+    assert!(m.err().contains("BOOL"));
 }
 
 #[test]
@@ -459,13 +459,24 @@ fn scalar_broadcast_that_grows_the_rank_reshapes() {
 }
 
 #[test]
-fn division_by_computed_values_is_unsupported() {
-    let e = B::new(13).input("x", &[1, 2]).node("Div", &["x", "x"], &["y"], vec![]).output("y").import().unwrap_err();
-    assert!(matches!(e, OnnxError::UnsupportedOp { .. }) && e.to_string().contains("division"), "{e}");
-    let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![1.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("division"), "{e}");
+fn division_by_computed_values() {
+    // Two computed tensors: HLIL Div, with broadcasting.
+    let imp = B::new(13).input("x", &[2, 2]).f("w", &[2, 1], vec![1.0, 2.0]).node("Add", &["x", "w"], &["d"], vec![])
+        .node("Div", &["x", "d"], &["y"], vec![]).output("y").ok();
+    assert!(ops(&imp.graph).contains(&"Div"), "{:?}", ops(&imp.graph));
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    close(run1(&imp, x.to_vec()).data(), &[1.0 / 2.0, 2.0 / 3.0, 3.0 / 5.0, 4.0 / 6.0]);
+    // A constant tensor divided by a computed one: the weight is the dividend.
+    let imp = B::new(13).input("x", &[1, 2]).f("c", &[1, 2], vec![3.0, 4.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").ok();
+    close(run1(&imp, vec![2.0, 8.0]).data(), &[1.5, 0.5]);
+    // A scalar constant divided by a computed tensor: a public multiple of the reciprocal.
+    let imp = B::new(13).input("x", &[1, 2]).f("c", &[], vec![3.0]).node("Div", &["c", "x"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Reciprocal", "MulScalar"]);
+    close(run1(&imp, vec![2.0, -4.0]).data(), &[1.5, -0.75]);
     let e = B::new(13).input("x", &[1, 2]).f("c", &[], vec![0.0]).node("Div", &["x", "c"], &["y"], vec![]).output("y").err();
     assert!(e.contains("division by the constant 0"), "{e}");
+    let e = B::new(13).input("x", &[1, 2]).input("z", &[1, 3]).node("Div", &["x", "z"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("shape error"), "{e}");
 }
 
 #[test]
@@ -698,30 +709,90 @@ fn dropout_argmax_and_cast() {
     assert!(e.contains("mask"), "{e}");
 }
 
+fn softmax_rows(x: &[f32], n: usize, log: bool) -> Vec<f32> {
+    x.chunks(n)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = r.iter().map(|v| (v - m).exp()).sum();
+            r.iter().map(move |v| if log { v - m - s.ln() } else { (v - m).exp() / s }).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strip() -> ImportOptions {
+    ImportOptions { strip_output_softmax: true, ..Default::default() }
+}
+
 #[test]
-fn softmax_only_at_the_output() {
+fn softmax_is_computed_unless_stripped_at_the_output() {
     let m = B::new(13)
         .input("x", &[1, 4])
         .node("Softmax", &["x"], &["p"], vec![])
         .node("Identity", &["p"], &["prob"], vec![])
         .output("prob");
+    // By default the output is computed.
     let imp = m.ok();
+    assert!(imp.notices.is_empty(), "{:?}", imp.notices);
+    assert!(ops(&imp.graph).contains(&"Softmax"));
+    let g = &imp.graph;
+    assert_eq!(g.nodes[g.outputs[0]].name, "prob");
+    close(run1(&imp, vec![1., 2., 3., 4.]).data(), &softmax_rows(&[1., 2., 3., 4.], 4, false));
+    // Stripped on request, with a notice.
+    let imp = import_bytes(&m.bytes(), &strip()).unwrap();
     assert_eq!(
         imp.notices,
         ["Softmax `p` at the output compiled away: it preserves the argmax, so predictions are unchanged (outputs are logits)"]
     );
-    let g = &imp.graph;
-    assert_eq!(g.nodes[g.outputs[0]].name, "prob");
+    assert_eq!(imp.graph.nodes[imp.graph.outputs[0]].name, "prob");
     close(run1(&imp, vec![1., 2., 3., 4.]).data(), &[1., 2., 3., 4.]);
-    let e = B::new(13)
-        .input("x", &[1, 4])
-        .node("Softmax", &["x"], &["p"], vec![])
+    // Over the batch axis (axis 0 of [4, 1]) or a rank-1 output: computed, with a notice.
+    for (shape, axis) in [(&[4i64, 1][..], 0), (&[4][..], 0)] {
+        let m = B::new(13).input("x", shape).node("Softmax", &["x"], &["p"], vec![ai("axis", axis)]).output("p");
+        let imp = import_bytes(&m.bytes(), &strip()).unwrap();
+        assert!(imp.notices.iter().any(|n| n.contains("is computed")), "{:?}", imp.notices);
+        close(run1(&imp, vec![1., 2., 3., 4.]).data(), &softmax_rows(&[1., 2., 3., 4.], 4, false));
+    }
+    // Anywhere in a graph: computed, also with strip_output_softmax.
+    let m = B::new(13)
+        .input("x", &[2, 3])
+        .node("LogSoftmax", &["x"], &["p"], vec![])
         .node("Relu", &["p"], &["y"], vec![])
+        .node("Softmax", &["p"], &["z"], vec![ai("axis", 0)])
         .output("y")
-        .import()
-        .unwrap_err();
-    assert!(matches!(e, OnnxError::UnsupportedOp { .. }), "{e}");
-    assert!(e.to_string().contains("graph output") && e.to_string().contains("n1_Relu"), "{e}");
+        .output("z");
+    for options in [ImportOptions::default(), strip()] {
+        let imp = import_bytes(&m.bytes(), &options).unwrap();
+        let x = data(6);
+        let outs = run(&imp.graph, &[t(&[2, 3], x.clone())]);
+        let ls = softmax_rows(&x, 3, true);
+        close(outs[0].data(), &ls.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
+        // Softmax over axis 0 of the [2, 3] log-probabilities.
+        let lt = [ls[0], ls[3], ls[1], ls[4], ls[2], ls[5]];
+        let st = softmax_rows(&lt, 2, false);
+        close(outs[1].data(), &[st[0], st[2], st[4], st[1], st[3], st[5]]);
+    }
+}
+
+#[test]
+fn softmax_before_opset_13_coerces_to_2d() {
+    // [2, 3, 2] with axis 1: softmax over the 6 values of each sample.
+    for (op, log) in [("Softmax", false), ("LogSoftmax", true)] {
+        let imp = B::new(11).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![]).output("y").ok();
+        let x = data(12);
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 6, log));
+        // axis 2 (the last): one axis.
+        let imp = B::new(11).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![ai("axis", 2)]).output("y").ok();
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 2, log));
+        // Opset 13: the default axis is -1.
+        let imp = B::new(13).input("x", &[2, 3, 2]).node(op, &["x"], &["y"], vec![]).output("y").ok();
+        close(run1(&imp, x.clone()).data(), &softmax_rows(&x, 2, log));
+    }
+    // The coerced form over axis 0 mixes the batch: computed even when stripping is asked.
+    let m = B::new(11).input("x", &[2, 3]).node("Softmax", &["x"], &["y"], vec![ai("axis", 0)]).output("y");
+    let imp = import_bytes(&m.bytes(), &strip()).unwrap();
+    close(run1(&imp, data(6)).data(), &softmax_rows(&data(6), 6, false));
+    let e = B::new(13).input("x", &[2, 3]).node("Softmax", &["x"], &["y"], vec![ai("axis", 2)]).output("y").err();
+    assert!(e.contains("out of range"), "{e}");
 }
 
 // ---- shape manipulation --------------------------------------------------------------------
@@ -963,8 +1034,20 @@ fn reductions() {
         .node("ReduceSum", &["x", "a"], &["y"], vec![])
         .output("y");
     close(run1(&m.ok(), x.clone()).data(), &[3., 5., 7.]);
+    // ReduceMax/ReduceMin of computed tensors (axes an attribute before opset 18, an input
+    // from 18).
     let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMax", &["x"], &["y"], vec![]).output("y");
-    assert!(m.err().contains("ReduceMax"));
+    close(run1(&m.ok(), x.clone()).data(), &[5.0]);
+    let m = B::new(13).input("x", &[1, 2, 3]).node("ReduceMin", &["x"], &["y"], vec![ais("axes", &[2]), ai("keepdims", 0)]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 2]);
+    close(run1(&imp, x.clone()).data(), &[0.0, 3.0]);
+    let m = B::new(18).input("x", &[1, 2, 3]).i("a", &[1], vec![-2]).node("ReduceMax", &["x", "a"], &["y"], vec![]).output("y");
+    let imp = m.ok();
+    assert_eq!(out_shape(&imp), [1, 1, 3]);
+    close(run1(&imp, x.clone()).data(), &[3.0, 4.0, 5.0]);
+    let m = B::new(18).input("x", &[1, 2, 3]).i("a", &[1], vec![3]).node("ReduceMin", &["x", "a"], &["y"], vec![]).output("y");
+    assert!(m.err().contains("out of range"));
 }
 
 // ---- matrix products -------------------------------------------------------------------------
@@ -1029,9 +1112,12 @@ fn matmul_variants() {
     assert_eq!(out_shape(&imp), [2, 5, 3]);
     let want: Vec<f32> = [mm(&wl, &x[..12], 5, 4, 3), mm(&wl, &x[12..], 5, 4, 3)].concat();
     close(run1(&imp, x.clone()).data(), &want);
-    // Batched computed right operand: unsupported with a clear message.
-    let e = B::new(13).input("x", &[2, 3, 3]).node("MatMul", &["x", "x"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("right operand must be a matrix"), "{e}");
+    // Batched computed right operand: one batched HLIL MatMul.
+    let imp = B::new(13).input("x", &[2, 3, 3]).node("MatMul", &["x", "x"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "MatMul"]);
+    let x = data(18);
+    let want: Vec<f32> = [mm(&x[..9], &x[..9], 3, 3, 3), mm(&x[9..], &x[9..], 3, 3, 3)].concat();
+    close(run1(&imp, x.clone()).data(), &want);
     let e = B::new(13).input("x", &[2, 3]).f("w", &[4, 5], w).node("MatMul", &["x", "w"], &["y"], vec![]).output("y").err();
     assert!(e.contains("inner extents"), "{e}");
 }
@@ -1370,4 +1456,271 @@ fn transposes_of_activations_and_constants_agree() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---- operators of the math library ------------------------------------------------------------
+
+#[test]
+fn integer_inputs_are_integer_client_inputs() {
+    let mut m = B::new(13)
+        .input("ids", &[1, 3])
+        .f("w", &[1, 3], vec![0.5, 1.0, 2.0])
+        .node("Cast", &["ids"], &["f"], vec![ai("to", 1)])
+        .node("Mul", &["f", "w"], &["y"], vec![])
+        .output("y");
+    for elem in [6, 7] {
+        m.inputs[0].r#type = Some(tensor_type(Some(&[1, 3]), elem));
+        let imp = m.ok();
+        let g = &imp.graph;
+        assert!(matches!(g.nodes[g.inputs[0]].op, Op::IntegerInput), "{g}");
+        // The cast to float is the identity.
+        assert_eq!(ops(g), ["IntegerInput", "Weight", "Mul"]);
+        close(run1(&imp, vec![1.0, 2.0, 3.0]).data(), &[0.5, 2.0, 6.0]);
+    }
+    // CastLike of an integer input to a float constant: also the identity.
+    m.opset = 15;
+    m.nodes[0] = NodeProto { op_type: Some("CastLike".into()), input: vec!["ids".into(), "w".into()], attribute: vec![], ..m.nodes[0].clone() };
+    assert_eq!(ops(&m.ok().graph), ["IntegerInput", "Weight", "Mul"]);
+    // A computed float cast (or CastLike) to an integer type is still rejected.
+    let e = B::new(15).input("x", &[1, 2]).i("t", &[1], vec![0]).node("CastLike", &["x", "t"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("integer type"), "{e}");
+}
+
+#[test]
+fn elementwise_functions_of_computed_and_constant_tensors() {
+    let x = [-2.0f32, -0.5, 0.0, 0.7, 3.0];
+    type Case = (&'static str, Vec<AttributeProto>, i64, Box<dyn Fn(f32) -> f32>);
+    let cases: Vec<Case> = vec![
+        ("Sigmoid", vec![], 13, Box::new(|v| 1.0 / (1.0 + (-v).exp()))),
+        ("Tanh", vec![], 13, Box::new(f32::tanh)),
+        ("Exp", vec![], 13, Box::new(f32::exp)),
+        ("Abs", vec![], 13, Box::new(f32::abs)),
+        ("Softplus", vec![], 13, Box::new(|v| (1.0 + v.exp()).ln())),
+        ("Softsign", vec![], 13, Box::new(|v| v / (1.0 + v.abs()))),
+        ("Mish", vec![], 18, Box::new(|v| v * (1.0 + v.exp()).ln().tanh())),
+        ("Elu", vec![af("alpha", 0.5)], 13, Box::new(|v| if v >= 0.0 { v } else { 0.5 * (v.exp() - 1.0) })),
+        ("Selu", vec![af("alpha", 2.0), af("gamma", 3.0)], 13, Box::new(|v| 3.0 * if v >= 0.0 { v } else { 2.0 * (v.exp() - 1.0) })),
+        ("HardSigmoid", vec![], 13, Box::new(|v| (0.2 * v + 0.5).clamp(0.0, 1.0))),
+        ("HardSwish", vec![], 14, Box::new(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))),
+        ("Gelu", vec![astr("approximate", "tanh")], 20, Box::new(|v| {
+            0.5 * v * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+        })),
+    ];
+    for (op, attrs, opset, f) in cases {
+        let want: Vec<f32> = x.iter().map(|&v| f(v)).collect();
+        let imp = B::new(opset).input("x", &[1, 5]).node(op, &["x"], &["y"], attrs.clone()).output("y").ok();
+        assert_eq!(imp.graph.nodes[imp.graph.outputs[0]].name, "y", "{op}");
+        close(run1(&imp, x.to_vec()).data(), &want);
+        // Of a constant: evaluated at import time (the graph adds the input to it).
+        let imp = B::new(opset)
+            .input("x", &[1, 5])
+            .f("c", &[1, 5], x.to_vec())
+            .node(op, &["c"], &["fc"], attrs)
+            .node("Add", &["x", "fc"], &["y"], vec![])
+            .output("y")
+            .ok();
+        assert_eq!(ops(&imp.graph), ["Input", "Weight", "Add"], "{op}");
+        close(run1(&imp, vec![0.0; 5]).data(), &want);
+    }
+    // Log, Sqrt and Reciprocal of positive values.
+    let p = [0.25f32, 1.0, 4.0];
+    for (op, f) in [("Log", f32::ln as fn(f32) -> f32), ("Sqrt", f32::sqrt), ("Reciprocal", f32::recip)] {
+        let imp = B::new(13).input("x", &[3]).node(op, &["x"], &["y"], vec![]).output("y").ok();
+        close(run1(&imp, p.to_vec()).data(), &p.iter().map(|&v| f(v)).collect::<Vec<_>>());
+    }
+    let e = B::new(20).input("x", &[2]).node("Gelu", &["x"], &["y"], vec![astr("approximate", "erf")]).output("y").err();
+    assert!(e.contains("approximate"), "{e}");
+    let e = B::new(17).input("x", &[2]).node("Gelu", &["x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("from opset 20"), "{e}");
+}
+
+#[test]
+fn pow_with_constant_exponents() {
+    let x = [0.5f32, 1.5, 2.0, 3.0];
+    for (e, expect_ops) in [
+        (2.0f32, vec!["Input", "Mul"]),
+        (5.0, vec!["Input", "Mul", "Mul", "Mul"]),
+        (-3.0, vec!["Input", "Mul", "Mul", "Reciprocal"]),
+        (0.5, vec!["Input", "Sqrt"]),
+        (-0.5, vec!["Input", "Rsqrt"]),
+        (-1.0, vec!["Input", "Reciprocal"]),
+        // The identity (the output, an input, gets its name from a reshape).
+        (1.0, vec!["Input", "Reshape"]),
+    ] {
+        let imp = B::new(15).input("x", &[4]).f("e", &[], vec![e]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+        assert_eq!(ops(&imp.graph), expect_ops, "exponent {e}");
+        close(run1(&imp, x.to_vec()).data(), &x.iter().map(|v| v.powf(e)).collect::<Vec<_>>());
+    }
+    // A [1, 1] exponent broadcasts the rank.
+    let imp = B::new(15).input("x", &[4]).f("e", &[1, 1], vec![2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+    assert_eq!(out_shape(&imp), [1, 4]);
+    let e = B::new(15).input("x", &[4]).f("e", &[], vec![1.5]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("exponent 1.5 is not supported"), "{e}");
+    let e = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.0, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("one constant value"), "{e}");
+    let e = B::new(15).input("x", &[4]).node("Pow", &["x", "x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("only constant exponents"), "{e}");
+}
+
+#[test]
+fn max_min_prelu_of_computed_tensors() {
+    let x = [-2.0f32, -0.5, 1.0, 3.0];
+    // Max with a scalar constant stays a public clip; Min of two computed tensors is HLIL Min.
+    let imp = B::new(13)
+        .input("x", &[1, 4])
+        .f("c", &[], vec![0.5])
+        .node("Max", &["x", "c"], &["m"], vec![])
+        .node("Neg", &["x"], &["n"], vec![])
+        .node("Min", &["m", "n"], &["y"], vec![])
+        .output("y")
+        .ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Clip", "Neg", "Min"]);
+    close(run1(&imp, x.to_vec()).data(), &x.iter().map(|&v| v.max(0.5).min(-v)).collect::<Vec<_>>());
+    // PRelu with a per-channel slope on [N, C, W], and with a computed slope.
+    let imp = B::new(16)
+        .input("x", &[1, 2, 2])
+        .f("s", &[2, 1], vec![0.1, 0.2])
+        .node("PRelu", &["x", "s"], &["y"], vec![])
+        .output("y")
+        .ok();
+    close(run1(&imp, x.to_vec()).data(), &[-0.2, -0.05, 1.0, 3.0]);
+    let imp = B::new(16).input("x", &[4]).node("Abs", &["x"], &["a"], vec![]).node("PRelu", &["x", "a"], &["y"], vec![]).output("y").ok();
+    close(run1(&imp, x.to_vec()).data(), &[-4.0, -0.25, 1.0, 3.0]);
+    // The slope must broadcast to the input (unidirectionally).
+    let e = B::new(16).input("x", &[1, 2, 2]).f("s", &[3], vec![0.1; 3]).node("PRelu", &["x", "s"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("does not broadcast"), "{e}");
+    let e = B::new(16).input("x", &[2]).f("s", &[2, 2], vec![0.1; 4]).node("PRelu", &["x", "s"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("does not broadcast"), "{e}");
+}
+
+#[test]
+fn normalisation_errors() {
+    let m = B::new(17)
+        .input("x", &[2, 4])
+        .f("s", &[4], vec![1.0; 4])
+        .node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![])
+        .node("Relu", &["mean"], &["z"], vec![])
+        .output("y")
+        .output("z");
+    assert!(m.err().contains("Mean output `mean` is used"), "{}", m.err());
+    // An unused Mean output is fine.
+    let m = B::new(17).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![]).output("y");
+    let x = [1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 0.0, 1.0];
+    let norm = |r: &[f32]| {
+        let mu = r.iter().sum::<f32>() / 4.0;
+        let var = r.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 4.0;
+        r.iter().map(|v| (v - mu) / (var + 1e-5).sqrt()).collect::<Vec<_>>()
+    };
+    close(run1(&m.ok(), x.to_vec()).data(), &[norm(&x[..4]), norm(&x[4..])].concat());
+    let e = B::new(17).input("x", &[2, 4]).f("s", &[3], vec![1.0; 3]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("Scale of shape [3]"), "{e}");
+    let e = B::new(13).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("from opset 17"), "{e}");
+    let gn = |opset: i64, groups: i64, params: usize| {
+        B::new(opset)
+            .input("x", &[1, 6, 2])
+            .f("s", &[params as i64], vec![1.0; params])
+            .f("b", &[params as i64], vec![0.0; params])
+            .node("GroupNormalization", &["x", "s", "b"], &["y"], vec![ai("num_groups", groups)])
+            .output("y")
+    };
+    assert!(gn(21, 4, 6).err().contains("does not divide"));
+    assert!(gn(21, 3, 3).err().contains("one per channel"));
+    assert!(gn(18, 3, 6).err().contains("one per group"));
+    gn(18, 3, 3).ok();
+    gn(21, 3, 6).ok();
+    let e = B::new(13).input("x", &[1, 3]).f("s", &[3], vec![1.0; 3]).node("InstanceNormalization", &["x", "s", "s"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("rank 3 or more"), "{e}");
+}
+
+#[test]
+fn resize_forms_and_errors() {
+    // tf_half_pixel_for_nn, nearest x2 on [1, 3]: source index floor((i + 0.5) / 2) rounded.
+    let imp = B::new(11)
+        .input("x", &[1, 3])
+        .f("roi", &[0], vec![])
+        .f("sc", &[2], vec![1.0, 2.0])
+        .node("Resize", &["x", "roi", "sc"], &["y"], vec![astr("coordinate_transformation_mode", "tf_half_pixel_for_nn")])
+        .output("y")
+        .ok();
+    assert_eq!(ops(&imp.graph), ["Input", "Gather"]);
+    // (i + 0.5) / 2 = 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, rounded (ties to floor), clamped.
+    close(run1(&imp, vec![1.0, 2.0, 3.0]).data(), &[1.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+    let resize = |attrs: Vec<AttributeProto>, scales: Option<Vec<f32>>, sizes: Option<Vec<i64>>| {
+        let mut m = B::new(19).input("x", &[1, 1, 2, 2]);
+        let mut inputs = vec!["x", ""];
+        if let Some(s) = scales {
+            m = m.f("sc", &[s.len() as i64], s);
+            inputs.push("sc");
+        } else {
+            inputs.push("");
+        }
+        if let Some(s) = sizes {
+            m = m.i("sz", &[s.len() as i64], s);
+            inputs.push("sz");
+        }
+        m.node("Resize", &inputs, &["y"], attrs).output("y")
+    };
+    let e = resize(vec![astr("mode", "cubic")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
+    assert!(e.contains("cubic") && e.contains("not supported"), "{e}");
+    let e = resize(vec![astr("coordinate_transformation_mode", "tf_crop_and_resize")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
+    assert!(e.contains("tf_crop_and_resize"), "{e}");
+    let e = resize(vec![], Some(vec![1.0, 1.0, 2.0, 2.0]), Some(vec![1, 1, 4, 4])).err();
+    assert!(e.contains("both scales and sizes"), "{e}");
+    let e = resize(vec![], None, None).err();
+    assert!(e.contains("neither scales nor sizes"), "{e}");
+    let e = resize(vec![], Some(vec![2.0, 2.0]), None).err();
+    assert!(e.contains("4 entries"), "{e}");
+    let e = resize(vec![], Some(vec![1.0, 1.0, 0.0, 2.0]), None).err();
+    assert!(e.contains("positive"), "{e}");
+    let e = resize(vec![astr("mode", "linear"), ai("antialias", 1)], Some(vec![1.0, 1.0, 0.5, 0.5]), None).err();
+    assert!(e.contains("antialias"), "{e}");
+    let e = resize(vec![astr("nearest_mode", "round")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
+    assert!(e.contains("nearest_mode"), "{e}");
+    // Linear x2 along the last axis of [1, 1, 2, 2] (half_pixel): public coefficients.
+    let imp = resize(vec![astr("mode", "linear")], Some(vec![1.0, 1.0, 1.0, 2.0]), None).ok();
+    assert!(imp.graph.nodes.iter().any(|n| matches!(n.op, Op::MulConst(_))));
+    // x = (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> clamped 0, 0.25, 0.75, 1.
+    close(run1(&imp, vec![1.0, 2.0, 3.0, 5.0]).data(), &[1.0, 1.25, 1.75, 2.0, 3.0, 3.5, 4.5, 5.0]);
+}
+
+#[test]
+fn depth_space_and_einsum_errors_and_forms() {
+    // SpaceToDepth CRD (opset 28) is the inverse of DepthToSpace CRD.
+    let imp = B::new(28)
+        .input("x", &[1, 2, 2, 4])
+        .node("SpaceToDepth", &["x"], &["s"], vec![ai("blocksize", 2), astr("mode", "CRD")])
+        .node("DepthToSpace", &["s"], &["y"], vec![ai("blocksize", 2), astr("mode", "CRD")])
+        .output("y")
+        .ok();
+    let x = data(16);
+    close(run1(&imp, x.clone()).data(), &x);
+    // DCR: channel c of the output block (i, j) comes from input channel (i * 2 + j) * C' + c.
+    let imp = B::new(13).input("x", &[1, 4, 1, 1]).node("DepthToSpace", &["x"], &["y"], vec![ai("blocksize", 2)]).output("y").ok();
+    assert_eq!(out_shape(&imp), [1, 1, 2, 2]);
+    close(run1(&imp, vec![1.0, 2.0, 3.0, 4.0]).data(), &[1.0, 2.0, 3.0, 4.0]);
+    let e = B::new(13).input("x", &[1, 3, 2, 2]).node("DepthToSpace", &["x"], &["y"], vec![ai("blocksize", 2)]).output("y").err();
+    assert!(e.contains("not a multiple"), "{e}");
+    let e = B::new(13).input("x", &[1, 3, 3, 2]).node("SpaceToDepth", &["x"], &["y"], vec![ai("blocksize", 2)]).output("y").err();
+    assert!(e.contains("not multiples"), "{e}");
+    let e = B::new(13).input("x", &[1, 4, 2]).node("DepthToSpace", &["x"], &["y"], vec![ai("blocksize", 2)]).output("y").err();
+    assert!(e.contains("rank 4"), "{e}");
+    // Einsum: "ij,jk" (implicit output ik) of two computed matrices is one MatMul.
+    let imp = B::new(12).input("x", &[2, 2]).node("Einsum", &["x", "x"], &["y"], vec![astr("equation", "ij,jk")]).output("y").ok();
+    assert_eq!(ops(&imp.graph), ["Input", "MatMul"]);
+    close(run1(&imp, vec![1.0, 2.0, 3.0, 4.0]).data(), &[7.0, 10.0, 15.0, 22.0]);
+    let einsum = |eq: &str, shapes: &[&[i64]]| {
+        let mut m = B::new(12);
+        let names = ["a", "b", "c"];
+        for (i, s) in shapes.iter().enumerate() {
+            m = m.input(names[i], s);
+        }
+        m.node("Einsum", &names[..shapes.len()], &["y"], vec![astr("equation", eq)]).output("y").err()
+    };
+    assert!(einsum("...ij,...jk->...ik", &[&[2, 2], &[2, 2]]).contains("ellipses"));
+    assert!(einsum("ij,jk,kl->il", &[&[2, 2], &[2, 2], &[2, 2]]).contains("3 operands"));
+    assert!(einsum("ii->i", &[&[2, 2]]).contains("diagonal"));
+    assert!(einsum("ij,jk->ik", &[&[2, 3], &[2, 2]]).contains("letter `j`"));
+    assert!(einsum("ij->ik", &[&[2, 2]]).contains("in no input term"));
+    assert!(einsum("ijk->i", &[&[2, 2]]).contains("does not match"));
 }

@@ -188,21 +188,35 @@ fn every_fixture_matches_onnxruntime() {
 }
 
 #[test]
-fn softmax_fixtures_compile_softmax_away_with_a_notice() {
+fn softmax_fixtures_compute_softmax_or_strip_it_on_request() {
     let Some(entries) = manifest() else { return };
-    for e in entries.iter().filter(|e| e.name.starts_with("softmax") || e.name == "residual_cnn") {
+    // The models whose last node is a Softmax over the last axis of [N, classes].
+    let names = ["softmax", "softmax_opset13", "softmax_opset7_default_axis", "residual_cnn"];
+    for e in entries.iter().filter(|e| names.contains(&e.name.as_str())) {
         let imported = import_fixture(e).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert!(imported.notices.is_empty(), "{}: notices {:?}", e.name, imported.notices);
+        assert!(imported.graph.nodes.iter().any(|n| matches!(n.op, Op::Softmax { .. })), "{}", e.name);
+        let path = fixtures_root().join(format!("onnx/{}.onnx", e.name));
+        let options = ImportOptions { strip_output_softmax: true, ..Default::default() };
+        let stripped = import_file(&path, &options).unwrap_or_else(|err| panic!("{}: {err}", e.name));
         assert!(
-            imported.notices.iter().any(|n| n.contains("at the output compiled away") && n.contains("logits")),
+            stripped.notices.iter().any(|n| n.contains("at the output compiled away") && n.contains("logits")),
             "{}: notices {:?}",
             e.name,
-            imported.notices
+            stripped.notices
         );
+        assert!(!stripped.graph.nodes.iter().any(|n| matches!(n.op, Op::Softmax { .. })), "{}", e.name);
+        // The stripped logits give the fixture's probabilities back.
+        let dir = fixtures_root().join("onnx");
+        let x = read_npy(&dir.join(format!("{}.input.npy", e.name)));
+        let want = read_npy(&dir.join(format!("{}.output.npy", e.name)));
+        let got = softmax_last_axis(&evaluate(&stripped.graph, &[x]).remove(0));
+        assert_close(&e.name, &got, &want).unwrap();
     }
 }
 
 #[test]
-fn trained_models_import_and_match_expected_logits() {
+fn trained_models_import_and_match_expected_probabilities_or_logits() {
     let dir = fixtures_root().join("models");
     let samples = fixtures_root().join("data/mnist_samples_x.npy");
     if !samples.exists() {
@@ -212,14 +226,16 @@ fn trained_models_import_and_match_expected_logits() {
     let x = read_npy(&samples);
     let batch = x.shape()[0];
     let check_numbers = kernels_available();
-    for model in ["lenet_mnist", "mlp_mnist"] {
+    for (model, strip) in [("lenet_mnist", false), ("mlp_mnist", false), ("lenet_mnist", true), ("mlp_mnist", true)] {
         let path = dir.join(format!("{model}.onnx"));
         let options = ImportOptions::default();
         let imported = import_file(&path, &options).unwrap_or_else(|e| panic!("{model}: {e}"));
         let g = &imported.graph;
         assert_eq!(g.outputs.len(), 1);
         let in_shape = g.nodes[g.inputs[0]].shape.clone();
-        let want = read_npy(&dir.join(format!("{model}.expected_logits.npy")));
+        // The output Softmax is computed (probabilities) unless stripped (logits).
+        let expected = if strip { "logits" } else { "probs" };
+        let want = read_npy(&dir.join(format!("{model}.expected_{expected}.npy")));
         if !check_numbers {
             continue;
         }
@@ -233,7 +249,7 @@ fn trained_models_import_and_match_expected_logits() {
             let xi = Tensor::new(shape, x.data()[b * per_image..(b + 1) * per_image].to_vec()).unwrap();
             let options = ImportOptions {
                 input_shapes: HashMap::from([(g.nodes[g.inputs[0]].name.clone(), xi.shape().to_vec())]),
-                ..Default::default()
+                strip_output_softmax: strip,
             };
             let gi = import_file(&path, &options).unwrap().graph;
             let y = evaluate(&gi, &[xi]).remove(0);
@@ -241,7 +257,6 @@ fn trained_models_import_and_match_expected_logits() {
             logits.extend_from_slice(y.data());
         }
         let got = Tensor::new(want.shape().to_vec(), logits).unwrap();
-        // Softmax at the output is compiled away: outputs are logits.
         assert_close(model, &got, &want).unwrap();
     }
 }
