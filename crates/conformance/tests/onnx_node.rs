@@ -58,7 +58,8 @@ fn fixtures() -> PathBuf {
 
 /// The claimed ops, in `ops.txt` order (the first word of every non-comment line).
 fn claimed_ops() -> Vec<String> {
-    let text = std::fs::read_to_string(fixtures().join("ops.txt")).expect("fixtures/onnx_node/ops.txt");
+    let text =
+        std::fs::read_to_string(fixtures().join("ops.txt")).expect("fixtures/onnx_node/ops.txt");
     text.lines()
         .filter_map(|l| l.split('#').next().unwrap().split_whitespace().next())
         .map(str::to_string)
@@ -91,12 +92,19 @@ struct Case {
 }
 
 fn manifest() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json")).expect("fixtures/onnx_node/manifest.json");
+    let text = std::fs::read_to_string(fixtures().join("manifest.json"))
+        .expect("fixtures/onnx_node/manifest.json");
     serde_json::from_str(&text).expect("manifest.json is JSON")
 }
 
 fn cases(manifest: &Value) -> Vec<Case> {
-    let names = |v: &Value| -> Vec<String> { v.as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect() };
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     manifest["cases"]
         .as_array()
         .expect("manifest cases")
@@ -119,30 +127,45 @@ fn read_npy(path: &Path) -> Result<FloatTensor, String> {
         return Err(format!("{}: not in C order", path.display()));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let data: Vec<f32> = npy.into_vec::<f32>().map_err(|e| format!("{}: {e}", path.display()))?;
+    let data: Vec<f32> = npy
+        .into_vec::<f32>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Tensor::new(shape, data).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Largest absolute error, largest error relative to `abs + rel * |want|` (pass iff <= 1),
 /// or why the outputs cannot be compared.
-fn compare(got: &[FloatTensor], want: &[FloatTensor], (abs, rel): (f32, f32)) -> Result<(f32, f32), String> {
+fn compare(
+    got: &[FloatTensor],
+    want: &[FloatTensor],
+    (abs, rel): (f32, f32),
+) -> Result<(f32, f32), String> {
     if got.len() != want.len() {
         return Err(format!("{} outputs, expected {}", got.len(), want.len()));
     }
     let (mut max_err, mut max_ratio) = (0f32, 0f32);
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         // A scalar may come back as [1] and vice versa: compare element counts then.
-        let same_shape = g.shape() == w.shape() || (g.data().len() == w.data().len() && g.data().len() == 1);
+        let same_shape =
+            g.shape() == w.shape() || (g.data().len() == w.data().len() && g.data().len() == 1);
         if !same_shape {
-            return Err(format!("output {k}: shape {:?}, expected {:?}", g.shape(), w.shape()));
+            return Err(format!(
+                "output {k}: shape {:?}, expected {:?}",
+                g.shape(),
+                w.shape()
+            ));
         }
         for (i, (&a, &b)) in g.data().iter().zip(w.data()).enumerate() {
             if a.is_nan() && b.is_nan() || a == b {
                 continue;
             }
             let err = (a - b).abs();
-            let ratio = if err.is_finite() { err / (abs + rel * b.abs()) } else { f32::INFINITY };
-            if !(ratio <= 1.0) {
+            let ratio = if err.is_finite() {
+                err / (abs + rel * b.abs())
+            } else {
+                f32::INFINITY
+            };
+            if ratio.is_nan() || ratio > 1.0 {
                 return Err(format!("output {k} element {i}: {a}, expected {b}"));
             }
             max_err = max_err.max(err);
@@ -197,7 +220,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `f` in a thread of its own; a panic or running past `limit` is an error (a thread that
 /// hangs is left behind).
-fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+fn guarded<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("onnx-node-case".into())
@@ -209,7 +235,9 @@ fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
     match rx.recv_timeout(limit) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(msg)) => Err(format!("PANIC: {msg}")),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("HANG: no result after {} s", limit.as_secs())),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(format!("HANG: no result after {} s", limit.as_secs()))
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => Err("PANIC (no message)".into()),
     }
 }
@@ -217,10 +245,19 @@ fn guarded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
 /// Puts `values` (named `names`) in the order of `wanted` names; keeps the given order when
 /// the names do not match one to one.
 fn by_name<T: Clone>(names: &[String], values: &[T], wanted: &[String]) -> Vec<T> {
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(k, n)| (n.as_str(), k)).collect();
-    let order: Option<Vec<usize>> = wanted.iter().map(|w| index.get(w.as_str()).copied()).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (n.as_str(), k))
+        .collect();
+    let order: Option<Vec<usize>> = wanted
+        .iter()
+        .map(|w| index.get(w.as_str()).copied())
+        .collect();
     match order {
-        Some(order) if order.len() == values.len() => order.into_iter().map(|k| values[k].clone()).collect(),
+        Some(order) if order.len() == values.len() => {
+            order.into_iter().map(|k| values[k].clone()).collect()
+        }
         _ => values.to_vec(),
     }
 }
@@ -232,7 +269,11 @@ struct Outcome {
     seconds: [f64; 3],
 }
 
-fn encode_inputs(program: &Program, case_inputs: &[String], inputs: &[FloatTensor]) -> Vec<RingTensor> {
+fn encode_inputs(
+    program: &Program,
+    case_inputs: &[String],
+    inputs: &[FloatTensor],
+) -> Vec<RingTensor> {
     let names: Vec<String> = program.inputs.iter().map(|i| i.name.clone()).collect();
     let ordered = by_name(case_inputs, inputs, &names);
     ordered
@@ -242,8 +283,16 @@ fn encode_inputs(program: &Program, case_inputs: &[String], inputs: &[FloatTenso
         .collect()
 }
 
-fn decode_outputs(program: &Program, case_outputs: &[String], ys: &[RingTensor]) -> Vec<FloatTensor> {
-    let decoded: Vec<FloatTensor> = ys.iter().zip(&program.outputs).map(|(y, o)| decode_output(y, o.encoding)).collect();
+fn decode_outputs(
+    program: &Program,
+    case_outputs: &[String],
+    ys: &[RingTensor],
+) -> Vec<FloatTensor> {
+    let decoded: Vec<FloatTensor> = ys
+        .iter()
+        .zip(&program.outputs)
+        .map(|(y, o)| decode_output(y, o.encoding))
+        .collect();
     let names: Vec<String> = program.outputs.iter().map(|o| o.name.clone()).collect();
     by_name(&names, &decoded, case_outputs)
 }
@@ -251,8 +300,12 @@ fn decode_outputs(program: &Program, case_outputs: &[String], ys: &[RingTensor])
 fn run_case(case: &Case, porthos: bool) -> Outcome {
     let dir = fixtures().join("cases").join(&case.name);
     let load = || -> Result<(Vec<FloatTensor>, Vec<FloatTensor>), String> {
-        let inputs = (0..case.inputs.len()).map(|k| read_npy(&dir.join(format!("input_{k}.npy")))).collect::<Result<_, _>>()?;
-        let outputs = (0..case.outputs.len()).map(|k| read_npy(&dir.join(format!("output_{k}.npy")))).collect::<Result<_, _>>()?;
+        let inputs = (0..case.inputs.len())
+            .map(|k| read_npy(&dir.join(format!("input_{k}.npy"))))
+            .collect::<Result<_, _>>()?;
+        let outputs = (0..case.outputs.len())
+            .map(|k| read_npy(&dir.join(format!("output_{k}.npy"))))
+            .collect::<Result<_, _>>()?;
         Ok((inputs, outputs))
     };
     let (inputs, want) = match load() {
@@ -260,29 +313,47 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
         Err(e) => panic!("{}: unreadable fixture: {e}", case.name),
     };
     let (inputs, want) = (Arc::new(inputs), Arc::new(want));
-    let (names_in, names_out) = (Arc::new(case.inputs.clone()), Arc::new(case.outputs.clone()));
+    let (names_in, names_out) = (
+        Arc::new(case.inputs.clone()),
+        Arc::new(case.outputs.clone()),
+    );
     let mut seconds = [0.0; 3];
 
     // Import and float executor.
     let started = Instant::now();
     let model = dir.join("model.onnx");
     let float_run = {
-        let (inputs, want, names_in, names_out) = (inputs.clone(), want.clone(), names_in.clone(), names_out.clone());
+        let (inputs, want, names_in, names_out) = (
+            inputs.clone(),
+            want.clone(),
+            names_in.clone(),
+            names_out.clone(),
+        );
         guarded(FLOAT_TIMEOUT, move || -> (Stage, Option<Graph>) {
             let imported = match import_file(&model, &ImportOptions::default()) {
                 Ok(i) => i,
                 Err(e) => return (Stage::Refused(e.to_string()), None),
             };
             let graph = imported.graph;
-            let graph_in: Vec<String> = graph.inputs.iter().map(|&i| graph.nodes[i].name.clone()).collect();
-            let graph_out: Vec<String> = graph.outputs.iter().map(|&o| graph.nodes[o].name.clone()).collect();
+            let graph_in: Vec<String> = graph
+                .inputs
+                .iter()
+                .map(|&i| graph.nodes[i].name.clone())
+                .collect();
+            let graph_out: Vec<String> = graph
+                .outputs
+                .iter()
+                .map(|&o| graph.nodes[o].name.clone())
+                .collect();
             let x = by_name(&names_in, &inputs, &graph_in);
             let stage = match float::run(&graph, &x) {
                 Err(e) => Stage::Fail(format!("float executor: {e}")),
-                Ok(got) => match compare(&by_name(&graph_out, &got, &names_out), &want, FLOAT_TOL) {
-                    Ok((max_err, _)) => Stage::Pass { max_err },
-                    Err(e) => Stage::Fail(format!("wrong result: {e}")),
-                },
+                Ok(got) => {
+                    match compare(&by_name(&graph_out, &got, &names_out), &want, FLOAT_TOL) {
+                        Ok((max_err, _)) => Stage::Pass { max_err },
+                        Err(e) => Stage::Fail(format!("wrong result: {e}")),
+                    }
+                }
             };
             (stage, Some(graph))
         })
@@ -292,8 +363,15 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
         Ok(v) => v,
         Err(e) => (Stage::Fail(e), None),
     };
-    let not_run = |why| Outcome { float: float_stage.clone(), cleartext: Stage::NotRun(why), porthos: Stage::NotRun(why), seconds };
-    let Some(graph) = graph else { return not_run("not imported") };
+    let not_run = |why| Outcome {
+        float: float_stage.clone(),
+        cleartext: Stage::NotRun(why),
+        porthos: Stage::NotRun(why),
+        seconds,
+    };
+    let Some(graph) = graph else {
+        return not_run("not imported");
+    };
     if case.nan_or_inf {
         return not_run("NaN/Inf data");
     }
@@ -302,31 +380,48 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
     let started = Instant::now();
     let constant_output = case.constant_output;
     let clear_run = {
-        let (inputs, want, names_in, names_out) = (inputs.clone(), want.clone(), names_in.clone(), names_out.clone());
-        guarded(CLEARTEXT_TIMEOUT, move || -> (Stage, Option<(Program, Vec<RingTensor>)>) {
-            let options = CompileOptions { scale: SCALE, ..CompileOptions::default() };
-            let compiled = match compile(graph, &options) {
-                Ok(c) => c,
-                Err(_) if constant_output => return (Stage::NotRun("constant output: athos refuses it"), None),
-                Err(e) => return (Stage::Refused(format!("athos: {e}")), None),
-            };
-            let program = compiled.program;
-            let weights = compiled.weights;
-            let encoded = encode_inputs(&program, &names_in, &inputs);
-            let mut runner = Runner::new(&program, Cleartext::new());
-            let stage = (|| {
-                runner.share_weights(Some(&weights)).map_err(|e| format!("share weights: {e}"))?;
-                let (ys, _) = runner.infer(Some(&encoded)).map_err(|e| format!("cleartext run: {e}"))?;
-                let ys = ys.ok_or("the cleartext backend revealed no output")?;
-                let got = decode_outputs(&program, &names_out, &ys);
-                compare(&got, &want, FIXED_TOL).map_err(|e| format!("wrong result: {e}"))
-            })();
-            drop(runner);
-            match stage {
-                Ok((max_err, _)) => (Stage::Pass { max_err }, Some((program, weights))),
-                Err(e) => (Stage::Fail(e), None),
-            }
-        })
+        let (inputs, want, names_in, names_out) = (
+            inputs.clone(),
+            want.clone(),
+            names_in.clone(),
+            names_out.clone(),
+        );
+        guarded(
+            CLEARTEXT_TIMEOUT,
+            move || -> (Stage, Option<(Program, Vec<RingTensor>)>) {
+                let options = CompileOptions {
+                    scale: SCALE,
+                    ..CompileOptions::default()
+                };
+                let compiled = match compile(graph, &options) {
+                    Ok(c) => c,
+                    Err(_) if constant_output => {
+                        return (Stage::NotRun("constant output: athos refuses it"), None)
+                    }
+                    Err(e) => return (Stage::Refused(format!("athos: {e}")), None),
+                };
+                let program = compiled.program;
+                let weights = compiled.weights;
+                let encoded = encode_inputs(&program, &names_in, &inputs);
+                let mut runner = Runner::new(&program, Cleartext::new());
+                let stage = (|| {
+                    runner
+                        .share_weights(Some(&weights))
+                        .map_err(|e| format!("share weights: {e}"))?;
+                    let (ys, _) = runner
+                        .infer(Some(&encoded))
+                        .map_err(|e| format!("cleartext run: {e}"))?;
+                    let ys = ys.ok_or("the cleartext backend revealed no output")?;
+                    let got = decode_outputs(&program, &names_out, &ys);
+                    compare(&got, &want, FIXED_TOL).map_err(|e| format!("wrong result: {e}"))
+                })();
+                drop(runner);
+                match stage {
+                    Ok((max_err, _)) => (Stage::Pass { max_err }, Some((program, weights))),
+                    Err(e) => (Stage::Fail(e), None),
+                }
+            },
+        )
     };
     seconds[1] = started.elapsed().as_secs_f64();
     let (clear_stage, compiled) = match clear_run {
@@ -334,11 +429,25 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
         Err(e) => (Stage::Fail(e), None),
     };
     let Some((program, weights)) = compiled else {
-        let why = if matches!(clear_stage, Stage::NotRun(_)) { "constant output" } else { "cleartext did not pass" };
-        return Outcome { float: float_stage, cleartext: clear_stage, porthos: Stage::NotRun(why), seconds };
+        let why = if matches!(clear_stage, Stage::NotRun(_)) {
+            "constant output"
+        } else {
+            "cleartext did not pass"
+        };
+        return Outcome {
+            float: float_stage,
+            cleartext: clear_stage,
+            porthos: Stage::NotRun(why),
+            seconds,
+        };
     };
     if !porthos {
-        return Outcome { float: float_stage, cleartext: clear_stage, porthos: Stage::NotRun("ONNX_NODE_PORTHOS=0"), seconds };
+        return Outcome {
+            float: float_stage,
+            cleartext: clear_stage,
+            porthos: Stage::NotRun("ONNX_NODE_PORTHOS=0"),
+            seconds,
+        };
     }
 
     // Porthos: three parties as threads, one session.
@@ -352,10 +461,14 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
                 .enumerate()
                 .map(|(id, session)| {
                     s.spawn(move || -> Result<Option<Vec<RingTensor>>, String> {
-                        let backend = Porthos::new(session, ProtocolVariant::Porthos).map_err(|e| format!("session setup: {e}"))?;
+                        let backend = Porthos::new(session, ProtocolVariant::Porthos)
+                            .map_err(|e| format!("session setup: {e}"))?;
                         let mut runner = Runner::new(program, backend);
-                        let w: Option<&dyn cryptflow_ir::llil::WeightSource> = (id == 0).then_some(weights as _);
-                        runner.share_weights(w).map_err(|e| format!("share weights: {e}"))?;
+                        let w: Option<&dyn cryptflow_ir::llil::WeightSource> =
+                            (id == 0).then_some(weights as _);
+                        runner
+                            .share_weights(w)
+                            .map_err(|e| format!("share weights: {e}"))?;
                         let x = (id == 1).then_some(encoded.as_slice());
                         let (ys, _) = runner.infer(x).map_err(|e| e.to_string())?;
                         Ok(ys)
@@ -364,11 +477,17 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| Err(format!("PANIC: {}", panic_message(&*p)))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|p| Err(format!("PANIC: {}", panic_message(&*p))))
+                })
                 .collect()
         });
-        let errors: Vec<String> =
-            results.iter().enumerate().filter_map(|(id, r)| r.as_ref().err().map(|e| format!("party {id}: {e}"))).collect();
+        let errors: Vec<String> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("party {id}: {e}")))
+            .collect();
         if !errors.is_empty() {
             return Stage::Fail(errors.join("; "));
         }
@@ -382,7 +501,12 @@ fn run_case(case: &Case, porthos: bool) -> Outcome {
     });
     seconds[2] = started.elapsed().as_secs_f64();
     let porthos_stage = porthos_run.unwrap_or_else(Stage::Fail);
-    Outcome { float: float_stage, cleartext: clear_stage, porthos: porthos_stage, seconds }
+    Outcome {
+        float: float_stage,
+        cleartext: clear_stage,
+        porthos: porthos_stage,
+        seconds,
+    }
 }
 
 #[derive(Default)]
@@ -401,7 +525,11 @@ fn percentile(sorted: &[f32], p: f64) -> f32 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn error_distribution(name: &str, outcomes: &[(&Case, Outcome)], pick: impl Fn(&Outcome) -> &Stage) -> String {
+fn error_distribution(
+    name: &str,
+    outcomes: &[(&Case, Outcome)],
+    pick: impl Fn(&Outcome) -> &Stage,
+) -> String {
     let mut errs: Vec<f32> = outcomes
         .iter()
         .filter_map(|(_, o)| match pick(o) {
@@ -422,10 +550,16 @@ fn error_distribution(name: &str, outcomes: &[(&Case, Outcome)], pick: impl Fn(&
     let mut parts = Vec::new();
     let mut lo = 0f32;
     for &hi in &buckets {
-        parts.push(format!("[{lo:.1e}, {hi:.1e}): {}", errs.iter().filter(|&&e| e >= lo && e < hi).count()));
+        parts.push(format!(
+            "[{lo:.1e}, {hi:.1e}): {}",
+            errs.iter().filter(|&&e| e >= lo && e < hi).count()
+        ));
         lo = hi;
     }
-    parts.push(format!(">= {lo:.1e} (within the 2% relative part): {}", errs.iter().filter(|&&e| e >= lo).count()));
+    parts.push(format!(
+        ">= {lo:.1e} (within the 2% relative part): {}",
+        errs.iter().filter(|&&e| e >= lo).count()
+    ));
     text.push_str(&parts.join(", "));
     text
 }
@@ -434,14 +568,20 @@ fn report_path() -> PathBuf {
     if let Ok(p) = std::env::var("ONNX_NODE_REPORT") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("onnx_node_report.md")
 }
 
 /// Whether a refusal's message says what is refused: the operator, the opset, or (for a
 /// problem found before any node is read: an empty or string tensor) the tensor by name.
 fn names_the_op(error: &str, case: &Case) -> bool {
-    error.contains(&case.op) || error.contains("opset") || ["tensor `", "graph input `", "graph output `"].iter().any(|t| error.contains(t))
+    error.contains(&case.op)
+        || error.contains("opset")
+        || ["tensor `", "graph input `", "graph output `"]
+            .iter()
+            .any(|t| error.contains(t))
 }
 
 #[test]
@@ -452,9 +592,18 @@ fn fixtures_are_consistent() {
     let cases = cases(&m);
     assert!(!cases.is_empty());
     for c in &cases {
-        assert!(ops.contains(&c.op), "{}: op {} is not in ops.txt", c.name, c.op);
+        assert!(
+            ops.contains(&c.op),
+            "{}: op {} is not in ops.txt",
+            c.name,
+            c.op
+        );
         let dir = fixtures().join("cases").join(&c.name);
-        assert!(dir.join("model.onnx").is_file(), "{}: no model.onnx", c.name);
+        assert!(
+            dir.join("model.onnx").is_file(),
+            "{}: no model.onnx",
+            c.name
+        );
         for k in 0..c.inputs.len() {
             read_npy(&dir.join(format!("input_{k}.npy"))).unwrap();
         }
@@ -464,8 +613,14 @@ fn fixtures_are_consistent() {
     }
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     for (name, reason) in expected_refusals() {
-        assert!(names.contains(&name.as_str()), "expected_refusals.txt names `{name}`, which is not a case");
-        assert!(!reason.is_empty(), "expected_refusals.txt: `{name}` has no reason");
+        assert!(
+            names.contains(&name.as_str()),
+            "expected_refusals.txt names `{name}`, which is not a case"
+        );
+        assert!(
+            !reason.is_empty(),
+            "expected_refusals.txt: `{name}` has no reason"
+        );
     }
 }
 
@@ -480,20 +635,33 @@ fn onnx_node_no_panics_and_fixed_point_follows_float() {
         let o = run_case(case, true);
         for s in [&o.float, &o.cleartext, &o.porthos] {
             match s {
-                Stage::Fail(e) if e.contains("PANIC") || e.contains("HANG") => problems.push(format!("{}: {}", case.name, one_line(e))),
-                Stage::Refused(e) if !names_the_op(e, case) => problems.push(format!("{}: unclear refusal: {}", case.name, one_line(e))),
+                Stage::Fail(e) if e.contains("PANIC") || e.contains("HANG") => {
+                    problems.push(format!("{}: {}", case.name, one_line(e)))
+                }
+                Stage::Refused(e) if !names_the_op(e, case) => {
+                    problems.push(format!("{}: unclear refusal: {}", case.name, one_line(e)))
+                }
                 _ => {}
             }
         }
         if matches!(o.float, Stage::Pass { .. }) && !case.nan_or_inf && !case.constant_output {
             for (name, s) in [("cleartext", &o.cleartext), ("porthos", &o.porthos)] {
                 if !matches!(s, Stage::Pass { .. }) {
-                    problems.push(format!("{}: passes on float, {name}: {}", case.name, s.label()));
+                    problems.push(format!(
+                        "{}: passes on float, {name}: {}",
+                        case.name,
+                        s.label()
+                    ));
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -504,13 +672,24 @@ fn onnx_node_conformance() {
     let all = cases(&m);
     let refusals = expected_refusals();
     let filter = std::env::var("ONNX_NODE_FILTER").ok();
-    let porthos = std::env::var("ONNX_NODE_PORTHOS").map(|v| v != "0").unwrap_or(true);
-    let selected: Vec<&Case> = all.iter().filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f))).collect();
+    let porthos = std::env::var("ONNX_NODE_PORTHOS")
+        .map(|v| v != "0")
+        .unwrap_or(true);
+    let selected: Vec<&Case> = all
+        .iter()
+        .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
     let started = Instant::now();
     let mut outcomes: Vec<(&Case, Outcome)> = Vec::new();
     for case in selected {
         let o = run_case(case, porthos);
-        println!("{:<55} float {} | cleartext {} | porthos {}", case.name, o.float.label(), o.cleartext.label(), o.porthos.label());
+        println!(
+            "{:<55} float {} | cleartext {} | porthos {}",
+            case.name,
+            o.float.label(),
+            o.cleartext.label(),
+            o.porthos.label()
+        );
         outcomes.push((case, o));
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -541,23 +720,38 @@ fn onnx_node_conformance() {
         let listed = refusals.get(&case.name);
         for s in [&o.float, &o.cleartext, &o.porthos] {
             if let Stage::Fail(e) = s {
-                if e.starts_with("PANIC") || e.starts_with("HANG") || e.contains("party 0: PANIC") || e.contains(": PANIC") {
+                if e.starts_with("PANIC")
+                    || e.starts_with("HANG")
+                    || e.contains("party 0: PANIC")
+                    || e.contains(": PANIC")
+                {
                     problems.push(format!("{}: {}", case.name, one_line(e)));
                 }
             }
         }
         match (&o.float, listed) {
             (Stage::Pass { .. }, None) => {}
-            (Stage::Pass { .. }, Some(_)) => problems.push(format!("{}: passes on float but is listed in expected_refusals.txt", case.name)),
+            (Stage::Pass { .. }, Some(_)) => problems.push(format!(
+                "{}: passes on float but is listed in expected_refusals.txt",
+                case.name
+            )),
             (Stage::Refused(e), Some(_)) if names_the_op(e, case) => {}
-            (Stage::Refused(e), Some(_)) => problems.push(format!("{}: refused without naming {}: {}", case.name, case.op, one_line(e))),
+            (Stage::Refused(e), Some(_)) => problems.push(format!(
+                "{}: refused without naming {}: {}",
+                case.name,
+                case.op,
+                one_line(e)
+            )),
             // NaN/Inf data may instead be refused or fail with an error (a panic or hang is caught above).
             (Stage::Refused(_) | Stage::Fail(_), None) if case.nan_or_inf => {}
             (other, _) => problems.push(format!("{}: float: {}", case.name, other.label())),
         }
     }
     let denominator = total.fixed_cases.max(1) as f64;
-    let rates = [total.ok[1] as f64 / denominator, total.ok[2] as f64 / denominator];
+    let rates = [
+        total.ok[1] as f64 / denominator,
+        total.ok[2] as f64 / denominator,
+    ];
     for (k, name) in [(0, "cleartext"), (1, "porthos")] {
         if (k == 0 || porthos) && rates[k] < REQUIRED_FIXED_PASS_RATE {
             problems.push(format!(
@@ -605,28 +799,53 @@ fn onnx_node_conformance() {
         total.failed[2]
     )
     .unwrap();
-    writeln!(r, "| op | cases | float ok | float refused | float failed | cleartext ok | porthos ok |").unwrap();
+    writeln!(
+        r,
+        "| op | cases | float ok | float refused | float failed | cleartext ok | porthos ok |"
+    )
+    .unwrap();
     writeln!(r, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
     for op in &ops {
         match per_op.get(op.as_str()) {
             Some(t) => writeln!(
                 r,
                 "| {op} | {} | {} | {} | {} | {}/{} | {}/{} |",
-                t.cases, t.ok[0], t.refused[0], t.failed[0], t.ok[1], t.fixed_cases, t.ok[2], t.fixed_cases
+                t.cases,
+                t.ok[0],
+                t.refused[0],
+                t.failed[0],
+                t.ok[1],
+                t.fixed_cases,
+                t.ok[2],
+                t.fixed_cases
             )
             .unwrap(),
             None => writeln!(r, "| {op} | 0 | | | | | |").unwrap(),
         }
     }
     writeln!(r, "\n## Fixed-point error distribution\n").unwrap();
-    writeln!(r, "- {}", error_distribution("cleartext", &outcomes, |o| &o.cleartext)).unwrap();
-    writeln!(r, "- {}", error_distribution("porthos", &outcomes, |o| &o.porthos)).unwrap();
-    let slowest = outcomes.iter().max_by(|a, b| a.1.seconds[2].total_cmp(&b.1.seconds[2]));
+    writeln!(
+        r,
+        "- {}",
+        error_distribution("cleartext", &outcomes, |o| &o.cleartext)
+    )
+    .unwrap();
+    writeln!(
+        r,
+        "- {}",
+        error_distribution("porthos", &outcomes, |o| &o.porthos)
+    )
+    .unwrap();
+    let slowest = outcomes
+        .iter()
+        .max_by(|a, b| a.1.seconds[2].total_cmp(&b.1.seconds[2]));
     let porthos_seconds: f64 = outcomes.iter().map(|(_, o)| o.seconds[2]).sum();
     writeln!(
         r,
         "- time: porthos {porthos_seconds:.1} s in all{}",
-        slowest.map(|(c, o)| format!(", slowest case {} {:.1} s", c.name, o.seconds[2])).unwrap_or_default()
+        slowest
+            .map(|(c, o)| format!(", slowest case {} {:.1} s", c.name, o.seconds[2]))
+            .unwrap_or_default()
     )
     .unwrap();
     writeln!(r, "\n## Target problems ({})\n", problems.len()).unwrap();
@@ -642,7 +861,13 @@ fn onnx_node_conformance() {
             r,
             "| {}{} | {} | {} | {} | {} |",
             case.name,
-            if case.nan_or_inf { " (NaN/Inf)" } else if case.constant_output { " (constant output)" } else { "" },
+            if case.nan_or_inf {
+                " (NaN/Inf)"
+            } else if case.constant_output {
+                " (constant output)"
+            } else {
+                ""
+            },
             case.op,
             cell(&o.float),
             cell(&o.cleartext),
@@ -658,5 +883,12 @@ fn onnx_node_conformance() {
     let summary_end = r.find("\n## Every case").unwrap_or(r.len());
     println!("\n{}\nreport: {}", &r[..summary_end], path.display());
     let shown: Vec<&str> = problems.iter().map(String::as_str).take(40).collect();
-    assert!(problems.is_empty(), "{} target problems (first {} below; all in {}):\n{}", problems.len(), shown.len(), path.display(), shown.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} target problems (first {} below; all in {}):\n{}",
+        problems.len(),
+        shown.len(),
+        path.display(),
+        shown.join("\n")
+    );
 }
