@@ -138,6 +138,10 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
             });
             continue;
         }
+        if let Err(reason) = cryptflow_runtime::check_math_scale(&lowered.program) {
+            table.push(ScaleResult { scale, score: None, agreement_with_float: None, safe: false, note: format!("skipped: {reason}") });
+            continue;
+        }
         let mut runner = Runner::new(&lowered.program, Cleartext::new());
         runner.share_weights(Some(&lowered.weights))?;
         let encoding = lowered.program.outputs[0].encoding;

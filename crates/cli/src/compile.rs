@@ -102,6 +102,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         domain_warnings = calibration.domain_warnings;
     }
     let compiled = athos_compile(loaded.graph, &options)?;
+    cryptflow_runtime::check_math_scale(&compiled.program).map_err(anyhow::Error::msg)?;
     let seconds = started.elapsed().as_secs_f64();
     match args.emit {
         Some(Emit::Hlil) => print!("{}", compiled.hlil),

@@ -105,7 +105,7 @@ fn emit_prints_hlil_and_llil() {
     let out = cryptflow_ok(&["compile", path_str(&lenet()), "--emit", "hlil"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Conv(") && text.contains("MaxPool("), "{text}");
-    let out = cryptflow_ok(&["compile", path_str(&lenet()), "--emit", "llil"]);
+    let out = cryptflow_ok(&["compile", path_str(&lenet()), "--emit", "llil", "--strip-output-softmax"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("call Conv(") && text.contains("call ScaleDown(") && text.contains("reveal"), "{text}");
     assert!(stderr(&out).contains("Softmax"), "the softmax notice is missing: {}", stderr(&out));
@@ -134,7 +134,7 @@ fn calibration_prints_the_sweep_and_picks_a_scale_on_the_best_plateau() {
 fn tensorflow_graphs_compile_and_run() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("lenet_pb");
-    let out = cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.pb")), "-o", path_str(&dir)]);
+    let out = cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.pb")), "-o", path_str(&dir), "--strip-output-softmax"]);
     assert!(stderr(&out).contains("Softmax"), "{}", stderr(&out));
     let y = work.path().join("y.npy");
     let x = fixtures().join("data/mnist_samples_x_nhwc.npy");

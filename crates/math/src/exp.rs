@@ -87,8 +87,12 @@ pub(crate) fn exp_nonpositive<B: Backend + ?Sized>(b: &mut B, z: &RingTensor, sc
 }
 
 pub(crate) fn check_scale(scale: u32) -> Result<()> {
-    if !(8..=20).contains(&scale) {
-        return Err(BackendError::Aborted(format!("scale {scale} is outside the supported 8..=20 fractional bits")));
+    if !crate::SCALES.contains(&scale) {
+        return Err(BackendError::Aborted(format!(
+            "scale {scale} is outside the {}..={} fractional bits the secure math functions support",
+            crate::SCALES.start(),
+            crate::SCALES.end()
+        )));
     }
     Ok(())
 }

@@ -38,6 +38,9 @@ mod norm;
 
 pub use cryptflow_backend::{Backend, BackendError, Result, RingTensor, SharedBits};
 
+/// The program scales (fractional bits) every function of the library supports.
+pub const SCALES: std::ops::RangeInclusive<u32> = 8..=20;
+
 /// Fractional bits inside the functions that need more precision than the program's scale.
 pub const INTERNAL_BITS: u32 = 16;
 

@@ -9,6 +9,7 @@ pub mod float;
 mod runner;
 
 use cryptflow_ir::hlil::{Op, UnaryFn};
+use cryptflow_ir::llil::{LOp, Program};
 use cryptflow_math::Domain;
 
 pub use runner::{decode_output, encode_input, encode_integer_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};
@@ -26,5 +27,25 @@ pub fn secure_domain(op: &Op, scale: u32) -> Option<(usize, Domain, &'static str
         Op::Unary(UnaryFn::Rsqrt) => Some((0, cryptflow_math::root_domain(scale), "Rsqrt")),
         Op::Unary(UnaryFn::Log) => Some((0, cryptflow_math::log_domain(scale), "Log")),
         _ => None,
+    }
+}
+
+/// Whether every function of the secure math library that `program` calls supports its scale
+/// (`cryptflow_math::SCALES`); the error names the first layer that does not.
+pub fn check_math_scale(program: &Program) -> Result<(), String> {
+    if cryptflow_math::SCALES.contains(&program.scale) {
+        return Ok(());
+    }
+    let needs_scale = |op: &LOp| matches!(op, LOp::Unary(_) | LOp::Div | LOp::Prelu | LOp::Softmax { .. } | LOp::LogSoftmax { .. } | LOp::Normalize { .. });
+    match program.body.iter().find(|i| needs_scale(&i.op)) {
+        Some(i) => Err(format!(
+            "scale {} is outside {}..={}, the scales the secure math functions support ({} in layer `{}`)",
+            program.scale,
+            cryptflow_math::SCALES.start(),
+            cryptflow_math::SCALES.end(),
+            i.op.name(),
+            i.layer
+        )),
+        None => Ok(()),
     }
 }

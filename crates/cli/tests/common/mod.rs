@@ -76,8 +76,10 @@ pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The trained LeNet compiled to its logits (its output Softmax stripped), as the paper's
+/// benchmarks and the protocol-level tests measure it.
 pub fn compile_lenet(dir: &Path) {
-    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir)]);
+    cryptflow_ok(&["compile", path_str(&fixtures().join("models/lenet_mnist.onnx")), "-o", path_str(dir), "--strip-output-softmax"]);
 }
 
 /// Secure backends truncate shares locally (off by at most one unit per ScaleDown, 2^-12 at the
