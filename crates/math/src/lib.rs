@@ -25,8 +25,11 @@
 //! # Domains
 //! Each function documents its method, its input domain, what it does outside it (a clamp to
 //! the domain's edge, or the asymptote), and its largest error against f64 over the domain as
-//! measured by `tests/accuracy.rs`, which also asserts its bytes and rounds per element under
-//! Porthos. The README's table lists them.
+//! measured by the tests (`tests/elementwise.rs`, `tests/division.rs`, `tests/rows.rs`:
+//! cleartext, every scale the library supports), which with `tests/secure.rs` and
+//! `tests/elementwise.rs` also assert the exact bytes and rounds per element under Porthos and
+//! the accuracy under Porthos and 2PC. The README's table lists them; the examples
+//! `activation_table` and `rows_table` print them.
 
 mod elementwise;
 mod exp;
