@@ -15,18 +15,23 @@ fn top1(probs: &[f32]) -> Vec<usize> {
     probs.chunks(10).map(argmax).collect()
 }
 
+/// Compiles fixture model `name` in `work` and returns a runner of it on `x` by backend.
+fn compiled(work: &std::path::Path, name: &str, x: std::path::PathBuf) -> impl Fn(&str) -> Vec<f32> {
+    let dir = work.join(name);
+    cryptflow_ok(&["compile", path_str(&fixtures().join(format!("models/{name}.onnx"))), "-o", path_str(&dir)]);
+    let (work, name) = (work.to_path_buf(), name.to_string());
+    move |backend: &str| {
+        let y = work.join(format!("{name}-{backend}.npy"));
+        cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y)]);
+        read_npy(&y).1
+    }
+}
+
 #[test]
 fn trained_activation_models_keep_their_predictions_under_porthos() {
     let work = tempfile::tempdir().unwrap();
-    let x = fixtures().join("data/mnist_val_x.npy");
     for name in MODELS {
-        let dir = work.path().join(name);
-        cryptflow_ok(&["compile", path_str(&fixtures().join(format!("models/{name}.onnx"))), "-o", path_str(&dir)]);
-        let run = |backend: &str| {
-            let y = work.path().join(format!("{name}-{backend}.npy"));
-            cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y)]);
-            read_npy(&y).1
-        };
+        let run = compiled(work.path(), name, fixtures().join("data/mnist_val_x.npy"));
         let (_, expected) = read_npy(&fixtures().join(format!("models/{name}.expected_probs.npy")));
         let float = run("float");
         let worst = float.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
@@ -46,15 +51,8 @@ fn trained_activation_models_keep_their_predictions_under_porthos() {
 #[test]
 fn trained_activation_models_under_2pc() {
     let work = tempfile::tempdir().unwrap();
-    let x = fixtures().join("data/mnist_samples_x.npy");
     for name in MODELS {
-        let dir = work.path().join(name);
-        cryptflow_ok(&["compile", path_str(&fixtures().join(format!("models/{name}.onnx"))), "-o", path_str(&dir)]);
-        let run = |backend: &str| {
-            let y = work.path().join(format!("{name}-{backend}.npy"));
-            cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y)]);
-            read_npy(&y).1
-        };
+        let run = compiled(work.path(), name, fixtures().join("data/mnist_samples_x.npy"));
         let float = run("float");
         let twopc = run("2pc");
         assert_eq!(top1(&twopc), top1(&float), "{name}");

@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::*;
 use cryptflow_onnx::proto::tensor_shape_proto::{dimension, Dimension};
 use cryptflow_onnx::proto::*;
-use npyz::WriterBuilder;
 use prost::Message;
 
 const W: [f32; 12] = [0.5, -1.0, 0.25, 1.5, 0.75, -0.5, -0.25, 2.0, 1.0, 0.125, -1.5, 0.5];
@@ -100,18 +99,6 @@ fn compile_integer_model(dir: &Path) {
     cryptflow_ir::artifact::write_artifact(dir, &public, &compiled.weights, &float_weights).unwrap();
 }
 
-fn write_array<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) {
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(std::io::BufWriter::new(std::fs::File::create(path).unwrap()))
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
 /// A .npy of a dtype the CLI does not take (complex64).
 fn write_complex(path: &Path) {
     let mut header = "{'descr': '<c8', 'fortran_order': False, 'shape': (1, 4), }".to_string();
@@ -161,12 +148,12 @@ struct Files {
 /// Stacks along a new axis: x [N, 1, 4], mask [N, 1, 3] (int64 or float32).
 fn write_inputs(dir: &Path, mask_as_float: bool) -> Files {
     let x = dir.join("x.npy");
-    write_array(&x, &[N, 1, 4], &xs());
+    write_npy(&x, &[N, 1, 4], &xs());
     let mask = dir.join(if mask_as_float { "mask_f32.npy" } else { "mask.npy" });
     if mask_as_float {
-        write_array(&mask, &[N, 1, 3], &masks().iter().map(|&v| v as f32).collect::<Vec<_>>());
+        write_npy(&mask, &[N, 1, 3], &masks().iter().map(|&v| v as f32).collect::<Vec<_>>());
     } else {
-        write_array(&mask, &[N, 1, 3], &masks());
+        write_npy(&mask, &[N, 1, 3], &masks());
     }
     Files { x: format!("x={}", path_str(&x)), mask: format!("mask={}", path_str(&mask)) }
 }
@@ -267,9 +254,9 @@ fn an_integer_input_agrees_on_every_backend() {
     assert_close(&read_npy(&y).1, &expected(&xs(), &masks()), 0.02, "float32 mask");
     let x32 = work.path().join("x32.npy");
     let xs_int: Vec<i32> = (0..N * 4).map(|i| i as i32 - 5).collect();
-    write_array(&x32, &[N, 4], &xs_int);
+    write_npy(&x32, &[N, 4], &xs_int);
     let m32 = work.path().join("m32.npy");
-    write_array(&m32, &[N, 1, 3], &masks().iter().map(|&v| v as i32).collect::<Vec<_>>());
+    write_npy(&m32, &[N, 1, 3], &masks().iter().map(|&v| v as i32).collect::<Vec<_>>());
     let (xa, ma) = (format!("x={}", path_str(&x32)), format!("mask={}", path_str(&m32)));
     let out = run(&dir, "cleartext", &[&xa, &ma], &y);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -280,9 +267,9 @@ fn an_integer_input_agrees_on_every_backend() {
 
     // One item of exactly the inputs' shapes.
     let x1 = work.path().join("x1.npy");
-    write_array(&x1, &[1, 4], &xs()[..4]);
+    write_npy(&x1, &[1, 4], &xs()[..4]);
     let m1 = work.path().join("m1.npy");
-    write_array(&m1, &[1, 3], &masks()[..3]);
+    write_npy(&m1, &[1, 3], &masks()[..3]);
     let out = run(&dir, "porthos", &[&format!("mask={}", path_str(&m1)), &format!("x={}", path_str(&x1))], &y);
     assert!(out.status.success(), "{}", stderr(&out));
     let (shape, got) = read_npy(&y);
@@ -320,32 +307,32 @@ fn bad_inputs_are_clean_errors_naming_the_input() {
     expect_error(&dir, w, "float", &[&file("x.npy")], &["2 inputs", "NAME=X.npy"]);
 
     // Counts and shapes.
-    write_array(&w.join("x2.npy"), &[2, 1, 4], &xs()[..8]);
+    write_npy(&w.join("x2.npy"), &[2, 1, 4], &xs()[..8]);
     expect_error(&dir, w, "cleartext", &[&named("x", "x2.npy"), mask], &["different numbers of items", "`x` 2", "`mask` 3"]);
-    write_array(&w.join("bad_shape.npy"), &[N, 1, 5], &[0i64; N * 5]);
+    write_npy(&w.join("bad_shape.npy"), &[N, 1, 5], &[0i64; N * 5]);
     expect_error(&dir, w, "cleartext", &[x, &named("mask", "bad_shape.npy")], &["input `mask`", "[3, 1, 5]", "[1, 3]"]);
 
     // Values: non-integers for an integer input, NaN and infinities anywhere.
     let mut fractional: Vec<f32> = masks().iter().map(|&v| v as f32).collect();
     fractional[4] = 0.5;
-    write_array(&w.join("frac.npy"), &[N, 1, 3], &fractional);
+    write_npy(&w.join("frac.npy"), &[N, 1, 3], &fractional);
     expect_error(&dir, w, "porthos", &[x, &named("mask", "frac.npy")], &["input `mask`", "integer input", "[1, 0, 1]", "0.5"]);
     let mut nan = xs();
     nan[6] = f32::NAN;
-    write_array(&w.join("nan.npy"), &[N, 1, 4], &nan);
+    write_npy(&w.join("nan.npy"), &[N, 1, 4], &nan);
     expect_error(&dir, w, "float", &[&named("x", "nan.npy"), mask], &["input `x`", "[1, 0, 2] is NaN"]);
     let mut inf: Vec<f64> = masks().iter().map(|&v| v as f64).collect();
     inf[0] = f64::INFINITY;
-    write_array(&w.join("inf.npy"), &[N, 1, 3], &inf);
+    write_npy(&w.join("inf.npy"), &[N, 1, 3], &inf);
     expect_error(&dir, w, "cleartext", &[x, &named("mask", "inf.npy")], &["input `mask`", "[0, 0, 0] is inf"]);
     let mut big = masks();
     big[1] = 1 << 30;
-    write_array(&w.join("big.npy"), &[N, 1, 4], &[big.clone(), vec![0; 3]].concat());
+    write_npy(&w.join("big.npy"), &[N, 1, 4], &[big.clone(), vec![0; 3]].concat());
     expect_error(&dir, w, "cleartext", &[&named("x", "big.npy"), mask], &["input `x`", "float32"]);
 
     let mut huge = masks();
     huge[8] = 1 << 60;
-    write_array(&w.join("huge.npy"), &[N, 1, 3], &huge);
+    write_npy(&w.join("huge.npy"), &[N, 1, 3], &huge);
     expect_error(&dir, w, "porthos", &[x, &named("mask", "huge.npy")], &["input `mask`", "item 2", "beyond the 64-bit ring at scale 12"]);
 
     // Dtypes and files.
@@ -364,7 +351,7 @@ fn one_input_models_take_a_plain_or_a_named_input() {
     let dir = work.path().join("one");
     cryptflow_ok(&["compile", path_str(&onnx), "-o", path_str(&dir)]);
     let x = work.path().join("x.npy");
-    write_array(&x, &[N, 1, 4], &xs());
+    write_npy(&x, &[N, 1, 4], &xs());
     let plain = work.path().join("plain.npy");
     let named = work.path().join("named.npy");
     cryptflow_ok(&["run", path_str(&dir), "--backend", "cleartext", "--input", path_str(&x), "-o", path_str(&plain)]);

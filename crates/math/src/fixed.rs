@@ -279,3 +279,15 @@ pub fn chebyshev<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, degree: usize, 
     have.remove(0);
     Ok(have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect())
 }
+
+/// Undoes `transpose(x, perm)` for a result of the transposed layout (`out` holds as many
+/// elements as `x`, in the order of `x` transposed by `perm`): the result in `x`'s layout.
+pub(crate) fn untranspose(out: RingTensor, x_shape: &[usize], perm: &[usize]) -> Result<RingTensor> {
+    let t_shape: Vec<usize> = perm.iter().map(|&a| x_shape[a]).collect();
+    let out = out.reshape(t_shape)?;
+    let mut inverse = vec![0; perm.len()];
+    for (i, &a) in perm.iter().enumerate() {
+        inverse[a] = i;
+    }
+    Ok(cryptflow_tensor::movement::transpose(&out, &inverse)?)
+}

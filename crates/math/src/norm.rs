@@ -79,11 +79,5 @@ pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize],
     let fe = expand(&comb[1])?;
     let out = rsqrt_newton(b, &xp, Carry::Product(&dt, &fe, r - t), &expand)?;
     let out = rescale(b, &out, scale + t, scale)?;
-    let t_shape: Vec<usize> = perm.iter().map(|&a| x.shape()[a]).collect();
-    let out = out.reshape(t_shape)?;
-    let mut inv = vec![0; rank];
-    for (i, &a) in perm.iter().enumerate() {
-        inv[a] = i;
-    }
-    Ok(movement::transpose(&out, &inv)?)
+    crate::fixed::untranspose(out, x.shape(), &perm)
 }

@@ -56,11 +56,5 @@ pub fn softmax<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axis: usize, scal
         let p = b.mul(&e, &expand(&r)?)?;
         b.scale_down(&p, 2 * F - scale)?
     };
-    let t_shape: Vec<usize> = perm.iter().map(|&a| x.shape()[a]).collect();
-    let out = out.reshape(t_shape)?;
-    let mut inv = vec![0; rank];
-    for (i, &a) in perm.iter().enumerate() {
-        inv[a] = i;
-    }
-    Ok(movement::transpose(&out, &inv)?)
+    crate::fixed::untranspose(out, x.shape(), &perm)
 }

@@ -50,7 +50,7 @@ pub fn read_labels(path: &Path) -> Vec<i64> {
     npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<i64>().unwrap()
 }
 
-pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) {
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
