@@ -60,3 +60,34 @@ fn trained_activation_models_under_2pc() {
         assert!(worst <= 0.05, "{name} 2pc: largest probability error {worst}");
     }
 }
+
+/// A transformer encoder block as PyTorch exports it (`fixtures/attention_block.py`: batched
+/// products of two computed tensors, a causal mask, softmax, LayerNormalization, decomposed
+/// GELU, residuals): float within 1e-4 of onnxruntime, every secure backend close to float.
+#[test]
+fn an_attention_block_runs_on_every_backend() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("attention");
+    let model = fixtures().join("models/attention_block.onnx");
+    let llil = cryptflow_ok(&["compile", path_str(&model), "-o", path_str(&dir), "--emit", "llil"]);
+    let text = String::from_utf8_lossy(&llil.stdout);
+    assert_eq!(text.matches("call BatchMatMul(").count(), 2, "Q K^T and P V are one batched product each:\n{text}");
+    assert!(text.contains("call Softmax(") && text.contains("call Normalize("), "{text}");
+    let x = fixtures().join("models/attention_block.input.npy");
+    let (_, expected) = read_npy(&fixtures().join("models/attention_block.expected.npy"));
+    let run = |backend: &str| {
+        let y = work.path().join(format!("{backend}.npy"));
+        cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y)]);
+        read_npy(&y).1
+    };
+    let float = run("float");
+    for (i, (a, e)) in float.iter().zip(&expected).enumerate() {
+        assert!((a - e).abs() <= 1e-4 * (1.0 + e.abs()), "float element {i}: {a} vs onnxruntime {e}");
+    }
+    for backend in ["cleartext", "porthos", "2pc"] {
+        let got = run(backend);
+        let worst = got.iter().zip(&float).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
+        eprintln!("attention block {backend}: largest error against float {worst}");
+        assert!(worst <= 0.05, "{backend}: largest error against float {worst}");
+    }
+}
