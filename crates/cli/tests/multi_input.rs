@@ -12,60 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use cryptflow_onnx::proto::tensor_shape_proto::{dimension, Dimension};
-use cryptflow_onnx::proto::*;
-use prost::Message;
+use common::onnx::*;
+use cryptflow_onnx::proto::{attribute_proto, AttributeProto};
 
 const W: [f32; 12] = [0.5, -1.0, 0.25, 1.5, 0.75, -0.5, -0.25, 2.0, 1.0, 0.125, -1.5, 0.5];
 const C: [f32; 3] = [0.5, -2.0, 1.25];
 const N: usize = 3;
-
-fn value_info(name: &str, dims: &[i64], elem: i32) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto {
-                    dim: dims.iter().map(|&d| Dimension { denotation: None, value: Some(dimension::Value::DimValue(d)) }).collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{op}_{output}")),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
-fn float_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(1), float_data: data.to_vec(), ..Default::default() }
-}
-
-fn write_onnx(path: &Path, inputs: Vec<ValueInfoProto>, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, output: &str) {
-    let model = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        graph: Some(GraphProto {
-            node: nodes,
-            name: Some("g".into()),
-            initializer: inits,
-            input: inputs,
-            output: vec![ValueInfoProto { name: Some(output.into()), ..Default::default() }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    std::fs::write(path, model.encode_to_vec()).unwrap();
-}
 
 /// `y = MatMul(x, W) + Mul(mask, c)`, both inputs float.
 fn two_input_onnx(path: &Path) {

@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Shared helpers of the CLI tests: run the real binary, read .npy files, find fixtures.
 
+pub mod onnx;
+
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
