@@ -295,13 +295,17 @@ impl Importer<'_> {
         if r == 0 {
             return Err(cx.shape_err("LayerNormalization of a scalar"));
         }
-        self.unused_output(cx, 1, "Mean")?;
-        self.unused_output(cx, 2, "InvStdDev")?;
         let axis = cx.axis(cx.int_or("axis", -1)?, r, "axis")?;
         let epsilon = cx.float_or("epsilon", 1e-5)?;
         let name = cx.out0()?;
         let tensor = cx.input_label(0);
-        let mut y = self.normalize_value(cx, format!("{name}/normalize"), &tensor, &x, (axis..r).collect(), epsilon)?;
+        let stats: Vec<Option<String>> =
+            (1..3).map(|i| cx.output_name(i).filter(|n| self.is_used(n)).map(str::to_string)).collect();
+        let mut y = if stats.iter().any(Option::is_some) {
+            self.layer_norm_with_statistics(cx, &name, &x, axis, epsilon, &stats)?
+        } else {
+            self.normalize_value(cx, format!("{name}/normalize"), &tensor, &x, (axis..r).collect(), epsilon)?
+        };
         let mut yn = format!("{name}/normalize");
         for (i, what, arith) in [(1, "Scale", Arith::Mul), (2, "B", Arith::Add)] {
             let Some(v) = (if i == 1 { Some(self.input(cx, 1)?) } else { self.opt_input(cx, 2)? }) else { continue };
@@ -315,6 +319,33 @@ impl Importer<'_> {
             yn = base;
         }
         Ok(y)
+    }
+
+    /// The standardisation of `LayerNormalization` spelled out, for when its `Mean` or
+    /// `InvStdDev` output is used (`stats`: their names when used): `Mean = ReduceMean(X)`,
+    /// `D = X - Mean`, `InvStdDev = Rsqrt(ReduceMean(D * D) + epsilon)` (both with kept
+    /// dims, shape `[d0, ..., d(axis-1), 1, ..., 1]`), `D * InvStdDev`. Binds the used
+    /// statistics and returns the normalised tensor.
+    fn layer_norm_with_statistics(&mut self, cx: &Cx, name: &str, x: &Value, axis: usize, epsilon: f32, stats: &[Option<String>]) -> R<Value> {
+        if !(epsilon.is_finite() && epsilon >= 0.0) {
+            return Err(cx.invalid(format!("invalid epsilon {epsilon}")));
+        }
+        let r = self.shape(x).len();
+        let xi = self.node_of(cx, &cx.input_label(0), x)?;
+        let axes: Vec<usize> = (axis..r).collect();
+        let mean = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes: axes.clone(), keep_dims: true }, &[xi])?;
+        let d = self.emit(cx, format!("{name}/centered"), Op::Sub, &[xi, mean])?;
+        let dd = self.emit(cx, format!("{name}/squared"), Op::Mul, &[d, d])?;
+        let var = self.emit(cx, format!("{name}/variance"), Op::ReduceMean { axes, keep_dims: true }, &[dd])?;
+        let var_eps = if epsilon == 0.0 { var } else { self.emit(cx, format!("{name}/variance_eps"), Op::AddScalar(epsilon), &[var])? };
+        let inv = self.emit(cx, format!("{name}/inv_std_dev"), Op::Unary(UnaryFn::Rsqrt), &[var_eps])?;
+        for (stat, id) in stats.iter().zip([mean, inv]) {
+            if let Some(s) = stat {
+                self.graph.nodes[id].name = s.clone();
+                self.bind(s.clone(), Value::Node(id));
+            }
+        }
+        Ok(Value::Node(self.emit(cx, format!("{name}/normalized"), Op::Mul, &[d, inv])?))
     }
 
     /// `InstanceNormalization`: normalisation of each channel of each sample over the

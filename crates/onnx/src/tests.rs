@@ -1594,16 +1594,56 @@ fn max_min_prelu_of_computed_tensors() {
 }
 
 #[test]
-fn normalisation_errors() {
+fn layer_norm_mean_and_inv_std_dev_outputs() {
+    // [2, 2, 3], axis 1: statistics over the last two axes, kept dims [2, 1, 1].
+    let x = data(12);
+    let (scale, bias) = (vec![0.5f32, 1.0, 1.5, 2.0, 2.5, 3.0], vec![0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6]);
     let m = B::new(17)
-        .input("x", &[2, 4])
-        .f("s", &[4], vec![1.0; 4])
-        .node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![])
-        .node("Relu", &["mean"], &["z"], vec![])
+        .input("x", &[2, 2, 3])
+        .f("s", &[2, 3], scale.clone())
+        .f("b", &[2, 3], bias.clone())
+        .node("LayerNormalization", &["x", "s", "b"], &["y", "mean", "inv"], vec![ai("axis", 1), af("epsilon", 0.01)])
         .output("y")
-        .output("z");
-    assert!(m.err().contains("Mean output `mean` is used"), "{}", m.err());
-    // An unused Mean output is fine.
+        .output("mean")
+        .output("inv");
+    let imp = m.ok();
+    assert!(!ops(&imp.graph).contains(&"Normalize"));
+    let shapes: Vec<Vec<usize>> = imp.graph.outputs.iter().map(|&o| imp.graph.nodes[o].shape.clone()).collect();
+    assert_eq!(shapes, [vec![2, 2, 3], vec![2, 1, 1], vec![2, 1, 1]]);
+    let got = run(&imp.graph, &[t(&[2, 2, 3], x.clone())]);
+    let (mut y, mut means, mut invs) = (vec![], vec![], vec![]);
+    for row in x.chunks(6) {
+        let mu = row.iter().sum::<f32>() / 6.0;
+        let inv = 1.0 / (row.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 6.0 + 0.01).sqrt();
+        y.extend(row.iter().enumerate().map(|(i, v)| (v - mu) * inv * scale[i] + bias[i]));
+        means.push(mu);
+        invs.push(inv);
+    }
+    close(got[0].data(), &y);
+    close(got[1].data(), &means);
+    close(got[2].data(), &invs);
+    // Only InvStdDev used (Mean's name empty), default axis -1.
+    let imp = B::new(17)
+        .input("x", &[3, 4])
+        .f("s", &[4], vec![1.0; 4])
+        .node("LayerNormalization", &["x", "s"], &["y", "", "inv"], vec![])
+        .output("inv")
+        .ok();
+    assert_eq!(out_shape(&imp), [3, 1]);
+    let x = data(12);
+    let want: Vec<f32> = x
+        .chunks(4)
+        .map(|r| {
+            let mu = r.iter().sum::<f32>() / 4.0;
+            1.0 / (r.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 4.0 + 1e-5).sqrt()
+        })
+        .collect();
+    close(run1(&imp, x).data(), &want);
+}
+
+#[test]
+fn normalisation_errors() {
+    // An unused Mean output is fine (and the normalisation stays one Normalize).
     let m = B::new(17).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![]).output("y");
     let x = [1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 0.0, 1.0];
     let norm = |r: &[f32]| {
@@ -1611,7 +1651,9 @@ fn normalisation_errors() {
         let var = r.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 4.0;
         r.iter().map(|v| (v - mu) / (var + 1e-5).sqrt()).collect::<Vec<_>>()
     };
-    close(run1(&m.ok(), x.to_vec()).data(), &[norm(&x[..4]), norm(&x[4..])].concat());
+    let imp = m.ok();
+    assert!(ops(&imp.graph).contains(&"Normalize"));
+    close(run1(&imp, x.to_vec()).data(), &[norm(&x[..4]), norm(&x[4..])].concat());
     let e = B::new(17).input("x", &[2, 4]).f("s", &[3], vec![1.0; 3]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
     assert!(e.contains("Scale of shape [3]"), "{e}");
     let e = B::new(13).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
