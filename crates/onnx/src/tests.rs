@@ -1556,8 +1556,18 @@ fn pow_with_constant_exponents() {
     assert_eq!(out_shape(&imp), [1, 4]);
     let e = B::new(15).input("x", &[4]).f("e", &[], vec![1.5]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
     assert!(e.contains("exponent 1.5 is not supported"), "{e}");
-    let e = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.0, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("one constant value"), "{e}");
+    // Elementwise exponents: each distinct power once, selected by public masks.
+    let imp = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.0, -1.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph).iter().filter(|&&o| o == "MulConst").count(), 3);
+    close(run1(&imp, x.to_vec()).data(), &[0.25, 3.375, 4.0, 1.0 / 3.0]);
+    // Broadcast both ways ([2, 1] ^ [3] -> [2, 3]), with a zero exponent and a square root.
+    let imp = B::new(15).input("x", &[2, 1]).f("e", &[3], vec![0.0, 0.5, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+    assert_eq!(out_shape(&imp), [2, 3]);
+    close(run1(&imp, vec![4.0, 9.0]).data(), &[1.0, 2.0, 16.0, 1.0, 3.0, 81.0]);
+    let e = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.5, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("exponent 2.5 is not supported"), "{e}");
+    let e = B::new(15).input("x", &[10]).f("e", &[10], (0..10).map(|v| v as f32).collect()).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("10 distinct values"), "{e}");
     let e = B::new(15).input("x", &[4]).node("Pow", &["x", "x"], &["y"], vec![]).output("y").err();
     assert!(e.contains("only constant exponents"), "{e}");
 }
