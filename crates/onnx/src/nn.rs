@@ -133,7 +133,7 @@ impl Importer<'_> {
         let values = ec.to_f32();
         let mut distinct: Vec<f32> = Vec::new();
         for &v in &values {
-            if !distinct.iter().any(|&d| d == v) {
+            if !distinct.contains(&v) {
                 distinct.push(v);
             }
         }

@@ -1713,10 +1713,10 @@ fn resize_forms_and_errors() {
         }
         m.node("Resize", &inputs, &["y"], attrs).output("y")
     };
-    let e = resize(vec![astr("mode", "cubic")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
-    assert!(e.contains("cubic") && e.contains("not supported"), "{e}");
     let e = resize(vec![astr("coordinate_transformation_mode", "tf_crop_and_resize")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
-    assert!(e.contains("tf_crop_and_resize"), "{e}");
+    assert!(e.contains("roi"), "{e}");
+    let e = resize(vec![astr("mode", "nearest"), ai("antialias", 1)], Some(vec![1.0, 1.0, 0.5, 0.5]), None).err();
+    assert!(e.contains("antialias"), "{e}");
     let e = resize(vec![], Some(vec![1.0, 1.0, 2.0, 2.0]), Some(vec![1, 1, 4, 4])).err();
     assert!(e.contains("both scales and sizes"), "{e}");
     let e = resize(vec![], None, None).err();
@@ -1725,8 +1725,6 @@ fn resize_forms_and_errors() {
     assert!(e.contains("4 entries"), "{e}");
     let e = resize(vec![], Some(vec![1.0, 1.0, 0.0, 2.0]), None).err();
     assert!(e.contains("positive"), "{e}");
-    let e = resize(vec![astr("mode", "linear"), ai("antialias", 1)], Some(vec![1.0, 1.0, 0.5, 0.5]), None).err();
-    assert!(e.contains("antialias"), "{e}");
     let e = resize(vec![astr("nearest_mode", "round")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
     assert!(e.contains("nearest_mode"), "{e}");
     // Linear x2 along the last axis of [1, 1, 2, 2] (half_pixel): public coefficients.
@@ -1734,6 +1732,56 @@ fn resize_forms_and_errors() {
     assert!(imp.graph.nodes.iter().any(|n| matches!(n.op, Op::MulConst(_))));
     // x = (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> clamped 0, 0.25, 0.75, 1.
     close(run1(&imp, vec![1.0, 2.0, 3.0, 5.0]).data(), &[1.0, 1.25, 1.75, 2.0, 3.0, 3.5, 4.5, 5.0]);
+}
+
+#[test]
+fn resize_taps_follow_the_onnx_reference() {
+    // One resized axis of [1, 1, 1, W]; expected values from onnx.reference.ops.op_resize.
+    let resize = |w: i64, attrs: Vec<AttributeProto>, roi: Option<Vec<f32>>, scale: Option<f32>, size: Option<i64>| {
+        let mut m = B::new(19).input("x", &[1, 1, 1, w]);
+        let mut inputs = vec!["x"];
+        match roi {
+            Some(r) => {
+                m = m.f("roi", &[8], r);
+                inputs.push("roi");
+            }
+            None => inputs.push(""),
+        }
+        if let Some(s) = scale {
+            m = m.f("sc", &[4], vec![1.0, 1.0, 1.0, s]);
+            inputs.push("sc");
+        } else {
+            m = m.i("sz", &[4], vec![1, 1, 1, size.unwrap()]);
+            inputs.extend(["", "sz"]);
+        }
+        m.node("Resize", &inputs, &["y"], attrs).output("y").ok()
+    };
+    let x = vec![1.0, 2.0, 3.0, 5.0];
+    // Cubic (A = -0.75, half_pixel) x2: four taps of public coefficients.
+    let imp = resize(4, vec![astr("mode", "cubic")], None, Some(2.0), None);
+    assert_eq!(ops(&imp.graph).iter().filter(|&&o| o == "MulConst").count(), 4);
+    close(run1(&imp, x.clone()).data(), &[0.894_531_3, 1.191_406_3, 1.667_968_8, 2.261_718_8, 2.597_656_3, 3.558_593_8, 4.582_031_3, 5.210_937_5]);
+    // Cubic, A = -0.5, exclude_outside: the taps outside the input dropped and renormalised.
+    let imp = resize(4, vec![astr("mode", "cubic"), af("cubic_coeff_a", -0.5), ai("exclude_outside", 1)], None, Some(2.0), None);
+    close(
+        run1(&imp, x.clone()).data(),
+        &[0.911_764_7, 1.167_883_2, 1.709_923_6, 2.226_562_5, 2.679_687_5, 3.511_450_4, 4.642_336, 5.176_470_6],
+    );
+    // Antialiased downsampling: linear x0.5 (4 taps), cubic to 4 of 6 (a wider kernel).
+    let x6 = vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0];
+    let imp = resize(6, vec![astr("mode", "linear"), ai("antialias", 1)], None, Some(0.5), None);
+    close(run1(&imp, x6.clone()).data(), &[1.625, 4.25, 10.125]);
+    let imp = resize(6, vec![astr("mode", "cubic"), ai("antialias", 1)], None, None, Some(4));
+    close(run1(&imp, x6).data(), &[1.233_796_3, 2.645_061_7, 5.604_938_3, 11.599_537]);
+    // tf_crop_and_resize: roi [0.5, 1.5] of the last axis; outside the input, the extrapolation value.
+    let roi = vec![0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.5];
+    let attrs = vec![astr("mode", "linear"), astr("coordinate_transformation_mode", "tf_crop_and_resize"), af("extrapolation_value", -1.0)];
+    let imp = resize(4, attrs, Some(roi), None, Some(3));
+    close(run1(&imp, x).data(), &[2.5, 5.0, -1.0]);
+    // align_corners with a scale that does not give a whole extent: the unrounded extent
+    // 4 * 0.6 = 2.4 places the second sample at 3 / 1.4 (3.142857 for 1, 2, 3, 4), not at 3.
+    let imp = resize(4, vec![astr("mode", "linear"), astr("coordinate_transformation_mode", "align_corners")], None, Some(0.6), None);
+    close(run1(&imp, vec![1.0, 2.0, 3.0, 4.0]).data(), &[1.0, 3.142_857]);
 }
 
 #[test]
