@@ -1785,6 +1785,31 @@ fn resize_taps_follow_the_onnx_reference() {
 }
 
 #[test]
+fn einsum_ellipses_and_diagonals() {
+    let x = data(18);
+    // Batch diagonal "...ii ->...i" of [2, 3, 3] (spaces are ignored).
+    let imp = B::new(12).input("x", &[2, 3, 3]).node("Einsum", &["x"], &["y"], vec![astr("equation", "...ii ->...i")]).output("y").ok();
+    assert_eq!(out_shape(&imp), [2, 3]);
+    let want: Vec<f32> = (0..2).flat_map(|b| (0..3).map(move |i| b * 9 + i * 4)).map(|k| x[k]).collect();
+    close(run1(&imp, x.clone()).data(), &want);
+    // The trace (implicit output: the repeated letter is summed).
+    let imp = B::new(12).input("x", &[3, 3]).node("Einsum", &["x"], &["y"], vec![astr("equation", "ii")]).output("y").ok();
+    assert_eq!(out_shape(&imp), Vec::<usize>::new());
+    close(run1(&imp, x[..9].to_vec()).data(), &[x[0] + x[4] + x[8]]);
+    // Batched products with ellipses; the implicit output puts the ellipsis first.
+    let imp = B::new(12)
+        .input("a", &[2, 2, 3])
+        .f("b", &[3, 2], data(6))
+        .node("Einsum", &["a", "b"], &["y"], vec![astr("equation", "...ij,jk")])
+        .output("y")
+        .ok();
+    assert_eq!(out_shape(&imp), [2, 2, 2]);
+    let a = data(12);
+    let want = [mm(&a[..6], &data(6), 2, 3, 2), mm(&a[6..], &data(6), 2, 3, 2)].concat();
+    close(run1(&imp, a).data(), &want);
+}
+
+#[test]
 fn depth_space_and_einsum_errors_and_forms() {
     // SpaceToDepth CRD (opset 28) is the inverse of DepthToSpace CRD.
     let imp = B::new(28)
@@ -1817,9 +1842,10 @@ fn depth_space_and_einsum_errors_and_forms() {
         }
         m.node("Einsum", &names[..shapes.len()], &["y"], vec![astr("equation", eq)]).output("y").err()
     };
-    assert!(einsum("...ij,...jk->...ik", &[&[2, 2], &[2, 2]]).contains("ellipses"));
+    assert!(einsum("...ij,...jk->...ik", &[&[1, 2, 2], &[3, 2, 2]]).contains("broadcasting is not supported"));
     assert!(einsum("ij,jk,kl->il", &[&[2, 2], &[2, 2], &[2, 2]]).contains("3 operands"));
-    assert!(einsum("ii->i", &[&[2, 2]]).contains("diagonal"));
+    assert!(einsum("ii->i", &[&[2, 3]]).contains("letter `i`"));
+    assert!(einsum("i...i.->i", &[&[2, 2]]).contains("letters and at most one ellipsis"));
     assert!(einsum("ij,jk->ik", &[&[2, 3], &[2, 2]]).contains("letter `j`"));
     assert!(einsum("ij->ik", &[&[2, 2]]).contains("in no input term"));
     assert!(einsum("ijk->i", &[&[2, 2]]).contains("does not match"));
