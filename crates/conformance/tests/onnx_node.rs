@@ -666,7 +666,7 @@ fn onnx_node_no_panics_and_fixed_point_follows_float() {
 }
 
 #[test]
-#[ignore = "the ops of the secure math library are not all imported yet: see the report; run with --ignored"]
+#[ignore = "one target problem left, not the importer's: generate.py writes test_einsum_scalar's 0-d input as shape [1] (np.ascontiguousarray); run with --ignored"]
 fn onnx_node_conformance() {
     let ops = claimed_ops();
     let m = manifest();

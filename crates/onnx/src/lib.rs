@@ -8,8 +8,8 @@
 //! `ReduceMax`, `ReduceMin` of computed tensors, `PRelu`, `Softmax`/`LogSoftmax` anywhere
 //! (opsets before 13 with their coerced-2-D semantics), layer, instance and group
 //! normalisation (`Normalize` plus the affine part), batched `MatMul` and `Einsum` (as
-//! transposes, reshapes and one product), `Resize`/`Upsample` (nearest and linear, as gathers
-//! with public coefficients), `DepthToSpace`/`SpaceToDepth`. Integer graph inputs (token
+//! transposes, reshapes and one product), `Resize`/`Upsample` (nearest, linear and cubic,
+//! antialiased too, every coordinate transformation mode: gathers with public coefficients), `DepthToSpace`/`SpaceToDepth`. Integer graph inputs (token
 //! ids, masks) are integer client inputs ([`Graph::integer_input`]).
 //!
 //! - A `Softmax`/`LogSoftmax` is computed, also at a graph output, unless

@@ -23,6 +23,15 @@ type R<T> = Result<T, OnnxError>;
 /// Largest integer exponent `Pow` expands into products.
 const MAX_INTEGER_EXPONENT: u32 = 64;
 
+/// Most distinct values an elementwise `Pow` exponent may hold (each is one power).
+const MAX_DISTINCT_EXPONENTS: usize = 8;
+
+/// Whether `Pow` computes `x^p` of a computed `x`: integers up to [`MAX_INTEGER_EXPONENT`]
+/// in magnitude, 0.5 and -0.5.
+fn supported_exponent(p: f32) -> bool {
+    (p.fract() == 0.0 && p.abs() <= MAX_INTEGER_EXPONENT as f32) || p == 0.5 || p == -0.5
+}
+
 /// The opset that introduced an operator added with the math library, when it is above 7.
 pub fn introduced_in(op: &str) -> Option<i64> {
     Some(match op {
@@ -101,7 +110,9 @@ impl Importer<'_> {
         self.unary_value(cx, name, &x, f)
     }
 
-    /// `Pow` with a constant exponent: products for integers, square roots for +-0.5.
+    /// `Pow` with a constant exponent: products for integers, square roots for +-0.5. An
+    /// elementwise exponent tensor with a few distinct such values computes each distinct
+    /// power once and selects per element with public 0/1 masks (`MulConst`) and `Add`.
     pub(crate) fn pow(&mut self, cx: &Cx) -> R<Value> {
         let x = self.input(cx, 0)?;
         let e = self.input(cx, 1)?;
@@ -113,41 +124,92 @@ impl Importer<'_> {
             });
             return Ok(Value::Const(Rc::new(r.map_err(|err| cx.shape_err(err))?)));
         }
-        let Some(ec) = e.as_const() else {
+        let Some(ec) = e.as_const().cloned() else {
             return Err(cx.unsupported(format!(
                 "the exponent `{}` is computed from the model inputs; only constant exponents are supported",
                 cx.input_label(1)
             )));
         };
         let values = ec.to_f32();
-        let p = match values.first() {
-            Some(&p) if values.iter().all(|&v| v == p) => p,
-            _ => return Err(cx.unsupported("the exponent must be one constant value (elementwise exponents are not supported)")),
-        };
-        let Value::Node(xi) = x else { return Err(cx.invalid("internal: Pow of a constant")) };
+        let mut distinct: Vec<f32> = Vec::new();
+        for &v in &values {
+            if !distinct.contains(&v) {
+                distinct.push(v);
+            }
+        }
+        for &p in &distinct {
+            if !supported_exponent(p) {
+                return Err(cx.unsupported(format!(
+                    "Pow with exponent {p} is not supported (only integer exponents up to {MAX_INTEGER_EXPONENT} in magnitude, 0.5 and -0.5)"
+                )));
+            }
+        }
+        if distinct.len() > MAX_DISTINCT_EXPONENTS {
+            return Err(cx.unsupported(format!(
+                "an elementwise exponent with {} distinct values is not supported (at most {MAX_DISTINCT_EXPONENTS})",
+                distinct.len()
+            )));
+        }
+        let Value::Node(_) = x else { return Err(cx.invalid("internal: Pow of a constant")) };
+        if let [p] = distinct[..] {
+            if p == 0.0 {
+                let ones = Const::new_f(out.clone(), vec![1.0; elements(&out)]);
+                return Ok(Value::Const(Rc::new(ones)));
+            }
+            let Value::Node(xi) = x else { return Err(cx.invalid("internal: Pow of a constant")) };
+            let y = self.power_node(cx, &name, xi, p)?;
+            return self.reshape_value(cx, format!("{name}/broadcast"), &Value::Node(y), out);
+        }
+        // Elementwise: x broadcast to the output; the masks (of the exponent's shape) broadcast to it.
+        let xb = if self.shape(&x) == out { x } else { self.broadcast_value(cx, &x, &cx.input_label(0), &out)? };
+        let Value::Node(xi) = xb else { return Err(cx.invalid("internal: Pow of a constant")) };
+        let mut acc: Option<NodeId> = None;
+        let mut constant: Option<Vec<f32>> = None;
+        for (k, &p) in distinct.iter().enumerate() {
+            let mask: Vec<f32> = values.iter().map(|&v| if v == p { 1.0 } else { 0.0 }).collect();
+            if p == 0.0 {
+                constant = Some(mask);
+                continue;
+            }
+            let base = format!("{name}/exponent{k}");
+            let y = self.power_node(cx, &base, xi, p)?;
+            let c = cryptflow_tensor::Tensor::new(ec.shape.clone(), mask).map_err(|err| cx.shape_err(err.to_string()))?;
+            let term = self.emit(cx, format!("{base}/masked"), Op::MulConst(c), &[y])?;
+            acc = Some(match acc {
+                None => term,
+                Some(a) => self.emit(cx, format!("{base}/sum"), Op::Add, &[a, term])?,
+            });
+        }
+        let acc = Value::Node(acc.ok_or_else(|| cx.invalid("internal: no power"))?);
+        match constant {
+            // x^0 = 1 where the exponent is 0: add the public mask of those elements.
+            Some(mask) => {
+                let c = Value::Const(Rc::new(Const::new_f(ec.shape.clone(), mask)));
+                self.arith_values(cx, Arith::Add, (&format!("{name}/powers"), &acc), (&format!("{name}/zero_exponents"), &c), &name)
+            }
+            None => Ok(acc),
+        }
+    }
+
+    /// `x^p` of a computed tensor for a supported exponent `p` other than 0.
+    fn power_node(&mut self, cx: &Cx, name: &str, xi: NodeId, p: f32) -> R<NodeId> {
         let unary = |imp: &mut Self, f: UnaryFn, x: NodeId, suffix: &str| imp.emit(cx, format!("{name}/{suffix}"), Op::Unary(f), &[x]);
-        let y = if p == 1.0 {
-            xi
-        } else if p == 0.0 {
-            let ones = Const::new_f(out.clone(), vec![1.0; elements(&out)]);
-            return Ok(Value::Const(Rc::new(ones)));
+        if p == 1.0 {
+            Ok(xi)
         } else if p == 0.5 {
-            unary(self, UnaryFn::Sqrt, xi, "sqrt")?
+            unary(self, UnaryFn::Sqrt, xi, "sqrt")
         } else if p == -0.5 {
-            unary(self, UnaryFn::Rsqrt, xi, "rsqrt")?
-        } else if p.fract() == 0.0 && p.abs() <= MAX_INTEGER_EXPONENT as f32 {
-            let y = self.integer_power(cx, &name, xi, p.abs() as u32)?;
+            unary(self, UnaryFn::Rsqrt, xi, "rsqrt")
+        } else if p.fract() == 0.0 && p.abs() <= MAX_INTEGER_EXPONENT as f32 && p != 0.0 {
+            let y = self.integer_power(cx, name, xi, p.abs() as u32)?;
             if p < 0.0 {
-                unary(self, UnaryFn::Reciprocal, y, "reciprocal")?
+                unary(self, UnaryFn::Reciprocal, y, "reciprocal")
             } else {
-                y
+                Ok(y)
             }
         } else {
-            return Err(cx.unsupported(format!(
-                "Pow with exponent {p} is not supported (only integer exponents up to {MAX_INTEGER_EXPONENT} in magnitude, 0.5 and -0.5)"
-            )));
-        };
-        self.reshape_value(cx, format!("{name}/broadcast"), &Value::Node(y), out)
+            Err(cx.invalid(format!("internal: exponent {p}")))
+        }
     }
 
     /// `x^n` (n >= 1) by square-and-multiply.
@@ -295,13 +357,17 @@ impl Importer<'_> {
         if r == 0 {
             return Err(cx.shape_err("LayerNormalization of a scalar"));
         }
-        self.unused_output(cx, 1, "Mean")?;
-        self.unused_output(cx, 2, "InvStdDev")?;
         let axis = cx.axis(cx.int_or("axis", -1)?, r, "axis")?;
         let epsilon = cx.float_or("epsilon", 1e-5)?;
         let name = cx.out0()?;
         let tensor = cx.input_label(0);
-        let mut y = self.normalize_value(cx, format!("{name}/normalize"), &tensor, &x, (axis..r).collect(), epsilon)?;
+        let stats: Vec<Option<String>> =
+            (1..3).map(|i| cx.output_name(i).filter(|n| self.is_used(n)).map(str::to_string)).collect();
+        let mut y = if stats.iter().any(Option::is_some) {
+            self.layer_norm_with_statistics(cx, &name, &x, axis, epsilon, &stats)?
+        } else {
+            self.normalize_value(cx, format!("{name}/normalize"), &tensor, &x, (axis..r).collect(), epsilon)?
+        };
         let mut yn = format!("{name}/normalize");
         for (i, what, arith) in [(1, "Scale", Arith::Mul), (2, "B", Arith::Add)] {
             let Some(v) = (if i == 1 { Some(self.input(cx, 1)?) } else { self.opt_input(cx, 2)? }) else { continue };
@@ -315,6 +381,33 @@ impl Importer<'_> {
             yn = base;
         }
         Ok(y)
+    }
+
+    /// The standardisation of `LayerNormalization` spelled out, for when its `Mean` or
+    /// `InvStdDev` output is used (`stats`: their names when used): `Mean = ReduceMean(X)`,
+    /// `D = X - Mean`, `InvStdDev = Rsqrt(ReduceMean(D * D) + epsilon)` (both with kept
+    /// dims, shape `[d0, ..., d(axis-1), 1, ..., 1]`), `D * InvStdDev`. Binds the used
+    /// statistics and returns the normalised tensor.
+    fn layer_norm_with_statistics(&mut self, cx: &Cx, name: &str, x: &Value, axis: usize, epsilon: f32, stats: &[Option<String>]) -> R<Value> {
+        if !(epsilon.is_finite() && epsilon >= 0.0) {
+            return Err(cx.invalid(format!("invalid epsilon {epsilon}")));
+        }
+        let r = self.shape(x).len();
+        let xi = self.node_of(cx, &cx.input_label(0), x)?;
+        let axes: Vec<usize> = (axis..r).collect();
+        let mean = self.emit(cx, format!("{name}/mean"), Op::ReduceMean { axes: axes.clone(), keep_dims: true }, &[xi])?;
+        let d = self.emit(cx, format!("{name}/centered"), Op::Sub, &[xi, mean])?;
+        let dd = self.emit(cx, format!("{name}/squared"), Op::Mul, &[d, d])?;
+        let var = self.emit(cx, format!("{name}/variance"), Op::ReduceMean { axes, keep_dims: true }, &[dd])?;
+        let var_eps = if epsilon == 0.0 { var } else { self.emit(cx, format!("{name}/variance_eps"), Op::AddScalar(epsilon), &[var])? };
+        let inv = self.emit(cx, format!("{name}/inv_std_dev"), Op::Unary(UnaryFn::Rsqrt), &[var_eps])?;
+        for (stat, id) in stats.iter().zip([mean, inv]) {
+            if let Some(s) = stat {
+                self.graph.nodes[id].name = s.clone();
+                self.bind(s.clone(), Value::Node(id));
+            }
+        }
+        Ok(Value::Node(self.emit(cx, format!("{name}/normalized"), Op::Mul, &[d, inv])?))
     }
 
     /// `InstanceNormalization`: normalisation of each channel of each sample over the

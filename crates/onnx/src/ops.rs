@@ -567,7 +567,7 @@ impl Importer<'_> {
     }
 
     /// Broadcasts a value to `out` (a valid broadcast of its shape) by reshaping and repeating.
-    fn broadcast_value(&mut self, cx: &Cx, x: &Value, tensor: &str, out: &[usize]) -> R<Value> {
+    pub(crate) fn broadcast_value(&mut self, cx: &Cx, x: &Value, tensor: &str, out: &[usize]) -> R<Value> {
         let s = self.shape(x);
         let name = cx.out0()?;
         let n = check_shape(out).map_err(|e| cx.shape_err(e))?;

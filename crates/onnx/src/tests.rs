@@ -1556,8 +1556,18 @@ fn pow_with_constant_exponents() {
     assert_eq!(out_shape(&imp), [1, 4]);
     let e = B::new(15).input("x", &[4]).f("e", &[], vec![1.5]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
     assert!(e.contains("exponent 1.5 is not supported"), "{e}");
-    let e = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.0, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
-    assert!(e.contains("one constant value"), "{e}");
+    // Elementwise exponents: each distinct power once, selected by public masks.
+    let imp = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.0, -1.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+    assert_eq!(ops(&imp.graph).iter().filter(|&&o| o == "MulConst").count(), 3);
+    close(run1(&imp, x.to_vec()).data(), &[0.25, 3.375, 4.0, 1.0 / 3.0]);
+    // Broadcast both ways ([2, 1] ^ [3] -> [2, 3]), with a zero exponent and a square root.
+    let imp = B::new(15).input("x", &[2, 1]).f("e", &[3], vec![0.0, 0.5, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").ok();
+    assert_eq!(out_shape(&imp), [2, 3]);
+    close(run1(&imp, vec![4.0, 9.0]).data(), &[1.0, 2.0, 16.0, 1.0, 3.0, 81.0]);
+    let e = B::new(15).input("x", &[4]).f("e", &[4], vec![2.0, 3.0, 2.5, 2.0]).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("exponent 2.5 is not supported"), "{e}");
+    let e = B::new(15).input("x", &[10]).f("e", &[10], (0..10).map(|v| v as f32).collect()).node("Pow", &["x", "e"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("10 distinct values"), "{e}");
     let e = B::new(15).input("x", &[4]).node("Pow", &["x", "x"], &["y"], vec![]).output("y").err();
     assert!(e.contains("only constant exponents"), "{e}");
 }
@@ -1594,16 +1604,56 @@ fn max_min_prelu_of_computed_tensors() {
 }
 
 #[test]
-fn normalisation_errors() {
+fn layer_norm_mean_and_inv_std_dev_outputs() {
+    // [2, 2, 3], axis 1: statistics over the last two axes, kept dims [2, 1, 1].
+    let x = data(12);
+    let (scale, bias) = (vec![0.5f32, 1.0, 1.5, 2.0, 2.5, 3.0], vec![0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6]);
     let m = B::new(17)
-        .input("x", &[2, 4])
-        .f("s", &[4], vec![1.0; 4])
-        .node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![])
-        .node("Relu", &["mean"], &["z"], vec![])
+        .input("x", &[2, 2, 3])
+        .f("s", &[2, 3], scale.clone())
+        .f("b", &[2, 3], bias.clone())
+        .node("LayerNormalization", &["x", "s", "b"], &["y", "mean", "inv"], vec![ai("axis", 1), af("epsilon", 0.01)])
         .output("y")
-        .output("z");
-    assert!(m.err().contains("Mean output `mean` is used"), "{}", m.err());
-    // An unused Mean output is fine.
+        .output("mean")
+        .output("inv");
+    let imp = m.ok();
+    assert!(!ops(&imp.graph).contains(&"Normalize"));
+    let shapes: Vec<Vec<usize>> = imp.graph.outputs.iter().map(|&o| imp.graph.nodes[o].shape.clone()).collect();
+    assert_eq!(shapes, [vec![2, 2, 3], vec![2, 1, 1], vec![2, 1, 1]]);
+    let got = run(&imp.graph, &[t(&[2, 2, 3], x.clone())]);
+    let (mut y, mut means, mut invs) = (vec![], vec![], vec![]);
+    for row in x.chunks(6) {
+        let mu = row.iter().sum::<f32>() / 6.0;
+        let inv = 1.0 / (row.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 6.0 + 0.01).sqrt();
+        y.extend(row.iter().enumerate().map(|(i, v)| (v - mu) * inv * scale[i] + bias[i]));
+        means.push(mu);
+        invs.push(inv);
+    }
+    close(got[0].data(), &y);
+    close(got[1].data(), &means);
+    close(got[2].data(), &invs);
+    // Only InvStdDev used (Mean's name empty), default axis -1.
+    let imp = B::new(17)
+        .input("x", &[3, 4])
+        .f("s", &[4], vec![1.0; 4])
+        .node("LayerNormalization", &["x", "s"], &["y", "", "inv"], vec![])
+        .output("inv")
+        .ok();
+    assert_eq!(out_shape(&imp), [3, 1]);
+    let x = data(12);
+    let want: Vec<f32> = x
+        .chunks(4)
+        .map(|r| {
+            let mu = r.iter().sum::<f32>() / 4.0;
+            1.0 / (r.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 4.0 + 1e-5).sqrt()
+        })
+        .collect();
+    close(run1(&imp, x).data(), &want);
+}
+
+#[test]
+fn normalisation_errors() {
+    // An unused Mean output is fine (and the normalisation stays one Normalize).
     let m = B::new(17).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y", "mean"], vec![]).output("y");
     let x = [1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 0.0, 1.0];
     let norm = |r: &[f32]| {
@@ -1611,7 +1661,9 @@ fn normalisation_errors() {
         let var = r.iter().map(|v| (v - mu).powi(2)).sum::<f32>() / 4.0;
         r.iter().map(|v| (v - mu) / (var + 1e-5).sqrt()).collect::<Vec<_>>()
     };
-    close(run1(&m.ok(), x.to_vec()).data(), &[norm(&x[..4]), norm(&x[4..])].concat());
+    let imp = m.ok();
+    assert!(ops(&imp.graph).contains(&"Normalize"));
+    close(run1(&imp, x.to_vec()).data(), &[norm(&x[..4]), norm(&x[4..])].concat());
     let e = B::new(17).input("x", &[2, 4]).f("s", &[3], vec![1.0; 3]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
     assert!(e.contains("Scale of shape [3]"), "{e}");
     let e = B::new(13).input("x", &[2, 4]).f("s", &[4], vec![1.0; 4]).node("LayerNormalization", &["x", "s"], &["y"], vec![]).output("y").err();
@@ -1661,10 +1713,10 @@ fn resize_forms_and_errors() {
         }
         m.node("Resize", &inputs, &["y"], attrs).output("y")
     };
-    let e = resize(vec![astr("mode", "cubic")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
-    assert!(e.contains("cubic") && e.contains("not supported"), "{e}");
     let e = resize(vec![astr("coordinate_transformation_mode", "tf_crop_and_resize")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
-    assert!(e.contains("tf_crop_and_resize"), "{e}");
+    assert!(e.contains("roi"), "{e}");
+    let e = resize(vec![astr("mode", "nearest"), ai("antialias", 1)], Some(vec![1.0, 1.0, 0.5, 0.5]), None).err();
+    assert!(e.contains("antialias"), "{e}");
     let e = resize(vec![], Some(vec![1.0, 1.0, 2.0, 2.0]), Some(vec![1, 1, 4, 4])).err();
     assert!(e.contains("both scales and sizes"), "{e}");
     let e = resize(vec![], None, None).err();
@@ -1673,8 +1725,6 @@ fn resize_forms_and_errors() {
     assert!(e.contains("4 entries"), "{e}");
     let e = resize(vec![], Some(vec![1.0, 1.0, 0.0, 2.0]), None).err();
     assert!(e.contains("positive"), "{e}");
-    let e = resize(vec![astr("mode", "linear"), ai("antialias", 1)], Some(vec![1.0, 1.0, 0.5, 0.5]), None).err();
-    assert!(e.contains("antialias"), "{e}");
     let e = resize(vec![astr("nearest_mode", "round")], Some(vec![1.0, 1.0, 2.0, 2.0]), None).err();
     assert!(e.contains("nearest_mode"), "{e}");
     // Linear x2 along the last axis of [1, 1, 2, 2] (half_pixel): public coefficients.
@@ -1682,6 +1732,81 @@ fn resize_forms_and_errors() {
     assert!(imp.graph.nodes.iter().any(|n| matches!(n.op, Op::MulConst(_))));
     // x = (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> clamped 0, 0.25, 0.75, 1.
     close(run1(&imp, vec![1.0, 2.0, 3.0, 5.0]).data(), &[1.0, 1.25, 1.75, 2.0, 3.0, 3.5, 4.5, 5.0]);
+}
+
+#[test]
+fn resize_taps_follow_the_onnx_reference() {
+    // One resized axis of [1, 1, 1, W]; expected values from onnx.reference.ops.op_resize.
+    let resize = |w: i64, attrs: Vec<AttributeProto>, roi: Option<Vec<f32>>, scale: Option<f32>, size: Option<i64>| {
+        let mut m = B::new(19).input("x", &[1, 1, 1, w]);
+        let mut inputs = vec!["x"];
+        match roi {
+            Some(r) => {
+                m = m.f("roi", &[8], r);
+                inputs.push("roi");
+            }
+            None => inputs.push(""),
+        }
+        if let Some(s) = scale {
+            m = m.f("sc", &[4], vec![1.0, 1.0, 1.0, s]);
+            inputs.push("sc");
+        } else {
+            m = m.i("sz", &[4], vec![1, 1, 1, size.unwrap()]);
+            inputs.extend(["", "sz"]);
+        }
+        m.node("Resize", &inputs, &["y"], attrs).output("y").ok()
+    };
+    let x = vec![1.0, 2.0, 3.0, 5.0];
+    // Cubic (A = -0.75, half_pixel) x2: four taps of public coefficients.
+    let imp = resize(4, vec![astr("mode", "cubic")], None, Some(2.0), None);
+    assert_eq!(ops(&imp.graph).iter().filter(|&&o| o == "MulConst").count(), 4);
+    close(run1(&imp, x.clone()).data(), &[0.894_531_3, 1.191_406_3, 1.667_968_8, 2.261_718_8, 2.597_656_3, 3.558_593_8, 4.582_031_3, 5.210_937_5]);
+    // Cubic, A = -0.5, exclude_outside: the taps outside the input dropped and renormalised.
+    let imp = resize(4, vec![astr("mode", "cubic"), af("cubic_coeff_a", -0.5), ai("exclude_outside", 1)], None, Some(2.0), None);
+    close(
+        run1(&imp, x.clone()).data(),
+        &[0.911_764_7, 1.167_883_2, 1.709_923_6, 2.226_562_5, 2.679_687_5, 3.511_450_4, 4.642_336, 5.176_470_6],
+    );
+    // Antialiased downsampling: linear x0.5 (4 taps), cubic to 4 of 6 (a wider kernel).
+    let x6 = vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0];
+    let imp = resize(6, vec![astr("mode", "linear"), ai("antialias", 1)], None, Some(0.5), None);
+    close(run1(&imp, x6.clone()).data(), &[1.625, 4.25, 10.125]);
+    let imp = resize(6, vec![astr("mode", "cubic"), ai("antialias", 1)], None, None, Some(4));
+    close(run1(&imp, x6).data(), &[1.233_796_3, 2.645_061_7, 5.604_938_3, 11.599_537]);
+    // tf_crop_and_resize: roi [0.5, 1.5] of the last axis; outside the input, the extrapolation value.
+    let roi = vec![0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.5];
+    let attrs = vec![astr("mode", "linear"), astr("coordinate_transformation_mode", "tf_crop_and_resize"), af("extrapolation_value", -1.0)];
+    let imp = resize(4, attrs, Some(roi), None, Some(3));
+    close(run1(&imp, x).data(), &[2.5, 5.0, -1.0]);
+    // align_corners with a scale that does not give a whole extent: the unrounded extent
+    // 4 * 0.6 = 2.4 places the second sample at 3 / 1.4 (3.142857 for 1, 2, 3, 4), not at 3.
+    let imp = resize(4, vec![astr("mode", "linear"), astr("coordinate_transformation_mode", "align_corners")], None, Some(0.6), None);
+    close(run1(&imp, vec![1.0, 2.0, 3.0, 4.0]).data(), &[1.0, 3.142_857]);
+}
+
+#[test]
+fn einsum_ellipses_and_diagonals() {
+    let x = data(18);
+    // Batch diagonal "...ii ->...i" of [2, 3, 3] (spaces are ignored).
+    let imp = B::new(12).input("x", &[2, 3, 3]).node("Einsum", &["x"], &["y"], vec![astr("equation", "...ii ->...i")]).output("y").ok();
+    assert_eq!(out_shape(&imp), [2, 3]);
+    let want: Vec<f32> = (0..2).flat_map(|b| (0..3).map(move |i| b * 9 + i * 4)).map(|k| x[k]).collect();
+    close(run1(&imp, x.clone()).data(), &want);
+    // The trace (implicit output: the repeated letter is summed).
+    let imp = B::new(12).input("x", &[3, 3]).node("Einsum", &["x"], &["y"], vec![astr("equation", "ii")]).output("y").ok();
+    assert_eq!(out_shape(&imp), Vec::<usize>::new());
+    close(run1(&imp, x[..9].to_vec()).data(), &[x[0] + x[4] + x[8]]);
+    // Batched products with ellipses; the implicit output puts the ellipsis first.
+    let imp = B::new(12)
+        .input("a", &[2, 2, 3])
+        .f("b", &[3, 2], data(6))
+        .node("Einsum", &["a", "b"], &["y"], vec![astr("equation", "...ij,jk")])
+        .output("y")
+        .ok();
+    assert_eq!(out_shape(&imp), [2, 2, 2]);
+    let a = data(12);
+    let want = [mm(&a[..6], &data(6), 2, 3, 2), mm(&a[6..], &data(6), 2, 3, 2)].concat();
+    close(run1(&imp, a).data(), &want);
 }
 
 #[test]
@@ -1717,9 +1842,10 @@ fn depth_space_and_einsum_errors_and_forms() {
         }
         m.node("Einsum", &names[..shapes.len()], &["y"], vec![astr("equation", eq)]).output("y").err()
     };
-    assert!(einsum("...ij,...jk->...ik", &[&[2, 2], &[2, 2]]).contains("ellipses"));
+    assert!(einsum("...ij,...jk->...ik", &[&[1, 2, 2], &[3, 2, 2]]).contains("broadcasting is not supported"));
     assert!(einsum("ij,jk,kl->il", &[&[2, 2], &[2, 2], &[2, 2]]).contains("3 operands"));
-    assert!(einsum("ii->i", &[&[2, 2]]).contains("diagonal"));
+    assert!(einsum("ii->i", &[&[2, 3]]).contains("letter `i`"));
+    assert!(einsum("i...i.->i", &[&[2, 2]]).contains("letters and at most one ellipsis"));
     assert!(einsum("ij,jk->ik", &[&[2, 3], &[2, 2]]).contains("letter `j`"));
     assert!(einsum("ij->ik", &[&[2, 2]]).contains("in no input term"));
     assert!(einsum("ijk->i", &[&[2, 2]]).contains("does not match"));
