@@ -666,7 +666,6 @@ fn onnx_node_no_panics_and_fixed_point_follows_float() {
 }
 
 #[test]
-#[ignore = "one target problem left, not the importer's: generate.py writes test_einsum_scalar's 0-d input as shape [1] (np.ascontiguousarray); run with --ignored"]
 fn onnx_node_conformance() {
     let ops = claimed_ops();
     let m = manifest();
