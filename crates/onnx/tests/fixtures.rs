@@ -82,13 +82,9 @@ fn import_fixture(e: &Entry) -> Result<Imported, OnnxError> {
     import_file(&fixtures_root().join(format!("onnx/{}.onnx", e.name)), &options)
 }
 
-/// Fixtures named `unsupported_*` whose operator the importer has learnt since: they are
-/// checked as ordinary fixtures (shapes and onnxruntime's outputs).
-const NOW_SUPPORTED: &[&str] = &["unsupported_resize_cubic"];
-
 /// Whether a fixture must be refused with an unsupported-operator error.
 fn must_be_refused(name: &str) -> bool {
-    name.starts_with("unsupported_") && !NOW_SUPPORTED.contains(&name)
+    name.starts_with("unsupported_")
 }
 
 #[test]
