@@ -1186,7 +1186,7 @@ impl Backend for Porthos {
     ///
     /// With [`Truncation::Faithful`]: [`Porthos::faithful_divide`] by `2^shift` (32 bytes per
     /// element, 1 round), `floor(x / 2^shift)` or one more for every `x` in `[-2^62, 2^62)`.
-    /// A shift of 0 is free and exact; by 63 the result is 0 (floor is -1 or 0 on that range).
+    /// A shift of 0 is free and exact; 63 runs as 62 (both floors are `-[x < 0]` on the range).
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         if shift >= 64 {
             return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
@@ -1194,8 +1194,8 @@ impl Backend for Porthos {
         if self.truncation == Truncation::Faithful {
             return Ok(match shift {
                 0 => self.zeros_for_helper(x.clone()),
-                63 => RingTensor::zeros(x.shape().to_vec()),
-                k => RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Pow2(k))?)?,
+                // floor(x / 2^63) = floor(x / 2^62) = -[x < 0] on the range.
+                k => RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Pow2(k.min(62)))?)?,
             });
         }
         Ok(match self.id {
