@@ -3,7 +3,7 @@
 
 use cryptflow_tensor::kernels;
 
-use crate::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits};
+use crate::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Truncation};
 
 #[derive(Debug, Default)]
 pub struct Cleartext;
@@ -35,6 +35,11 @@ impl Backend for Cleartext {
 
     fn adds_public_constants(&self) -> bool {
         true
+    }
+
+    /// The cleartext truncation is exact: every mode computes it the same way.
+    fn set_truncation(&mut self, _mode: Truncation) -> Result<()> {
+        Ok(())
     }
 
     fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {

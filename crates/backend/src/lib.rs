@@ -80,6 +80,22 @@ impl std::ops::Sub for Traffic {
     }
 }
 
+/// How a secure backend computes [`Backend::scale_down`] and [`Backend::divide`].
+///
+/// Both results are within the interface's one unit in the last place of the floor; they
+/// differ in what can go wrong beyond that and in cost (each backend documents its own):
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Truncation {
+    /// SecureML local truncation: no communication, but with probability about `|x| / 2^63`
+    /// per element (a share within `|x|` of the wrap-around point) the result is off by about
+    /// `2^64 / d`; and a party can predict the rounding bit from its own share.
+    #[default]
+    Local,
+    /// Faithful truncation: correct (floor, or floor + 1 where the backend documents it) for
+    /// every element of the documented range, whatever the shares; costs communication.
+    Faithful,
+}
+
 /// Why a backend call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -174,6 +190,16 @@ pub trait Backend {
 
     /// Floor division by public positive integers, `divisors` of `x`'s shape.
     fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor>;
+
+    /// Chooses how `scale_down` and `divide` are computed from now on (every party must choose
+    /// the same). The default accepts only [`Truncation::Local`]: a backend that offers the
+    /// faithful truncation overrides it.
+    fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
+        match mode {
+            Truncation::Local => Ok(()),
+            Truncation::Faithful => Err(BackendError::Unsupported("faithful truncation")),
+        }
+    }
 
     /// Traffic of this party so far in the session.
     fn traffic(&self) -> Traffic {

@@ -97,6 +97,15 @@
 //! run (`pool`), since fresh ones cost a page fault per 4 KiB. With the Cargo feature
 //! `profile`, [`prof`] times every step per party (the `nonlinear_profile` example prints it).
 //!
+//! # Truncation
+//! `scale_down` and `divide` run the local truncation of SecureML by default
+//! ([`Truncation::Local`]: free, but off by about `2^64 / d` with probability `|x| / 2^64` per
+//! element, and the client's share decides the rounding). [`Porthos::set_truncation`] with
+//! [`Truncation::Faithful`] selects the helper-assisted truncation of
+//! [`Porthos::faithful_divide`]: `floor(x / d)` or one more (unbiased rounding by the helper's
+//! mask) for every `x` in `[-2^62, 2^62)` (`|x| <= 2^62 - d` for other divisors), 4 words
+//! (32 bytes) per element in the Porthos variant (6 in SecureNN) and 1 round.
+//!
 //! # Ranges
 //! Comparisons (ReLU, MaxPool, ArgMax) follow SecureNN: DReLU(x) is the MSB of `2x` (an even
 //! value, which ShareConvert needs), so they are exact for `-2^62 <= x < 2^62`. MaxPool and
@@ -115,7 +124,7 @@ pub mod prof;
 mod simd;
 pub mod ring;
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic, Truncation};
 use cryptflow_net::Session;
 use cryptflow_tensor::{kernels, movement, num_elements, ShapeError};
 use rayon::prelude::*;
@@ -131,6 +140,15 @@ pub enum ProtocolVariant {
     Porthos,
     /// Plain SecureNN (Table III, left column), for comparison (Table VIII).
     SecureNN,
+}
+
+/// The public divisors of a faithful division ([`Porthos::faithful_divide`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Div<'a> {
+    /// `2^k` for every element, `1 <= k <= 62`.
+    Pow2(u32),
+    /// One divisor per element, each in `[1, 2^63)`.
+    Each(&'a [u64]),
 }
 
 pub const MODEL_OWNER: usize = 0;
@@ -156,6 +174,8 @@ pub struct Porthos {
     /// Load-balancing phase of the helper's dealing: element `i` of a deal has its share for
     /// P0 drawn from k02 when `(i + parity)` is even, its share for P1 drawn from k12 otherwise.
     parity: usize,
+    /// How `scale_down` and `divide` run ([`Porthos::set_truncation`]).
+    truncation: Truncation,
 }
 
 impl std::fmt::Debug for Porthos {
@@ -179,7 +199,7 @@ impl Porthos {
             return Err(BackendError::Aborted(format!("Porthos needs 3 parties, the session has {}", session.parties())));
         }
         let id = session.id();
-        let mut p = Porthos { session, variant, id, k01: None, k02: None, k12: None, own: Prf::new(os_key()?), parity: 0 };
+        let mut p = Porthos { session, variant, id, k01: None, k02: None, k12: None, own: Prf::new(os_key()?), parity: 0, truncation: Truncation::Local };
         match id {
             MODEL_OWNER => {
                 let k01 = os_key()?;
@@ -205,6 +225,17 @@ impl Porthos {
 
     pub fn variant(&self) -> ProtocolVariant {
         self.variant
+    }
+
+    /// Chooses the truncation of `scale_down` and `divide` (all three parties must choose the
+    /// same): [`Truncation::Local`] (the default) or [`Truncation::Faithful`] (see
+    /// [`Porthos::faithful_divide`]).
+    pub fn set_truncation(&mut self, mode: Truncation) {
+        self.truncation = mode;
+    }
+
+    pub fn truncation(&self) -> Truncation {
+        self.truncation
     }
 
     fn porthos(&self) -> bool {
@@ -353,6 +384,104 @@ impl Porthos {
                 _ => self.recv_ring::<R>(HELPER, n),
             }
         }
+    }
+
+    // ----- faithful truncation -----------------------------------------------------------
+
+    /// Helper-assisted faithful division of shared `x` by public divisors (`Div::Pow2(k)`:
+    /// `2^k`, `1 <= k <= 62`; `Div::Each`: one positive divisor `d < 2^63` per element).
+    /// Result `floor(x / d) + e` with `e` in `{0, 1}`, for every `x` with `-D <= x < 2^63 - D`,
+    /// `D = floor(2^62 / d) d` (so all of `[-2^62, 2^62)` for powers of two, and
+    /// `|x| <= 2^62 - d` in general); `e = 1` with probability `(x mod d) / d` over the
+    /// helper's mask (unbiased rounding). The helper gets zeros.
+    ///
+    /// 1. P0 and P1 draw `r_0` (k02) and `r_1` (k12): the helper knows `r = r_0 + r_1`, uniform
+    ///    to each of P0 and P1. P0 shifts its share to `y = x + D`, in `[0, 2^63)`.
+    /// 2. P0 and P1 open `c = y + r mod 2^64` to each other (one word each, one round): uniform
+    ///    and independent of `y` for both, since each misses one share of `r`.
+    /// 3. The helper deals shares of `A = -floor(r / d)` and of `S = m ? B : A` with
+    ///    `m = MSB(r)` and `B = ceil((2^64 - r) / d)` (one word per element each in the Porthos
+    ///    variant, with the dealing's halving; two in SecureNN), input-independent: sent right
+    ///    away.
+    /// 4. Since `y < 2^63`, the sum `y + r` wraps iff `m = 1` and `MSB(c) = 0`. Without wrap
+    ///    `y = c - r` and `floor(c / d) + A` is `floor(y / d)` or one more (the borrow of the
+    ///    residues); with wrap `y = c + (2^64 - r)` and `floor(c / d) + B` is `floor(y / d)` or
+    ///    one more (rounding the residue of `2^64 - r` up). So P0 takes
+    ///    `floor(c / d) - D / d + (MSB(c) ? A_0 : S_0)` and P1 `MSB(c) ? A_1 : S_1`.
+    ///
+    /// Per element: 4 words (32 bytes) in the Porthos variant (P0 1, P1 1, the helper 2),
+    /// 6 words (48 bytes) in SecureNN; 1 round for P0 and P1, none for the helper. The client
+    /// sees `c`, its shares and the peer's word, all uniform: nothing of `x`'s low bits, and
+    /// its share no longer predicts the rounding.
+    pub fn faithful_divide(&mut self, x: &[u64], div: Div<'_>) -> Result<Vec<u64>> {
+        let n = x.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let _p = prof::scope("faithful_divide");
+        // floor(v / d) for unsigned v, element i; D / d; D.
+        let quot = |v: u64, i: usize| -> u64 {
+            match div {
+                Div::Pow2(k) => v >> k,
+                Div::Each(d) => v / d[i],
+            }
+        };
+        let divisor = |i: usize| -> u64 {
+            match div {
+                Div::Pow2(k) => 1u64 << k,
+                Div::Each(d) => d[i],
+            }
+        };
+        const HALF_RANGE: u64 = 1 << 62;
+        if self.id == HELPER {
+            let r0 = self.helper_key(MODEL_OWNER).u64s(n);
+            let mut a = self.helper_key(CLIENT).u64s(n);
+            let mut sel = pool::take(n);
+            a.par_iter_mut().with_min_len(PAR_MIN).zip(sel.par_iter_mut()).enumerate().for_each(|(i, (a, s))| {
+                let r = a.wrapping_add(r0[i]);
+                let neg_q = quot(r, i).wrapping_neg();
+                *s = if r >> 63 == 1 {
+                    // ceil((2^64 - r) / d); r != 0 here.
+                    let d = divisor(i) as u128;
+                    (((1u128 << 64) - r as u128 + d - 1) / d) as u64
+                } else {
+                    neg_q
+                };
+                *a = neg_q;
+            });
+            self.deal_words::<ZL>(Some(&a), n, true)?;
+            self.deal_words::<ZL>(Some(&sel), n, true)?;
+            pool::give(sel);
+            return Ok(pool::zeros(n));
+        }
+        let lead = self.id == MODEL_OWNER;
+        let other = 1 - self.id;
+        let mut c = self.with_helper().u64s(n);
+        c.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, c)| {
+            let d = divisor(i);
+            let offset = if lead { (HALF_RANGE / d) * d } else { 0 };
+            *c = c.wrapping_add(x[i]).wrapping_add(offset);
+        });
+        let mut msg = pool::take(n);
+        msg.copy_from_slice(&c);
+        self.send(other, msg)?;
+        let a = self.deal_words::<ZL>(None, n, true)?;
+        let sel = self.deal_words::<ZL>(None, n, true)?;
+        let got = self.recv(other, n)?;
+        c.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, out)| {
+            let c = out.wrapping_add(got[i]);
+            let share = if c >> 63 == 1 { a[i] } else { sel[i] };
+            *out = if lead {
+                let d = divisor(i);
+                quot(c, i).wrapping_sub(HALF_RANGE / d).wrapping_add(share)
+            } else {
+                share
+            };
+        });
+        for v in [a, sel, got] {
+            pool::give(v);
+        }
+        Ok(c)
     }
 
     // ----- Beaver products ---------------------------------------------------------------
@@ -1051,11 +1180,23 @@ impl Backend for Porthos {
 
     /// Local truncation (SecureML): P0 shifts its share arithmetically, P1 computes
     /// `-((-x1) >> k)`. No communication. For a value `x` the result is `floor(x / 2^k)` or one
-    /// more, except with probability about `|x| / 2^63` over the sharing (when a share lies
-    /// within `|x|` of the wrap-around point), where it is off by about `2^(64-k)`.
+    /// more, except with probability `|x| / 2^64` over the sharing (when a share lies within
+    /// `|x|` of the wrap-around point), where it is off by about `2^(64-k)`; the client's share
+    /// alone decides the rounding (tests/truncation.rs measures both).
+    ///
+    /// With [`Truncation::Faithful`]: [`Porthos::faithful_divide`] by `2^shift` (32 bytes per
+    /// element, 1 round), `floor(x / 2^shift)` or one more for every `x` in `[-2^62, 2^62)`.
+    /// A shift of 0 is free and exact; 63 runs as 62 (both floors are `-[x < 0]` on the range).
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         if shift >= 64 {
             return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
+        }
+        if self.truncation == Truncation::Faithful {
+            return Ok(match shift {
+                0 => self.zeros_for_helper(x.clone()),
+                // floor(x / 2^63) = floor(x / 2^62) = -[x < 0] on the range.
+                k => RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Pow2(k.min(62)))?)?,
+            });
         }
         Ok(match self.id {
             MODEL_OWNER => x.map(|v| ((v as i64) >> shift) as u64),
@@ -1067,7 +1208,10 @@ impl Backend for Porthos {
     /// Local division by public positive integers, generalising the truncation: P0 computes
     /// `floor(x0 / d)`, P1 `-floor(-x1 / d)` (shares read as signed). With `x0 = q0 d + r0`,
     /// `-x1 = q1 d + r1` the result `q0 - q1` is `floor(x / d)` or `floor(x / d) + 1`, except
-    /// with probability about `|x| / 2^63` (a share within `|x|` of the wrap-around point).
+    /// with probability `|x| / 2^64` (a share within `|x|` of the wrap-around point).
+    ///
+    /// With [`Truncation::Faithful`]: [`Porthos::faithful_divide`] (32 bytes per element,
+    /// 1 round), `floor(x / d)` or one more for every `|x| <= 2^62 - d`.
     fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
         if x.shape() != divisors.shape() {
             return Err(shape_err(format!("divide: value {:?}, divisors {:?}", x.shape(), divisors.shape())));
@@ -1075,11 +1219,19 @@ impl Backend for Porthos {
         if divisors.data().iter().any(|&d| d == 0 || (d as i64) < 0) {
             return Err(BackendError::Aborted("division by a non-positive public divisor".into()));
         }
+        if self.truncation == Truncation::Faithful {
+            return Ok(RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Each(divisors.data()))?)?);
+        }
         Ok(match self.id {
             MODEL_OWNER => x.zip_with(divisors, |v, d| (v as i64).div_euclid(d as i64) as u64)?,
             CLIENT => x.zip_with(divisors, |v, d| ((v.wrapping_neg() as i64).div_euclid(d as i64) as u64).wrapping_neg())?,
             _ => RingTensor::zeros(x.shape().to_vec()),
         })
+    }
+
+    fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
+        Porthos::set_truncation(self, mode);
+        Ok(())
     }
 
     fn traffic(&self) -> Traffic {

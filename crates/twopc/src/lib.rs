@@ -49,7 +49,10 @@
 //!   party 1 `-floor(-x_1 / d)`. No communication. The result is `floor(x / d)` or one more
 //!   (the off-by-one the backend interface allows), except with probability about
 //!   `|x| / 2^63` per element, when a share lies within `|x|` of the wrap-around point and the
-//!   result is off by about `2^64 / d`. **Why this and not a faithful truncation**: Athos
+//!   result is off by about `2^64 / d` (measured rate `|x| / 2^64`). With
+//!   `Truncation::Faithful` ([`TwoPc::set_truncation`]) `scale_down` is instead exact on
+//!   `[-2^62, 2^62)` ([`TwoPc::faithful_scale_down`]: a DReLU and a multiplexer of `2 n`).
+//!   **Why local stays the default**: Athos
 //!   keeps values of a network tens of bits below 2^63 (its headroom check warns at fewer than
 //!   16 spare bits), so the failure probability per element is `2^-20` at the very worst
 //!   allowed and `2^-30` or less for the fixture models (values under `2^33` at scale 2s = 24),
@@ -105,7 +108,7 @@ pub mod compare;
 pub mod linear;
 pub mod ot;
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic, Truncation};
 use cryptflow_net::Session;
 use cryptflow_porthos::lower::Lowering;
 use cryptflow_porthos::prf::{Prf, PrfKey};
@@ -131,6 +134,8 @@ pub struct TwoPc {
     ot_recv: IknpReceiver,
     /// Largest batch of an OT product, in words of corrections ([`linear::BATCH_WORDS`]).
     batch_words: usize,
+    /// How `scale_down` runs ([`TwoPc::set_truncation`]).
+    truncation: Truncation,
 }
 
 impl std::fmt::Debug for TwoPc {
@@ -194,7 +199,7 @@ impl TwoPc {
             let ot_send = IknpSender::new(1, delta1, &ot::bootstrap_receiver_keys(&rows));
             (Prf::new(k01), ot_send, ot_recv)
         };
-        Ok(TwoPc { session, id, common, own, ot_send, ot_recv, batch_words: linear::BATCH_WORDS })
+        Ok(TwoPc { session, id, common, own, ot_send, ot_recv, batch_words: linear::BATCH_WORDS, truncation: Truncation::Local })
     }
 
     /// Sets the largest batch of an OT product (words of corrections; both parties must use
@@ -202,6 +207,69 @@ impl TwoPc {
     /// the communication is the same.
     pub fn set_batch_words(&mut self, words: usize) {
         self.batch_words = words.max(1);
+    }
+
+    /// Chooses the truncation of `scale_down` (both parties must choose the same):
+    /// [`Truncation::Local`] (the default) or [`Truncation::Faithful`]
+    /// ([`TwoPc::faithful_scale_down`]). `divide` stays local in both modes.
+    pub fn set_truncation(&mut self, mode: Truncation) {
+        self.truncation = mode;
+    }
+
+    pub fn truncation(&self) -> Truncation {
+        self.truncation
+    }
+
+    /// Exact `floor(x / 2^k)` (`1 <= k <= 63`) for every `x` in `[-2^62, 2^62)`, whatever the
+    /// shares (CrypTFlow2's faithful truncation, with the wrap of the shares from their known
+    /// MSB instead of a second comparison).
+    ///
+    /// Party 0 shifts its share to `y = x + 2^62`, in `[0, 2^63)`. With logical shifts,
+    /// `floor(y / 2^k) = (y_0 >> k) + (y_1 >> k) + c - 2^(64-k) w`, where
+    /// `c = [y_0 mod 2^k + y_1 mod 2^k >= 2^k]` (the carry of the low bits) and
+    /// `w = [y_0 + y_1 >= 2^64]` (the wrap). Since `MSB(y) = 0`, `w = m_0 | m_1` with
+    /// `m_j = MSB(y_j)`: `w = m_0 + m_1 - m_0 m_1`. The carry is the MSB of the value shared as
+    /// `(y_j mod 2^k) << (63 - k)` (each share below `2^63`): one DReLU (the millionaires'
+    /// comparison), giving XOR shares of `c`. One multiplexer of `2 n` turns them into the
+    /// arithmetic `c` (`c . 1`) and gives `m_0 m_1` (`m_1 . m_0`). Then party 0 subtracts
+    /// `2^(62-k)`. By 63 the result is that of 62 (both are `-[x < 0]` on the range).
+    ///
+    /// Communication (words, per party, `ext(m) = 128 ceil(m / 64)`): a DReLU of `n`
+    /// (party 0 `ext(26 n) + 8 n + L`, party 1 `ext(90 n) + L`) and a multiplexer of `2 n`
+    /// (`ext(2 n) + 2 n` each); rounds: 5 + 2 = 7.
+    pub fn faithful_scale_down(&mut self, x: &[u64], k: u32) -> Result<Vec<u64>> {
+        let n = x.len();
+        let k = k.min(62);
+        if n == 0 || k == 0 {
+            return Ok(x.to_vec());
+        }
+        let lead = self.id == MODEL_OWNER;
+        let y: Vec<u64> = x.iter().map(|&v| if lead { v.wrapping_add(1 << 62) } else { v }).collect();
+        let low = (1u64 << k) - 1;
+        let lows: Vec<u64> = y.iter().map(|&v| (v & low) << (63 - k)).collect();
+        // DReLU = 1 ^ MSB = 1 ^ c: party 0 flips its share.
+        let mut bits = self.drelu(&lows)?;
+        if lead {
+            bits.iter_mut().for_each(|b| *b ^= 1);
+        }
+        // c . 1 (party 0 holds the 1) and m_1 . m_0 (party 1's bit, party 0's value).
+        let mut d = bits;
+        d.extend(y.iter().map(|&v| if lead { 0 } else { (v >> 63) as u8 }));
+        let mut v: Vec<u64> = vec![lead as u64; n];
+        v.extend(y.iter().map(|&v| if lead { v >> 63 } else { 0 }));
+        let prod = self.select(&d, &v)?;
+        let top = 64 - k;
+        Ok((0..n)
+            .map(|i| {
+                let w = (y[i] >> 63).wrapping_sub(prod[n + i]);
+                let t = (y[i] >> k).wrapping_add(prod[i]).wrapping_sub(w << top);
+                if lead {
+                    t.wrapping_sub(1 << (62 - k))
+                } else {
+                    t
+                }
+            })
+            .collect())
     }
 
     fn peer(&self) -> usize {
@@ -555,10 +623,14 @@ impl Backend for TwoPc {
         Ok(RingTensor::new(out_shape, idx)?)
     }
 
-    /// Local truncation (see the crate docs for the error analysis).
+    /// Local truncation (see the crate docs for the error analysis), or with
+    /// [`Truncation::Faithful`] the exact [`TwoPc::faithful_scale_down`].
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         if shift >= 64 {
             return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
+        }
+        if self.truncation == Truncation::Faithful {
+            return Ok(RingTensor::new(x.shape().to_vec(), self.faithful_scale_down(x.data(), shift)?)?);
         }
         Ok(if self.id == MODEL_OWNER {
             x.map(|v| ((v as i64) >> shift) as u64)
@@ -580,6 +652,12 @@ impl Backend for TwoPc {
         } else {
             x.zip_with(divisors, |v, d| ((v.wrapping_neg() as i64).div_euclid(d as i64) as u64).wrapping_neg())?
         })
+    }
+
+    /// Faithful truncation applies to `scale_down`; `divide` stays local.
+    fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
+        TwoPc::set_truncation(self, mode);
+        Ok(())
     }
 
     fn traffic(&self) -> Traffic {
