@@ -1,7 +1,7 @@
 //! [`Aramis`]: any backend whose session is protected by [`crate::protect`], with the output
 //! gate before every reveal and Aramis' own counters.
 
-use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic};
+use cryptflow_backend::{Backend, BackendError, ConvGeometry, Owner, PoolGeometry, Result, RingTensor, SharedBits, Traffic, Truncation};
 
 use crate::core::Handle;
 
@@ -122,6 +122,10 @@ impl<B: Backend> Backend for Aramis<B> {
 
     fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
         self.inner.divide(x, divisors).map_err(|e| self.explain(e))
+    }
+
+    fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
+        self.inner.set_truncation(mode)
     }
 
     fn traffic(&self) -> Traffic {

@@ -86,7 +86,7 @@ impl std::ops::Sub for Traffic {
 /// differ in what can go wrong beyond that and in cost (each backend documents its own):
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Truncation {
-    /// SecureML local truncation: no communication, but with probability about `|x| / 2^63`
+    /// SecureML local truncation: no communication, but with probability about `|x| / 2^64`
     /// per element (a share within `|x|` of the wrap-around point) the result is off by about
     /// `2^64 / d`; and a party can predict the rounding bit from its own share.
     #[default]
