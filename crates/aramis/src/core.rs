@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
 use crate::attest::{hex, Attestor, Execution, Measurement, SessionId, Token};
-use crate::envelope::{part_digest, payload_digest, statement, text_to_words, words_to_text, Envelope, Kind};
+use crate::envelope::{part_digest, payload_digest, statement, text_to_words, words_to_text, Envelope, Kind, MAX_FLIGHT_MESSAGES};
 use crate::failure::{Check, Failure};
 use crate::host::{Host, Outgoing};
 use crate::software::os_random32;
@@ -431,6 +431,17 @@ impl Core {
                 p
             })
         });
+        // A sender flushes its flight once it holds FLUSH_WORDS, so all of this receiver's
+        // messages but the last total less: refused before any of them is received (what is
+        // buffered before the signature check is that plus one message).
+        let but_last: u64 = env.lens[..env.lens.len() - 1].iter().sum();
+        if but_last >= FLUSH_WORDS as u64 {
+            return Err(Ok(self.failure(
+                Some(from),
+                Check::Envelope,
+                format!("{who} failed the envelope check: its flight announces {but_last} words before its last message (a flight leaves once it holds {FLUSH_WORDS})"),
+            )));
+        }
         if env.from as usize != from || env.to as usize != self.me {
             return Err(Ok(self.failure(
                 Some(from),
@@ -667,7 +678,7 @@ impl Core {
         // come, each flight signed, instead of all at its next receive (everything received so
         // far is verified first, as before any flight).
         let pending: usize = self.pending.iter().map(|(_, p, _)| p.len()).sum();
-        if pending >= FLUSH_WORDS {
+        if pending >= FLUSH_WORDS || self.pending.len() >= MAX_FLIGHT_MESSAGES {
             self.flush()?;
         }
         Ok(())

@@ -45,6 +45,10 @@ const PART_DOMAIN: &[u8] = b"cryptflow-aramis/part/v2\0";
 pub const FIXED_WORDS: usize = 5;
 /// A peer's messages of a flight up to this many words in all travel in the envelope's frame.
 pub const INLINE_WORDS: usize = 4096;
+/// Most messages one flight carries (a sender flushes its flight when it holds this many): an
+/// envelope announcing more is refused before anything is allocated for them, since the count
+/// comes from the peer before its signature can be checked.
+pub const MAX_FLIGHT_MESSAGES: usize = 4096;
 
 /// What a flight carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +142,9 @@ impl Envelope {
         }
         if mask >> to & 1 == 0 || mask >> n != 0 || mask >> from & 1 != 0 || m == 0 {
             return Err(format!("inconsistent envelope (receiver {to}, mask {mask:#b}, {m} messages)"));
+        }
+        if m > MAX_FLIGHT_MESSAGES {
+            return Err(format!("an envelope announcing {m} messages (a flight carries at most {MAX_FLIGHT_MESSAGES})"));
         }
         let others = mask.count_ones() as usize - 1;
         let expected = FIXED_WORDS + m.div_ceil(2) + 4 * others + 8;
@@ -317,6 +324,16 @@ mod tests {
         assert!(Envelope::decode(&sample(1, 0b010, 0).encode(), 3).is_err());
         assert!(Envelope::decode(&sample(1, 0b100, 2).encode(), 3).is_err());
         assert!(Envelope::decode(&sample(1, 0b1000, 3).encode(), 3).is_err());
+        // The message count is capped before anything is allocated for it, whatever the frame.
+        let most = sample(MAX_FLIGHT_MESSAGES, 0b010, 1);
+        assert_eq!(Envelope::decode(&most.encode(), 3), Ok(most));
+        let mut huge = sample(1, 0b010, 1).encode();
+        huge[2] = (4 << 20) | (0b010u64 << 32);
+        huge.resize(FIXED_WORDS + (2 << 20) + 8, 0);
+        let e = Envelope::decode_frame(&huge, 3).unwrap_err();
+        assert!(e.contains("4194304 messages"), "{e}");
+        huge[2] = u32::MAX as u64 | (0b010u64 << 32);
+        assert!(Envelope::decode_frame(&huge, 3).is_err());
     }
 
     #[test]

@@ -59,3 +59,10 @@ fn a_flight_leaves_once_it_holds_a_mebibyte() {
     assert_eq!(flights_for(&[MIB_WORDS, MIB_WORDS, 10]), 3);
     assert_eq!(flights_for(&[MIB_WORDS / 2, MIB_WORDS / 2, 10]), 2);
 }
+
+#[test]
+fn a_flight_leaves_once_it_holds_the_most_messages_an_envelope_may_announce() {
+    let most = cryptflow_aramis::envelope::MAX_FLIGHT_MESSAGES;
+    assert_eq!(flights_for(&vec![1; most + 10]), 2);
+    assert_eq!(flights_for(&vec![0; 2 * most]), 2);
+}

@@ -86,14 +86,47 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Rust ignores SIGPIPE, so that printing to a closed pipe (`cryptflow zoo --list | head -1`)
+/// panics. Restores the default: the process ends quietly on the signal, as command-line tools
+/// do. Sockets are unaffected (the standard library sends with MSG_NOSIGNAL) and no child
+/// process is fed through a pipe.
+fn default_sigpipe() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Largest `program.json` a run accepts: it is public and read whole, so it could come from
+/// anyone (ResNet-50's is a few MiB).
+const MAX_PROGRAM_BYTES: u64 = 256 << 20;
+
+/// Refuses a compiled program too large to be read whole, before reading it.
+fn check_program_size(dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join(cryptflow_ir::artifact::PROGRAM_FILE);
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.len() > MAX_PROGRAM_BYTES {
+            anyhow::bail!(
+                "{} is {} MiB, more than the {} MiB a compiled program may have",
+                path.display(),
+                meta.len() >> 20,
+                MAX_PROGRAM_BYTES >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => compile::compile(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => check_program_size(&args.dir).and_then(|()| run::run(args)),
         Command::Demo(args) => demo::demo(args),
-        Command::Party(args) => party::party(args),
+        Command::Party(args) => check_program_size(&args.dir).and_then(|()| party::party(args)),
         Command::Keygen(args) => party::keygen(args),
         Command::Zoo(args) => zoo::zoo(args),
         Command::Bench(args) => bench::bench(args),

@@ -1,7 +1,7 @@
 //! .npy input and output (NumPy's format, through the `npyz` crate).
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Read, Seek};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -9,8 +9,212 @@ use cryptflow_tensor::{FloatTensor, Tensor};
 use npyz::WriterBuilder;
 
 fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<File>>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // npyz parses the header as a Python literal in time exponential in its nesting: the header
+    // is checked (and its sizes bounded) first, by a linear parser of the only form NumPy writes.
+    check(&mut file).with_context(|| format!("{} is not a valid .npy file", path.display()))?;
+    file.rewind().with_context(|| format!("cannot read {}", path.display()))?;
     npyz::NpyFile::new(std::io::BufReader::new(file)).with_context(|| format!("{} is not a valid .npy file", path.display()))
+}
+
+/// Longest .npy header accepted, in bytes (NumPy itself refuses headers over 10,000 bytes by
+/// default).
+pub const MAX_HEADER_BYTES: usize = 1 << 16;
+/// Most dimensions of an array accepted.
+const MAX_DIMS: usize = 64;
+
+/// What the header of a .npy file announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub descr: String,
+    pub fortran_order: bool,
+    pub shape: Vec<u64>,
+    /// Offset of the data from the start of the file.
+    pub data_offset: u64,
+}
+
+/// Reads and checks the preamble and header of a .npy file, in time and memory linear in the
+/// header (itself at most [`MAX_HEADER_BYTES`]), and checks that the file holds the data the
+/// header announces.
+pub fn check(file: &mut File) -> Result<Header> {
+    let file_len = file.metadata().context("cannot read its size")?.len();
+    let mut pre = [0u8; 8];
+    file.read_exact(&mut pre).map_err(|_| anyhow::anyhow!("too short for a .npy preamble"))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        bail!("no .npy magic string");
+    }
+    let (len_bytes, offset) = match pre[6] {
+        1 => (2, 10u64),
+        2 | 3 => (4, 12u64),
+        v => bail!("unsupported .npy format version {v}.{}", pre[7]),
+    };
+    let mut raw = [0u8; 4];
+    file.read_exact(&mut raw[..len_bytes]).map_err(|_| anyhow::anyhow!("too short for a .npy preamble"))?;
+    let header_len = u32::from_le_bytes(raw) as usize;
+    if header_len > MAX_HEADER_BYTES {
+        bail!("a header of {header_len} bytes (at most {MAX_HEADER_BYTES} accepted)");
+    }
+    if header_len as u64 > file_len.saturating_sub(offset) {
+        bail!("truncated: the header announces {header_len} bytes, the file is {file_len} bytes");
+    }
+    let mut text = vec![0u8; header_len];
+    file.read_exact(&mut text).map_err(|_| anyhow::anyhow!("truncated header"))?;
+    let mut header = parse_header(&text)?;
+    header.data_offset = offset + header_len as u64;
+    let itemsize = itemsize(&header.descr)?;
+    // Even a shape with a zero extent must not overflow where its extents are multiplied.
+    if header.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d.max(1))).is_none_or(|p| p > isize::MAX as u64) {
+        bail!("shape {:?} has too many elements", header.shape);
+    }
+    let elements = header.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+    let bytes = elements.and_then(|e| e.checked_mul(itemsize));
+    let available = file_len - header.data_offset;
+    match bytes {
+        Some(b) if b <= available => Ok(header),
+        _ => bail!(
+            "truncated: the header announces shape {:?} of {} ({} bytes of data), the file holds {available}",
+            header.shape,
+            header.descr,
+            bytes.map_or("more than 2^64".to_string(), |b| b.to_string())
+        ),
+    }
+}
+
+/// Bytes per element of a NumPy type string such as `<f4`, `|u1` or `<U10`.
+fn itemsize(descr: &str) -> Result<u64> {
+    let body = descr.trim_start_matches(['<', '>', '|', '=']);
+    let mut chars = body.chars();
+    let kind = chars.next().filter(char::is_ascii_alphabetic);
+    let digits = chars.as_str();
+    match (kind, digits.parse::<u64>()) {
+        (Some('U'), Ok(n)) => n.checked_mul(4).ok_or_else(|| anyhow::anyhow!("unsupported dtype {descr}")),
+        (Some(_), Ok(n)) if !digits.starts_with('+') => Ok(n),
+        _ => bail!("unsupported dtype {descr}: give float32 or int64 (float64 and the other integer types are converted)"),
+    }
+}
+
+/// Parses a .npy header: a Python dict literal with exactly the keys 'descr' (a string),
+/// 'fortran_order' (True or False) and 'shape' (a tuple of integers), as NumPy writes it.
+/// Anything else (nesting, other keys, structured dtypes) is refused. Linear in the input.
+pub fn parse_header(text: &[u8]) -> Result<Header> {
+    let mut p = Lit { s: text, at: 0 };
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    p.expect(b'{')?;
+    loop {
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.expect(b':')?;
+        match key.as_str() {
+            "descr" if descr.is_none() => descr = Some(p.string()?),
+            "fortran_order" if fortran.is_none() => fortran = Some(p.boolean()?),
+            "shape" if shape.is_none() => shape = Some(p.tuple()?),
+            "descr" | "fortran_order" | "shape" => bail!("header: key '{key}' given twice"),
+            _ => bail!("header: unexpected key '{}'", key.escape_debug()),
+        }
+        if !p.eat(b',') {
+            p.expect(b'}')?;
+            break;
+        }
+    }
+    p.skip_ws();
+    if p.at != text.len() {
+        bail!("header: unexpected text after the dictionary at byte {}", p.at);
+    }
+    match (descr, fortran, shape) {
+        (Some(descr), Some(fortran_order), Some(shape)) => Ok(Header { descr, fortran_order, shape, data_offset: 0 }),
+        _ => bail!("header: 'descr', 'fortran_order' and 'shape' are required"),
+    }
+}
+
+/// A cursor over a Python literal.
+struct Lit<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl Lit<'_> {
+    fn skip_ws(&mut self) {
+        while self.at < self.s.len() && matches!(self.s[self.at], b' ' | b'\t' | b'\n' | b'\r') {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.skip_ws();
+        if self.s.get(self.at) == Some(&c) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<()> {
+        if !self.eat(c) {
+            bail!("header: expected '{}' at byte {}", c as char, self.at);
+        }
+        Ok(())
+    }
+
+    /// A quoted string without escapes (what NumPy writes for keys and type strings).
+    fn string(&mut self) -> Result<String> {
+        self.skip_ws();
+        let q = match self.s.get(self.at) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => bail!("header: expected a string at byte {}", self.at),
+        };
+        let start = self.at + 1;
+        let len = self.s[start..].iter().position(|&c| c == q || c == b'\\' || c == b'\n');
+        match len.map(|l| (l, self.s[start + l])) {
+            Some((l, c)) if c == q && l <= 256 => {
+                self.at = start + l + 1;
+                String::from_utf8(self.s[start..start + l].to_vec()).map_err(|_| anyhow::anyhow!("header: a string that is not UTF-8"))
+            }
+            _ => bail!("header: unsupported string at byte {}", self.at),
+        }
+    }
+
+    fn boolean(&mut self) -> Result<bool> {
+        self.skip_ws();
+        for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.at..].starts_with(word) {
+                self.at += word.len();
+                return Ok(v);
+            }
+        }
+        bail!("header: expected True or False at byte {}", self.at)
+    }
+
+    /// `(d0, d1, ...)`: non-negative integers, a trailing comma allowed.
+    fn tuple(&mut self) -> Result<Vec<u64>> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            if self.eat(b')') {
+                return Ok(dims);
+            }
+            self.skip_ws();
+            let start = self.at;
+            while self.at < self.s.len() && self.s[self.at].is_ascii_digit() {
+                self.at += 1;
+            }
+            let digits = std::str::from_utf8(&self.s[start..self.at]).expect("ASCII digits");
+            let d: u64 = digits.parse().map_err(|_| anyhow::anyhow!("header: expected a dimension at byte {start}"))?;
+            if self.s.get(self.at) == Some(&b'L') {
+                self.at += 1; // Python 2's long integers
+            }
+            if dims.len() == MAX_DIMS {
+                bail!("header: more than {MAX_DIMS} dimensions");
+            }
+            dims.push(d);
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                return Ok(dims);
+            }
+        }
+    }
 }
 
 fn shape_of(npy: &npyz::NpyFile<std::io::BufReader<File>>) -> Vec<usize> {
@@ -173,11 +377,17 @@ pub fn batch_layout(file: &[usize], shape: &[usize], what: &str) -> Result<(usiz
     if file == shape {
         return Ok((1, Stacking::Single));
     }
-    if file.len() == shape.len() + 1 && &file[1..] == shape {
-        return Ok((file[0], Stacking::NewAxis));
-    }
-    if !shape.is_empty() && shape[0] == 1 && file.len() == shape.len() && file[1..] == shape[1..] {
-        return Ok((file[0], Stacking::BatchAxis));
+    let stacked = if file.len() == shape.len() + 1 && &file[1..] == shape {
+        Some(Stacking::NewAxis)
+    } else if !shape.is_empty() && shape[0] == 1 && file.len() == shape.len() && file[1..] == shape[1..] {
+        Some(Stacking::BatchAxis)
+    } else {
+        None
+    };
+    match stacked {
+        Some(_) if file[0] == 0 => bail!("{what} has shape {file:?}: it holds no input (N = 0)"),
+        Some(stacking) => return Ok((file[0], stacking)),
+        None => {}
     }
     bail!(
         "{what} has shape {file:?}; the model's input has shape {shape:?} (give one input of exactly that shape, or a stack [N, ...] of them)",
@@ -194,7 +404,9 @@ pub fn split_batch(x: &FloatTensor, shape: &[usize], what: &str) -> Result<(Vec<
 
 /// Stacks per-inference outputs the way the inputs were given.
 pub fn stack(outputs: &[FloatTensor], stacking: Stacking) -> FloatTensor {
-    let first = outputs[0].shape();
+    let Some(first) = outputs.first().map(|t| t.shape()) else {
+        return Tensor::new(vec![0], Vec::new()).expect("an empty stack");
+    };
     let mut shape = vec![outputs.len()];
     match stacking {
         Stacking::Single => return outputs[0].clone(),
@@ -204,4 +416,150 @@ pub fn stack(outputs: &[FloatTensor], stacking: Stacking) -> FloatTensor {
     }
     let data = outputs.iter().flat_map(|t| t.data().iter().copied()).collect();
     Tensor::new(shape, data).expect("outputs share a shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A .npy file (version 1.0) with `header` as its header text (padded as NumPy pads it)
+    /// and `data` after it.
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.as_bytes().to_vec();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend(h);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn valid_headers_parse_and_round_trip() {
+        let h = parse_header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }   \n").unwrap();
+        assert_eq!((h.descr.as_str(), h.fortran_order, h.shape.as_slice()), ("<f4", false, &[2u64, 3][..]));
+        assert_eq!(parse_header(b"{\"shape\": (5L,), \"descr\": \"|u1\", \"fortran_order\": True}").unwrap().shape, vec![5]);
+        assert_eq!(parse_header(b"{'descr':'<i8','fortran_order':False,'shape':()}").unwrap().shape, Vec::<u64>::new());
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::new(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let p = dir.path().join("t.npy");
+        write_f32(&p, &t).unwrap();
+        assert_eq!(read_f32(&p).unwrap(), t);
+        let a = read_array(&p).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            // Nested braces: npyz's parser takes minutes on 16 of them.
+            (npy_bytes(&"{".repeat(40), &[]), "expected a string"),
+            (npy_bytes(&format!("{{'descr': {}", "{".repeat(2000)), &[]), "expected a string"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': ((((((((((((((((1,),),),),),),),),),),),),),),),)}", &[]), "dimension"),
+            (npy_bytes("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}", &[]), "expected a string"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", &[]), "unexpected key"),
+            (npy_bytes("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", &[]), "twice"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False}", &[]), "required"),
+            // Sizes: the data must be in the file, the extents must not overflow.
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000)}", &[0; 64]), "truncated"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,)}", &[0; 8]), "truncated"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296)}", &[]), "too many elements"),
+            (npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,)}", &[]), "dimension"),
+            (npy_bytes("{'descr': 'O', 'fortran_order': False, 'shape': (1,)}", &[0; 8]), "unsupported dtype"),
+            (b"\x93NUMPY\x02\x00\xff\xff\xff\x7f{".to_vec(), "at most"),
+            (b"\x93NUMPY\x01\x00\xf0\xff{".to_vec(), "truncated"),
+            (b"\x93NUMPY\x09\x00".to_vec(), "version"),
+            (b"PK\x03\x04".to_vec(), "preamble"),
+        ];
+        for (k, (bytes, what)) in cases.iter().enumerate() {
+            let p = write(dir.path(), &format!("h{k}.npy"), bytes);
+            let start = Instant::now();
+            for err in [read_array(&p).err(), read_f32(&p).err(), read_labels(&p).err()] {
+                let err = format!("{:#}", err.expect("refused"));
+                assert!(err.contains(what) && err.contains(&*p.to_string_lossy()), "case {k}: {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(1), "case {k} took {:?}", start.elapsed());
+        }
+    }
+
+    #[test]
+    fn an_empty_stack_is_a_clear_error_not_a_panic() {
+        let err = batch_layout(&[0, 1, 28, 28], &[1, 1, 28, 28], "input `x`").unwrap_err().to_string();
+        assert!(err.contains("no input (N = 0)"), "{err}");
+        let err = batch_layout(&[0, 28, 28], &[1, 28, 28], "input `x`").unwrap_err().to_string();
+        assert!(err.contains("N = 0"), "{err}");
+        assert_eq!(stack(&[], Stacking::NewAxis).shape(), &[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "e.npy", &npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3)}", &[]));
+        assert_eq!(read_array(&p).unwrap().shape, vec![0, 3]);
+        assert!(read_labels(&p).unwrap().is_empty());
+    }
+
+    /// Property test: mutated, truncated and spliced .npy files never panic the readers, and
+    /// each is read or refused in bounded time.
+    #[test]
+    fn mutated_files_never_panic_the_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let seeds: Vec<Vec<u8>> = vec![
+            npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", &f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+            npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", &[7; 24]),
+            npy_bytes("{'descr': '|u1', 'fortran_order': True, 'shape': (2, 2), }", &[1, 2, 3, 4]),
+            npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", &[0; 8]),
+        ];
+        let alphabet = b"{}()[],:' \"0123456789LTrueFalsdcpfoshi<>|=\n\\";
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let cases = 3000;
+        let (mut read, mut refused) = (0, 0);
+        let start = Instant::now();
+        for case in 0..cases {
+            let mut b = seeds[next(seeds.len())].clone();
+            for _ in 0..1 + next(4) {
+                let i = next(b.len());
+                match next(5) {
+                    0 => b[i] = next(256) as u8,
+                    1 => b[i] = alphabet[next(alphabet.len())],
+                    2 => b.truncate(i),
+                    3 => {
+                        let run = vec![alphabet[next(alphabet.len())]; next(40)];
+                        b.splice(i..i, run);
+                    }
+                    _ => b[i] ^= 1 << next(8),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            let p = write(dir.path(), "m.npy", &b);
+            let t = Instant::now();
+            let results = [read_array(&p).is_ok(), read_f32(&p).is_ok(), read_labels(&p).is_ok()];
+            assert!(t.elapsed() < Duration::from_secs(1), "case {case} took {:?}", t.elapsed());
+            if results[0] {
+                read += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        eprintln!("npy property test: {cases} cases ({read} read, {refused} refused), no panic, {:?}", start.elapsed());
+    }
 }

@@ -206,8 +206,9 @@ impl Session {
         self.links.len()
     }
 
-    /// Sets how long `recv` waits for a peer (networked sessions: without any byte arriving),
-    /// and, on networked links, how long a blocked write may make no progress.
+    /// Sets how long `recv` waits for a peer's next message (a deadline for the whole message
+    /// from the start of the wait, on networked links too: a byte trickling in does not extend
+    /// it), and, on networked links, how long a blocked write may make no progress.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         if let Some(layer) = self.layer.as_mut() {

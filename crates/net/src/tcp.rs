@@ -53,8 +53,9 @@ pub struct NetworkConfig {
     pub addresses: Vec<String>,
     /// Set-up gives up this long after [`Session::connect`] is called, naming a missing peer.
     pub connect_deadline: Duration,
-    /// The session timeout: how long `recv` waits without any byte arriving from the peer, and
-    /// how long a blocked write to a peer may make no progress.
+    /// The session timeout: how long `recv` waits for the whole of the next message from a peer
+    /// (a deadline from the start of the wait, however the bytes trickle in), and how long a
+    /// blocked write to a peer may make no progress.
     pub timeout: Duration,
     pub security: Security,
     /// A frame announcing more elements than this is a protocol error.
@@ -505,24 +506,10 @@ fn accept_one(
 
 /// State shared between a link's owner and its threads.
 pub(crate) struct Shared {
-    epoch: Instant,
-    /// Nanoseconds after `epoch` at which the reader last got bytes from the socket.
-    last_read_ns: AtomicU64,
     pub(crate) wire_sent: AtomicU64,
     pub(crate) wire_received: AtomicU64,
     /// The writer's failure, reported by the next `send` or `recv` on this link.
     write_error: Mutex<Option<NetError>>,
-}
-
-impl Shared {
-    fn touch(&self) {
-        let ns = self.epoch.elapsed().as_nanos() as u64;
-        self.last_read_ns.store(ns, Ordering::Relaxed);
-    }
-
-    fn last_read(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.last_read_ns.load(Ordering::Relaxed))
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -560,8 +547,6 @@ impl NetLink {
         stream.set_read_timeout(None).map_err(sock_err)?;
         stream.set_write_timeout(Some(at_least_1ms(cfg.timeout))).map_err(sock_err)?;
         let shared = Arc::new(Shared {
-            epoch: Instant::now(),
-            last_read_ns: AtomicU64::new(0),
             wire_sent: AtomicU64::new(0),
             wire_received: AtomicU64::new(0),
             write_error: Mutex::new(None),
@@ -637,21 +622,16 @@ impl NetLink {
 
     /// The next message, waiting until nothing at all has arrived from the peer for `timeout`
     /// (a large message still streaming in does not time out).
+    /// The next message, which must arrive whole within `timeout` of this call: a deadline per
+    /// expected message, not an idle timer, so that a peer trickling a byte now and then cannot
+    /// hold the receiver beyond it. A disconnection is reported as soon as the reader sees it.
     pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Vec<u64>, NetError> {
         self.check()?;
-        let start = Instant::now();
-        loop {
-            let idle_since = start.max(self.shared.last_read());
-            let idle = idle_since.elapsed();
-            if idle >= timeout {
-                return Err(NetError::Timeout { peer: self.peer, seconds: timeout.as_secs() });
-            }
-            match self.events.recv_timeout(timeout - idle) {
-                Ok(Ok(data)) => return Ok(data),
-                Ok(Err(e)) => return Err(self.fail(e)),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Err(self.fail(NetError::Disconnected { peer: self.peer })),
-            }
+        match self.events.recv_timeout(timeout) {
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(e)) => Err(self.fail(e)),
+            Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout { peer: self.peer, seconds: timeout.as_secs() }),
+            Err(RecvTimeoutError::Disconnected) => Err(self.fail(NetError::Disconnected { peer: self.peer })),
         }
     }
 
@@ -867,7 +847,6 @@ impl TlsInput {
                     Err(e) => return Err(e),
                 }
             };
-            shared.touch();
             shared.wire_received.fetch_add(n as u64, Ordering::Relaxed);
             if n == 0 {
                 // TCP closed without close_notify: the peer died (or its link was cut).
@@ -900,8 +879,7 @@ impl Input {
             Input::Plain(s) => loop {
                 match s.read(out) {
                     Ok(n) => {
-                        shared.touch();
-                        shared.wire_received.fetch_add(n as u64, Ordering::Relaxed);
+                                    shared.wire_received.fetch_add(n as u64, Ordering::Relaxed);
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -403,6 +403,73 @@ fn malformed_frames_are_protocol_errors_naming_the_peer() {
     assert_eq!(p0.recv(1, 1000), Err(NetError::Disconnected { peer: 1 }));
 }
 
+/// Writes `bytes` to `raw` one byte every `interval`, until done (then hands the open stream
+/// back) or the link breaks.
+fn trickle(mut raw: TcpStream, bytes: Vec<u8>, interval: Duration) -> thread::JoinHandle<Option<TcpStream>> {
+    thread::spawn(move || {
+        for b in bytes {
+            raw.write_all(&[b]).ok()?;
+            thread::sleep(interval);
+        }
+        Some(raw)
+    })
+}
+
+fn frame(seq: u64, values: &[u64]) -> Vec<u8> {
+    let mut bytes = FrameHeader::data(seq, values.len()).encode().to_vec();
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn a_peer_trickling_bytes_cannot_extend_the_timeout() {
+    // One byte every 40 ms, far below the 400 ms timeout, but the frame needs seconds to arrive
+    // whole: the timeout is a deadline for the whole message, not an idle timer.
+    let (raw, h) = raw_peer();
+    let mut p0 = h.join().unwrap().unwrap();
+    p0.set_timeout(Duration::from_millis(400));
+    let bytes = frame(0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let t = trickle(raw, bytes, Duration::from_millis(40));
+    let start = Instant::now();
+    assert_eq!(p0.recv(1, 8), Err(NetError::Timeout { peer: 1, seconds: 0 }));
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500), "{waited:?}");
+    drop(p0); // the trickler's writes then fail and it ends
+    t.join().unwrap();
+
+    // The deadline is per message and starts when the receiver starts waiting: a message that
+    // is trickled but whole in time is received, and so is the next one.
+    let (raw, h) = raw_peer();
+    let mut p0 = h.join().unwrap().unwrap();
+    p0.set_timeout(Duration::from_secs(5));
+    let mut bytes = frame(0, &[7]);
+    bytes.extend(frame(1, &[8, 9]));
+    let t = trickle(raw, bytes, Duration::from_millis(5));
+    assert_eq!(p0.recv(1, 1).unwrap(), vec![7]);
+    assert_eq!(p0.recv(1, 2).unwrap(), vec![8, 9]);
+    let _open = t.join().unwrap();
+    // A peer that goes quiet (stopped) is timed out; one that closes is seen at once.
+    p0.set_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(p0.recv(1, 1), Err(NetError::Timeout { peer: 1, seconds: 0 }));
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[test]
+fn a_peer_that_closes_mid_trickle_is_a_disconnection_not_a_timeout() {
+    let (raw, h) = raw_peer();
+    let mut p0 = h.join().unwrap().unwrap();
+    p0.set_timeout(Duration::from_secs(30));
+    let bytes = frame(0, &[1, 2, 3])[..30].to_vec();
+    let t = trickle(raw, bytes, Duration::from_millis(5));
+    drop(t.join().unwrap()); // closes the stream
+    let start = Instant::now();
+    assert_eq!(p0.recv(1, 3), Err(NetError::Disconnected { peer: 1 }));
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+}
+
 #[test]
 fn plaintext_refuses_non_loopback_addresses() {
     // Refused while validating the configuration: no packet is sent anywhere.

@@ -6,6 +6,7 @@
 //! - [`float`]: the float reference executor over HLIL.
 
 pub mod float;
+pub mod limits;
 mod runner;
 
 use cryptflow_ir::hlil::{Op, UnaryFn};

@@ -86,10 +86,43 @@ pub struct Runner<'p, B: Backend> {
     peak_live_bytes: u64,
     crash_at: Option<usize>,
     progress: Option<Observer<'p>>,
+    /// Why the program cannot run here (see [`Runner::new`]).
+    invalid: Option<String>,
+    /// This party's share of the machine's memory, held while it runs.
+    _memory: Option<crate::limits::MemoryClaim>,
 }
 
 impl<'p, B: Backend> Runner<'p, B> {
+    /// A program whose shapes exceed [`crate::limits::MAX_TENSOR_ELEMENTS`], or that this
+    /// machine's memory cannot hold, is refused by the first [`Runner::share_weights`] or
+    /// [`Runner::infer`], before anything is allocated for it.
     pub fn new(program: &'p Program, backend: B) -> Self {
+        let (invalid, memory) = match crate::limits::check_program(program) {
+            Err(e) => (Some(format!("the program is refused: {e}")), None),
+            Ok(()) => match crate::limits::claim_memory(crate::limits::predicted_bytes(program), crate::limits::machine_memory_bytes()) {
+                Ok(claim) => (None, Some(claim)),
+                Err(e) => (Some(e), None),
+            },
+        };
+        if invalid.is_some() {
+            // Nothing of it runs: no index into its slots is built.
+            return Runner {
+                program,
+                backend,
+                slots: Vec::new(),
+                weights_shared: false,
+                weights: None,
+                keep_weight_shares: false,
+                weight_index: Vec::new(),
+                weights_done_after: Vec::new(),
+                live_bytes: 0,
+                peak_live_bytes: 0,
+                crash_at: None,
+                progress: None,
+                invalid,
+                _memory: None,
+            };
+        }
         let mut weight_index = vec![None; program.slots.len()];
         for (k, w) in program.weights.iter().enumerate() {
             weight_index[w.slot] = Some(k);
@@ -122,6 +155,8 @@ impl<'p, B: Backend> Runner<'p, B> {
             peak_live_bytes: 0,
             crash_at: None,
             progress: None,
+            invalid: None,
+            _memory: memory,
         }
     }
 
@@ -173,6 +208,9 @@ impl<'p, B: Backend> Runner<'p, B> {
     /// [`Runner`]). Returns the pseudo-layer `(share weights)`: no time or traffic any more,
     /// kept so that reports keep their shape.
     pub fn share_weights(&mut self, weights: Option<&'p dyn WeightSource>) -> Result<LayerMetrics, RunError> {
+        if let Some(e) = &self.invalid {
+            return Err(RunError::Input(e.clone()));
+        }
         if let Some(w) = weights {
             if w.count() != self.program.weights.len() {
                 return Err(RunError::Input(format!("{} weights given, the program has {}", w.count(), self.program.weights.len())));
@@ -217,6 +255,9 @@ impl<'p, B: Backend> Runner<'p, B> {
     /// Runs one inference. The client passes its encoded inputs (in `program.inputs` order),
     /// the others `None`. Returns the revealed outputs on the client, `None` elsewhere.
     pub fn infer(&mut self, inputs: Option<&[RingTensor]>) -> Result<(Option<Vec<RingTensor>>, Vec<LayerMetrics>), RunError> {
+        if let Some(e) = &self.invalid {
+            return Err(RunError::Input(e.clone()));
+        }
         if !self.weights_shared {
             return Err(RunError::Input("weights must be shared before the first inference".into()));
         }
