@@ -96,4 +96,6 @@ pub use error::NetError;
 pub use layer::MessageLayer;
 pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
 pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
-pub use tls::{cert_path, generate_identity, key_path, keygen, write_identity, write_key_file, TlsIdentity};
+pub use tls::{
+    cert_path, fingerprint, generate_identity, key_path, keygen, keygen_party, write_identity, write_key_file, TlsIdentity,
+};
