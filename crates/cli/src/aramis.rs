@@ -48,7 +48,12 @@ pub fn check_fault(backend: BackendName, fault: Option<Fault>) -> Result<()> {
             bail!("--inject-fault {}:wrong-code needs --backend aramis: Porthos does not attest code, so there is nothing to measure", f.party)
         }
         (BackendName::Porthos, _) => Ok(()),
-        (other, kind) => bail!("--inject-fault {kind:?} applies to --backend porthos and aramis, not {other:?}"),
+        (other, kind) => bail!(
+            "--inject-fault {}:{} applies to --backend porthos and aramis, not {}",
+            f.party,
+            kind.name(),
+            crate::party::backend_flag(other)
+        ),
     }
 }
 
@@ -232,7 +237,10 @@ pub fn party(args: PartyArgs) -> Result<()> {
     })?;
     let attestor = attestor_for(&attestor, args.id, args.inject_fault);
     let detail = format!(" (aramis, {})", cryptflow_aramis::Attestor::describe(&attestor));
-    let session = party::connect(&args, roles.names.len(), &detail)?;
+    let mut session = party::connect(&args, roles.names.len(), &detail)?;
+    // Before the attested start-up, whose measurement covers program.json too: a mismatch is
+    // then reported as what it is rather than as different code.
+    party::agree_on_program(&mut session, roles, args.id, &files.public)?;
     let started = Instant::now();
     let (mut session, handle) = protect(session, &attestor, options(args.id, &configuration, args.inject_fault)).map_err(|f| anyhow!("{f}"))?;
     let explain = |e: anyhow::Error| handle.failure().map_or(e, |f| anyhow!("{f}"));

@@ -66,7 +66,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one party of a distributed secure inference (TLS between all parties).
     Party(party::PartyArgs),
-    /// Make a key pair and certificate for every party.
+    /// Make a party's key pair and certificate (--id), or every party's in one folder (tests).
     Keygen(party::KeygenArgs),
     /// Write a benchmark network of the paper (seeded random weights) as an ONNX model.
     Zoo(zoo::ZooArgs),

@@ -5,7 +5,7 @@
 //! Every link is TLS 1.3 with both ends authenticated against the certificates made by
 //! `cryptflow keygen`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -24,27 +24,96 @@ use crate::{npy, ProtocolName};
 
 #[derive(Args)]
 pub struct KeygenArgs {
-    /// Directory for party{i}.key (private, mode 0600) and party{i}.crt (public) files.
+    /// Directory for the party{i}.key (private, mode 0600) and party{i}.crt (public) files.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Number of parties.
+    /// Make only this party's key and certificate (the way to deploy: each party runs this on
+    /// its own machine, keeps party{ID}.key, and copies party{ID}.crt to the other parties'
+    /// folders, checking the printed fingerprint with them). Without --id, every party's key
+    /// is written into one folder: for tests and single-machine runs only, since whoever holds
+    /// that folder can impersonate any party.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<usize>,
+    /// Number of parties (3; 2 for --backend 2pc).
     #[arg(long, default_value_t = 3)]
     pub parties: usize,
+    /// With --id: also write the software attestor's authority.key/authority.pub (needed by
+    /// --backend aramis, the same files at every party; one party makes them and copies them).
+    #[arg(long, requires = "id")]
+    pub authority: bool,
+    /// Replace private keys that already exist in the folder (their certificates then stop
+    /// working at the other parties).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<()> {
     if !(2..=3).contains(&args.parties) {
         bail!("--parties must be 2 or 3");
     }
-    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
-    cryptflow_net::keygen(&args.output, args.parties)?;
-    crate::aramis::write_authority(&args.output)?;
-    eprintln!(
-        "wrote {} key pairs to {}: give party i its party{{i}}.key and every party all party*.crt files \
-         (and, for --backend aramis, authority.pub and the software attestor's authority.key)",
-        args.parties,
-        args.output.display()
-    );
+    let dir = &args.output;
+    if let Some(id) = args.id {
+        if id >= args.parties {
+            bail!("--id {id}: the ids of {} parties are 0 to {}", args.parties, args.parties - 1);
+        }
+    }
+    let ids: Vec<usize> = match args.id {
+        Some(id) => vec![id],
+        None => (0..args.parties).collect(),
+    };
+    let mut keys: Vec<PathBuf> = ids.iter().map(|&i| cryptflow_net::key_path(dir, i)).collect();
+    let authority = args.id.is_none() || args.authority;
+    if authority {
+        keys.push(dir.join("authority.key"));
+    }
+    let existing: Vec<String> = keys.iter().filter(|k| k.exists()).map(|k| k.display().to_string()).collect();
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already exist{}: not overwriting private keys (the certificates the other parties hold would stop \
+             working); pass --force to replace them, or choose another -o folder",
+            existing.join(", "),
+            if existing.len() == 1 { "s" } else { "" }
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    match args.id {
+        Some(id) => {
+            let fingerprint = cryptflow_net::keygen_party(dir, id)?;
+            if authority {
+                crate::aramis::write_authority(dir)?;
+            }
+            println!("{fingerprint}");
+            eprintln!(
+                "party {id}: wrote {key} (private, mode 0600: it never leaves this machine) and {crt}\n\
+                 certificate SHA-256 fingerprint: {fingerprint}\n\
+                 Give party{id}.crt to every other party, who copy it into their --keys folder and compare this \
+                 fingerprint with you over a channel you trust (in person, by phone); copy their party{{j}}.crt \
+                 files into {dir} the same way. `cryptflow party --id {id} --keys {dir}` then needs party{id}.key \
+                 and every party{{j}}.crt.{aramis}",
+                key = cryptflow_net::key_path(dir, id).display(),
+                crt = cryptflow_net::cert_path(dir, id).display(),
+                dir = dir.display(),
+                aramis = if authority {
+                    "\nAlso wrote authority.key and authority.pub (software attestor, --backend aramis): copy both to every party."
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            cryptflow_net::keygen(dir, args.parties)?;
+            crate::aramis::write_authority(dir)?;
+            eprintln!(
+                "wrote {} key pairs to {} (and, for --backend aramis, the software attestor's authority.key and \
+                 authority.pub)\n\
+                 FOR LOCAL TESTS ONLY: this folder holds every party's private key, so whoever has it can impersonate \
+                 any party. To deploy, each party runs `cryptflow keygen --id I -o DIR` on its own machine and the \
+                 parties exchange only their party{{i}}.crt files.",
+                args.parties,
+                dir.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -94,11 +163,15 @@ pub fn party(args: PartyArgs) -> Result<()> {
         }
         crate::BackendName::Aramis => return crate::aramis::party(args),
         crate::BackendName::Porthos => {}
-        other => bail!("--backend {other:?}: `cryptflow party` runs the secure backends porthos, aramis and 2pc"),
+        other => bail!(
+            "--backend {}: `cryptflow party` runs the secure backends porthos, aramis and 2pc (use `cryptflow run` for {0})",
+            crate::party::backend_flag(other)
+        ),
     }
     crate::aramis::check_fault(crate::BackendName::Porthos, args.inject_fault)?;
     let files = prepare(&args, &THREE_PARTIES)?;
-    let session = connect(&args, THREE_PARTIES.names.len(), "")?;
+    let mut session = connect(&args, THREE_PARTIES.names.len(), "")?;
+    agree_on_program(&mut session, &THREE_PARTIES, args.id, &files.public)?;
     let mut session = crate::aramis::semi_honest_host(session, args.inject_fault);
     let started = Instant::now();
     let count = announce_count(&mut session, &THREE_PARTIES, args.id, &files)?;
@@ -109,6 +182,12 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let backend = Porthos::new(session, variant).context("setting up the session")?;
     let (metrics, _) = drive(&args, &files, backend, count, started, &format!("{variant:?}").to_lowercase())?;
     finish(&args, &THREE_PARTIES, &metrics, "")
+}
+
+/// The spelling of `--backend NAME` (`2pc`, not `TwoPc`).
+pub fn backend_flag(backend: crate::BackendName) -> String {
+    use clap::ValueEnum;
+    backend.to_possible_value().map_or_else(|| format!("{backend:?}").to_lowercase(), |v| v.get_name().to_string())
 }
 
 /// What a party process holds before it connects.
@@ -134,8 +213,24 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
     if (id == roles.client) == args.input.is_empty() || (id == roles.client) != args.output.is_some() {
         bail!("--input and -o are given to the client (party {}) and only to it", roles.client);
     }
-    let public = read_public(&args.dir)?;
-    let weights = if id == roles.model_owner { Some(FixedWeightsFile::open(&args.dir, &public)?) } else { None };
+    if let Some(output) = &args.output {
+        check_output_not_input(output, &args.input)?;
+    }
+    let public = read_program(&args.dir)?;
+    let weights = if id == roles.model_owner {
+        let owner = args.dir.join(cryptflow_ir::artifact::OWNER_DIR);
+        if !owner.is_dir() {
+            bail!(
+                "party {id} is the model owner and needs the private weights {}, which this copy of the program \
+                 does not have: run it on the folder `cryptflow compile` wrote (only the model owner's copy has \
+                 model-owner/; the other parties need only program.json)",
+                owner.display()
+            );
+        }
+        Some(FixedWeightsFile::open(&args.dir, &public)?)
+    } else {
+        None
+    };
     let program = &public.program;
     let client_inputs = if args.input.is_empty() {
         None
@@ -143,6 +238,53 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
         Some(crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?)
     };
     Ok(PartyFiles { public, weights, client_inputs })
+}
+
+/// Reads `DIR/program.json`, saying what to do when `dir` is not a compiled program: the model
+/// file itself, a folder without a program, a path that does not exist.
+pub fn read_program(dir: &Path) -> Result<PublicProgram> {
+    let compile = "compile the model first with `cryptflow compile MODEL -o DIR` and pass DIR";
+    if dir.is_file() {
+        let model = dir.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "onnx" | "pb"));
+        if model {
+            bail!(
+                "{} is a model file, not a compiled program: compile it first with `cryptflow compile {} -o DIR` and pass DIR",
+                dir.display(),
+                dir.display()
+            );
+        }
+        bail!("{} is a file, not a compiled program (a folder holding program.json): {compile}", dir.display());
+    }
+    if !dir.exists() {
+        bail!("{} does not exist: {compile}", dir.display());
+    }
+    if !dir.join(cryptflow_ir::artifact::PROGRAM_FILE).is_file() {
+        bail!(
+            "{} is not a compiled program (it has no {}): {compile}",
+            dir.display(),
+            cryptflow_ir::artifact::PROGRAM_FILE
+        );
+    }
+    Ok(read_public(dir)?)
+}
+
+/// `-o` must not name one of the input files: the output would overwrite the input.
+pub fn check_output_not_input(output: &Path, inputs: &[String]) -> Result<()> {
+    let same = |candidate: &Path| match (std::fs::canonicalize(candidate), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => candidate == output,
+    };
+    for spec in inputs {
+        // `NAME=FILE` or a plain path (which may itself contain `=`).
+        let mut candidates = vec![Path::new(spec.as_str())];
+        if let Some((_, file)) = spec.split_once('=') {
+            candidates.push(Path::new(file));
+        }
+        if candidates.iter().any(|c| same(c)) {
+            bail!("-o {} is also an --input: the output would overwrite the input; choose another output file", output.display());
+        }
+    }
+    Ok(())
 }
 
 /// Joins the session over mutually authenticated TLS.
@@ -154,6 +296,82 @@ pub fn connect(args: &PartyArgs, parties: usize, detail: &str) -> Result<Session
     let role = ROLE_NAMES.get(args.id).copied().unwrap_or("party");
     eprintln!("party {} ({role}): connecting to {}{detail}", args.id, args.peers.join(", "));
     Ok(Session::connect(config)?)
+}
+
+/// The parties agree on the compiled program before anything else: each sends the SHA-256
+/// digest of its public program ([`PublicProgram::digest`], 32 bytes) to every other party and
+/// checks what it gets. Parties running different programs (compiled at another scale, from
+/// another model, with other options) would otherwise finish with garbage. One message per
+/// link and direction, counted in the session set-up.
+pub fn agree_on_program(session: &mut Session, roles: &Roles, id: usize, public: &PublicProgram) -> Result<()> {
+    let n = roles.names.len();
+    let mine = public.digest();
+    let words: Vec<u64> = mine.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    for peer in (0..n).filter(|&p| p != id) {
+        session.send(peer, words.clone()).context("sending the program digest")?;
+    }
+    let mut digests = vec![mine; n];
+    for peer in (0..n).filter(|&p| p != id) {
+        let w = session.recv(peer, words.len()).context("agreeing on the compiled program")?;
+        let mut d = [0u8; 32];
+        for (k, v) in w.iter().enumerate() {
+            d[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        digests[peer] = d;
+    }
+    match program_mismatch(roles, id, &digests) {
+        None => Ok(()),
+        Some(message) => bail!("{message}"),
+    }
+}
+
+/// What to say when the parties' program digests differ (`None` when they all agree): names the
+/// party that differs from the others, when one does.
+pub fn program_mismatch(roles: &Roles, id: usize, digests: &[[u8; 32]]) -> Option<String> {
+    if digests.iter().all(|d| *d == digests[0]) {
+        return None;
+    }
+    let short = |d: &[u8; 32]| d[..6].iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let name = |p: usize| format!("party {p} ({})", roles.names[p]);
+    let fix = "every party must run the same program.json: compile the model once and copy the folder's \
+               program.json to every party (the model owner keeps model-owner/)";
+    let n = digests.len();
+    // The one party whose program differs from all the others (with 3 parties: the odd one out).
+    let odd: Vec<usize> = (0..n).filter(|&p| (0..n).all(|q| q == p || digests[q] != digests[p])).collect();
+    let others_agree = |p: usize| {
+        let rest: Vec<usize> = (0..n).filter(|&q| q != p).collect();
+        rest.iter().all(|&q| digests[q] == digests[rest[0]])
+    };
+    let text = match odd.iter().copied().find(|&p| n > 2 && others_agree(p)) {
+        Some(p) if p == id => format!(
+            "this party ({}) runs a different compiled program from the others: program digest {}..., theirs {}...",
+            name(id),
+            short(&digests[id]),
+            short(&digests[(id + 1) % n])
+        ),
+        Some(p) => format!(
+            "{} runs a different compiled program: program digest {}..., while this party ({}) and the others have {}...",
+            name(p),
+            short(&digests[p]),
+            name(id),
+            short(&digests[id])
+        ),
+        None if n == 2 => {
+            let other = 1 - id;
+            format!(
+                "{} runs a different compiled program from this party ({}): its program digest is {}..., this party's {}...",
+                name(other),
+                name(id),
+                short(&digests[other]),
+                short(&digests[id])
+            )
+        }
+        None => {
+            let list: Vec<String> = (0..n).map(|p| format!("{} {}...", name(p), short(&digests[p]))).collect();
+            format!("the parties run different compiled programs (program digests: {})", list.join(", "))
+        }
+    };
+    Some(format!("{text}; {fix}"))
 }
 
 /// The number of inferences is public: the client announces it to every other party.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_backend::cleartext::Cleartext;
-use cryptflow_ir::artifact::{read_float_graph, read_public, FixedWeightsFile};
+use cryptflow_ir::artifact::{read_float_graph, FixedWeightsFile};
 use cryptflow_runtime::{decode_output, float, LayerMetrics, Runner};
 use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
@@ -81,7 +81,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         bail!("--inject-fault applies to secure backends");
     }
     crate::aramis::check_fault(args.backend, args.inject_fault)?;
-    let public = read_public(&args.dir)?;
+    crate::party::check_output_not_input(&args.output, &args.input)?;
+    let public = crate::party::read_program(&args.dir)?;
     let program = &public.program;
     if program.outputs.len() > 1 {
         eprintln!(

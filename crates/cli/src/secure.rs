@@ -39,6 +39,21 @@ pub enum FaultKind {
     WrongCode,
 }
 
+impl FaultKind {
+    /// The spelling of `--inject-fault PARTY:KIND`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Tamper => "tamper",
+            FaultKind::Forge => "forge",
+            FaultKind::Replay => "replay",
+            FaultKind::Reorder => "reorder",
+            FaultKind::Drop => "drop",
+            FaultKind::WrongCode => "wrong-code",
+        }
+    }
+}
+
 pub fn parse_fault(text: &str) -> Result<Fault, String> {
     let (party, kind) = text.split_once(':').ok_or_else(|| format!("`{text}`: expected PARTY:KIND, e.g. 2:crash"))?;
     let party: usize = party.parse().map_err(|_| format!("`{party}` is not a party id (0, 1 or 2)"))?;

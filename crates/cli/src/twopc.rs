@@ -41,6 +41,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     check_fault(args.inject_fault)?;
     let files = party::prepare(&args, &TWO_PARTIES)?;
     let mut session = party::connect(&args, TWO_PARTIES.names.len(), "")?;
+    party::agree_on_program(&mut session, &TWO_PARTIES, args.id, &files.public)?;
     let started = Instant::now();
     let count = party::announce_count(&mut session, &TWO_PARTIES, args.id, &files)?;
     let backend = TwoPc::new(session).context("setting up the session")?;

@@ -161,16 +161,48 @@ fn write_weights(path: &Path, kind: u8, digest: &[u8; 32], tensors: &[(&str, &[u
     file.write_all(&buf).map_err(io_error(path))
 }
 
-/// Weights are the model owner's secret: readable by the owner only.
+/// Weights are the model owner's secret: readable by the owner only. A fresh file every time
+/// (an old one is removed first, so recompiling into a folder never keeps an old file's wider
+/// permissions), and its mode set to 0600 explicitly (whatever the umask).
 fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Private weights readable by group or others are refused, as ssh refuses such a key file.
+fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), ArtifactError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let reason = format!(
+                "the model owner's private weights are accessible by others (mode {mode:o}); chmod 600 {}",
+                path.display()
+            );
+            return Err(ArtifactError::Io { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason) });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
 }
 
 /// Reads and checks `DIR/program.json`.
@@ -278,7 +310,9 @@ impl WeightsFile {
             }
         };
         let mut file = fs::File::open(&path).map_err(io_error(&path))?;
-        let size = file.metadata().map_err(io_error(&path))?.len();
+        let meta = file.metadata().map_err(io_error(&path))?;
+        check_private(&path, &meta)?;
+        let size = meta.len();
         if size < (MAGIC.len() + 32) as u64 {
             return Err(corrupt("not a cryptflow weights file".into()));
         }

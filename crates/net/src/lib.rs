@@ -50,9 +50,10 @@
 //! [`Security::Tls`] (the one to use) runs TLS 1.3 only, with rustls and the `ring` provider,
 //! and authenticates **both** ends of every link by certificate pinning:
 //!
-//! * `keygen` ([`keygen`], [`generate_identity`], [`write_identity`]) gives every party a fresh
-//!   ECDSA P-256 key from the operating system's RNG and a self-signed certificate. Nothing is
-//!   hard-coded and there is no certificate authority.
+//! * `keygen` ([`keygen_party`] on each party's machine; [`keygen`] writes every party's key
+//!   into one folder, for tests) gives a party a fresh ECDSA P-256 key from the operating
+//!   system's RNG and a self-signed certificate, whose SHA-256 [`fingerprint`] the operators
+//!   compare out of band. Nothing is hard-coded and there is no certificate authority.
 //! * Party `i` must hold its own key `party{i}.key` (mode 0600, which [`TlsIdentity::load`]
 //!   insists on) and the certificates `party{j}.crt` of **all** parties. It trusts exactly those
 //!   certificates, each for its own party id: in a link with party `j`, on the client side as on
@@ -77,7 +78,9 @@
 //! the behaviour of an authenticated peer (Porthos is semi-honest: a party that deviates is not
 //! detected here); traffic analysis (message sizes, timing and counts are visible and reveal the
 //! model's layer shapes, which CrypTFlow treats as public); availability (anyone who can reach a
-//! listening port can hold up or break a session's set-up, and anyone on the path can cut links);
+//! listening port can hold up a session's set-up, though connections whose unauthenticated hello
+//! does not fit the session, or that do not speak TLS after it, are ignored with a line on
+//! standard error naming their address; anyone on the path can cut links);
 //! and the binding of a session run to a particular query (the same keys serve every run, and
 //! two runs are told apart only by their TCP connections).
 //!
@@ -96,4 +99,6 @@ pub use error::NetError;
 pub use layer::MessageLayer;
 pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
 pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
-pub use tls::{cert_path, generate_identity, key_path, keygen, write_identity, write_key_file, TlsIdentity};
+pub use tls::{
+    cert_path, fingerprint, generate_identity, key_path, keygen, keygen_party, write_identity, write_key_file, TlsIdentity,
+};

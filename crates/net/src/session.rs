@@ -316,7 +316,11 @@ impl Session {
                     })?;
                     (m.data, m.arrival)
                 }
-                Link::Net(l) => (l.recv(timeout)?, None),
+                Link::Net(l) => match l.recv(timeout) {
+                    Ok(data) => (data, None),
+                    Err(NetError::Disconnected { peer }) => return Err(self.first_to_leave(peer)),
+                    Err(e) => return Err(e),
+                },
             }
         };
         if let (Some(s), Some(arrival), Some(waiting_since)) = (&self.shaping, arrival, waiting_since) {
@@ -340,6 +344,35 @@ impl Session {
         }
         self.traffic.bytes_received += (len * 8) as u64;
         Ok(data)
+    }
+}
+
+impl Session {
+    /// The party to blame when the link to `peer` ended: when one party fails, the others stop
+    /// and close their links too, so a party waiting on an honest peer may see that peer leave
+    /// before it notices the party that actually failed. The link that ended first (waiting
+    /// briefly for the other links' readers to catch up) names the party that left first.
+    fn first_to_leave(&self, peer: usize) -> NetError {
+        let ended = |link: &Link| match link {
+            Link::Net(l) => l.ended().map(|t| (t, l.peer())),
+            Link::Local { .. } => None,
+        };
+        let grace = Instant::now() + Duration::from_millis(100);
+        let mut first: Option<(Instant, usize)> = None;
+        loop {
+            for (t, p) in self.links.iter().flatten().filter_map(ended) {
+                if first.is_none_or(|(f, _)| t < f) {
+                    first = Some((t, p));
+                }
+            }
+            let all_ended = self.links.iter().flatten().all(|l| ended(l).is_some());
+            if all_ended || Instant::now() >= grace {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            first = None;
+        }
+        NetError::Disconnected { peer: first.map_or(peer, |(_, p)| p) }
     }
 }
 

@@ -266,6 +266,17 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// An I/O error of the set-up in words a person can act on: a socket timeout (which the
+/// operating system reports as "Resource temporarily unavailable") says how long the peer
+/// stayed silent.
+fn io_text(e: &io::Error, waited: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("no answer for {:.1} s (stalled)", waited.as_secs_f64()),
+        io::ErrorKind::UnexpectedEof => "the connection was closed".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// Socket timeouts must be non-zero.
 fn at_least_1ms(d: Duration) -> Duration {
     d.max(Duration::from_millis(1))
@@ -325,10 +336,10 @@ fn try_dial(cfg: &NetworkConfig, peer: usize, deadline: Instant) -> Result<Estab
     let Some(mut stream) = stream else {
         return Err(DialErr::Retry(if last.is_empty() { "deadline reached".into() } else { last }));
     };
-    let io_retry = |what: &str, e: io::Error| DialErr::Retry(format!("{what}: {e}"));
     // Bounded by the session timeout too, so that a set-up aborted because another link failed
     // ends soon; a peer that has not answered by then is simply tried again.
     let left = at_least_1ms(remaining(deadline).min(cfg.timeout));
+    let io_retry = |what: &str, e: io::Error| DialErr::Retry(format!("{what}: {}", io_text(&e, left)));
     stream.set_nodelay(true).map_err(|e| io_retry("TCP_NODELAY", e))?;
     stream.set_read_timeout(Some(left)).map_err(|e| io_retry("socket", e))?;
     stream.set_write_timeout(Some(left)).map_err(|e| io_retry("socket", e))?;
@@ -338,7 +349,7 @@ fn try_dial(cfg: &NetworkConfig, peer: usize, deadline: Instant) -> Result<Estab
     let tls = match &cfg.security {
         Security::InsecurePlaintext => {
             stream.read_exact(&mut ack).map_err(|e| {
-                io_retry(&format!("party {peer} closed or did not answer the set-up (wrong mode or party?)"), e)
+                io_retry(&format!("party {peer} at {} did not accept the set-up (wrong mode, party or number of parties?)", cfg.addresses[peer]), e)
             })?;
             None
         }
@@ -390,6 +401,7 @@ fn accept_all(
     let mut pending: BTreeSet<usize> = (cfg.party + 1..n).collect();
     let mut out = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    let mut logged: BTreeSet<String> = BTreeSet::new();
     while let Some(&first) = pending.first() {
         if abort.load(Ordering::SeqCst) {
             return Err(SetupErr::Aborted);
@@ -408,6 +420,12 @@ fn accept_all(
                     out.push(e);
                 }
                 Err(AcceptErr::Ignore(note)) => {
+                    // One line per distinct reason and source host (a misconfigured peer
+                    // retries several times a second). Addresses and claims only, no secrets.
+                    let key = format!("{}|{}", addr.ip(), note.split_once(": ").map_or(note.as_str(), |(_, r)| r));
+                    if logged.insert(key) {
+                        eprintln!("party {}: ignored a connection on {local}: {note}", cfg.party);
+                    }
                     if notes.len() == 4 {
                         notes.remove(0);
                     }
@@ -443,7 +461,7 @@ fn accept_one(
     stream.set_read_timeout(Some(t)).map_err(|e| ignore(e.to_string()))?;
     stream.set_write_timeout(Some(t)).map_err(|e| ignore(e.to_string()))?;
     let mut raw = [0u8; HELLO_LEN];
-    stream.read_exact(&mut raw).map_err(|e| ignore(format!("no hello ({e})")))?;
+    stream.read_exact(&mut raw).map_err(|e| ignore(format!("no hello ({})", io_text(&e, t))))?;
     let hello = Hello::decode(&raw).ok_or_else(|| ignore("not a CrypTFlow hello".into()))?;
     let peer = hello.from as usize;
     if peer <= me || peer >= n {
@@ -452,36 +470,47 @@ fn accept_one(
     if !pending.contains(&peer) {
         return Err(ignore(format!("second connection claiming to be party {peer}")));
     }
-    let fatal = |reason: String| AcceptErr::Fatal(NetError::Protocol { peer, reason });
+    // The hello is unauthenticated: anyone who reaches the port can send one claiming any id.
+    // One that does not fit this session is ignored (and noted), never a reason to give up:
+    // the real party may still come. A real party that is misconfigured is named in the
+    // deadline's error together with these notes.
     if hello.version != VERSION {
-        return Err(fatal(format!("party {peer} speaks wire version {}, this party {VERSION}", hello.version)));
+        return Err(ignore(format!("claims to be party {peer} but speaks wire version {}, this party {VERSION}", hello.version)));
     }
     if hello.to as usize != me || hello.parties as usize != n {
-        return Err(fatal(format!(
-            "party {peer} expects party {} of {} parties here, but this is party {me} of {n}",
+        return Err(ignore(format!(
+            "claims to be party {peer} but expects party {} of {} parties here, this is party {me} of {n}",
             hello.to, hello.parties
         )));
     }
     if hello.mode != cfg.security.mode() {
         let name = |m| if m == MODE_TLS13_PINNED { "TLS" } else { "insecure plaintext" };
-        return Err(fatal(format!(
-            "party {peer} uses {} links, this party {}",
+        return Err(ignore(format!(
+            "claims to be party {peer} but uses {} links, this party {}",
             name(hello.mode),
             name(cfg.security.mode())
         )));
     }
     let tls = match &cfg.security {
         Security::InsecurePlaintext => {
-            stream.write_all(&ACK).map_err(|e| ignore(format!("party {peer}: {e}")))?;
+            stream.write_all(&ACK).map_err(|e| ignore(format!("party {peer}: {}", io_text(&e, t))))?;
             None
         }
         Security::Tls(id) => {
             let config = id.server_config(peer).map_err(AcceptErr::Fatal)?;
             let mut conn = rustls::ServerConnection::new(config)
                 .map_err(|e| AcceptErr::Fatal(NetError::Tls { peer, reason: e.to_string() }))?;
+            // A handshake that got as far as a certificate (or an alert about ours) is a party
+            // that was refused or refused us: said at once, on both sides. Bytes that are not
+            // TLS at all are a stray connection, ignored like a malformed hello.
             let classify = |e: io::Error| match rustls_error(&e) {
-                Some(t) => AcceptErr::Fatal(NetError::Tls { peer, reason: describe(peer, t) }),
-                None => ignore(format!("party {peer}: TLS handshake: {e}")),
+                Some(
+                    t @ (rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::AlertReceived(_)),
+                ) => AcceptErr::Fatal(NetError::Tls { peer, reason: describe(peer, t) }),
+                Some(t) => ignore(format!("claims to be party {peer} but its TLS handshake failed: {t}")),
+                None => ignore(format!("party {peer}: TLS handshake: {}", io_text(&e, t))),
             };
             while conn.is_handshaking() {
                 match conn.complete_io(&mut stream) {
@@ -510,6 +539,14 @@ pub(crate) struct Shared {
     pub(crate) wire_received: AtomicU64,
     /// The writer's failure, reported by the next `send` or `recv` on this link.
     write_error: Mutex<Option<NetError>>,
+    /// When the reader met the end of the link (disconnection or error), if it has.
+    ended: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn mark_ended(&self) {
+        lock(&self.ended).get_or_insert_with(Instant::now);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -550,6 +587,7 @@ impl NetLink {
             wire_sent: AtomicU64::new(0),
             wire_received: AtomicU64::new(0),
             write_error: Mutex::new(None),
+            ended: Mutex::new(None),
         });
         let (cmd_tx, cmd_rx) = channel();
         let (ev_tx, ev_rx) = channel();
@@ -633,6 +671,15 @@ impl NetLink {
             Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout { peer: self.peer, seconds: timeout.as_secs() }),
             Err(RecvTimeoutError::Disconnected) => Err(self.fail(NetError::Disconnected { peer: self.peer })),
         }
+    }
+
+    /// When this link's reader met the end of the stream, if it has.
+    pub(crate) fn ended(&self) -> Option<Instant> {
+        *lock(&self.shared.ended)
+    }
+
+    pub(crate) fn peer(&self) -> usize {
+        self.peer
     }
 
     pub(crate) fn set_timeout(&self, timeout: Duration) {
@@ -956,6 +1003,7 @@ fn reader_main(peer: usize, mut input: Input, events: Sender<Event>, shared: Arc
         let conn = t.conn.clone();
         let r = t.drain(&mut lock(&conn));
         if let Err(e) = r {
+            shared.mark_ended();
             let _ = events.send(Err(read_err(peer, e)));
             return;
         }
@@ -970,6 +1018,7 @@ fn reader_main(peer: usize, mut input: Input, events: Sender<Event>, shared: Arc
                 seq += 1;
             }
             Err(e) => {
+                shared.mark_ended();
                 let _ = events.send(Err(e));
                 return;
             }

@@ -79,8 +79,28 @@ impl TlsIdentity {
     /// The key file must not be readable by group or others (as `ssh` requires).
     pub fn load(dir: &Path, party: usize, parties: usize) -> Result<TlsIdentity, NetError> {
         let read = |p: PathBuf| fs::read_to_string(&p).map_err(|e| config_err(format!("{}: {e}", p.display())));
-        let certs = (0..parties).map(|i| read(cert_path(dir, i))).collect::<Result<Vec<_>, _>>()?;
         let kp = key_path(dir, party);
+        if !kp.exists() {
+            return Err(config_err(format!(
+                "{}: this party's private key is missing; make it on this machine with `cryptflow keygen --id {party} -o {}`",
+                kp.display(),
+                dir.display()
+            )));
+        }
+        let certs = (0..parties)
+            .map(|i| {
+                let p = cert_path(dir, i);
+                if !p.exists() {
+                    return Err(config_err(format!(
+                        "{}: the certificate of party {i} is missing; copy party{i}.crt from party {i} (made there by \
+                         `cryptflow keygen --id {i}`) into {} and check its SHA-256 fingerprint with party {i}",
+                        p.display(),
+                        dir.display()
+                    )));
+                }
+                read(p)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -342,8 +362,28 @@ pub fn write_key_file(path: &Path, contents: &str, mode: u32) -> std::io::Result
     f.sync_all()
 }
 
-/// Generates identities for parties `0..parties` into `dir` (the `keygen` step). Each party
-/// then needs every `party{i}.crt` and only its own `party{i}.key`.
+/// The SHA-256 fingerprint of a certificate (PEM), as colon-separated upper-case hex: what two
+/// operators compare out of band to check that a copied `party{i}.crt` is the real one.
+pub fn fingerprint(cert_pem: &str) -> Result<String, NetError> {
+    use sha2::{Digest, Sha256};
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| config_err(format!("certificate: {e}")))?;
+    let digest = Sha256::digest(der.as_ref());
+    Ok(digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
+}
+
+/// Generates one party's identity into `dir` (`keygen --id`): `party{party}.key` (mode 0600)
+/// and `party{party}.crt`. Returns the certificate's [`fingerprint`]. The key never has to
+/// leave the machine; the certificate goes to the other parties.
+pub fn keygen_party(dir: &Path, party: usize) -> Result<String, NetError> {
+    let (cert, key) = generate_identity(party)?;
+    write_identity(dir, party, &cert, &key)?;
+    fingerprint(&cert)
+}
+
+/// Generates identities for parties `0..parties` into `dir`, **every private key in one
+/// folder**: for tests and single-machine runs only, since whoever holds the folder can
+/// impersonate any party (a deployment uses [`keygen_party`] on each party's machine). Each
+/// party then needs every `party{i}.crt` and only its own `party{i}.key`.
 pub fn keygen(dir: &Path, parties: usize) -> Result<(), NetError> {
     for party in 0..parties {
         let (cert, key) = generate_identity(party)?;
