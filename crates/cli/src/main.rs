@@ -48,6 +48,19 @@ pub enum BackendName {
     Aramis,
 }
 
+/// How secure backends truncate (`ScaleDown`, division by public integers). Every party of a
+/// session must choose the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TruncationName {
+    /// Local truncation (SecureML): free, but off by about 2^64/d with probability |x|/2^64 per
+    /// element, and a party can predict the rounding bit from its own share.
+    #[default]
+    Local,
+    /// Faithful truncation: exact for |x| < 2^62 whatever the shares (Porthos: 32 bytes and
+    /// one round per element; 2PC: one comparison per element).
+    Faithful,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProtocolName {
     /// Porthos with both of its communication optimisations.
@@ -124,9 +137,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => compile::compile(args),
-        Command::Run(args) => check_program_size(&args.dir).and_then(|()| run::run(args)),
+        Command::Run(args) => {
+            secure::set_truncation(args.truncation);
+            check_program_size(&args.dir).and_then(|()| run::run(args))
+        }
         Command::Demo(args) => demo::demo(args),
-        Command::Party(args) => check_program_size(&args.dir).and_then(|()| party::party(args)),
+        Command::Party(args) => {
+            secure::set_truncation(args.truncation);
+            check_program_size(&args.dir).and_then(|()| party::party(args))
+        }
         Command::Keygen(args) => party::keygen(args),
         Command::Zoo(args) => zoo::zoo(args),
         Command::Bench(args) => bench::bench(args),

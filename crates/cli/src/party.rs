@@ -139,6 +139,9 @@ pub struct PartyArgs {
     pub keys: PathBuf,
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
+    /// Truncation of the secure backends (every party must choose the same).
+    #[arg(long, value_enum, default_value = "local")]
+    pub truncation: crate::TruncationName,
     /// The secure backend: porthos (3 parties), aramis (porthos secure against malicious
     /// parties) or 2pc (model owner and client only).
     #[arg(long, value_enum, default_value = "porthos")]

@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Protocol variant of the porthos backend.
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
+    /// Truncation of the secure backends (every party must choose the same).
+    #[arg(long, value_enum, default_value = "local")]
+    pub truncation: crate::TruncationName,
     /// Make a party fail on purpose, to see the failure behaviour: PARTY:KIND with KIND one of
     /// crash, tamper, forge, replay, reorder, drop (porthos, aramis) and wrong-code (aramis).
     #[arg(long = "inject-fault", value_name = "PARTY:KIND", value_parser = crate::secure::parse_fault)]

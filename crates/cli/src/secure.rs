@@ -98,6 +98,20 @@ pub struct PartyRun<B> {
 /// One inference's encoded client inputs, in `program.inputs` order.
 pub type Inputs = Vec<RingTensor>;
 
+/// The truncation every party of this process uses (`--truncation`), set once by `main`.
+static TRUNCATION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+pub fn set_truncation(mode: crate::TruncationName) {
+    TRUNCATION.store(mode as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn truncation() -> cryptflow_backend::Truncation {
+    match TRUNCATION.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => cryptflow_backend::Truncation::Local,
+        _ => cryptflow_backend::Truncation::Faithful,
+    }
+}
+
 /// Runs the program for one party: weight sharing, then `inferences` inferences (the client
 /// passes each inference's encoded inputs).
 pub fn run_party<B: Backend>(
@@ -109,6 +123,8 @@ pub fn run_party<B: Backend>(
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<PartyRun<B>, RunError> {
+    let mut backend = backend;
+    backend.set_truncation(truncation()).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "truncation", source })?;
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if let Some(bar) = progress {
