@@ -60,10 +60,10 @@ pub fn encode(r: f32, scale: u32) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rounding {
     /// `floor(r * 2^s)`, the paper's rho_s.
-    #[default]
     Floor,
-    /// `round(r * 2^s)`: the same precision without floor's systematic bias of half a unit,
-    /// which adds up over the many terms of a wide layer.
+    /// `round(r * 2^s)` (the default): the same precision without floor's systematic bias of
+    /// half a unit, which adds up over the many terms of a wide layer.
+    #[default]
     Nearest,
 }
 
