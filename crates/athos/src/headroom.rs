@@ -177,3 +177,6 @@ pub fn check_headroom(names: &[String], max_abs: &[f32], fractional_bits: &[Opti
     }
     issues
 }
+
+// A program the compiler accepts must load: the IR's validation uses the same maximum.
+const _: () = assert!(MAX_SCALE == cryptflow_ir::llil::MAX_SCALE);
