@@ -22,7 +22,7 @@ use cryptflow_tensor::RingTensor;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::ScaleDownCount;
-pub use headroom::{check_headroom, HeadroomIssue, HeadroomSeverity, MIN_HEADROOM_BITS};
+pub use headroom::{check_headroom, HeadroomIssue, HeadroomSeverity, ASSUMED_MAGNITUDE_BITS, MAX_SCALE, MIN_HEADROOM_BITS};
 pub use lower::{lower, Lowered, ScaleDownPlacement};
 
 /// The paper's default scale.
@@ -34,8 +34,11 @@ pub enum CompileError {
     Lowering { node: String, op: &'static str, reason: String },
     #[error("invalid model graph: {0}")]
     Graph(#[from] cryptflow_tensor::ShapeError),
-    #[error("scale {0} is out of range: choose 1 to 30 (values use 64-bit integers)")]
+    #[error("scale {0} is out of range: choose 1 to {max} (a product of two values at scale s holds 2s fractional bits; with the sign and {mag} bits of magnitude it must fit in 64-bit integers)", max = headroom::MAX_SCALE, mag = headroom::ASSUMED_MAGNITUDE_BITS)]
     BadScale(u32),
+    /// A weight does not fit in 64-bit fixed point at the chosen scale.
+    #[error("{0}")]
+    WeightOverflow(String),
     #[error("internal compiler error: {0}")]
     Internal(String),
 }
@@ -50,7 +53,8 @@ pub struct CompileOptions {
     /// batch norm becomes a secret multiply-add).
     pub fold_batch_norms: bool,
     pub liveness: bool,
-    /// Fixed-point encoding of the model's constants.
+    /// Fixed-point encoding of the model's constants: round to nearest by default; `Floor` is
+    /// the paper's rho_s.
     pub rounding: Rounding,
 }
 
@@ -62,7 +66,7 @@ impl Default for CompileOptions {
             relu_maxpool_switch: true,
             fold_batch_norms: true,
             liveness: true,
-            rounding: Rounding::Floor,
+            rounding: Rounding::Nearest,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct CompileReport {
     pub scale_downs_lazy: ScaleDownCount,
     pub peak_live_bytes_with_liveness: u64,
     pub peak_live_bytes_without_liveness: u64,
+    /// What the user should know: the front end's notices and the compiler's low-headroom
+    /// warnings.
     pub notices: Vec<String>,
 }
 
@@ -121,9 +127,7 @@ pub fn optimize_hlil(mut graph: Graph, options: &CompileOptions) -> Result<(Grap
 
 /// Lowers an already optimised HLIL graph at one scale and runs the LLIL analyses.
 pub fn lower_optimized(hlil: &Graph, options: &CompileOptions) -> Result<Lowered, CompileError> {
-    if !(1..=30).contains(&options.scale) {
-        return Err(CompileError::BadScale(options.scale));
-    }
+    headroom::check_scale(options.scale)?;
     let mut lowered = lower(hlil, options.scale, options.placement, options.rounding)?;
     if options.liveness {
         analysis::plan_frees(&mut lowered.program);
@@ -162,7 +166,7 @@ pub fn compile(graph: Graph, options: &CompileOptions) -> Result<Compiled, Compi
         scale_downs_lazy: analysis::count_scale_downs(lazy),
         peak_live_bytes_with_liveness: analysis::peak_live_bytes(&with_frees),
         peak_live_bytes_without_liveness: analysis::total_slot_bytes(&lowered.program),
-        notices: Vec::new(),
+        notices: lowered.warnings.clone(),
     };
     Ok(Compiled { hlil, program: lowered.program, weights: lowered.weights, fractional_bits: lowered.fractional_bits, report })
 }

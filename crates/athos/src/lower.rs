@@ -51,9 +51,13 @@ pub struct Lowered {
     pub program: Program,
     pub weights: Vec<RingTensor>,
     pub fractional_bits: Vec<Option<u32>>,
+    /// Low-headroom warnings about the weights and the scale (see [`crate::headroom`]): the
+    /// program works, but secure truncation may fail on some elements.
+    pub warnings: Vec<String>,
 }
 
 pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement, rounding: Rounding) -> Result<Lowered, CompileError> {
+    crate::headroom::check_scale(scale)?;
     let mut l = Lowering {
         graph,
         s: scale,
@@ -66,6 +70,7 @@ pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement, rounding:
         inputs: Vec::new(),
         values: vec![None; graph.nodes.len()],
         weight_slots: HashMap::new(),
+        weight_reach: Vec::new(),
         layer: String::new(),
     };
     for (id, node) in graph.nodes.iter().enumerate() {
@@ -103,9 +108,11 @@ pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement, rounding:
             _ => None,
         })
         .collect();
+    let mut warnings = crate::headroom::scale_warnings(scale);
+    warnings.extend(crate::headroom::check_weights(&l.weight_reach, scale)?);
     let program = Program { scale, slots: l.slots, weights: l.weights, inputs: l.inputs, body: l.body, outputs };
     program.validate().map_err(CompileError::Internal)?;
-    Ok(Lowered { program, weights: l.weight_values, fractional_bits })
+    Ok(Lowered { program, weights: l.weight_values, fractional_bits, warnings })
 }
 
 struct Lowering<'g> {
@@ -121,14 +128,45 @@ struct Lowering<'g> {
     values: Vec<Option<Value>>,
     /// A weight may be needed at several scales (a bias at `2s`, the same tensor elsewhere at `s`).
     weight_slots: HashMap<(NodeId, u32), Slot>,
+    /// Every weight's largest magnitude and the fractional bits it reaches in the program.
+    weight_reach: Vec<crate::headroom::WeightReach>,
     layer: String,
 }
 
 type Lower<T> = Result<T, String>;
 
 impl Lowering<'_> {
-    fn encode(&self, r: f32, bits: u32) -> u64 {
-        encode_with(r, bits, self.rounding)
+    /// A public constant of the architecture in fixed point; NaN, infinities and values beyond
+    /// the ring are refused rather than saturated.
+    fn encode(&self, r: f32, bits: u32) -> Lower<u64> {
+        if !r.is_finite() {
+            return Err(format!("the constant {r} cannot be computed with (NaN or infinite)"));
+        }
+        let needed = crate::headroom::bits_needed(r.abs(), bits);
+        if needed > 64 {
+            return Err(format!(
+                "the constant {r} needs {needed} bits at {bits} fractional bits: it overflows 64-bit integers; choose a smaller --scale"
+            ));
+        }
+        Ok(encode_with(r, bits, self.rounding))
+    }
+
+    /// Checks a (secret) weight's values before encoding them: NaN and infinities are refused,
+    /// and the largest magnitude is recorded with the fractional bits it will reach (`bits`,
+    /// plus `s` if it is a factor of a product) for [`crate::headroom::check_weights`].
+    fn note_weight(&mut self, name: &str, value: &cryptflow_tensor::FloatTensor, reach: u32) -> Lower<()> {
+        if let Some((i, v)) = value.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(format!(
+                "weight `{name}` holds {v} at element {i} (of shape {:?}): NaN and infinities have no fixed-point value; fix the model",
+                value.shape()
+            ));
+        }
+        let max_abs = value.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        match self.weight_reach.iter_mut().find(|w| w.name == name) {
+            Some(w) => w.reach_bits = w.reach_bits.max(reach),
+            None => self.weight_reach.push(crate::headroom::WeightReach { name: name.to_string(), max_abs, reach_bits: reach, scale: self.s }),
+        }
+        Ok(())
     }
 
     fn new_slot(&mut self, shape: Vec<usize>) -> Slot {
@@ -150,30 +188,34 @@ impl Lowering<'_> {
         matches!(self.graph.nodes[node].op, Op::Weight(_))
     }
 
-    /// A weight encoded with `bits` fractional bits, as a model-owner secret input.
-    fn weight_at(&mut self, node: NodeId, bits: u32) -> Slot {
-        if let Some(&slot) = self.weight_slots.get(&(node, bits)) {
-            return slot;
-        }
-        let n = &self.graph.nodes[node];
+    /// A weight encoded with `bits` fractional bits, as a model-owner secret input; `factor`
+    /// when it is multiplied (its products then carry `bits + s` fractional bits).
+    fn weight_at(&mut self, node: NodeId, bits: u32, factor: bool) -> Lower<Slot> {
+        let graph = self.graph;
+        let n = &graph.nodes[node];
         let Op::Weight(t) = &n.op else { unreachable!("weight_at on a non-weight") };
+        self.note_weight(&n.name, t, if factor { bits + self.s } else { bits })?;
+        if let Some(&slot) = self.weight_slots.get(&(node, bits)) {
+            return Ok(slot);
+        }
         let slot = self.new_slot(n.shape.clone());
         let name = if bits == self.s { n.name.clone() } else { format!("{}@{}bits", n.name, bits) };
         self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone(), integer: false });
         let rounding = self.rounding;
         self.weight_values.push(t.map(|v| encode_with(v, bits, rounding)));
         self.weight_slots.insert((node, bits), slot);
-        slot
+        Ok(slot)
     }
 
     /// A weight the compiler derives from a model weight (e.g. the reciprocal of a divisor),
     /// encoded at `bits`, as a model-owner secret input.
-    fn derived_weight(&mut self, name: String, value: cryptflow_tensor::FloatTensor, bits: u32) -> Slot {
+    fn derived_weight(&mut self, name: String, value: cryptflow_tensor::FloatTensor, bits: u32) -> Lower<Slot> {
+        self.note_weight(&name, &value, bits + self.s)?;
         let slot = self.new_slot(value.shape().to_vec());
         self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: value.shape().to_vec(), integer: false });
         let rounding = self.rounding;
         self.weight_values.push(value.map(|v| encode_with(v, bits, rounding)));
-        slot
+        Ok(slot)
     }
 
     /// The lowered value of an activation node.
@@ -208,7 +250,7 @@ impl Lowering<'_> {
     /// An operand of a multiplication: at scale `s`.
     fn factor(&mut self, node: NodeId) -> Lower<Value> {
         if self.is_weight(node) {
-            return Ok(Value { slot: self.weight_at(node, self.s), enc: Enc::Fixed(self.s) });
+            return Ok(Value { slot: self.weight_at(node, self.s, true)?, enc: Enc::Fixed(self.s) });
         }
         let v = self.activation(node)?;
         self.rescale(v, self.s)
@@ -217,7 +259,7 @@ impl Lowering<'_> {
     /// An operand of an addition at `bits` fractional bits.
     fn term(&mut self, node: NodeId, bits: u32) -> Lower<Value> {
         if self.is_weight(node) {
-            return Ok(Value { slot: self.weight_at(node, bits), enc: Enc::Fixed(bits) });
+            return Ok(Value { slot: self.weight_at(node, bits, false)?, enc: Enc::Fixed(bits) });
         }
         let v = self.activation(node)?;
         self.rescale(v, bits)
@@ -258,7 +300,7 @@ impl Lowering<'_> {
     fn add_channel_bias(&mut self, y: Value, bias: NodeId, layout: Layout) -> Lower<Value> {
         let bits = self.fixed_bits(y)?;
         let out_shape = self.shape(y.slot);
-        let b = self.weight_at(bias, bits);
+        let b = self.weight_at(bias, bits, false)?;
         let mut bias_shape = vec![1; out_shape.len()];
         let channels = self.graph.nodes[bias].shape[0];
         match layout {
@@ -278,7 +320,8 @@ impl Lowering<'_> {
     fn add_public(&mut self, v: Value, c: f32) -> Lower<Value> {
         let bits = self.fixed_bits(v)?;
         let shape = self.shape(v.slot);
-        Ok(Value { slot: self.emit(LOp::AddPublic { value: Tensor::scalar(self.encode(c, bits)) }, vec![v.slot], shape), enc: v.enc })
+        let c = self.encode(c, bits)?;
+        Ok(Value { slot: self.emit(LOp::AddPublic { value: Tensor::scalar(c) }, vec![v.slot], shape), enc: v.enc })
     }
 
     /// `v * c` for a public real `c`: exact when `c` is a small integer, else a fixed-point
@@ -290,7 +333,8 @@ impl Lowering<'_> {
             return Ok(Value { slot, enc: v.enc });
         }
         let v = self.rescale(v, self.s)?;
-        let slot = self.emit(LOp::MulPublic { value: self.encode(c, self.s) as i64 }, vec![v.slot], shape);
+        let c = self.encode(c, self.s)? as i64;
+        let slot = self.emit(LOp::MulPublic { value: c }, vec![v.slot], shape);
         self.product(slot, 2 * self.s)
     }
 
@@ -334,7 +378,7 @@ impl Lowering<'_> {
                         return Err("division by a weight with a zero element".into());
                     }
                     let name = format!("{}/reciprocal", self.graph.nodes[inputs[1]].name);
-                    let w = self.derived_weight(name, recip, s);
+                    let w = self.derived_weight(name, recip, s)?;
                     let a = self.factor(inputs[0])?;
                     let a = self.broadcast(a, &shape);
                     let w = self.broadcast(Value { slot: w, enc: Enc::Fixed(s) }, &shape);
@@ -382,7 +426,8 @@ impl Lowering<'_> {
             }
             Op::MulConst(c) => {
                 let x = self.factor(inputs[0])?;
-                let values = c.map(|v| encode_with(v, s, self.rounding));
+                let values = c.data().iter().map(|&v| self.encode(v, s)).collect::<Lower<Vec<u64>>>()?;
+                let values = Tensor::new(c.shape().to_vec(), values).map_err(|e| e.to_string())?;
                 let values = if values.shape() == shape.as_slice() {
                     values
                 } else {
@@ -521,8 +566,9 @@ impl Lowering<'_> {
                 let x = self.activation(inputs[0])?;
                 let x = self.rescale(x, s)?;
                 let r = self.relu(x);
-                let ax = self.emit(LOp::MulPublic { value: self.encode(*alpha, s) as i64 }, vec![x.slot], shape.clone());
-                let br = self.emit(LOp::MulPublic { value: self.encode(1.0 - alpha, s) as i64 }, vec![r.slot], shape.clone());
+                let (a, b) = (self.encode(*alpha, s)? as i64, self.encode(1.0 - alpha, s)? as i64);
+                let ax = self.emit(LOp::MulPublic { value: a }, vec![x.slot], shape.clone());
+                let br = self.emit(LOp::MulPublic { value: b }, vec![r.slot], shape.clone());
                 let sum = self.emit(LOp::Add, vec![ax, br], shape);
                 self.product(sum, 2 * s)?
             }
@@ -561,7 +607,8 @@ impl Lowering<'_> {
                     padded
                 } else {
                     let bits = self.fixed_bits(x)?;
-                    let border = movement::pad(&RingTensor::zeros(self.shape(x.slot)), pads_begin, pads_end, self.encode(*value, bits))
+                    let fill = self.encode(*value, bits)?;
+                    let border = movement::pad(&RingTensor::zeros(self.shape(x.slot)), pads_begin, pads_end, fill)
                         .map_err(|e| e.to_string())?;
                     let out_shape = self.shape(padded.slot);
                     Value { slot: self.emit(LOp::AddPublic { value: border }, vec![padded.slot], out_shape), enc: x.enc }

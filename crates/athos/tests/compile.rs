@@ -72,7 +72,9 @@ fn paper_worked_example_is_exact() {
     let w = g.weight("w", Tensor::new(vec![2, 1], vec![0.3, 0.1]).unwrap());
     let y = g.add("y", Op::MatMul, &[x, w]).unwrap();
     g.outputs = vec![y];
-    let options = CompileOptions { scale: 24, placement: ScaleDownPlacement::Eager, ..Default::default() };
+    // The paper's rho_s rounds down (round-to-nearest, the default, would give 1677722).
+    let options =
+        CompileOptions { scale: 24, placement: ScaleDownPlacement::Eager, rounding: cryptflow_athos::Rounding::Floor, ..Default::default() };
     let compiled = compile(g, &options).unwrap();
     assert_eq!(compiled.weights[0].data(), &[5033165, 1677721]);
     let mut runner = Runner::new(&compiled.program, Cleartext::new());
@@ -297,4 +299,20 @@ fn nearest_rounding_removes_floor_bias_on_a_wide_layer() {
     // Floor: about k * 0.75 * 2^-11 ~ 1.5 below; nearest: a random walk of ~sqrt(k) half-units.
     assert!(floor > 1.0, "floor error {floor}");
     assert!(nearest < floor / 8.0, "nearest {nearest} vs floor {floor}");
+}
+
+/// Round-to-nearest is the default encoding of weights; floor (the paper's) is an option.
+#[test]
+fn nearest_rounding_is_the_default() {
+    assert_eq!(CompileOptions::default().rounding, cryptflow_athos::Rounding::Nearest);
+    let mut g = Graph::new();
+    let x = g.input("x", vec![1, 1]);
+    let w = g.weight("w", Tensor::new(vec![1, 1], vec![0.3f32]).unwrap());
+    let y = g.add("y", Op::MatMul, &[x, w]).unwrap();
+    g.outputs = vec![y];
+    // At scale 4, 0.3 * 16 = 4.8: nearest encodes 5, floor 4.
+    let compiled = compile(g.clone(), &CompileOptions { scale: 4, ..Default::default() }).unwrap();
+    assert_eq!(compiled.weights[0].data()[0], 5);
+    let floor = compile(g, &CompileOptions { scale: 4, rounding: cryptflow_athos::Rounding::Floor, ..Default::default() }).unwrap();
+    assert_eq!(floor.weights[0].data()[0], 4);
 }

@@ -2,7 +2,7 @@
 //! over validation inputs and keep the best.
 
 use anyhow::{bail, Result};
-use cryptflow_athos::{check_headroom, lower_optimized, CompileOptions, HeadroomIssue, HeadroomSeverity};
+use cryptflow_athos::{check_headroom, lower_optimized, CompileError, CompileOptions, HeadroomIssue, HeadroomSeverity};
 use cryptflow_backend::cleartext::Cleartext;
 use cryptflow_ir::hlil::Graph;
 use cryptflow_ir::llil::Encoding;
@@ -11,7 +11,8 @@ use cryptflow_runtime::{decode_output, float, Runner};
 use crate::inputs::ClientInputs;
 use cryptflow_tensor::FloatTensor;
 
-/// Scales tried (the paper sweeps every bit position; beyond 30, 2s-scaled products cannot fit).
+/// Scales tried (the paper sweeps every bit position). Scales the compiler refuses (above
+/// `cryptflow_athos::MAX_SCALE`, or where a weight would overflow) are skipped with a note.
 pub const SWEEP: std::ops::RangeInclusive<u32> = 1..=30;
 
 pub struct ScaleResult {
@@ -124,7 +125,15 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
     let mut table = Vec::new();
     for scale in SWEEP {
         let options = CompileOptions { scale, ..base.clone() };
-        let lowered = lower_optimized(hlil, &options)?;
+        let lowered = match lower_optimized(hlil, &options) {
+            Ok(lowered) => lowered,
+            // The compiler refuses this scale (products or a weight cannot fit): skip it.
+            Err(e @ (CompileError::BadScale(_) | CompileError::WeightOverflow(_))) => {
+                table.push(ScaleResult { scale, score: None, agreement_with_float: None, safe: false, note: format!("skipped: {e}") });
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let issues = check_headroom(&names, &max_abs, &lowered.fractional_bits);
         let overflow = issues.iter().find(|i| i.severity == HeadroomSeverity::Overflow);
         let tightest = issues.iter().min_by_key(|i| i.headroom_bits);

@@ -23,7 +23,7 @@ pub struct CompileArgs {
     /// Output directory for the compiled program (public) and the model owner's weights.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
-    /// Fixed-point scale s: reals r are held as floor(r * 2^s).
+    /// Fixed-point scale s: reals r are held as round(r * 2^s) (see --rounding).
     #[arg(long, conflicts_with = "calibrate")]
     pub scale: Option<u32>,
     /// Choose the scale by sweeping it on the cleartext executor over these inputs (.npy):
@@ -47,9 +47,9 @@ pub struct CompileArgs {
     /// Turn off the ReLU/MaxPool switching pass.
     #[arg(long)]
     pub no_relu_maxpool_switch: bool,
-    /// Encode the model's constants with floor (the paper's rho_s) or round-to-nearest, which
-    /// removes floor's systematic bias on wide and deep layers.
-    #[arg(long, value_enum, default_value = "floor")]
+    /// Encode the model's constants with round-to-nearest (the default: no systematic bias on
+    /// wide and deep layers) or floor (the paper's rho_s, to reproduce its figures).
+    #[arg(long, value_enum, default_value = "nearest")]
     pub rounding: RoundingArg,
     /// Turn off batch-norm folding (every batch norm becomes a secret multiply-add).
     #[arg(long)]
@@ -110,7 +110,11 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         None => {}
     }
     let mut report = compiled.report.clone();
+    for warning in &compiled.report.notices {
+        eprintln!("warning: {warning}");
+    }
     report.notices = loaded.notices.clone();
+    report.notices.extend(compiled.report.notices.iter().cloned());
     for issue in &headroom_issues {
         let level = if issue.severity == HeadroomSeverity::Overflow { "error" } else { "warning" };
         eprintln!("{level}: {issue}");

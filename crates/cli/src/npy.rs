@@ -325,24 +325,44 @@ pub fn index_text(shape: &[usize], i: usize) -> String {
     format!("{index:?}")
 }
 
-/// Reads integer class labels (any integer dtype, or integral floats).
+/// Reads integer class labels (int64, int32, uint8, or float32/float64 arrays holding whole
+/// numbers only: a fraction, NaN or an infinity is refused, naming the element).
 pub fn read_labels(path: &Path) -> Result<Vec<i64>> {
     let npy = open(path)?;
     let dtype = npy.dtype().descr();
-    let labels: std::io::Result<Vec<i64>> = match npy.try_data::<i64>() {
-        Ok(r) => r.collect(),
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let unreadable = |e: std::io::Error| anyhow::Error::new(e).context(format!("{}: truncated or unreadable data", path.display()));
+    let floats: Vec<f64> = match npy.try_data::<i64>() {
+        Ok(r) => return r.collect::<std::io::Result<Vec<i64>>>().map_err(unreadable),
         Err(npy) => match npy.try_data::<i32>() {
-            Ok(r) => r.map(|v| v.map(i64::from)).collect(),
+            Ok(r) => return r.map(|v| v.map(i64::from)).collect::<std::io::Result<Vec<i64>>>().map_err(unreadable),
             Err(npy) => match npy.try_data::<u8>() {
-                Ok(r) => r.map(|v| v.map(i64::from)).collect(),
+                Ok(r) => return r.map(|v| v.map(i64::from)).collect::<std::io::Result<Vec<i64>>>().map_err(unreadable),
                 Err(npy) => match npy.try_data::<f32>() {
-                    Ok(r) => r.map(|v| v.map(|v| v as i64)).collect(),
-                    Err(_) => bail!("{}: labels must be integers, found dtype {}", path.display(), dtype),
+                    Ok(r) => r.map(|v| v.map(f64::from)).collect::<std::io::Result<Vec<f64>>>().map_err(unreadable)?,
+                    Err(npy) => match npy.try_data::<f64>() {
+                        Ok(r) => r.collect::<std::io::Result<Vec<f64>>>().map_err(unreadable)?,
+                        Err(_) => bail!("{}: labels must be integers, found dtype {}", path.display(), dtype),
+                    },
                 },
             },
         },
     };
-    labels.with_context(|| format!("{}: truncated or unreadable data", path.display()))
+    floats
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(v as i64)
+            } else {
+                bail!(
+                    "{}: labels must be whole numbers (class indices); element {} is {v} (dtype {dtype})",
+                    path.display(),
+                    index_text(&shape, i)
+                )
+            }
+        })
+        .collect()
 }
 
 pub fn write_f32(path: &Path, tensor: &FloatTensor) -> Result<()> {

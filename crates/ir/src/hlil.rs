@@ -608,14 +608,14 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
     })
 }
 
-fn check_axes(axes: &[usize], x: &[usize]) -> Result<(), ShapeError> {
+pub(crate) fn check_axes(axes: &[usize], x: &[usize]) -> Result<(), ShapeError> {
     if axes.windows(2).any(|w| w[0] >= w[1]) || axes.iter().any(|&a| a >= x.len()) {
         return Err(ShapeError::new(format!("bad reduction axes {axes:?} for {x:?}")));
     }
     Ok(())
 }
 
-fn reduced_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
+pub(crate) fn reduced_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
     (0..x.len())
         .filter_map(|i| {
             if axes.contains(&i) {
@@ -627,7 +627,7 @@ fn reduced_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> Vec<usize> {
         .collect()
 }
 
-fn validate_conv(g: &ConvGeometry, transposed: bool) -> Result<(), ShapeError> {
+pub(crate) fn validate_conv(g: &ConvGeometry, transposed: bool) -> Result<(), ShapeError> {
     let r = g.spatial_rank();
     if !(1..=3).contains(&r) {
         return Err(ShapeError::new(format!("convolutions have 1 to 3 spatial axes, not {r}")));
@@ -683,7 +683,7 @@ fn validate_conv(g: &ConvGeometry, transposed: bool) -> Result<(), ShapeError> {
     Ok(())
 }
 
-fn validate_pool(g: &PoolGeometry) -> Result<(), ShapeError> {
+pub(crate) fn validate_pool(g: &PoolGeometry) -> Result<(), ShapeError> {
     let r = g.spatial_rank();
     if !(1..=3).contains(&r) || g.window.len() != r || g.strides.len() != r || g.pads_begin.len() != r || g.pads_end.len() != r {
         return Err(ShapeError::new(format!("inconsistent pooling geometry {g:?}")));

@@ -21,6 +21,223 @@ pub use crate::hlil::UnaryFn;
 /// Version of the program format written into compiled artifacts.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest scale of a valid program: a product at `2s` of values below 16 must fit in 64
+/// bits with its sign (`cryptflow-athos` refuses larger scales for the same reason).
+pub const MAX_SCALE: u32 = 29;
+/// The most elements a slot of a valid program may have.
+pub const MAX_SLOT_ELEMENTS: u64 = 1 << 34;
+/// The most bytes all the slots of a valid program may take together (one party, no frees).
+pub const MAX_TOTAL_BYTES: u64 = 1 << 40;
+/// The largest rank of a slot.
+pub const MAX_RANK: usize = 16;
+
+fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
+    from.len() <= to.len() && from.iter().rev().zip(to.iter().rev()).all(|(&f, &t)| f == t || f == 1)
+}
+
+fn expect_shape(out: &[usize], expected: &[usize]) -> Result<(), String> {
+    if out != expected {
+        return Err(format!("the output slot has shape {out:?}, the operation gives {expected:?}"));
+    }
+    Ok(())
+}
+
+/// Whether `op` can run on arguments of shapes `args` and give `out`: argument count, the
+/// operation's parameters, and every shape.
+fn check_instr(op: &LOp, args: &[&[usize]], out: &[usize]) -> Result<(), String> {
+    let arity: std::ops::RangeInclusive<usize> = match op {
+        LOp::Concat { .. } => 1..=usize::MAX,
+        LOp::Add | LOp::Sub | LOp::MatMul | LOp::Conv(_) | LOp::ConvTranspose(_) | LOp::Mul | LOp::BatchMatMul | LOp::Max | LOp::Min | LOp::Div | LOp::Prelu => 2..=2,
+        _ => 1..=1,
+    };
+    if !arity.contains(&args.len()) {
+        return Err(format!("takes {arity:?} arguments, not {}", args.len()));
+    }
+    let x = args[0];
+    let same = |shapes: &[&[usize]]| -> Result<(), String> {
+        if shapes.iter().any(|s| *s != x) {
+            return Err(format!("arguments of shapes {shapes:?} must have one shape"));
+        }
+        expect_shape(out, x)
+    };
+    match op {
+        LOp::Reshape => {
+            if cryptflow_tensor::num_elements(x) != cryptflow_tensor::num_elements(out) {
+                return Err(format!("cannot reshape {x:?} into {out:?}"));
+            }
+        }
+        LOp::Transpose { perm } => {
+            let mut seen = vec![false; x.len()];
+            if perm.len() != x.len() || perm.iter().any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true)) {
+                return Err(format!("{perm:?} is not a permutation of the axes of {x:?}"));
+            }
+            expect_shape(out, &perm.iter().map(|&p| x[p]).collect::<Vec<_>>())?;
+        }
+        LOp::Pad { pads_begin, pads_end } => {
+            if pads_begin.len() != x.len() || pads_end.len() != x.len() {
+                return Err(format!("pads {pads_begin:?} / {pads_end:?} do not fit rank {}", x.len()));
+            }
+            let padded: Option<Vec<usize>> = (0..x.len()).map(|i| x[i].checked_add(pads_begin[i])?.checked_add(pads_end[i])).collect();
+            expect_shape(out, &padded.ok_or("pads overflow")?)?;
+        }
+        LOp::Slice { starts, ends, steps } => {
+            if starts.len() != x.len() || ends.len() != x.len() || steps.len() != x.len() {
+                return Err(format!("starts {starts:?}, ends {ends:?}, steps {steps:?} do not fit rank {}", x.len()));
+            }
+            let mut shape = Vec::with_capacity(x.len());
+            for axis in 0..x.len() {
+                let (start, end, step) = (starts[axis] as i128, ends[axis] as i128, steps[axis] as i128);
+                let extent = match step {
+                    0 => return Err(format!("slice step of axis {axis} is zero")),
+                    st if st > 0 => if end > start { (end - start + st - 1) / st } else { 0 },
+                    st => if start > end { (start - end - st - 1) / -st } else { 0 },
+                };
+                if extent > 0 {
+                    let last = start + (extent - 1) * step;
+                    let dim = x[axis] as i128;
+                    if start < 0 || start >= dim || last < 0 || last >= dim {
+                        return Err(format!("slice of axis {axis} (extent {dim}) addresses {start}..={last}"));
+                    }
+                }
+                shape.push(extent as usize);
+            }
+            expect_shape(out, &shape)?;
+        }
+        LOp::Concat { axis } => {
+            if *axis >= x.len() {
+                return Err(format!("concat axis {axis} out of range for {x:?}"));
+            }
+            let mut shape = x.to_vec();
+            shape[*axis] = 0;
+            for a in args {
+                if a.len() != x.len() || (0..x.len()).any(|i| i != *axis && a[i] != x[i]) {
+                    return Err(format!("cannot concatenate {x:?} and {a:?} on axis {axis}"));
+                }
+                shape[*axis] += a[*axis];
+            }
+            expect_shape(out, &shape)?;
+        }
+        LOp::Gather { axis, indices } => {
+            if *axis >= x.len() {
+                return Err(format!("gather axis {axis} out of range for {x:?}"));
+            }
+            if let Some(bad) = indices.iter().find(|&&i| i >= x[*axis]) {
+                return Err(format!("gather index {bad} out of range for axis {axis} of {x:?}"));
+            }
+            let mut shape = x.to_vec();
+            shape[*axis] = indices.len();
+            expect_shape(out, &shape)?;
+        }
+        LOp::BroadcastTo => {
+            if !broadcasts_to(x, out) {
+                return Err(format!("cannot broadcast {x:?} to {out:?}"));
+            }
+        }
+        LOp::Add | LOp::Sub | LOp::Mul | LOp::Max | LOp::Min | LOp::Prelu => same(args)?,
+        LOp::Neg | LOp::MulPublic { .. } | LOp::Relu | LOp::Unary(_) => expect_shape(out, x)?,
+        LOp::ScaleDown { shift } => {
+            if !(1..64).contains(shift) {
+                return Err(format!("shift {shift} is out of range 1..=63"));
+            }
+            expect_shape(out, x)?;
+        }
+        LOp::AddPublic { value: c } | LOp::MulPublicTensor { values: c } => {
+            if !broadcasts_to(c.shape(), x) {
+                return Err(format!("public constants of shape {:?} do not broadcast to {x:?}", c.shape()));
+            }
+            expect_shape(out, x)?;
+        }
+        LOp::Divide { divisors } => {
+            if !broadcasts_to(divisors.shape(), x) {
+                return Err(format!("divisors of shape {:?} do not broadcast to {x:?}", divisors.shape()));
+            }
+            if let Some(bad) = divisors.data().iter().find(|&&d| d == 0 || d > 1 << 62) {
+                return Err(format!("divisor {bad} is not a positive integer below 2^62"));
+            }
+            expect_shape(out, x)?;
+        }
+        LOp::SumPool(g) | LOp::MaxPool(g) => {
+            const LIMIT: usize = 1 << 34;
+            if g.input.iter().chain(&g.window).chain(&g.strides).chain(&g.pads_begin).chain(&g.pads_end).any(|&v| v > LIMIT) || g.batch > LIMIT || g.channels > LIMIT {
+                return Err("pooling extents are implausibly large".into());
+            }
+            crate::hlil::validate_pool(g).map_err(|e| e.to_string())?;
+            if x != g.input_shape().as_slice() {
+                return Err(format!("input {x:?} does not match the pooling geometry's {:?}", g.input_shape()));
+            }
+            expect_shape(out, &g.output_shape())?;
+        }
+        LOp::ReduceSum { axes, keep_dims } | LOp::ReduceMax { axes, keep_dims } | LOp::ReduceMin { axes, keep_dims } => {
+            crate::hlil::check_axes(axes, x).map_err(|e| e.to_string())?;
+            if axes.iter().any(|&a| x[a] == 0) {
+                return Err(format!("reduction over an empty axis of {x:?}"));
+            }
+            expect_shape(out, &crate::hlil::reduced_shape(x, axes, *keep_dims))?;
+        }
+        LOp::MatMul => {
+            let b = args[1];
+            if x.len() != 2 || b.len() != 2 || x[1] != b[0] {
+                return Err(format!("MatMul of {x:?} by {b:?}: expected [M, K] and [K, N]"));
+            }
+            expect_shape(out, &[x[0], b[1]])?;
+        }
+        LOp::BatchMatMul => {
+            let b = args[1];
+            if x.len() != 3 || b.len() != 3 || x[0] != b[0] || x[2] != b[1] {
+                return Err(format!("BatchMatMul of {x:?} by {b:?}: expected [B, M, K] and [B, K, N]"));
+            }
+            expect_shape(out, &[x[0], x[1], b[2]])?;
+        }
+        LOp::Conv(g) | LOp::ConvTranspose(g) => {
+            let transposed = matches!(op, LOp::ConvTranspose(_));
+            const SMALL: usize = 1 << 20;
+            const LARGE: usize = 1 << 34;
+            if g.kernel.iter().chain(&g.strides).chain(&g.dilations).chain(&g.pads_begin).chain(&g.pads_end).chain(&g.output_padding).any(|&v| v > SMALL)
+                || g.input.iter().chain([&g.batch, &g.in_channels, &g.out_channels]).any(|&v| v > LARGE)
+            {
+                return Err("convolution extents are implausibly large".into());
+            }
+            crate::hlil::validate_conv(g, transposed).map_err(|e| e.to_string())?;
+            let filter = if transposed { g.conv_transpose_filter_shape() } else { g.conv_filter_shape() };
+            if x != g.input_shape().as_slice() || args[1] != filter.as_slice() {
+                return Err(format!(
+                    "input {x:?} and filter {:?} do not match the geometry's {:?} and {filter:?}",
+                    args[1],
+                    g.input_shape()
+                ));
+            }
+            expect_shape(out, &if transposed { g.conv_transpose_output_shape() } else { g.conv_output_shape() })?;
+        }
+        LOp::ArgMax { axis, keep_dims } => {
+            if *axis >= x.len() || x[*axis] == 0 {
+                return Err(format!("argmax axis {axis} out of range (or empty) for {x:?}"));
+            }
+            expect_shape(out, &crate::hlil::reduced_shape(x, &[*axis], *keep_dims))?;
+        }
+        LOp::Div => {
+            let b = args[1];
+            if b.len() != x.len() || !broadcasts_to(b, x) {
+                return Err(format!("divisor {b:?} does not broadcast to {x:?} at the same rank"));
+            }
+            expect_shape(out, x)?;
+        }
+        LOp::Softmax { axis } | LOp::LogSoftmax { axis } => {
+            if *axis >= x.len() || x[*axis] == 0 {
+                return Err(format!("softmax axis {axis} out of range (or empty) for {x:?}"));
+            }
+            expect_shape(out, x)?;
+        }
+        LOp::Normalize { axes, epsilon } => {
+            crate::hlil::check_axes(axes, x).map_err(|e| e.to_string())?;
+            if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                return Err(format!("epsilon {epsilon} must be finite and non-negative"));
+            }
+            expect_shape(out, x)?;
+        }
+    }
+    Ok(())
+}
+
 pub type Slot = usize;
 
 /// Who provides a secret value.
@@ -60,10 +277,10 @@ pub fn encode(r: f32, scale: u32) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rounding {
     /// `floor(r * 2^s)`, the paper's rho_s.
-    #[default]
     Floor,
-    /// `round(r * 2^s)`: the same precision without floor's systematic bias of half a unit,
-    /// which adds up over the many terms of a wide layer.
+    /// `round(r * 2^s)` (the default): the same precision without floor's systematic bias of
+    /// half a unit, which adds up over the many terms of a wide layer.
+    #[default]
     Nearest,
 }
 
@@ -349,10 +566,31 @@ impl Program {
         &self.slots[slot].shape
     }
 
-    /// Checks that every slot is written before it is read, exactly once, and that every
-    /// output exists: the invariants a party relies on before it starts a session.
+    /// Checks everything a party relies on before it starts a session, so that a hand-edited or
+    /// corrupted program is an error, never a panic or a silently wrong answer: the scale and
+    /// every ScaleDown shift in range; slot sizes sane ([`MAX_SLOT_ELEMENTS`],
+    /// [`MAX_TOTAL_BYTES`]); weight and input slots distinct; every slot written exactly once
+    /// before it is read and not read after it is freed; every instruction's arguments,
+    /// parameters and output shape consistent with its operation; outputs computed from the
+    /// client's inputs, live at the end, with a plausible encoding.
     pub fn validate(&self) -> Result<(), String> {
-        let mut defined = vec![false; self.slots.len()];
+        if !(1..=MAX_SCALE).contains(&self.scale) {
+            return Err(format!("scale {} is out of range 1..={MAX_SCALE}", self.scale));
+        }
+        let mut total: u64 = 0;
+        for (k, slot) in self.slots.iter().enumerate() {
+            if slot.shape.len() > MAX_RANK {
+                return Err(format!("slot %{k} has rank {} (at most {MAX_RANK})", slot.shape.len()));
+            }
+            let n = slot.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).filter(|&n| n <= MAX_SLOT_ELEMENTS);
+            let Some(n) = n else {
+                return Err(format!("slot %{k} of shape {:?} has more than 2^34 elements", slot.shape));
+            };
+            total += 8 * n;
+        }
+        if total > MAX_TOTAL_BYTES {
+            return Err(format!("the program's tensors take {total} bytes (more than 2^40)"));
+        }
         let check_slot = |slot: Slot| -> Result<(), String> {
             if slot >= self.slots.len() {
                 Err(format!("slot %{slot} does not exist"))
@@ -360,29 +598,82 @@ impl Program {
                 Ok(())
             }
         };
-        for input in self.weights.iter().chain(&self.inputs) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            Unwritten,
+            Live,
+            Freed,
+        }
+        let mut state = vec![State::Unwritten; self.slots.len()];
+        // Whether a slot's value depends on a client input (an output that does not would
+        // reveal the model owner's weights).
+        let mut from_input = vec![false; self.slots.len()];
+        let mut is_weight = vec![false; self.slots.len()];
+        let mut names = std::collections::HashSet::new();
+        for (input, client) in self.weights.iter().map(|w| (w, false)).chain(self.inputs.iter().map(|i| (i, true))) {
             check_slot(input.slot)?;
             if self.slots[input.slot].shape != input.shape {
                 return Err(format!("input `{}` disagrees with its slot's shape", input.name));
             }
-            defined[input.slot] = true;
+            if state[input.slot] != State::Unwritten {
+                return Err(format!("input `{}` shares slot %{} with another input or weight", input.name, input.slot));
+            }
+            if client && !names.insert(input.name.as_str()) {
+                return Err(format!("two inputs are named `{}`", input.name));
+            }
+            state[input.slot] = State::Live;
+            from_input[input.slot] = client;
+            is_weight[input.slot] = !client;
         }
         for (k, instr) in self.body.iter().enumerate() {
+            let at = || format!("instruction {k} ({}, layer `{}`)", instr.op.name(), instr.layer);
             for &a in &instr.args {
                 check_slot(a)?;
-                if !defined[a] {
-                    return Err(format!("instruction {k} ({}) reads %{a} before it is written", instr.op.name()));
+                match state[a] {
+                    State::Unwritten => return Err(format!("{} reads %{a} before it is written", at())),
+                    // Weights are shared again when a freed one is read.
+                    State::Freed if !is_weight[a] => return Err(format!("{} reads %{a} after it is freed", at())),
+                    _ => {}
                 }
             }
             check_slot(instr.out)?;
-            if std::mem::replace(&mut defined[instr.out], true) {
-                return Err(format!("instruction {k} ({}) writes %{} a second time", instr.op.name(), instr.out));
+            if state[instr.out] != State::Unwritten {
+                return Err(format!("{} writes %{} a second time", at(), instr.out));
+            }
+            let args: Vec<&[usize]> = instr.args.iter().map(|&a| self.slots[a].shape.as_slice()).collect();
+            check_instr(&instr.op, &args, &self.slots[instr.out].shape).map_err(|e| format!("{}: {e}", at()))?;
+            state[instr.out] = State::Live;
+            from_input[instr.out] = instr.args.iter().any(|&a| from_input[a]);
+            for &f in &instr.free_after {
+                check_slot(f)?;
+                if state[f] == State::Unwritten {
+                    return Err(format!("{} frees %{f}, which is not written yet", at()));
+                }
+                state[f] = State::Freed;
             }
         }
         for output in &self.outputs {
             check_slot(output.slot)?;
-            if !defined[output.slot] {
-                return Err(format!("output `{}` is never computed", output.name));
+            match state[output.slot] {
+                State::Unwritten => return Err(format!("output `{}` is never computed", output.name)),
+                State::Freed => return Err(format!("output `{}` is freed before it is revealed", output.name)),
+                State::Live => {}
+            }
+            if !from_input[output.slot] {
+                return Err(format!("output `{}` does not depend on the client's input (it would reveal the model owner's weights)", output.name));
+            }
+            if output.shape != self.slots[output.slot].shape {
+                return Err(format!("output `{}` disagrees with its slot's shape", output.name));
+            }
+            if let Encoding::Fixed { scale } = output.encoding {
+                if scale == 0 || scale > 2 * self.scale {
+                    return Err(format!(
+                        "output `{}` is declared at scale {scale}; a program at scale {} has values at 1 to {} fractional bits",
+                        output.name,
+                        self.scale,
+                        2 * self.scale
+                    ));
+                }
             }
         }
         Ok(())
