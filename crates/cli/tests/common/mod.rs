@@ -31,11 +31,13 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A failure is a clean error exit (1), never a panic (101) or a signal.
+/// A failure is a clean error exit (1), never a panic (101) or a signal: after any notices
+/// and warnings, stderr says `error:`.
 pub fn assert_clean_failure(out: &Output, context: &str) {
     assert_eq!(out.status.code(), Some(1), "{context}: expected a clean error exit, got {:?}\n{}", out.status, stderr(out));
     let err = stderr(out);
-    assert!(err.starts_with("error:"), "{context}: stderr should start with `error:`:\n{err}");
+    let first = err.lines().find(|l| !l.starts_with("notice:") && !l.starts_with("warning:") && !l.starts_with(' ')).unwrap_or("");
+    assert!(first.starts_with("error:"), "{context}: stderr should say `error:` after its notices:\n{err}");
     assert!(!err.contains("panicked"), "{context}: panicked:\n{err}");
 }
 
