@@ -115,3 +115,31 @@ fn a_distributed_party_killed_mid_run_stops_the_others_within_ten_seconds() {
     }
     assert!(!work.path().join("y.npy").exists());
 }
+
+/// `--truncation faithful` runs every truncation exactly (Porthos: helper-assisted, 2PC: one
+/// comparison each): the same predictions as float, and more bytes than the local truncation.
+#[test]
+fn faithful_truncation_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let run = |backend: &str, truncation: &str| {
+        let y = work.path().join(format!("{backend}-{truncation}.npy"));
+        let m = work.path().join(format!("{backend}-{truncation}.json"));
+        cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m), "--truncation", truncation]);
+        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+        (read_npy(&y).1, metrics["bytes_total"].as_u64().unwrap())
+    };
+    let (float, _) = run("float", "local");
+    for backend in ["porthos", "2pc"] {
+        let (local, local_bytes) = run(backend, "local");
+        let (faithful, faithful_bytes) = run(backend, "faithful");
+        assert_near_cleartext(&faithful, &local);
+        for k in 0..4 {
+            let row = |v: &[f32]| argmax(&v[k * 10..(k + 1) * 10]);
+            assert_eq!(row(&faithful), row(&float), "{backend} sample {k}");
+        }
+        assert!(faithful_bytes > local_bytes, "{backend}: faithful {faithful_bytes} vs local {local_bytes} bytes");
+    }
+}
