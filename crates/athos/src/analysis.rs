@@ -52,16 +52,7 @@ pub fn plan_frees(program: &mut Program) {
 /// Bytes of live tensors per party at the worst moment of an inference, following the frees
 /// recorded in the program (with no frees, every tensor ever made stays live).
 pub fn peak_live_bytes(program: &Program) -> u64 {
-    let mut live: u64 = program.weights.iter().chain(&program.inputs).map(|i| slot_bytes(program, i.slot)).sum();
-    let mut peak = live;
-    for instr in &program.body {
-        live += slot_bytes(program, instr.out);
-        peak = peak.max(live);
-        for &f in &instr.free_after {
-            live -= slot_bytes(program, f);
-        }
-    }
-    peak
+    program.peak_live_bytes()
 }
 
 /// Bytes held by every slot at once: the footprint without a memory plan.

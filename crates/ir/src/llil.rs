@@ -679,6 +679,25 @@ impl Program {
         Ok(())
     }
 
+    /// Bytes of the tensors live at once at the worst moment of an inference, weights and
+    /// inputs included, following the program's frees (`free_after`); saturating, so that a
+    /// hostile program's shapes cannot overflow it.
+    pub fn peak_live_bytes(&self) -> u64 {
+        let bytes = |s: Slot| {
+            self.slots[s].shape.iter().try_fold(8u64, |a, &d| a.checked_mul(d as u64)).unwrap_or(u64::MAX)
+        };
+        let mut live: u64 = self.weights.iter().chain(&self.inputs).map(|i| bytes(i.slot)).fold(0, u64::saturating_add);
+        let mut peak = live;
+        for instr in &self.body {
+            live = live.saturating_add(bytes(instr.out));
+            peak = peak.max(live);
+            for &f in &instr.free_after {
+                live = live.saturating_sub(bytes(f));
+            }
+        }
+        peak
+    }
+
     /// Number of backend calls of each kind, and elements scaled down (paper III-D2).
     pub fn scale_down_elements(&self) -> usize {
         self.body

@@ -125,26 +125,9 @@ pub fn check_program(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Bytes of live tensors per party at the worst moment of an inference (the compiler's
-/// `peak_live_bytes`: weights and inputs included, following the program's frees). Call on a
-/// program that passed [`check_program`].
-pub fn peak_live_bytes(program: &Program) -> u64 {
-    let bytes = |s: usize| elements(&program.slots[s].shape).unwrap_or(u64::MAX).saturating_mul(8);
-    let mut live: u64 = program.weights.iter().chain(&program.inputs).map(|i| bytes(i.slot)).fold(0, u64::saturating_add);
-    let mut peak = live;
-    for instr in &program.body {
-        live = live.saturating_add(bytes(instr.out));
-        peak = peak.max(live);
-        for &f in &instr.free_after {
-            live = live.saturating_sub(bytes(f));
-        }
-    }
-    peak
-}
-
 /// The memory one party running `program` is predicted to need.
 pub fn predicted_bytes(program: &Program) -> u64 {
-    peak_live_bytes(program).saturating_add(MEMORY_OVERHEAD_BYTES)
+    program.peak_live_bytes().saturating_add(MEMORY_OVERHEAD_BYTES)
 }
 
 /// The machine's memory (`MemTotal` of `/proc/meminfo`), if known.

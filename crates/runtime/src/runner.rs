@@ -433,10 +433,8 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
                 let d = if divisors.shape() == x.shape() { divisors.clone() } else { movement::broadcast_to(divisors, x.shape()).map_err(shape_err)? };
                 backend.divide(x, &d).map_err(backend_err)?
             }
-            LOp::MulPublicTensor { values } => {
-                let c = if values.shape() == x.shape() { values.clone() } else { movement::broadcast_to(values, x.shape()).map_err(shape_err)? };
-                x.mul(&c).map_err(shape_err)?
-            }
+            LOp::MulPublicTensor { values } if values.shape() == x.shape() => x.mul(values).map_err(shape_err)?,
+            LOp::MulPublicTensor { values } => x.mul(&movement::broadcast_to(values, x.shape()).map_err(shape_err)?).map_err(shape_err)?,
             LOp::BatchMatMul => backend.batch_matmul(x, arg(1)).map_err(backend_err)?,
             LOp::Unary(f) => unary(backend, *f, x, program.scale).map_err(backend_err)?,
             LOp::Max => math::max(backend, x, arg(1)).map_err(backend_err)?,
