@@ -97,16 +97,16 @@ pub struct Builder {
     pub buffers: u64,
 }
 
-fn attr(name: &str, ty: AttributeType) -> AttributeProto {
+pub(crate) fn attr(name: &str, ty: AttributeType) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(ty as i32), ..Default::default() }
 }
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { i: Some(v), ..attr(name, AttributeType::Int) }
 }
-fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
+pub(crate) fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     AttributeProto { ints: v.iter().map(|&x| x as i64).collect(), ..attr(name, AttributeType::Ints) }
 }
-fn attr_float(name: &str, v: f32) -> AttributeProto {
+pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
     AttributeProto { f: Some(v), ..attr(name, AttributeType::Float) }
 }
 
@@ -127,7 +127,7 @@ fn tensor_type(dims: &[usize]) -> TypeProto {
 
 /// FNV-1a, to give every weight tensor its own random stream (a weight's values do not depend
 /// on which other layers the network has).
-fn fnv(text: &str) -> u64 {
+pub(crate) fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 

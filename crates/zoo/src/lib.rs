@@ -12,8 +12,14 @@
 //! | `resnet18` ... `resnet200` | ImageNet | ResNet-n, n in {18, 34, 50, 101, 152, 200} (Table IV, Fig. 10) |
 //! | `densenet121` | ImageNet | DenseNet-121 (Table IV) |
 //! | `unet3d` | 3D CT | a 3-level 3D-UNet, size and width chosen by the caller |
+//! | `bert-tiny`, `bert-mini`, `bert-base` | GLUE | BERT encoders (2/128/2, 4/256/4, 12/768/12 layers/width/heads) with a 2-class sequence classifier |
+//! | `gpt2` | WebText | GPT-2 small (12 layers, 768 wide, 12 heads) with its tied language-model head |
 //!
-//! Models use opset 13. Weights are drawn from a [`StdRng`](rand::rngs::StdRng) seeded by the
+//! The transformers are written as HuggingFace `transformers` and `torch.onnx.export` write them
+//! at opset 14 (see [`transformer`]), with HuggingFace's initialisation, for a sequence length
+//! chosen by [`Options::seq`]; [`write`] streams their 0.4-0.5 GB of weights to a file.
+//!
+//! The other models use opset 13. Weights are drawn from a [`StdRng`](rand::rngs::StdRng) seeded by the
 //! seed and the weight's name (a layer's weights do not depend on the other layers), so a
 //! (name, options) pair always gives the same model with this crate's locked `rand` version:
 //! convolutions and dense layers He-normal (`N(0, 2 / fan_in)`), biases `N(0, 0.01^2)`, batch
@@ -28,12 +34,14 @@
 
 mod builder;
 mod nets;
+pub mod transformer;
 
 use cryptflow_onnx::proto::ModelProto;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use builder::{IR_VERSION, OPSET};
+pub use transformer::{Family, Transformer, TransformerConfig, TRANSFORMER_OPSET};
 
 /// What the zoo knows about a network.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +66,10 @@ const NETWORKS: &[NetworkInfo] = &[
     NetworkInfo { name: "resnet200", dataset: "ImageNet", description: "ResNet-200 (bottlenecks)" },
     NetworkInfo { name: "densenet121", dataset: "ImageNet", description: "DenseNet-121, growth 32, blocks 6-12-24-16" },
     NetworkInfo { name: "unet3d", dataset: "3D CT", description: "3-level 3D-UNet (3D convolutions, 3D transposed convolutions, skip concatenations)" },
+    NetworkInfo { name: "bert-tiny", dataset: "GLUE", description: "BERT-tiny (2 layers, hidden 128, 2 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
+    NetworkInfo { name: "bert-mini", dataset: "GLUE", description: "BERT-mini (4 layers, hidden 256, 4 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
+    NetworkInfo { name: "bert-base", dataset: "GLUE", description: "BERT-base (12 layers, hidden 768, 12 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
+    NetworkInfo { name: "gpt2", dataset: "WebText", description: "GPT-2 small (12 layers, 768, 12 heads), causal, lm_head tied to wte; int64 ids/mask" },
 ];
 
 /// Default spatial size of the 3D-UNet input (a cube), scaled down to run securely on a small
@@ -76,8 +88,24 @@ pub struct Options {
     pub input_size: Option<Vec<usize>>,
     /// Base width of the 3D-UNet (default [`UNET_DEFAULT_WIDTH`]).
     pub width: Option<usize>,
-    /// Output classes (default 10 for MNIST and CIFAR, 1000 for ImageNet, 2 for the 3D-UNet).
+    /// Output classes (default 10 for MNIST and CIFAR, 1000 for ImageNet, 2 for the 3D-UNet
+    /// and the BERT classifiers).
     pub classes: Option<usize>,
+    /// Sequence length of the transformers (default 128 for BERT, 32 for GPT-2).
+    pub seq: Option<usize>,
+    /// Overrides of the transformers' configuration (layers, hidden size, heads,
+    /// intermediate size, vocabulary), for small test models.
+    pub layers: Option<usize>,
+    pub hidden: Option<usize>,
+    pub heads: Option<usize>,
+    pub intermediate: Option<usize>,
+    pub vocab: Option<usize>,
+}
+
+impl Options {
+    fn has_transformer_options(&self) -> bool {
+        [self.seq, self.layers, self.hidden, self.heads, self.intermediate, self.vocab].iter().any(Option::is_some)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +114,8 @@ pub enum ZooError {
     UnknownNetwork(String),
     #[error("{network}: {reason}")]
     BadOption { network: &'static str, reason: String },
+    #[error("cannot write the model: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Names of every network, in the order of the paper's tables.
@@ -105,6 +135,10 @@ pub fn names() -> &'static [&'static str] {
         "resnet200",
         "densenet121",
         "unet3d",
+        "bert-tiny",
+        "bert-mini",
+        "bert-base",
+        "gpt2",
     ];
     NAMES
 }
@@ -147,11 +181,72 @@ fn fixed_size(network: &'static str, options: &Options) -> Result<(), ZooError> 
     }
 }
 
+/// The configuration of transformer `name` with the options applied and checked; `None` for
+/// the other networks.
+pub fn transformer_config(name: &str, options: &Options) -> Result<Option<TransformerConfig>, ZooError> {
+    let info = info(name)?;
+    let net = info.name;
+    let Some(mut c) = TransformerConfig::preset(net) else { return Ok(None) };
+    let bad = |reason: String| ZooError::BadOption { network: net, reason };
+    if options.input_size.is_some() {
+        return Err(bad("a transformer has no input size: give the sequence length with --seq".into()));
+    }
+    if options.width.is_some() {
+        return Err(bad("only the 3D-UNet has a width option".into()));
+    }
+    if let Some(classes) = options.classes {
+        if c.family == Family::Gpt2 {
+            return Err(bad("GPT-2's output is the vocabulary's logits: it has no classes option".into()));
+        }
+        c.classes = classes;
+    }
+    let seq_default = c.seq;
+    c.seq = options.seq.unwrap_or(seq_default);
+    c.layers = options.layers.unwrap_or(c.layers);
+    if let Some(h) = options.hidden {
+        c.hidden = h;
+        c.intermediate = 4 * h;
+    }
+    c.heads = options.heads.unwrap_or(c.heads);
+    c.intermediate = options.intermediate.unwrap_or(c.intermediate);
+    c.vocab = options.vocab.unwrap_or(c.vocab);
+    c.validate().map_err(bad)?;
+    Ok(Some(c))
+}
+
+fn transformer(info: &NetworkInfo, config: &TransformerConfig, options: &Options) -> Result<Transformer, ZooError> {
+    let mut t = Transformer::new(config, options.seed).map_err(|reason| ZooError::BadOption { network: info.name, reason })?;
+    let doc = format!(
+        "{} ({}), sequence length {}, built by cryptflow-zoo with seed {} and random weights (HuggingFace initialisation): \
+         for benchmarks, not for predictions",
+        info.description, info.dataset, config.seq, options.seed
+    );
+    let metadata = vec![
+        ("zoo.network".to_string(), info.name.to_string()),
+        ("zoo.seed".to_string(), options.seed.to_string()),
+        ("zoo.parameters".to_string(), t.parameters.to_string()),
+        ("zoo.seq".to_string(), config.seq.to_string()),
+        ("zoo.config".to_string(), format!("{config:?}")),
+    ];
+    t.describe(doc, metadata);
+    Ok(t)
+}
+
 /// Builds the network; `materialize` false skips drawing the weights (the graph then has no
 /// initializers, only the structure and the parameter counts).
 fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelProto, u64, u64), ZooError> {
     let info = info(name)?;
     let net = info.name;
+    if let Some(config) = transformer_config(net, options)? {
+        let t = transformer(info, &config, options)?;
+        return Ok((t.model(materialize), t.parameters, t.buffers));
+    }
+    if options.has_transformer_options() {
+        return Err(ZooError::BadOption {
+            network: net,
+            reason: "--seq, --layers, --hidden, --heads, --intermediate and --vocab are for the transformers".into(),
+        });
+    }
     let mut b = builder::Builder::new(options.seed, materialize);
     if options.width.is_some() && net != "unet3d" {
         return Err(ZooError::BadOption { network: net, reason: "only the 3D-UNet has a width option".into() });
@@ -221,7 +316,51 @@ fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelP
     Ok((b.finish(net, &out, doc, metadata), parameters, buffers))
 }
 
-/// Builds network `name` as an ONNX model (opset 13) with seeded random weights.
+/// Writes network `name` as ONNX bytes to `w`; returns the number of bytes. The transformers
+/// are streamed one weight tensor at a time (the CNNs are built in memory, then written).
+pub fn write(name: &str, options: &Options, w: &mut dyn std::io::Write) -> Result<u64, ZooError> {
+    let info = info(name)?;
+    if let Some(config) = transformer_config(info.name, options)? {
+        return Ok(transformer(info, &config, options)?.write(w)?);
+    }
+    let bytes = encode(&build(name, options)?);
+    w.write_all(&bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Names, ONNX element types (`"float32"`, `"int64"`) and shapes of the network's inputs.
+pub fn inputs(name: &str, options: &Options) -> Result<Vec<(String, &'static str, Vec<usize>)>, ZooError> {
+    let (model, _, _) = construct(name, options, false)?;
+    let graph = model.graph.expect("built models have a graph");
+    Ok(graph
+        .input
+        .iter()
+        .map(|vi| {
+            let Some(cryptflow_onnx::proto::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                unreachable!("inputs are tensors")
+            };
+            let dtype = if t.elem_type == Some(cryptflow_onnx::proto::tensor_proto::DataType::Int64 as i32) { "int64" } else { "float32" };
+            let dims = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(cryptflow_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(v)) => v as usize,
+                            _ => unreachable!("inputs have fixed shapes"),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (vi.name.clone().unwrap_or_default(), dtype, dims)
+        })
+        .collect())
+}
+
+/// Builds network `name` as an ONNX model (opset 13; the transformers opset 14) with seeded
+/// random weights.
 pub fn build(name: &str, options: &Options) -> Result<ModelProto, ZooError> {
     Ok(construct(name, options, true)?.0)
 }
@@ -231,24 +370,9 @@ pub fn parameter_count(name: &str, options: &Options) -> Result<u64, ZooError> {
     Ok(construct(name, options, false)?.1)
 }
 
-/// Shape of the network's (only) input, e.g. `[1, 3, 224, 224]`.
+/// Shape of the network's (first) input, e.g. `[1, 3, 224, 224]` (a transformer's `[1, L]`).
 pub fn input_shape(name: &str, options: &Options) -> Result<Vec<usize>, ZooError> {
-    let (model, _, _) = construct(name, options, false)?;
-    let graph = model.graph.expect("built models have a graph");
-    let ty = graph.input[0].r#type.as_ref().and_then(|t| t.value.as_ref());
-    let Some(cryptflow_onnx::proto::type_proto::Value::TensorType(t)) = ty else { unreachable!("inputs are tensors") };
-    Ok(t.shape
-        .as_ref()
-        .map(|s| {
-            s.dim
-                .iter()
-                .map(|d| match d.value {
-                    Some(cryptflow_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(v)) => v as usize,
-                    _ => unreachable!("inputs have fixed shapes"),
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(inputs(name, options)?.swap_remove(0).2)
 }
 
 /// `count` elements of standard-normal input (what the weight scales assume), from `seed`.

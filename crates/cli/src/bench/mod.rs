@@ -160,6 +160,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut report = Report::new(&args, &backends);
     for name in &args.networks {
         let info = cryptflow_zoo::info(name)?;
+        if cryptflow_zoo::transformer_config(info.name, &options)?.is_some() {
+            bail!(
+                "{}: `bench` runs the single-input networks; write a transformer with `cryptflow zoo {} -o M.onnx`, \
+                 compile it and run it with one --input NAME=FILE per input",
+                info.name,
+                info.name
+            );
+        }
         eprintln!("== {} ({})", info.name, info.dataset);
         let started = Instant::now();
         let model = cryptflow_zoo::build(info.name, &options)?;
