@@ -328,8 +328,11 @@ pub fn write(name: &str, options: &Options, w: &mut dyn std::io::Write) -> Resul
     Ok(bytes.len() as u64)
 }
 
-/// Names, ONNX element types (`"float32"`, `"int64"`) and shapes of the network's inputs.
-pub fn inputs(name: &str, options: &Options) -> Result<Vec<(String, &'static str, Vec<usize>)>, ZooError> {
+/// A graph input: name, element type (`"float32"` or `"int64"`) and shape.
+pub type InputSpec = (String, &'static str, Vec<usize>);
+
+/// Names, ONNX element types and shapes of the network's inputs.
+pub fn inputs(name: &str, options: &Options) -> Result<Vec<InputSpec>, ZooError> {
     let (model, _, _) = construct(name, options, false)?;
     let graph = model.graph.expect("built models have a graph");
     Ok(graph

@@ -148,7 +148,7 @@ impl TransformerConfig {
                 return Err(format!("the {what} must be positive"));
             }
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!("the hidden size {} is not a multiple of the {} heads", self.hidden, self.heads));
         }
         if self.seq == 0 {
