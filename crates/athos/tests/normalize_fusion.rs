@@ -84,3 +84,68 @@ fn near_misses_are_left_alone() {
     assert_eq!(stats.normalizations_fused, 0);
     assert!(!out.nodes.iter().any(|n| matches!(n.op, Op::Normalize { .. })));
 }
+
+/// GELU and swish as exporters write them: fused into one math-library function each, with
+/// float semantics kept; a bias addition before them stays outside the fused function.
+#[test]
+fn written_out_gelu_and_swish_become_one_function() {
+    use cryptflow_athos::passes::fuse_activations;
+    let shape = vec![2, 16];
+    let build = |form: &str| -> (Graph, cryptflow_ir::hlil::NodeId) {
+        let mut g = Graph::new();
+        let x0 = g.input("x", shape.clone());
+        let bias = g.weight("b", Tensor::new(vec![16], (0..16).map(|k| k as f32 * 0.1 - 0.8).collect()).unwrap());
+        let x = g.add("biased", Op::Add, &[x0, bias]).unwrap();
+        let y = match form {
+            // HF BERT: x * 0.5 * (1 + erf(x / 1.4142135))
+            "erf" => {
+                let a = g.add("div", Op::DivScalar(1.4142135), &[x]).unwrap();
+                let e = g.add("erf", Op::Unary(UnaryFn::Erf), &[a]).unwrap();
+                let p = g.add("plus", Op::AddScalar(1.0), &[e]).unwrap();
+                let h = g.add("half", Op::MulScalar(0.5), &[x]).unwrap();
+                g.add("y", Op::Mul, &[h, p]).unwrap()
+            }
+            // GPT-2: 0.5 * x * (1 + tanh(0.7978845608 * (x + 0.044715 * x^3)))
+            "tanh" => {
+                let sq = g.add("sq", Op::Mul, &[x, x]).unwrap();
+                let cube = g.add("cube", Op::Mul, &[x, sq]).unwrap();
+                let c = g.add("c", Op::MulScalar(0.044715), &[cube]).unwrap();
+                let s = g.add("s", Op::Add, &[x, c]).unwrap();
+                let k = g.add("k", Op::MulScalar(0.7978845608), &[s]).unwrap();
+                let t = g.add("t", Op::Unary(UnaryFn::Tanh), &[k]).unwrap();
+                let p = g.add("plus", Op::AddScalar(1.0), &[t]).unwrap();
+                let h = g.add("half", Op::MulScalar(0.5), &[x]).unwrap();
+                g.add("y", Op::Mul, &[h, p]).unwrap()
+            }
+            _ => {
+                let s = g.add("sig", Op::Unary(UnaryFn::Sigmoid), &[x]).unwrap();
+                g.add("y", Op::Mul, &[x, s]).unwrap()
+            }
+        };
+        g.outputs.push(y);
+        (g, x)
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    for (form, f) in [("erf", UnaryFn::Gelu), ("tanh", UnaryFn::GeluTanh), ("swish", UnaryFn::Silu)] {
+        let (g, biased) = build(form);
+        let mut fused = g.clone();
+        assert_eq!(fuse_activations(&mut fused), 1, "{form}");
+        fused.prune();
+        let root = fused.outputs[0];
+        assert_eq!(fused.nodes[root].op, Op::Unary(f), "{form}");
+        assert_eq!(fused.nodes[root].inputs, [biased], "{form}: the bias addition is the function's input");
+        let x = random(&mut rng, &shape, 3.0);
+        let a = float::run(&g, &[x.clone()]).unwrap().remove(0);
+        let b = float::run(&fused, &[x]).unwrap().remove(0);
+        let err = a.data().iter().zip(b.data()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        assert!(err < 1e-4, "{form}: float disagrees by {err}");
+    }
+    // x * tanh(x) is not one of them: left alone.
+    let mut g = Graph::new();
+    let x = g.input("x", shape.clone());
+    let t = g.add("t", Op::Unary(UnaryFn::Tanh), &[x]).unwrap();
+    let p = g.add("p", Op::AddScalar(1.0), &[t]).unwrap();
+    let y = g.add("y", Op::Mul, &[x, p]).unwrap();
+    g.outputs.push(y);
+    assert_eq!(fuse_activations(&mut g), 0);
+}
