@@ -200,7 +200,7 @@ impl Lowering<'_> {
         }
         let slot = self.new_slot(n.shape.clone());
         let name = if bits == self.s { n.name.clone() } else { format!("{}@{}bits", n.name, bits) };
-        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone(), integer: false });
+        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: n.shape.clone(), integer: false, one_hot: false });
         let rounding = self.rounding;
         self.weight_values.push(t.map(|v| encode_with(v, bits, rounding)));
         self.weight_slots.insert((node, bits), slot);
@@ -212,7 +212,7 @@ impl Lowering<'_> {
     fn derived_weight(&mut self, name: String, value: cryptflow_tensor::FloatTensor, bits: u32) -> Lower<Slot> {
         self.note_weight(&name, &value, bits + self.s)?;
         let slot = self.new_slot(value.shape().to_vec());
-        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: value.shape().to_vec(), integer: false });
+        self.weights.push(SecretInput { name, owner: Owner::ModelOwner, slot, shape: value.shape().to_vec(), integer: false, one_hot: false });
         let rounding = self.rounding;
         self.weight_values.push(value.map(|v| encode_with(v, bits, rounding)));
         Ok(slot)
@@ -254,6 +254,18 @@ impl Lowering<'_> {
         }
         let v = self.activation(node)?;
         self.rescale(v, self.s)
+    }
+
+    /// The two operands of a product and the fractional bits of the result: both at scale
+    /// `s` (the product at `2s`), except one-hot rows, which stay exact integers (the product
+    /// keeps the other operand's scale: a lookup costs no truncation).
+    fn factors(&mut self, a: NodeId, b: NodeId) -> Lower<(Value, Value, u32)> {
+        // Only one-hot rows (and data movement of them) have 0 fractional bits.
+        let exact = |l: &Self, n: NodeId| !l.is_weight(n) && matches!(l.values[n], Some(Value { enc: Enc::Fixed(0), .. }));
+        let fa = if exact(self, a) { self.activation(a)? } else { self.factor(a)? };
+        let fb = if exact(self, b) { self.activation(b)? } else { self.factor(b)? };
+        let bits = self.fixed_bits(fa)? + self.fixed_bits(fb)?;
+        Ok((fa, fb, bits))
     }
 
     /// An operand of an addition at `bits` fractional bits.
@@ -347,14 +359,30 @@ impl Lowering<'_> {
             Op::Weight(_) => return Ok(None),
             Op::Input => {
                 let slot = self.new_slot(shape.clone());
-                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape, integer: false });
+                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape, integer: false, one_hot: false });
                 Value { slot, enc: Enc::Fixed(s) }
             }
             Op::IntegerInput => {
+                // Used only through one-hot rows: nothing to share as plain integers.
+                let only_one_hot = self.graph.nodes.iter().filter(|n| n.inputs.contains(&id)).all(|n| matches!(n.op, Op::OneHot { .. }));
+                if only_one_hot && !self.graph.outputs.contains(&id) {
+                    return Ok(None);
+                }
                 // Shared exactly as integers, raised to the scale locally (exact).
                 let slot = self.new_slot(shape.clone());
-                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape: shape.clone(), integer: true });
+                self.inputs.push(SecretInput { name: node.name.clone(), owner: Owner::Client, slot, shape: shape.clone(), integer: true, one_hot: false });
                 Value { slot: self.emit(LOp::MulPublic { value: 1i64 << s }, vec![slot], shape), enc: Enc::Fixed(s) }
+            }
+            Op::OneHot { .. } => {
+                // The client shares the 0/1 rows as exact integers (0 fractional bits), so a
+                // product with them (a table lookup) needs no truncation.
+                let ids = &self.graph.nodes[inputs[0]];
+                if ids.op != Op::IntegerInput {
+                    return Err(format!("one-hot rows of `{}`, which is not an integer input", ids.name));
+                }
+                let slot = self.new_slot(shape.clone());
+                self.inputs.push(SecretInput { name: ids.name.clone(), owner: Owner::Client, slot, shape, integer: true, one_hot: true });
+                Value { slot, enc: Enc::Fixed(0) }
             }
             Op::Unary(f) => {
                 let x = self.factor(inputs[0])?;
@@ -453,8 +481,7 @@ impl Lowering<'_> {
             Op::MatMul if self.graph.nodes[inputs[1]].shape.len() > 2 => {
                 // Batched: both operands broadcast to the batch axes, flattened to [B, M, K] and
                 // [B, K, N], one batched product of two secrets.
-                let a = self.factor(inputs[0])?;
-                let b = self.factor(inputs[1])?;
+                let (a, b, bits) = self.factors(inputs[0], inputs[1])?;
                 let r = shape.len();
                 let (m, n) = (shape[r - 2], shape[r - 1]);
                 let k = *self.shape(a.slot).last().unwrap();
@@ -469,11 +496,10 @@ impl Lowering<'_> {
                 let b3 = self.emit(LOp::Reshape, vec![b.slot], vec![batch, k, n]);
                 let y = self.emit(LOp::BatchMatMul, vec![a3, b3], vec![batch, m, n]);
                 let y = self.emit(LOp::Reshape, vec![y], shape);
-                self.product(y, 2 * s)?
+                self.product(y, bits)?
             }
             Op::MatMul => {
-                let a = self.factor(inputs[0])?;
-                let b = self.factor(inputs[1])?;
+                let (a, b, bits) = self.factors(inputs[0], inputs[1])?;
                 let a_shape = self.shape(a.slot);
                 let k = *a_shape.last().unwrap();
                 let rows = num_elements(&a_shape) / k.max(1);
@@ -481,7 +507,7 @@ impl Lowering<'_> {
                 let n = self.shape(b.slot)[1];
                 let y = self.emit(LOp::MatMul, vec![a2, b.slot], vec![rows, n]);
                 let y = if shape.len() == 2 { y } else { self.emit(LOp::Reshape, vec![y], shape) };
-                self.product(y, 2 * s)?
+                self.product(y, bits)?
             }
             Op::Add | Op::Sub => {
                 let bits = self.sum_bits(&inputs)?;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cryptflow_ir::hlil::{Graph, Op};
 use cryptflow_ir::llil::Program;
-use cryptflow_runtime::{encode_input, encode_integer_input};
+use cryptflow_runtime::{encode_input, encode_integer_input, encode_one_hot_input};
 use cryptflow_tensor::{FloatTensor, RingTensor, Tensor};
 
 use crate::npy::{self, Elements, Stacking};
@@ -29,7 +29,14 @@ pub struct InputSpec {
 impl InputSpec {
     /// The client inputs of a compiled program, in its order.
     pub fn of_program(program: &Program) -> Vec<InputSpec> {
-        program.inputs.iter().map(|i| InputSpec { name: i.name.clone(), shape: i.shape.clone(), integer: i.integer }).collect()
+        let mut specs: Vec<InputSpec> = Vec::new();
+        for i in &program.inputs {
+            // An integer input shared both one-hot and plain is read once.
+            if !specs.iter().any(|s| s.name == i.name) {
+                specs.push(InputSpec { name: i.name.clone(), shape: i.value_shape().to_vec(), integer: i.integer });
+            }
+        }
+        specs
     }
 
     /// The inputs of an HLIL graph, in its order.
@@ -107,7 +114,7 @@ impl ClientInputs {
         let scale = program.scale;
         let limit = 2f64.powi(63 - scale as i32);
         for (k, item) in self.items.iter().enumerate() {
-            for &j in &order {
+            for (&j, _) in order.iter().zip(&program.inputs).filter(|(_, spec)| !spec.one_hot) {
                 let (shape, too_large) = match &item[j] {
                     Value::Float(x) => (x.shape(), x.data().iter().position(|&v| f64::from(v).abs() >= limit).map(|i| (i, f64::from(x.data()[i])))),
                     Value::Integer { shape, values } => (shape.as_slice(), values.iter().position(|&v| v.unsigned_abs() as f64 >= limit).map(|i| (i, values[i] as f64))),
@@ -122,7 +129,22 @@ impl ClientInputs {
                 }
             }
         }
-        Ok(self.items.iter().map(|item| order.iter().map(|&j| item[j].encode(scale)).collect()).collect())
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                order
+                    .iter()
+                    .zip(&program.inputs)
+                    .map(|(&j, spec)| match (&item[j], spec.one_hot_depth()) {
+                        (Value::Integer { shape, values }, Some(depth)) => encode_one_hot_input(shape, values, depth)
+                            .map_err(|e| anyhow::anyhow!("input `{}`, item {k}: {e}", self.names[j])),
+                        (Value::Float(_), Some(_)) => bail!("input `{}` selects rows of a table: give integers", self.names[j]),
+                        (value, None) => Ok(value.encode(scale)),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Each inference's inputs as floats for `graph` (in `graph.inputs` order).
@@ -138,8 +160,9 @@ impl ClientInputs {
                 self.names.iter().position(|n| n == name).with_context(|| format!("the program's input `{name}` was not read"))
             })
             .collect::<Result<Vec<_>>>()?;
-        if order.len() != self.names.len() {
-            bail!("the program takes {} inputs, {} were read", order.len(), self.names.len());
+        let distinct: std::collections::BTreeSet<usize> = order.iter().copied().collect();
+        if distinct.len() != self.names.len() {
+            bail!("the program takes {} inputs, {} were read", distinct.len(), self.names.len());
         }
         Ok(order)
     }

@@ -17,6 +17,14 @@ pub enum Data {
     I(Vec<i64>),
 }
 
+/// Constants at or below this (and `-inf`) added to, multiplied with or selected into computed
+/// values are attention masks: see [`Const::with_tame_masks`].
+pub const MASK_SENTINEL: f32 = -1e30;
+/// What a mask value becomes: exact in fixed point at any scale up to 29, far below the
+/// domain of exp (so the masked softmax weight is exactly 0, as in float), and small enough
+/// that sums of several masks and the scores stay far inside the ring.
+pub const MASK_FILL: f32 = -32768.0;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Const {
     pub shape: Vec<usize>,
@@ -134,6 +142,19 @@ impl Const {
             Data::I(v) => Some(v),
             Data::F(_) => None,
         }
+    }
+
+    /// This constant with every "minus infinity" mask value (`-inf`, or at most
+    /// [`MASK_SENTINEL`]: `finfo(float32).min`, `-1e30`) replaced by [`MASK_FILL`], if it has
+    /// any. Exporters write such values where attention scores are masked before a softmax;
+    /// fixed point cannot hold them, and any score below exp's domain gives the same zero
+    /// weight.
+    pub fn with_tame_masks(&self) -> Option<Const> {
+        let Data::F(v) = &self.data else { return None };
+        if !v.iter().any(|&x| x <= MASK_SENTINEL) {
+            return None;
+        }
+        Some(Const::new_f(self.shape.clone(), v.iter().map(|&x| if x <= MASK_SENTINEL { MASK_FILL } else { x }).collect()))
     }
 
     /// The single element as f32, if there is exactly one.

@@ -312,6 +312,65 @@ pub trait Lowering {
         Ok(Self::Value::node(self.emit(cx, name, Op::Gather { axis, indices }, &[id])?))
     }
 
+    /// The client's integer input a node was moved from (reshapes only: Unsqueeze, Flatten,
+    /// a view), if it was.
+    fn integer_source(&self, mut id: NodeId) -> Option<NodeId> {
+        loop {
+            let node = &self.graph().nodes[id];
+            match node.op {
+                Op::IntegerInput => return Some(id),
+                Op::Reshape { .. } => id = node.inputs[0],
+                _ => return None,
+            }
+        }
+    }
+
+    /// `Gather` along `axis` of `data` (a table of weights or a computed tensor) by indices
+    /// the client supplies (`ids`, moved from one of its integer inputs): the client's
+    /// one-hot rows of the ids times `data` laid out as `[rows, rest]`. The client knows its
+    /// ids, so it makes the rows itself; the product needs no truncation (the rows are exact
+    /// integers) and reveals nothing about which rows were picked.
+    fn lookup_value(&mut self, cx: &Self::Cx<'_>, name: String, data: (&str, &Self::Value), axis: usize, ids: NodeId) -> Result<Self::Value, Self::Error> {
+        let source = self.integer_source(ids).ok_or_else(|| {
+            cx.unsupported(format!(
+                "indices `{}` are computed by the model; only indices the client supplies as an integer input (token ids) or constants are supported",
+                self.graph().nodes[ids].name
+            ))
+        })?;
+        let shape = self.shape(data.1);
+        let depth = shape[axis];
+        if depth == 0 {
+            return Err(cx.shape_err(format!("Gather from an empty axis of {shape:?}")));
+        }
+        let ids_shape = self.graph().nodes[ids].shape.clone();
+        let source_name = self.graph().nodes[source].name.clone();
+        let rows = self.emit(cx, format!("{name}/one_hot({source_name})"), Op::OneHot { depth }, &[source])?;
+        let mut rows_shape = ids_shape.clone();
+        rows_shape.push(depth);
+        let rows = self.reshape_value(cx, format!("{name}/rows"), &Self::Value::node(rows), rows_shape)?;
+        let rows = rows.as_node().expect("a reshape of a node is a node");
+        // The table with the gathered axis first, flattened to [depth, rest].
+        let mut perm = vec![axis];
+        perm.extend((0..shape.len()).filter(|&a| a != axis));
+        let table = self.transpose_value(cx, format!("{name}/table"), data.1, perm)?;
+        let before = &shape[..axis];
+        let after = &shape[axis + 1..];
+        let rest = num_elements(before) * num_elements(after);
+        let table = self.reshape_value(cx, format!("{name}/table2d"), &table, vec![depth, rest])?;
+        let table = self.node_of(cx, data.0, &table)?;
+        let picked = self.emit(cx, format!("{name}/lookup"), Op::MatMul, &[rows, table])?;
+        // [ids.., before.., after..] -> [before.., ids.., after..] (ONNX Gather's layout).
+        let mut picked_shape = ids_shape.clone();
+        picked_shape.extend_from_slice(before);
+        picked_shape.extend_from_slice(after);
+        let picked = self.reshape_value(cx, format!("{name}/picked"), &Self::Value::node(picked), picked_shape)?;
+        let (q, b) = (ids_shape.len(), before.len());
+        let mut perm: Vec<usize> = (q..q + b).collect();
+        perm.extend(0..q);
+        perm.extend(q + b..q + b + after.len());
+        self.transpose_value(cx, name, &picked, perm)
+    }
+
     /// Concatenation of named values (names are used for constants turned into weights).
     fn concat_values(&mut self, cx: &Self::Cx<'_>, name: String, parts: &[(String, Self::Value)], axis: usize) -> Result<Self::Value, Self::Error> {
         if parts.is_empty() {
@@ -411,6 +470,12 @@ pub trait Lowering {
             };
             return Ok(Self::Value::constant(Rc::new(r.map_err(|e| cx.shape_err(e))?)));
         }
+        // Attention masks of "minus infinity" added to or multiplied with computed scores.
+        let tamed = |v: &Self::Value| match (kind, v.as_const().and_then(|c| c.with_tame_masks())) {
+            (Arith::Add | Arith::Sub | Arith::Mul, Some(c)) => Self::Value::constant(Rc::new(c)),
+            _ => v.clone(),
+        };
+        let (a, b) = (&tamed(a), &tamed(b));
         let scalar = |v: &Self::Value| v.as_const().filter(|c| c.len() == 1).and_then(|c| c.single_f32());
         let (na, nb) = (a.as_node(), b.as_node());
         match (kind, na, nb) {

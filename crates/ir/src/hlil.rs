@@ -91,6 +91,11 @@ pub enum Op {
     /// `x * c` elementwise for a public constant tensor `c` broadcast to x's shape (resize
     /// coefficients: part of the architecture, not a weight). Inputs: x.
     MulConst(FloatTensor),
+    /// `[.., depth]` rows of 0/1 marking each integer of an `IntegerInput` (negative values
+    /// count from the end, as ONNX `Gather` indices do). The client knows its integers, so it
+    /// encodes the rows itself: a lookup in a table (token embeddings) becomes a product with
+    /// no truncation. Inputs: an `IntegerInput`.
+    OneHot { depth: usize },
 }
 
 /// An elementwise function (of `cryptflow-math`, for the secure backends).
@@ -226,6 +231,7 @@ impl Op {
             Op::Normalize { .. } => "Normalize",
             Op::Prelu => "Prelu",
             Op::MulConst(_) => "MulConst",
+            Op::OneHot { .. } => "OneHot",
         }
     }
 
@@ -287,6 +293,9 @@ impl Graph {
     /// operation is evaluated now and a weight is added in its place (constant folding).
     pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> Result<NodeId, ShapeError> {
         let name = name.into();
+        if matches!(op, Op::OneHot { .. }) && inputs.len() == 1 && self.nodes[inputs[0]].op != Op::IntegerInput {
+            return Err(ShapeError::new(format!("OneHot `{name}`: `{}` is not an integer input", self.nodes[inputs[0]].name)));
+        }
         let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
         let shape = infer_shape(&op, &shapes).map_err(|e| ShapeError::new(format!("{} `{}`: {}", op.name(), name, e)))?;
         let all_weights = !inputs.is_empty() && inputs.iter().all(|&i| matches!(self.nodes[i].op, Op::Weight(_)));
@@ -393,6 +402,9 @@ impl Graph {
                 // Sources carry their declared shape (a weight's even when its value is stripped).
                 continue;
             }
+            if matches!(node.op, Op::OneHot { .. }) && self.nodes[node.inputs[0]].op != Op::IntegerInput {
+                return Err(ShapeError::new(format!("OneHot `{}` reads `{}`, which is not an integer input", node.name, self.nodes[node.inputs[0]].name)));
+            }
             let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
             let shape = infer_shape(&node.op, &shapes)?;
             if shape != node.shape {
@@ -484,6 +496,14 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]]) -> Result<Vec<usize>, ShapeErro
             if out != inputs[0] {
                 return Err(ShapeError::new(format!("constant {:?} does not broadcast to the input {:?}", c.shape(), inputs[0])));
             }
+            out
+        }
+        Op::OneHot { depth } => {
+            if *depth == 0 {
+                return Err(ShapeError::new("one-hot depth 0"));
+            }
+            let mut out = inputs[0].to_vec();
+            out.push(*depth);
             out
         }
         Op::ReduceMax { axes, keep_dims } | Op::ReduceMin { axes, keep_dims } => {
@@ -733,6 +753,7 @@ pub fn eval_op(node: &Node, inputs: &[&FloatTensor]) -> Result<FloatTensor, Shap
         Op::Div => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, b| a / b)?,
         Op::Prelu => broadcast_zip(inputs[0], inputs[1], &node.shape, |a, s| if a >= 0.0 { a } else { s * a })?,
         Op::MulConst(c) => broadcast_zip(x(), c, &node.shape, |a, b| a * b)?,
+        Op::OneHot { depth } => one_hot_f32(x(), *depth).map_err(|e| ShapeError::new(format!("`{}`: {e}", node.name)))?,
         Op::ReduceMax { axes, keep_dims } => reduce_extreme(x(), axes, *keep_dims, f32::max)?,
         Op::ReduceMin { axes, keep_dims } => reduce_extreme(x(), axes, *keep_dims, f32::min)?,
         Op::Softmax { axis } => softmax_f32(x(), *axis, false)?,
@@ -829,6 +850,30 @@ fn reduce_extreme(x: &FloatTensor, axes: &[usize], keep_dims: bool, f: fn(f32, f
     let inner = rows.shape()[1];
     let data: Vec<f32> = rows.data().chunks(inner.max(1)).map(|r| r.iter().copied().reduce(f).unwrap_or(0.0)).collect();
     Tensor::new(reduced_shape(x.shape(), axes, keep_dims), data)
+}
+
+/// The 0/1 rows of [`Op::OneHot`]; an integer outside `-depth..depth` is an error.
+pub fn one_hot_f32(x: &FloatTensor, depth: usize) -> Result<FloatTensor, ShapeError> {
+    let mut out = vec![0f32; x.len() * depth];
+    for (k, &v) in x.data().iter().enumerate() {
+        let column = one_hot_column(v as i64, depth).filter(|_| v.fract() == 0.0).ok_or_else(|| {
+            ShapeError::new(format!("index {v} (element {k}) is outside -{depth}..{depth}"))
+        })?;
+        out[k * depth + column] = 1.0;
+    }
+    let mut shape = x.shape().to_vec();
+    shape.push(depth);
+    FloatTensor::new(shape, out)
+}
+
+/// The column [`Op::OneHot`] marks for the integer `v`: `v`, or `depth + v` for negative `v`.
+pub fn one_hot_column(v: i64, depth: usize) -> Option<usize> {
+    let d = i64::try_from(depth).ok()?;
+    match v {
+        0.. if v < d => Some(v as usize),
+        _ if v < 0 && v >= -d => Some((d + v) as usize),
+        _ => None,
+    }
 }
 
 fn softmax_f32(x: &FloatTensor, axis: usize, log: bool) -> Result<FloatTensor, ShapeError> {
@@ -942,6 +987,7 @@ pub fn describe_op(op: &Op) -> String {
         Op::Softmax { axis } | Op::LogSoftmax { axis } => format!("axis={axis}"),
         Op::Normalize { axes, epsilon } => format!("axes={axes:?}, epsilon={epsilon}"),
         Op::MulConst(c) => format!("c=<{} public values>", c.len()),
+        Op::OneHot { depth } => format!("depth={depth}"),
     }
 }
 

@@ -511,6 +511,28 @@ pub struct SecretInput {
     /// than at the program's scale.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub integer: bool,
+    /// The client supplies integers of shape `shape[..rank-1]` (token ids, each in
+    /// `-depth..depth` with `depth = shape[rank-1]`) and shares their one-hot rows (0/1 as
+    /// exact integers, see `hlil::Op::OneHot`). Set together with `integer`; an input may
+    /// appear twice under one name, once one-hot and once as plain integers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_hot: bool,
+}
+
+impl SecretInput {
+    /// The shape of the value the client supplies (a one-hot input's integers).
+    pub fn value_shape(&self) -> &[usize] {
+        if self.one_hot {
+            &self.shape[..self.shape.len().saturating_sub(1)]
+        } else {
+            &self.shape
+        }
+    }
+
+    /// A one-hot input's depth (the number of rows of the table it selects from).
+    pub fn one_hot_depth(&self) -> Option<usize> {
+        self.one_hot.then(|| self.shape.last().copied()).flatten()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -618,8 +640,11 @@ impl Program {
             if state[input.slot] != State::Unwritten {
                 return Err(format!("input `{}` shares slot %{} with another input or weight", input.name, input.slot));
             }
-            if client && !names.insert(input.name.as_str()) {
+            if client && !names.insert((input.name.as_str(), input.one_hot)) {
                 return Err(format!("two inputs are named `{}`", input.name));
+            }
+            if input.one_hot && (!client || !input.integer || input.shape.last().is_none_or(|&d| d == 0)) {
+                return Err(format!("input `{}`: only a client's integer input of rank 1 or more with a positive depth can be one-hot", input.name));
             }
             state[input.slot] = State::Live;
             from_input[input.slot] = client;
@@ -715,7 +740,13 @@ impl fmt::Display for Program {
             writeln!(f, "  %{} = weight \"{}\" : i64{:?}  # model owner", w.slot, w.name, w.shape)?;
         }
         for i in &self.inputs {
-            let kind = if i.integer { "integer input" } else { "input" };
+            let kind = if i.one_hot {
+                "one-hot integer input"
+            } else if i.integer {
+                "integer input"
+            } else {
+                "input"
+            };
             writeln!(f, "  %{} = {kind} \"{}\" : i64{:?}  # client", i.slot, i.name, i.shape)?;
         }
         for instr in &self.body {

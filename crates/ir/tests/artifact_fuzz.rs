@@ -22,8 +22,8 @@ fn write_sample(dir: &Path) {
     let program = Program {
         scale: 12,
         slots: vec![SlotInfo { shape: vec![1, 2] }, SlotInfo { shape: vec![2, 3] }, SlotInfo { shape: vec![1, 3] }],
-        weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![2, 3], integer: false }],
-        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 2], integer: false }],
+        weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![2, 3], integer: false, one_hot: false }],
+        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 2], integer: false, one_hot: false }],
         body: vec![Instr { op: LOp::MatMul, args: vec![0, 1], out: 2, layer: "y".into(), free_after: vec![] }],
         outputs: vec![Output { name: "y".into(), slot: 2, shape: vec![1, 3], encoding: Encoding::Fixed { scale: 24 } }],
     };

@@ -18,10 +18,10 @@ fn base() -> Program {
         scale: 12,
         slots: shapes.iter().map(|s| SlotInfo { shape: s.clone() }).collect(),
         weights: vec![
-            SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![4, 4], integer: false },
-            SecretInput { name: "b".into(), owner: Owner::ModelOwner, slot: 2, shape: vec![4], integer: false },
+            SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![4, 4], integer: false, one_hot: false },
+            SecretInput { name: "b".into(), owner: Owner::ModelOwner, slot: 2, shape: vec![4], integer: false, one_hot: false },
         ],
-        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 4], integer: false }],
+        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 4], integer: false, one_hot: false }],
         body: vec![
             instr(LOp::MatMul, vec![0, 1], 3),
             instr(LOp::Reshape, vec![2], 4),

@@ -318,12 +318,57 @@ impl Importer<'_> {
         Ok(Value::Const(Rc::new(acc)))
     }
 
+    /// `Where` with a constant condition: constants are selected now; a computed branch is
+    /// kept where the condition holds by public 0/1 masks (`x * c + y * (1 - c)`), as the
+    /// causal masks of decoders need. A condition computed from the inputs is not supported.
     fn where_op(&mut self, cx: &Cx) -> R<Value> {
         let c = self.const_input(cx, 0, "condition")?;
-        let x = self.const_input(cx, 1, "X")?;
-        let y = self.const_input(cx, 2, "Y")?;
-        let out = select(&c, &c.shape, &x, &y, MAX_GENERATED).map_err(|e| cx.shape_err(e))?;
-        Ok(Value::Const(Rc::new(out)))
+        let (x, y) = (self.input(cx, 1)?, self.input(cx, 2)?);
+        if let (Value::Const(x), Value::Const(y)) = (&x, &y) {
+            let out = select(&c, &c.shape, x, y, MAX_GENERATED).map_err(|e| cx.shape_err(e))?;
+            return Ok(Value::Const(Rc::new(out)));
+        }
+        let name = cx.out0()?.to_string();
+        let out = broadcast_shapes(&c.shape, &self.shape(&x))
+            .and_then(|s| broadcast_shapes(&s, &self.shape(&y)))
+            .map_err(|e| cx.shape_err(e))?;
+        let n = check_shape(&out).map_err(|e| cx.shape_err(e))?;
+        self.check_generated(cx, &out, n, c.len())?;
+        let keep: Vec<f32> = c.broadcast_to(&out).map_err(|e| cx.shape_err(e))?.to_i64().iter().map(|&k| (k != 0) as i32 as f32).collect();
+        let mut terms = Vec::new();
+        for (k, branch, wanted) in [(1usize, &x, 1.0f32), (2, &y, 0.0)] {
+            let mask: Vec<f32> = keep.iter().map(|&k| if k == wanted { 1.0 } else { 0.0 }).collect();
+            if mask.iter().all(|&m| m == 0.0) {
+                continue;
+            }
+            let label = cx.input_label(k);
+            let term = match branch {
+                Value::Const(v) => {
+                    let v = v.with_tame_masks().unwrap_or_else(|| (**v).clone());
+                    let v = v.broadcast_to(&out).map_err(|e| cx.shape_err(e))?.to_f32();
+                    Value::Const(Rc::new(Const::new_f(out.clone(), v.iter().zip(&mask).map(|(v, m)| v * m).collect())))
+                }
+                Value::Node(_) => {
+                    let full = self.broadcast_value(cx, branch, &label, &out)?;
+                    if mask.iter().all(|&m| m == 1.0) {
+                        full
+                    } else {
+                        let id = self.node_of(cx, &label, &full)?;
+                        let m = cryptflow_tensor::Tensor::new(out.clone(), mask).map_err(|e| cx.shape_err(e.to_string()))?;
+                        Value::Node(self.emit(cx, format!("{name}/{}", if k == 1 { "kept" } else { "filled" }), Op::MulConst(m), &[id])?)
+                    }
+                }
+            };
+            terms.push((label, term));
+        }
+        match terms.len() {
+            2 => {
+                let (b, a) = (terms.pop().expect("two"), terms.pop().expect("two"));
+                self.arith_values(cx, Arith::Add, (&a.0, &a.1), (&b.0, &b.1), &name)
+            }
+            // No elements: nothing to compute.
+            _ => Ok(terms.pop().map_or_else(|| Value::Const(Rc::new(Const::new_f(out, vec![]))), |t| t.1)),
+        }
     }
 
     // ---- shape manipulation ----------------------------------------------------------------
@@ -547,9 +592,13 @@ impl Importer<'_> {
         if shape.is_empty() {
             return Err(cx.invalid("Gather from a scalar"));
         }
+        let axis = cx.axis(cx.int_or("axis", 0)?, shape.len(), "axis")?;
+        if let Value::Node(ids) = self.input(cx, 1)? {
+            let label = cx.input_label(0);
+            return self.lookup_value(cx, cx.out0()?.to_string(), (&label, &x), axis, ids);
+        }
         let idx = self.const_input(cx, 1, "indices")?;
         let raw = idx.ints().ok_or_else(|| cx.invalid("indices must be integers"))?;
-        let axis = cx.axis(cx.int_or("axis", 0)?, shape.len(), "axis")?;
         let indices = gather_indices(cx, raw, axis, shape[axis], true)?;
         let out = gathered_shape(cx, &shape, axis, &idx.shape)?;
         let name = cx.out0()?;

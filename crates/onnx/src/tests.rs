@@ -1850,3 +1850,80 @@ fn depth_space_and_einsum_errors_and_forms() {
     assert!(einsum("ij->ik", &[&[2, 2]]).contains("in no input term"));
     assert!(einsum("ijk->i", &[&[2, 2]]).contains("does not match"));
 }
+
+// ---- transformers: lookups by token ids, masks --------------------------------------------------
+
+#[test]
+fn gather_by_token_ids_is_a_product_with_the_clients_one_hot_rows() {
+    // A [4, 3] table; ids [1, 2] as the client's integer input; axis 0 (embeddings).
+    let table: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect();
+    let mut m = B::new(14).input("ids", &[1, 2]).f("table", &[4, 3], table.clone()).node("Gather", &["table", "ids"], &["y"], vec![]).output("y");
+    m.inputs[0].r#type = Some(tensor_type(Some(&[1, 2]), 7));
+    let imp = m.ok();
+    let g = &imp.graph;
+    assert!(ops(g).contains(&"OneHot") && ops(g).contains(&"MatMul"), "{g}");
+    assert_eq!(g.nodes[g.outputs[0]].shape, [1, 2, 3]);
+    // Row 3 and row -4 (= row 0), as onnxruntime reads negative indices.
+    close(run1(&imp, vec![3.0, -4.0]).data(), &[table[9], table[10], table[11], table[0], table[1], table[2]]);
+    // Out of range: a clear error, not a wrong row.
+    let args: Vec<FloatTensor> = vec![t(&[1, 2], vec![4.0, 0.0])];
+    let onehot = g.nodes.iter().position(|n| matches!(n.op, Op::OneHot { .. })).unwrap();
+    let e = eval_op(&g.nodes[onehot], &[&args[0]]).unwrap_err().to_string();
+    assert!(e.contains("outside -4..4"), "{e}");
+
+    // Along axis 1 of a computed tensor ([2, 3] -> columns), ids of shape [2]: ONNX's layout
+    // data.shape[:axis] + ids.shape + data.shape[axis+1:].
+    let mut m = B::new(14)
+        .input("x", &[2, 3])
+        .input("ids", &[2])
+        .node("Gather", &["x", "ids"], &["y"], vec![ai("axis", 1)])
+        .output("y");
+    m.inputs[1].r#type = Some(tensor_type(Some(&[2]), 7));
+    let imp = m.ok();
+    let g = &imp.graph;
+    assert_eq!(g.nodes[g.outputs[0]].shape, [2, 2]);
+    let y = run(g, &[t(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), t(&[2], vec![2.0, 0.0])]).remove(0);
+    close(y.data(), &[3.0, 1.0, 6.0, 4.0]);
+
+    // Indices computed by the model (not the client's integers): refused, naming them.
+    let e = B::new(14).input("x", &[4]).f("table", &[4, 3], table).node("Gather", &["table", "x"], &["y"], vec![]).output("y").err();
+    assert!(e.contains("only indices the client supplies"), "{e}");
+}
+
+#[test]
+fn attention_masks_of_minus_infinity_become_a_large_finite_fill() {
+    // HF's extended mask: (1 - m) * finfo(float32).min, added to the scores; and a decoder's
+    // causal mask: Where(tril, scores, finfo.min). Both import, and the masked softmax weights
+    // are exactly those of float.
+    let min = f32::MIN;
+    let mut m = B::new(14)
+        .input("s", &[1, 3, 3])
+        .input("mask", &[1, 3])
+        .f("one", &[], vec![1.0])
+        .f("min", &[], vec![min])
+        .i("tril", &[1, 3, 3], vec![1, 0, 0, 1, 1, 0, 1, 1, 1])
+        .node("Cast", &["tril"], &["c"], vec![ai("to", 9)])
+        .node("Where", &["c", "s", "min"], &["causal"], vec![])
+        .node("Cast", &["mask"], &["mf"], vec![ai("to", 1)])
+        .node("Sub", &["one", "mf"], &["inv"], vec![])
+        .node("Mul", &["inv", "min"], &["add"], vec![])
+        .node("Add", &["causal", "add"], &["masked"], vec![])
+        .node("Softmax", &["masked"], &["p"], vec![ai("axis", -1)])
+        .output("p");
+    m.inputs[1].r#type = Some(tensor_type(Some(&[1, 3]), 7));
+    let imp = m.ok();
+    let g = &imp.graph;
+    let s: Vec<f32> = vec![0.5, -1.0, 2.0, 1.5, 0.25, -0.5, 3.0, 1.0, 0.0];
+    let p = run(g, &[t(&[1, 3, 3], s.clone()), t(&[1, 3], vec![1.0, 1.0, 0.0])]).remove(0);
+    // Row 0 sees key 0; row 1 keys 0-1; row 2 keys 0-1 (key 2 is padding).
+    let e = |a: f32, b: f32| (a.exp() / (a.exp() + b.exp()), b.exp() / (a.exp() + b.exp()));
+    let (r1a, r1b) = e(1.5, 0.25);
+    let (r2a, r2b) = e(3.0, 1.0);
+    close(p.data(), &[1.0, 0.0, 0.0, r1a, r1b, 0.0, r2a, r2b, 0.0]);
+    // The constants the compiler sees are finite and small.
+    for n in &g.nodes {
+        if let Op::MulScalar(c) | Op::AddScalar(c) = n.op {
+            assert!(c.abs() <= 32768.0, "{n:?}");
+        }
+    }
+}

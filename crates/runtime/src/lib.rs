@@ -13,7 +13,7 @@ use cryptflow_ir::hlil::{Op, UnaryFn};
 use cryptflow_ir::llil::{LOp, Program};
 use cryptflow_math::Domain;
 
-pub use runner::{decode_output, encode_input, encode_integer_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};
+pub use runner::{decode_output, encode_input, encode_integer_input, encode_one_hot_input, LayerMetrics, Runner, RunError, KEPT_WEIGHT_BYTES};
 
 /// For an HLIL operation whose secure evaluation approximates a function only over a domain
 /// (beyond it the documented clamp of `cryptflow-math`): the operand that must stay in the

@@ -41,6 +41,21 @@ pub fn encode_integer_input(shape: &[usize], values: &[i64]) -> RingTensor {
     RingTensor::new(shape.to_vec(), values.iter().map(|&v| v as u64).collect()).expect("one value per element of the shape")
 }
 
+/// The encoding of a one-hot input (`SecretInput::one_hot`): for each integer, a row of
+/// `depth` ring elements, 1 in its column (negative integers count from the end) and 0
+/// elsewhere. An integer outside `-depth..depth` is an error naming its position.
+pub fn encode_one_hot_input(shape: &[usize], values: &[i64], depth: usize) -> Result<RingTensor, String> {
+    let mut rows = vec![0u64; values.len() * depth];
+    for (k, &v) in values.iter().enumerate() {
+        let column = cryptflow_ir::hlil::one_hot_column(v, depth)
+            .ok_or_else(|| format!("element {k} is {v}, outside the table's {depth} rows (0..{depth}, or -{depth}..0 from the end)"))?;
+        rows[k * depth + column] = 1;
+    }
+    let mut ring_shape = shape.to_vec();
+    ring_shape.push(depth);
+    RingTensor::new(ring_shape, rows).map_err(|e| e.to_string())
+}
+
 pub fn decode_output(y: &RingTensor, encoding: Encoding) -> FloatTensor {
     y.map(|v| encoding.decode(v))
 }

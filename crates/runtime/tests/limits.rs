@@ -26,8 +26,8 @@ fn conv(pad: usize, out: Vec<usize>) -> Program {
     Program {
         scale: 0,
         slots: vec![SlotInfo { shape: vec![1, 1, 4, 4] }, SlotInfo { shape: vec![1, 1, 1, 1] }, SlotInfo { shape: out.clone() }],
-        weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![1, 1, 1, 1], integer: false }],
-        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 1, 4, 4], integer: false }],
+        weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![1, 1, 1, 1], integer: false, one_hot: false }],
+        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, 1, 4, 4], integer: false, one_hot: false }],
         body: vec![Instr { op: LOp::Conv(g), args: vec![0, 1], out: 2, layer: "conv".into(), free_after: vec![] }],
         outputs: vec![Output { name: "y".into(), slot: 2, shape: out, encoding: Encoding::Fixed { scale: 0 } }],
     }

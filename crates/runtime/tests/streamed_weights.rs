@@ -18,12 +18,12 @@ const SMALL: usize = 64;
 fn two_layers(w: usize) -> Program {
     let square = SlotInfo { shape: vec![w, w] };
     let row = SlotInfo { shape: vec![1, w] };
-    let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w], integer: false };
+    let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w], integer: false, one_hot: false };
     Program {
         scale: 0,
         slots: vec![row.clone(), square.clone(), square, row.clone(), row],
         weights: vec![weight("w1", 1), weight("w2", 2)],
-        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, w], integer: false }],
+        inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![1, w], integer: false, one_hot: false }],
         body: vec![
             Instr { op: LOp::MatMul, args: vec![0, 1], out: 3, layer: "l1".into(), free_after: vec![] },
             Instr { op: LOp::MatMul, args: vec![3, 2], out: 4, layer: "l2".into(), free_after: vec![] },
