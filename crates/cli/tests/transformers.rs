@@ -11,7 +11,7 @@
 //! The float executor matches onnxruntime within 1e-4; the cleartext executor and Porthos give
 //! float's class on every BERT input and float's next token (the argmax at position len-1) on
 //! every GPT prompt; a greedy 4-token continuation, one fixed-length forward per token as
-//! `--generate K` does it, equals onnxruntime's in float and cleartext.
+//! `--generate K` does it, equals onnxruntime's in float, cleartext and Porthos.
 
 mod common;
 
@@ -26,9 +26,15 @@ fn model(name: &str) -> PathBuf {
     fixtures().join(format!("models/{name}"))
 }
 
+/// Compiles fixture `name`; every graph input (token ids, masks, token types) is an integer
+/// client input.
 fn compile(work: &Path, name: &str) -> PathBuf {
     let dir = work.join(name);
     cryptflow_ok(&["compile", path_str(&model(&format!("{name}.onnx"))), "-o", path_str(&dir), "--scale", SCALE]);
+    let program: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("program.json")).unwrap()).unwrap();
+    for input in program["program"]["inputs"].as_array().unwrap() {
+        assert_eq!(input["integer"], true, "{name}: {input}");
+    }
     dir
 }
 
@@ -80,6 +86,7 @@ fn a_trained_bert_classifier_keeps_its_predictions_under_porthos() {
         let worst = got.iter().zip(&float).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
         eprintln!("tiny_bert_cls {backend}: largest logit error against float {worst}");
         assert_eq!(top(&got), reference, "tiny_bert_cls {backend}: classes differ from float's");
+        assert!(worst <= 0.05, "tiny_bert_cls {backend}: largest logit error against float {worst}");
     }
 }
 
@@ -147,6 +154,8 @@ fn a_trained_gpt_predicts_the_next_token_under_porthos() {
             .fold(0.0, f32::max);
         eprintln!("tiny_gpt {backend}: largest logit error against float over the prompts' positions {worst}");
         assert_eq!(prompts.next_tokens(&got, vocab), reference, "tiny_gpt {backend}: next tokens differ from float's");
+        // Logits reach ~25 and the top-1/top-2 gap is at least 12 at every prompt's last position.
+        assert!(worst <= 0.5, "tiny_gpt {backend}: largest logit error against float {worst}");
     }
 }
 
@@ -159,7 +168,7 @@ fn a_trained_gpt_continues_its_prompts_greedily() {
     let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
     let k = expected.len() / Prompts::fixture().lengths.len();
     let vocab = read_npy(&model("tiny_gpt.expected_logits.npy")).0[2];
-    for backend in ["float", "cleartext"] {
+    for backend in ["float", "cleartext", "porthos"] {
         let mut prompts = Prompts::fixture();
         let mut generated = vec![Vec::new(); prompts.lengths.len()];
         for step in 0..k {
