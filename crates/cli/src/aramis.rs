@@ -174,7 +174,7 @@ fn run_party(
     options: Options,
     variant: ProtocolVariant,
     weights: Option<&dyn WeightSource>,
-    inputs: Option<&[secure::Inputs]>,
+    inputs: Option<secure::ClientFeed<'_>>,
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
@@ -193,7 +193,7 @@ pub fn run_local(
     dir: &Path,
     program: &Program,
     weights: &dyn WeightSource,
-    inputs: &[secure::Inputs],
+    inputs: secure::ClientFeed<'_>,
     protocol: ProtocolName,
     fault: Option<Fault>,
 ) -> Result<(SecureRun, AramisMetrics)> {

@@ -62,6 +62,11 @@ pub struct CompileArgs {
     /// computed as the model says.
     #[arg(long)]
     pub strip_output_softmax: bool,
+    /// For a decoder (logits [1, L, V]): reveal only the greedy next token at a position the
+    /// client names (a new integer input `next_position` [1]; output `next_token` [1]), as
+    /// `cryptflow run --generate K` needs. The logits stay secret.
+    #[arg(long)]
+    pub next_token: bool,
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
@@ -69,7 +74,15 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("nothing to do: give -o DIR to write the compiled program, or --emit hlil|llil to print it");
     }
     let started = Instant::now();
-    let loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
+    let mut loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
+    if args.next_token {
+        cryptflow_athos::passes::add_next_token_head(&mut loaded.graph).map_err(|e| anyhow::anyhow!("--next-token: {e}"))?;
+        loaded.notices.push(format!(
+            "--next-token: outputs only `{}` (the argmax of the logits at the position given as `{}`)",
+            cryptflow_athos::passes::NEXT_TOKEN,
+            cryptflow_athos::passes::NEXT_POSITION
+        ));
+    }
     for notice in &loaded.notices {
         eprintln!("notice: {notice}");
     }

@@ -6,6 +6,7 @@ mod bench;
 mod calibrate;
 mod compile;
 mod demo;
+mod generate;
 mod inputs;
 mod model;
 mod npy;

@@ -379,6 +379,20 @@ pub fn write_f32(path: &Path, tensor: &FloatTensor) -> Result<()> {
     Ok(())
 }
 
+pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(BufWriter::new(file))
+        .begin_nd()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writer.extend(data.iter().copied()).with_context(|| format!("cannot write {}", path.display()))?;
+    writer.finish().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// How the inferences of an input file are laid out; outputs are stacked the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stacking {

@@ -405,7 +405,7 @@ pub fn drive<B: Backend>(
     let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     let bar = crate::secure::progress_bar();
-    let run = crate::secure::run_party(program, backend, files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref(), count, crash, bar.as_ref());
+    let run = crate::secure::run_party(program, backend, files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref().map(crate::secure::ClientFeed::Fixed), count, crash, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

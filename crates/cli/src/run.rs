@@ -12,6 +12,7 @@ use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
 
 use crate::inputs::InputSpec;
+use crate::secure::ClientFeed;
 use crate::{npy, BackendName, ProtocolName};
 
 #[derive(Args)]
@@ -41,6 +42,16 @@ pub struct RunArgs {
     /// Write run metrics (time, communication, per-layer breakdown) as JSON.
     #[arg(long, value_name = "M.json")]
     pub metrics: Option<PathBuf>,
+    /// Greedy decoding with a decoder compiled with `--next-token`: K tokens after the prompt
+    /// in `input_ids`, each from one secure forward pass in one session (the weights are
+    /// shared once); only each step's token is revealed, to the client. Writes the K tokens
+    /// (int64 [1, K]) to -o.
+    #[arg(long, value_name = "K")]
+    pub generate: Option<usize>,
+    /// With --generate: the prompt's length (default: the number of leading ones of
+    /// `attention_mask`).
+    #[arg(long, value_name = "N", requires = "generate")]
+    pub prompt_length: Option<usize>,
 }
 
 #[derive(Serialize, Default)]
@@ -86,6 +97,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     crate::aramis::check_fault(args.backend, args.inject_fault)?;
     crate::party::check_output_not_input(&args.output, &args.input)?;
     let public = crate::party::read_program(&args.dir)?;
+    if let Some(steps) = args.generate {
+        return crate::generate::generate(&args, &public, steps);
+    }
     let program = &public.program;
     if program.outputs.len() > 1 {
         eprintln!(
@@ -136,7 +150,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ProtocolName::Porthos => "porthos".into(),
                 ProtocolName::Securenn => "porthos-securenn".into(),
             };
-            let run = crate::secure::run_porthos_local(program, &weights, &encoded, variant, args.inject_fault)?;
+            let run = crate::secure::run_porthos_local(program, &weights, ClientFeed::Fixed(&encoded), variant, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -146,7 +160,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         BackendName::Aramis => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded = inputs.encoded(program)?;
-            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, &encoded, args.protocol, args.inject_fault)?;
+            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, ClientFeed::Fixed(&encoded), args.protocol, args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -158,7 +172,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded = inputs.encoded(program)?;
             metrics.backend = "2pc".into();
-            let run = crate::twopc::run_local(program, &weights, &encoded, args.inject_fault)?;
+            let run = crate::twopc::run_local(program, &weights, ClientFeed::Fixed(&encoded), args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();

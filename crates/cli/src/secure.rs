@@ -98,6 +98,29 @@ pub struct PartyRun<B> {
 /// One inference's encoded client inputs, in `program.inputs` order.
 pub type Inputs = Vec<RingTensor>;
 
+/// Makes inference `k`'s inputs from the outputs revealed so far (one entry per earlier
+/// inference).
+pub type NextInputs<'a> = &'a (dyn Fn(usize, &[Vec<RingTensor>]) -> Result<Inputs, String> + Sync);
+
+/// The client's inputs of a run: all given up front, or each made from the outputs of the
+/// inferences before it (greedy decoding: step `k`'s prompt holds the tokens of steps
+/// `0..k`). The other parties need only the number of inferences.
+#[derive(Clone, Copy)]
+pub enum ClientFeed<'a> {
+    Fixed(&'a [Inputs]),
+    Generated { steps: usize, next: NextInputs<'a> },
+}
+
+impl ClientFeed<'_> {
+    /// The number of inferences.
+    pub fn len(&self) -> usize {
+        match self {
+            ClientFeed::Fixed(x) => x.len(),
+            ClientFeed::Generated { steps, .. } => *steps,
+        }
+    }
+}
+
 /// The truncation every party of this process uses (`--truncation`), set once by `main`.
 static TRUNCATION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
@@ -118,7 +141,7 @@ pub fn run_party<B: Backend>(
     program: &Program,
     backend: B,
     weights: Option<&dyn WeightSource>,
-    inputs: Option<&[Inputs]>,
+    inputs: Option<ClientFeed<'_>>,
     inferences: usize,
     crash: bool,
     progress: Option<&indicatif::ProgressBar>,
@@ -141,7 +164,15 @@ pub fn run_party<B: Backend>(
     let mut outputs = Vec::new();
     let mut layers: Vec<LayerMetrics> = Vec::new();
     for k in 0..inferences {
-        let input = inputs.map(|x| x[k].as_slice());
+        let made;
+        let input = match inputs {
+            None => None,
+            Some(ClientFeed::Fixed(x)) => Some(x[k].as_slice()),
+            Some(ClientFeed::Generated { next, .. }) => {
+                made = next(k, &outputs).map_err(RunError::Input)?;
+                Some(made.as_slice())
+            }
+        };
         let (revealed, inference_layers) = runner.infer(input)?;
         crate::run::accumulate(&mut layers, inference_layers);
         if let Some(y) = revealed {
@@ -179,10 +210,10 @@ pub const THREE_PARTIES: Roles = Roles { names: &ROLE_NAMES, model_owner: 0, cli
 pub fn run_local_parties<T: Send>(
     roles: &Roles,
     weights: &dyn WeightSource,
-    inputs: &[Inputs],
+    inputs: ClientFeed<'_>,
     fault: Option<Fault>,
     describe_error: impl Fn(&anyhow::Error) -> String + Sync,
-    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<&[Inputs]>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
+    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<ClientFeed<'_>>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
 ) -> Result<(Vec<T>, f64)> {
     let started = Instant::now();
     let bar = progress_bar();
@@ -263,7 +294,7 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 pub fn run_porthos_local(
     program: &Program,
     weights: &dyn WeightSource,
-    inputs: &[Inputs],
+    inputs: ClientFeed<'_>,
     variant: ProtocolVariant,
     fault: Option<Fault>,
 ) -> Result<SecureRun> {

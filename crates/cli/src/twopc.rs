@@ -10,7 +10,7 @@ use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_twopc::{TwoPc, CLIENT, MODEL_OWNER};
 
 use crate::party::{self, PartyArgs};
-use crate::secure::{error_chain, run_local_parties, run_party, summarize, Fault, Inputs, Roles, SecureRun};
+use crate::secure::{error_chain, run_local_parties, run_party, summarize, ClientFeed, Fault, Roles, SecureRun};
 
 pub const ROLE_NAMES: [&str; 2] = ["model owner", "client"];
 
@@ -26,7 +26,7 @@ fn check_fault(fault: Option<Fault>) -> Result<()> {
 }
 
 /// Runs `inputs` (already encoded) with both parties in this process.
-pub fn run_local(program: &Program, weights: &dyn WeightSource, inputs: &[Inputs], fault: Option<Fault>) -> Result<SecureRun> {
+pub fn run_local(program: &Program, weights: &dyn WeightSource, inputs: ClientFeed<'_>, fault: Option<Fault>) -> Result<SecureRun> {
     check_fault(fault)?;
     let count = inputs.len();
     let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {

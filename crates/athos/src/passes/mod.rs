@@ -1,7 +1,9 @@
 //! HLIL-to-HLIL passes. Each one keeps the graph's float semantics (up to float rounding).
 
 mod batch_norm;
+mod next_token;
 mod relu_maxpool;
 
 pub use batch_norm::fold_batch_norms;
+pub use next_token::{add_next_token_head, NEXT_POSITION, NEXT_TOKEN};
 pub use relu_maxpool::switch_relu_maxpool;
