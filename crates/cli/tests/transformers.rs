@@ -11,7 +11,8 @@
 //! The float executor matches onnxruntime within 1e-4; the cleartext executor and Porthos give
 //! float's class on every BERT input and float's next token (the argmax at position len-1) on
 //! every GPT prompt; a greedy 4-token continuation, one fixed-length forward per token as
-//! `--generate K` does it, equals onnxruntime's in float, cleartext and Porthos.
+//! `--generate K` does it, equals onnxruntime's in float, cleartext and Porthos, both by hand
+//! (one `run` of the logits program per token) and with `compile --next-token` + `run --generate 4`.
 
 mod common;
 
@@ -182,5 +183,35 @@ fn a_trained_gpt_continues_its_prompts_greedily() {
         }
         let got: Vec<i64> = generated.concat();
         assert_eq!(got, expected, "{backend}: greedy continuations differ from onnxruntime's");
+    }
+}
+
+/// `run --generate 4` on the decoder compiled with `--next-token`: one session per prompt, only
+/// each step's token revealed; the tokens are onnxruntime's greedy continuation on every backend.
+#[test]
+fn a_trained_gpt_generates_its_continuations_with_generate_k() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tiny_gpt-next");
+    cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
+    let prompts = Prompts::fixture();
+    let n = prompts.lengths.len();
+    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
+    let k = expected.len() / n;
+    for (i, &len) in prompts.lengths.iter().enumerate() {
+        let ids = work.path().join(format!("ids-{i}.npy"));
+        let mask = work.path().join(format!("mask-{i}.npy"));
+        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
+        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
+        let inputs = [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))];
+        for backend in ["float", "cleartext", "porthos"] {
+            let out = work.path().join(format!("gen-{i}-{backend}.npy"));
+            let steps = k.to_string();
+            cryptflow_ok(&[
+                "run", path_str(&dir), "--backend", backend, "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+                path_str(&out),
+            ]);
+            let got = read_labels(&out);
+            assert_eq!(got, expected[i * k..][..k], "prompt {i} (length {len}) under {backend}: --generate {k}");
+        }
     }
 }
