@@ -215,3 +215,63 @@ fn a_trained_gpt_generates_its_continuations_with_generate_k() {
         }
     }
 }
+
+/// The other secure backends generate the same tokens (two prompts: 2PC is slow), and one
+/// session serves every step: the weights are shared once, each step costs exactly one
+/// forward pass (bytes are deterministic: `bytes(K) = setup + sharing + K x step`).
+#[test]
+fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tiny_gpt-next");
+    cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
+    let prompts = Prompts::fixture();
+    let n = prompts.lengths.len();
+    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
+    let k = expected.len() / n;
+    let inputs_of = |i: usize| {
+        let ids = work.path().join(format!("ids-{i}.npy"));
+        let mask = work.path().join(format!("mask-{i}.npy"));
+        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
+        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
+        [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))]
+    };
+    for i in 0..2 {
+        let inputs = inputs_of(i);
+        for backend in ["2pc", "aramis"] {
+            let out = work.path().join(format!("gen-{i}-{backend}.npy"));
+            let steps = k.to_string();
+            cryptflow_ok(&[
+                "run", path_str(&dir), "--backend", backend, "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+                path_str(&out),
+            ]);
+            assert_eq!(read_labels(&out), expected[i * k..][..k], "prompt {i} under {backend}: --generate {k}");
+        }
+    }
+    // Porthos bytes of 1 and of 3 steps.
+    let inputs = inputs_of(0);
+    let bytes = |steps: usize| -> (u64, u64, u64) {
+        let out = work.path().join(format!("cost-{steps}.npy"));
+        let metrics = work.path().join(format!("cost-{steps}.json"));
+        let steps = steps.to_string();
+        cryptflow_ok(&[
+            "run", path_str(&dir), "--backend", "porthos", "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+            path_str(&out), "--metrics", path_str(&metrics),
+        ]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+        let layers = m["layers"].as_array().unwrap();
+        let fixed: u64 = layers[..2].iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+        assert_eq!(layers[0]["layer"], "(session setup)");
+        let total = m["bytes_total"].as_u64().unwrap();
+        let per_layer: u64 = layers.iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+        assert_eq!(per_layer, total, "the per-layer breakdown adds up to the total");
+        (total, fixed, m["rounds"].as_u64().unwrap())
+    };
+    let (one, fixed1, rounds1) = bytes(1);
+    let (three, fixed3, rounds3) = bytes(3);
+    assert_eq!(fixed1, fixed3, "set-up and weight sharing happen once per session");
+    let step = one - fixed1;
+    assert!(step > 0);
+    assert_eq!(three, fixed1 + 3 * step, "every step costs one forward pass");
+    let sharing_rounds = rounds1 - (rounds3 - rounds1) / 2;
+    assert_eq!(rounds3 - rounds1, 2 * (rounds1 - sharing_rounds));
+}
