@@ -1,6 +1,7 @@
 """A peer, side by side: SecretFlow-SPU running a BERT encoder the way PUMA does, on this machine.
 
-Runs one forward pass of a BERT encoder (seeded random weights) under SPU's ABY3 protocol over
+Runs one forward pass of a BERT encoder with BertForSequenceClassification's head (pooler and
+classifier; seeded random weights) under SPU's ABY3 protocol over
 the 64-bit ring (FM64), three parties, with PUMA's runtime settings and approximations, and
 reports the wall time of one inference (compilation apart), the bytes sent by all parties, peak
 resident memory, the error against the same model in plain JAX, the CPU, and the PUMA paper's
@@ -130,8 +131,10 @@ def free_ports(n: int) -> list[int]:
 # version coupling with transformers), with PUMA's approximations switchable.
 
 
-def make_params(layers: int, hidden: int, heads: int, inter: int, vocab: int, seed: int) -> dict:
-    """Seeded random weights in BERT's initialisation (normal, std 0.02), float32."""
+def make_params(layers: int, hidden: int, heads: int, inter: int, vocab: int, seed: int,
+                classes: int = 0) -> dict:
+    """Seeded random weights in BERT's initialisation (normal, std 0.02), float32; with
+    classes > 0 also the pooler and a classifier (BertForSequenceClassification's head)."""
     rng = np.random.default_rng(seed)
 
     def w(*shape):
@@ -158,6 +161,9 @@ def make_params(layers: int, hidden: int, heads: int, inter: int, vocab: int, se
             "fc2": w(inter, hidden), "b2": w(hidden),
             "ln2": ln(),
         })
+    if classes:
+        params["pooler"] = {"w": w(hidden, hidden), "b": w(hidden)}
+        params["classifier"] = {"w": w(hidden, classes), "b": w(classes)}
     return params
 
 
@@ -219,7 +225,8 @@ def layer_norm(x, p, eps=1e-12):
 def bert_encoder(params, tokens, mask, *, heads: int, embedding: str, approx: str):
     """tokens: int32 ids [seq] (embedding 'puma') or a float one-hot [seq, vocab]
     ('client-onehot'); mask: float [seq], 1 for a real token and 0 for padding.
-    Returns the last hidden state [seq, hidden]."""
+    Returns the last hidden state [seq, hidden] and, when params has a pooler, the logits of
+    the classification head (tanh pooler on the first token, then a dense layer)."""
     import jax.numpy as jnp
 
     gelu = gelu_puma if approx == "puma" else gelu_exact
@@ -252,7 +259,10 @@ def bert_encoder(params, tokens, mask, *, heads: int, embedding: str, approx: st
         x = layer_norm(x + ctx @ p["o"] + p["bo"], p["ln1"])
         h = gelu(x @ p["fc1"] + p["b1"])
         x = layer_norm(x + h @ p["fc2"] + p["b2"], p["ln2"])
-    return x
+    if "pooler" not in params:
+        return x
+    pooled = jnp.tanh(x[0] @ params["pooler"]["w"] + params["pooler"]["b"])
+    return x, pooled @ params["classifier"]["w"] + params["classifier"]["b"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,6 +619,9 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--intermediate", type=int, default=None, help="default 4 x hidden")
     ap.add_argument("--vocab", type=int, default=VOCAB)
+    ap.add_argument("--classes", type=int, default=2,
+                    help="classes of the sequence-classification head (pooler + classifier, as "
+                         "PUMA's benchmark and cryptflow's zoo BERTs have); 0: no head (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
     ap.add_argument("--padding", type=int, default=0,
                     help="trailing padding tokens (mask 0) of the input (default 0: all real)")
@@ -644,7 +657,8 @@ def main() -> None:
     log(f"BERT {args.layers} layers, hidden {args.hidden}, {args.heads} heads, intermediate {inter}, "
         f"vocab {args.vocab}, seq {args.seq}; SPU {spu.__version__}, parties: {args.parties}")
 
-    params = make_params(args.layers, args.hidden, args.heads, inter, args.vocab, args.seed)
+    params = make_params(args.layers, args.hidden, args.heads, inter, args.vocab, args.seed,
+                         classes=args.classes)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
     rng = np.random.default_rng(args.seed + 1)
     ids = rng.integers(0, args.vocab, size=args.seq).astype(np.int32)
@@ -663,8 +677,11 @@ def main() -> None:
 
     # Plaintext references: the exact model, and the model with PUMA's approximations.
     t0 = time.perf_counter()
-    ref_exact = np.asarray(jax.jit(model("exact"))(params, tokens, mask))
-    ref_puma = np.asarray(jax.jit(model("puma"))(params, tokens, mask))
+    def as_list(r):
+        return [np.asarray(v, dtype=np.float64) for v in (r if isinstance(r, tuple) else (r,))]
+
+    ref_exact = as_list(jax.jit(model("exact"))(params, tokens, mask))
+    ref_puma = as_list(jax.jit(model("puma"))(params, tokens, mask))
     log(f"plaintext JAX references in {time.perf_counter() - t0:.1f} s ({n_params / 1e6:.1f} M parameters)")
 
     cfg = runtime_config(args)
@@ -684,7 +701,8 @@ def main() -> None:
     io = spu_api.Io(3, cfg)
     runner = run_spu_processes if args.parties == "processes" else run_spu_simulator
     outputs, party_stats, share_seconds, driver_seconds, logs = runner(exe, flat, cfg, io, args.out_dir, log)
-    out = np.asarray(outputs[0], dtype=np.float64)
+    outs = [np.asarray(o, dtype=np.float64) for o in outputs]
+    out, ref_e, ref_p = outs[0], ref_exact[0], ref_puma[0]
 
     def cos(a, b):
         a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
@@ -715,12 +733,16 @@ def main() -> None:
         "rounds": None,  # SPU reports messages (send actions) per party, not rounds
         "peak_rss_bytes": [s.get("peak_rss_bytes") for s in party_stats],
         "driver_peak_rss_bytes": peak_rss_bytes(),
-        "max_abs_err": float(np.max(np.abs(out - ref_exact))),
-        "mean_abs_err": float(np.mean(np.abs(out - ref_exact))),
-        "max_abs_err_vs_puma_plaintext": float(np.max(np.abs(out - ref_puma))),
-        "max_abs_err_puma_plaintext_vs_exact": float(np.max(np.abs(ref_puma - ref_exact))),
-        "min_cosine_per_token": cos(out, ref_exact),
-        "output_max_abs": float(np.max(np.abs(ref_exact))),
+        "classes": args.classes,
+        "max_abs_err": float(np.max(np.abs(out - ref_e))),
+        "mean_abs_err": float(np.mean(np.abs(out - ref_e))),
+        "max_abs_err_vs_puma_plaintext": float(np.max(np.abs(out - ref_p))),
+        "max_abs_err_puma_plaintext_vs_exact": float(np.max(np.abs(ref_p - ref_e))),
+        "min_cosine_per_token": cos(out, ref_e),
+        "output_max_abs": float(np.max(np.abs(ref_e))),
+        "logits": outs[1].tolist() if len(outs) > 1 else None,
+        "logits_plaintext": ref_exact[1].tolist() if len(outs) > 1 else None,
+        "logits_max_abs_err": float(np.max(np.abs(outs[1] - ref_exact[1]))) if len(outs) > 1 else None,
         "cpu_model": cpu_model(),
         "simd": simd_level(),
         "cores": os.cpu_count(),
@@ -769,7 +791,12 @@ def main() -> None:
     print(f"SPU vs plaintext JAX (exact GELU/softmax): max abs error {result['max_abs_err']:.3e}, "
           f"mean {result['mean_abs_err']:.3e}, min cosine per token {result['min_cosine_per_token']:.5f} "
           f"(output max |x| {result['output_max_abs']:.2f}); vs plaintext with PUMA's approximations "
-          f"{result['max_abs_err_vs_puma_plaintext']:.3e}")
+          f"{result['max_abs_err_vs_puma_plaintext']:.3e} (the last hidden state)")
+    if result["logits"] is not None:
+        print(f"logits: SPU {np.round(result['logits'], 4).tolist()}, plaintext "
+              f"{np.round(result['logits_plaintext'], 4).tolist()}, max abs error "
+              f"{result['logits_max_abs_err']:.3e}; argmax "
+              f"{'equal' if np.argmax(result['logits']) == np.argmax(result['logits_plaintext']) else 'DIFFERS'}")
     if cf.get("error"):
         print(f"cryptflow: {cf['error'].splitlines()[0]}")
     line = json.dumps(result)
