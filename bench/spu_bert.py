@@ -55,7 +55,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
@@ -647,7 +646,6 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     import jax
-    import jax.numpy as jnp
     import spu
     import spu.api as spu_api
     import spu.libspu as libspu
