@@ -77,6 +77,12 @@ pub struct HlilPassStats {
     pub batch_norms_folded: usize,
     pub batch_norms_as_multiply_add: usize,
     pub relu_maxpool_switched: usize,
+    /// Normalisations written out op by op, fused into one `Normalize` each.
+    #[serde(default)]
+    pub normalizations_fused: usize,
+    /// Activations written out elementwise (GELU, swish), fused into one function each.
+    #[serde(default)]
+    pub activations_fused: usize,
 }
 
 /// The compile report: what `cryptflow compile` prints and stores with the artifact.
@@ -117,11 +123,19 @@ pub fn optimize_hlil(mut graph: Graph, options: &CompileOptions) -> Result<(Grap
     graph.validate()?;
     let (folded, lowered) = passes::fold_batch_norms(&mut graph, options.fold_batch_norms)?;
     let switched = if options.relu_maxpool_switch { passes::switch_relu_maxpool(&mut graph) } else { 0 };
+    let normalizations = passes::fuse_normalizations(&mut graph);
+    let activations = passes::fuse_activations(&mut graph);
     graph.prune();
     graph.validate().map_err(|e| CompileError::Internal(format!("a pass broke the graph: {e}")))?;
     Ok((
         graph,
-        HlilPassStats { batch_norms_folded: folded, batch_norms_as_multiply_add: lowered, relu_maxpool_switched: switched },
+        HlilPassStats {
+            batch_norms_folded: folded,
+            batch_norms_as_multiply_add: lowered,
+            relu_maxpool_switched: switched,
+            normalizations_fused: normalizations,
+            activations_fused: activations,
+        },
     ))
 }
 

@@ -148,8 +148,12 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         r.llil_instructions
     );
     eprintln!(
-        "  passes: {} batch norms folded, {} as multiply-add, {} ReLU/MaxPool switched",
-        r.passes.batch_norms_folded, r.passes.batch_norms_as_multiply_add, r.passes.relu_maxpool_switched
+        "  passes: {} batch norms folded, {} as multiply-add, {} ReLU/MaxPool switched, {} normalisations and {} activations fused",
+        r.passes.batch_norms_folded,
+        r.passes.batch_norms_as_multiply_add,
+        r.passes.relu_maxpool_switched,
+        r.passes.normalizations_fused,
+        r.passes.activations_fused
     );
     eprintln!(
         "  ScaleDown ({} placement used): eager {} calls / {} elements, lazy {} calls / {} elements",

@@ -1,0 +1,277 @@
+//! Real trained transformers as HuggingFace + torch.onnx export them
+//! (`fixtures/train_transformer_models.py`, described in `fixtures/models/transformers.json`):
+//!
+//! * `tiny_bert_cls.onnx` (opset 14): a 2-layer BERT classifier with token ids, an attention
+//!   mask and token types as int64 client inputs, decomposed LayerNorm, erf GELU, pooler and
+//!   classifier; 32 held-out sentence pairs with real padding.
+//! * `tiny_gpt.onnx` (opset 17): a 2-layer GPT-2 with `LayerNormalization`, tanh GELU, fused
+//!   qkv, the causal mask as a `Where` over a bool buffer, the padding mask and the lm_head tied
+//!   to the token embeddings; 8 right-padded prompts.
+//!
+//! The float executor matches onnxruntime within 1e-4; the cleartext executor and Porthos give
+//! float's class on every BERT input and float's next token (the argmax at position len-1) on
+//! every GPT prompt; a greedy 4-token continuation, one fixed-length forward per token as
+//! `--generate K` does it, equals onnxruntime's in float, cleartext and Porthos, both by hand
+//! (one `run` of the logits program per token) and with `compile --next-token` + `run --generate 4`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const SCALE: &str = "12";
+const L: usize = 16;
+
+fn model(name: &str) -> PathBuf {
+    fixtures().join(format!("models/{name}"))
+}
+
+/// Compiles fixture `name`; every graph input (token ids, masks, token types) is an integer
+/// client input.
+fn compile(work: &Path, name: &str) -> PathBuf {
+    let dir = work.join(name);
+    cryptflow_ok(&["compile", path_str(&model(&format!("{name}.onnx"))), "-o", path_str(&dir), "--scale", SCALE]);
+    let program: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("program.json")).unwrap()).unwrap();
+    for input in program["program"]["inputs"].as_array().unwrap() {
+        assert_eq!(input["integer"], true, "{name}: {input}");
+    }
+    dir
+}
+
+/// Runs the compiled `dir` on `inputs` (graph input name, .npy file) and returns the outputs.
+fn run(dir: &Path, backend: &str, inputs: &[(&str, PathBuf)], out: &Path) -> Vec<f32> {
+    let specs: Vec<String> = inputs.iter().map(|(n, p)| format!("{n}={}", path_str(p))).collect();
+    let mut args = vec!["run", path_str(dir), "--backend", backend];
+    for s in &specs {
+        args.extend(["--input", s.as_str()]);
+    }
+    args.extend(["-o", path_str(out)]);
+    cryptflow_ok(&args);
+    read_npy(out).1
+}
+
+/// Float within 1e-4 of onnxruntime, element by element.
+fn assert_matches_onnxruntime(name: &str, got: &[f32], expected: &[f32]) {
+    assert_eq!(got.len(), expected.len(), "{name}: output size");
+    let mut worst = 0.0f32;
+    for (i, (a, e)) in got.iter().zip(expected).enumerate() {
+        assert!((a - e).abs() <= 1e-4, "{name}: float element {i}: {a} vs onnxruntime {e}");
+        worst = worst.max((a - e).abs());
+    }
+    eprintln!("{name}: float vs onnxruntime, largest difference {worst}");
+}
+
+#[test]
+fn a_trained_bert_classifier_keeps_its_predictions_under_porthos() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = compile(work.path(), "tiny_bert_cls");
+    let inputs: Vec<(&str, PathBuf)> = ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|&n| (n, model(&format!("tiny_bert_cls.{n}.npy"))))
+        .collect();
+    let (shape, expected) = read_npy(&model("tiny_bert_cls.expected_logits.npy"));
+    let labels = read_labels(&model("tiny_bert_cls.labels.npy"));
+    let (n, classes) = (shape[0], shape[1]);
+    assert_eq!(labels.len(), n);
+    let top = |logits: &[f32]| logits.chunks(classes).map(argmax).collect::<Vec<_>>();
+
+    let float = run(&dir, "float", &inputs, &work.path().join("float.npy"));
+    assert_matches_onnxruntime("tiny_bert_cls", &float, &expected);
+    let reference = top(&float);
+    assert_eq!(reference, top(&expected), "float's classes are onnxruntime's");
+    let correct = reference.iter().zip(&labels).filter(|(p, &y)| **p as i64 == y).count();
+    eprintln!("tiny_bert_cls: float classifies {correct}/{n} correctly");
+    for backend in ["cleartext", "porthos"] {
+        let got = run(&dir, backend, &inputs, &work.path().join(format!("{backend}.npy")));
+        let worst = got.iter().zip(&float).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
+        eprintln!("tiny_bert_cls {backend}: largest logit error against float {worst}");
+        assert_eq!(top(&got), reference, "tiny_bert_cls {backend}: classes differ from float's");
+        assert!(worst <= 0.05, "tiny_bert_cls {backend}: largest logit error against float {worst}");
+    }
+}
+
+struct Prompts {
+    ids: Vec<i64>,
+    mask: Vec<i64>,
+    lengths: Vec<usize>,
+}
+
+impl Prompts {
+    fn fixture() -> Self {
+        let ids = read_labels(&model("tiny_gpt.input_ids.npy"));
+        let mask = read_labels(&model("tiny_gpt.attention_mask.npy"));
+        let lengths = read_labels(&model("tiny_gpt.lengths.npy")).iter().map(|&n| n as usize).collect();
+        Prompts { ids, mask, lengths }
+    }
+
+    fn write(&self, work: &Path, tag: &str) -> Vec<(&'static str, PathBuf)> {
+        let n = self.lengths.len();
+        let ids = work.join(format!("ids-{tag}.npy"));
+        let mask = work.join(format!("mask-{tag}.npy"));
+        write_npy(&ids, &[n, L], &self.ids);
+        write_npy(&mask, &[n, L], &self.mask);
+        vec![("input_ids", ids), ("attention_mask", mask)]
+    }
+
+    /// The argmax of each prompt's logits at its last real position.
+    fn next_tokens(&self, logits: &[f32], vocab: usize) -> Vec<usize> {
+        self.lengths.iter().enumerate().map(|(i, &len)| argmax(&logits[(i * L + len - 1) * vocab..][..vocab])).collect()
+    }
+
+    /// Writes `tokens` at each prompt's next position and extends its mask.
+    fn push(&mut self, tokens: &[usize]) {
+        for (i, &t) in tokens.iter().enumerate() {
+            let at = i * L + self.lengths[i];
+            self.ids[at] = t as i64;
+            self.mask[at] = 1;
+            self.lengths[i] += 1;
+        }
+    }
+}
+
+#[test]
+fn a_trained_gpt_predicts_the_next_token_under_porthos() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = compile(work.path(), "tiny_gpt");
+    let prompts = Prompts::fixture();
+    let inputs = prompts.write(work.path(), "prompt");
+    let (shape, expected) = read_npy(&model("tiny_gpt.expected_logits.npy"));
+    let vocab = shape[2];
+    let expected_next: Vec<usize> = read_labels(&model("tiny_gpt.expected_next.npy")).iter().map(|&t| t as usize).collect();
+
+    let float = run(&dir, "float", &inputs, &work.path().join("float.npy"));
+    assert_matches_onnxruntime("tiny_gpt", &float, &expected);
+    let reference = prompts.next_tokens(&float, vocab);
+    assert_eq!(reference, expected_next, "float's next tokens are onnxruntime's");
+    for backend in ["cleartext", "porthos"] {
+        let got = run(&dir, backend, &inputs, &work.path().join(format!("{backend}.npy")));
+        let worst = prompts
+            .lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| (0..len * vocab).map(move |j| i * L * vocab + j))
+            .map(|j| (got[j] - float[j]).abs())
+            .fold(0.0, f32::max);
+        eprintln!("tiny_gpt {backend}: largest logit error against float over the prompts' positions {worst}");
+        assert_eq!(prompts.next_tokens(&got, vocab), reference, "tiny_gpt {backend}: next tokens differ from float's");
+        // Logits reach ~25 and the top-1/top-2 gap is at least 12 at every prompt's last position.
+        assert!(worst <= 0.5, "tiny_gpt {backend}: largest logit error against float {worst}");
+    }
+}
+
+/// Greedy decoding of 4 tokens the way `--generate K` does it: a full fixed-length forward per
+/// token, the token at position len taken from the argmax at len-1.
+#[test]
+fn a_trained_gpt_continues_its_prompts_greedily() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = compile(work.path(), "tiny_gpt");
+    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
+    let k = expected.len() / Prompts::fixture().lengths.len();
+    let vocab = read_npy(&model("tiny_gpt.expected_logits.npy")).0[2];
+    for backend in ["float", "cleartext", "porthos"] {
+        let mut prompts = Prompts::fixture();
+        let mut generated = vec![Vec::new(); prompts.lengths.len()];
+        for step in 0..k {
+            let inputs = prompts.write(work.path(), &format!("{backend}-{step}"));
+            let logits = run(&dir, backend, &inputs, &work.path().join(format!("{backend}-{step}.npy")));
+            let next = prompts.next_tokens(&logits, vocab);
+            for (g, &t) in generated.iter_mut().zip(&next) {
+                g.push(t as i64);
+            }
+            prompts.push(&next);
+        }
+        let got: Vec<i64> = generated.concat();
+        assert_eq!(got, expected, "{backend}: greedy continuations differ from onnxruntime's");
+    }
+}
+
+/// `run --generate 4` on the decoder compiled with `--next-token`: one session per prompt, only
+/// each step's token revealed; the tokens are onnxruntime's greedy continuation on every backend.
+#[test]
+fn a_trained_gpt_generates_its_continuations_with_generate_k() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tiny_gpt-next");
+    cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
+    let prompts = Prompts::fixture();
+    let n = prompts.lengths.len();
+    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
+    let k = expected.len() / n;
+    for (i, &len) in prompts.lengths.iter().enumerate() {
+        let ids = work.path().join(format!("ids-{i}.npy"));
+        let mask = work.path().join(format!("mask-{i}.npy"));
+        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
+        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
+        let inputs = [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))];
+        for backend in ["float", "cleartext", "porthos"] {
+            let out = work.path().join(format!("gen-{i}-{backend}.npy"));
+            let steps = k.to_string();
+            cryptflow_ok(&[
+                "run", path_str(&dir), "--backend", backend, "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+                path_str(&out),
+            ]);
+            let got = read_labels(&out);
+            assert_eq!(got, expected[i * k..][..k], "prompt {i} (length {len}) under {backend}: --generate {k}");
+        }
+    }
+}
+
+/// The other secure backends generate the same tokens (two prompts: 2PC is slow), and one
+/// session serves every step: the weights are shared once, each step costs exactly one
+/// forward pass (bytes are deterministic: `bytes(K) = setup + sharing + K x step`).
+#[test]
+fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tiny_gpt-next");
+    cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
+    let prompts = Prompts::fixture();
+    let n = prompts.lengths.len();
+    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
+    let k = expected.len() / n;
+    let inputs_of = |i: usize| {
+        let ids = work.path().join(format!("ids-{i}.npy"));
+        let mask = work.path().join(format!("mask-{i}.npy"));
+        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
+        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
+        [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))]
+    };
+    for i in 0..2 {
+        let inputs = inputs_of(i);
+        for backend in ["2pc", "aramis"] {
+            let out = work.path().join(format!("gen-{i}-{backend}.npy"));
+            let steps = k.to_string();
+            cryptflow_ok(&[
+                "run", path_str(&dir), "--backend", backend, "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+                path_str(&out),
+            ]);
+            assert_eq!(read_labels(&out), expected[i * k..][..k], "prompt {i} under {backend}: --generate {k}");
+        }
+    }
+    // Porthos bytes of 1 and of 3 steps.
+    let inputs = inputs_of(0);
+    let bytes = |steps: usize| -> (u64, u64, u64) {
+        let out = work.path().join(format!("cost-{steps}.npy"));
+        let metrics = work.path().join(format!("cost-{steps}.json"));
+        let steps = steps.to_string();
+        cryptflow_ok(&[
+            "run", path_str(&dir), "--backend", "porthos", "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
+            path_str(&out), "--metrics", path_str(&metrics),
+        ]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+        let layers = m["layers"].as_array().unwrap();
+        let fixed: u64 = layers[..2].iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+        assert_eq!(layers[0]["layer"], "(session setup)");
+        let total = m["bytes_total"].as_u64().unwrap();
+        let per_layer: u64 = layers.iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+        assert_eq!(per_layer, total, "the per-layer breakdown adds up to the total");
+        (total, fixed, m["rounds"].as_u64().unwrap())
+    };
+    let (one, fixed1, rounds1) = bytes(1);
+    let (three, fixed3, rounds3) = bytes(3);
+    assert_eq!(fixed1, fixed3, "set-up and weight sharing happen once per session");
+    let step = one - fixed1;
+    assert!(step > 0);
+    assert_eq!(three, fixed1 + 3 * step, "every step costs one forward pass");
+    let sharing_rounds = rounds1 - (rounds3 - rounds1) / 2;
+    assert_eq!(rounds3 - rounds1, 2 * (rounds1 - sharing_rounds));
+}
