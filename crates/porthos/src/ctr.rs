@@ -1,10 +1,17 @@
 //! AES-128 in counter mode: the keystream behind [`crate::prf`].
 //!
 //! Block `i` of the keystream under key `k` is `AES_k(i)`, the counter `i` written as a
-//! 128-bit little-endian integer. On CPUs with VAES and AVX-512 the blocks are encrypted 32 at
-//! a time with 512-bit AES rounds (four blocks per instruction, eight registers in flight);
-//! otherwise by the `aes` crate (AES-NI, eight blocks pipelined, or its constant-time software
-//! implementation). Both give the same bytes (tested); the environment variable
+//! 128-bit little-endian integer. One description of counter mode ([`x86::keystream_with`],
+//! generic over a small trait of AES lanes) is compiled per width, and the key picks one when it
+//! is set up, from the dispatch level ([`crate::simd::level`], `CRYPTFLOW_SIMD`):
+//! - `avx512` with VAES: 512-bit AES rounds (four blocks per instruction, eight registers, 32
+//!   blocks in flight);
+//! - `avx2` with VAES: 256-bit rounds (two blocks per instruction, 16 in flight); `avx2`
+//!   without VAES but with AES-NI: 128-bit rounds, eight blocks in flight;
+//! - `scalar` (or no AES instructions): the `aes` crate (which itself uses AES-NI or the ARMv8
+//!   AES instructions when the CPU has them, else a constant-time software implementation).
+//!
+//! All give the same bytes (tested at every level the CPU has); the environment variable
 //! `CRYPTFLOW_NO_VAES` makes keys set up afterwards use the `aes` crate's path (to compare).
 
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -13,23 +20,51 @@ use aes::{Aes128, Block};
 /// Blocks encrypted per call of the `aes` crate.
 const BATCH: usize = 64;
 
+/// How a key encrypts its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// The `aes` crate.
+    Crate,
+    /// AES-NI, 128-bit registers.
+    AesNi,
+    /// VAES with AVX2, 256-bit registers.
+    Vaes256,
+    /// VAES with AVX-512, 512-bit registers (and the fused Z_p sampler with AVX-512BW/VBMI).
+    Vaes512,
+}
+
+impl Engine {
+    /// The engine for a dispatch level on this CPU.
+    pub(crate) fn at(level: crate::simd::Level) -> Engine {
+        x86::engine(level)
+    }
+}
+
 /// An expanded AES-128 key.
 #[derive(Clone)]
 pub(crate) struct Cipher {
     aes: Aes128,
-    /// The 11 round keys, when the VAES path is used.
+    /// The 11 round keys, when an engine of ours (not the crate's) is used.
     round_keys: Option<[[u8; 16]; 11]>,
+    engine: Engine,
 }
 
 impl Cipher {
     pub(crate) fn new(key: &[u8; 16]) -> Cipher {
-        Cipher { aes: Aes128::new(key.into()), round_keys: x86::round_keys(key) }
+        let engine = if std::env::var_os("CRYPTFLOW_NO_VAES").is_some() { Engine::Crate } else { Engine::at(crate::simd::level()) };
+        Cipher::with_engine(key, engine)
+    }
+
+    /// The key with a given engine (which the CPU must support).
+    pub(crate) fn with_engine(key: &[u8; 16], engine: Engine) -> Cipher {
+        let round_keys = if engine == Engine::Crate { None } else { Some(x86::round_keys(key)) };
+        Cipher { aes: Aes128::new(key.into()), round_keys, engine }
     }
 
     /// The same key without the VAES path (for tests).
     #[cfg(test)]
     pub(crate) fn portable(&self) -> Cipher {
-        Cipher { aes: self.aes.clone(), round_keys: None }
+        Cipher { aes: self.aes.clone(), round_keys: None, engine: Engine::Crate }
     }
 
     pub(crate) fn encrypt_block(&self, block: &mut [u8; 16]) {
@@ -45,8 +80,8 @@ impl Cipher {
             // stream positions stay far below 2^64 blocks, spill counters' low words are small).
             let blocks = out.len().div_ceil(16) as u64;
             if (first as u64).checked_add(blocks).is_some() {
-                // SAFETY: `round_keys` is only set when the CPU has VAES and AVX-512F.
-                unsafe { x86::keystream_vaes(rk, first, out) };
+                // SAFETY: `round_keys` is only set with an engine the CPU supports.
+                unsafe { x86::keystream(self.engine, rk, first, out) };
                 return;
             }
         }
@@ -62,7 +97,7 @@ impl Cipher {
     pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8, rejected: &mut [u64]) -> Option<bool> {
         let rk = self.round_keys.as_ref()?;
         assert!(out.len() % 64 == 0 && rejected.len() >= out.len() / 64);
-        if !x86::has_avx512bw() || (first as u64).checked_add(out.len() as u64 / 8).is_none() {
+        if self.engine != Engine::Vaes512 || !x86::has_avx512bw() || (first as u64).checked_add(out.len() as u64 / 8).is_none() {
             return None;
         }
         // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW are present.
@@ -96,17 +131,26 @@ impl Cipher {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// The round keys, if this CPU has VAES, AVX-512F and AES-NI.
-    pub(super) fn round_keys(key: &[u8; 16]) -> Option<[[u8; 16]; 11]> {
-        if std::env::var_os("CRYPTFLOW_NO_VAES").is_some() {
-            return None;
+    use super::Engine;
+    use crate::simd::Level;
+
+    /// The fastest engine of a level on this CPU.
+    pub(super) fn engine(level: Level) -> Engine {
+        let aes = is_x86_feature_detected!("aes") && is_x86_feature_detected!("sse2");
+        let vaes = aes && is_x86_feature_detected!("vaes");
+        match level {
+            Level::Avx512 if vaes && is_x86_feature_detected!("avx512f") => Engine::Vaes512,
+            Level::Avx512 | Level::Avx2 if vaes && is_x86_feature_detected!("avx2") => Engine::Vaes256,
+            Level::Avx512 | Level::Avx2 if aes => Engine::AesNi,
+            _ => Engine::Crate,
         }
-        if is_x86_feature_detected!("vaes") && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("aes") {
-            // SAFETY: AES-NI is present.
-            Some(unsafe { expand(key) })
-        } else {
-            None
-        }
+    }
+
+    /// The round keys (the CPU has AES-NI: every engine but the crate's needs it).
+    pub(super) fn round_keys(key: &[u8; 16]) -> [[u8; 16]; 11] {
+        assert!(is_x86_feature_detected!("aes"));
+        // SAFETY: AES-NI is present.
+        unsafe { expand(key) }
     }
 
     /// AES-128 key expansion (FIPS-197) with AESKEYGENASSIST.
@@ -225,61 +269,208 @@ mod x86 {
         any != 0
     }
 
-    /// Blocks per loop iteration: 8 registers of 4.
+    /// Registers in flight per loop iteration (eight hide the AES round latency).
     const LANES: usize = 8;
 
-    /// AES-128-CTR from block `first` into `out` (the low 64 bits of the counter must not wrap).
-    #[target_feature(enable = "avx512f,vaes")]
-    pub(super) unsafe fn keystream_vaes(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
-        let mut keys = [_mm512_setzero_si512(); 11];
-        for (k, r) in keys.iter_mut().zip(rk) {
-            *k = _mm512_broadcast_i32x4(_mm_loadu_si128(r.as_ptr() as *const __m128i));
+    /// AES-128-CTR from block `first` into `out` with `engine` (not the crate's; the low 64
+    /// bits of the counter must not wrap).
+    ///
+    /// # Safety
+    /// The CPU must support the engine.
+    pub(super) unsafe fn keystream(engine: Engine, rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        match engine {
+            Engine::Vaes512 => keystream_vaes512(rk, first, out),
+            Engine::Vaes256 => keystream_vaes256(rk, first, out),
+            Engine::AesNi => keystream_aesni(rk, first, out),
+            Engine::Crate => unreachable!("the crate's engine has no round keys"),
         }
-        let lo = first as u64 as i64;
-        let hi = (first >> 64) as u64 as i64;
-        // Four consecutive counters (lane pairs: low word, high word).
-        let mut ctr = _mm512_add_epi64(_mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo), _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0));
-        let four = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
-        let mut chunks = out.chunks_exact_mut(LANES * 64);
+    }
+
+    #[target_feature(enable = "avx512f,vaes,aes")]
+    unsafe fn keystream_vaes512(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m512i>(rk, first, out)
+    }
+
+    #[target_feature(enable = "avx2,vaes,aes")]
+    unsafe fn keystream_vaes256(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m256i>(rk, first, out)
+    }
+
+    #[target_feature(enable = "aes,sse2")]
+    unsafe fn keystream_aesni(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m128i>(rk, first, out)
+    }
+
+    /// A register of `BLOCKS` AES blocks: the little that counter mode needs. Implemented for
+    /// 128-bit (AES-NI), 256-bit (VAES + AVX2) and 512-bit (VAES + AVX-512F) registers; the
+    /// methods are only called from functions compiled with those features (they are
+    /// `inline(always)`, so they become those instructions there).
+    trait AesLanes: Copy {
+        const BLOCKS: usize;
+        /// A round key in every block.
+        unsafe fn key(rk: &[u8; 16]) -> Self;
+        /// Counters `first, first + 1, ..` (the low 64 bits do not wrap).
+        unsafe fn counters(first: u128) -> Self;
+        /// `BLOCKS` added to every counter.
+        unsafe fn next(self) -> Self;
+        unsafe fn xor(self, k: Self) -> Self;
+        unsafe fn round(self, k: Self) -> Self;
+        unsafe fn last_round(self, k: Self) -> Self;
+        unsafe fn store(self, p: *mut u8);
+    }
+
+    impl AesLanes for __m128i {
+        const BLOCKS: usize = 1;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm_loadu_si128(rk.as_ptr() as *const __m128i)
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            _mm_set_epi64x((first >> 64) as u64 as i64, first as u64 as i64)
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm_add_epi64(self, _mm_set_epi64x(0, 1))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm_xor_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm_aesenc_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm_aesenclast_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm_storeu_si128(p as *mut __m128i, self)
+        }
+    }
+
+    impl AesLanes for __m256i {
+        const BLOCKS: usize = 2;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(rk.as_ptr() as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            let (lo, hi) = (first as u64 as i64, (first >> 64) as u64 as i64);
+            _mm256_add_epi64(_mm256_set_epi64x(hi, lo, hi, lo), _mm256_set_epi64x(0, 1, 0, 0))
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm256_add_epi64(self, _mm256_set_epi64x(0, 2, 0, 2))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm256_xor_si256(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm256_aesenc_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm256_aesenclast_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm256_storeu_si256(p as *mut __m256i, self)
+        }
+    }
+
+    impl AesLanes for __m512i {
+        const BLOCKS: usize = 4;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr() as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            let (lo, hi) = (first as u64 as i64, (first >> 64) as u64 as i64);
+            _mm512_add_epi64(_mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo), _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0))
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm512_add_epi64(self, _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm512_xor_si512(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm512_aesenc_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm512_aesenclast_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm512_storeu_si512(p as *mut __m512i, self)
+        }
+    }
+
+    /// AES-128-CTR from block `first` into `out`, `LANES` registers of `V::BLOCKS` blocks at a
+    /// time (the one description of counter mode; see the module doc).
+    #[inline(always)]
+    unsafe fn keystream_with<V: AesLanes>(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        let keys: [V; 11] = std::array::from_fn(|i| V::key(&rk[i]));
+        let mut ctr = V::counters(first);
+        let width = 16 * V::BLOCKS;
+        let mut chunks = out.chunks_exact_mut(LANES * width);
         for chunk in &mut chunks {
-            let mut x = [_mm512_setzero_si512(); LANES];
+            let mut x = [keys[0]; LANES];
             for v in x.iter_mut() {
-                *v = _mm512_xor_si512(ctr, keys[0]);
-                ctr = _mm512_add_epi64(ctr, four);
+                *v = ctr.xor(keys[0]);
+                ctr = ctr.next();
             }
             for key in &keys[1..10] {
                 for v in x.iter_mut() {
-                    *v = _mm512_aesenc_epi128(*v, *key);
+                    *v = v.round(*key);
                 }
             }
             for (j, v) in x.iter().enumerate() {
-                let c = _mm512_aesenclast_epi128(*v, keys[10]);
-                _mm512_storeu_si512(chunk.as_mut_ptr().add(64 * j) as *mut __m512i, c);
+                v.last_round(keys[10]).store(chunk.as_mut_ptr().add(width * j));
             }
         }
         let rest = chunks.into_remainder();
-        for part in rest.chunks_mut(64) {
-            let mut v = _mm512_xor_si512(ctr, keys[0]);
-            ctr = _mm512_add_epi64(ctr, four);
+        for part in rest.chunks_mut(width) {
+            let mut v = ctr.xor(keys[0]);
+            ctr = ctr.next();
             for key in &keys[1..10] {
-                v = _mm512_aesenc_epi128(v, *key);
+                v = v.round(*key);
             }
-            v = _mm512_aesenclast_epi128(v, keys[10]);
+            v = v.last_round(keys[10]);
             let mut buf = [0u8; 64];
-            _mm512_storeu_si512(buf.as_mut_ptr() as *mut __m512i, v);
+            v.store(buf.as_mut_ptr());
             let n = part.len();
             part.copy_from_slice(&buf[..n]);
         }
     }
 }
 
+/// Elsewhere (aarch64 and the rest): the `aes` crate, which uses the ARMv8 AES instructions
+/// where the CPU has them.
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    pub(super) fn round_keys(_key: &[u8; 16]) -> Option<[[u8; 16]; 11]> {
-        None
+    use super::Engine;
+
+    pub(super) fn engine(_level: crate::simd::Level) -> Engine {
+        Engine::Crate
     }
 
-    pub(super) unsafe fn keystream_vaes(_rk: &[[u8; 16]; 11], _first: u128, _out: &mut [u8]) {
+    pub(super) fn round_keys(_key: &[u8; 16]) -> [[u8; 16]; 11] {
+        unreachable!("only the crate's engine exists here")
+    }
+
+    pub(super) unsafe fn keystream(_engine: Engine, _rk: &[[u8; 16]; 11], _first: u128, _out: &mut [u8]) {
         unreachable!()
     }
 
@@ -293,8 +484,36 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The engines of every level this CPU has.
+    pub(crate) fn engines() -> Vec<Engine> {
+        let mut v: Vec<Engine> = crate::simd::detected().up_to().into_iter().map(Engine::at).collect();
+        v.push(Engine::Crate);
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn every_engine_gives_aes_of_the_counter() {
+        let key = [7u8; 16];
+        let aes = Aes128::new(&key.into());
+        for engine in engines() {
+            let c = Cipher::with_engine(&key, engine);
+            for first in [0u128, 5, (1 << 64) - 3, (1u128 << 127) | (9 << 64) | 17] {
+                for len in [0usize, 1, 16, 17, 63, 64, 65, 511, 512, 513, 4096 + 40] {
+                    let mut a = vec![0u8; len];
+                    c.keystream(first, &mut a);
+                    for (i, part) in a.chunks(16).enumerate() {
+                        let mut block: Block = (first + i as u128).to_le_bytes().into();
+                        aes.encrypt_block(&mut block);
+                        assert_eq!(part, &block[..part.len()], "{engine:?}, first {first}, len {len}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn both_paths_give_aes_of_the_counter() {
@@ -326,9 +545,9 @@ mod bench {
     #[test]
     #[ignore]
     fn ctr_speed() {
-        let c = Cipher::new(&[1u8; 16]);
         let mut buf = vec![0u8; 1 << 16];
-        for (name, c) in [("default", c.clone()), ("aes crate", c.portable())] {
+        for engine in tests::engines() {
+            let (name, c) = (format!("{engine:?}"), Cipher::with_engine(&[1u8; 16], engine));
             let t = std::time::Instant::now();
             let reps = 4096;
             for i in 0..reps {

@@ -1,38 +1,17 @@
-//! Runtime dispatch to AVX-512 code generation for the element-wise kernels.
+//! Runtime dispatch for the element-wise kernels: the level of [`cryptflow_tensor::simd`]
+//! (the CPU's best, capped by `CRYPTFLOW_SIMD=scalar|avx2|avx512`), shared with the tensor
+//! kernels so that one variable sets both.
 //!
-//! The kernels are written as plain loops over bytes and 16-bit lanes; [`with_avx512`] runs a
-//! closure compiled with the AVX-512 (F, BW, VL, DQ) target features when the CPU has them, so
-//! that LLVM vectorises it with 64-byte registers (the default target only allows SSE2).
+//! The element-wise kernels are written as plain loops over bytes and 16-bit lanes (the
+//! scalar reference); [`run`] inlines such a loop into a function compiled for the level's
+//! target features, so that LLVM vectorises it with 32- or 64-byte registers (the default
+//! x86-64 target only allows SSE2). The kernels LLVM does not vectorise (PrivateCompare,
+//! AES-CTR, the register Z_p sampler) have hand-written versions per level.
 
-/// Whether the CPU runs the AVX-512 versions.
-#[inline]
-pub(crate) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512dq")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+pub(crate) use cryptflow_tensor::simd::{detected, level, run, Level};
 
-/// Runs `f`, inlined into a function compiled for AVX-512 when the CPU has it.
+/// Runs `f` compiled for the dispatch level ([`level`]).
 #[inline(always)]
-pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { avx512(f) };
-    }
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
+pub(crate) fn run_best<R>(f: impl FnOnce() -> R) -> R {
+    run(level(), f)
 }
