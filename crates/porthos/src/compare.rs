@@ -358,7 +358,7 @@ fn bits_of(x: u64) -> [u8; W] {
 /// The helper's message elements for some items: for each value `x` of `xs` (in order) and
 /// its 64 drawn shares in `r`, the 64 elements `bit_k(x) - r_k` (mod p).
 #[inline]
-fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
+pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
     for ((o, r), x) in out.chunks_exact_mut(W).zip(r.chunks_exact(W)).zip(xs) {
         let bits = bits_of(x);
         for k in 0..W {
@@ -371,7 +371,7 @@ fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
 /// two received vectors `a`, `b` of value `k` (64 bytes each) has a zero mod p; returns the
 /// largest element of `a` and of `b` (for the range check). One portable loop, vectorised by
 /// LLVM for the level (the byte compares and maxima need nothing else).
-fn helper_chunk(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+pub(crate) fn helper_chunk(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
     simd::run(level, || {
         let (mut m0, mut m1) = (0u8, 0u8);
         for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
@@ -447,7 +447,7 @@ fn compare_chunk<const LEAD: bool>(xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], 
 /// without VBMI), or the portable [`compare_element`] (the scalar reference).
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn compare_chunk_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     assert!(level <= simd::detected());
     #[cfg(target_arch = "x86_64")]
     {

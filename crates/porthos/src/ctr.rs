@@ -490,7 +490,12 @@ pub(crate) mod tests {
     /// The engines of every level this CPU has.
     pub(crate) fn engines() -> Vec<Engine> {
         let mut v: Vec<Engine> = crate::simd::detected().up_to().into_iter().map(Engine::at).collect();
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::detected() >= crate::simd::Level::Avx2 && is_x86_feature_detected!("aes") {
+            v.push(Engine::AesNi);
+        }
         v.push(Engine::Crate);
+        v.sort_by_key(|e| *e as u8);
         v.dedup();
         v
     }

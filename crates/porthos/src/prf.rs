@@ -318,6 +318,13 @@ impl std::fmt::Debug for ZpDraw {
 }
 
 impl ZpDraw {
+    /// A draw from block `start` of a key's stream on a given AES engine (for tests and the
+    /// per-level benchmark).
+    #[cfg(test)]
+    pub(crate) fn with_engine(key: &PrfKey, engine: crate::ctr::Engine, start: u128, len: usize, nonzero: bool) -> ZpDraw {
+        ZpDraw { cipher: Cipher::with_engine(&key.0, engine), start, len, nonzero }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
