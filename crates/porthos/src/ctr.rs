@@ -92,16 +92,22 @@ impl Cipher {
     /// 16-bit word per element, 8 blocks per group; see `prf::ZpDraw`): element `j` is
     /// `(w_j q) >> 16` plus `add`, the word rejected when `(w_j q) mod 2^16 < reject_below`.
     /// Sets `rejected[g]` to the mask of the rejected words of group `g` (their outputs are
-    /// garbage) and returns whether there was any; `None` where this CPU has no VAES/AVX-512BW
-    /// path (nothing written).
+    /// garbage) and returns whether there was any; `None` where the key's engine has no such
+    /// path (nothing written): there is one for VAES with AVX-512BW/VBMI and one for VAES with
+    /// AVX2.
     pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8, rejected: &mut [u64]) -> Option<bool> {
         let rk = self.round_keys.as_ref()?;
         assert!(out.len() % 64 == 0 && rejected.len() >= out.len() / 64);
-        if self.engine != Engine::Vaes512 || !x86::has_avx512bw() || (first as u64).checked_add(out.len() as u64 / 8).is_none() {
+        if (first as u64).checked_add(out.len() as u64 / 8).is_none() {
             return None;
         }
-        // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW are present.
-        Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) })
+        match self.engine {
+            // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW/VBMI are present.
+            Engine::Vaes512 if x86::has_avx512bw() => Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) }),
+            // SAFETY: the engine is only chosen with VAES and AVX2.
+            Engine::Vaes256 => Some(unsafe { x86::zp_groups_vaes256(rk, first, out, q, reject_below, add, rejected) }),
+            _ => None,
+        }
     }
 
     /// The `aes` crate's path: counters written into `out` and encrypted in place.
@@ -258,6 +264,81 @@ mod x86 {
                 _mm512_storeu_si512(dst.add(64 * j) as *mut __m512i, _mm512_add_epi8(h, addv));
             }
             if n < 4 {
+                out[64 * g..].copy_from_slice(&tail[..64 * n]);
+            }
+            for j in 0..n {
+                rejected[g + j] = bad[j];
+                any |= bad[j];
+            }
+            g += n;
+        }
+        any != 0
+    }
+
+    /// See `Cipher::zp_groups`: with VAES on 256-bit registers (two blocks each), two groups
+    /// (eight registers) at a time, the keystream mapped to elements in registers. AVX2 has no
+    /// unsigned 16-bit compare (`lo < b` is `max(lo, b - 1) == b - 1`) and its packs work
+    /// within 128-bit lanes (fixed by one `vpermq`).
+    #[target_feature(enable = "avx2,vaes,aes")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn zp_groups_vaes256(
+        rk: &[[u8; 16]; 11],
+        first: u128,
+        out: &mut [u8],
+        q: u16,
+        reject_below: u16,
+        add: u8,
+        rejected: &mut [u64],
+    ) -> bool {
+        let keys: [__m256i; 11] = std::array::from_fn(|i| <__m256i as AesLanes>::key(&rk[i]));
+        let mut ctr = <__m256i as AesLanes>::counters(first);
+        let qv = _mm256_set1_epi16(q as i16);
+        let below = _mm256_set1_epi16(reject_below.wrapping_sub(1) as i16);
+        let addv = _mm256_set1_epi8(add as i8);
+        let mut any = 0u64;
+        let groups = out.len() / 64;
+        let mut tail = [0u8; 128];
+        let mut g = 0;
+        while g < groups {
+            // Always two groups, with no branch between them (so that all eight registers are
+            // in flight); a short last batch goes through `tail`.
+            let n = (groups - g).min(2);
+            let dst: *mut u8 = if n == 2 { out.as_mut_ptr().add(64 * g) } else { tail.as_mut_ptr() };
+            // The round keys are read from memory in every round (volatile: not hoisted into
+            // registers), which leaves the sixteen ymm registers to the eight blocks in flight;
+            // with the keys in registers LLVM ran two of the eight as serial chains.
+            let key = |r: usize| std::ptr::read_volatile(&keys[r]);
+            let mut x = [keys[0]; 8];
+            let k0 = key(0);
+            for v in x.iter_mut() {
+                *v = ctr.xor(k0);
+                ctr = ctr.next();
+            }
+            for r in 1..10 {
+                let k = key(r);
+                for v in x.iter_mut() {
+                    *v = v.round(k);
+                }
+            }
+            let k10 = key(10);
+            for v in x.iter_mut() {
+                *v = v.last_round(k10);
+            }
+            let mut bad = [0u64; 2];
+            for (j, bad) in bad.iter_mut().enumerate() {
+                for h in 0..2 {
+                    let (w0, w1) = (x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
+                    let (l0, l1) = (_mm256_mullo_epi16(w0, qv), _mm256_mullo_epi16(w1, qv));
+                    let r0 = _mm256_cmpeq_epi16(_mm256_max_epu16(l0, below), below);
+                    let r1 = _mm256_cmpeq_epi16(_mm256_max_epu16(l1, below), below);
+                    let r = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi16(r0, r1));
+                    *bad |= (_mm256_movemask_epi8(r) as u32 as u64) << (32 * h);
+                    let hi = _mm256_packus_epi16(_mm256_mulhi_epu16(w0, qv), _mm256_mulhi_epu16(w1, qv));
+                    let hi = _mm256_add_epi8(_mm256_permute4x64_epi64::<0xD8>(hi), addv);
+                    _mm256_storeu_si256(dst.add(64 * j + 32 * h) as *mut __m256i, hi);
+                }
+            }
+            if n < 2 {
                 out[64 * g..].copy_from_slice(&tail[..64 * n]);
             }
             for j in 0..n {

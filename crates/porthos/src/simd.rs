@@ -117,6 +117,21 @@ mod bench {
             });
             println!("{:<44} {:>8} {:>12.3}", format!("AES-CTR keystream, {engine:?} (per byte)"), "", t);
         }
+        for engine in [Engine::Vaes512, Engine::Vaes256] {
+            if !crate::ctr::tests::engines().contains(&engine) {
+                continue;
+            }
+            let c = Cipher::with_engine(&key.0, engine);
+            let mut rejected = [0u64; 64];
+            let t = per_item(buf.len() * 16, || {
+                for i in 0..16 {
+                    for (k, part) in buf.chunks_mut(4096).enumerate() {
+                        c.zp_groups(((i << 16) + (k << 12)) as u128 / 8, part, 66, 64, 1, &mut rejected);
+                    }
+                }
+            });
+            println!("{:<44} {:>8} {:>12.3}", format!("Z_p groups in registers, {engine:?} (per element)"), "", t);
+        }
         // The Z_p sampler's map runs at the process's level: run this test under each
         // CRYPTFLOW_SIMD for every row.
         {
