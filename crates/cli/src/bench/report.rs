@@ -338,8 +338,10 @@ impl Report {
         let _ = writeln!(md, "# cryptflow benchmark report\n");
         let _ = writeln!(
             md,
-            "- **Machine**: {}, {} cores, {} RAM, Linux {}; {}. Load average {} at the start, {} at the end.",
+            "- **Machine**: {} (SIMD level {}, best {}), {} cores, {} RAM, Linux {}; {}. Load average {} at the start, {} at the end.",
             m.cpu,
+            m.simd_level,
+            m.simd_level_detected,
             m.cores,
             m.memory_bytes.map(gb).unwrap_or_else(|| "?".into()),
             m.kernel,
