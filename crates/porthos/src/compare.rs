@@ -789,7 +789,7 @@ mod avx2 {
                 // c_i = base_i + sum_{k > i} w_k = base_i + (inclusive sum - w_i).
                 std::array::from_fn(|h| add_mod(base[h], sub_mod(incl[h], w[h], p), p))
             };
-            for h in 0..2 {
+            for (h, &ch) in c.iter().enumerate() {
                 // G^(s - 1) from five 16-entry tables, by the high bits of s - 1 (0..=65).
                 let idx = _mm256_sub_epi8(load(s.as_ptr().add(at + 32 * h)), one);
                 let mut m = _mm256_shuffle_epi8(exp[0], idx);
@@ -798,8 +798,8 @@ mod avx2 {
                     m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
                 }
                 // c m mod p: even and odd bytes as 16-bit products (both factors below 67).
-                let even = reduce16(_mm256_maddubs_epi16(c[h], _mm256_and_si256(m, lows)));
-                let odd = reduce16(_mm256_maddubs_epi16(c[h], _mm256_and_si256(m, highs)));
+                let even = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, lows)));
+                let odd = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, highs)));
                 let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
                 let zv = load(z.as_ptr().add(at + 32 * h));
                 let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };

@@ -99,9 +99,8 @@ impl Cipher {
     pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8, rejected: &mut [u64]) -> Option<bool> {
         let rk = self.round_keys.as_ref()?;
         assert!(out.len() % 64 == 0 && rejected.len() >= out.len() / 64);
-        if (first as u64).checked_add(out.len() as u64 / 8).is_none() {
-            return None;
-        }
+        // (The counters' low 64 bits must not wrap within the request.)
+        (first as u64).checked_add(out.len() as u64 / 8)?;
         match self.engine {
             // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW/VBMI are present.
             Engine::Vaes512 if x86::has_avx512bw() => Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) }),
