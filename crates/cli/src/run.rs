@@ -74,6 +74,35 @@ pub struct Metrics {
     /// `--backend aramis`: protocol payload and Aramis overhead apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aramis: Option<crate::aramis::AramisMetrics>,
+    /// The CPU and the SIMD level the kernels ran at (`cpu_model`, `simd_level`, ...).
+    #[serde(flatten)]
+    pub cpu: CpuMetrics,
+}
+
+/// Which CPU measured a run and at which SIMD level its kernels ran (filled in by `Default`).
+#[derive(Serialize)]
+pub struct CpuMetrics {
+    /// The CPU's model name (`/proc/cpuinfo`).
+    pub cpu_model: String,
+    /// The dispatch level in use: `scalar`, `avx2` or `avx512` (the best the CPU has, capped by
+    /// `CRYPTFLOW_SIMD`).
+    pub simd_level: &'static str,
+    /// The best level this CPU has.
+    pub simd_level_detected: &'static str,
+    /// The CPU features the kernels look for that the CPU has.
+    pub cpu_features: Vec<&'static str>,
+}
+
+impl Default for CpuMetrics {
+    fn default() -> CpuMetrics {
+        use cryptflow_tensor::simd;
+        CpuMetrics {
+            cpu_model: simd::cpu_model(),
+            simd_level: simd::level().name(),
+            simd_level_detected: simd::detected().name(),
+            cpu_features: simd::cpu_features(),
+        }
+    }
 }
 
 /// Adds one inference's per-layer metrics into the running totals.

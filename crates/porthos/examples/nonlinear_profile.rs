@@ -100,6 +100,12 @@ fn main() {
         times.iter().map(|t| format!("{:.3}s", t)).collect::<Vec<_>>()
     );
     println!("best {:.3} s = {:.3} us per comparison (wall); {:.2} s in all", best, best / elems as f64 * 1e6, total);
+    println!(
+        "CPU {}; SIMD level {} (best {}; CRYPTFLOW_SIMD caps it)",
+        cryptflow_tensor::simd::cpu_model(),
+        cryptflow_tensor::simd::level(),
+        cryptflow_tensor::simd::detected()
+    );
     if !prof::ENABLED {
         return;
     }

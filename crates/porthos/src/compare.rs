@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::prf::ZpDraw;
 use crate::pool;
 use crate::ring::P;
-use crate::simd::with_avx512;
+use crate::simd::{self, run_best, Level};
 use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
 
 /// Bits per value.
@@ -118,7 +118,7 @@ fn bytes_mut(words: &mut [u64]) -> &mut [u8] {
 /// checked to be below p.
 fn check_zp(words: &mut [u64]) -> bool {
     from_wire(words);
-    bytes(words).par_chunks(1 << 16).all(|c| with_avx512(|| c.iter().fold(0u8, |m, &b| m.max(b))) < P)
+    bytes(words).par_chunks(1 << 16).all(|c| run_best(|| c.iter().fold(0u8, |m, &b| m.max(b))) < P)
 }
 
 /// Puts the bytes of a received message in element order (a no-op on little-endian machines).
@@ -196,9 +196,9 @@ impl Porthos {
                                     let first = start + b * CHUNK;
                                     let mut r = [0u8; CHUNK / 2 * W];
                                     r0.fill(first / 2 * W, &mut r[..p1.len()]);
-                                    with_avx512(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
+                                    run_best(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
                                     r1.fill(first / 2 * W, &mut r[..p0.len()]);
-                                    with_avx512(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
+                                    run_best(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
                                 },
                             );
                         }
@@ -235,7 +235,7 @@ impl Porthos {
                             .enumerate()
                             .for_each(|(b, ((r_out, v_out), xs))| {
                                 r.fill((start + b * CHUNK) * W, r_out);
-                                with_avx512(|| subtract_bits(xs.iter().copied(), r_out, v_out));
+                                run_best(|| subtract_bits(xs.iter().copied(), r_out, v_out));
                             });
                         self.send(MODEL_OWNER, to_wire(first))?;
                         self.send(CLIENT, to_wire(second))?;
@@ -280,18 +280,7 @@ impl Porthos {
                 let (max0, max1) = out
                     .par_chunks_mut(CHUNK)
                     .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
-                    .map(|(out, (a, b))| {
-                        with_avx512(|| {
-                            let (mut m0, mut m1) = (0u8, 0u8);
-                            for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
-                                let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
-                                *o = has_zero(a, b) as u8;
-                                m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
-                                m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
-                            }
-                            (m0, m1)
-                        })
-                    })
+                    .map(|(out, (a, b))| helper_chunk(simd::level(), out, a, b))
                     .reduce(|| (0, 0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
                 for (peer, max) in [(MODEL_OWNER, max0), (CLIENT, max1)] {
                     if max >= P {
@@ -369,13 +358,30 @@ fn bits_of(x: u64) -> [u8; W] {
 /// The helper's message elements for some items: for each value `x` of `xs` (in order) and
 /// its 64 drawn shares in `r`, the 64 elements `bit_k(x) - r_k` (mod p).
 #[inline]
-fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
+pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
     for ((o, r), x) in out.chunks_exact_mut(W).zip(r.chunks_exact(W)).zip(xs) {
         let bits = bits_of(x);
         for k in 0..W {
             o[k] = sub_p(bits[k], r[k]);
         }
     }
+}
+
+/// The helper's side of PrivateCompare for some values: `out[k]` is whether the sum of the
+/// two received vectors `a`, `b` of value `k` (64 bytes each) has a zero mod p; returns the
+/// largest element of `a` and of `b` (for the range check). One portable loop, vectorised by
+/// LLVM for the level (the byte compares and maxima need nothing else).
+pub(crate) fn helper_chunk(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+    simd::run(level, || {
+        let (mut m0, mut m1) = (0u8, 0u8);
+        for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
+            let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
+            *o = has_zero(a, b) as u8;
+            m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
+            m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
+        }
+        (m0, m1)
+    })
 }
 
 /// Whether the blinded vector of one value has a zero: `a_i + b_i = 0 (mod p)` for some `i`.
@@ -419,6 +425,7 @@ static EXP: [u8; 128] = {
 };
 
 /// `LOG[v] = k` with `G^k = v` for `0 < v < p`; the rest zero.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the VBMI kernel's
 static LOG: [u8; 128] = {
     let mut t = [0u8; 128];
     let mut k = 0;
@@ -434,19 +441,33 @@ static LOG: [u8; 128] = {
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn compare_chunk<const LEAD: bool>(xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+    compare_chunk_at::<LEAD>(simd::level(), xs, r, beta, s, z, rot, out)
+}
+
+/// [`compare_chunk`] at a level: AVX-512 with VBMI ([`vbmi`]), AVX2 ([`avx2`]; also AVX-512
+/// without VBMI), or the portable [`compare_element`] (the scalar reference).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+    assert!(level <= simd::detected());
     #[cfg(target_arch = "x86_64")]
-    if vbmi::available() {
-        // SAFETY: the CPU has the features.
-        unsafe { vbmi::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
-        return;
-    }
-    with_avx512(|| {
-        for (k, out) in out.chunks_exact_mut(W).enumerate() {
-            let at = k * W..(k + 1) * W;
-            let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
-            compare_element::<LEAD>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
+    {
+        if level >= Level::Avx512 && vbmi::available() {
+            // SAFETY: the CPU has the features.
+            unsafe { vbmi::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
+            return;
         }
-    })
+        if level >= Level::Avx2 {
+            // SAFETY: the CPU has AVX2 (the level does not exceed the detected one).
+            unsafe { avx2::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
+            return;
+        }
+    }
+    for (k, out) in out.chunks_exact_mut(W).enumerate() {
+        let at = k * W..(k + 1) * W;
+        let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
+        compare_element::<LEAD>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
+    }
 }
 
 /// One value of PrivateCompare at a share-holder: `xs` its shares of the bits of x, `r`,
@@ -614,6 +635,186 @@ mod vbmi {
     }
 }
 
+/// PrivateCompare in 256-bit registers (AVX2): one value in two registers of 32 byte lanes.
+/// AVX2 has no cross-lane byte permutes and 16-entry table look-ups only, so: the suffix sums
+/// are four in-lane byte shifts (inclusive sums within each 16-byte group) plus the totals of
+/// the higher groups; the products `G^(s - 1) c` are computed directly, `G^(s - 1)` by five
+/// 16-entry look-ups of `EXP`, the 8 x 8-bit products by `vpmaddubsw` (even and odd bytes
+/// apart) and the reduction mod p by a multiply-high by `floor(2^16 / p)` (exact below 66^2:
+/// the remainder lands in `0..2p`, one more conditional subtraction); and the rotation is two
+/// unaligned loads from the value stored twice.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{EXP, P, W};
+
+    /// `[1, 2, 4, .., 128]` four times: the bit of each byte lane within its byte of `t`.
+    static BITS: [u8; 32] = {
+        let mut t = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            t[i] = 1 << (i % 8);
+            i += 1;
+        }
+        t
+    };
+    /// Byte `i` of a lane takes byte `i / 8` of the 32-bit word (lanes: bytes 0..16 -> 0, 1;
+    /// 16..32 -> 2, 3).
+    static SPREAD: [u8; 32] = {
+        let mut t = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            t[i] = (i / 8) as u8;
+            i += 1;
+        }
+        t
+    };
+    /// The lead share of the special case's vector: 0 then 1s.
+    static FIRST_ZERO: [u8; 32] = {
+        let mut t = [1u8; 32];
+        t[0] = 0;
+        t
+    };
+
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+
+    /// `v mod p` for `v < 2p`.
+    #[inline(always)]
+    unsafe fn reduce(v: __m256i, p: __m256i) -> __m256i {
+        _mm256_min_epu8(v, _mm256_sub_epi8(v, p))
+    }
+
+    #[inline(always)]
+    unsafe fn add_mod(a: __m256i, b: __m256i, p: __m256i) -> __m256i {
+        reduce(_mm256_add_epi8(a, b), p)
+    }
+
+    #[inline(always)]
+    unsafe fn sub_mod(a: __m256i, b: __m256i, p: __m256i) -> __m256i {
+        reduce(_mm256_sub_epi8(_mm256_add_epi8(a, p), b), p)
+    }
+
+    /// 0xFF in byte lane `i` where bit `i` of `word` is set.
+    #[inline(always)]
+    unsafe fn bit_mask(word: u32, spread: __m256i, bits: __m256i) -> __m256i {
+        let v = _mm256_shuffle_epi8(_mm256_set1_epi32(word as i32), spread);
+        _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits)
+    }
+
+    /// 16-bit lanes `v < 66^2` reduced to `0..2p` (see the module doc).
+    #[inline(always)]
+    unsafe fn reduce16(v: __m256i) -> __m256i {
+        let q = _mm256_mulhi_epu16(v, _mm256_set1_epi16((65536 / P as u32) as i16));
+        _mm256_sub_epi16(v, _mm256_mullo_epi16(q, _mm256_set1_epi16(P as i16)))
+    }
+
+    /// As `super::compare_chunk` (the same bytes).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn compare_chunk<const LEAD: bool>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        let count = out.len() / W;
+        assert!(xs.len() >= count * W && s.len() >= count * W && z.len() >= count * W);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let p = _mm256_set1_epi8(P as i8);
+        let one = _mm256_set1_epi8(1);
+        let zero = _mm256_setzero_si256();
+        let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
+        let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
+        let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
+        let lows = _mm256_set1_epi16(0x00FF);
+        let highs = _mm256_set1_epi16(0xFF00u16 as i16);
+        let mut twice = [0u8; 2 * W];
+        for k in 0..count {
+            let at = k * W;
+            let (rv, b) = (r[k], beta[k]);
+            let c: [__m256i; 2] = if b == 1 && rv == u64::MAX {
+                if LEAD {
+                    [load(FIRST_ZERO.as_ptr()), one]
+                } else {
+                    [zero, zero]
+                }
+            } else {
+                let t = if b == 1 { rv + 1 } else { rv };
+                let mut w = [zero; 2];
+                let mut base = [zero; 2];
+                let mut sums = [zero; 2];
+                for h in 0..2 {
+                    let x = load(xs.as_ptr().add(at + 32 * h));
+                    let tm = bit_mask((t >> (32 * h)) as u32, spread, bits);
+                    // lead + p - x (in 1..=68): the share of 1 - x, unreduced.
+                    let lpx = _mm256_sub_epi8(lead_p, x);
+                    w[h] = _mm256_blendv_epi8(x, reduce(lpx, p), tm);
+                    let bs = if b == 0 {
+                        // p - x + lead (t_i + 1)
+                        if LEAD {
+                            _mm256_add_epi8(lpx, _mm256_and_si256(tm, one))
+                        } else {
+                            lpx
+                        }
+                    } else if LEAD {
+                        // x + lead (1 - t_i)
+                        _mm256_add_epi8(x, _mm256_andnot_si256(tm, one))
+                    } else {
+                        x
+                    };
+                    base[h] = reduce(bs, p);
+                    // Inclusive suffix sums within each 16-byte group.
+                    let mut e = w[h];
+                    e = add_mod(e, _mm256_bsrli_epi128::<1>(e), p);
+                    e = add_mod(e, _mm256_bsrli_epi128::<2>(e), p);
+                    e = add_mod(e, _mm256_bsrli_epi128::<4>(e), p);
+                    e = add_mod(e, _mm256_bsrli_epi128::<8>(e), p);
+                    sums[h] = e;
+                }
+                // Group totals (byte 0 of each group) broadcast over their group; then every
+                // group adds the totals of the groups above it: groups 0, 1 (register 0) and
+                // 2, 3 (register 1).
+                let tot0 = _mm256_shuffle_epi8(sums[0], zero);
+                let tot1 = _mm256_shuffle_epi8(sums[1], zero);
+                let above1 = _mm256_permute2x128_si256::<0x81>(tot1, tot1); // [t3, 0]
+                let t23 = add_mod(tot1, _mm256_permute2x128_si256::<0x01>(tot1, tot1), p); // [t2 + t3, t2 + t3]
+                let above0 = add_mod(t23, _mm256_permute2x128_si256::<0x81>(tot0, tot0), p); // [t1 + t23, t23]
+                let incl = [add_mod(sums[0], above0, p), add_mod(sums[1], above1, p)];
+                // c_i = base_i + sum_{k > i} w_k = base_i + (inclusive sum - w_i).
+                std::array::from_fn(|h| add_mod(base[h], sub_mod(incl[h], w[h], p), p))
+            };
+            for (h, &ch) in c.iter().enumerate() {
+                // G^(s - 1) from five 16-entry tables, by the high bits of s - 1 (0..=65).
+                let idx = _mm256_sub_epi8(load(s.as_ptr().add(at + 32 * h)), one);
+                let mut m = _mm256_shuffle_epi8(exp[0], idx);
+                for (t, table) in exp.iter().enumerate().skip(1) {
+                    let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
+                    m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
+                }
+                // c m mod p: even and odd bytes as 16-bit products (both factors below 67).
+                let even = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, lows)));
+                let odd = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, highs)));
+                let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
+                let zv = load(z.as_ptr().add(at + 32 * h));
+                let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
+                let d = add_mod(prod, zv, p);
+                _mm256_storeu_si256(twice.as_mut_ptr().add(32 * h) as *mut __m256i, d);
+                _mm256_storeu_si256(twice.as_mut_ptr().add(W + 32 * h) as *mut __m256i, d);
+            }
+            // out[(i + shift) mod 64] = d[i]: out[j] = twice[64 + j - shift].
+            let from = twice.as_ptr().add(W - rot[k] as usize % W);
+            _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, load(from));
+            _mm256_storeu_si256(out.as_mut_ptr().add(at + 32) as *mut __m256i, load(from.add(32)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,14 +887,62 @@ mod tests {
             let mut out = [0u8; W];
             compare_element::<true>(&xs, r, beta, &s, &z, shift, &mut out);
             assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift));
-            with_avx512(|| compare_element::<false>(&xs, r, beta, &s, &z, shift, &mut out));
+            compare_element::<false>(&xs, r, beta, &s, &z, shift, &mut out);
             assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift));
-            // The chunk kernel (the VBMI one where the CPU has it) gives the same bytes.
+            // The chunk kernel at every level this CPU has (VBMI, AVX2, portable) gives the
+            // same bytes.
             let rot = [shift as u8 + 64 * (case % 4) as u8];
-            compare_chunk::<true>(&xs, &[r], &[beta], &s, &z, &rot, &mut out);
-            assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift));
-            compare_chunk::<false>(&xs, &[r], &[beta], &s, &z, &rot, &mut out);
-            assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift));
+            for level in simd::detected().up_to() {
+                compare_chunk_at::<true>(level, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
+                assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift), "{level}");
+                compare_chunk_at::<false>(level, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
+                assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift), "{level}");
+            }
+        }
+    }
+
+    /// Random Z_p bytes (or nonzero ones) for the kernel tests.
+    fn zp_bytes(next: &mut impl FnMut() -> u64, n: usize, nonzero: bool) -> Vec<u8> {
+        (0..n).map(|_| if nonzero { 1 + (next() % 66) as u8 } else { (next() % 67) as u8 }).collect()
+    }
+
+    #[test]
+    fn every_kernel_of_the_comparison_is_bit_exact_at_every_level() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for count in [1usize, 2, 7, CHUNK] {
+            let xs = zp_bytes(&mut next, count * W, false);
+            let s = zp_bytes(&mut next, count * W, true);
+            let z = zp_bytes(&mut next, count * W, false);
+            let r: Vec<u64> = (0..count).map(|i| if i % 5 == 0 { u64::MAX } else { next() >> (next() % 8) }).collect();
+            let beta: Vec<u8> = (0..count).map(|_| (next() & 1) as u8).collect();
+            let rot: Vec<u8> = (0..count).map(|_| next() as u8).collect();
+            let mut want = [vec![0u8; count * W], vec![0u8; count * W]];
+            compare_chunk_at::<true>(Level::Scalar, &xs, &r, &beta, &s, &z, &rot, &mut want[0]);
+            compare_chunk_at::<false>(Level::Scalar, &xs, &r, &beta, &s, &z, &rot, &mut want[1]);
+            // The helper's view: the sum of the two messages has a zero where x > r xor beta.
+            let mut want_helper = vec![0u8; count];
+            let want_max = helper_chunk(Level::Scalar, &mut want_helper, &want[0], &want[1]);
+            let mut dealt = vec![0u8; count * W];
+            let mut want_dealt = vec![0u8; count * W];
+            subtract_bits(r.iter().copied(), &z, &mut want_dealt);
+            for level in simd::detected().up_to() {
+                let mut out = vec![0u8; count * W];
+                compare_chunk_at::<true>(level, &xs, &r, &beta, &s, &z, &rot, &mut out);
+                assert_eq!(out, want[0], "lead, {level}, {count} values");
+                compare_chunk_at::<false>(level, &xs, &r, &beta, &s, &z, &rot, &mut out);
+                assert_eq!(out, want[1], "other, {level}, {count} values");
+                let mut helper = vec![0u8; count];
+                assert_eq!(helper_chunk(level, &mut helper, &want[0], &want[1]), want_max, "{level}");
+                assert_eq!(helper, want_helper, "helper, {level}");
+                simd::run(level, || subtract_bits(r.iter().copied(), &z, &mut dealt));
+                assert_eq!(dealt, want_dealt, "dealing, {level}");
+            }
         }
     }
 }

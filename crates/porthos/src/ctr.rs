@@ -1,10 +1,17 @@
 //! AES-128 in counter mode: the keystream behind [`crate::prf`].
 //!
 //! Block `i` of the keystream under key `k` is `AES_k(i)`, the counter `i` written as a
-//! 128-bit little-endian integer. On CPUs with VAES and AVX-512 the blocks are encrypted 32 at
-//! a time with 512-bit AES rounds (four blocks per instruction, eight registers in flight);
-//! otherwise by the `aes` crate (AES-NI, eight blocks pipelined, or its constant-time software
-//! implementation). Both give the same bytes (tested); the environment variable
+//! 128-bit little-endian integer. One description of counter mode ([`x86::keystream_with`],
+//! generic over a small trait of AES lanes) is compiled per width, and the key picks one when it
+//! is set up, from the dispatch level ([`crate::simd::level`], `CRYPTFLOW_SIMD`):
+//! - `avx512` with VAES: 512-bit AES rounds (four blocks per instruction, eight registers, 32
+//!   blocks in flight);
+//! - `avx2` with VAES: 256-bit rounds (two blocks per instruction, 16 in flight); `avx2`
+//!   without VAES but with AES-NI: 128-bit rounds, eight blocks in flight;
+//! - `scalar` (or no AES instructions): the `aes` crate (which itself uses AES-NI or the ARMv8
+//!   AES instructions when the CPU has them, else a constant-time software implementation).
+//!
+//! All give the same bytes (tested at every level the CPU has); the environment variable
 //! `CRYPTFLOW_NO_VAES` makes keys set up afterwards use the `aes` crate's path (to compare).
 
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -13,23 +20,52 @@ use aes::{Aes128, Block};
 /// Blocks encrypted per call of the `aes` crate.
 const BATCH: usize = 64;
 
+/// How a key encrypts its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the crate's elsewhere
+pub(crate) enum Engine {
+    /// The `aes` crate.
+    Crate,
+    /// AES-NI, 128-bit registers.
+    AesNi,
+    /// VAES with AVX2, 256-bit registers.
+    Vaes256,
+    /// VAES with AVX-512, 512-bit registers (and the fused Z_p sampler with AVX-512BW/VBMI).
+    Vaes512,
+}
+
+impl Engine {
+    /// The engine for a dispatch level on this CPU.
+    pub(crate) fn at(level: crate::simd::Level) -> Engine {
+        x86::engine(level)
+    }
+}
+
 /// An expanded AES-128 key.
 #[derive(Clone)]
 pub(crate) struct Cipher {
     aes: Aes128,
-    /// The 11 round keys, when the VAES path is used.
+    /// The 11 round keys, when an engine of ours (not the crate's) is used.
     round_keys: Option<[[u8; 16]; 11]>,
+    engine: Engine,
 }
 
 impl Cipher {
     pub(crate) fn new(key: &[u8; 16]) -> Cipher {
-        Cipher { aes: Aes128::new(key.into()), round_keys: x86::round_keys(key) }
+        let engine = if std::env::var_os("CRYPTFLOW_NO_VAES").is_some() { Engine::Crate } else { Engine::at(crate::simd::level()) };
+        Cipher::with_engine(key, engine)
+    }
+
+    /// The key with a given engine (which the CPU must support).
+    pub(crate) fn with_engine(key: &[u8; 16], engine: Engine) -> Cipher {
+        let round_keys = if engine == Engine::Crate { None } else { Some(x86::round_keys(key)) };
+        Cipher { aes: Aes128::new(key.into()), round_keys, engine }
     }
 
     /// The same key without the VAES path (for tests).
     #[cfg(test)]
     pub(crate) fn portable(&self) -> Cipher {
-        Cipher { aes: self.aes.clone(), round_keys: None }
+        Cipher { aes: self.aes.clone(), round_keys: None, engine: Engine::Crate }
     }
 
     pub(crate) fn encrypt_block(&self, block: &mut [u8; 16]) {
@@ -45,8 +81,8 @@ impl Cipher {
             // stream positions stay far below 2^64 blocks, spill counters' low words are small).
             let blocks = out.len().div_ceil(16) as u64;
             if (first as u64).checked_add(blocks).is_some() {
-                // SAFETY: `round_keys` is only set when the CPU has VAES and AVX-512F.
-                unsafe { x86::keystream_vaes(rk, first, out) };
+                // SAFETY: `round_keys` is only set with an engine the CPU supports.
+                unsafe { x86::keystream(self.engine, rk, first, out) };
                 return;
             }
         }
@@ -57,16 +93,21 @@ impl Cipher {
     /// 16-bit word per element, 8 blocks per group; see `prf::ZpDraw`): element `j` is
     /// `(w_j q) >> 16` plus `add`, the word rejected when `(w_j q) mod 2^16 < reject_below`.
     /// Sets `rejected[g]` to the mask of the rejected words of group `g` (their outputs are
-    /// garbage) and returns whether there was any; `None` where this CPU has no VAES/AVX-512BW
-    /// path (nothing written).
+    /// garbage) and returns whether there was any; `None` where the key's engine has no such
+    /// path (nothing written): there is one for VAES with AVX-512BW/VBMI and one for VAES with
+    /// AVX2.
     pub(crate) fn zp_groups(&self, first: u128, out: &mut [u8], q: u16, reject_below: u16, add: u8, rejected: &mut [u64]) -> Option<bool> {
         let rk = self.round_keys.as_ref()?;
         assert!(out.len() % 64 == 0 && rejected.len() >= out.len() / 64);
-        if !x86::has_avx512bw() || (first as u64).checked_add(out.len() as u64 / 8).is_none() {
-            return None;
+        // (The counters' low 64 bits must not wrap within the request.)
+        (first as u64).checked_add(out.len() as u64 / 8)?;
+        match self.engine {
+            // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW/VBMI are present.
+            Engine::Vaes512 if x86::has_avx512bw() => Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) }),
+            // SAFETY: the engine is only chosen with VAES and AVX2.
+            Engine::Vaes256 => Some(unsafe { x86::zp_groups_vaes256(rk, first, out, q, reject_below, add, rejected) }),
+            _ => None,
         }
-        // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW are present.
-        Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) })
     }
 
     /// The `aes` crate's path: counters written into `out` and encrypted in place.
@@ -96,17 +137,26 @@ impl Cipher {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// The round keys, if this CPU has VAES, AVX-512F and AES-NI.
-    pub(super) fn round_keys(key: &[u8; 16]) -> Option<[[u8; 16]; 11]> {
-        if std::env::var_os("CRYPTFLOW_NO_VAES").is_some() {
-            return None;
+    use super::Engine;
+    use crate::simd::Level;
+
+    /// The fastest engine of a level on this CPU.
+    pub(super) fn engine(level: Level) -> Engine {
+        let aes = is_x86_feature_detected!("aes") && is_x86_feature_detected!("sse2");
+        let vaes = aes && is_x86_feature_detected!("vaes");
+        match level {
+            Level::Avx512 if vaes && is_x86_feature_detected!("avx512f") => Engine::Vaes512,
+            Level::Avx512 | Level::Avx2 if vaes && is_x86_feature_detected!("avx2") => Engine::Vaes256,
+            Level::Avx512 | Level::Avx2 if aes => Engine::AesNi,
+            _ => Engine::Crate,
         }
-        if is_x86_feature_detected!("vaes") && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("aes") {
-            // SAFETY: AES-NI is present.
-            Some(unsafe { expand(key) })
-        } else {
-            None
-        }
+    }
+
+    /// The round keys (the CPU has AES-NI: every engine but the crate's needs it).
+    pub(super) fn round_keys(key: &[u8; 16]) -> [[u8; 16]; 11] {
+        assert!(is_x86_feature_detected!("aes"));
+        // SAFETY: AES-NI is present.
+        unsafe { expand(key) }
     }
 
     /// AES-128 key expansion (FIPS-197) with AESKEYGENASSIST.
@@ -225,61 +275,283 @@ mod x86 {
         any != 0
     }
 
-    /// Blocks per loop iteration: 8 registers of 4.
+    /// See `Cipher::zp_groups`: with VAES on 256-bit registers (two blocks each), two groups
+    /// (eight registers) at a time, the keystream mapped to elements in registers. AVX2 has no
+    /// unsigned 16-bit compare (`lo < b` is `max(lo, b - 1) == b - 1`) and its packs work
+    /// within 128-bit lanes (fixed by one `vpermq`).
+    #[target_feature(enable = "avx2,vaes,aes")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn zp_groups_vaes256(
+        rk: &[[u8; 16]; 11],
+        first: u128,
+        out: &mut [u8],
+        q: u16,
+        reject_below: u16,
+        add: u8,
+        rejected: &mut [u64],
+    ) -> bool {
+        let keys: [__m256i; 11] = std::array::from_fn(|i| <__m256i as AesLanes>::key(&rk[i]));
+        let mut ctr = <__m256i as AesLanes>::counters(first);
+        let qv = _mm256_set1_epi16(q as i16);
+        let below = _mm256_set1_epi16(reject_below.wrapping_sub(1) as i16);
+        let addv = _mm256_set1_epi8(add as i8);
+        let mut any = 0u64;
+        let groups = out.len() / 64;
+        let mut tail = [0u8; 128];
+        let mut g = 0;
+        while g < groups {
+            // Always two groups, with no branch between them (so that all eight registers are
+            // in flight); a short last batch goes through `tail`.
+            let n = (groups - g).min(2);
+            let dst: *mut u8 = if n == 2 { out.as_mut_ptr().add(64 * g) } else { tail.as_mut_ptr() };
+            // The round keys are read from memory in every round (volatile: not hoisted into
+            // registers), which leaves the sixteen ymm registers to the eight blocks in flight;
+            // with the keys in registers LLVM ran two of the eight as serial chains.
+            let key = |r: usize| std::ptr::read_volatile(&keys[r]);
+            let mut x = [keys[0]; 8];
+            let k0 = key(0);
+            for v in x.iter_mut() {
+                *v = ctr.xor(k0);
+                ctr = ctr.next();
+            }
+            for r in 1..10 {
+                let k = key(r);
+                for v in x.iter_mut() {
+                    *v = v.round(k);
+                }
+            }
+            let k10 = key(10);
+            for v in x.iter_mut() {
+                *v = v.last_round(k10);
+            }
+            let mut bad = [0u64; 2];
+            for (j, bad) in bad.iter_mut().enumerate() {
+                for h in 0..2 {
+                    let (w0, w1) = (x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
+                    let (l0, l1) = (_mm256_mullo_epi16(w0, qv), _mm256_mullo_epi16(w1, qv));
+                    let r0 = _mm256_cmpeq_epi16(_mm256_max_epu16(l0, below), below);
+                    let r1 = _mm256_cmpeq_epi16(_mm256_max_epu16(l1, below), below);
+                    let r = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi16(r0, r1));
+                    *bad |= (_mm256_movemask_epi8(r) as u32 as u64) << (32 * h);
+                    let hi = _mm256_packus_epi16(_mm256_mulhi_epu16(w0, qv), _mm256_mulhi_epu16(w1, qv));
+                    let hi = _mm256_add_epi8(_mm256_permute4x64_epi64::<0xD8>(hi), addv);
+                    _mm256_storeu_si256(dst.add(64 * j + 32 * h) as *mut __m256i, hi);
+                }
+            }
+            if n < 2 {
+                out[64 * g..].copy_from_slice(&tail[..64 * n]);
+            }
+            for j in 0..n {
+                rejected[g + j] = bad[j];
+                any |= bad[j];
+            }
+            g += n;
+        }
+        any != 0
+    }
+
+    /// Registers in flight per loop iteration (eight hide the AES round latency).
     const LANES: usize = 8;
 
-    /// AES-128-CTR from block `first` into `out` (the low 64 bits of the counter must not wrap).
-    #[target_feature(enable = "avx512f,vaes")]
-    pub(super) unsafe fn keystream_vaes(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
-        let mut keys = [_mm512_setzero_si512(); 11];
-        for (k, r) in keys.iter_mut().zip(rk) {
-            *k = _mm512_broadcast_i32x4(_mm_loadu_si128(r.as_ptr() as *const __m128i));
+    /// AES-128-CTR from block `first` into `out` with `engine` (not the crate's; the low 64
+    /// bits of the counter must not wrap).
+    ///
+    /// # Safety
+    /// The CPU must support the engine.
+    pub(super) unsafe fn keystream(engine: Engine, rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        match engine {
+            Engine::Vaes512 => keystream_vaes512(rk, first, out),
+            Engine::Vaes256 => keystream_vaes256(rk, first, out),
+            Engine::AesNi => keystream_aesni(rk, first, out),
+            Engine::Crate => unreachable!("the crate's engine has no round keys"),
         }
-        let lo = first as u64 as i64;
-        let hi = (first >> 64) as u64 as i64;
-        // Four consecutive counters (lane pairs: low word, high word).
-        let mut ctr = _mm512_add_epi64(_mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo), _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0));
-        let four = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
-        let mut chunks = out.chunks_exact_mut(LANES * 64);
+    }
+
+    #[target_feature(enable = "avx512f,vaes,aes")]
+    unsafe fn keystream_vaes512(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m512i>(rk, first, out)
+    }
+
+    #[target_feature(enable = "avx2,vaes,aes")]
+    unsafe fn keystream_vaes256(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m256i>(rk, first, out)
+    }
+
+    #[target_feature(enable = "aes,sse2")]
+    unsafe fn keystream_aesni(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        keystream_with::<__m128i>(rk, first, out)
+    }
+
+    /// A register of `BLOCKS` AES blocks: the little that counter mode needs. Implemented for
+    /// 128-bit (AES-NI), 256-bit (VAES + AVX2) and 512-bit (VAES + AVX-512F) registers; the
+    /// methods are only called from functions compiled with those features (they are
+    /// `inline(always)`, so they become those instructions there).
+    trait AesLanes: Copy {
+        const BLOCKS: usize;
+        /// A round key in every block.
+        unsafe fn key(rk: &[u8; 16]) -> Self;
+        /// Counters `first, first + 1, ..` (the low 64 bits do not wrap).
+        unsafe fn counters(first: u128) -> Self;
+        /// `BLOCKS` added to every counter.
+        unsafe fn next(self) -> Self;
+        unsafe fn xor(self, k: Self) -> Self;
+        unsafe fn round(self, k: Self) -> Self;
+        unsafe fn last_round(self, k: Self) -> Self;
+        unsafe fn store(self, p: *mut u8);
+    }
+
+    impl AesLanes for __m128i {
+        const BLOCKS: usize = 1;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm_loadu_si128(rk.as_ptr() as *const __m128i)
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            _mm_set_epi64x((first >> 64) as u64 as i64, first as u64 as i64)
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm_add_epi64(self, _mm_set_epi64x(0, 1))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm_xor_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm_aesenc_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm_aesenclast_si128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm_storeu_si128(p as *mut __m128i, self)
+        }
+    }
+
+    impl AesLanes for __m256i {
+        const BLOCKS: usize = 2;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(rk.as_ptr() as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            let (lo, hi) = (first as u64 as i64, (first >> 64) as u64 as i64);
+            _mm256_add_epi64(_mm256_set_epi64x(hi, lo, hi, lo), _mm256_set_epi64x(0, 1, 0, 0))
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm256_add_epi64(self, _mm256_set_epi64x(0, 2, 0, 2))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm256_xor_si256(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm256_aesenc_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm256_aesenclast_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm256_storeu_si256(p as *mut __m256i, self)
+        }
+    }
+
+    impl AesLanes for __m512i {
+        const BLOCKS: usize = 4;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            _mm512_broadcast_i32x4(_mm_loadu_si128(rk.as_ptr() as *const __m128i))
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            let (lo, hi) = (first as u64 as i64, (first >> 64) as u64 as i64);
+            _mm512_add_epi64(_mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo), _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0))
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            _mm512_add_epi64(self, _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4))
+        }
+        #[inline(always)]
+        unsafe fn xor(self, k: Self) -> Self {
+            _mm512_xor_si512(self, k)
+        }
+        #[inline(always)]
+        unsafe fn round(self, k: Self) -> Self {
+            _mm512_aesenc_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn last_round(self, k: Self) -> Self {
+            _mm512_aesenclast_epi128(self, k)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm512_storeu_si512(p as *mut __m512i, self)
+        }
+    }
+
+    /// AES-128-CTR from block `first` into `out`, `LANES` registers of `V::BLOCKS` blocks at a
+    /// time (the one description of counter mode; see the module doc).
+    #[inline(always)]
+    unsafe fn keystream_with<V: AesLanes>(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        let keys: [V; 11] = std::array::from_fn(|i| V::key(&rk[i]));
+        let mut ctr = V::counters(first);
+        let width = 16 * V::BLOCKS;
+        let mut chunks = out.chunks_exact_mut(LANES * width);
         for chunk in &mut chunks {
-            let mut x = [_mm512_setzero_si512(); LANES];
+            let mut x = [keys[0]; LANES];
             for v in x.iter_mut() {
-                *v = _mm512_xor_si512(ctr, keys[0]);
-                ctr = _mm512_add_epi64(ctr, four);
+                *v = ctr.xor(keys[0]);
+                ctr = ctr.next();
             }
             for key in &keys[1..10] {
                 for v in x.iter_mut() {
-                    *v = _mm512_aesenc_epi128(*v, *key);
+                    *v = v.round(*key);
                 }
             }
             for (j, v) in x.iter().enumerate() {
-                let c = _mm512_aesenclast_epi128(*v, keys[10]);
-                _mm512_storeu_si512(chunk.as_mut_ptr().add(64 * j) as *mut __m512i, c);
+                v.last_round(keys[10]).store(chunk.as_mut_ptr().add(width * j));
             }
         }
         let rest = chunks.into_remainder();
-        for part in rest.chunks_mut(64) {
-            let mut v = _mm512_xor_si512(ctr, keys[0]);
-            ctr = _mm512_add_epi64(ctr, four);
+        for part in rest.chunks_mut(width) {
+            let mut v = ctr.xor(keys[0]);
+            ctr = ctr.next();
             for key in &keys[1..10] {
-                v = _mm512_aesenc_epi128(v, *key);
+                v = v.round(*key);
             }
-            v = _mm512_aesenclast_epi128(v, keys[10]);
+            v = v.last_round(keys[10]);
             let mut buf = [0u8; 64];
-            _mm512_storeu_si512(buf.as_mut_ptr() as *mut __m512i, v);
+            v.store(buf.as_mut_ptr());
             let n = part.len();
             part.copy_from_slice(&buf[..n]);
         }
     }
 }
 
+/// Elsewhere (aarch64 and the rest): the `aes` crate, which uses the ARMv8 AES instructions
+/// where the CPU has them.
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    pub(super) fn round_keys(_key: &[u8; 16]) -> Option<[[u8; 16]; 11]> {
-        None
+    use super::Engine;
+
+    pub(super) fn engine(_level: crate::simd::Level) -> Engine {
+        Engine::Crate
     }
 
-    pub(super) unsafe fn keystream_vaes(_rk: &[[u8; 16]; 11], _first: u128, _out: &mut [u8]) {
+    pub(super) fn round_keys(_key: &[u8; 16]) -> [[u8; 16]; 11] {
+        unreachable!("only the crate's engine exists here")
+    }
+
+    pub(super) unsafe fn keystream(_engine: Engine, _rk: &[[u8; 16]; 11], _first: u128, _out: &mut [u8]) {
         unreachable!()
     }
 
@@ -290,11 +562,48 @@ mod x86 {
     pub(super) unsafe fn zp_groups_vaes(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8, _: &mut [u64]) -> bool {
         unreachable!()
     }
+
+    pub(super) unsafe fn zp_groups_vaes256(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8, _: &mut [u64]) -> bool {
+        unreachable!()
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The engines of every level this CPU has.
+    pub(crate) fn engines() -> Vec<Engine> {
+        let mut v: Vec<Engine> = crate::simd::detected().up_to().into_iter().map(Engine::at).collect();
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::detected() >= crate::simd::Level::Avx2 && is_x86_feature_detected!("aes") {
+            v.push(Engine::AesNi);
+        }
+        v.push(Engine::Crate);
+        v.sort_by_key(|e| *e as u8);
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn every_engine_gives_aes_of_the_counter() {
+        let key = [7u8; 16];
+        let aes = Aes128::new(&key.into());
+        for engine in engines() {
+            let c = Cipher::with_engine(&key, engine);
+            for first in [0u128, 5, (1 << 64) - 3, (1u128 << 127) | (9 << 64) | 17] {
+                for len in [0usize, 1, 16, 17, 63, 64, 65, 511, 512, 513, 4096 + 40] {
+                    let mut a = vec![0u8; len];
+                    c.keystream(first, &mut a);
+                    for (i, part) in a.chunks(16).enumerate() {
+                        let mut block: Block = (first + i as u128).to_le_bytes().into();
+                        aes.encrypt_block(&mut block);
+                        assert_eq!(part, &block[..part.len()], "{engine:?}, first {first}, len {len}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn both_paths_give_aes_of_the_counter() {
@@ -326,9 +635,9 @@ mod bench {
     #[test]
     #[ignore]
     fn ctr_speed() {
-        let c = Cipher::new(&[1u8; 16]);
         let mut buf = vec![0u8; 1 << 16];
-        for (name, c) in [("default", c.clone()), ("aes crate", c.portable())] {
+        for engine in tests::engines() {
+            let (name, c) = (format!("{engine:?}"), Cipher::with_engine(&[1u8; 16], engine));
             let t = std::time::Instant::now();
             let reps = 4096;
             for i in 0..reps {

@@ -318,6 +318,13 @@ impl std::fmt::Debug for ZpDraw {
 }
 
 impl ZpDraw {
+    /// A draw from block `start` of a key's stream on a given AES engine (for tests and the
+    /// per-level benchmark).
+    #[cfg(test)]
+    pub(crate) fn with_engine(key: &PrfKey, engine: crate::ctr::Engine, start: u128, len: usize, nonzero: bool) -> ZpDraw {
+        ZpDraw { cipher: Cipher::with_engine(&key.0, engine), start, len, nonzero }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -373,7 +380,7 @@ impl ZpDraw {
             // Checked 64 elements at a time: a rejection (about 1 in 1000 words) re-examines
             // only its group.
             let nonzero = self.nonzero;
-            let clean = crate::simd::with_avx512(|| {
+            let clean = crate::simd::run_best(|| {
                 let mut clean = 0u64;
                 for (g, (w, o)) in w.chunks(64).zip(part.chunks_mut(64)).enumerate() {
                     clean |= (map_words(w, o, nonzero) as u64) << g;
@@ -518,13 +525,20 @@ mod tests {
             assert_eq!(counts.iter().sum::<u32>() + rejected, 65536);
             assert_eq!(rejected, 65536 % q as u32);
             // The vectorised map agrees with `sample` wherever it accepts.
+            // At every SIMD level this CPU has.
             let words: Vec<u16> = (0..=u16::MAX).map(u16::to_le).collect();
-            let mut out = vec![0u8; words.len()];
-            assert!(!map_words(&words, &mut out, nonzero));
-            for (w, &o) in (0..=u16::MAX).zip(&out) {
-                if let Some(v) = sample(w, nonzero) {
-                    assert_eq!(v, o);
+            for level in crate::simd::detected().up_to() {
+                let mut out = vec![0u8; words.len()];
+                assert!(!crate::simd::run(level, || map_words(&words, &mut out, nonzero)));
+                for (w, &o) in (0..=u16::MAX).zip(&out) {
+                    if let Some(v) = sample(w, nonzero) {
+                        assert_eq!(v, o, "{level}");
+                    }
                 }
+                // Clean groups are reported clean.
+                let clean: Vec<u16> = (0..64u16).map(|i| i.wrapping_mul(977).wrapping_add(4000).to_le()).collect();
+                assert!(clean.iter().all(|&w| sample(u16::from_le(w), nonzero).is_some()));
+                assert!(crate::simd::run(level, || map_words(&clean, &mut out[..64], nonzero)));
             }
         }
     }
@@ -569,6 +583,33 @@ mod tests {
             }
             draw.fill_par(&mut b);
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn zp_and_word_draws_agree_on_every_engine() {
+        let key = PrfKey::random().unwrap();
+        let engines = crate::ctr::tests::engines();
+        let draw = |engine, nonzero| ZpDraw { cipher: Cipher::with_engine(&key.0, engine), start: 12_345, len: 200_000, nonzero };
+        for nonzero in [false, true] {
+            let mut want = vec![0u8; 200_000];
+            draw(crate::ctr::Engine::Crate, nonzero).fill_portable(0, &mut want);
+            for &engine in &engines {
+                let d = draw(engine, nonzero);
+                let mut got = vec![0u8; 200_000];
+                d.fill_par(&mut got);
+                assert_eq!(got, want, "{engine:?}, nonzero {nonzero}");
+                d.fill(8 * 1001, &mut got[..5000]);
+                assert_eq!(got[..5000], want[8 * 1001..8 * 1001 + 5000], "{engine:?}");
+            }
+        }
+        let words = |engine| WordDraw { cipher: Cipher::with_engine(&key.0, engine), start: 99, len: 10_001, zl1: false };
+        let mut want = vec![0u64; 10_001];
+        words(crate::ctr::Engine::Crate).fill(0, &mut want);
+        for &engine in &engines {
+            let mut got = vec![0u64; 10_001];
+            words(engine).fill(0, &mut got);
+            assert_eq!(got, want, "{engine:?}");
         }
     }
 

@@ -5,9 +5,11 @@
 //!   - Register tile 8 x 16 on AVX-512F/DQ (`vpmullq`, written with `std::arch` intrinsics:
 //!     LLVM vectorised the plain-array version across rows, with gathers), in Winograd's
 //!     inner-product form, which halves the 64-bit multiplies for a few extra additions and
-//!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). Where
-//!     AVX-512 is missing, 4 x 8 (AVX2) or 4 x 4 tiles of plain wrapping arithmetic. The CPU
-//!     is checked at run time.
+//!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). On AVX2
+//!     (no 64-bit vector multiply) a 4 x 8 tile in the same Winograd form, each 64-bit product
+//!     made of three 32 x 32 -> 64-bit `vpmuludq`; otherwise 4 x 4 tiles of plain wrapping
+//!     arithmetic (the scalar reference). The level is [`crate::simd::level`] (CPU, capped by
+//!     `CRYPTFLOW_SIMD`).
 //!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
 //!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
 //!   - C is split into parts (column ranges, or row ranges when there are few columns) that
@@ -23,6 +25,7 @@ use std::any::TypeId;
 use rayon::prelude::*;
 
 use crate::par::for_each_chunk;
+use crate::simd::{self, Level};
 use crate::Element;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[offset + i * rs + j * cs]`.
@@ -354,16 +357,10 @@ unsafe fn micro_avx512_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64
 
 /// Winograd's row (or column) terms of one packed block: `terms[r] = sum_q x_2q,r x_2q+1,r`
 /// for every panel of `R` rows and `kc` (even) steps.
-fn pair_terms<const R: usize>(packed: &[u64], kc: usize, terms: &mut [u64], parallel: bool) {
+fn pair_terms<const R: usize>(level: Level, packed: &[u64], kc: usize, terms: &mut [u64], parallel: bool) {
     for_each_chunk(terms, R, if parallel { packed.len() } else { 0 }, |i, t| {
         let panel = &packed[i * kc * R..(i + 1) * kc * R];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512dq") {
-            // SAFETY: the feature was just detected.
-            unsafe { pair_terms_panel_avx512::<R>(panel, t) };
-            return;
-        }
-        pair_terms_panel::<R>(panel, t);
+        simd::run(level, || pair_terms_panel::<R>(panel, t));
     });
 }
 
@@ -377,12 +374,6 @@ fn pair_terms_panel<const R: usize>(panel: &[u64], t: &mut [u64]) {
         }
     }
     t.copy_from_slice(&acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn pair_terms_panel_avx512<const R: usize>(panel: &[u64], t: &mut [u64]) {
-    pair_terms_panel::<R>(panel, t)
 }
 
 /// The portable register tile: `acc += a_panel * b_panel` over `kc` steps.
@@ -420,6 +411,66 @@ unsafe fn run_job_avx2(job: &Job<'_>) {
     unsafe { run_job::<4, 8>(job, micro_portable::<4, 8>) }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_job_avx2_winograd(job: &Job<'_>) {
+    // SAFETY: the caller checked AVX2, and forwards its contract on `job`.
+    unsafe { run_job::<4, 8>(job, |kc, a, b, acc| micro_avx2_winograd(kc, a, b, acc)) }
+}
+
+/// The AVX2 register tile in Winograd's form (see [`micro_avx512_winograd`]): 4 rows x 8
+/// columns, two ymm vectors of four u64 per row. AVX2 has no 64-bit multiply: each product
+/// `x y mod 2^64` is `xl yl + ((xh yl + xl yh) << 32)` from three `vpmuludq` (32 x 32 -> 64
+/// bits), so halving the products with Winograd's form matters more here than on AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn micro_avx2_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 8]; 4]) {
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    fn mul64(x: __m256i, y: __m256i) -> __m256i {
+        // SAFETY (of the intrinsics): only called from the AVX2 function below.
+        unsafe {
+            let lo = _mm256_mul_epu32(x, y);
+            let cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64::<32>(x), y), _mm256_mul_epu32(x, _mm256_srli_epi64::<32>(y)));
+            _mm256_add_epi64(lo, _mm256_slli_epi64::<32>(cross))
+        }
+    }
+    debug_assert!(kc & 1 == 0);
+    let a = &a[..kc * 4];
+    let b = &b[..kc * 8];
+    let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+    for (ap, bp) in a.chunks_exact(8).zip(b.chunks_exact(16)) {
+        // SAFETY: bp has 16 elements: B rows 2q (0..8) and 2q+1 (8..16), 4 lanes per load.
+        let (b00, b01, b10, b11) = unsafe {
+            let p = bp.as_ptr();
+            (
+                _mm256_loadu_si256(p as *const _),
+                _mm256_loadu_si256(p.add(4) as *const _),
+                _mm256_loadu_si256(p.add(8) as *const _),
+                _mm256_loadu_si256(p.add(12) as *const _),
+            )
+        };
+        for i in 0..4 {
+            let x = _mm256_set1_epi64x(ap[i] as i64); // a_2q
+            let y = _mm256_set1_epi64x(ap[4 + i] as i64); // a_2q+1
+            let p0 = mul64(_mm256_add_epi64(x, b10), _mm256_add_epi64(y, b00));
+            let p1 = mul64(_mm256_add_epi64(x, b11), _mm256_add_epi64(y, b01));
+            acc[i][0] = _mm256_add_epi64(acc[i][0], p0);
+            acc[i][1] = _mm256_add_epi64(acc[i][1], p1);
+        }
+    }
+    for i in 0..4 {
+        // SAFETY: each output row has 8 elements.
+        unsafe {
+            _mm256_storeu_si256(out[i].as_mut_ptr() as *mut _, acc[i][0]);
+            _mm256_storeu_si256(out[i].as_mut_ptr().add(4) as *mut _, acc[i][1]);
+        }
+    }
+}
+
 unsafe fn run_job_generic(job: &Job<'_>) {
     unsafe { run_job::<4, 4>(job, micro_portable::<4, 4>) }
 }
@@ -432,22 +483,39 @@ pub(crate) enum U64Kernel {
     /// AVX-512, classic form (kept for tests and comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Avx512,
+    /// AVX2 in Winograd's form (the default at [`Level::Avx2`]).
+    Avx2Winograd,
+    /// The portable 4 x 8 tile compiled for AVX2 (kept for tests and comparison).
+    #[cfg_attr(not(test), allow(dead_code))]
     Avx2,
+    /// The portable 4 x 4 tile, no target features: the scalar reference.
     Generic,
 }
 
-/// The fastest u64 micro-kernel the running CPU supports.
-pub(crate) fn u64_kernel() -> U64Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-            return U64Kernel::Avx512Winograd;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return U64Kernel::Avx2;
+impl U64Kernel {
+    /// The level of the kernel's helper loops (matrix-vector products, Winograd terms).
+    fn level(self) -> Level {
+        match self {
+            U64Kernel::Avx512Winograd | U64Kernel::Avx512 => Level::Avx512,
+            U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
+            U64Kernel::Generic => Level::Scalar,
         }
     }
-    U64Kernel::Generic
+
+    /// The default kernel at a level.
+    pub(crate) fn at(level: Level) -> U64Kernel {
+        match level {
+            Level::Avx512 => U64Kernel::Avx512Winograd,
+            Level::Avx2 => U64Kernel::Avx2Winograd,
+            Level::Scalar => U64Kernel::Generic,
+        }
+    }
+}
+
+/// The u64 micro-kernel of the dispatch level ([`simd::level`]: the CPU's best, capped by
+/// `CRYPTFLOW_SIMD`).
+pub(crate) fn u64_kernel() -> U64Kernel {
+    U64Kernel::at(simd::level())
 }
 
 fn gemm_u64(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize) {
@@ -474,37 +542,31 @@ pub(crate) fn gemm_u64_with(
 ) {
     // A product with very few rows or columns is a set of matrix-vector products, which the
     // register tiles would mostly pad.
-    let avx512 = matches!(kernel, U64Kernel::Avx512 | U64Kernel::Avx512Winograd);
+    let level = kernel.level();
+    assert!(level <= simd::detected(), "{kernel:?} on a CPU without it");
     if m < 4 && b.cs == 1 {
-        return gemv_rows(m, n, k, a, b, c, ldc, avx512);
+        return gemv_rows(m, n, k, a, b, c, ldc, level);
     }
     if n < 4 && a.cs == 1 {
-        return gemv_cols(m, n, k, a, b, c, ldc, avx512);
+        return gemv_cols(m, n, k, a, b, c, ldc, level);
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx512 => {
-            assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
-            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512, false)
-        }
+        U64Kernel::Avx512 => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512, None),
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx512Winograd => {
-            assert!(std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq"));
-            gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512_winograd, true)
-        }
+        U64Kernel::Avx512Winograd => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512_winograd, Some(level)),
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx2 => {
-            assert!(std::arch::is_x86_feature_detected!("avx2"));
-            gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2, false)
-        }
-        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, false),
+        U64Kernel::Avx2Winograd => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2_winograd, Some(level)),
+        #[cfg(target_arch = "x86_64")]
+        U64Kernel::Avx2 => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2, None),
+        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, None),
     }
 }
 
 /// Few rows: `C[i, j0..j1] = sum_p A(i, p) B[p, j0..j1]` (B rows contiguous), column ranges in
 /// parallel.
 #[allow(clippy::too_many_arguments)]
-fn gemv_rows(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, avx512: bool) {
+fn gemv_rows(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, level: Level) {
     let threads = rayon::current_num_threads().max(1);
     let parts = if m * n * k < 1 << 18 { 1 } else { (threads * 4).min(n.div_ceil(64)).max(1) };
     let width = n.div_ceil(parts);
@@ -517,15 +579,7 @@ fn gemv_rows(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64
         }
         let mut acc = crate::scratch::take::<u64>(j1 - j0);
         for i in 0..m {
-            #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // SAFETY: the caller selected the AVX-512 kernel after detecting the features.
-                unsafe { axpy_rows_avx512(i, k, j0, a, b, &mut acc) };
-            } else {
-                axpy_rows(i, k, j0, a, b, &mut acc);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            axpy_rows(i, k, j0, a, b, &mut acc);
+            simd::run(level, || axpy_rows(i, k, j0, a, b, &mut acc));
             // SAFETY: row i, columns j0..j1 of C; column ranges are disjoint between tasks and
             // inside C (checked by `gemm`).
             unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), cp.0.add(i * ldc + j0), j1 - j0) };
@@ -552,15 +606,10 @@ fn axpy_rows(i: usize, k: usize, j0: usize, a: MatRef<'_, u64>, b: MatRef<'_, u6
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn axpy_rows_avx512(i: usize, k: usize, j0: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, acc: &mut [u64]) {
-    axpy_rows(i, k, j0, a, b, acc)
-}
 
 /// Few columns: `C[i, j] = A[i, :] . B[:, j]` (A rows contiguous), row ranges in parallel.
 #[allow(clippy::too_many_arguments)]
-fn gemv_cols(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, avx512: bool) {
+fn gemv_cols(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64>, c: &mut [u64], ldc: usize, level: Level) {
     // The columns of B, contiguous.
     let mut cols = crate::scratch::take::<u64>(n * k);
     for j in 0..n {
@@ -574,22 +623,11 @@ fn gemv_cols(m: usize, n: usize, k: usize, a: MatRef<'_, u64>, b: MatRef<'_, u64
     let stride = if m == 1 { ldc.max(n) } else { ldc };
     crate::par::for_each_chunk(&mut c[..(m - 1) * ldc + n], stride, work, |i, crow| {
         let arow = &a.data[a.offset + i * a.rs..][..k];
-        for (j, d) in crow[..n].iter_mut().enumerate() {
-            let bcol = &cols[j * k..(j + 1) * k];
-            #[cfg(target_arch = "x86_64")]
-            {
-                *d = if avx512 {
-                    // SAFETY: the caller selected the AVX-512 kernel after detecting the features.
-                    unsafe { dot_avx512(arow, bcol) }
-                } else {
-                    dot(arow, bcol)
-                };
+        simd::run(level, || {
+            for (j, d) in crow[..n].iter_mut().enumerate() {
+                *d = dot(arow, &cols[j * k..(j + 1) * k]);
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                *d = dot(arow, bcol);
-            }
-        }
+        });
     });
 }
 
@@ -611,11 +649,6 @@ fn dot(x: &[u64], y: &[u64]) -> u64 {
     s
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn dot_avx512(x: &[u64], y: &[u64]) -> u64 {
-    dot(x, y)
-}
 
 /// Computes `C` or, when the `MR x NR` tiles cover `C^T = B^T A^T` with less padding (e.g. a
 /// few columns and many rows), the transposed product written through transposed strides.
@@ -629,7 +662,7 @@ fn gemm_u64_oriented<const MR: usize, const NR: usize>(
     c: &mut [u64],
     ldc: usize,
     job_fn: unsafe fn(&Job<'_>),
-    winograd: bool,
+    winograd: Option<Level>,
 ) {
     let padded = |m: usize, n: usize| m.div_ceil(MR) * MR * n.div_ceil(NR) * NR;
     // On a tie, the longer side goes to B's columns: all of A is packed up front, while B is
@@ -715,8 +748,10 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     c_rs: usize,
     c_cs: usize,
     job_fn: unsafe fn(&Job<'_>),
-    winograd: bool,
+    winograd_level: Option<Level>,
 ) {
+    let winograd = winograd_level.is_some();
+    let terms_level = winograd_level.unwrap_or(Level::Scalar);
     let m_panels = m.div_ceil(MR);
     let n_panels = n.div_ceil(NR);
     // Depth blocks (p0, kc, kp): the Winograd form pairs steps, so its blocks have an even
@@ -742,7 +777,7 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
         let packed = &mut apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
         pack_a::<MR>(a, m, p0, kc, kp, packed);
         if winograd {
-            pair_terms::<MR>(packed, kp, &mut row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR], true);
+            pair_terms::<MR>(terms_level, packed, kp, &mut row_terms[bi * m_panels * MR..(bi + 1) * m_panels * MR], true);
         }
     }
     let (apack, row_terms) = (&*apack, &*row_terms);
@@ -777,7 +812,7 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
                 let bpack = &mut bpack[..jcn * kp * NR];
                 pack_b::<NR>(bview, nb, p0, kc, kp, bpack, false);
                 if winograd {
-                    pair_terms::<NR>(bpack, kp, &mut col_terms[..jcn * NR], false);
+                    pair_terms::<NR>(terms_level, bpack, kp, &mut col_terms[..jcn * NR], false);
                 }
                 let (bpack, col_terms) = (&*bpack, &*col_terms);
                 let apack = &apack[a_offsets[bi]..a_offsets[bi] + m_panels * kp * MR];
@@ -816,67 +851,49 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     }
 }
 
-/// Whether the AVX-512 u64 code paths can run.
-#[inline]
-pub(crate) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// `d[j] += w * s[j]` (elementwise over the shorter of the two).
 #[inline]
 pub(crate) fn axpy<T: Element>(d: &mut [T], w: T, s: &[T]) {
-    #[cfg(target_arch = "x86_64")]
     if let (Some(w64), Some(s64)) = (cast_slice::<T, u64>(std::slice::from_ref(&w)), cast_slice::<T, u64>(s)) {
-        if has_avx512() {
-            let d64 = cast_slice_mut::<T, u64>(d).expect("same type as s");
-            // SAFETY: the features were just detected.
-            unsafe { axpy_u64_avx512(d64, w64[0], s64) };
-            return;
-        }
+        let d64 = cast_slice_mut::<T, u64>(d).expect("same type as s");
+        return axpy_u64(simd::level(), d64, w64[0], s64);
     }
     for (d, &v) in d.iter_mut().zip(s) {
         *d = d.add(w.mul(v));
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn axpy_u64_avx512(d: &mut [u64], w: u64, s: &[u64]) {
-    for (d, &v) in d.iter_mut().zip(s) {
-        *d = d.wrapping_add(w.wrapping_mul(v));
-    }
+/// The u64 `axpy` at a level (one portable loop; AVX-512DQ has `vpmullq`, AVX2 gets LLVM's
+/// three-`vpmuludq` product).
+#[inline]
+pub(crate) fn axpy_u64(level: Level, d: &mut [u64], w: u64, s: &[u64]) {
+    simd::run(level, || {
+        for (d, &v) in d.iter_mut().zip(s) {
+            *d = d.wrapping_add(w.wrapping_mul(v));
+        }
+    })
 }
 
 /// `d[j] += a[j] * b[j]` (elementwise over the shortest).
 #[inline]
 pub(crate) fn mul_add<T: Element>(d: &mut [T], a: &[T], b: &[T]) {
-    #[cfg(target_arch = "x86_64")]
     if let (Some(a64), Some(b64)) = (cast_slice::<T, u64>(a), cast_slice::<T, u64>(b)) {
-        if has_avx512() {
-            let d64 = cast_slice_mut::<T, u64>(d).expect("same type as a");
-            // SAFETY: the features were just detected.
-            unsafe { mul_add_u64_avx512(d64, a64, b64) };
-            return;
-        }
+        let d64 = cast_slice_mut::<T, u64>(d).expect("same type as a");
+        return mul_add_u64(simd::level(), d64, a64, b64);
     }
     for ((d, &u), &v) in d.iter_mut().zip(a).zip(b) {
         *d = d.add(u.mul(v));
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn mul_add_u64_avx512(d: &mut [u64], a: &[u64], b: &[u64]) {
-    for ((d, &u), &v) in d.iter_mut().zip(a).zip(b) {
-        *d = d.wrapping_add(u.wrapping_mul(v));
-    }
+/// The u64 `mul_add` at a level.
+#[inline]
+pub(crate) fn mul_add_u64(level: Level, d: &mut [u64], a: &[u64], b: &[u64]) {
+    simd::run(level, || {
+        for ((d, &u), &v) in d.iter_mut().zip(a).zip(b) {
+            *d = d.wrapping_add(u.wrapping_mul(v));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -901,18 +918,17 @@ mod tests {
     #[test]
     fn every_u64_kernel_matches_naive_product() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Every kernel of every level this CPU supports (whatever CRYPTFLOW_SIMD says).
         let mut kernels = vec![U64Kernel::Generic];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                kernels.push(U64Kernel::Avx2);
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-                kernels.push(U64Kernel::Avx512);
-                kernels.push(U64Kernel::Avx512Winograd);
-            }
+        if simd::detected() >= Level::Avx2 {
+            kernels.push(U64Kernel::Avx2);
+            kernels.push(U64Kernel::Avx2Winograd);
         }
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40), (2, 700, 300), (500, 2, 600), (4, 4, 9)] {
+        if simd::detected() >= Level::Avx512 {
+            kernels.push(U64Kernel::Avx512);
+            kernels.push(U64Kernel::Avx512Winograd);
+        }
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40), (2, 700, 300), (500, 2, 600), (4, 4, 9), (5, 9, 3), (12, 24, 1)] {
             let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
             let want = naive_u64(m, n, k, &a, &b);
@@ -925,6 +941,27 @@ mod tests {
                     assert_eq!(&c[i * ldc..i * ldc + n], &want[i * n..(i + 1) * n], "{kernel:?} {m}x{n}x{k} row {i}");
                     assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 0xdead_beef));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn elementwise_u64_kernels_agree_at_every_level() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for len in [0usize, 1, 3, 4, 7, 8, 31, 64, 1000] {
+            let a: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+            let b: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+            let d0: Vec<u64> = (0..len).map(|_| rng.random()).collect();
+            let w: u64 = rng.random();
+            let want_axpy: Vec<u64> = d0.iter().zip(&b).map(|(&d, &v)| d.wrapping_add(w.wrapping_mul(v))).collect();
+            let want_fma: Vec<u64> = d0.iter().zip(&a).zip(&b).map(|((&d, &u), &v)| d.wrapping_add(u.wrapping_mul(v))).collect();
+            for level in simd::detected().up_to() {
+                let mut d = d0.clone();
+                axpy_u64(level, &mut d, w, &b);
+                assert_eq!(d, want_axpy, "axpy at {level}, len {len}");
+                let mut d = d0.clone();
+                mul_add_u64(level, &mut d, &a, &b);
+                assert_eq!(d, want_fma, "mul_add at {level}, len {len}");
             }
         }
     }

@@ -6,14 +6,16 @@
 //!
 //! How they run:
 //! - `matmul`, `conv` and `conv_transpose` all end in one GEMM engine (`gemm.rs`): for `u64` a
-//!   packed, cache-blocked GEMM with an AVX-512 register tile (Winograd's inner-product form,
-//!   half the 64-bit multiplies) picked at run time, AVX2/portable tiles otherwise, and
-//!   matrix-vector paths for products with under 4 rows or columns; for `f32`
+//!   packed, cache-blocked GEMM with a register tile in Winograd's inner-product form (half
+//!   the 64-bit multiplies) for AVX-512 or AVX2 (64-bit products from three 32-bit ones),
+//!   picked at run time ([`crate::simd`], capped by `CRYPTFLOW_SIMD`), a portable tile
+//!   otherwise, and matrix-vector paths for products with under 4 rows or columns; for `f32`
 //!   `matrixmultiply::sgemm`. Both split C over rayon threads.
 //! - `conv`: per (batch, group), im2col (channels-first: `[Cin_g*kvol, out]`; channels-last:
 //!   patches `[out, Cin_g*kvol]` with the filter read as a transposed view) and one GEMM written
 //!   straight into the output; 1x1 stride-1 unpadded convolutions read the input in place;
-//!   depthwise convolutions (`Cin_g == 1`) run as direct loops.
+//!   depthwise convolutions (`Cin_g == 1`) run as direct loops (their u64 multiply-adds
+//!   compiled per SIMD level).
 //! - `conv_transpose`: a GEMM into columns, then col2im (a scatter per output plane,
 //!   channels-first; a gather per output position, channels-last).
 //! - Every spatial problem is normalised to 3 spatial axes, so ranks 1 and 2 share the code.

@@ -13,6 +13,7 @@ mod gemm;
 pub mod geometry;
 pub mod kernels;
 pub mod movement;
+pub mod simd;
 mod par;
 mod scratch;
 mod tensor;

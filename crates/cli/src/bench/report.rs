@@ -26,6 +26,12 @@ pub struct Machine {
     pub load_average_start: String,
     pub load_average_end: String,
     pub note: &'static str,
+    /// The CPU's model name, the SIMD level the kernels ran at and the best one it has, and
+    /// the features they look for (see `cryptflow_tensor::simd`; `CRYPTFLOW_SIMD` caps it).
+    pub cpu_model: String,
+    pub simd_level: &'static str,
+    pub simd_level_detected: &'static str,
+    pub cpu_features: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -225,6 +231,10 @@ fn machine() -> Machine {
         load_average_start: load_average(),
         load_average_end: String::new(),
         note: "all three parties run as threads of one process and share these cores",
+        cpu_model: cryptflow_tensor::simd::cpu_model(),
+        simd_level: cryptflow_tensor::simd::level().name(),
+        simd_level_detected: cryptflow_tensor::simd::detected().name(),
+        cpu_features: cryptflow_tensor::simd::cpu_features(),
     }
 }
 
@@ -328,8 +338,10 @@ impl Report {
         let _ = writeln!(md, "# cryptflow benchmark report\n");
         let _ = writeln!(
             md,
-            "- **Machine**: {}, {} cores, {} RAM, Linux {}; {}. Load average {} at the start, {} at the end.",
+            "- **Machine**: {} (SIMD level {}, best {}), {} cores, {} RAM, Linux {}; {}. Load average {} at the start, {} at the end.",
             m.cpu,
+            m.simd_level,
+            m.simd_level_detected,
             m.cores,
             m.memory_bytes.map(gb).unwrap_or_else(|| "?".into()),
             m.kernel,
