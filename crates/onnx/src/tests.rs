@@ -1927,3 +1927,34 @@ fn attention_masks_of_minus_infinity_become_a_large_finite_fill() {
         }
     }
 }
+
+#[test]
+fn masked_mean_pooling_of_looked_up_tokens() {
+    // sum(E[ids] * mask) / max(sum(mask), 1e-9): sentence-embedding pooling over real tokens.
+    let table: Vec<f32> = (0..15).map(|v| v as f32 * 0.25 - 1.0).collect();
+    let mut m = B::new(14)
+        .input("ids", &[1, 4])
+        .input("mask", &[1, 4])
+        .f("table", &[5, 3], table.clone())
+        .i("last", &[1], vec![-1])
+        .i("one", &[1], vec![1])
+        .i("shape", &[3], vec![1, 4, 3])
+        .f("tiny", &[], vec![1e-9])
+        .node("Gather", &["table", "ids"], &["e"], vec![])
+        .node("Unsqueeze", &["mask", "last"], &["m3"], vec![])
+        .node("Cast", &["m3"], &["mf"], vec![ai("to", 1)])
+        .node("Expand", &["mf", "shape"], &["me"], vec![])
+        .node("Mul", &["e", "me"], &["em"], vec![])
+        .node("ReduceSum", &["em", "one"], &["s"], vec![ai("keepdims", 0)])
+        .node("ReduceSum", &["me", "one"], &["c"], vec![ai("keepdims", 0)])
+        .node("Clip", &["c", "tiny"], &["cc"], vec![])
+        .node("Div", &["s", "cc"], &["pooled"], vec![])
+        .output("pooled");
+    for k in 0..2 {
+        m.inputs[k].r#type = Some(tensor_type(Some(&[1, 4]), 7));
+    }
+    let imp = m.ok();
+    let y = run(&imp.graph, &[t(&[1, 4], vec![4.0, 1.0, 2.0, 0.0]), t(&[1, 4], vec![1.0, 1.0, 0.0, 0.0])]).remove(0);
+    let expected: Vec<f32> = (0..3).map(|c| (table[12 + c] + table[3 + c]) / 2.0).collect();
+    close(y.data(), &expected);
+}
