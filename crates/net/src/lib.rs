@@ -25,8 +25,12 @@
 //!   layer owns, usually as another session): the protocol code is unchanged while every message
 //!   is, for example, signed and verified (Aramis, crate `cryptflow-aramis`).
 //!
-//! As with the local transport, received messages wait in an unbounded queue until `recv` takes
-//! them, so a peer can make this party buffer whatever it sends.
+//! Received messages wait in a queue until `recv` takes them. On networked links the queue is
+//! bounded ([`NetworkConfig::max_queued_bytes`], 1 GiB by default): when it is full the reader
+//! stops reading the socket and TCP flow control holds the sender, so a peer cannot make this
+//! party buffer more than the bound plus one message of at most
+//! [`NetworkConfig::max_message_elements`]. (The in-memory links of [`Session::local`] join
+//! parties of one process and are not bounded.)
 //!
 //! Both transports behave the same towards the protocol code: [`Session::traffic`] counts 8 bytes
 //! per ring element sent or received and the same rounds, so communication assertions hold in
@@ -98,7 +102,7 @@ pub mod wire;
 pub use error::NetError;
 pub use layer::MessageLayer;
 pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
-pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
+pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE, DEFAULT_MAX_QUEUED_BYTES};
 pub use tls::{
     cert_path, fingerprint, generate_identity, key_path, keygen, keygen_party, write_identity, write_key_file, TlsIdentity,
 };

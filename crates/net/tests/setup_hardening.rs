@@ -150,3 +150,48 @@ fn tempfile_dir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[test]
+fn a_valid_hello_then_a_tls_alert_from_a_stray_does_not_end_set_up() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    // Anyone who reaches party 0's port: a well-formed hello claiming party 2, then a TLS fatal
+    // alert (bad_certificate), as the real party 2 would send if it refused party 0's
+    // certificate. It is unauthenticated, so the session must still come up.
+    let mut stray = TcpStream::connect(&addrs[0]).unwrap();
+    stray.write_all(&Hello::new(2, 0, 3, MODE_TLS13_PINNED).encode()).unwrap();
+    stray.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a]).unwrap();
+    let results = connect_on(listeners, &addrs, tls(3));
+    drop(stray);
+    let mut sessions: Vec<Session> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|e| panic!("party {i} gave up because of a stray TLS alert: {e}")))
+        .collect();
+    sessions[2].send(0, vec![7]).unwrap();
+    assert_eq!(sessions[0].recv(2, 1).unwrap(), vec![7]);
+}
+
+#[test]
+fn a_peer_that_stalls_while_another_leaves_is_blamed_by_both() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let mut sessions: Vec<Session> = connect_on(listeners, &addrs, tls(3)).into_iter().map(|r| r.unwrap()).collect();
+    let mut p2 = sessions.pop().unwrap();
+    let mut p1 = sessions.pop().unwrap();
+    // Party 0 stalls: connected, but sends nothing.
+    let _p0 = sessions.pop().unwrap();
+    // Party 2 waits for party 0, gives up after its deadline and leaves; party 1, waiting on
+    // party 2 meanwhile, must name party 0 (which stalled), not party 2 (which left because of
+    // it).
+    p1.set_timeout(Duration::from_secs(20));
+    p2.set_timeout(Duration::from_secs(1));
+    let leaver = thread::spawn(move || {
+        let err = p2.recv(0, 1).unwrap_err();
+        drop(p2);
+        err
+    });
+    let err = p1.recv(2, 1).unwrap_err();
+    assert_eq!(leaver.join().unwrap(), NetError::Timeout { peer: 0, seconds: 1 });
+    assert_eq!(err, NetError::Timeout { peer: 0, seconds: 1 }, "{err}");
+}
