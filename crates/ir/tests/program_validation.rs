@@ -204,3 +204,19 @@ fn hand_edited_program_files_are_refused_on_load() {
         assert!(e.contains("is not a cryptflow program") && e.contains(expected), "{expected}: {e}");
     }
 }
+
+/// `read_public` checks the size of `program.json` before reading it, and stops reading past
+/// the limit whatever the file declared: a symbolic link to `/dev/zero` (declared size 0,
+/// endless) used to be read until memory ran out.
+#[cfg(unix)]
+#[test]
+fn read_public_never_reads_past_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("program.json")).unwrap();
+    let err = read_public(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("longer than it declared, more than the 256 MiB a compiled program may have"), "{err}");
+    let big = tempfile::tempdir().unwrap();
+    std::fs::File::create(big.path().join("program.json")).unwrap().set_len(257 << 20).unwrap();
+    let err = read_public(big.path()).unwrap_err().to_string();
+    assert!(err.contains("it is 257 MiB, more than the 256 MiB"), "{err}");
+}
