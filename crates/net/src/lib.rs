@@ -45,7 +45,10 @@
 //! gone, or a peer that stopped reading for the timeout) is reported by the next `send` or `recv`
 //! on that link. A malformed frame (bad magic, unknown kind, out of sequence, longer than
 //! [`NetworkConfig::max_message_elements`], or undecryptable) is a [`NetError::Protocol`] error.
-//! Every error names the peer; a failed link stays failed. Dropping a [`Session`] lets each
+//! Every error names the peer; a failed link stays failed. A session dropped after `recv`
+//! reported a disconnection or a timeout first sends every other peer a
+//! [`wire::FRAME_ABORT`] naming the party it blames, which their `recv` reports as that party's
+//! disconnection or timeout: the party that left because a third one stalled is not blamed. Dropping a [`Session`] lets each
 //! writer finish its queued messages (for at most the timeout), closes the links and joins the
 //! threads.
 //!

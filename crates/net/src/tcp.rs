@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::session::{Link, Session, DEFAULT_TIMEOUT};
 use crate::tls::{describe, server_name, TlsIdentity};
-use crate::wire::{self, FRAME_ABORT,
-    FrameHeader, Hello, ACK, CHUNK_BYTES, DEFAULT_MAX_MESSAGE_ELEMENTS, FRAME_DATA, FRAME_HEADER_LEN, HELLO_LEN,
-    MODE_INSECURE_PLAINTEXT, MODE_TLS13_PINNED, VERSION,
+use crate::wire::{
+    self, FrameHeader, Hello, ACK, CHUNK_BYTES, DEFAULT_MAX_MESSAGE_ELEMENTS, FRAME_ABORT, FRAME_DATA, FRAME_HEADER_LEN,
+    HELLO_LEN, MODE_INSECURE_PLAINTEXT, MODE_TLS13_PINNED, VERSION,
 };
 use crate::NetError;
 
