@@ -67,8 +67,10 @@
 //!   the server side, the peer is accepted only if its end-entity certificate is byte-for-byte the
 //!   one pinned for `j` and it proves possession of the matching key in the handshake. Names,
 //!   validity dates and CA flags are not consulted; a certificate pinned for another party is
-//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer, on both
-//!   sides, and [`Session::connect`] gives up at once rather than wait for the right party.
+//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer. The
+//!   connecting side gives up at once (it dialled the address it was given); the accepting side
+//!   cannot tell a misconfigured party from anyone who reached its port, so it keeps waiting for
+//!   the right party and reports the refusal as its error only at the connect deadline.
 //! * The certificates must reach the other parties authentically (out of band: copied by the
 //!   operators, or published by the model owner); whoever can swap a certificate file can
 //!   impersonate that party. There is no revocation: a leaked key is replaced by running keygen

@@ -393,10 +393,11 @@ fn try_dial(cfg: &NetworkConfig, peer: usize, deadline: Instant) -> Result<Estab
 enum AcceptErr {
     /// Not a usable connection from a party we wait for; keep listening.
     Ignore(String),
-    /// A connection claiming to be `peer` answered our certificate with a TLS alert before
-    /// authenticating itself: the real party refusing us, or anyone who can reach the port.
-    /// Unauthenticated, so set-up goes on (the real party may still come); if `peer` never
-    /// connects, this is the error reported at the deadline.
+    /// A connection claiming to be `peer` did not authenticate as it: it presented another
+    /// certificate than the one pinned for `peer` (or none), or answered ours with a TLS alert
+    /// (the real party refusing us). Anyone who can reach the port can do either, so set-up goes
+    /// on (the real party may still come); if `peer` never connects, this is the error
+    /// reported at the deadline. The connecting side learns at once from the handshake.
     Refused(usize, NetError, String),
     Fatal(NetError),
 }
@@ -524,12 +525,15 @@ fn accept_one(
             let mut conn = rustls::ServerConnection::new(config)
                 .map_err(|e| AcceptErr::Fatal(NetError::Tls { peer, reason: e.to_string() }))?;
             // A handshake that got as far as a certificate (or an alert about ours) is a party
-            // that was refused or refused us: said at once, on both sides. Bytes that are not
-            // TLS at all are a stray connection, ignored like a malformed hello.
+            // that was refused or refused us, or a stranger: noted, and the error at the
+            // deadline if the party never comes. Bytes that are not TLS at all are a stray
+            // connection, ignored like a malformed hello.
             let classify = |e: io::Error| match rustls_error(&e) {
-                Some(t @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) => {
-                    AcceptErr::Fatal(NetError::Tls { peer, reason: describe(peer, t) })
-                }
+                Some(t @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) => AcceptErr::Refused(
+                    peer,
+                    NetError::Tls { peer, reason: describe(peer, t) },
+                    format!("{addr}: claims to be party {peer} but did not authenticate as it: {t}"),
+                ),
                 Some(t @ rustls::Error::AlertReceived(_)) => AcceptErr::Refused(
                     peer,
                     NetError::Tls { peer, reason: describe(peer, t) },

@@ -195,3 +195,38 @@ fn a_peer_that_stalls_while_another_leaves_is_blamed_by_both() {
     assert_eq!(leaver.join().unwrap(), NetError::Timeout { peer: 0, seconds: 1 });
     assert_eq!(err, NetError::Timeout { peer: 0, seconds: 1 }, "{err}");
 }
+
+#[test]
+fn a_stranger_with_its_own_certificate_does_not_end_set_up() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let pairs: Vec<_> = (0..3).map(|i| generate_identity(i).unwrap()).collect();
+    let certs: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+    let security = |i: usize| Security::Tls(TlsIdentity::from_pem(i, &certs, &pairs[i].1).unwrap());
+    let config = |i: usize, security: Security| {
+        let mut cfg = NetworkConfig::new(i, addrs.clone(), security);
+        cfg.connect_deadline = Duration::from_secs(10);
+        cfg.timeout = Duration::from_secs(2);
+        cfg
+    };
+    thread::scope(|s| {
+        let mut listeners = listeners.into_iter();
+        let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
+        let (c0, c1) = (config(0, security(0)), config(1, security(1)));
+        let p0 = s.spawn(move || Session::connect_with_listener(c0, l0));
+        let p1 = s.spawn(move || Session::connect_with_listener(c1, l1));
+        // A stranger claims to be party 2 with a key and certificate of its own: it is refused
+        // (and learns it at once), but parties 0 and 1 keep waiting for the real party 2.
+        let (rogue_cert, rogue_key) = generate_identity(2).unwrap();
+        let mut rogue_certs = certs.clone();
+        rogue_certs[2] = &rogue_cert;
+        let rogue = Security::Tls(TlsIdentity::from_pem(2, &rogue_certs, &rogue_key).unwrap());
+        let err = Session::connect(config(2, rogue)).err().expect("the stranger is refused");
+        assert!(matches!(err, NetError::Tls { .. }), "{err}");
+        let mut p2 = Session::connect(config(2, security(2))).unwrap_or_else(|e| panic!("party 2: {e}"));
+        let mut p0 = p0.join().unwrap().unwrap_or_else(|e| panic!("party 0 gave up because of a stranger: {e}"));
+        let _p1 = p1.join().unwrap().unwrap_or_else(|e| panic!("party 1 gave up because of a stranger: {e}"));
+        p2.send(0, vec![5]).unwrap();
+        assert_eq!(p0.recv(2, 1).unwrap(), vec![5]);
+    });
+}
