@@ -2,8 +2,9 @@
 //! `cryptflow-aramis`): attested start-up, every message signed by the sender's attested
 //! execution and checked by the receiver, output gate before every reveal. Locally
 //! (`cryptflow run`, the three parties in this process, a throw-away attestation authority) or
-//! distributed (`cryptflow party --backend aramis`, TLS 1.3 between the parties and the
-//! authority key `authority.key`/`authority.pub` written by `cryptflow keygen`).
+//! distributed (`cryptflow party --backend aramis`, TLS 1.3 between the parties, each party's
+//! own attestation authority `party{I}.authority.key` and every `party{J}.authority.pub`,
+//! written by `cryptflow keygen --id`; a shared `authority.key` only where those are absent).
 //!
 //! Also the host-level faults (`tamper`, `forge`, `replay`, `reorder`, `drop`) for the
 //! semi-honest `--backend porthos`, whose messages then go through a cheating host unsigned.
