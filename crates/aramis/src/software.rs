@@ -3,9 +3,13 @@
 //! * The measurement is SHA-256 over the bytes of the running binary
 //!   (`std::env::current_exe()`) and the protocol configuration.
 //! * Commit draws a fresh Ed25519 key from the operating system's RNG and has the *attestation
-//!   authority* (an Ed25519 key made by `cryptflow keygen`: `authority.key`, `authority.pub`)
-//!   sign the claims (measurement, key, session, party). Anyone with `authority.pub` can check
-//!   a token.
+//!   authority* sign the claims (measurement, key, session, party). In distributed runs every
+//!   party has its own authority key, made on its machine by `cryptflow keygen --id I`
+//!   (`party{I}.authority.key`, which never leaves it, and `party{I}.authority.pub`, copied to
+//!   the other parties like its certificate): a token claiming party `I` must verify under
+//!   `party{I}.authority.pub` ([`SoftwareAttestor::load_party`]). A single authority shared by
+//!   every party (`authority.key`, `authority.pub`; [`SoftwareAttestor::load`]) remains for
+//!   local tests: whoever holds that key can mint a token for any party.
 //!
 //! What this proves: the Aramis mechanism end to end (tokens, measurements, per-message
 //! signatures, counters, aborts), and that a party running *this* code with *this*
@@ -13,8 +17,8 @@
 //! code and keys alone is caught. What it does not prove: anything about a host that is
 //! actually malicious. The signing key lives in ordinary process memory, so the host can sign
 //! whatever it likes with it; the measured binary can be replaced after it was hashed; and
-//! every party holds the authority's private key (it must, to endorse its own token), so any
-//! of them can mint a token for any measurement. The role of the authority is played by the
+//! a party holds its authority's private key (it must, to endorse its own token), so it can
+//! mint a token for any measurement of its own (with a shared authority, of any party's). The role of the authority is played by the
 //! hardware vendor's attestation service on real hardware (see `docs/aramis.md`).
 
 use std::fs;
@@ -29,6 +33,16 @@ use crate::attest::{hex, unhex, AttestError, Attestor, Claims, Execution, Measur
 /// File names written by [`generate_authority`] next to the parties' TLS keys.
 pub const AUTHORITY_KEY_FILE: &str = "authority.key";
 pub const AUTHORITY_PUB_FILE: &str = "authority.pub";
+
+/// `dir/party{id}.authority.key`: party `id`'s own attestation authority key (private, 0600).
+pub fn party_authority_key_path(dir: &Path, id: usize) -> PathBuf {
+    dir.join(format!("party{id}.{AUTHORITY_KEY_FILE}"))
+}
+
+/// `dir/party{id}.authority.pub`: the public half, which every other party holds.
+pub fn party_authority_pub_path(dir: &Path, id: usize) -> PathBuf {
+    dir.join(format!("party{id}.{AUTHORITY_PUB_FILE}"))
+}
 
 const KEY_HEADER: &str = "cryptflow-aramis attestation authority signing key (Ed25519 seed, hex; SOFTWARE ATTESTOR, NO HARDWARE GUARANTEE)";
 const PUB_HEADER: &str = "cryptflow-aramis attestation authority verification key (Ed25519, hex)";
@@ -72,6 +86,9 @@ pub struct SoftwareAttestor {
     /// The authority's signing key; `None` for a verifier that cannot commit.
     authority: Option<SigningKey>,
     authority_public: VerifyingKey,
+    /// Per-party authorities: a token claiming party `i` must verify under `endorsers[i]`
+    /// (`None`: every token under `authority_public`).
+    endorsers: Option<Vec<VerifyingKey>>,
     /// SHA-256 of the code this party runs.
     code: [u8; 32],
 }
@@ -103,7 +120,38 @@ impl SoftwareAttestor {
     /// An attestor for code with digest `code`, endorsing with `authority`.
     pub fn new(authority: SigningKey, code: [u8; 32]) -> SoftwareAttestor {
         let authority_public = authority.verifying_key();
-        SoftwareAttestor { authority: Some(authority), authority_public, code }
+        SoftwareAttestor { authority: Some(authority), authority_public, endorsers: None, code }
+    }
+
+    /// Party `id`'s attestor for a distributed run with per-party authorities: its own
+    /// `party{id}.authority.key` (0600) endorses its token, and every party's
+    /// `party{j}.authority.pub` checks the tokens claiming party `j`.
+    pub fn load_party(dir: &Path, id: usize, parties: usize) -> Result<SoftwareAttestor, AttestError> {
+        let key_path = party_authority_key_path(dir, id);
+        check_private(&key_path)?;
+        let key = SigningKey::from_bytes(&read_hex32(&key_path, KEY_HEADER)?);
+        let mut endorsers = Vec::with_capacity(parties);
+        for j in 0..parties {
+            let path = party_authority_pub_path(dir, j);
+            if !path.exists() {
+                return Err(unavailable(format!(
+                    "{} is missing: party {j} makes it with `cryptflow keygen --id {j}` on its machine and every party copies it into its keys folder",
+                    path.display()
+                )));
+            }
+            endorsers.push(read_public_key(&path)?);
+        }
+        if endorsers[id] != key.verifying_key() {
+            return Err(unavailable(format!("{} and {} are not a key pair", key_path.display(), party_authority_pub_path(dir, id).display())));
+        }
+        let mut a = SoftwareAttestor::for_running_binary(key)?;
+        a.endorsers = Some(endorsers);
+        Ok(a)
+    }
+
+    /// Whether every party's tokens are endorsed by one shared authority key.
+    pub fn shared_authority(&self) -> bool {
+        self.endorsers.is_none()
     }
 
     /// An attestor for the running binary.
@@ -185,14 +233,23 @@ impl Attestor for SoftwareAttestor {
     }
 
     fn verify(&self, token: &Token) -> Result<Claims, AttestError> {
+        let public = match &self.endorsers {
+            None => &self.authority_public,
+            Some(keys) => keys.get(token.claims.party as usize).ok_or_else(|| {
+                AttestError::BadEvidence(format!("a token claiming party {}, in a session of {}", token.claims.party, keys.len()))
+            })?,
+        };
         let sig: [u8; 64] = token
             .evidence
             .as_slice()
             .try_into()
             .map_err(|_| AttestError::BadEvidence(format!("{} bytes of evidence, expected a 64-byte signature", token.evidence.len())))?;
-        self.authority_public
-            .verify_strict(&token.claims.to_bytes(), &Signature::from_bytes(&sig))
-            .map_err(|_| AttestError::BadEvidence("not signed by the attestation authority".into()))?;
+        public.verify_strict(&token.claims.to_bytes(), &Signature::from_bytes(&sig)).map_err(|_| {
+            AttestError::BadEvidence(match self.endorsers {
+                None => "not signed by the attestation authority".into(),
+                Some(_) => format!("not signed by party {}'s attestation authority", token.claims.party),
+            })
+        })?;
         Ok(token.claims)
     }
 }
@@ -208,14 +265,48 @@ pub fn authority_pub_path(dir: &Path) -> PathBuf {
 }
 
 /// Makes a fresh attestation-authority key pair (OS RNG) and writes `authority.key` (mode 0600)
-/// and `authority.pub` (0644) into `dir`, replacing existing files.
+/// and `authority.pub` (0644) into `dir`, replacing existing files: one authority shared by every
+/// party (local tests).
 pub fn generate_authority(dir: &Path) -> Result<VerifyingKey, AttestError> {
+    write_key_pair(&authority_key_path(dir), &authority_pub_path(dir))
+}
+
+/// Party `id`'s own authority: `party{id}.authority.key` (0600) and `party{id}.authority.pub`.
+pub fn generate_party_authority(dir: &Path, id: usize) -> Result<VerifyingKey, AttestError> {
+    write_key_pair(&party_authority_key_path(dir, id), &party_authority_pub_path(dir, id))
+}
+
+fn write_key_pair(key_path: &Path, pub_path: &Path) -> Result<VerifyingKey, AttestError> {
     let key = SigningKey::from_bytes(&os_random32()?);
-    fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
-    write_file(&authority_key_path(dir), &format!("{KEY_HEADER}\n{}\n", hex(key.as_bytes())), 0o600)?;
+    if let Some(dir) = key_path.parent() {
+        fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    write_file(key_path, &format!("{KEY_HEADER}\n{}\n", hex(key.as_bytes())), 0o600)?;
     let public = key.verifying_key();
-    write_file(&authority_pub_path(dir), &format!("{PUB_HEADER}\n{}\n", hex(public.as_bytes())), 0o644)?;
+    write_file(pub_path, &format!("{PUB_HEADER}\n{}\n", hex(public.as_bytes())), 0o644)?;
     Ok(public)
+}
+
+fn check_private(key_path: &Path) -> Result<(), AttestError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(key_path).map_err(|e| unavailable(format!("cannot read {}: {e}", key_path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(unavailable(format!(
+                "{} is readable by group or others (mode {:o}); it must be 0600",
+                key_path.display(),
+                meta.permissions().mode() & 0o777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key_path;
+    Ok(())
+}
+
+fn read_public_key(path: &Path) -> Result<VerifyingKey, AttestError> {
+    VerifyingKey::from_bytes(&read_hex32(path, PUB_HEADER)?).map_err(|_| unavailable(format!("{}: not an Ed25519 public key", path.display())))
 }
 
 fn read_hex32(path: &Path, header: &str) -> Result<[u8; 32], AttestError> {
@@ -234,18 +325,7 @@ fn read_hex32(path: &Path, header: &str) -> Result<[u8; 32], AttestError> {
 /// Reads the authority key pair from `dir`.
 pub fn load_authority(dir: &Path) -> Result<(SigningKey, VerifyingKey), AttestError> {
     let key_path = authority_key_path(dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(&key_path).map_err(|e| unavailable(format!("cannot read {}: {e}", key_path.display())))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(unavailable(format!(
-                "{} is readable by group or others (mode {:o}); it must be 0600",
-                key_path.display(),
-                meta.permissions().mode() & 0o777
-            )));
-        }
-    }
+    check_private(&key_path)?;
     let key = SigningKey::from_bytes(&read_hex32(&key_path, KEY_HEADER)?);
     let public = load_authority_public(dir)?;
     Ok((key, public))
@@ -253,9 +333,7 @@ pub fn load_authority(dir: &Path) -> Result<(SigningKey, VerifyingKey), AttestEr
 
 /// Reads `dir/authority.pub`.
 pub fn load_authority_public(dir: &Path) -> Result<VerifyingKey, AttestError> {
-    let path = authority_pub_path(dir);
-    VerifyingKey::from_bytes(&read_hex32(&path, PUB_HEADER)?)
-        .map_err(|_| unavailable(format!("{}: not an Ed25519 public key", path.display())))
+    read_public_key(&authority_pub_path(dir))
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), AttestError> {
@@ -320,6 +398,30 @@ mod tests {
             let err = load_authority(&dir).unwrap_err().to_string();
             assert!(err.contains("0600"), "{err}");
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn per_party_authorities_endorse_only_their_own_party() {
+        let dir = std::env::temp_dir().join(format!("aramis-party-authority-{}", std::process::id()));
+        for id in 0..3 {
+            generate_party_authority(&dir, id).unwrap();
+        }
+        let a: Vec<SoftwareAttestor> = (0..3).map(|id| SoftwareAttestor::load_party(&dir, id, 3).unwrap()).collect();
+        assert!(!a[0].shared_authority());
+        // Party 1's token verifies at every party.
+        let (_, token) = a[1].commit(b"cfg", SessionId([4; 16]), 1, 3).unwrap();
+        for v in &a {
+            assert_eq!(v.verify(&token).unwrap().party, 1);
+        }
+        // Party 1 cannot endorse a token claiming party 2: its authority is not party 2's.
+        let (_, forged) = a[1].commit(b"cfg", SessionId([4; 16]), 2, 3).unwrap();
+        let err = a[0].verify(&forged).unwrap_err().to_string();
+        assert!(err.contains("party 2's attestation authority"), "{err}");
+        // A missing public key says who makes it.
+        fs::remove_file(party_authority_pub_path(&dir, 2)).unwrap();
+        let err = SoftwareAttestor::load_party(&dir, 0, 3).unwrap_err().to_string();
+        assert!(err.contains("keygen --id 2"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

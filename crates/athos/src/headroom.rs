@@ -1,9 +1,13 @@
 //! Overflow headroom: does every value fit in 64 bits at the chosen scale, with room to spare?
 //!
 //! A value of magnitude `m` held with `f` fractional bits needs `log2(m) + f + 1` bits. Beyond
-//! 64 it wraps around silently (EzPC users meet this as garbage outputs). Even below that,
-//! secure truncation of additive shares (SecureML-style local ScaleDown) fails with a
-//! probability of about `2^-(64 - bits)` per element, so a few bits of headroom are not enough.
+//! 64 it wraps around silently (EzPC users meet this as garbage outputs). Below that, local
+//! (SecureML) truncation of additive shares fails with probability `|x| / 2^64` per element:
+//! [`truncation_risk`] sums that over every element a program truncates, which is what decides
+//! whether local truncation is safe for a model (expected failures per inference against
+//! [`MAX_EXPECTED_TRUNCATION_FAILURES`] = 2^-40); faithful truncation (the default) has no such
+//! failure. The [`MIN_HEADROOM_BITS`] margin below is kept against inputs larger than the
+//! calibration data or the compiler's assumption.
 //!
 //! Without calibration data the compiler still checks what it can (every compile, at every
 //! scale):
@@ -59,7 +63,7 @@ pub fn scale_warnings(scale: u32) -> Vec<String> {
         return Vec::new();
     }
     vec![format!(
-        "low headroom at scale {scale}: a product holds {} fractional bits, so a value of magnitude {} leaves {spare} of 64 bits spare (secure truncation fails with probability ~2^-{spare} per element); scales up to {} keep {MIN_HEADROOM_BITS} spare bits, or --calibrate measures the model's real magnitudes",
+        "low headroom at scale {scale}: a product holds {} fractional bits, so a value of magnitude {} leaves {spare} of 64 bits spare (a larger value overflows); scales up to {} keep {MIN_HEADROOM_BITS} spare bits, or --calibrate measures the model's real magnitudes",
         2 * scale,
         1u32 << ASSUMED_MAGNITUDE_BITS,
         (64 - MIN_HEADROOM_BITS as u32 - 1 - ASSUMED_MAGNITUDE_BITS) / 2
@@ -110,7 +114,7 @@ pub fn check_weights(weights: &[WeightReach], scale: u32) -> Result<Vec<String>,
         }
         if spare < MIN_HEADROOM_BITS {
             warnings.push(format!(
-                "low headroom: weight `{}` reaches |w| = {:e} and needs {needed} of 64 bits with {} fractional bits at scale {scale} ({spare} spare; secure truncation fails with probability ~2^-{spare} per element); {}",
+                "low headroom: weight `{}` reaches |w| = {:e} and needs {needed} of 64 bits with {} fractional bits at scale {scale} ({spare} spare: little margin before overflow); {}",
                 w.name,
                 w.max_abs,
                 w.reach_bits,
@@ -149,8 +153,8 @@ impl std::fmt::Display for HeadroomIssue {
             ),
             HeadroomSeverity::Low => write!(
                 f,
-                "low headroom: `{}` reaches |x| = {:.4} and needs {} of 64 bits with {} fractional bits ({} spare; secure truncation fails with probability ~2^-{} per element)",
-                self.node, self.max_abs, self.bits_needed, self.fractional_bits, self.headroom_bits, self.headroom_bits
+                "low headroom: `{}` reaches |x| = {:.4} and needs {} of 64 bits with {} fractional bits ({} spare: an input a little larger than the calibration data's overflows)",
+                self.node, self.max_abs, self.bits_needed, self.fractional_bits, self.headroom_bits
             ),
         }
     }
@@ -180,3 +184,139 @@ pub fn check_headroom(names: &[String], max_abs: &[f32], fractional_bits: &[Opti
 
 // A program the compiler accepts must load: the IR's validation uses the same maximum.
 const _: () = assert!(MAX_SCALE == cryptflow_ir::llil::MAX_SCALE);
+
+/// Largest expected number of local-truncation failures per inference the compiler and the
+/// runtime accept without a warning (under `--truncation local`).
+pub const MAX_EXPECTED_TRUNCATION_FAILURES: f64 = 1.0 / (1u64 << 40) as f64;
+
+/// What local (SecureML) truncation risks on one inference of a program.
+///
+/// A local truncation of an element whose integer value is `x` fails (is off by about
+/// `2^64 / d`) when a share falls within `|x|` of the wrap-around point: with probability
+/// `|x| / 2^64`. Summed over every element a program truncates (`ScaleDown` and division by
+/// public integers, counted from the program's slot shapes), that is the expected number of
+/// failures per inference. Faithful truncation cannot fail this way (it is exact for
+/// `|x| < 2^62`), whatever the count. Truncations inside the secure math functions (which keep
+/// their operands within their documented domains) are not counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TruncationRisk {
+    /// Elements truncated per inference.
+    pub elements: u64,
+    /// Expected local-truncation failures per inference (an upper bound: every element is taken
+    /// at its layer's largest magnitude).
+    pub expected_failures: f64,
+    /// The layer whose truncations contribute most, and its share of `expected_failures`.
+    pub worst_layer: String,
+    pub worst_layer_failures: f64,
+    /// Whether the magnitudes came from calibration data (otherwise every value is assumed
+    /// below `2^ASSUMED_MAGNITUDE_BITS`).
+    pub calibrated: bool,
+}
+
+impl TruncationRisk {
+    /// `log2` of the expected failures (negative infinity for none).
+    pub fn log2_failures(&self) -> f64 {
+        self.expected_failures.log2()
+    }
+
+    /// Whether local truncation's expected failures per inference exceed
+    /// [`MAX_EXPECTED_TRUNCATION_FAILURES`].
+    pub fn too_high(&self) -> bool {
+        self.expected_failures > MAX_EXPECTED_TRUNCATION_FAILURES
+    }
+
+    /// One line for the compile report and the runtime's warning.
+    pub fn describe(&self) -> String {
+        let basis = if self.calibrated {
+            "at the calibration data's largest magnitudes".to_string()
+        } else {
+            format!("assuming every value below 2^{ASSUMED_MAGNITUDE_BITS}")
+        };
+        format!(
+            "{} elements truncated per inference; under --truncation local about 2^{:.1} expected failures per inference ({basis}; most from `{}`), against a threshold of 2^-40; faithful truncation cannot fail this way",
+            self.elements,
+            self.log2_failures(),
+            self.worst_layer
+        )
+    }
+}
+
+/// The expected local-truncation failures of one inference of `program`. `max_abs` gives the
+/// largest magnitude (in real units) a layer's value reaches, by HLIL node name, where
+/// calibration measured it; other values are assumed below `2^ASSUMED_MAGNITUDE_BITS`.
+pub fn truncation_risk(program: &cryptflow_ir::llil::Program, max_abs: Option<&std::collections::HashMap<String, f32>>) -> TruncationRisk {
+    use cryptflow_ir::llil::LOp;
+    // The layer that last wrote each slot: the value a truncation reads is that layer's.
+    let mut writer: Vec<Option<&str>> = vec![None; program.slots.len()];
+    let mut per_layer: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    let mut risk = TruncationRisk { calibrated: max_abs.is_some(), ..TruncationRisk::default() };
+    for instr in &program.body {
+        let fractional = match &instr.op {
+            // The result is at the program's scale: the operand had `shift` bits more.
+            LOp::ScaleDown { shift } => Some(program.scale + shift),
+            LOp::Divide { .. } => Some(program.scale),
+            _ => None,
+        };
+        if let (Some(f), Some(&arg)) = (fractional, instr.args.first()) {
+            let n = program.slots.get(instr.out).map_or(0, |s| s.shape.iter().product::<usize>()) as u64;
+            let layer = writer.get(arg).copied().flatten().unwrap_or(instr.layer.as_str());
+            let magnitude = max_abs
+                .and_then(|m| m.get(layer).or_else(|| m.get(instr.layer.as_str())))
+                .map(|&m| m as f64)
+                .filter(|m| m.is_finite())
+                .unwrap_or((1u64 << ASSUMED_MAGNITUDE_BITS) as f64);
+            let p = (magnitude * 2f64.powi(f as i32) / 2f64.powi(64)).min(1.0);
+            risk.elements += n;
+            risk.expected_failures += n as f64 * p;
+            *per_layer.entry(layer).or_insert(0.0) += n as f64 * p;
+        }
+        if let Some(w) = writer.get_mut(instr.out) {
+            *w = Some(instr.layer.as_str());
+        }
+    }
+    if let Some((layer, failures)) = per_layer.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        risk.worst_layer = layer.to_string();
+        risk.worst_layer_failures = failures;
+    }
+    risk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptflow_ir::llil::{Encoding, Instr, LOp, Output, Owner, Program, SecretInput, SlotInfo};
+
+    /// x [n] -> relu (layer `act`) -> ScaleDown by `s` (layer `next`), at scale `s`.
+    fn program(n: usize, s: u32) -> Program {
+        let instr = |op, args: Vec<usize>, out, layer: &str| Instr { op, args, out, layer: layer.into(), free_after: vec![] };
+        Program {
+            scale: s,
+            slots: vec![SlotInfo { shape: vec![n] }; 3],
+            weights: vec![],
+            inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![n], integer: false }],
+            body: vec![instr(LOp::Relu, vec![0], 1, "act"), instr(LOp::ScaleDown { shift: s }, vec![1], 2, "next")],
+            outputs: vec![Output { name: "y".into(), slot: 2, shape: vec![n], encoding: Encoding::Fixed { scale: s } }],
+        }
+    }
+
+    #[test]
+    fn expected_failures_count_every_truncated_element_at_its_magnitude() {
+        // 2^20 elements at 2s = 24 fractional bits, assumed below 2^4: 2^20 * 2^28 / 2^64 = 2^-16
+        // failures per inference, far above 2^-40 (a fixed 16 spare bits per element said "fine").
+        let p = program(1 << 20, 12);
+        let assumed = truncation_risk(&p, None);
+        assert_eq!(assumed.elements, 1 << 20);
+        assert_eq!(assumed.log2_failures(), -16.0);
+        assert_eq!(assumed.worst_layer, "act", "the truncated value is the one `act` wrote");
+        assert!(assumed.too_high() && !assumed.calibrated);
+        // Calibrated at |x| <= 2^-3 (of the layer that wrote the truncated value): 2^-23.
+        let measured: std::collections::HashMap<String, f32> = [("act".to_string(), 0.125f32)].into();
+        let calibrated = truncation_risk(&p, Some(&measured));
+        assert_eq!(calibrated.log2_failures(), -23.0);
+        assert!(calibrated.calibrated && calibrated.describe().contains("2^-23.0"));
+        // 16 elements at scale 4 and |x| < 2^-2: 2^4 * 2^-2 * 2^8 / 2^64 = 2^-54, below 2^-40.
+        let small = truncation_risk(&program(16, 4), Some(&[("act".to_string(), 0.25f32)].into()));
+        assert_eq!(small.log2_failures(), -54.0);
+        assert!(!small.too_high());
+    }
+}

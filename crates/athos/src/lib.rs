@@ -22,7 +22,10 @@ use cryptflow_tensor::RingTensor;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::ScaleDownCount;
-pub use headroom::{check_headroom, HeadroomIssue, HeadroomSeverity, ASSUMED_MAGNITUDE_BITS, MAX_SCALE, MIN_HEADROOM_BITS};
+pub use headroom::{
+    check_headroom, truncation_risk, HeadroomIssue, HeadroomSeverity, TruncationRisk, ASSUMED_MAGNITUDE_BITS, MAX_EXPECTED_TRUNCATION_FAILURES,
+    MAX_SCALE, MIN_HEADROOM_BITS,
+};
 pub use lower::{lower, Lowered, ScaleDownPlacement};
 
 /// The paper's default scale.
@@ -100,6 +103,10 @@ pub struct CompileReport {
     pub scale_downs_lazy: ScaleDownCount,
     pub peak_live_bytes_with_liveness: u64,
     pub peak_live_bytes_without_liveness: u64,
+    /// What local truncation risks per inference (see [`TruncationRisk`]), at the assumed
+    /// magnitudes; `cryptflow compile --calibrate` replaces it with the measured ones.
+    #[serde(default)]
+    pub truncation_risk: TruncationRisk,
     /// What the user should know: the front end's notices and the compiler's low-headroom
     /// warnings.
     pub notices: Vec<String>,
@@ -180,6 +187,7 @@ pub fn compile(graph: Graph, options: &CompileOptions) -> Result<Compiled, Compi
         scale_downs_lazy: analysis::count_scale_downs(lazy),
         peak_live_bytes_with_liveness: analysis::peak_live_bytes(&with_frees),
         peak_live_bytes_without_liveness: analysis::total_slot_bytes(&lowered.program),
+        truncation_risk: headroom::truncation_risk(&lowered.program, None),
         notices: lowered.warnings.clone(),
     };
     Ok(Compiled { hlil, program: lowered.program, weights: lowered.weights, fractional_bits: lowered.fractional_bits, report })

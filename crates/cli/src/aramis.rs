@@ -2,8 +2,9 @@
 //! `cryptflow-aramis`): attested start-up, every message signed by the sender's attested
 //! execution and checked by the receiver, output gate before every reveal. Locally
 //! (`cryptflow run`, the three parties in this process, a throw-away attestation authority) or
-//! distributed (`cryptflow party --backend aramis`, TLS 1.3 between the parties and the
-//! authority key `authority.key`/`authority.pub` written by `cryptflow keygen`).
+//! distributed (`cryptflow party --backend aramis`, TLS 1.3 between the parties, each party's
+//! own attestation authority `party{I}.authority.key` and every `party{J}.authority.pub`,
+//! written by `cryptflow keygen --id`; a shared `authority.key` only where those are absent).
 //!
 //! Also the host-level faults (`tamper`, `forge`, `replay`, `reorder`, `drop`) for the
 //! semi-honest `--backend porthos`, whose messages then go through a cheating host unsigned.
@@ -17,7 +18,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use cryptflow_aramis::software::SoftwareAttestor;
 use cryptflow_aramis::{protect, Aramis, Cheat, CheatingHost, Failure, HostLayer, Options};
-use cryptflow_backend::Backend;
+use cryptflow_backend::{Backend, Truncation};
 use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
@@ -68,6 +69,29 @@ pub fn semi_honest_host(session: Session, fault: Option<Fault>) -> Session {
         }
         None => session,
     }
+}
+
+/// The software attestor of party `id` in a distributed run: its own authority
+/// (`party{id}.authority.key` and every `party{j}.authority.pub`, written by `cryptflow keygen
+/// --id`) by default; an authority shared by all parties (`authority.key`) only where the
+/// per-party files are absent, with a warning.
+fn load_attestor(keys: &Path, id: usize) -> Result<SoftwareAttestor> {
+    use cryptflow_aramis::software::{authority_key_path, party_authority_key_path};
+    if party_authority_key_path(keys, id).exists() || !authority_key_path(keys).exists() {
+        return SoftwareAttestor::load_party(keys, id, 3).with_context(|| {
+            format!(
+                "party {id}'s software attestor needs party{id}.authority.key and party{{0,1,2}}.authority.pub in {} \
+                 (`cryptflow keygen --id {id}` writes this party's; copy the others' .pub files in)",
+                keys.display()
+            )
+        });
+    }
+    eprintln!(
+        "warning: party {id}: using the shared attestation authority {}: whoever holds it can endorse any party's code; \
+         `cryptflow keygen --id {id}` gives each party its own",
+        authority_key_path(keys).display()
+    );
+    SoftwareAttestor::load(keys).with_context(|| format!("the shared software attestation authority in {}", keys.display()))
 }
 
 /// Writes the software attestation authority's key pair (`authority.key`, `authority.pub`).
@@ -173,6 +197,7 @@ fn run_party(
     attestor: &SoftwareAttestor,
     options: Options,
     variant: ProtocolVariant,
+    truncation: Truncation,
     weights: Option<&dyn WeightSource>,
     inputs: Option<secure::ClientFeed<'_>>,
     inferences: usize,
@@ -183,7 +208,7 @@ fn run_party(
     let explain = |e: &dyn std::fmt::Display| handle.failure().map_or_else(|| anyhow!("{e}"), |f: Failure| anyhow!("{f}"));
     let porthos = Porthos::new(session, variant).map_err(|e| explain(&e).context("setting up the session"))?;
     let backend = Aramis::new(porthos, handle.clone());
-    let run = secure::run_party(program, backend, weights, inputs, inferences, crash, progress).map_err(|e| explain(&e))?;
+    let run = secure::run_party(program, backend, truncation, weights, inputs, inferences, crash, progress).map_err(|e| explain(&e))?;
     Ok((run, handle.stats()))
 }
 
@@ -195,6 +220,7 @@ pub fn run_local(
     weights: &dyn WeightSource,
     inputs: secure::ClientFeed<'_>,
     protocol: ProtocolName,
+    truncation: Truncation,
     fault: Option<Fault>,
 ) -> Result<(SecureRun, AramisMetrics)> {
     let variant = variant_of(protocol);
@@ -205,7 +231,7 @@ pub fn run_local(
         secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, secure::error_chain, |id, session, w, x, crash, progress| {
             let attestor = attestor_for(&base, id, fault);
             let options = options(id, &configuration, fault);
-            run_party(program, session, &attestor, options, variant, w, x, count, crash, progress)
+            run_party(program, session, &attestor, options, variant, truncation, w, x, count, crash, progress)
         })?;
     let measurement = base.measure_hex(&configuration);
     let parts: Vec<_> = results.iter().map(|(r, stats)| (r.backend.payload_traffic(), r.backend.traffic(), *stats)).collect();
@@ -232,15 +258,13 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let files = party::prepare(&args, roles)?;
     let variant = variant_of(args.protocol);
     let configuration = configuration(&args.dir, variant)?;
-    let attestor = SoftwareAttestor::load(&args.keys).with_context(|| {
-        format!("the software attestor needs authority.key and authority.pub in {} (cryptflow keygen writes them)", args.keys.display())
-    })?;
+    let attestor = load_attestor(&args.keys, args.id)?;
     let attestor = attestor_for(&attestor, args.id, args.inject_fault);
     let detail = format!(" (aramis, {})", cryptflow_aramis::Attestor::describe(&attestor));
     let mut session = party::connect(&args, roles.names.len(), &detail)?;
     // Before the attested start-up, whose measurement covers program.json too: a mismatch is
     // then reported as what it is rather than as different code.
-    party::agree_on_program(&mut session, roles, args.id, &files.public)?;
+    party::agree_on_program(&mut session, roles, &args, &files.public)?;
     let started = Instant::now();
     let (mut session, handle) = protect(session, &attestor, options(args.id, &configuration, args.inject_fault)).map_err(|f| anyhow!("{f}"))?;
     let explain = |e: anyhow::Error| handle.failure().map_or(e, |f| anyhow!("{f}"));

@@ -30,6 +30,8 @@ pub struct Calibration {
     pub table: Vec<ScaleResult>,
     pub float_accuracy: Option<f64>,
     pub headroom: Vec<HeadroomIssue>,
+    /// Local truncation's expected failures per inference at the measured magnitudes.
+    pub truncation_risk: cryptflow_athos::TruncationRisk,
     /// Where the calibration data leaves the domain of a secure approximation (at the chosen
     /// scale): the secure result there is the function's documented clamp.
     pub domain_warnings: Vec<String>,
@@ -171,8 +173,10 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
     let chosen = middle_of_best_plateau(&table).ok_or_else(|| anyhow::anyhow!("no scale could be evaluated"))?;
     let lowered = lower_optimized(hlil, &CompileOptions { scale: chosen, ..base.clone() })?;
     let headroom = check_headroom(&names, &max_abs, &lowered.fractional_bits);
+    let measured: std::collections::HashMap<String, f32> = names.iter().cloned().zip(max_abs.iter().copied()).collect();
+    let truncation_risk = cryptflow_athos::truncation_risk(&lowered.program, Some(&measured));
     let domain_warnings = domain_warnings(hlil, &ranges, chosen);
-    Ok(Calibration { chosen, table, float_accuracy, headroom, domain_warnings, scored_against_labels: labels.is_some() })
+    Ok(Calibration { chosen, table, float_accuracy, headroom, truncation_risk, domain_warnings, scored_against_labels: labels.is_some() })
 }
 
 fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {

@@ -98,6 +98,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         liveness: !args.no_liveness,
     };
     let mut headroom_issues = Vec::new();
+    let mut measured_risk = None;
     let mut domain_warnings = Vec::new();
     if !args.calibrate.is_empty() {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
@@ -112,6 +113,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         calibrate::print_table(&calibration);
         options.scale = calibration.chosen;
         headroom_issues = calibration.headroom;
+        measured_risk = Some(calibration.truncation_risk);
         domain_warnings = calibration.domain_warnings;
     }
     let compiled = athos_compile(loaded.graph, &options)?;
@@ -123,6 +125,9 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         None => {}
     }
     let mut report = compiled.report.clone();
+    if let Some(risk) = measured_risk {
+        report.truncation_risk = risk;
+    }
     for warning in &compiled.report.notices {
         eprintln!("warning: {warning}");
     }
@@ -164,6 +169,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         human_bytes(r.peak_live_bytes_with_liveness),
         human_bytes(r.peak_live_bytes_without_liveness)
     );
+    eprintln!("  truncation: {}", r.truncation_risk.describe());
     let calls: Vec<String> = r.backend_calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
     eprintln!("  backend calls: {}", calls.join(", "));
     if headroom_issues.iter().any(|i| i.severity == HeadroomSeverity::Overflow) {

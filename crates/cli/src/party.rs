@@ -37,8 +37,10 @@ pub struct KeygenArgs {
     /// Number of parties (3; 2 for --backend 2pc).
     #[arg(long, default_value_t = 3)]
     pub parties: usize,
-    /// With --id: also write the software attestor's authority.key/authority.pub (needed by
-    /// --backend aramis, the same files at every party; one party makes them and copies them).
+    /// With --id: also write a software attestation authority shared by every party
+    /// (authority.key/authority.pub, copied to all). Not needed: keygen --id writes the party's
+    /// own authority (party{ID}.authority.key, party{ID}.authority.pub), which --backend aramis
+    /// uses; a shared one lets whoever holds it endorse any party's code.
     #[arg(long, requires = "id")]
     pub authority: bool,
     /// Replace private keys that already exist in the folder (their certificates then stop
@@ -62,10 +64,11 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         None => (0..args.parties).collect(),
     };
     let mut keys: Vec<PathBuf> = ids.iter().map(|&i| cryptflow_net::key_path(dir, i)).collect();
-    let authority = args.id.is_none() || args.authority;
+    let authority = args.authority;
     if authority {
         keys.push(dir.join("authority.key"));
     }
+    keys.extend(ids.iter().map(|&i| cryptflow_aramis::software::party_authority_key_path(dir, i)));
     let existing: Vec<String> = keys.iter().filter(|k| k.exists()).map(|k| k.display().to_string()).collect();
     if !existing.is_empty() && !args.force {
         bail!(
@@ -79,6 +82,7 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     match args.id {
         Some(id) => {
             let fingerprint = cryptflow_net::keygen_party(dir, id)?;
+            cryptflow_aramis::software::generate_party_authority(dir, id)?;
             if authority {
                 crate::aramis::write_authority(dir)?;
             }
@@ -89,12 +93,17 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
                  Give party{id}.crt to every other party, who copy it into their --keys folder and compare this \
                  fingerprint with you over a channel you trust (in person, by phone); copy their party{{j}}.crt \
                  files into {dir} the same way. `cryptflow party --id {id} --keys {dir}` then needs party{id}.key \
-                 and every party{{j}}.crt.{aramis}",
+                 and every party{{j}}.crt.\n\
+                 For --backend aramis it also wrote {akey} (this party's software attestation authority, private) \
+                 and {apub}: give party{id}.authority.pub to the other parties with party{id}.crt, and copy theirs in.{aramis}",
                 key = cryptflow_net::key_path(dir, id).display(),
                 crt = cryptflow_net::cert_path(dir, id).display(),
                 dir = dir.display(),
+                akey = cryptflow_aramis::software::party_authority_key_path(dir, id).display(),
+                apub = cryptflow_aramis::software::party_authority_pub_path(dir, id).display(),
                 aramis = if authority {
-                    "\nAlso wrote authority.key and authority.pub (software attestor, --backend aramis): copy both to every party."
+                    "\nAlso wrote authority.key and authority.pub, an authority shared by every party (--authority): \
+                     whoever holds authority.key can endorse any party's code; --backend aramis uses the per-party files when present."
                 } else {
                     ""
                 }
@@ -102,10 +111,12 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         }
         None => {
             cryptflow_net::keygen(dir, args.parties)?;
-            crate::aramis::write_authority(dir)?;
+            for id in 0..args.parties {
+                cryptflow_aramis::software::generate_party_authority(dir, id)?;
+            }
             eprintln!(
-                "wrote {} key pairs to {} (and, for --backend aramis, the software attestor's authority.key and \
-                 authority.pub)\n\
+                "wrote {} key pairs to {} (and, for --backend aramis, each party's software attestation authority, \
+                 party{{i}}.authority.key and party{{i}}.authority.pub)\n\
                  FOR LOCAL TESTS ONLY: this folder holds every party's private key, so whoever has it can impersonate \
                  any party. To deploy, each party runs `cryptflow keygen --id I -o DIR` on its own machine and the \
                  parties exchange only their party{{i}}.crt files.",
@@ -140,7 +151,7 @@ pub struct PartyArgs {
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
     /// Truncation of the secure backends (every party must choose the same).
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, value_enum, default_value_t)]
     pub truncation: crate::TruncationName,
     /// The secure backend: porthos (3 parties), aramis (porthos secure against malicious
     /// parties) or 2pc (model owner and client only).
@@ -174,7 +185,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     crate::aramis::check_fault(crate::BackendName::Porthos, args.inject_fault)?;
     let files = prepare(&args, &THREE_PARTIES)?;
     let mut session = connect(&args, THREE_PARTIES.names.len(), "")?;
-    agree_on_program(&mut session, &THREE_PARTIES, args.id, &files.public)?;
+    agree_on_program(&mut session, &THREE_PARTIES, &args, &files.public)?;
     let mut session = crate::aramis::semi_honest_host(session, args.inject_fault);
     let started = Instant::now();
     let count = announce_count(&mut session, &THREE_PARTIES, args.id, &files)?;
@@ -234,6 +245,9 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
     } else {
         None
     };
+    if let Some(warning) = crate::secure::local_truncation_warning(&public, args.backend, args.truncation.mode()) {
+        eprintln!("warning: party {id}: {warning}");
+    }
     let program = &public.program;
     let client_inputs = if args.input.is_empty() {
         None
@@ -304,28 +318,44 @@ pub fn connect(args: &PartyArgs, parties: usize, detail: &str) -> Result<Session
 /// The parties agree on the compiled program before anything else: each sends the SHA-256
 /// digest of its public program ([`PublicProgram::digest`], 32 bytes) to every other party and
 /// checks what it gets. Parties running different programs (compiled at another scale, from
-/// another model, with other options) would otherwise finish with garbage. One message per
-/// link and direction, counted in the session set-up.
-pub fn agree_on_program(session: &mut Session, roles: &Roles, id: usize, public: &PublicProgram) -> Result<()> {
-    let n = roles.names.len();
+/// another model, with other options) would otherwise finish with garbage. The same message
+/// carries the party's `--truncation` (one more word: parties that truncate differently would
+/// fail in the middle of the first truncation). One message per link and direction (40 bytes),
+/// counted in the session set-up.
+pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, public: &PublicProgram) -> Result<()> {
+    let (n, id) = (roles.names.len(), args.id);
     let mine = public.digest();
-    let words: Vec<u64> = mine.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    let truncation = args.truncation as u64;
+    let mut words: Vec<u64> = mine.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    words.push(truncation);
     for peer in (0..n).filter(|&p| p != id) {
         session.send(peer, words.clone()).context("sending the program digest")?;
     }
     let mut digests = vec![mine; n];
+    let mut truncations = vec![truncation; n];
     for peer in (0..n).filter(|&p| p != id) {
         let w = session.recv(peer, words.len()).context("agreeing on the compiled program")?;
         let mut d = [0u8; 32];
-        for (k, v) in w.iter().enumerate() {
+        for (k, v) in w[..4].iter().enumerate() {
             d[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
         }
         digests[peer] = d;
+        truncations[peer] = w[4];
     }
-    match program_mismatch(roles, id, &digests) {
-        None => Ok(()),
-        Some(message) => bail!("{message}"),
+    if let Some(message) = program_mismatch(roles, id, &digests) {
+        bail!("{message}");
     }
+    if let Some(peer) = (0..n).find(|&p| truncations[p] != truncation) {
+        let name = |t: u64| if t == crate::TruncationName::Local as u64 { "local" } else { "faithful" };
+        bail!(
+            "party {peer} ({}) runs --truncation {}, this party ({id}, {}) --truncation {}: every party must pass the same --truncation",
+            roles.names[peer],
+            name(truncations[peer]),
+            roles.names[id],
+            name(truncation)
+        );
+    }
+    Ok(())
 }
 
 /// What to say when the parties' program digests differ (`None` when they all agree): names the
@@ -405,7 +435,7 @@ pub fn drive<B: Backend>(
     let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     let bar = crate::secure::progress_bar();
-    let run = crate::secure::run_party(program, backend, files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref().map(crate::secure::ClientFeed::Fixed), count, crash, bar.as_ref());
+    let run = crate::secure::run_party(program, backend, args.truncation.mode(), files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref().map(crate::secure::ClientFeed::Fixed), count, crash, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

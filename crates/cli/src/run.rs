@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "porthos")]
     pub protocol: ProtocolName,
     /// Truncation of the secure backends (every party must choose the same).
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, value_enum, default_value_t)]
     pub truncation: crate::TruncationName,
     /// Make a party fail on purpose, to see the failure behaviour: PARTY:KIND with KIND one of
     /// crash, tamper, forge, replay, reorder, drop (porthos, aramis) and wrong-code (aramis).
@@ -139,6 +139,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     let inputs = crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?;
+    if let Some(warning) = crate::secure::local_truncation_warning(&public, args.backend, args.truncation.mode()) {
+        eprintln!("warning: {warning}");
+    }
     let stacked = inputs.stacking;
     let started = Instant::now();
     let mut metrics = Metrics { backend: format!("{:?}", args.backend).to_lowercase(), inferences: inputs.len(), ..Default::default() };
@@ -179,7 +182,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ProtocolName::Porthos => "porthos".into(),
                 ProtocolName::Securenn => "porthos-securenn".into(),
             };
-            let run = crate::secure::run_porthos_local(program, &weights, ClientFeed::Fixed(&encoded), variant, args.inject_fault)?;
+            let run = crate::secure::run_porthos_local(program, &weights, ClientFeed::Fixed(&encoded), variant, args.truncation.mode(), args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -189,7 +192,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         BackendName::Aramis => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded = inputs.encoded(program)?;
-            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, ClientFeed::Fixed(&encoded), args.protocol, args.inject_fault)?;
+            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, ClientFeed::Fixed(&encoded), args.protocol, args.truncation.mode(), args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -201,7 +204,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded = inputs.encoded(program)?;
             metrics.backend = "2pc".into();
-            let run = crate::twopc::run_local(program, &weights, ClientFeed::Fixed(&encoded), args.inject_fault)?;
+            let run = crate::twopc::run_local(program, &weights, ClientFeed::Fixed(&encoded), args.truncation.mode(), args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();

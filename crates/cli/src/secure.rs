@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
-use cryptflow_backend::Backend;
+use cryptflow_backend::{Backend, Truncation};
 use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
@@ -121,25 +121,14 @@ impl ClientFeed<'_> {
     }
 }
 
-/// The truncation every party of this process uses (`--truncation`), set once by `main`.
-static TRUNCATION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-pub fn set_truncation(mode: crate::TruncationName) {
-    TRUNCATION.store(mode as u8, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn truncation() -> cryptflow_backend::Truncation {
-    match TRUNCATION.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => cryptflow_backend::Truncation::Local,
-        _ => cryptflow_backend::Truncation::Faithful,
-    }
-}
-
 /// Runs the program for one party: weight sharing, then `inferences` inferences (the client
-/// passes each inference's encoded inputs).
+/// passes each inference's encoded inputs), with the backend set to `truncation` first (every
+/// party of a session must pass the same).
+#[allow(clippy::too_many_arguments)]
 pub fn run_party<B: Backend>(
     program: &Program,
     backend: B,
+    truncation: Truncation,
     weights: Option<&dyn WeightSource>,
     inputs: Option<ClientFeed<'_>>,
     inferences: usize,
@@ -147,7 +136,7 @@ pub fn run_party<B: Backend>(
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<PartyRun<B>, RunError> {
     let mut backend = backend;
-    backend.set_truncation(truncation()).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "truncation", source })?;
+    backend.set_truncation(truncation).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "truncation", source })?;
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if let Some(bar) = progress {
@@ -296,13 +285,14 @@ pub fn run_porthos_local(
     weights: &dyn WeightSource,
     inputs: ClientFeed<'_>,
     variant: ProtocolVariant,
+    truncation: Truncation,
     fault: Option<Fault>,
 ) -> Result<SecureRun> {
     let count = inputs.len();
     let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
         let session = crate::aramis::semi_honest_host(session, fault);
         let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
-        Ok(run_party(program, backend, w, x, count, crash, progress)?)
+        Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)
     })?;
     Ok(summarize(&THREE_PARTIES, &parties, seconds))
 }
@@ -319,4 +309,27 @@ pub fn progress_bar() -> Option<indicatif::ProgressBar> {
             .expect("valid template"),
     );
     Some(bar)
+}
+
+/// Under `--truncation local`, the warning to print when the program's expected truncation
+/// failures per inference (the compile report's, measured when compiled with `--calibrate`;
+/// otherwise computed from the program at the compiler's assumed magnitudes) exceed
+/// [`cryptflow_athos::MAX_EXPECTED_TRUNCATION_FAILURES`]. `None` under faithful truncation,
+/// which has no such failure, and for the float and cleartext executors, which truncate exactly.
+pub fn local_truncation_warning(public: &cryptflow_ir::artifact::PublicProgram, backend: crate::BackendName, truncation: Truncation) -> Option<String> {
+    use crate::BackendName::{Aramis, Porthos, TwoPc};
+    if truncation != Truncation::Local || !matches!(backend, Porthos | TwoPc | Aramis) {
+        return None;
+    }
+    let risk = serde_json::from_value::<cryptflow_athos::TruncationRisk>(public.report["truncation_risk"].clone())
+        .ok()
+        .filter(|r| r.elements > 0)
+        .unwrap_or_else(|| cryptflow_athos::truncation_risk(&public.program, None));
+    risk.too_high().then(|| {
+        format!(
+            "--truncation local: {}; a failed element is off by about 2^{} in real units and nothing reports it: drop --truncation local unless you accept that",
+            risk.describe(),
+            64i64 - 2 * i64::from(public.program.scale)
+        )
+    })
 }

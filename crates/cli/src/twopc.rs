@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use cryptflow_backend::Truncation;
 use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_twopc::{TwoPc, CLIENT, MODEL_OWNER};
 
@@ -26,12 +27,18 @@ fn check_fault(fault: Option<Fault>) -> Result<()> {
 }
 
 /// Runs `inputs` (already encoded) with both parties in this process.
-pub fn run_local(program: &Program, weights: &dyn WeightSource, inputs: ClientFeed<'_>, fault: Option<Fault>) -> Result<SecureRun> {
+pub fn run_local(
+    program: &Program,
+    weights: &dyn WeightSource,
+    inputs: ClientFeed<'_>,
+    truncation: Truncation,
+    fault: Option<Fault>,
+) -> Result<SecureRun> {
     check_fault(fault)?;
     let count = inputs.len();
     let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
         let backend = TwoPc::new(session).map_err(|e| anyhow!("setting up the session: {e}"))?;
-        Ok(run_party(program, backend, w, x, count, crash, progress)?)
+        Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)
     })?;
     Ok(summarize(&TWO_PARTIES, &parties, seconds))
 }
@@ -41,7 +48,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     check_fault(args.inject_fault)?;
     let files = party::prepare(&args, &TWO_PARTIES)?;
     let mut session = party::connect(&args, TWO_PARTIES.names.len(), "")?;
-    party::agree_on_program(&mut session, &TWO_PARTIES, args.id, &files.public)?;
+    party::agree_on_program(&mut session, &TWO_PARTIES, &args, &files.public)?;
     let started = Instant::now();
     let count = party::announce_count(&mut session, &TWO_PARTIES, args.id, &files)?;
     let backend = TwoPc::new(session).context("setting up the session")?;

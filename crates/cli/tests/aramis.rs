@@ -150,19 +150,26 @@ fn faults_that_need_a_host_or_attestation_are_refused_where_they_mean_nothing() 
 }
 
 #[test]
-fn keygen_writes_the_attestation_authority() {
+fn keygen_gives_each_party_its_own_attestation_authority() {
     let work = tempfile::tempdir().unwrap();
     let keys = work.path().join("keys");
     cryptflow_ok(&["keygen", "-o", path_str(&keys)]);
-    for f in ["authority.key", "authority.pub", "party0.key", "party0.crt"] {
+    // Each party its own attestation authority; no authority shared by all parties.
+    for f in ["party0.authority.key", "party0.authority.pub", "party2.authority.key", "party2.authority.pub", "party0.key", "party0.crt"] {
         assert!(keys.join(f).exists(), "{f}");
     }
+    assert!(!keys.join("authority.key").exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(keys.join("authority.key")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(keys.join("party1.authority.key")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
+    // keygen --id writes that party's authority only.
+    let one = work.path().join("one");
+    cryptflow_ok(&["keygen", "--id", "1", "-o", path_str(&one)]);
+    assert!(one.join("party1.authority.key").exists() && one.join("party1.authority.pub").exists());
+    assert!(!one.join("party0.authority.pub").exists() && !one.join("authority.key").exists());
 }
 
 fn run_distributed(dir: &Path, keys: &Path, y: &Path, m: &Path, fault: &[&str]) -> Vec<(std::process::ExitStatus, String)> {

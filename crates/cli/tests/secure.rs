@@ -116,30 +116,44 @@ fn a_distributed_party_killed_mid_run_stops_the_others_within_ten_seconds() {
     assert!(!work.path().join("y.npy").exists());
 }
 
-/// `--truncation faithful` runs every truncation exactly (Porthos: helper-assisted, 2PC: one
-/// comparison each): the same predictions as float, and more bytes than the local truncation.
+/// `--truncation faithful`, the default, runs every truncation exactly (Porthos:
+/// helper-assisted, 2PC: one comparison each): the same predictions as float, and more bytes
+/// and rounds than the paper's local truncation, which warns that its expected failures per
+/// inference exceed 2^-40.
 #[test]
-fn faithful_truncation_from_the_command_line() {
+fn faithful_truncation_is_the_default_and_local_warns() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("lenet");
     compile_lenet(&dir);
     let x = fixtures().join("data/mnist_samples_x.npy");
-    let run = |backend: &str, truncation: &str| {
-        let y = work.path().join(format!("{backend}-{truncation}.npy"));
-        let m = work.path().join(format!("{backend}-{truncation}.json"));
-        cryptflow_ok(&["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m), "--truncation", truncation]);
+    let run = |backend: &str, truncation: Option<&str>| {
+        let name = truncation.unwrap_or("default");
+        let y = work.path().join(format!("{backend}-{name}.npy"));
+        let m = work.path().join(format!("{backend}-{name}.json"));
+        let mut args = vec!["run", path_str(&dir), "--backend", backend, "--input", path_str(&x), "-o", path_str(&y), "--metrics", path_str(&m)];
+        if let Some(t) = truncation {
+            args.extend(["--truncation", t]);
+        }
+        let out = cryptflow_ok(&args);
         let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
-        (read_npy(&y).1, metrics["bytes_total"].as_u64().unwrap())
+        (read_npy(&y).1, metrics["bytes_total"].as_u64().unwrap(), metrics["rounds"].as_u64().unwrap(), stderr(&out))
     };
-    let (float, _) = run("float", "local");
+    let (float, _, _, float_err) = run("float", Some("local"));
+    assert!(!float_err.contains("--truncation local:"), "the float executor does not truncate shares: {float_err}");
     for backend in ["porthos", "2pc"] {
-        let (local, local_bytes) = run(backend, "local");
-        let (faithful, faithful_bytes) = run(backend, "faithful");
+        let (local, local_bytes, local_rounds, local_err) = run(backend, Some("local"));
+        let (faithful, faithful_bytes, faithful_rounds, faithful_err) = run(backend, Some("faithful"));
+        let (default, default_bytes, default_rounds, default_err) = run(backend, None);
         assert_near_cleartext(&faithful, &local);
         for k in 0..4 {
             let row = |v: &[f32]| argmax(&v[k * 10..(k + 1) * 10]);
             assert_eq!(row(&faithful), row(&float), "{backend} sample {k}");
+            assert_eq!(row(&default), row(&float), "{backend} sample {k}");
         }
         assert!(faithful_bytes > local_bytes, "{backend}: faithful {faithful_bytes} vs local {local_bytes} bytes");
+        assert!(faithful_rounds > local_rounds, "{backend}: faithful {faithful_rounds} vs local {local_rounds} rounds");
+        assert_eq!((default_bytes, default_rounds), (faithful_bytes, faithful_rounds), "{backend}: the default is faithful");
+        assert!(local_err.contains("warning: --truncation local:") && local_err.contains("threshold of 2^-40"), "{local_err}");
+        assert!(!faithful_err.contains("--truncation local:") && !default_err.contains("--truncation local:"), "{default_err}");
     }
 }

@@ -93,6 +93,27 @@ fn parties_with_different_programs_stop_naming_the_odd_one_out() {
 }
 
 #[test]
+fn parties_with_different_truncations_stop_naming_the_other() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("s12");
+    compile_lenet_at(&dir, "12");
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let y = work.path().join("y.npy");
+    let keys = per_party_keys(&work.path().join("p2"), 2);
+    let peers2 = peers(2);
+    // The model owner keeps the default (faithful), the client asks for the paper's local one.
+    let owner = spawn_party("2pc", 0, &peers2, &dir, &keys[0], &[]);
+    let client = spawn_party("2pc", 1, &peers2, &dir, &keys[1], &["--input", path_str(&x), "-o", path_str(&y), "--truncation", "local"]);
+    for (id, child) in [(1, client), (0, owner)] {
+        let (status, err) = wait_bounded(child, Duration::from_secs(60));
+        assert_eq!(status.code(), Some(1), "party {id}: {err}");
+        let other = format!("party {} ({}) runs --truncation {}", 1 - id, ["model owner", "client"][1 - id], ["faithful", "local"][1 - id]);
+        assert!(err.contains(&other) && err.contains("every party must pass the same --truncation"), "party {id}: {err}");
+    }
+    assert!(!y.exists());
+}
+
+#[test]
 fn keygen_keeps_existing_private_keys_unless_forced_and_says_what_it_wrote() {
     let work = tempfile::tempdir().unwrap();
     let keys = work.path().join("keys");

@@ -48,6 +48,10 @@ pub enum ArtifactError {
     Mismatch { path: PathBuf, program: PathBuf },
 }
 
+/// Largest `program.json` [`read_public`] reads: it is public and read whole, so it could come
+/// from anyone (ResNet-50's is a few MiB).
+pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
+
 /// The public part of a compiled model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PublicProgram {
@@ -208,8 +212,22 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), ArtifactError> 
 /// Reads and checks `DIR/program.json`.
 pub fn read_public(dir: &Path) -> Result<PublicProgram, ArtifactError> {
     let path = dir.join(PROGRAM_FILE);
-    let bytes = fs::read(&path).map_err(io_error(&path))?;
     let bad = |reason: String| ArtifactError::BadProgram { path: path.clone(), reason };
+    let too_large = |size: String| {
+        bad(format!("it is {size}, more than the {} MiB a compiled program may have", MAX_PROGRAM_BYTES >> 20))
+    };
+    // The program is public and may come from anyone: its size is checked before reading, and
+    // the read stops past the limit whatever the file claims (a pipe, a device, a file growing).
+    let file = fs::File::open(&path).map_err(io_error(&path))?;
+    let declared = file.metadata().map_err(io_error(&path))?.len();
+    if declared > MAX_PROGRAM_BYTES {
+        return Err(too_large(format!("{} MiB", declared >> 20)));
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PROGRAM_BYTES + 1), &mut bytes).map_err(io_error(&path))?;
+    if bytes.len() as u64 > MAX_PROGRAM_BYTES {
+        return Err(too_large("longer than it declared".into()));
+    }
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_TAG) {
         return Err(bad(format!("missing \"format\": \"{FORMAT_TAG}\"")));

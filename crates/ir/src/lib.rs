@@ -11,6 +11,7 @@
 
 pub mod hlil;
 pub mod llil;
+pub mod limits;
 pub mod artifact;
 
 pub use cryptflow_tensor as tensor;

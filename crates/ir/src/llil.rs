@@ -24,8 +24,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The largest scale of a valid program: a product at `2s` of values below 16 must fit in 64
 /// bits with its sign (`cryptflow-athos` refuses larger scales for the same reason).
 pub const MAX_SCALE: u32 = 29;
-/// The most elements a slot of a valid program may have.
-pub const MAX_SLOT_ELEMENTS: u64 = 1 << 34;
+/// The most elements a slot of a valid program may have: the one cap of
+/// [`crate::limits::MAX_TENSOR_ELEMENTS`], which the runtime applies too.
+pub const MAX_SLOT_ELEMENTS: u64 = crate::limits::MAX_TENSOR_ELEMENTS;
 /// The most bytes all the slots of a valid program may take together (one party, no frees).
 pub const MAX_TOTAL_BYTES: u64 = 1 << 40;
 /// The largest rank of a slot.
@@ -157,7 +158,7 @@ fn check_instr(op: &LOp, args: &[&[usize]], out: &[usize]) -> Result<(), String>
             expect_shape(out, x)?;
         }
         LOp::SumPool(g) | LOp::MaxPool(g) => {
-            const LIMIT: usize = 1 << 34;
+            const LIMIT: usize = MAX_SLOT_ELEMENTS as usize;
             if g.input.iter().chain(&g.window).chain(&g.strides).chain(&g.pads_begin).chain(&g.pads_end).any(|&v| v > LIMIT) || g.batch > LIMIT || g.channels > LIMIT {
                 return Err("pooling extents are implausibly large".into());
             }
@@ -191,7 +192,7 @@ fn check_instr(op: &LOp, args: &[&[usize]], out: &[usize]) -> Result<(), String>
         LOp::Conv(g) | LOp::ConvTranspose(g) => {
             let transposed = matches!(op, LOp::ConvTranspose(_));
             const SMALL: usize = 1 << 20;
-            const LARGE: usize = 1 << 34;
+            const LARGE: usize = MAX_SLOT_ELEMENTS as usize;
             if g.kernel.iter().chain(&g.strides).chain(&g.dilations).chain(&g.pads_begin).chain(&g.pads_end).chain(&g.output_padding).any(|&v| v > SMALL)
                 || g.input.iter().chain([&g.batch, &g.in_channels, &g.out_channels]).any(|&v| v > LARGE)
             {
@@ -606,7 +607,7 @@ impl Program {
             }
             let n = slot.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).filter(|&n| n <= MAX_SLOT_ELEMENTS);
             let Some(n) = n else {
-                return Err(format!("slot %{k} of shape {:?} has more than 2^34 elements", slot.shape));
+                return Err(format!("slot %{k} of shape {:?} has more than 2^32 elements", slot.shape));
             };
             total += 8 * n;
         }
@@ -701,7 +702,8 @@ impl Program {
                 }
             }
         }
-        Ok(())
+        // The same caps as the runtime's, on convolution and pooling work sizes too.
+        crate::limits::check_program(self)
     }
 
     /// Bytes of the tensors live at once at the worst moment of an inference, weights and

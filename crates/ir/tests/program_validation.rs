@@ -155,17 +155,22 @@ fn sizes_within_limits() {
         |p| {
             p.slots.push(SlotInfo { shape: vec![1 << 20, 1 << 15] });
         },
-        "more than 2^34 elements",
+        "more than 2^32 elements",
     );
-    refused(|p| p.slots.push(SlotInfo { shape: vec![usize::MAX, 4] }), "more than 2^34 elements");
+    refused(|p| p.slots.push(SlotInfo { shape: vec![usize::MAX, 4] }), "more than 2^32 elements");
     refused(
         |p| {
-            for _ in 0..80 {
-                p.slots.push(SlotInfo { shape: vec![1 << 34] });
+            for _ in 0..40 {
+                p.slots.push(SlotInfo { shape: vec![1 << 32] });
             }
         },
         "more than 2^40",
     );
+    // One cap for the IR and the runtime: a slot of 2^33 elements (which the IR used to accept
+    // up to 2^34 while the runtime refused beyond 2^32) is refused on load, and both checks say
+    // the same of a convolution whose padded input exceeds it.
+    refused(|p| p.slots.push(SlotInfo { shape: vec![1 << 33] }), "more than 2^32 elements");
+    assert_eq!(cryptflow_ir::llil::MAX_SLOT_ELEMENTS, cryptflow_ir::limits::MAX_TENSOR_ELEMENTS);
 }
 
 /// Through the artifact loader: a hand edit of `program.json` is a clean error.
@@ -198,4 +203,20 @@ fn hand_edited_program_files_are_refused_on_load() {
         let e = read_public(dir.path()).unwrap_err().to_string();
         assert!(e.contains("is not a cryptflow program") && e.contains(expected), "{expected}: {e}");
     }
+}
+
+/// `read_public` checks the size of `program.json` before reading it, and stops reading past
+/// the limit whatever the file declared: a symbolic link to `/dev/zero` (declared size 0,
+/// endless) used to be read until memory ran out.
+#[cfg(unix)]
+#[test]
+fn read_public_never_reads_past_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("program.json")).unwrap();
+    let err = read_public(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("longer than it declared, more than the 256 MiB a compiled program may have"), "{err}");
+    let big = tempfile::tempdir().unwrap();
+    std::fs::File::create(big.path().join("program.json")).unwrap().set_len(257 << 20).unwrap();
+    let err = read_public(big.path()).unwrap_err().to_string();
+    assert!(err.contains("it is 257 MiB, more than the 256 MiB"), "{err}");
 }

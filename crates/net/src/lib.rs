@@ -25,8 +25,12 @@
 //!   layer owns, usually as another session): the protocol code is unchanged while every message
 //!   is, for example, signed and verified (Aramis, crate `cryptflow-aramis`).
 //!
-//! As with the local transport, received messages wait in an unbounded queue until `recv` takes
-//! them, so a peer can make this party buffer whatever it sends.
+//! Received messages wait in a queue until `recv` takes them. On networked links the queue is
+//! bounded ([`NetworkConfig::max_queued_bytes`], 1 GiB by default): when it is full the reader
+//! stops reading the socket and TCP flow control holds the sender, so a peer cannot make this
+//! party buffer more than the bound plus one message of at most
+//! [`NetworkConfig::max_message_elements`]. (The in-memory links of [`Session::local`] join
+//! parties of one process and are not bounded.)
 //!
 //! Both transports behave the same towards the protocol code: [`Session::traffic`] counts 8 bytes
 //! per ring element sent or received and the same rounds, so communication assertions hold in
@@ -41,7 +45,10 @@
 //! gone, or a peer that stopped reading for the timeout) is reported by the next `send` or `recv`
 //! on that link. A malformed frame (bad magic, unknown kind, out of sequence, longer than
 //! [`NetworkConfig::max_message_elements`], or undecryptable) is a [`NetError::Protocol`] error.
-//! Every error names the peer; a failed link stays failed. Dropping a [`Session`] lets each
+//! Every error names the peer; a failed link stays failed. A session dropped after `recv`
+//! reported a disconnection or a timeout first sends every other peer a
+//! [`wire::FRAME_ABORT`] naming the party it blames, which their `recv` reports as that party's
+//! disconnection or timeout: the party that left because a third one stalled is not blamed. Dropping a [`Session`] lets each
 //! writer finish its queued messages (for at most the timeout), closes the links and joins the
 //! threads.
 //!
@@ -60,8 +67,10 @@
 //!   the server side, the peer is accepted only if its end-entity certificate is byte-for-byte the
 //!   one pinned for `j` and it proves possession of the matching key in the handshake. Names,
 //!   validity dates and CA flags are not consulted; a certificate pinned for another party is
-//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer, on both
-//!   sides, and [`Session::connect`] gives up at once rather than wait for the right party.
+//!   refused. Otherwise the handshake fails with [`NetError::Tls`] naming the peer. The
+//!   connecting side gives up at once (it dialled the address it was given); the accepting side
+//!   cannot tell a misconfigured party from anyone who reached its port, so it keeps waiting for
+//!   the right party and reports the refusal as its error only at the connect deadline.
 //! * The certificates must reach the other parties authentically (out of band: copied by the
 //!   operators, or published by the model owner); whoever can swap a certificate file can
 //!   impersonate that party. There is no revocation: a leaked key is replaced by running keygen
@@ -98,7 +107,7 @@ pub mod wire;
 pub use error::NetError;
 pub use layer::MessageLayer;
 pub use session::{EmulatedClock, LinkShape, Session, ShapeMode, Traffic, DEFAULT_TIMEOUT};
-pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE};
+pub use tcp::{NetworkConfig, Security, WireTraffic, DEFAULT_CONNECT_DEADLINE, DEFAULT_MAX_QUEUED_BYTES};
 pub use tls::{
     cert_path, fingerprint, generate_identity, key_path, keygen, keygen_party, write_identity, write_key_file, TlsIdentity,
 };

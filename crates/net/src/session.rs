@@ -123,6 +123,9 @@ pub struct Session {
     shaping: Option<Shaping>,
     /// Set by [`Session::layered`]: every message goes through it (and `links` are all `None`).
     layer: Option<Box<dyn MessageLayer>>,
+    /// The first disconnection or timeout `recv` reported on a networked link: on drop, the
+    /// other peers are told whom this party blames ([`crate::wire::FRAME_ABORT`]).
+    failure: Option<NetError>,
 }
 
 impl Session {
@@ -165,12 +168,13 @@ impl Session {
                     link_free: vec![0.0; n],
                 }),
                 layer: None,
+                failure: None,
             })
             .collect()
     }
 
     pub(crate) fn from_links(id: usize, links: Vec<Option<Link>>, timeout: Duration) -> Session {
-        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout, shaping: None, layer: None }
+        Session { id, links, traffic: Traffic::default(), sent_since_recv: false, timeout, shaping: None, layer: None, failure: None }
     }
 
     /// Party `id` of `parties`, with every message sent or received going through `layer`
@@ -187,6 +191,7 @@ impl Session {
             timeout,
             shaping: None,
             layer: Some(layer),
+            failure: None,
         }
     }
 
@@ -318,8 +323,16 @@ impl Session {
                 }
                 Link::Net(l) => match l.recv(timeout) {
                     Ok(data) => (data, None),
-                    Err(NetError::Disconnected { peer }) => return Err(self.first_to_leave(peer)),
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        let e = match e {
+                            NetError::Disconnected { peer } => self.first_to_leave(peer),
+                            e => e,
+                        };
+                        if matches!(e, NetError::Disconnected { .. } | NetError::Timeout { .. }) {
+                            self.failure.get_or_insert_with(|| e.clone());
+                        }
+                        return Err(e);
+                    }
                 },
             }
         };
@@ -380,8 +393,18 @@ impl Drop for Session {
     /// Networked links: every writer first finishes its queued messages (all links in parallel,
     /// for at most the session timeout), then the sockets are shut and the threads joined.
     fn drop(&mut self) {
+        // A party that gives up after a peer left or stalled says whom it blames, so that a
+        // party waiting on it does not blame it instead.
+        let blame = match &self.failure {
+            Some(NetError::Disconnected { peer }) => Some((*peer, crate::wire::encode_blame(*peer, None))),
+            Some(NetError::Timeout { peer, seconds }) => Some((*peer, crate::wire::encode_blame(*peer, Some(*seconds)))),
+            _ => None,
+        };
         for link in self.links.iter_mut().flatten() {
             if let Link::Net(l) = link {
+                if let Some((_, word)) = blame.filter(|(blamed, _)| *blamed != l.peer()) {
+                    l.abort(word);
+                }
                 l.begin_close();
             }
         }

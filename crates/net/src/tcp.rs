@@ -9,20 +9,24 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::session::{Link, Session, DEFAULT_TIMEOUT};
 use crate::tls::{describe, server_name, TlsIdentity};
 use crate::wire::{
-    FrameHeader, Hello, ACK, CHUNK_BYTES, DEFAULT_MAX_MESSAGE_ELEMENTS, FRAME_DATA, FRAME_HEADER_LEN, HELLO_LEN,
-    MODE_INSECURE_PLAINTEXT, MODE_TLS13_PINNED, VERSION,
+    self, FrameHeader, Hello, ACK, CHUNK_BYTES, DEFAULT_MAX_MESSAGE_ELEMENTS, FRAME_ABORT, FRAME_DATA, FRAME_HEADER_LEN,
+    HELLO_LEN, MODE_INSECURE_PLAINTEXT, MODE_TLS13_PINNED, VERSION,
 };
 use crate::NetError;
 
 /// How long [`Session::connect`] keeps trying to reach the other parties by default.
 pub const DEFAULT_CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Default bound on the bytes of received messages waiting for `recv` on one link (1 GiB: far
+/// above what the protocols have in flight, which is at most a round's messages).
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 1 << 30;
 
 /// How the links of a networked session are protected.
 #[derive(Clone, Debug)]
@@ -60,6 +64,11 @@ pub struct NetworkConfig {
     pub security: Security,
     /// A frame announcing more elements than this is a protocol error.
     pub max_message_elements: usize,
+    /// Bytes of received messages a link holds before `recv` takes them. Beyond it the link's
+    /// reader stops reading the socket (TCP flow control then holds the sender) until `recv`
+    /// drains the queue, so a peer cannot make this party buffer more than this plus one
+    /// message (which may be larger when nothing else is queued).
+    pub max_queued_bytes: u64,
 }
 
 impl NetworkConfig {
@@ -72,6 +81,7 @@ impl NetworkConfig {
             timeout: DEFAULT_TIMEOUT,
             security,
             max_message_elements: DEFAULT_MAX_MESSAGE_ELEMENTS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 }
@@ -383,6 +393,12 @@ fn try_dial(cfg: &NetworkConfig, peer: usize, deadline: Instant) -> Result<Estab
 enum AcceptErr {
     /// Not a usable connection from a party we wait for; keep listening.
     Ignore(String),
+    /// A connection claiming to be `peer` did not authenticate as it: it presented another
+    /// certificate than the one pinned for `peer` (or none), or answered ours with a TLS alert
+    /// (the real party refusing us). Anyone who can reach the port can do either, so set-up goes
+    /// on (the real party may still come); if `peer` never connects, this is the error
+    /// reported at the deadline. The connecting side learns at once from the handshake.
+    Refused(usize, NetError, String),
     Fatal(NetError),
 }
 
@@ -402,11 +418,15 @@ fn accept_all(
     let mut out = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut logged: BTreeSet<String> = BTreeSet::new();
+    let mut refused: Vec<(usize, NetError)> = Vec::new();
     while let Some(&first) = pending.first() {
         if abort.load(Ordering::SeqCst) {
             return Err(SetupErr::Aborted);
         }
         if Instant::now() >= deadline {
+            if let Some((_, e)) = refused.iter().find(|(p, _)| pending.contains(p)) {
+                return Err(SetupErr::Failed(e.clone()));
+            }
             let notes = if notes.is_empty() { String::new() } else { format!(" (ignored: {})", notes.join("; ")) };
             return Err(SetupErr::Failed(NetError::Connect {
                 peer: first,
@@ -418,6 +438,10 @@ fn accept_all(
                 Ok(e) => {
                     pending.remove(&e.peer);
                     out.push(e);
+                }
+                Err(AcceptErr::Refused(peer, e, note)) => {
+                    eprintln!("party {}: ignored a connection on {local}: {note}", cfg.party);
+                    refused.push((peer, e));
                 }
                 Err(AcceptErr::Ignore(note)) => {
                     // One line per distinct reason and source host (a misconfigured peer
@@ -501,14 +525,20 @@ fn accept_one(
             let mut conn = rustls::ServerConnection::new(config)
                 .map_err(|e| AcceptErr::Fatal(NetError::Tls { peer, reason: e.to_string() }))?;
             // A handshake that got as far as a certificate (or an alert about ours) is a party
-            // that was refused or refused us: said at once, on both sides. Bytes that are not
-            // TLS at all are a stray connection, ignored like a malformed hello.
+            // that was refused or refused us, or a stranger: noted, and the error at the
+            // deadline if the party never comes. Bytes that are not TLS at all are a stray
+            // connection, ignored like a malformed hello.
             let classify = |e: io::Error| match rustls_error(&e) {
-                Some(
-                    t @ (rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::AlertReceived(_)),
-                ) => AcceptErr::Fatal(NetError::Tls { peer, reason: describe(peer, t) }),
+                Some(t @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) => AcceptErr::Refused(
+                    peer,
+                    NetError::Tls { peer, reason: describe(peer, t) },
+                    format!("{addr}: claims to be party {peer} but did not authenticate as it: {t}"),
+                ),
+                Some(t @ rustls::Error::AlertReceived(_)) => AcceptErr::Refused(
+                    peer,
+                    NetError::Tls { peer, reason: describe(peer, t) },
+                    format!("{addr}: claims to be party {peer} and answered with a TLS alert before authenticating: {t} (if it is party {peer}, it refused this party's certificate)"),
+                ),
                 Some(t) => ignore(format!("claims to be party {peer} but its TLS handshake failed: {t}")),
                 None => ignore(format!("party {peer}: TLS handshake: {}", io_text(&e, t))),
             };
@@ -541,11 +571,46 @@ pub(crate) struct Shared {
     write_error: Mutex<Option<NetError>>,
     /// When the reader met the end of the link (disconnection or error), if it has.
     ended: Mutex<Option<Instant>>,
+    /// Bytes of complete messages the reader has queued and `recv` has not taken.
+    queued: Mutex<u64>,
+    /// Signalled when `recv` takes a message or the link closes.
+    drained: Condvar,
+    /// The link is closing: a reader waiting for room stops.
+    closing: AtomicBool,
+    max_queued: u64,
 }
 
 impl Shared {
     fn mark_ended(&self) {
         lock(&self.ended).get_or_insert_with(Instant::now);
+    }
+
+    /// Waits until `more` bytes (of the message being read) fit beside the queued ones, or the
+    /// queue is empty (a single message may exceed the bound). `false` if the link is closing.
+    fn wait_for_room(&self, more: u64) -> bool {
+        let mut queued = lock(&self.queued);
+        while *queued > 0 && *queued + more > self.max_queued {
+            if self.closing.load(Ordering::SeqCst) {
+                return false;
+            }
+            queued = self.drained.wait_timeout(queued, Duration::from_millis(50)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+        !self.closing.load(Ordering::SeqCst)
+    }
+
+    fn queue(&self, bytes: u64) {
+        *lock(&self.queued) += bytes;
+    }
+
+    fn dequeue(&self, bytes: u64) {
+        let mut queued = lock(&self.queued);
+        *queued = queued.saturating_sub(bytes);
+        self.drained.notify_all();
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.drained.notify_all();
     }
 }
 
@@ -555,6 +620,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 enum WriterCmd {
     Data(Vec<u64>),
+    /// This party gives up: a [`wire::FRAME_ABORT`] with the blame (see [`wire::encode_blame`]).
+    Abort(u64),
     /// TLS data queued by the reader (e.g. a key update answer) is waiting to be written.
     Flush,
     /// Finish the queued messages, close the link for writing and stop.
@@ -588,6 +655,10 @@ impl NetLink {
             wire_received: AtomicU64::new(0),
             write_error: Mutex::new(None),
             ended: Mutex::new(None),
+            queued: Mutex::new(0),
+            drained: Condvar::new(),
+            closing: AtomicBool::new(false),
+            max_queued: cfg.max_queued_bytes,
         });
         let (cmd_tx, cmd_rx) = channel();
         let (ev_tx, ev_rx) = channel();
@@ -609,11 +680,11 @@ impl NetLink {
                 (input, output)
             }
         };
-        let max = cfg.max_message_elements;
+        let (max, parties) = (cfg.max_message_elements, cfg.addresses.len());
         let sh = shared.clone();
         let reader = thread::Builder::new()
             .name(format!("net-read-{peer}"))
-            .spawn(move || reader_main(peer, input, ev_tx, sh, max))
+            .spawn(move || reader_main(peer, input, ev_tx, sh, max, parties))
             .map_err(|e| config_err(format!("cannot start a thread: {e}")))?;
         let sh = shared.clone();
         let writer = thread::Builder::new()
@@ -666,7 +737,10 @@ impl NetLink {
     pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Vec<u64>, NetError> {
         self.check()?;
         match self.events.recv_timeout(timeout) {
-            Ok(Ok(data)) => Ok(data),
+            Ok(Ok(data)) => {
+                self.shared.dequeue(8 * data.len() as u64);
+                Ok(data)
+            }
             Ok(Err(e)) => Err(self.fail(e)),
             Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout { peer: self.peer, seconds: timeout.as_secs() }),
             Err(RecvTimeoutError::Disconnected) => Err(self.fail(NetError::Disconnected { peer: self.peer })),
@@ -686,6 +760,12 @@ impl NetLink {
         let _ = self.socket.set_write_timeout(Some(at_least_1ms(timeout)));
     }
 
+    /// Tells the peer, after the queued messages, that this party gives up blaming `blame`
+    /// (see [`wire::encode_blame`]).
+    pub(crate) fn abort(&mut self, blame: u64) {
+        let _ = self.cmds.send(WriterCmd::Abort(blame));
+    }
+
     /// Asks the writer to finish the queued messages and close; see [`NetLink::finish_close`].
     pub(crate) fn begin_close(&mut self) {
         let _ = self.cmds.send(WriterCmd::Close);
@@ -695,6 +775,7 @@ impl NetLink {
     /// threads.
     pub(crate) fn finish_close(&mut self, deadline: Instant) {
         let _ = self.writer_done.recv_timeout(remaining(deadline));
+        self.shared.close();
         let _ = self.socket.shutdown(Shutdown::Both);
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -813,6 +894,13 @@ fn writer_main(peer: usize, mut out: Output, cmds: Receiver<WriterCmd>, shared: 
                 let r = out.send_frame(seq, &data, &mut scratch, &shared);
                 seq += 1;
                 r
+            }
+            WriterCmd::Abort(blame) => {
+                scratch.clear();
+                scratch.extend_from_slice(&FrameHeader::abort(seq).encode());
+                append_le(&mut scratch, &[blame]);
+                seq += 1;
+                out.put(&scratch, &shared)
             }
             WriterCmd::Flush => out.flush_tls(&shared),
             WriterCmd::Close => {
@@ -963,13 +1051,30 @@ fn read_err(peer: usize, e: io::Error) -> NetError {
     }
 }
 
-fn read_frame(peer: usize, input: &mut Input, seq: u64, max: usize, shared: &Shared) -> Result<Vec<u64>, NetError> {
+/// What a peer's [`wire::FRAME_ABORT`] means here: the party it blames left or stalled (itself,
+/// or a party this session does not have, counts as its own disconnection).
+fn blame_error(peer: usize, blame: u64, parties: usize) -> NetError {
+    match wire::decode_blame(blame) {
+        (blamed, _) if blamed == peer || blamed >= parties => NetError::Disconnected { peer },
+        (blamed, Some(seconds)) => NetError::Timeout { peer: blamed, seconds },
+        (blamed, None) => NetError::Disconnected { peer: blamed },
+    }
+}
+
+fn read_frame(peer: usize, input: &mut Input, seq: u64, max: usize, parties: usize, shared: &Shared) -> Result<Vec<u64>, NetError> {
     let mut raw = [0u8; FRAME_HEADER_LEN];
     if !input.fill(&mut raw, shared).map_err(|e| read_err(peer, e))? {
         return Err(NetError::Disconnected { peer });
     }
     let protocol = |reason: String| NetError::Protocol { peer, reason };
     let h = FrameHeader::decode(&raw).map_err(protocol)?;
+    if h.kind == FRAME_ABORT && h.seq == seq && h.len == 1 {
+        let mut word = [0u8; 8];
+        if !input.fill(&mut word, shared).map_err(|e| read_err(peer, e))? {
+            return Err(NetError::Disconnected { peer });
+        }
+        return Err(blame_error(peer, u64::from_le_bytes(word), parties));
+    }
     if h.kind != FRAME_DATA {
         return Err(protocol(format!("unknown frame kind {}", h.kind)));
     }
@@ -985,7 +1090,12 @@ fn read_frame(peer: usize, input: &mut Input, seq: u64, max: usize, shared: &Sha
     let mut data: Vec<u64> = Vec::with_capacity(len.min(16 * PER_CHUNK));
     while data.len() < len {
         let old = data.len();
-        data.resize(old + (len - old).min(PER_CHUNK), 0);
+        let chunk = (len - old).min(PER_CHUNK);
+        // Bounded queue: read on only while this message fits beside the queued ones.
+        if !shared.wait_for_room(8 * (old + chunk) as u64) {
+            return Err(NetError::Disconnected { peer });
+        }
+        data.resize(old + chunk, 0);
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut data[old..]);
         if !input.fill(bytes, shared).map_err(|e| read_err(peer, e))? {
             return Err(NetError::Disconnected { peer });
@@ -997,7 +1107,7 @@ fn read_frame(peer: usize, input: &mut Input, seq: u64, max: usize, shared: &Sha
     Ok(data)
 }
 
-fn reader_main(peer: usize, mut input: Input, events: Sender<Event>, shared: Arc<Shared>, max: usize) {
+fn reader_main(peer: usize, mut input: Input, events: Sender<Event>, shared: Arc<Shared>, max: usize, parties: usize) {
     if let Input::Tls(t) = &mut input {
         // Records that arrived together with the set-up answer are already in the connection.
         let conn = t.conn.clone();
@@ -1010,8 +1120,9 @@ fn reader_main(peer: usize, mut input: Input, events: Sender<Event>, shared: Arc
     }
     let mut seq = 0u64;
     loop {
-        match read_frame(peer, &mut input, seq, max, &shared) {
+        match read_frame(peer, &mut input, seq, max, parties, &shared) {
             Ok(data) => {
+                shared.queue(8 * data.len() as u64);
                 if events.send(Ok(data)).is_err() {
                     return; // the session is gone
                 }

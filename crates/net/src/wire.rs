@@ -23,8 +23,25 @@ pub const HELLO_LEN: usize = 28;
 pub const ACK: [u8; 8] = *b"CFLOWACK";
 /// Magic number opening every frame (`"CFN1"`).
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"CFN1");
-/// Frame kind of a message of ring elements (the only kind so far).
+/// Frame kind of a message of ring elements.
 pub const FRAME_DATA: u32 = 1;
+/// Frame kind of a party's last word when it gives up on a session: one element naming the
+/// party it blames ([`encode_blame`]), sent to every other peer before it closes the links, so
+/// that a party waiting on a peer that left because a third party stalled names the third party.
+/// A claim by an authenticated peer, no more.
+pub const FRAME_ABORT: u32 = 2;
+
+/// The payload of a [`FRAME_ABORT`]: the blamed party in the low 32 bits; the high 32 bits are 0
+/// for a disconnection, or 1 + the seconds it stayed silent for a timeout.
+pub fn encode_blame(blamed: usize, timeout_seconds: Option<u64>) -> u64 {
+    (blamed as u64 & 0xFFFF_FFFF) | (timeout_seconds.map_or(0, |s| s.min(0xFFFF_FFFE) + 1) << 32)
+}
+
+/// The blamed party and, for a timeout, its seconds.
+pub fn decode_blame(v: u64) -> (usize, Option<u64>) {
+    let high = v >> 32;
+    ((v & 0xFFFF_FFFF) as usize, (high > 0).then(|| high - 1))
+}
 /// Length of an encoded [`FrameHeader`].
 pub const FRAME_HEADER_LEN: usize = 24;
 /// Payloads are written and read in pieces of this many bytes, so memory for staging and
@@ -85,6 +102,10 @@ pub struct FrameHeader {
 impl FrameHeader {
     pub fn data(seq: u64, len: usize) -> FrameHeader {
         FrameHeader { kind: FRAME_DATA, seq, len: len as u64 }
+    }
+
+    pub fn abort(seq: u64) -> FrameHeader {
+        FrameHeader { kind: FRAME_ABORT, seq, len: 1 }
     }
 
     pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {

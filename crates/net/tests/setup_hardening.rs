@@ -150,3 +150,83 @@ fn tempfile_dir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[test]
+fn a_valid_hello_then_a_tls_alert_from_a_stray_does_not_end_set_up() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    // Anyone who reaches party 0's port: a well-formed hello claiming party 2, then a TLS fatal
+    // alert (bad_certificate), as the real party 2 would send if it refused party 0's
+    // certificate. It is unauthenticated, so the session must still come up.
+    let mut stray = TcpStream::connect(&addrs[0]).unwrap();
+    stray.write_all(&Hello::new(2, 0, 3, MODE_TLS13_PINNED).encode()).unwrap();
+    stray.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a]).unwrap();
+    let results = connect_on(listeners, &addrs, tls(3));
+    drop(stray);
+    let mut sessions: Vec<Session> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|e| panic!("party {i} gave up because of a stray TLS alert: {e}")))
+        .collect();
+    sessions[2].send(0, vec![7]).unwrap();
+    assert_eq!(sessions[0].recv(2, 1).unwrap(), vec![7]);
+}
+
+#[test]
+fn a_peer_that_stalls_while_another_leaves_is_blamed_by_both() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let mut sessions: Vec<Session> = connect_on(listeners, &addrs, tls(3)).into_iter().map(|r| r.unwrap()).collect();
+    let mut p2 = sessions.pop().unwrap();
+    let mut p1 = sessions.pop().unwrap();
+    // Party 0 stalls: connected, but sends nothing.
+    let _p0 = sessions.pop().unwrap();
+    // Party 2 waits for party 0, gives up after its deadline and leaves; party 1, waiting on
+    // party 2 meanwhile, must name party 0 (which stalled), not party 2 (which left because of
+    // it).
+    p1.set_timeout(Duration::from_secs(20));
+    p2.set_timeout(Duration::from_secs(1));
+    let leaver = thread::spawn(move || {
+        let err = p2.recv(0, 1).unwrap_err();
+        drop(p2);
+        err
+    });
+    let err = p1.recv(2, 1).unwrap_err();
+    assert_eq!(leaver.join().unwrap(), NetError::Timeout { peer: 0, seconds: 1 });
+    assert_eq!(err, NetError::Timeout { peer: 0, seconds: 1 }, "{err}");
+}
+
+#[test]
+fn a_stranger_with_its_own_certificate_does_not_end_set_up() {
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+    let pairs: Vec<_> = (0..3).map(|i| generate_identity(i).unwrap()).collect();
+    let certs: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+    let security = |i: usize| Security::Tls(TlsIdentity::from_pem(i, &certs, &pairs[i].1).unwrap());
+    let config = |i: usize, security: Security| {
+        let mut cfg = NetworkConfig::new(i, addrs.clone(), security);
+        cfg.connect_deadline = Duration::from_secs(10);
+        cfg.timeout = Duration::from_secs(2);
+        cfg
+    };
+    thread::scope(|s| {
+        let mut listeners = listeners.into_iter();
+        let (l0, l1) = (listeners.next().unwrap(), listeners.next().unwrap());
+        let (c0, c1) = (config(0, security(0)), config(1, security(1)));
+        let p0 = s.spawn(move || Session::connect_with_listener(c0, l0));
+        let p1 = s.spawn(move || Session::connect_with_listener(c1, l1));
+        // A stranger claims to be party 2 with a key and certificate of its own: it is refused
+        // (and learns it at once), but parties 0 and 1 keep waiting for the real party 2.
+        let (rogue_cert, rogue_key) = generate_identity(2).unwrap();
+        let mut rogue_certs = certs.clone();
+        rogue_certs[2] = &rogue_cert;
+        let rogue = Security::Tls(TlsIdentity::from_pem(2, &rogue_certs, &rogue_key).unwrap());
+        let err = Session::connect(config(2, rogue)).err().expect("the stranger is refused");
+        assert!(matches!(err, NetError::Tls { .. }), "{err}");
+        let mut p2 = Session::connect(config(2, security(2))).unwrap_or_else(|e| panic!("party 2: {e}"));
+        let mut p0 = p0.join().unwrap().unwrap_or_else(|e| panic!("party 0 gave up because of a stranger: {e}"));
+        let _p1 = p1.join().unwrap().unwrap_or_else(|e| panic!("party 1 gave up because of a stranger: {e}"));
+        p2.send(0, vec![5]).unwrap();
+        assert_eq!(p0.recv(2, 1).unwrap(), vec![5]);
+    });
+}

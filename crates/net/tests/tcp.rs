@@ -605,3 +605,37 @@ fn a_stopped_then_killed_party_is_named() {
     assert!(start.elapsed() < Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_flooding_peer_is_held_by_the_bounded_receive_queue() {
+    // Party 0 never calls recv while party 1 (a raw peer) floods it with 64 KiB messages: the
+    // receive queue holds at most 1 MiB, then the reader stops and TCP holds the sender.
+    let (mut ls, addrs) = loopback_listeners(2);
+    let l0 = ls.remove(0);
+    let mut cfg = NetworkConfig::new(0, addrs.clone(), Security::InsecurePlaintext);
+    cfg.connect_deadline = DEADLINE;
+    cfg.max_queued_bytes = 1 << 20;
+    let h = thread::spawn(move || Session::connect_with_listener(cfg, l0));
+    let mut raw = TcpStream::connect(&addrs[0]).unwrap();
+    raw.write_all(&Hello::new(1, 0, 2, MODE_INSECURE_PLAINTEXT).encode()).unwrap();
+    let mut ack = [0u8; 8];
+    raw.read_exact(&mut ack).unwrap();
+    let mut p0 = h.join().unwrap().unwrap();
+    raw.set_write_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let values: Vec<u64> = (0..8192).collect();
+    let mut sent_messages = 0u64;
+    // Up to 256 MiB; before the bound, all of it went into party 0's memory at once.
+    for seq in 0..4096u64 {
+        if raw.write_all(&frame(seq, &values)).is_err() {
+            break;
+        }
+        sent_messages += 1;
+    }
+    let sent_bytes = sent_messages * (8 * 8192 + 24);
+    // The queue (1 MiB) plus one message being read plus what the kernel buffers on loopback.
+    assert!(sent_bytes < 48 << 20, "the peer pushed {sent_bytes} bytes into a party that read nothing");
+    // What was queued is intact and in order.
+    for _ in 0..4 {
+        assert_eq!(p0.recv(1, 8192).unwrap(), values);
+    }
+}

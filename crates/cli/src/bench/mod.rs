@@ -1,6 +1,7 @@
 //! `cryptflow bench`: builds networks from the zoo, compiles them, runs them on the chosen
 //! backends and writes `DIR/report.md`, `DIR/report.json` (and `DIR/figure10.svg` when ResNets
-//! ran), with the CrypTFlow paper's figures beside ours.
+//! ran), with the CrypTFlow paper's figures beside ours. Secure runs use the paper's local
+//! truncation (`cryptflow run` and `party` default to faithful truncation; see the README).
 //!
 //! Network emulation: secure runs go through local sessions whose links carry `--bandwidth`
 //! MBps and add `--latency` ms to every message (`cryptflow_net::LinkShape`). With

@@ -130,7 +130,8 @@ impl Workspace {
             let mut command = Command::new(&exe);
             command
                 .arg("party")
-                .args(["--backend", "porthos", "--protocol", protocol, "--id", &id.to_string(), "--peers", &peers])
+                // The in-process bench runs the paper's local truncation: the same here.
+                .args(["--backend", "porthos", "--protocol", protocol, "--truncation", "local", "--id", &id.to_string(), "--peers", &peers])
                 .arg(self.program_dir())
                 .arg("--keys")
                 .arg(self.keys_dir())
