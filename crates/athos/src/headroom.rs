@@ -293,7 +293,7 @@ mod tests {
             scale: s,
             slots: vec![SlotInfo { shape: vec![n] }; 3],
             weights: vec![],
-            inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![n], integer: false }],
+            inputs: vec![SecretInput { name: "x".into(), owner: Owner::Client, slot: 0, shape: vec![n], integer: false, one_hot: false }],
             body: vec![instr(LOp::Relu, vec![0], 1, "act"), instr(LOp::ScaleDown { shift: s }, vec![1], 2, "next")],
             outputs: vec![Output { name: "y".into(), slot: 2, shape: vec![n], encoding: Encoding::Fixed { scale: s } }],
         }

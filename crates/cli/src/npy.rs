@@ -366,20 +366,14 @@ pub fn read_labels(path: &Path) -> Result<Vec<i64>> {
 }
 
 pub fn write_f32(path: &Path, tensor: &FloatTensor) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(BufWriter::new(file))
-        .begin_nd()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writer.extend(tensor.data().iter().copied()).with_context(|| format!("cannot write {}", path.display()))?;
-    writer.finish().with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    write_array(path, tensor.shape(), tensor.data())
 }
 
 pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    write_array(path, shape, data)
+}
+
+fn write_array<T: npyz::Serialize + npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut writer = npyz::WriteOptions::new()

@@ -186,23 +186,34 @@ fn a_trained_gpt_continues_its_prompts_greedily() {
     }
 }
 
-/// `run --generate 4` on the decoder compiled with `--next-token`: one session per prompt, only
-/// each step's token revealed; the tokens are onnxruntime's greedy continuation on every backend.
-#[test]
-fn a_trained_gpt_generates_its_continuations_with_generate_k() {
+/// The GPT fixture compiled with `--next-token`, its prompts, onnxruntime's greedy
+/// continuations and their length K.
+fn next_token_setup() -> (tempfile::TempDir, PathBuf, Prompts, Vec<i64>, usize) {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("tiny_gpt-next");
     cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
     let prompts = Prompts::fixture();
-    let n = prompts.lengths.len();
     let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
-    let k = expected.len() / n;
+    let k = expected.len() / prompts.lengths.len();
+    (work, dir, prompts, expected, k)
+}
+
+/// `--input` values for prompt `i` (its ids and mask written to `work`).
+fn prompt_inputs(work: &Path, prompts: &Prompts, i: usize) -> [String; 2] {
+    let ids = work.join(format!("ids-{i}.npy"));
+    let mask = work.join(format!("mask-{i}.npy"));
+    write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
+    write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
+    [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))]
+}
+
+/// `run --generate 4` on the decoder compiled with `--next-token`: one session per prompt, only
+/// each step's token revealed; the tokens are onnxruntime's greedy continuation on every backend.
+#[test]
+fn a_trained_gpt_generates_its_continuations_with_generate_k() {
+    let (work, dir, prompts, expected, k) = next_token_setup();
     for (i, &len) in prompts.lengths.iter().enumerate() {
-        let ids = work.path().join(format!("ids-{i}.npy"));
-        let mask = work.path().join(format!("mask-{i}.npy"));
-        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
-        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
-        let inputs = [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))];
+        let inputs = prompt_inputs(work.path(), &prompts, i);
         for backend in ["float", "cleartext", "porthos"] {
             let out = work.path().join(format!("gen-{i}-{backend}.npy"));
             let steps = k.to_string();
@@ -221,20 +232,8 @@ fn a_trained_gpt_generates_its_continuations_with_generate_k() {
 /// forward pass (bytes are deterministic: `bytes(K) = setup + sharing + K x step`).
 #[test]
 fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("tiny_gpt-next");
-    cryptflow_ok(&["compile", path_str(&model("tiny_gpt.onnx")), "-o", path_str(&dir), "--scale", SCALE, "--next-token"]);
-    let prompts = Prompts::fixture();
-    let n = prompts.lengths.len();
-    let expected = read_labels(&model("tiny_gpt.expected_continuation.npy"));
-    let k = expected.len() / n;
-    let inputs_of = |i: usize| {
-        let ids = work.path().join(format!("ids-{i}.npy"));
-        let mask = work.path().join(format!("mask-{i}.npy"));
-        write_npy(&ids, &[1, L], &prompts.ids[i * L..][..L]);
-        write_npy(&mask, &[1, L], &prompts.mask[i * L..][..L]);
-        [format!("input_ids={}", path_str(&ids)), format!("attention_mask={}", path_str(&mask))]
-    };
+    let (work, dir, prompts, expected, k) = next_token_setup();
+    let inputs_of = |i: usize| prompt_inputs(work.path(), &prompts, i);
     for i in 0..2 {
         let inputs = inputs_of(i);
         for backend in ["2pc", "aramis"] {
