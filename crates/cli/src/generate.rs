@@ -28,7 +28,7 @@ const TOKENS: &str = "input_ids";
 const MASK: &str = "attention_mask";
 
 /// The prompt and where its tokens go.
-struct Prompt {
+pub struct Prompt {
     /// Every input's value (without `next_position`), in `names` order.
     names: Vec<String>,
     values: Vec<Value>,
@@ -37,6 +37,8 @@ struct Prompt {
     /// Positions of the program (L) and the prompt's length.
     positions: usize,
     length: usize,
+    /// Tokens to generate.
+    pub steps: usize,
 }
 
 impl Prompt {
@@ -61,7 +63,7 @@ impl Prompt {
     }
 }
 
-fn check_decoder(program: &Program) -> Result<()> {
+pub fn check_decoder(program: &Program) -> Result<()> {
     let head = program.inputs.iter().any(|i| i.name == NEXT_POSITION)
         && program.outputs.len() == 1
         && program.outputs[0].name == NEXT_TOKEN
@@ -72,9 +74,14 @@ fn check_decoder(program: &Program) -> Result<()> {
     Ok(())
 }
 
-fn read_prompt(args: &RunArgs, program: &Program, steps: usize) -> Result<Prompt> {
+/// Reads the prompt (`--input` values) for `steps` tokens; `prompt_length` overrides the mask.
+pub fn read_prompt(input: &[String], prompt_length: Option<usize>, program: &Program, steps: usize) -> Result<Prompt> {
+    check_decoder(program)?;
+    if steps == 0 {
+        bail!("--generate 0: nothing to generate");
+    }
     let specs: Vec<InputSpec> = InputSpec::of_program(program).into_iter().filter(|s| s.name != NEXT_POSITION).collect();
-    let inputs = crate::inputs::read("--input", &args.input, &specs)?;
+    let inputs = crate::inputs::read("--input", input, &specs)?;
     if inputs.len() != 1 {
         bail!("--generate continues one prompt; the inputs hold {} items", inputs.len());
     }
@@ -97,7 +104,7 @@ fn read_prompt(args: &RunArgs, program: &Program, steps: usize) -> Result<Prompt
     let Value::Integer { shape, .. } = &values[tokens] else { unreachable!("checked above") };
     let positions = shape[1];
     let mask = names.iter().position(|n| n == MASK);
-    let length = match (args.prompt_length, mask) {
+    let length = match (prompt_length, mask) {
         (Some(n), _) => n,
         (None, Some(m)) => {
             let Value::Integer { values: bits, .. } = &values[m] else { bail!("`{MASK}` must be integers") };
@@ -118,22 +125,28 @@ fn read_prompt(args: &RunArgs, program: &Program, steps: usize) -> Result<Prompt
             positions - length
         );
     }
-    Ok(Prompt { names, values, tokens, mask, positions, length })
+    Ok(Prompt { names, values, tokens, mask, positions, length, steps })
+}
+
+impl Prompt {
+    /// Inference `k`'s encoded inputs from the tokens revealed before it.
+    pub fn feeder<'a>(&'a self, program: &'a Program) -> impl Fn(usize, &[Vec<RingTensor>]) -> Result<Inputs, String> + Sync + 'a {
+        move |_k: usize, earlier: &[Vec<RingTensor>]| {
+            let generated: Vec<i64> = earlier.iter().map(|o| token_of(o)).collect();
+            self.step(&generated).encoded(program).map(|mut x| x.remove(0)).map_err(|e| format!("{e:#}"))
+        }
+    }
 }
 
 /// The token an inference revealed.
-fn token_of(outputs: &[RingTensor]) -> i64 {
+pub fn token_of(outputs: &[RingTensor]) -> i64 {
     outputs[0].data()[0] as i64
 }
 
 pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<()> {
     let program = &public.program;
-    check_decoder(program)?;
-    if steps == 0 {
-        bail!("--generate 0: nothing to generate");
-    }
     crate::party::check_output_not_input(&args.output, &args.input)?;
-    let prompt = read_prompt(args, program, steps)?;
+    let prompt = read_prompt(&args.input, args.prompt_length, program, steps)?;
     let started = Instant::now();
     let mut metrics = Metrics { backend: format!("{:?}", args.backend).to_lowercase(), inferences: steps, ..Default::default() };
     let tokens: Vec<i64> = match args.backend {
@@ -164,10 +177,7 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
             let weights = FixedWeightsFile::open(&args.dir, public)?;
             // Check the prompt encodes before any party starts.
             prompt.step(&[]).encoded(program)?;
-            let next = |_k: usize, earlier: &[Vec<RingTensor>]| -> Result<Inputs, String> {
-                let generated: Vec<i64> = earlier.iter().map(|o| token_of(o)).collect();
-                prompt.step(&generated).encoded(program).map(|mut x| x.remove(0)).map_err(|e| format!("{e:#}"))
-            };
+            let next = prompt.feeder(program);
             let feed = ClientFeed::Generated { steps, next: &next };
             let run = match args.backend {
                 BackendName::Porthos => {

@@ -167,6 +167,14 @@ pub struct PartyArgs {
     pub inject_fault: Option<Fault>,
     #[arg(long, value_name = "M.json")]
     pub metrics: Option<PathBuf>,
+    /// The client, with a decoder compiled with `--next-token`: generate K tokens greedily
+    /// after the prompt in `input_ids` (as `cryptflow run --generate`); -o gets them (int64
+    /// [1, K]). The other parties need no flag: the client announces the number of steps.
+    #[arg(long, value_name = "K")]
+    pub generate: Option<usize>,
+    /// With --generate: the prompt's length (default: the leading ones of `attention_mask`).
+    #[arg(long, value_name = "N", requires = "generate")]
+    pub prompt_length: Option<usize>,
 }
 
 pub fn party(args: PartyArgs) -> Result<()> {
@@ -211,6 +219,8 @@ pub struct PartyFiles {
     pub weights: Option<FixedWeightsFile>,
     /// The client's inputs (with how to stack its outputs).
     pub client_inputs: Option<ClientInputs>,
+    /// The client's prompt, with `--generate`.
+    pub prompt: Option<crate::generate::Prompt>,
 }
 
 /// Checks the arguments against the session's roles and reads this party's files.
@@ -249,12 +259,15 @@ pub fn prepare(args: &PartyArgs, roles: &Roles) -> Result<PartyFiles> {
         eprintln!("warning: party {id}: {warning}");
     }
     let program = &public.program;
-    let client_inputs = if args.input.is_empty() {
-        None
-    } else {
-        Some(crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?)
+    if args.generate.is_some() && id != roles.client {
+        bail!("--generate is the client's (party {}); the other parties learn the number of steps from it", roles.client);
+    }
+    let (client_inputs, prompt) = match (args.input.is_empty(), args.generate) {
+        (true, _) => (None, None),
+        (false, Some(steps)) => (None, Some(crate::generate::read_prompt(&args.input, args.prompt_length, program, steps)?)),
+        (false, None) => (Some(crate::inputs::read("--input", &args.input, &InputSpec::of_program(program))?), None),
     };
-    Ok(PartyFiles { public, weights, client_inputs })
+    Ok(PartyFiles { public, weights, client_inputs, prompt })
 }
 
 /// Reads `DIR/program.json`, saying what to do when `dir` is not a compiled program: the model
@@ -410,7 +423,7 @@ pub fn program_mismatch(roles: &Roles, id: usize, digests: &[[u8; 32]]) -> Optio
 /// The number of inferences is public: the client announces it to every other party.
 pub fn announce_count(session: &mut Session, roles: &Roles, id: usize, files: &PartyFiles) -> Result<usize, cryptflow_net::NetError> {
     if id == roles.client {
-        let n = files.client_inputs.as_ref().map_or(0, |x| x.len());
+        let n = files.prompt.as_ref().map_or_else(|| files.client_inputs.as_ref().map_or(0, |x| x.len()), |p| p.steps);
         for peer in (0..roles.names.len()).filter(|&p| p != id) {
             session.send(peer, vec![n as u64])?;
         }
@@ -435,7 +448,14 @@ pub fn drive<B: Backend>(
     let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
     let bar = crate::secure::progress_bar();
-    let run = crate::secure::run_party(program, backend, args.truncation.mode(), files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource), inputs.as_deref().map(crate::secure::ClientFeed::Fixed), count, crash, bar.as_ref());
+    let next = files.prompt.as_ref().map(|p| p.feeder(program));
+    let feed = match (&next, inputs.as_deref()) {
+        (Some(next), _) => Some(crate::secure::ClientFeed::Generated { steps: count, next }),
+        (None, Some(x)) => Some(crate::secure::ClientFeed::Fixed(x)),
+        (None, None) => None,
+    };
+    let weights = files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource);
+    let run = crate::secure::run_party(program, backend, args.truncation.mode(), weights, feed, count, crash, bar.as_ref());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -461,6 +481,12 @@ pub fn drive<B: Backend>(
         layers: run.layers,
         ..Default::default()
     };
+    if let (Some(path), Some(_)) = (&args.output, &files.prompt) {
+        let tokens: Vec<i64> = run.outputs.iter().map(|o| crate::generate::token_of(o)).collect();
+        npy::write_i64(path, &[1, tokens.len()], &tokens)?;
+        let list: Vec<String> = tokens.iter().map(i64::to_string).collect();
+        eprintln!("party {id} (client): generated {}; wrote {}", list.join(" "), path.display());
+    }
     if let (Some(path), Some(inputs)) = (&args.output, &files.client_inputs) {
         let outputs: Vec<FloatTensor> = run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect();
         npy::write_f32(path, &npy::stack(&outputs, inputs.stacking))?;

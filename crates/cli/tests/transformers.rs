@@ -274,3 +274,37 @@ fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
     let sharing_rounds = rounds1 - (rounds3 - rounds1) / 2;
     assert_eq!(rounds3 - rounds1, 2 * (rounds1 - sharing_rounds));
 }
+
+/// Distributed generation: three `cryptflow party` processes over TLS; only the client passes
+/// `--generate` (the others learn the number of steps from it) and gets onnxruntime's tokens.
+/// A non-client party with `--generate` is refused.
+#[test]
+fn distributed_parties_generate_the_same_continuation() {
+    use std::time::Duration;
+    let (work, dir, prompts, expected, k) = next_token_setup();
+    let keys = work.path().join("keys");
+    cryptflow_ok(&["keygen", "-o", path_str(&keys)]);
+    let inputs = prompt_inputs(work.path(), &prompts, 0);
+    let ports = free_ports(3);
+    let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let out = work.path().join("tokens.npy");
+    let steps = k.to_string();
+    let owner = spawn_party("porthos", 0, &peers, &dir, &keys, &[]);
+    let helper = spawn_party("porthos", 2, &peers, &dir, &keys, &[]);
+    let client = spawn_party(
+        "porthos",
+        1,
+        &peers,
+        &dir,
+        &keys,
+        &["--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o", path_str(&out)],
+    );
+    for (name, child) in [("client", client), ("owner", owner), ("helper", helper)] {
+        let (status, err) = wait_bounded(child, Duration::from_secs(60));
+        assert!(status.success(), "{name} failed: {err}");
+    }
+    assert_eq!(read_labels(&out), expected[..k], "distributed --generate {k}");
+    let refused = cryptflow(&["party", "--id", "0", "--peers", &peers, path_str(&dir), "--keys", path_str(&keys), "--generate", "2"]);
+    assert_clean_failure(&refused, "--generate on the model owner");
+    assert!(stderr(&refused).contains("--generate is the client's"), "{}", stderr(&refused));
+}
