@@ -48,7 +48,7 @@ fn written_out_layer_norms_become_one_normalize() {
         assert_eq!(ops, ["Input", "Normalize"], "reciprocal {reciprocal}");
         // Same float semantics as the written-out graph.
         let x = random(&mut rng, &shape, 1.0);
-        let a = float::run(&g, &[x.clone()]).unwrap().remove(0);
+        let a = float::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
         let b = float::run(&fused, &[x]).unwrap().remove(0);
         let err = a.data().iter().zip(b.data()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
         assert!(err < 1e-4, "float disagrees by {err}");
@@ -99,7 +99,7 @@ fn written_out_gelu_and_swish_become_one_function() {
         let y = match form {
             // HF BERT: x * 0.5 * (1 + erf(x / 1.4142135))
             "erf" => {
-                let a = g.add("div", Op::DivScalar(1.4142135), &[x]).unwrap();
+                let a = g.add("div", Op::DivScalar(std::f32::consts::SQRT_2), &[x]).unwrap();
                 let e = g.add("erf", Op::Unary(UnaryFn::Erf), &[a]).unwrap();
                 let p = g.add("plus", Op::AddScalar(1.0), &[e]).unwrap();
                 let h = g.add("half", Op::MulScalar(0.5), &[x]).unwrap();
@@ -111,7 +111,7 @@ fn written_out_gelu_and_swish_become_one_function() {
                 let cube = g.add("cube", Op::Mul, &[x, sq]).unwrap();
                 let c = g.add("c", Op::MulScalar(0.044715), &[cube]).unwrap();
                 let s = g.add("s", Op::Add, &[x, c]).unwrap();
-                let k = g.add("k", Op::MulScalar(0.7978845608), &[s]).unwrap();
+                let k = g.add("k", Op::MulScalar(0.797_884_6), &[s]).unwrap();
                 let t = g.add("t", Op::Unary(UnaryFn::Tanh), &[k]).unwrap();
                 let p = g.add("plus", Op::AddScalar(1.0), &[t]).unwrap();
                 let h = g.add("half", Op::MulScalar(0.5), &[x]).unwrap();
@@ -135,7 +135,7 @@ fn written_out_gelu_and_swish_become_one_function() {
         assert_eq!(fused.nodes[root].op, Op::Unary(f), "{form}");
         assert_eq!(fused.nodes[root].inputs, [biased], "{form}: the bias addition is the function's input");
         let x = random(&mut rng, &shape, 3.0);
-        let a = float::run(&g, &[x.clone()]).unwrap().remove(0);
+        let a = float::run(&g, std::slice::from_ref(&x)).unwrap().remove(0);
         let b = float::run(&fused, &[x]).unwrap().remove(0);
         let err = a.data().iter().zip(b.data()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
         assert!(err < 1e-4, "{form}: float disagrees by {err}");
