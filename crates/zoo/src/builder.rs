@@ -245,9 +245,10 @@ impl Builder {
         Value { name: name.into(), shape, moments: x.he_output(out) }
     }
 
-    /// Transposed convolution with kernel = stride (non-overlapping upsampling), He-normal
-    /// weights over the taps that reach each output, and a bias.
-    pub fn conv_transpose(&mut self, x: &Value, name: &str, out: usize, kernel: usize, stride: usize) -> Value {
+    /// Transposed convolution (kernel = stride: non-overlapping upsampling; kernel 4, stride
+    /// 2, padding 1: InnerEye's), He-normal weights over the taps that reach each output, and
+    /// a bias.
+    pub fn conv_transpose(&mut self, x: &Value, name: &str, out: usize, kernel: usize, stride: usize, pad: usize) -> Value {
         let r = x.shape.len() - 2;
         let mut wdims = vec![x.channels(), out];
         wdims.extend(std::iter::repeat_n(kernel, r));
@@ -262,10 +263,10 @@ impl Builder {
             "ConvTranspose",
             name,
             &[&x.name, &w, &b],
-            vec![attr_ints("kernel_shape", &vec![kernel; r]), attr_ints("strides", &vec![stride; r])],
+            vec![attr_ints("kernel_shape", &vec![kernel; r]), attr_ints("strides", &vec![stride; r]), attr_ints("pads", &vec![pad; 2 * r])],
         );
         let mut shape = vec![x.shape[0], out];
-        shape.extend(x.spatial().iter().map(|&d| (d - 1) * stride + kernel));
+        shape.extend(x.spatial().iter().map(|&d| (d - 1) * stride + kernel - 2 * pad));
         Value { name: name.into(), shape, moments: x.he_output(out) }
     }
 

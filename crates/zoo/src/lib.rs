@@ -66,6 +66,7 @@ const NETWORKS: &[NetworkInfo] = &[
     NetworkInfo { name: "resnet200", dataset: "ImageNet", description: "ResNet-200 (bottlenecks)" },
     NetworkInfo { name: "densenet121", dataset: "ImageNet", description: "DenseNet-121, growth 32, blocks 6-12-24-16" },
     NetworkInfo { name: "unet3d", dataset: "3D CT", description: "3-level 3D-UNet (3D convolutions, 3D transposed convolutions, skip concatenations)" },
+    NetworkInfo { name: "unet3d-innereye", dataset: "3D CT", description: "InnerEye's UNet3D (prostate): 5 levels of residual Conv3d, stride-2 downsampling, ConvTranspose3d k4 s2 p1, added skips, 8 classes; [1, 1, 64, 256, 256] by default" },
     NetworkInfo { name: "bert-tiny", dataset: "GLUE", description: "BERT-tiny (2 layers, hidden 128, 2 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
     NetworkInfo { name: "bert-mini", dataset: "GLUE", description: "BERT-mini (4 layers, hidden 256, 4 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
     NetworkInfo { name: "bert-base", dataset: "GLUE", description: "BERT-base (12 layers, hidden 768, 12 heads) + pooler + 2-class classifier; int64 ids/mask/types" },
@@ -135,6 +136,7 @@ pub fn names() -> &'static [&'static str] {
         "resnet200",
         "densenet121",
         "unet3d",
+        "unet3d-innereye",
         "bert-tiny",
         "bert-mini",
         "bert-base",
@@ -172,6 +174,23 @@ fn spatial<const N: usize>(network: &'static str, options: &Options, default: us
         return Err(ZooError::BadOption { network, reason: "input sizes must be positive".into() });
     }
     Ok(size.try_into().expect("length checked"))
+}
+
+/// InnerEye's prostate input (depth, height, width) and classes (7 structures and background).
+pub const INNEREYE_DEFAULT_SIZE: [usize; 3] = [64, 256, 256];
+pub const INNEREYE_DEFAULT_WIDTH: usize = 32;
+pub const INNEREYE_CLASSES: usize = 8;
+
+fn innereye_size(network: &'static str, options: &Options) -> Result<[usize; 3], ZooError> {
+    let size = match &options.input_size {
+        None => INNEREYE_DEFAULT_SIZE,
+        Some(_) => spatial::<3>(network, options, 0)?,
+    };
+    let unit = 1 << nets::INNEREYE_LEVELS;
+    if size.iter().any(|&s| s % unit != 0) {
+        return Err(ZooError::BadOption { network, reason: format!("every input dimension must be a positive multiple of {unit}, got {size:?}") });
+    }
+    Ok(size)
 }
 
 fn fixed_size(network: &'static str, options: &Options) -> Result<(), ZooError> {
@@ -248,7 +267,7 @@ fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelP
         });
     }
     let mut b = builder::Builder::new(options.seed, materialize);
-    if options.width.is_some() && net != "unet3d" {
+    if options.width.is_some() && !net.starts_with("unet3d") {
         return Err(ZooError::BadOption { network: net, reason: "only the 3D-UNet has a width option".into() });
     }
     let classes = options.classes.unwrap_or(match info.dataset {
@@ -278,6 +297,14 @@ fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelP
                 return Err(ZooError::BadOption { network: net, reason: "the input must be at least 32x32".into() });
             }
             nets::densenet121(&mut b, classes, size)
+        }
+        "unet3d-innereye" => {
+            let size = innereye_size(net, options)?;
+            let width = options.width.unwrap_or(INNEREYE_DEFAULT_WIDTH);
+            if width == 0 {
+                return Err(ZooError::BadOption { network: net, reason: "width must be positive".into() });
+            }
+            nets::unet3d_innereye(&mut b, options.classes.unwrap_or(INNEREYE_CLASSES), size, width)
         }
         "unet3d" => {
             let size = spatial::<3>(net, options, UNET_DEFAULT_SIZE)?;

@@ -229,9 +229,52 @@ pub fn unet3d(b: &mut Builder, classes: usize, size: [usize; 3], width: usize) -
     }
     for level in (0..UNET_LEVELS - 1).rev() {
         let name = format!("up{level}");
-        let up = b.conv_transpose(&x, &format!("{name}.upconv"), width << level, 2, 2);
+        let up = b.conv_transpose(&x, &format!("{name}.upconv"), width << level, 2, 2, 0);
         let cat = b.concat(&[&skips[level], &up], &format!("{name}.concat"));
         x = double_conv3d(b, &cat, &name, width << level);
+    }
+    b.conv(&x, "head", classes, 1, 1, 0, true)
+}
+
+/// Levels of InnerEye's UNet3D below full resolution (each halves every extent).
+pub const INNEREYE_LEVELS: usize = 4;
+
+/// InnerEye-DeepLearning's UNet3D with its prostate settings, the CrypTFlow medical paper's
+/// network: level 0 a Conv3d to `width` channels and a residual block; levels 1-4 a stride-2
+/// Conv3d doubling the channels and a residual block (no pooling); four decoder steps of a
+/// ConvTranspose3d (kernel 4, stride 2, padding 1, bias) + BN + ReLU, then
+/// `ReLU(BN(Conv(up) + Conv(skip)))` (skips added, not concatenated) and a residual block; a
+/// 1x1x1 head with bias. Every Conv3d is 3x3x3, padding 1, no bias, followed by BN and ReLU
+/// (except the two summed ones); a residual block is `ReLU(BN(Conv(x))) + x`.
+pub fn unet3d_innereye(b: &mut Builder, classes: usize, size: [usize; 3], width: usize) -> Value {
+    let input = b.input("input", &[1, 1, size[0], size[1], size[2]]);
+    let residual = |b: &mut Builder, x: &Value, name: &str, c: usize| {
+        let r = conv_bn(b, x, &format!("{name}.res"), c, 3, 1, true);
+        b.add(&r, x, &format!("{name}.res.add"))
+    };
+    let x = conv_bn(b, &input, "enc0.conv", width, 3, 1, true);
+    let mut x = residual(b, &x, "enc0", width);
+    let mut skips = vec![x.clone()];
+    for level in 1..=INNEREYE_LEVELS {
+        let name = format!("enc{level}");
+        let down = conv_bn(b, &x, &format!("{name}.down"), width << level, 3, 2, true);
+        x = residual(b, &down, &name, width << level);
+        if level < INNEREYE_LEVELS {
+            skips.push(x.clone());
+        }
+    }
+    for level in (0..INNEREYE_LEVELS).rev() {
+        let name = format!("dec{level}");
+        let c = width << level;
+        let up = b.conv_transpose(&x, &format!("{name}.up"), c, 4, 2, 1);
+        let up = b.batch_norm(&up, &format!("{name}.up.bn"));
+        let up = b.relu(&up, &format!("{name}.up.relu"));
+        let from_up = b.conv(&up, &format!("{name}.conv_up"), c, 3, 1, 1, false);
+        let from_skip = b.conv(&skips[level], &format!("{name}.conv_skip"), c, 3, 1, 1, false);
+        let y = b.add(&from_up, &from_skip, &format!("{name}.sum"));
+        let y = b.batch_norm(&y, &format!("{name}.sum.bn"));
+        let y = b.relu(&y, &format!("{name}.sum.relu"));
+        x = residual(b, &y, &name, c);
     }
     b.conv(&x, "head", classes, 1, 1, 0, true)
 }

@@ -75,7 +75,7 @@ fn models_are_deterministic_in_the_seed() {
 
 #[test]
 fn names_options_and_errors() {
-    assert_eq!(names().len(), 18);
+    assert_eq!(names().len(), 19);
     for name in names() {
         assert_eq!(info(name).unwrap().name, *name);
     }
