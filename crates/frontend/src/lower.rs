@@ -470,9 +470,10 @@ pub trait Lowering {
             };
             return Ok(Self::Value::constant(Rc::new(r.map_err(|e| cx.shape_err(e))?)));
         }
-        // Attention masks of "minus infinity" added to or multiplied with computed scores.
+        // Attention masks of "minus infinity" added to or multiplied with computed scores
+        // (subtracting one would add plus infinity: left alone, and refused by the compiler).
         let tamed = |v: &Self::Value| match (kind, v.as_const().and_then(|c| c.with_tame_masks())) {
-            (Arith::Add | Arith::Sub | Arith::Mul, Some(c)) => Self::Value::constant(Rc::new(c)),
+            (Arith::Add | Arith::Mul, Some(c)) => Self::Value::constant(Rc::new(c)),
             _ => v.clone(),
         };
         let (a, b) = (&tamed(a), &tamed(b));
