@@ -308,3 +308,38 @@ fn distributed_parties_generate_the_same_continuation() {
     assert_clean_failure(&refused, "--generate on the model owner");
     assert!(stderr(&refused).contains("--generate is the client's"), "{}", stderr(&refused));
 }
+
+/// `--generate` refuses clearly: a program without the next-token head, zero steps, more steps
+/// than the positions left after the prompt, a mask that is not ones then zeros.
+#[test]
+fn generate_refuses_what_it_cannot_do() {
+    let (work, dir, prompts, _, _) = next_token_setup();
+    let inputs = prompt_inputs(work.path(), &prompts, 0);
+    let out = work.path().join("t.npy");
+    let len = prompts.lengths[0];
+    let run = |dir: &Path, steps: &str, inputs: &[String; 2]| {
+        cryptflow(&[
+            "run", path_str(dir), "--backend", "cleartext", "--input", &inputs[0], "--input", &inputs[1], "--generate", steps, "-o",
+            path_str(&out),
+        ])
+    };
+    let logits_dir = compile(work.path(), "tiny_gpt");
+    let cases = [
+        (run(&logits_dir, "2", &inputs), "--next-token".to_string()),
+        (run(&dir, "0", &inputs), "nothing to generate".to_string()),
+        (run(&dir, &(L - len + 1).to_string(), &inputs), format!("leaves room for {} new tokens", L - len)),
+    ];
+    for (output, expected) in cases {
+        assert_clean_failure(&output, &expected);
+        assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
+        assert!(!out.exists());
+    }
+    let mut holes = prompts.mask[..L].to_vec();
+    holes[0] = 0;
+    let mask = work.path().join("holes.npy");
+    write_npy(&mask, &[1, L], &holes);
+    let bad = [inputs[0].clone(), format!("attention_mask={}", path_str(&mask))];
+    let output = run(&dir, "1", &bad);
+    assert_clean_failure(&output, "a mask with holes");
+    assert!(stderr(&output).contains("ones over the prompt then zeros"), "{}", stderr(&output));
+}
