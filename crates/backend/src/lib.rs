@@ -139,6 +139,24 @@ pub trait Backend {
     /// `[M, K] x [K, N] -> [M, N]`.
     fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor>;
 
+    /// [`Backend::matmul`] whose right operand is the model owner's weight number `weight`
+    /// (its index in the program), the same value in every inference of the session (however
+    /// it is re-shared). With [`Backend::set_weight_mask_reuse`] a protocol may keep what masks
+    /// the weight between inferences instead of masking and opening it again; by default this
+    /// is `matmul`.
+    fn matmul_weight(&mut self, a: &RingTensor, b: &RingTensor, weight: usize) -> Result<RingTensor> {
+        let _ = weight;
+        self.matmul(a, b)
+    }
+
+    /// Keep each weight's mask for the session (see [`Backend::matmul_weight`]): later
+    /// inferences then cost less communication and the parties more memory. Every party of a
+    /// session must choose the same. By default nothing is kept.
+    fn set_weight_mask_reuse(&mut self, reuse: bool) -> Result<()> {
+        let _ = reuse;
+        Ok(())
+    }
+
     /// Convolution of a secret input with a secret filter (see [`ConvGeometry`] for layouts).
     fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor>;
 

@@ -137,6 +137,11 @@ pub fn run_party<B: Backend>(
 ) -> Result<PartyRun<B>, RunError> {
     let mut backend = backend;
     backend.set_truncation(truncation).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "truncation", source })?;
+    // A decoder's session runs one forward pass per generated token with the same weights:
+    // their masks are kept from the first pass (every party sees the same program).
+    if program.keeps_weight_masks() {
+        backend.set_weight_mask_reuse(true).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "weight masks", source })?;
+    }
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if let Some(bar) = progress {

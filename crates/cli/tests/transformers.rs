@@ -228,8 +228,9 @@ fn a_trained_gpt_generates_its_continuations_with_generate_k() {
 }
 
 /// The other secure backends generate the same tokens (two prompts: 2PC is slow), and one
-/// session serves every step: the weights are shared once, each step costs exactly one
-/// forward pass (bytes are deterministic: `bytes(K) = setup + sharing + K x step`).
+/// session serves every step: the weights are shared once, and masked and opened for Porthos'
+/// products in the first step only (bytes are deterministic: `bytes(K) = setup + first + (K -
+/// 1) x later`, `first - later = 16 |weights of products|`).
 #[test]
 fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
     let (work, dir, prompts, expected, k) = next_token_setup();
@@ -266,13 +267,33 @@ fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
         (total, fixed, m["rounds"].as_u64().unwrap())
     };
     let (one, fixed1, rounds1) = bytes(1);
+    let (two, fixed2, rounds2) = bytes(2);
     let (three, fixed3, rounds3) = bytes(3);
-    assert_eq!(fixed1, fixed3, "set-up and weight sharing happen once per session");
-    let step = one - fixed1;
-    assert!(step > 0);
-    assert_eq!(three, fixed1 + 3 * step, "every step costs one forward pass");
-    let sharing_rounds = rounds1 - (rounds3 - rounds1) / 2;
-    assert_eq!(rounds3 - rounds1, 2 * (rounds1 - sharing_rounds));
+    assert_eq!((fixed1, fixed2), (fixed3, fixed3), "set-up and weight sharing happen once per session");
+    assert_eq!(rounds3 - rounds2, rounds2 - rounds1, "every step takes the rounds of one forward pass");
+    // Every later step costs the same; the first also masks and opens each weight of a
+    // product (Beaver's F = W - B, 8 bytes per element from each of P0 and P1), kept for the
+    // session after it.
+    let later = two - one;
+    assert_eq!(three - two, later);
+    let program: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("program.json")).unwrap()).unwrap();
+    let program = &program["program"];
+    let weight_elements: std::collections::BTreeMap<u64, u64> = program["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["slot"].as_u64().unwrap(), w["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product()))
+        .collect();
+    let mut masked = std::collections::BTreeSet::new();
+    for instr in program["body"].as_array().unwrap() {
+        let right = instr["args"].get(1).and_then(|a| a.as_u64());
+        if instr["op"] == "MatMul" && right.is_some_and(|r| weight_elements.contains_key(&r)) {
+            masked.insert(right.unwrap());
+        }
+    }
+    let opened: u64 = masked.iter().map(|slot| weight_elements[slot]).sum();
+    assert!(opened > 0);
+    assert_eq!(one - fixed1 - later, 16 * opened, "the first step alone opens the masked weights");
 }
 
 /// Distributed generation: three `cryptflow party` processes over TLS; only the client passes

@@ -501,6 +501,10 @@ pub struct SlotInfo {
     pub shape: Vec<usize>,
 }
 
+/// The client input of a decoder's next-token head (`athos::passes::add_next_token_head`): a
+/// program with it runs one forward pass per generated token over the same weights.
+pub const NEXT_POSITION: &str = "next_position";
+
 /// A secret input of the program: the client's data or one of the model owner's weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SecretInput {
@@ -518,6 +522,29 @@ pub struct SecretInput {
     /// appear twice under one name, once one-hot and once as plain integers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_hot: bool,
+}
+
+impl Program {
+    /// Whether a session of this program keeps its weights' Beaver masks from the first
+    /// inference (a decoder generating token by token: `Backend::set_weight_mask_reuse`).
+    pub fn keeps_weight_masks(&self) -> bool {
+        self.inputs.iter().any(|i| i.name == NEXT_POSITION)
+    }
+
+    /// Elements of the distinct weights that are a product's right operand: what kept masks
+    /// hold (a mask share and the opened masked weight per element on P0 and P1, the mask on
+    /// the helper).
+    pub fn product_weight_elements(&self) -> u64 {
+        let mut seen = std::collections::BTreeSet::new();
+        for instr in &self.body {
+            if matches!(instr.op, LOp::MatMul) {
+                if let Some(w) = instr.args.get(1).and_then(|&a| self.weights.iter().find(|w| w.slot == a)) {
+                    seen.insert(w.slot);
+                }
+            }
+        }
+        self.weights.iter().filter(|w| seen.contains(&w.slot)).map(|w| cryptflow_tensor::num_elements(&w.shape) as u64).sum()
+    }
 }
 
 impl SecretInput {

@@ -176,6 +176,17 @@ pub struct Porthos {
     parity: usize,
     /// How `scale_down` and `divide` run ([`Porthos::set_truncation`]).
     truncation: Truncation,
+    /// `Some` when weights' Beaver masks are kept for the session
+    /// ([`Backend::set_weight_mask_reuse`]), by weight number.
+    weight_masks: Option<std::collections::HashMap<usize, WeightMask>>,
+}
+
+/// What masks one weight `W` for a session: the Beaver mask `B` (P0 and P1: their shares; the
+/// helper: all of it) and, on P0 and P1, the opened `F = W - B`, which does not depend on how
+/// `W` is shared.
+struct WeightMask {
+    b: Vec<u64>,
+    f: Vec<u64>,
 }
 
 impl std::fmt::Debug for Porthos {
@@ -199,7 +210,18 @@ impl Porthos {
             return Err(BackendError::Aborted(format!("Porthos needs 3 parties, the session has {}", session.parties())));
         }
         let id = session.id();
-        let mut p = Porthos { session, variant, id, k01: None, k02: None, k12: None, own: Prf::new(os_key()?), parity: 0, truncation: Truncation::Local };
+        let mut p = Porthos {
+            session,
+            variant,
+            id,
+            k01: None,
+            k02: None,
+            k12: None,
+            own: Prf::new(os_key()?),
+            parity: 0,
+            truncation: Truncation::Local,
+            weight_masks: None,
+        };
         match id {
             MODEL_OWNER => {
                 let k01 = os_key()?;
@@ -493,17 +515,48 @@ impl Porthos {
     where
         F: Fn(&[u64], &[u64]) -> std::result::Result<Vec<u64>, ShapeError>,
     {
+        self.beaver_keyed(x, y, nz, op, None)
+    }
+
+    /// [`Porthos::beaver`]; with `weight`, `y` is that weight and, when masks are kept for the
+    /// session, its mask `B` and `F = Y - B` are drawn and opened once: later products open
+    /// only `X - A` (`8 (2 |X| + |Z|)` bytes instead of `8 (2 |X| + 2 |Y| + |Z|)`).
+    fn beaver_keyed<F>(&mut self, x: &[u64], y: &[u64], nz: usize, op: F, weight: Option<usize>) -> Result<Vec<u64>>
+    where
+        F: Fn(&[u64], &[u64]) -> std::result::Result<Vec<u64>, ShapeError>,
+    {
         let (nx, ny) = (x.len(), y.len());
         let _p = prof::scope("beaver");
+        // Some(true): the mask is kept and known; Some(false): keep it after this product.
+        let kept = match (weight, &self.weight_masks) {
+            (Some(w), Some(masks)) => match masks.get(&w) {
+                Some(m) if m.b.len() == ny => Some(true),
+                Some(_) => return Err(shape_err(format!("weight {w} changed size within the session"))),
+                None => Some(false),
+            },
+            _ => None,
+        };
         if self.id == HELPER {
             let a0 = self.helper_key(MODEL_OWNER).u64s(nx);
-            let b0 = self.helper_key(MODEL_OWNER).u64s(ny);
+            let fresh_b0 = (kept != Some(true)).then(|| self.helper_key(MODEL_OWNER).u64s(ny));
             let c0 = self.helper_key(MODEL_OWNER).u64s(nz);
             let mut a = self.helper_key(CLIENT).u64s(nx);
-            let mut b = self.helper_key(CLIENT).u64s(ny);
             add_in_place(&mut a, &a0);
-            add_in_place(&mut b, &b0);
-            let mut c1 = op(&a, &b)?;
+            let mut c1 = match fresh_b0 {
+                Some(b0) => {
+                    let mut b = self.helper_key(CLIENT).u64s(ny);
+                    add_in_place(&mut b, &b0);
+                    let c1 = op(&a, &b)?;
+                    if let (Some(w), Some(masks)) = (weight, self.weight_masks.as_mut()) {
+                        masks.insert(w, WeightMask { b, f: Vec::new() });
+                    }
+                    c1
+                }
+                None => {
+                    let masks = self.weight_masks.as_ref().expect("kept masks");
+                    op(&a, &masks[&weight.expect("a kept mask has a weight")].b)?
+                }
+            };
             check_len(&c1, nz)?;
             sub_in_place(&mut c1, &c0);
             self.send(CLIENT, c1)?;
@@ -512,21 +565,33 @@ impl Porthos {
         let j = self.id;
         let other = 1 - j;
         let a = self.with_helper().u64s(nx);
-        let b = self.with_helper().u64s(ny);
+        let b = (kept != Some(true)).then(|| self.with_helper().u64s(ny));
         let c = if j == MODEL_OWNER { Some(self.with_helper().u64s(nz)) } else { None };
-        let mut msg = Vec::with_capacity(nx + ny);
+        let opened = if b.is_some() { nx + ny } else { nx };
+        let mut msg = Vec::with_capacity(opened);
         msg.extend(x.iter().zip(&a).map(|(&x, &a)| x.wrapping_sub(a)));
-        msg.extend(y.iter().zip(&b).map(|(&y, &b)| y.wrapping_sub(b)));
+        if let Some(b) = &b {
+            msg.extend(y.iter().zip(b).map(|(&y, &b)| y.wrapping_sub(b)));
+        }
         self.send(other, msg)?;
-        let mut ef = self.recv(other, nx + ny)?;
+        let mut ef = self.recv(other, opened)?;
         // E = (X - A) summed over both parties; recompute this party's part instead of keeping it.
         ef[..nx].par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter().zip(a.par_iter())).for_each(|(e, (&x, &a))| {
             *e = e.wrapping_add(x.wrapping_sub(a));
         });
-        ef[nx..].par_iter_mut().with_min_len(PAR_MIN).zip(y.par_iter().zip(b.par_iter())).for_each(|(f, (&y, &b))| {
-            *f = f.wrapping_add(y.wrapping_sub(b));
-        });
-        drop((a, b));
+        if let Some(b) = &b {
+            ef[nx..].par_iter_mut().with_min_len(PAR_MIN).zip(y.par_iter().zip(b.par_iter())).for_each(|(f, (&y, &b))| {
+                *f = f.wrapping_add(y.wrapping_sub(b));
+            });
+        }
+        drop(a);
+        if let (Some(w), Some(b), Some(masks)) = (weight, b, self.weight_masks.as_mut()) {
+            masks.insert(w, WeightMask { b, f: ef[nx..].to_vec() });
+        }
+        if kept == Some(true) {
+            let masks = self.weight_masks.as_ref().expect("kept masks");
+            ef.extend_from_slice(&masks[&weight.expect("a kept mask has a weight")].f);
+        }
         let (e, f) = ef.split_at(nx);
         // Z_j = X_j F + E Y_j - j E F + C_j, with X_1 F - E F = (X_1 - E) F.
         let mut z = if j == MODEL_OWNER {
@@ -1094,6 +1159,35 @@ impl Backend for Porthos {
             Ok(kernels::matmul(&x, &y)?.into_data())
         })?;
         Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    /// `matmul` by a weight: with masks kept for the session, the weight is masked and opened
+    /// in the session's first product only.
+    fn matmul_weight(&mut self, a: &RingTensor, b: &RingTensor, weight: usize) -> Result<RingTensor> {
+        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
+            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
+        }
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        if m * n == 0 || k == 0 {
+            return Ok(RingTensor::zeros(vec![m, n]));
+        }
+        let z = self.beaver_keyed(
+            a.data(),
+            b.data(),
+            m * n,
+            |x, y| {
+                let x = RingTensor::new(vec![m, k], x.to_vec())?;
+                let y = RingTensor::new(vec![k, n], y.to_vec())?;
+                Ok(kernels::matmul(&x, &y)?.into_data())
+            },
+            Some(weight),
+        )?;
+        Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
+    fn set_weight_mask_reuse(&mut self, reuse: bool) -> Result<()> {
+        self.weight_masks = reuse.then(std::collections::HashMap::new);
+        Ok(())
     }
 
     /// One Beaver product for the whole batch: `8 (2 |A| + 2 |B| + |Z|)` bytes, one round.

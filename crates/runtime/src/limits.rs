@@ -19,9 +19,11 @@ pub const FORCE_MEMORY_ENV: &str = "CRYPTFLOW_FORCE_MEMORY";
 /// streamed blocks, the weights being loaded.
 pub const MEMORY_OVERHEAD_BYTES: u64 = 128 << 20;
 
-/// The memory one party running `program` is predicted to need.
+/// The memory one party running `program` is predicted to need (with kept weight masks: 16
+/// bytes per element of a product's weight, what P0 and P1 keep).
 pub fn predicted_bytes(program: &Program) -> u64 {
-    program.peak_live_bytes().saturating_add(MEMORY_OVERHEAD_BYTES)
+    let masks = if program.keeps_weight_masks() { program.product_weight_elements().saturating_mul(16) } else { 0 };
+    program.peak_live_bytes().saturating_add(MEMORY_OVERHEAD_BYTES).saturating_add(masks)
 }
 
 /// The machine's memory (`MemTotal` of `/proc/meminfo`), if known.

@@ -420,9 +420,10 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
             }
             LOp::SumPool(g) => kernels::sum_pool(x, g).map_err(shape_err)?,
             LOp::ReduceSum { axes, keep_dims } => kernels::reduce_sum(x, axes, *keep_dims).map_err(shape_err)?,
-            LOp::MatMul => {
-                backend.matmul(x, arg(1)).map_err(backend_err)?
-            }
+            LOp::MatMul => match program.weights.iter().position(|w| w.slot == instr.args[1]) {
+                Some(weight) => backend.matmul_weight(x, arg(1), weight).map_err(backend_err)?,
+                None => backend.matmul(x, arg(1)).map_err(backend_err)?,
+            },
             LOp::Conv(g) => {
                 backend.conv(x, arg(1), g).map_err(backend_err)?
             }

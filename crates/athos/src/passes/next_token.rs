@@ -10,7 +10,7 @@
 use cryptflow_ir::hlil::{Graph, Op};
 
 /// The name of the position input the head adds.
-pub const NEXT_POSITION: &str = "next_position";
+pub use cryptflow_ir::llil::NEXT_POSITION;
 /// The name of the head's output.
 pub const NEXT_TOKEN: &str = "next_token";
 
