@@ -80,6 +80,14 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.matmul(a, b).map_err(|e| self.explain(e))
     }
 
+    fn matmul_weight(&mut self, a: &RingTensor, b: &RingTensor, weight: usize) -> Result<RingTensor> {
+        self.inner.matmul_weight(a, b, weight).map_err(|e| self.explain(e))
+    }
+
+    fn set_weight_mask_reuse(&mut self, reuse: bool) -> Result<()> {
+        self.inner.set_weight_mask_reuse(reuse)
+    }
+
     fn conv(&mut self, x: &RingTensor, filter: &RingTensor, geom: &ConvGeometry) -> Result<RingTensor> {
         self.inner.conv(x, filter, geom).map_err(|e| self.explain(e))
     }
