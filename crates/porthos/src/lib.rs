@@ -508,6 +508,24 @@ impl Porthos {
 
     // ----- Beaver products ---------------------------------------------------------------
 
+    /// One Beaver matrix product (see [`Porthos::beaver_keyed`] for `weight`).
+    fn matmul_keyed(&mut self, a: &RingTensor, b: &RingTensor, weight: Option<usize>) -> Result<RingTensor> {
+        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
+            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
+        }
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        if m * n == 0 || k == 0 {
+            return Ok(RingTensor::zeros(vec![m, n]));
+        }
+        let product = |x: &[u64], y: &[u64]| {
+            let x = RingTensor::new(vec![m, k], x.to_vec())?;
+            let y = RingTensor::new(vec![k, n], y.to_vec())?;
+            Ok(kernels::matmul(&x, &y)?.into_data())
+        };
+        let z = self.beaver_keyed(a.data(), b.data(), m * n, product, weight)?;
+        Ok(RingTensor::new(vec![m, n], z)?)
+    }
+
     /// Shares of `op(X, Y)` for a bilinear `op` (matrix product, convolution, elementwise
     /// product) from shares `x`, `y` (the helper passes zeros of the right lengths).
     /// Communication: `2 |X| + 2 |Y|` words between P0 and P1, `|Z|` from the helper to P1.
@@ -1146,43 +1164,13 @@ impl Backend for Porthos {
     }
 
     fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
-        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
-            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
-        }
-        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
-        if m * n == 0 || k == 0 {
-            return Ok(RingTensor::zeros(vec![m, n]));
-        }
-        let z = self.beaver(a.data(), b.data(), m * n, |x, y| {
-            let x = RingTensor::new(vec![m, k], x.to_vec())?;
-            let y = RingTensor::new(vec![k, n], y.to_vec())?;
-            Ok(kernels::matmul(&x, &y)?.into_data())
-        })?;
-        Ok(RingTensor::new(vec![m, n], z)?)
+        self.matmul_keyed(a, b, None)
     }
 
     /// `matmul` by a weight: with masks kept for the session, the weight is masked and opened
     /// in the session's first product only.
     fn matmul_weight(&mut self, a: &RingTensor, b: &RingTensor, weight: usize) -> Result<RingTensor> {
-        if a.rank() != 2 || b.rank() != 2 || a.shape()[1] != b.shape()[0] {
-            return Err(shape_err(format!("matmul: cannot multiply {:?} by {:?}", a.shape(), b.shape())));
-        }
-        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
-        if m * n == 0 || k == 0 {
-            return Ok(RingTensor::zeros(vec![m, n]));
-        }
-        let z = self.beaver_keyed(
-            a.data(),
-            b.data(),
-            m * n,
-            |x, y| {
-                let x = RingTensor::new(vec![m, k], x.to_vec())?;
-                let y = RingTensor::new(vec![k, n], y.to_vec())?;
-                Ok(kernels::matmul(&x, &y)?.into_data())
-            },
-            Some(weight),
-        )?;
-        Ok(RingTensor::new(vec![m, n], z)?)
+        self.matmul_keyed(a, b, Some(weight))
     }
 
     fn set_weight_mask_reuse(&mut self, reuse: bool) -> Result<()> {
