@@ -124,6 +124,10 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.mux(b, x).map_err(|e| self.explain(e))
     }
 
+    fn select_by_sign(&mut self, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+        self.inner.select_by_sign(x, values).map_err(|e| self.explain(e))
+    }
+
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         self.inner.scale_down(x, shift).map_err(|e| self.explain(e))
     }

@@ -42,6 +42,31 @@ pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedBits(pub RingTensor);
 
+/// [`Backend::select_by_sign`] as one [`Backend::drelu`] of `x` and one [`Backend::mux`] of
+/// its bit (repeated once per value) with all the values side by side.
+pub fn select_by_sign<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+    if let Some(v) = values.iter().find(|v| v.shape() != x.shape()) {
+        return Err(BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("select_by_sign: compared {:?}, selected {:?}", x.shape(), v.shape()))));
+    }
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bits = b.drelu(x)?;
+    if values.len() == 1 {
+        return Ok(vec![b.mux(&bits, values[0])?]);
+    }
+    let n = x.len();
+    let mut all_bits = Vec::with_capacity(n * values.len());
+    let mut all_values = Vec::with_capacity(n * values.len());
+    for v in values {
+        all_bits.extend_from_slice(bits.0.data());
+        all_values.extend_from_slice(v.data());
+    }
+    let flat = vec![n * values.len()];
+    let z = b.mux(&SharedBits(RingTensor::new(flat.clone(), all_bits)?), &RingTensor::new(flat, all_values)?)?;
+    values.iter().enumerate().map(|(k, v)| Ok(RingTensor::new(v.shape().to_vec(), z.data()[k * n..(k + 1) * n].to_vec())?)).collect()
+}
+
 impl SharedBits {
     pub fn shape(&self) -> &[usize] {
         self.0.shape()
@@ -202,6 +227,14 @@ pub trait Backend {
 
     /// `b * x` elementwise, for shared bits `b` and a secret `x` of the same shape.
     fn mux(&mut self, b: &SharedBits, x: &RingTensor) -> Result<RingTensor>;
+
+    /// `[x >= 0] * v` elementwise for each of `values` (every one of `x`'s shape): a
+    /// comparison whose bit is only used to select. The default is what it abbreviates, one
+    /// [`Backend::drelu`] and one [`Backend::mux`] for all the values ([`select_by_sign`]); a
+    /// protocol may fuse the selections into its comparison.
+    fn select_by_sign(&mut self, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+        select_by_sign(self, x, values)
+    }
 
     /// Arithmetic shift right by `shift` bits.
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor>;

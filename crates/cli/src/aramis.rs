@@ -131,13 +131,6 @@ fn attestor_for(base: &SoftwareAttestor, id: usize, fault: Option<Fault>) -> Sof
     }
 }
 
-fn variant_of(p: ProtocolName) -> ProtocolVariant {
-    match p {
-        ProtocolName::Porthos => ProtocolVariant::Porthos,
-        ProtocolName::Securenn => ProtocolVariant::SecureNN,
-    }
-}
-
 /// The Aramis part of the metrics: the protocol's own payload and what Aramis adds.
 #[derive(Serialize, Default, Clone, Debug)]
 pub struct AramisMetrics {
@@ -223,7 +216,7 @@ pub fn run_local(
     truncation: Truncation,
     fault: Option<Fault>,
 ) -> Result<(SecureRun, AramisMetrics)> {
-    let variant = variant_of(protocol);
+    let variant = protocol.variant();
     let configuration = configuration(dir, variant)?;
     let base = SoftwareAttestor::ephemeral()?;
     let count = inputs.len();
@@ -256,7 +249,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     check_fault(BackendName::Aramis, args.inject_fault)?;
     let roles = &secure::THREE_PARTIES;
     let files = party::prepare(&args, roles)?;
-    let variant = variant_of(args.protocol);
+    let variant = args.protocol.variant();
     let configuration = configuration(&args.dir, variant)?;
     let attestor = load_attestor(&args.keys, args.id)?;
     let attestor = attestor_for(&attestor, args.id, args.inject_fault);

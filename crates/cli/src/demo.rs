@@ -23,7 +23,7 @@ const LABELS: &[u8] = include_bytes!("../../../fixtures/data/mnist_samples_y.npy
 #[derive(Args)]
 pub struct DemoArgs {
     /// Protocol variant.
-    #[arg(long, value_enum, default_value = "porthos")]
+    #[arg(long, value_enum, default_value_t)]
     pub protocol: ProtocolName,
 }
 
@@ -59,10 +59,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         fixed.push(decode_output(&y.context("cleartext reveals")?[0], program.outputs[0].encoding));
     }
 
-    let variant = match args.protocol {
-        ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
-        ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
-    };
+    let variant = args.protocol.variant();
     let encoded: Vec<_> = inputs.iter().map(|x| vec![encode_input(x, program.scale)]).collect();
     let secure = run_porthos_local(program, &compiled.weights, crate::secure::ClientFeed::Fixed(&encoded), variant, crate::TruncationName::default().mode(), None)?;
 

@@ -21,7 +21,7 @@ use cryptflow_tensor::RingTensor;
 use crate::inputs::{ClientInputs, InputSpec, Value};
 use crate::run::{accumulate, Metrics, RunArgs};
 use crate::secure::{ClientFeed, Inputs};
-use crate::{npy, BackendName, ProtocolName};
+use crate::{npy, BackendName};
 
 /// The token ids input: `input_ids`, or the model's only other integer input of shape [1, L].
 const TOKENS: &str = "input_ids";
@@ -181,11 +181,7 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
             let feed = ClientFeed::Generated { steps, next: &next };
             let run = match args.backend {
                 BackendName::Porthos => {
-                    let variant = match args.protocol {
-                        ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
-                        ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
-                    };
-                    crate::secure::run_porthos_local(program, &weights, feed, variant, args.truncation.mode(), args.inject_fault)?
+                    crate::secure::run_porthos_local(program, &weights, feed, args.protocol.variant(), args.truncation.mode(), args.inject_fault)?
                 }
                 BackendName::TwoPc => {
                     metrics.backend = "2pc".into();

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use cryptflow_backend::Backend;
 use cryptflow_ir::artifact::{read_public, FixedWeightsFile, PublicProgram};
 use cryptflow_net::{NetworkConfig, Security, Session, TlsIdentity};
-use cryptflow_porthos::{Porthos, ProtocolVariant};
+use cryptflow_porthos::Porthos;
 use cryptflow_runtime::{decode_output, RunError};
 use cryptflow_tensor::FloatTensor;
 
@@ -148,7 +148,7 @@ pub struct PartyArgs {
     /// Directory holding this party's key and all parties' certificates (from `cryptflow keygen`).
     #[arg(long, default_value = "keys")]
     pub keys: PathBuf,
-    #[arg(long, value_enum, default_value = "porthos")]
+    #[arg(long, value_enum, default_value_t)]
     pub protocol: ProtocolName,
     /// Truncation of the secure backends (every party must choose the same).
     #[arg(long, value_enum, default_value_t)]
@@ -197,12 +197,9 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let mut session = crate::aramis::semi_honest_host(session, args.inject_fault);
     let started = Instant::now();
     let count = announce_count(&mut session, &THREE_PARTIES, args.id, &files)?;
-    let variant = match args.protocol {
-        ProtocolName::Porthos => ProtocolVariant::Porthos,
-        ProtocolName::Securenn => ProtocolVariant::SecureNN,
-    };
-    let backend = Porthos::new(session, variant).context("setting up the session")?;
-    let (metrics, _) = drive(&args, &files, backend, count, started, &format!("{variant:?}").to_lowercase())?;
+    let backend = Porthos::new(session, args.protocol.variant()).context("setting up the session")?;
+    let name = backend.name().to_string();
+    let (metrics, _) = drive(&args, &files, backend, count, started, &name)?;
     finish(&args, &THREE_PARTIES, &metrics, "")
 }
 
@@ -332,20 +329,23 @@ pub fn connect(args: &PartyArgs, parties: usize, detail: &str) -> Result<Session
 /// digest of its public program ([`PublicProgram::digest`], 32 bytes) to every other party and
 /// checks what it gets. Parties running different programs (compiled at another scale, from
 /// another model, with other options) would otherwise finish with garbage. The same message
-/// carries the party's `--truncation` (one more word: parties that truncate differently would
-/// fail in the middle of the first truncation). One message per link and direction (40 bytes),
-/// counted in the session set-up.
+/// carries the party's `--truncation` and `--protocol` (a word each: parties that truncate or
+/// compare differently would fail in the middle of the first truncation or comparison). One
+/// message per link and direction (48 bytes), counted in the session set-up.
 pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, public: &PublicProgram) -> Result<()> {
     let (n, id) = (roles.names.len(), args.id);
     let mine = public.digest();
     let truncation = args.truncation as u64;
     let mut words: Vec<u64> = mine.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
     words.push(truncation);
+    let protocol = args.protocol as u64;
+    words.push(protocol);
     for peer in (0..n).filter(|&p| p != id) {
         session.send(peer, words.clone()).context("sending the program digest")?;
     }
     let mut digests = vec![mine; n];
     let mut truncations = vec![truncation; n];
+    let mut protocols = vec![protocol; n];
     for peer in (0..n).filter(|&p| p != id) {
         let w = session.recv(peer, words.len()).context("agreeing on the compiled program")?;
         let mut d = [0u8; 32];
@@ -354,6 +354,7 @@ pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, 
         }
         digests[peer] = d;
         truncations[peer] = w[4];
+        protocols[peer] = w[5];
     }
     if let Some(message) = program_mismatch(roles, id, &digests) {
         bail!("{message}");
@@ -366,6 +367,22 @@ pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, 
             name(truncations[peer]),
             roles.names[id],
             name(truncation)
+        );
+    }
+    if let Some(peer) = (0..n).find(|&p| protocols[p] != protocol) {
+        let name = |p: u64| {
+            crate::ProtocolName::value_variants()
+                .iter()
+                .find(|v| **v as u64 == p)
+                .and_then(|v| v.to_possible_value())
+                .map_or_else(|| format!("(unknown protocol {p})"), |v| v.get_name().to_string())
+        };
+        bail!(
+            "party {peer} ({}) runs --protocol {}, this party ({id}, {}) --protocol {}: every party must pass the same --protocol",
+            roles.names[peer],
+            name(protocols[peer]),
+            roles.names[id],
+            name(protocol)
         );
     }
     Ok(())

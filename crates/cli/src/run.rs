@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(short = 'o', long = "output", value_name = "Y.npy")]
     pub output: PathBuf,
     /// Protocol variant of the porthos backend.
-    #[arg(long, value_enum, default_value = "porthos")]
+    #[arg(long, value_enum, default_value_t)]
     pub protocol: ProtocolName,
     /// Truncation of the secure backends (every party must choose the same).
     #[arg(long, value_enum, default_value_t)]
@@ -174,13 +174,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         BackendName::Porthos => {
             let weights = FixedWeightsFile::open(&args.dir, &public)?;
             let encoded = inputs.encoded(program)?;
-            let variant = match args.protocol {
-                ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
-                ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
-            };
+            let variant = args.protocol.variant();
             metrics.backend = match args.protocol {
                 ProtocolName::Porthos => "porthos".into(),
                 ProtocolName::Securenn => "porthos-securenn".into(),
+                ProtocolName::Compact => "porthos-compact".into(),
             };
             let run = crate::secure::run_porthos_local(program, &weights, ClientFeed::Fixed(&encoded), variant, args.truncation.mode(), args.inject_fault)?;
             metrics.bytes_sent = run.bytes_sent.clone();

@@ -52,7 +52,7 @@
 //! | hard_sigmoid | - | - | 1.3e-4 (rounding) | 2 | 0 + 2 | 1072 | 2.00 | 6 |
 //! | hard_swish | - | - | 1.3e-4 (rounding) | 2 | 1 + 2 | 1112 | 2.07 | 7 |
 
-use crate::fixed::{self, add_public, compare_with, encode, mul_int, mul_many, mux_many, rescale};
+use crate::fixed::{self, add_public, encode, mul_int, mul_many, rescale, select_above};
 use crate::{Backend, BackendError, GeluForm, Result, RingTensor};
 
 /// A polynomial piece: Chebyshev series of `degree` in `u = x / half_width` on `[-1, 1]`,
@@ -168,13 +168,12 @@ fn odd_saturating<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fi
         }
     }
     let f_bits = internal_bits(fit, scale);
-    let bits = compare_with(b, x, &[t, -t], scale)?;
     let u = normalise(b, x, scale, t, f_bits)?;
     let q = chebyshev_sum(b, &u, &coeffs, f_bits, scale)?;
     let c_enc = encode(c, scale);
     let plus = add_public(b, &q, c_enc);
     let minus = add_public(b, &q.neg(), c_enc);
-    let m = mux_many(b, &[(&bits[1], &plus), (&bits[0], &minus)])?;
+    let m = select_above(b, x, &[(-t, &plus), (t, &minus)], scale)?;
     let out = m[0].add(&m[1])?;
     Ok(add_public(b, &out, encode(offset, scale).wrapping_sub(c_enc)))
 }
@@ -189,7 +188,6 @@ fn even_tail<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fit: &F
     let m = fit.degree / 2;
     let coeffs = fixed::chebyshev_coefficients(|w| g(t * ((w + 1.0) / 2.0).max(0.0).sqrt()), m);
     let f_bits = internal_bits(fit, scale);
-    let bits = compare_with(b, x, &[t, -t], scale)?;
     let u = normalise(b, x, scale, t, f_bits)?;
     let sq = mul_many(b, &[(&u, &u)])?.remove(0);
     let twice = b.scale_down(&sq, f_bits - 1)?;
@@ -200,7 +198,7 @@ fn even_tail<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fit: &F
     let half_x = mul_int(x, 1i64 << (f_bits - scale - 1));
     let lo = round_to(b, &half_x.add(&g)?, f_bits, scale)?;
     let hi = x.sub(&lo)?;
-    let z = mux_many(b, &[(&bits[1], &lo), (&bits[0], &hi)])?;
+    let z = select_above(b, x, &[(-t, &lo), (t, &hi)], scale)?;
     Ok(z[0].add(&z[1])?)
 }
 
@@ -208,8 +206,7 @@ fn even_tail<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fit: &F
 /// its comparison range `[-2^62, 2^62)`). One DReLU and one multiplexer: 536 bytes per
 /// element, 6 rounds under Porthos.
 pub fn abs<B: Backend + ?Sized>(b: &mut B, x: &RingTensor) -> Result<RingTensor> {
-    let bit = b.drelu(x)?;
-    let pos = b.mux(&bit, x)?;
+    let pos = b.select_by_sign(x, &[x])?.remove(0);
     Ok(mul_int(&pos, 2).sub(x)?)
 }
 
@@ -225,10 +222,9 @@ pub fn prelu<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, slope: &RingTensor,
             slope.shape()
         ))));
     }
-    let bit = b.drelu(x)?;
     let sx = b.mul(slope, x)?;
     let sx = b.scale_down(&sx, scale)?;
-    let d = b.mux(&bit, &x.sub(&sx)?)?;
+    let d = b.select_by_sign(x, &[&x.sub(&sx)?])?.remove(0);
     Ok(sx.add(&d)?)
 }
 
@@ -302,14 +298,13 @@ fn elu_with<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, alpha: f
     // p(u) = alpha (e^x - 1) for x = (u - 1) T/2, u in [-1, 1] <=> x in [-T, 0].
     let coeffs = fixed::chebyshev_coefficients(|u| alpha * ((u - 1.0) * half).exp_m1(), fit.degree);
     let f_bits = internal_bits(&fit, scale);
-    let bits = compare_with(b, x, &[0.0, -t], scale)?;
     let u = normalise(b, x, scale, half, f_bits)?;
     let u = add_public(b, &u, encode(1.0, f_bits));
     let p = chebyshev_sum(b, &u, &coeffs, f_bits, scale)?;
     let a = encode(alpha, scale);
     let above = x.sub(&p)?;
     let inside = add_public(b, &p, a);
-    let z = mux_many(b, &[(&bits[0], &above), (&bits[1], &inside)])?;
+    let z = select_above(b, x, &[(0.0, &above), (-t, &inside)], scale)?;
     Ok(add_public(b, &z[0].add(&z[1])?, a.wrapping_neg()))
 }
 
@@ -341,13 +336,11 @@ pub fn hard_sigmoid<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, 
     let y_minus_1 = add_public(b, &y, one.wrapping_neg());
     if alpha > 0.0 {
         // x < x0: 0; x0 <= x < x1: y; x >= x1: 1 = mux(b0, y) - mux(b1, y - 1).
-        let bits = compare_with(b, x, &[x0, x1], scale)?;
-        let z = mux_many(b, &[(&bits[0], &y), (&bits[1], &y_minus_1)])?;
+        let z = select_above(b, x, &[(x0, &y), (x1, &y_minus_1)], scale)?;
         Ok(z[0].sub(&z[1])?)
     } else {
         // x < x1: 1; x1 <= x < x0: y; x >= x0: 0 = 1 + mux(b1, y - 1) - mux(b0, y).
-        let bits = compare_with(b, x, &[x1, x0], scale)?;
-        let z = mux_many(b, &[(&bits[0], &y_minus_1), (&bits[1], &y)])?;
+        let z = select_above(b, x, &[(x1, &y_minus_1), (x0, &y)], scale)?;
         Ok(add_public(b, &z[0].sub(&z[1])?, one))
     }
 }
@@ -365,8 +358,7 @@ pub fn hard_swish<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) ->
     let sixth = b.scale_down(&mul_int(&x3, encode(1.0 / 6.0, G) as i64), G - e)?;
     let p = mul_many(b, &[(x, &sixth)])?.remove(0);
     let p = round_to(b, &p, 2 * scale + e, scale)?;
-    let bits = compare_with(b, x, &[3.0, -3.0], scale)?;
-    let z = mux_many(b, &[(&bits[1], &p), (&bits[0], &x.sub(&p)?)])?;
+    let z = select_above(b, x, &[(-3.0, &p), (3.0, &x.sub(&p)?)], scale)?;
     Ok(z[0].add(&z[1])?)
 }
 

@@ -1,7 +1,7 @@
 //! The exponential: a clamp, `e^x = (e^{x / 2^k})^{2^k}` with a Chebyshev-fitted polynomial
 //! for `e^{x / 2^k}` at the internal precision, then `k` squarings.
 
-use crate::fixed::{self, compare_with, encode, mux_many, polynomial, powers, rescale};
+use crate::fixed::{self, encode, polynomial, powers, rescale, select_above};
 use crate::{Backend, BackendError, Result, RingTensor, INTERNAL_BITS};
 
 /// Lower end of [`exp`]'s domain.
@@ -68,10 +68,9 @@ pub(crate) fn exp_core<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, in_bits: 
 pub fn exp<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) -> Result<RingTensor> {
     check_scale(scale)?;
     // Clamp: -16 + [x >= -16](x + 16) - [x >= 8](x - 8), one comparison call, one mux call.
-    let bits = compare_with(b, x, &[EXP_LO, EXP_HI], scale)?;
     let lo_part = fixed::add_public(b, x, encode(-EXP_LO, scale));
     let hi_part = fixed::add_public(b, x, encode(-EXP_HI, scale));
-    let sel = mux_many(b, &[(&bits[0], &lo_part), (&bits[1], &hi_part)])?;
+    let sel = select_above(b, x, &[(EXP_LO, &lo_part), (EXP_HI, &hi_part)], scale)?;
     let xc = fixed::add_public(b, &sel[0].sub(&sel[1])?, encode(EXP_LO, scale));
     exp_core(b, &xc, scale, EXP_LO, EXP_HI, EXP_SQUARINGS, EXP_DEGREE, scale)
 }
@@ -80,8 +79,7 @@ pub fn exp<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32) -> Result
 /// `out_bits`: one comparison, one multiplexer, 7 products per element (12 rounds).
 pub(crate) fn exp_nonpositive<B: Backend + ?Sized>(b: &mut B, z: &RingTensor, scale: u32, out_bits: u32) -> Result<RingTensor> {
     let shifted = fixed::add_public(b, z, encode(-EXPN_LO, scale));
-    let bit = b.drelu(&shifted)?;
-    let kept = b.mux(&bit, &shifted)?;
+    let kept = b.select_by_sign(&shifted, &[&shifted])?.remove(0);
     let zc = fixed::add_public(b, &kept, encode(EXPN_LO, scale));
     exp_core(b, &zc, scale, EXPN_LO, 0.0, EXPN_SQUARINGS, EXPN_DEGREE, out_bits)
 }

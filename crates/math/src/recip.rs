@@ -130,9 +130,8 @@ type Expand<'a> = &'a dyn Fn(&RingTensor) -> Result<RingTensor>;
 fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: u32, numerator: Option<(&RingTensor, Expand<'_>)>) -> Result<RingTensor> {
     let shape = x.shape().to_vec();
     // Sign: a = |x|, sigma = +-1 (x = 0 counts as positive).
-    let sign = b.drelu(x)?;
     let two = public(b, &shape, 2);
-    let m = mux_many(b, &[(&sign, x), (&sign, &two)])?;
+    let m = b.select_by_sign(x, &[x, &two])?;
     let a = mul_int(&m[0], 2).sub(x)?;
     let sigma = fixed::add_public(b, &m[1], 1u64.wrapping_neg());
     // Normalisation: x' = a 2^-k in [1/2, 1], g = sigma 2^-k at q bits.

@@ -22,8 +22,7 @@ pub fn max<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, y: &RingTensor) -> Re
         return Err(shape_err(format!("max: shapes {:?} and {:?} differ", x.shape(), y.shape())));
     }
     let d = x.sub(y)?;
-    let bit = b.drelu(&d)?;
-    Ok(y.add(&b.mux(&bit, &d)?)?)
+    Ok(y.add(&b.select_by_sign(&d, &[&d])?.remove(0))?)
 }
 
 /// `min(x, y)`: `x - [x - y >= 0] (x - y)`.
@@ -32,8 +31,7 @@ pub fn min<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, y: &RingTensor) -> Re
         return Err(shape_err(format!("min: shapes {:?} and {:?} differ", x.shape(), y.shape())));
     }
     let d = x.sub(y)?;
-    let bit = b.drelu(&d)?;
-    Ok(x.sub(&b.mux(&bit, &d)?)?)
+    Ok(x.sub(&b.select_by_sign(&d, &[&d])?.remove(0))?)
 }
 
 /// The maximum (`largest`) or minimum of each column of `rows` (`n` rows of `outs` values,
@@ -57,8 +55,7 @@ pub(crate) fn tree<B: Backend + ?Sized>(b: &mut B, rows: &[u64], n: usize, outs:
             }
         }
         let d = RingTensor::new(vec![p], diff)?;
-        let bit = if largest { b.drelu(&d)? } else { b.drelu(&d.neg())? };
-        let sel = b.mux(&bit, &d)?;
+        let sel = if largest { b.select_by_sign(&d, &[&d])? } else { b.select_by_sign(&d.neg(), &[&d])? }.remove(0);
         let mut next = Vec::with_capacity((pairs + m % 2) * outs);
         for k in 0..pairs {
             let r = (2 * k + 1) * outs;

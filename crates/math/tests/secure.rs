@@ -29,7 +29,11 @@ fn party<B: Backend>(p: &mut B, x: &RingTensor, op: &Op<B>) -> (Option<RingTenso
 
 /// Revealed result, bytes summed over the three parties, rounds (the most any party took).
 fn porthos(x: &RingTensor, op: &Op<Porthos>) -> (RingTensor, u64, u64) {
-    let out = testing::run_parties(Session::local(3), |s| Porthos::new(s, ProtocolVariant::Porthos).unwrap(), |p| party(p, x, op));
+    porthos_variant(ProtocolVariant::Porthos, x, op)
+}
+
+fn porthos_variant(variant: ProtocolVariant, x: &RingTensor, op: &Op<Porthos>) -> (RingTensor, u64, u64) {
+    let out = testing::run_parties(Session::local(3), |s| Porthos::new(s, variant).unwrap(), |p| party(p, x, op));
     let bytes = out.iter().map(|o| o.1).sum();
     let rounds = out.iter().map(|o| o.2).max().unwrap();
     (out[1].0.clone().unwrap(), bytes, rounds)
@@ -170,4 +174,68 @@ fn functions_under_2pc_match_f64() {
             assert!((yn[i * 10 + j] - want_n[j]).abs() < 1e-2, "2pc normalize");
         }
     }
+}
+
+/// Under the compact variant a comparison costs 216 bytes and 2 rounds and a selection fused
+/// into it 24 bytes and no round (`Porthos::compare_compact`); products stay at 40 bytes and a
+/// round. The functions give what they give under Porthos, for fewer bytes and rounds.
+#[test]
+fn functions_under_the_compact_variant_cost_fused_comparisons() {
+    use costs::{D, M};
+    const C: u64 = 216;
+    const SEL: u64 = 24;
+    let compact = |x: &RingTensor, op: &Op<Porthos>| porthos_variant(ProtocolVariant::Compact, x, op);
+    let mut r = rng(23);
+    let n = 64usize;
+    let nn = n as u64;
+    // GELU (erf form): 2 comparisons with their 2 selections in one call; the square and the
+    // 7 Chebyshev products in 4 calls.
+    let mut xs = uniform(&mut r, n - 4, -6.0, 6.0);
+    xs.extend([-4.0, 4.0, -2f64.powi(30), 2f64.powi(30)]);
+    let x = enc(&[n], &xs, S);
+    let (got, bytes, rounds) = compact(&x, &|p, x| math::gelu(p, x, S, math::GeluForm::Erf).unwrap());
+    let (base, base_bytes, base_rounds) = porthos(&x, &|p, x| math::gelu(p, x, S, math::GeluForm::Erf).unwrap());
+    let gelu = |v: f64| 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2));
+    check_elementwise("gelu", &xs, &got, gelu, 0.0, 3.0);
+    assert_eq!((bytes, rounds), (nn * (2 * C + 2 * SEL + 8 * M), 2 + 4), "gelu");
+    assert_eq!((base_bytes, base_rounds), (nn * (2 * D + 2 * M + 8 * M), 5 + 4 + 1), "gelu under Porthos");
+    let (y, y0) = (dec(&got, S), dec(&base, S));
+    assert!(y.iter().zip(&y0).all(|(a, b)| (a - b).abs() <= 2.0 / 4096.0), "compact and Porthos agree");
+    // exp: the clamp (2 comparisons, 2 selections), then 8 products in 7 calls.
+    let mut xs = uniform(&mut r, n - 2, -16.0, 8.0);
+    xs.extend([-100.0, 100.0]);
+    let (got, bytes, rounds) = compact(&enc(&[n], &xs, S), &|p, x| math::exp(p, x, S).unwrap());
+    check_elementwise("exp", &xs, &got, |x| x.clamp(-16.0, 8.0).exp(), 1e-2, 3.0);
+    assert_eq!((bytes, rounds), (nn * (2 * C + 2 * SEL + 8 * M), 2 + 7), "exp");
+    // max of two halves: one comparison with its selection.
+    let xs = uniform(&mut r, 2 * n, -50.0, 50.0);
+    let (got, bytes, rounds) = compact(&enc(&[2, n], &xs, S), &|p, x| math::max(p, &row(x, 0), &row(x, 1)).unwrap());
+    let want: Vec<u64> = (0..n).map(|i| (encode_i(xs[i]).max(encode_i(xs[n + i]))) as u64).collect();
+    assert_eq!(got.data(), &want[..]);
+    assert_eq!((bytes, rounds), (nn * (C + SEL), 2), "max");
+    // reduce_max over rows of 128 (attention's): 127 comparisons per row in 7 levels.
+    let xs = uniform(&mut r, 3 * 128, -8.0, 8.0);
+    let x = enc(&[3, 128], &xs, S);
+    let (got, bytes, rounds) = compact(&x, &|p, x| math::reduce_max(p, x, &[1], false).unwrap());
+    for i in 0..3 {
+        assert_eq!(got.data()[i] as i64, x.data()[i * 128..(i + 1) * 128].iter().map(|&v| v as i64).max().unwrap());
+    }
+    assert_eq!((bytes, rounds), (3 * 127 * (C + SEL), 2 * 7), "reduce_max");
+    // softmax: correct (its cost is the sum of the above and the reciprocal's).
+    let (got, _, _) = compact(&x, &|p, x| math::softmax(p, x, 1, S).unwrap());
+    let y = dec(&got, S);
+    for i in 0..3 {
+        let row: Vec<f64> = xs[i * 128..(i + 1) * 128].iter().map(|&v| q(v, S)).collect();
+        let want = softmax_ref(&row);
+        for j in 0..128 {
+            assert!((y[i * 128 + j] - want[j]).abs() < 1e-2, "softmax");
+        }
+    }
+}
+
+/// erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7).
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    (1.0 - poly * (-x * x).exp()).copysign(x)
 }

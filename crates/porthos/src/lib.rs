@@ -133,13 +133,18 @@ use lower::Lowering;
 use prf::{for_chunks, Prf, PrfKey, WORDS};
 use ring::{add_zl1, sub_zl1, to_zl1, wraps, Ring, ZL, ZL1};
 
-/// Which protocol family runs (`--protocol porthos` or `--protocol securenn`).
+/// Which protocol family runs (`--protocol porthos`, `securenn` or `compact`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProtocolVariant {
-    /// SecureNN with both Porthos optimisations.
+    /// SecureNN with both Porthos optimisations: the paper's protocol, Table III's costs.
     Porthos,
     /// Plain SecureNN (Table III, left column), for comparison (Table VIII).
     SecureNN,
+    /// Porthos with the compact comparison ([`Porthos::drelu_compact`]): DReLU from one
+    /// PrivateCompare on a masked opening instead of ShareConvert and ComputeMSB, 216 bytes
+    /// and 2 flights per element instead of 496 and 5, exact on all of Z_2^64. Everything else
+    /// is Porthos'.
+    Compact,
 }
 
 /// The public divisors of a faithful division ([`Porthos::faithful_divide`]).
@@ -260,8 +265,9 @@ impl Porthos {
         self.truncation
     }
 
+    /// Whether Porthos' two optimisations apply (every variant but SecureNN).
     fn porthos(&self) -> bool {
-        self.variant == ProtocolVariant::Porthos
+        self.variant != ProtocolVariant::SecureNN
     }
 
     fn recv_key(&mut self, from: usize) -> Result<PrfKey> {
@@ -883,10 +889,14 @@ impl Porthos {
         Ok(alpha)
     }
 
-    /// DReLU: shares over Z_L of `[x >= 0]`, exact for `-2^62 <= x < 2^62`.
+    /// DReLU: shares over Z_L of `[x >= 0]`, exact for `-2^62 <= x < 2^62` (for every `x`
+    /// in the compact variant).
     pub fn drelu(&mut self, a: &[u64]) -> Result<Vec<u64>> {
         if a.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.variant == ProtocolVariant::Compact {
+            return self.drelu_compact(a);
         }
         let _p = prof::scope("drelu");
         let mut two_a = pool::take(a.len());
@@ -902,6 +912,158 @@ impl Porthos {
         Ok(msb)
     }
 
+    /// The compact DReLU: shares over Z_L of `[x >= 0]` for every `x` of Z_2^64 read as
+    /// signed, from one PrivateCompare and no ShareConvert.
+    ///
+    /// 1. The helper's mask `r` has both shares drawn from the keys (`r_0` from k02, `r_1`
+    ///    from k12): nothing sent. It deals Z_p shares of the bits of `r' = r mod 2^63` (the
+    ///    64-bit decomposition of a value below 2^63, halved as in `deal_bits`).
+    /// 2. P0 and P1 open `c = x + r` to each other (one word each): uniform to both.
+    /// 3. With `c = c_63 2^63 + c'` and `r = r_63 2^63 + r'`, `x = c - r` has
+    ///    `MSB(x) = c_63 XOR r_63 XOR [r' > c']` (the borrow out of the low 63 bits).
+    ///    PrivateCompare on the dealt bits of `r'`, the public `c'` and a common bit `beta`
+    ///    gives the helper `beta' = beta XOR [r' > c']`, uniform to it since `beta` is not
+    ///    known to it.
+    /// 4. The helper deals shares over Z_L of `gamma = beta' XOR r_63` (halved: one word per
+    ///    element on the wire). P0 and P1 know `e = beta XOR c_63`, so
+    ///    `MSB(x) = gamma XOR e` is `gamma` or `1 - gamma` locally, and `[x >= 0] = 1 - MSB(x)`;
+    ///    the result is re-randomised with common shares of zero.
+    ///
+    /// Per element: `l log p` (the bits) `+ 2 l` (the opening) `+ 2 l log p`
+    /// (PrivateCompare) `+ l` (gamma) `= 3 l log p + 3 l` bits, 216 bytes at `l = 64`,
+    /// `log p = 8`; 2 flights for P0 and P1 (the opening, PrivateCompare), against
+    /// ShareConvert + ComputeMSB's 496 bytes and 5 flights. The views: P0 and P1 see `c`
+    /// (masked by `r`, which neither knows whole) and shares dealt by the helper; the helper
+    /// sees only PrivateCompare's blinded vectors, which show it `beta'`. This is SecureNN's
+    /// ComputeMSB on a ring of even order, with the wrap of the opening resolved by the
+    /// borrow of the low bits rather than by a share conversion to Z_{L-1}.
+    pub fn drelu_compact(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        Ok(self.compare_compact(a, &[])?.0)
+    }
+
+    /// The compact DReLU of `a` with selections fused in: shares of `[a >= 0]` and of
+    /// `[a >= 0] * v` for each of `values` (each of `a`'s length).
+    ///
+    /// Each selection costs 3 words per element on top of the comparison and no flight: in the
+    /// opening's flight P0 and P1 send the helper `v_j + m_j` (`m_0`, `m_1` from k01, so the
+    /// helper sees `v + m`, uniform); with `gamma` the helper deals shares of
+    /// `gamma (v + m)` (halved: one word). P0 and P1 subtract `gamma m` (their shares of
+    /// `gamma` times the public `m`) to get shares of `gamma v`, and `[a >= 0] v` is
+    /// `gamma v` when `e = 1` and `v - gamma v` otherwise. So ReLU costs 216 + 24 = 240 bytes
+    /// and 2 flights per element (Porthos: 536 and 6).
+    pub fn compare_compact(&mut self, a: &[u64], values: &[&[u64]]) -> Result<(Vec<u64>, Vec<Vec<u64>>)> {
+        let n = a.len();
+        let k = values.len();
+        if let Some(v) = values.iter().find(|v| v.len() != n) {
+            return Err(shape_err(format!("select_by_sign: {n} compared values, {} selected", v.len())));
+        }
+        if n == 0 {
+            return Ok((Vec::new(), vec![Vec::new(); k]));
+        }
+        let _p = prof::scope("compare_compact");
+        const LOW: u64 = (1 << 63) - 1;
+        if self.id == HELPER {
+            let mut r = self.helper_key(MODEL_OWNER).u64s(n);
+            let r1 = self.helper_key(CLIENT).u64s(n);
+            let mut low = pool::take(n);
+            r.par_iter_mut().with_min_len(PAR_MIN).zip(r1.par_iter()).zip(low.par_iter_mut()).for_each(|((r, &r1), l)| {
+                *r = r.wrapping_add(r1);
+                *l = *r & LOW;
+            });
+            pool::give(r1);
+            self.deal_bits(Some(&low), n)?;
+            pool::give(low);
+            // The masked values (sent in the opening's flight, so before PrivateCompare's).
+            let masked = if k > 0 {
+                let mut s = self.recv(MODEL_OWNER, k * n)?;
+                let s1 = self.recv(CLIENT, k * n)?;
+                add_in_place(&mut s, &s1);
+                pool::give(s1);
+                Some(s)
+            } else {
+                None
+            };
+            let beta_p = self.private_compare(None, &[], &[], n)?;
+            r.par_iter_mut().with_min_len(PAR_MIN).zip(beta_p.par_iter()).for_each(|(r, &b)| *r = (b as u64) ^ (*r >> 63));
+            self.deal_words::<ZL>(Some(&r), n, true)?;
+            if let Some(mut s) = masked {
+                s.par_chunks_mut(n).for_each(|s| {
+                    s.iter_mut().zip(r.iter()).for_each(|(s, &g)| *s = s.wrapping_mul(g));
+                });
+                self.deal_words::<ZL>(Some(&s), k * n, true)?;
+                pool::give(s);
+            }
+            pool::give(r);
+            return Ok((pool::zeros(n), (0..k).map(|_| pool::zeros(n)).collect()));
+        }
+        let lead = self.id == MODEL_OWNER;
+        let other = 1 - self.id;
+        let mut c = self.with_helper().u64s(n);
+        c.par_iter_mut().with_min_len(PAR_MIN).zip(a.par_iter()).for_each(|(c, &x)| *c = c.wrapping_add(x));
+        let mut msg = pool::take(n);
+        msg.copy_from_slice(&c);
+        self.send(other, msg)?;
+        // m = m_0 + m_1: P_j masks its shares of the values with m_j.
+        let masks = if k > 0 {
+            let m0 = self.common().u64s(k * n);
+            let m1 = self.common().u64s(k * n);
+            let mut msg = pool::take(k * n);
+            let mine = if lead { &m0 } else { &m1 };
+            msg.par_chunks_mut(n).zip(values.par_iter()).enumerate().for_each(|(j, (out, v))| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = v[i].wrapping_add(mine[j * n + i]);
+                }
+            });
+            self.send(HELPER, msg)?;
+            let mut m = m0;
+            add_in_place(&mut m, &m1);
+            pool::give(m1);
+            Some(m)
+        } else {
+            None
+        };
+        let rbits = self.deal_bits(None, n)?;
+        let got = self.recv(other, n)?;
+        c.par_iter_mut().with_min_len(PAR_MIN).zip(got.par_iter()).for_each(|(c, &g)| *c = c.wrapping_add(g));
+        pool::give(got);
+        let beta = self.common().bits(n);
+        let mut low = pool::take(n);
+        low.par_iter_mut().with_min_len(PAR_MIN).zip(c.par_iter()).for_each(|(l, &c)| *l = c & LOW);
+        self.private_compare(rbits.as_ref(), &low, &beta, n)?;
+        drop(rbits);
+        pool::give(low);
+        let gamma = self.deal_words::<ZL>(None, n, true)?;
+        // e = beta XOR MSB(c): [a >= 0] = gamma when e = 1, 1 - gamma when e = 0.
+        let e: Vec<bool> = c.par_iter().with_min_len(PAR_MIN).zip(beta.par_iter()).map(|(&c, &b)| (b as u64) ^ (c >> 63) == 1).collect();
+        let mut selected = Vec::with_capacity(k);
+        if let Some(m) = masks {
+            let t = self.deal_words::<ZL>(None, k * n, true)?;
+            for (j, v) in values.iter().enumerate() {
+                let mut out = pool::take(n);
+                out.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, o)| {
+                    let gamma_v = t[j * n + i].wrapping_sub(gamma[i].wrapping_mul(m[j * n + i]));
+                    *o = if e[i] { gamma_v } else { v[i].wrapping_sub(gamma_v) };
+                });
+                self.rerandomise(&mut out);
+                selected.push(out);
+            }
+            pool::give(t);
+            pool::give(m);
+        }
+        c.par_iter_mut().with_min_len(PAR_MIN).zip(gamma.par_iter()).enumerate().for_each(|(i, (out, &g))| {
+            *out = if e[i] {
+                g
+            } else if lead {
+                1u64.wrapping_sub(g)
+            } else {
+                g.wrapping_neg()
+            };
+        });
+        pool::give(gamma);
+        self.rerandomise(&mut c);
+        Ok((c, selected))
+    }
+
     fn msb_to_drelu(&self, mut msb: Vec<u64>) -> Vec<u64> {
         let lead = self.id == MODEL_OWNER;
         msb.par_iter_mut().with_min_len(PAR_MIN).for_each(|v| {
@@ -912,6 +1074,11 @@ impl Porthos {
 
     /// ReLU of a shared vector: DReLU, then SelectShare (one product).
     pub fn relu_vec(&mut self, a: &[u64]) -> Result<Vec<u64>> {
+        if self.variant == ProtocolVariant::Compact {
+            let (bits, mut selected) = self.compare_compact(a, &[a])?;
+            pool::give(bits);
+            return Ok(selected.remove(0));
+        }
         let b = self.drelu(a)?;
         let z = self.mul_vec(&b, a);
         pool::give(b);
@@ -944,22 +1111,34 @@ impl Porthos {
                     d[o] = vals[l + o].wrapping_sub(vals[r + o]);
                 }
             });
-            // b = [left >= right]: the left (lower-index) candidate wins ties.
-            let b = self.drelu(&diff)?;
-            let mut sel = pool::take(2 * p);
-            sel[..p].copy_from_slice(&b);
-            sel[p..].copy_from_slice(&b);
-            pool::give(b);
             let mut val = pool::take(2 * p);
             val[..p].copy_from_slice(&diff);
-            pool::give(diff);
             val[p..].par_chunks_mut(outs).enumerate().for_each(|(k, v)| {
                 let (l, r) = (2 * k * outs, (2 * k + 1) * outs);
                 for o in 0..outs {
                     v[o] = idx[l + o].wrapping_sub(idx[r + o]);
                 }
             });
-            let prod = self.mul_vec(&sel, &val)?;
+            // b = [left >= right]: the left (lower-index) candidate wins ties. prod = b * val.
+            let (sel, prod) = if self.variant == ProtocolVariant::Compact {
+                let (bits, selected) = self.compare_compact(&diff, &[&val[..p], &val[p..]])?;
+                pool::give(bits);
+                let mut prod = pool::take(2 * p);
+                for (k, part) in selected.into_iter().enumerate() {
+                    prod[k * p..(k + 1) * p].copy_from_slice(&part);
+                    pool::give(part);
+                }
+                (Vec::new(), prod)
+            } else {
+                let b = self.drelu(&diff)?;
+                let mut sel = pool::take(2 * p);
+                sel[..p].copy_from_slice(&b);
+                sel[p..].copy_from_slice(&b);
+                pool::give(b);
+                let prod = self.mul_vec(&sel, &val)?;
+                (sel, prod)
+            };
+            pool::give(diff);
             // Winner = right + b (left - right), for values and indices; an odd candidate out
             // goes to the next level as it is, last.
             let next = pairs + m % 2;
@@ -1109,6 +1288,7 @@ impl Backend for Porthos {
         match self.variant {
             ProtocolVariant::Porthos => "porthos",
             ProtocolVariant::SecureNN => "securenn",
+            ProtocolVariant::Compact => "porthos-compact",
         }
     }
 
@@ -1201,6 +1381,21 @@ impl Backend for Porthos {
     fn drelu(&mut self, x: &RingTensor) -> Result<SharedBits> {
         let b = self.drelu(x.data())?;
         Ok(SharedBits(RingTensor::new(x.shape().to_vec(), b)?))
+    }
+
+    /// The compact variant fuses the selections into its comparison
+    /// ([`Porthos::compare_compact`]); the others take one DReLU and one SelectShare.
+    fn select_by_sign(&mut self, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+        if self.variant != ProtocolVariant::Compact {
+            return cryptflow_backend::select_by_sign(self, x, values);
+        }
+        if let Some(v) = values.iter().find(|v| v.shape() != x.shape()) {
+            return Err(shape_err(format!("select_by_sign: compared {:?}, selected {:?}", x.shape(), v.shape())));
+        }
+        let data: Vec<&[u64]> = values.iter().map(|v| v.data()).collect();
+        let (bits, selected) = self.compare_compact(x.data(), &data)?;
+        pool::give(bits);
+        selected.into_iter().map(|z| Ok(RingTensor::new(x.shape().to_vec(), z)?)).collect()
     }
 
     /// SelectShare: one elementwise product, 40 bytes per element, one round.

@@ -135,7 +135,7 @@ fn check_conv(g: &ConvGeometry, transpose: bool, seed: u64) -> [u64; 2] {
         });
         assert_eq!(got, expected, "{variant:?} transpose={transpose} {g:?}");
         let words = match variant {
-            ProtocolVariant::Porthos => 2 * x_len + 2 * w_len + z_len,
+            ProtocolVariant::Porthos | ProtocolVariant::Compact => 2 * x_len + 2 * w_len + z_len,
             ProtocolVariant::SecureNN => 2 * lowered_len + 2 * w_len + z_len,
         };
         assert_eq!(b * 8, words * L, "{variant:?} transpose={transpose} bytes, {g:?}");

@@ -21,6 +21,7 @@ fn maxpool_bits(v: ProtocolVariant) -> u64 {
     match v {
         ProtocolVariant::Porthos => 6 * L * LOG_P + 24 * L,
         ProtocolVariant::SecureNN => 8 * L * LOG_P + 29 * L,
+        ProtocolVariant::Compact => drelu_compact_bits() + 6 * L,
     }
 }
 
@@ -251,5 +252,88 @@ fn argmax_rounds_grow_with_the_log_of_the_candidates() {
             assert_eq!(rounds, levels * one, "{variant:?}, {n} candidates");
             assert_eq!(bytes, (n as u64 - 1) * one_bytes, "{variant:?}, {n} candidates");
         }
+    }
+}
+
+/// The compact DReLU on the whole ring (both ends, zero, -1, values whose opening wraps and
+/// values whose low 63 bits tie with the mask's), its bytes from the formula and its rounds.
+#[test]
+fn compact_drelu_is_exact_on_the_whole_ring_at_216_bytes_and_2_rounds() {
+    assert_eq!(drelu_compact_bits() / 8, 216);
+    let n = 4000;
+    let mut r = rng(41);
+    let mut values: Vec<u64> = (0..n).map(|_| r.random::<u64>()).collect();
+    let specials = [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, 1 << 62, (1 << 62) - 1, 0u64.wrapping_sub(1 << 62)];
+    values[..specials.len()].copy_from_slice(&specials);
+    for (k, v) in values[specials.len()..100].iter_mut().enumerate() {
+        *v = (k as u64).wrapping_sub(45); // small values of both signs
+    }
+    let shares = split_zl(&mut r, &values);
+    let out = run(ProtocolVariant::Compact, |p| {
+        let me = p.party_id();
+        let mine = if me < 2 { shares[me].clone() } else { vec![0; n] };
+        let before = p.traffic();
+        let d = p.drelu(&mine).unwrap();
+        let after = p.traffic();
+        (d, after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
+    });
+    for i in 0..n {
+        let d = out[0].0[i].wrapping_add(out[1].0[i]);
+        assert_eq!(d, ((values[i] as i64) >= 0) as u64, "compact DReLU({})", values[i] as i64);
+    }
+    assert!(out[2].0.iter().all(|&v| v == 0), "the helper holds zeros");
+    let bytes: u64 = out.iter().map(|o| o.1).sum();
+    assert_eq!(bytes * 8, n as u64 * drelu_compact_bits());
+    // P0 and P1: the opening, then PrivateCompare (the dealt bits and gamma come from the
+    // helper without a flight of their own).
+    assert_eq!((out[0].2, out[1].2), (2, 2), "rounds of P0 and P1");
+}
+
+/// Under the compact variant ReLU and MaxPool cost the compact DReLU plus their selections.
+#[test]
+fn compact_relu_costs_its_formula_and_under_half_of_porthos() {
+    let per = |v| relu_bits(v) / 8;
+    assert_eq!(per(ProtocolVariant::Compact), 216 + 24);
+    assert_eq!(maxpool_bits(ProtocolVariant::Compact) / 8, 216 + 2 * 24);
+    assert!(per(ProtocolVariant::Compact) * 2 < per(ProtocolVariant::Porthos));
+}
+
+/// `select_by_sign` under the compact variant: `[x >= 0] v` for several values at once, equal
+/// to the cleartext's, at 216 bytes per comparison plus 24 per selected value, in the 2 rounds
+/// of the comparison; the other variants take their DReLU and one SelectShare.
+#[test]
+fn compact_selections_are_fused_into_the_comparison() {
+    let n = 777;
+    let mut r = rng(42);
+    let x = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 62)).unwrap();
+    let v = RingTensor::new(vec![n], (0..n).map(|_| r.random::<u64>()).collect()).unwrap();
+    let w = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 40)).unwrap();
+    let expected = cryptflow_backend::select_by_sign(&mut Cleartext, &x, &[&v, &w]).unwrap();
+    for variant in VARIANTS {
+        let out = run(variant, |p| {
+            let inputs = [(Owner::Client, x.clone()), (Owner::ModelOwner, v.clone()), (Owner::Client, w.clone())];
+            let rounds = std::cell::Cell::new(0);
+            let got = cryptflow_backend::testing::evaluate(p, &inputs, |p, s| {
+                let before = p.traffic().rounds;
+                let z = p.select_by_sign(&s[0], &[&s[1], &s[2]]).unwrap();
+                rounds.set(p.traffic().rounds - before);
+                let mut both = z[0].data().to_vec();
+                both.extend_from_slice(z[1].data());
+                RingTensor::new(vec![2 * n], both).unwrap()
+            });
+            (got, rounds.get())
+        });
+        let results: Vec<_> = out.iter().map(|o| o.0.clone()).collect();
+        let mut want = expected[0].data().to_vec();
+        want.extend_from_slice(expected[1].data());
+        assert_eq!(cryptflow_backend::testing::client_output(&results).data(), &want[..], "{variant:?}");
+        let bytes: u64 = out.iter().map(|o| o.0 .2).sum();
+        let (per_element, rounds) = match variant {
+            ProtocolVariant::Compact => (drelu_compact_bits() + 2 * 3 * L, 2),
+            // DReLU (ReLU without its SelectShare), then one SelectShare per value.
+            v => (relu_bits(v) - 5 * L + 2 * 5 * L, 5 + 1),
+        };
+        assert_eq!(bytes * 8, n as u64 * per_element, "{variant:?} bytes");
+        assert_eq!((out[0].1, out[1].1), (rounds, rounds), "{variant:?} rounds of P0 and P1");
     }
 }

@@ -12,7 +12,7 @@ use cryptflow_porthos::{Porthos, ProtocolVariant};
 /// `x + r`), the helper two (the shares of `A` and `S`, halved in Porthos, in full in SecureNN).
 fn faithful_words(v: ProtocolVariant) -> u64 {
     match v {
-        ProtocolVariant::Porthos => 1 + 1 + 2,
+        ProtocolVariant::Porthos | ProtocolVariant::Compact => 1 + 1 + 2,
         ProtocolVariant::SecureNN => 1 + 1 + 4,
     }
 }

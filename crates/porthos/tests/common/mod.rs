@@ -5,7 +5,7 @@ use cryptflow_backend::{testing, Backend, Owner, RingTensor};
 use cryptflow_net::Session;
 use cryptflow_porthos::{Porthos, ProtocolVariant};
 
-pub const VARIANTS: [ProtocolVariant; 2] = [ProtocolVariant::Porthos, ProtocolVariant::SecureNN];
+pub const VARIANTS: [ProtocolVariant; 3] = [ProtocolVariant::Porthos, ProtocolVariant::SecureNN, ProtocolVariant::Compact];
 
 /// Runs `f` on every party (index = party id) and returns the three results.
 pub fn run<T: Send>(variant: ProtocolVariant, f: impl Fn(&mut Porthos) -> T + Sync) -> Vec<T> {
@@ -40,14 +40,14 @@ pub const LOG_P: u64 = 8;
 
 pub fn share_convert_bits(v: ProtocolVariant) -> u64 {
     match v {
-        ProtocolVariant::Porthos => 3 * L * LOG_P + 5 * L,
+        ProtocolVariant::Porthos | ProtocolVariant::Compact => 3 * L * LOG_P + 5 * L,
         ProtocolVariant::SecureNN => 4 * L * LOG_P + 6 * L,
     }
 }
 
 pub fn compute_msb_bits(v: ProtocolVariant) -> u64 {
     match v {
-        ProtocolVariant::Porthos => 3 * L * LOG_P + 9 * L,
+        ProtocolVariant::Porthos | ProtocolVariant::Compact => 3 * L * LOG_P + 9 * L,
         ProtocolVariant::SecureNN => 4 * L * LOG_P + 13 * L,
     }
 }
@@ -56,6 +56,15 @@ pub fn relu_bits(v: ProtocolVariant) -> u64 {
     match v {
         ProtocolVariant::Porthos => 6 * L * LOG_P + 19 * L,
         ProtocolVariant::SecureNN => 8 * L * LOG_P + 24 * L,
+        // The compact DReLU (bits of r', the opening, PrivateCompare, gamma) and the fused
+        // selection (the masked value from P0 and P1, the helper's share of gamma (v + m)).
+        ProtocolVariant::Compact => drelu_compact_bits() + 3 * L,
     }
 }
 
+
+/// The compact DReLU (`Porthos::drelu_compact`): `l log p` for the dealt bits, `2 l` for the
+/// opening, `2 l log p` for PrivateCompare and `l` for the dealt result.
+pub fn drelu_compact_bits() -> u64 {
+    L * LOG_P + 2 * L + 2 * L * LOG_P + L
+}
