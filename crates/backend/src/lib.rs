@@ -42,6 +42,36 @@ pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedBits(pub RingTensor);
 
+/// Checks the operands and pairs of [`Backend::mul_pairs`].
+pub fn check_pairs(operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<()> {
+    if let Some(&(i, j)) = pairs.iter().find(|&&(i, j)| i >= operands.len() || j >= operands.len()) {
+        return Err(BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("mul_pairs: pair ({i}, {j}) of {} operands", operands.len()))));
+    }
+    if let Some(o) = operands.iter().find(|o| o.shape() != operands[0].shape()) {
+        return Err(BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("mul_pairs: operands {:?} and {:?}", operands[0].shape(), o.shape()))));
+    }
+    Ok(())
+}
+
+/// [`Backend::mul_pairs`] as one [`Backend::mul`] of the pairs' operands side by side.
+pub fn mul_pairs<B: Backend + ?Sized>(b: &mut B, operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<Vec<RingTensor>> {
+    check_pairs(operands, pairs)?;
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shape = operands[0].shape();
+    let n = operands[0].len();
+    let mut left = Vec::with_capacity(n * pairs.len());
+    let mut right = Vec::with_capacity(n * pairs.len());
+    for &(i, j) in pairs {
+        left.extend_from_slice(operands[i].data());
+        right.extend_from_slice(operands[j].data());
+    }
+    let flat = vec![n * pairs.len()];
+    let z = b.mul(&RingTensor::new(flat.clone(), left)?, &RingTensor::new(flat, right)?)?;
+    (0..pairs.len()).map(|k| Ok(RingTensor::new(shape.to_vec(), z.data()[k * n..(k + 1) * n].to_vec())?)).collect()
+}
+
 /// [`Backend::select_by_sign`] as one [`Backend::drelu`] of `x` and one [`Backend::mux`] of
 /// its bit (repeated once per value) with all the values side by side.
 pub fn select_by_sign<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
@@ -234,6 +264,15 @@ pub trait Backend {
     /// protocol may fuse the selections into its comparison.
     fn select_by_sign(&mut self, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
         select_by_sign(self, x, values)
+    }
+
+    /// `operands[i] * operands[j]` elementwise for each `(i, j)` of `pairs` (all operands of
+    /// one shape), in the rounds of one product: powers, Chebyshev polynomials and squares,
+    /// whose operands enter several products. The default is one [`Backend::mul`] of the
+    /// pairs side by side ([`mul_pairs`]); a protocol may mask and open each operand once
+    /// however many products it enters.
+    fn mul_pairs(&mut self, operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<Vec<RingTensor>> {
+        mul_pairs(self, operands, pairs)
     }
 
     /// Arithmetic shift right by `shift` bits.

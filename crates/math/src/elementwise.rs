@@ -189,7 +189,7 @@ fn even_tail<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fit: &F
     let coeffs = fixed::chebyshev_coefficients(|w| g(t * ((w + 1.0) / 2.0).max(0.0).sqrt()), m);
     let f_bits = internal_bits(fit, scale);
     let u = normalise(b, x, scale, t, f_bits)?;
-    let sq = mul_many(b, &[(&u, &u)])?.remove(0);
+    let sq = fixed::square(b, &u)?;
     let twice = b.scale_down(&sq, f_bits - 1)?;
     let w = add_public(b, &twice, encode(-1.0, f_bits));
     let ts = fixed::chebyshev(b, &w, m, |k| coeffs[k] != 0.0, f_bits)?;

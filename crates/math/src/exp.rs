@@ -58,7 +58,7 @@ pub(crate) fn exp_core<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, in_bits: 
         return rescale(b, &y, f, out_bits);
     }
     for j in 0..k {
-        let sq = b.mul(&y, &y)?;
+        let sq = fixed::square(b, &y)?;
         y = if j + 1 == k { rescale(b, &sq, 2 * f, out_bits)? } else { b.scale_down(&sq, f)? };
     }
     Ok(y)

@@ -128,6 +128,27 @@ pub fn mux_many<B: Backend + ?Sized>(b: &mut B, pairs: &[(&SharedBits, &RingTens
     split(z, &shapes)
 }
 
+/// `x * x` (no truncation), by [`Backend::mul_pairs`]: protocols open one mask, not two.
+pub fn square<B: Backend + ?Sized>(b: &mut B, x: &RingTensor) -> Result<RingTensor> {
+    Ok(b.mul_pairs(&[x], &[(0, 0)])?.remove(0))
+}
+
+/// The products `have[top] * have[k - top]` for each `k` of `ks` (one step of a doubling
+/// construction: powers, Chebyshev polynomials), in one [`Backend::mul_pairs`] call over
+/// the distinct operands.
+fn doubling_products<B: Backend + ?Sized>(b: &mut B, have: &[Option<RingTensor>], top: usize, ks: &[usize]) -> Result<Vec<RingTensor>> {
+    let mut index: Vec<usize> = vec![top];
+    for &k in ks {
+        if !index.contains(&(k - top)) {
+            index.push(k - top);
+        }
+    }
+    let operands: Vec<&RingTensor> = index.iter().map(|&i| have[i].as_ref().expect("a needed operand is made before it is used")).collect();
+    let at = |i: usize| index.iter().position(|&j| j == i).expect("indexed above");
+    let pairs: Vec<(usize, usize)> = ks.iter().map(|&k| (0, at(k - top))).collect();
+    b.mul_pairs(&operands, &pairs)
+}
+
 /// `x_i * y_i` for several pairs in one [`Backend::mul`] call (no truncation).
 pub fn mul_many<B: Backend + ?Sized>(b: &mut B, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
     if pairs.is_empty() {
@@ -172,11 +193,9 @@ pub fn powers<B: Backend + ?Sized>(b: &mut B, u: &RingTensor, degree: usize, wan
     while top < degree {
         let next = (2 * top).min(degree);
         let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
-        let pairs: Vec<(&RingTensor, &RingTensor)> =
-            ks.iter().map(|&k| (have[top].as_ref().expect("power of two below k"), have[k - top].as_ref().expect("needed below"))).collect();
-        let products = mul_fixed_many(b, &pairs, bits)?;
+        let products = doubling_products(b, &have, top, &ks)?;
         for (k, p) in ks.into_iter().zip(products) {
-            have[k] = Some(p);
+            have[k] = Some(b.scale_down(&p, bits)?);
         }
         top = next;
     }
@@ -281,9 +300,7 @@ pub fn chebyshev<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, degree: usize, 
     while top < degree {
         let next = (2 * top).min(degree);
         let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
-        let pairs: Vec<(&RingTensor, &RingTensor)> =
-            ks.iter().map(|&k| (have[top].as_ref().expect("T_top is needed"), have[k - top].as_ref().expect("T_(k-top) is needed"))).collect();
-        let products = mul_many(b, &pairs)?;
+        let products = doubling_products(b, &have, top, &ks)?;
         for (k, p) in ks.into_iter().zip(products) {
             // 2 T_top T_(k-top) at `bits`, minus T_(2 top - k).
             let twice = b.scale_down(&p, bits - 1)?;

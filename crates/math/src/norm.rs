@@ -58,7 +58,7 @@ pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize],
     let w = scale - p + lg;
     let c = n as f64 / 2f64.powi(lg as i32);
     let dw = b.scale_down(&dt, w)?;
-    let sq = b.mul(&dw, &dw)?;
+    let sq = crate::fixed::square(b, &dw)?;
     let mut v = vec![0u64; groups];
     for (i, &s) in sq.data().iter().enumerate() {
         v[i / n] = v[i / n].wrapping_add(s);

@@ -551,10 +551,20 @@ impl Porthos {
     {
         let (nx, ny) = (x.len(), y.len());
         let _p = prof::scope("beaver");
+        // In the compact variant a weight is held whole by the owner (the client's share is
+        // zero, see `share`): its mask B is drawn from k02 alone and the owner opens
+        // F = W - B by itself, one word per weight element instead of two.
+        let owner_held = weight.is_some() && self.variant == ProtocolVariant::Compact;
+        if owner_held && self.id == CLIENT && y.iter().any(|&v| v != 0) {
+            return Err(BackendError::Aborted(format!(
+                "weight {} is not held by the model owner alone (the client's share is not zero)",
+                weight.unwrap_or_default()
+            )));
+        }
         // Some(true): the mask is kept and known; Some(false): keep it after this product.
         let kept = match (weight, &self.weight_masks) {
             (Some(w), Some(masks)) => match masks.get(&w) {
-                Some(m) if m.b.len() == ny => Some(true),
+                Some(m) if m.b.len() == ny || m.f.len() == ny => Some(true),
                 Some(_) => return Err(shape_err(format!("weight {w} changed size within the session"))),
                 None => Some(false),
             },
@@ -568,7 +578,7 @@ impl Porthos {
             add_in_place(&mut a, &a0);
             let mut c1 = match fresh_b0 {
                 Some(b0) => {
-                    let mut b = self.helper_key(CLIENT).u64s(ny);
+                    let mut b = if owner_held { vec![0; ny] } else { self.helper_key(CLIENT).u64s(ny) };
                     add_in_place(&mut b, &b0);
                     let c1 = op(&a, &b)?;
                     if let (Some(w), Some(masks)) = (weight, self.weight_masks.as_mut()) {
@@ -589,21 +599,28 @@ impl Porthos {
         let j = self.id;
         let other = 1 - j;
         let a = self.with_helper().u64s(nx);
-        let b = (kept != Some(true)).then(|| self.with_helper().u64s(ny));
+        // The client's part of an owner-held weight's mask is zero.
+        let b = (kept != Some(true)).then(|| if owner_held && j == CLIENT { vec![0; ny] } else { self.with_helper().u64s(ny) });
         let c = if j == MODEL_OWNER { Some(self.with_helper().u64s(nz)) } else { None };
-        let opened = if b.is_some() { nx + ny } else { nx };
-        let mut msg = Vec::with_capacity(opened);
+        // What each party sends and receives: E's part, and F's unless it is kept; an
+        // owner-held F is sent by the owner only.
+        let sends_f = b.is_some() && !(owner_held && j == CLIENT);
+        let gets_f = b.is_some() && !(owner_held && j == MODEL_OWNER);
+        let mut msg = Vec::with_capacity(nx + if sends_f { ny } else { 0 });
         msg.extend(x.iter().zip(&a).map(|(&x, &a)| x.wrapping_sub(a)));
-        if let Some(b) = &b {
+        if let (true, Some(b)) = (sends_f, &b) {
             msg.extend(y.iter().zip(b).map(|(&y, &b)| y.wrapping_sub(b)));
         }
         self.send(other, msg)?;
-        let mut ef = self.recv(other, opened)?;
+        let mut ef = self.recv(other, nx + if gets_f { ny } else { 0 })?;
+        if b.is_some() && !gets_f {
+            ef.resize(nx + ny, 0);
+        }
         // E = (X - A) summed over both parties; recompute this party's part instead of keeping it.
         ef[..nx].par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter().zip(a.par_iter())).for_each(|(e, (&x, &a))| {
             *e = e.wrapping_add(x.wrapping_sub(a));
         });
-        if let Some(b) = &b {
+        if let (true, Some(b)) = (sends_f, &b) {
             ef[nx..].par_iter_mut().with_min_len(PAR_MIN).zip(y.par_iter().zip(b.par_iter())).for_each(|(f, (&y, &b))| {
                 *f = f.wrapping_add(y.wrapping_sub(b));
             });
@@ -635,6 +652,82 @@ impl Porthos {
         add_in_place(&mut z, &c);
         self.rerandomise(&mut z);
         Ok(z)
+    }
+
+    /// Products `operands[i] * operands[j]` for each `(i, j)` of `pairs` (operands of one length
+    /// `n`), with one Beaver mask per operand rather than per product: the helper draws each
+    /// operand's mask `A_i` from the keys (nothing sent) and sends P1 its share of
+    /// `C_p = A_i A_j` per product (P0's is drawn from k02); P0 and P1 open each
+    /// `E_i = X_i - A_i` once, in one flight. Then
+    /// `X_i X_j = E_i E_j + E_i A_j + A_i E_j + C_p`, shared linearly. `(2 k + |pairs|) n`
+    /// words for `k` operands, 1 round: a square costs 3 words per element and a Chebyshev
+    /// step of `t` products over `t` operands `3 t`, against Beaver's 5 per product.
+    pub fn mul_pairs_vec(&mut self, operands: &[&[u64]], pairs: &[(usize, usize)]) -> Result<Vec<Vec<u64>>> {
+        let k = operands.len();
+        let n = operands.first().map_or(0, |o| o.len());
+        if pairs.is_empty() || n == 0 {
+            return Ok(vec![Vec::new(); pairs.len()]);
+        }
+        let _p = prof::scope("mul_pairs");
+        if self.id == HELPER {
+            let mut masks = Vec::with_capacity(k);
+            for _ in 0..k {
+                masks.push(self.helper_key(MODEL_OWNER).u64s(n));
+            }
+            let mut c1 = self.helper_key(MODEL_OWNER).u64s(pairs.len() * n);
+            for a in masks.iter_mut() {
+                let a1 = self.helper_key(CLIENT).u64s(n);
+                add_in_place(a, &a1);
+            }
+            c1.par_chunks_mut(n).zip(pairs.par_iter()).for_each(|(c, &(i, j))| {
+                for (t, c) in c.iter_mut().enumerate() {
+                    *c = masks[i][t].wrapping_mul(masks[j][t]).wrapping_sub(*c);
+                }
+            });
+            self.send(CLIENT, c1)?;
+            return Ok(vec![pool::zeros(n); pairs.len()]);
+        }
+        let lead = self.id == MODEL_OWNER;
+        let other = 1 - self.id;
+        let mut masks = Vec::with_capacity(k);
+        for _ in 0..k {
+            masks.push(self.with_helper().u64s(n));
+        }
+        let c0 = if lead { Some(self.with_helper().u64s(pairs.len() * n)) } else { None };
+        let mut msg = pool::take(k * n);
+        msg.par_chunks_mut(n).zip(operands.par_iter().zip(masks.par_iter())).for_each(|(m, (x, a))| {
+            for (t, m) in m.iter_mut().enumerate() {
+                *m = x[t].wrapping_sub(a[t]);
+            }
+        });
+        let mut e = msg.clone();
+        self.send(other, msg)?;
+        let got = self.recv(other, k * n)?;
+        add_in_place(&mut e, &got);
+        pool::give(got);
+        let c = match c0 {
+            Some(c) => c,
+            None => self.recv(HELPER, pairs.len() * n)?,
+        };
+        let mut out = Vec::with_capacity(pairs.len());
+        for (p, &(i, j)) in pairs.iter().enumerate() {
+            let (ei, ej) = (&e[i * n..(i + 1) * n], &e[j * n..(j + 1) * n]);
+            let (ai, aj) = (&masks[i], &masks[j]);
+            let cp = &c[p * n..(p + 1) * n];
+            let mut z = pool::take(n);
+            z.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(t, z)| {
+                let mut v = ei[t].wrapping_mul(aj[t]).wrapping_add(ai[t].wrapping_mul(ej[t])).wrapping_add(cp[t]);
+                if lead {
+                    v = v.wrapping_add(ei[t].wrapping_mul(ej[t]));
+                }
+                *z = v;
+            });
+            self.rerandomise(&mut z);
+            out.push(z);
+        }
+        pool::give(e);
+        pool::give(c);
+        Ok(out)
     }
 
     /// Elementwise product of two shared vectors (SecureNN's scalar MatMul / SelectShare core):
@@ -1309,6 +1402,18 @@ impl Backend for Porthos {
         if self.id == HELPER {
             return Ok(RingTensor::zeros(shape.to_vec()));
         }
+        if self.variant == ProtocolVariant::Compact && owner == Owner::ModelOwner {
+            // The owner's weights stay whole in its share (the client's is zero): a product
+            // with a weight then opens its mask from the owner alone (`matmul_weight`).
+            if self.id != MODEL_OWNER {
+                return Ok(RingTensor::zeros(shape.to_vec()));
+            }
+            let v = value.ok_or_else(|| BackendError::Aborted(format!("{owner:?} gave no value to share")))?;
+            if v.shape() != shape {
+                return Err(shape_err(format!("{owner:?} input has shape {:?}, expected {shape:?}", v.shape())));
+            }
+            return Ok(v.clone());
+        }
         // Both share-holders draw r from k01: the owner keeps v - r, the other holds r. The
         // draw comes first so that a rejected input leaves both keystreams in step.
         let mut r = self.common().u64s(n);
@@ -1396,6 +1501,19 @@ impl Backend for Porthos {
         let (bits, selected) = self.compare_compact(x.data(), &data)?;
         pool::give(bits);
         selected.into_iter().map(|z| Ok(RingTensor::new(x.shape().to_vec(), z)?)).collect()
+    }
+
+    /// The compact variant masks each operand once ([`Porthos::mul_pairs_vec`]); the others
+    /// take one Beaver product per pair (Table III's 40 bytes per element).
+    fn mul_pairs(&mut self, operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<Vec<RingTensor>> {
+        if self.variant != ProtocolVariant::Compact {
+            return cryptflow_backend::mul_pairs(self, operands, pairs);
+        }
+        cryptflow_backend::check_pairs(operands, pairs)?;
+        let data: Vec<&[u64]> = operands.iter().map(|o| o.data()).collect();
+        let z = self.mul_pairs_vec(&data, pairs)?;
+        let shape = operands.first().map_or(vec![0], |o| o.shape().to_vec());
+        z.into_iter().map(|z| Ok(self.zeros_for_helper(RingTensor::new(shape.clone(), z)?))).collect()
     }
 
     /// SelectShare: one elementwise product, 40 bytes per element, one round.

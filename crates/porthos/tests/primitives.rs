@@ -311,3 +311,72 @@ fn malformed_mux_and_batch_matmul_fail_on_every_party_before_any_message() {
         assert!(out.iter().all(|&o| o == (true, true, true, true, true)), "{variant:?}: {out:?}");
     }
 }
+
+/// `mul_pairs`: products of operands taken in pairs (squares included) equal the cleartext's;
+/// the compact variant opens each operand once (`(2 k + pairs) n` words), the others pay one
+/// Beaver product per pair (5 words per element).
+#[test]
+fn mul_pairs_open_each_operand_once_under_the_compact_variant() {
+    let n = 301;
+    let mut r = rng(77);
+    let ops: Vec<RingTensor> = (0..3).map(|_| RingTensor::new(vec![n], (0..n).map(|_| r.random::<u64>()).collect()).unwrap()).collect();
+    let pairs = [(0usize, 0usize), (0, 1), (2, 1), (1, 1)];
+    let want: Vec<u64> = pairs.iter().flat_map(|&(i, j)| (0..n).map(move |t| (i, j, t))).map(|(i, j, t)| ops[i].data()[t].wrapping_mul(ops[j].data()[t])).collect();
+    for variant in VARIANTS {
+        let inputs = [(Owner::Client, ops[0].clone()), (Owner::ModelOwner, ops[1].clone()), (Owner::Client, ops[2].clone())];
+        let (got, bytes) = secure_eval(variant, &inputs, |p, s| {
+            let z = p.mul_pairs(&[&s[0], &s[1], &s[2]], &pairs).unwrap();
+            RingTensor::new(vec![pairs.len() * n], z.iter().flat_map(|z| z.data().to_vec()).collect()).unwrap()
+        });
+        assert_eq!(got.data(), &want[..], "{variant:?}");
+        let words = match variant {
+            ProtocolVariant::Compact => (2 * 3 + pairs.len()) * n,
+            _ => 5 * pairs.len() * n,
+        };
+        assert_eq!(bytes, 8 * words as u64, "{variant:?}");
+    }
+}
+
+/// `matmul_weight`: under the compact variant the owner's weights are shared whole (the
+/// client's share is zero) and the owner alone opens a weight's mask: `8 (2 |X| + |W| + |Z|)`
+/// bytes against Porthos' `8 (2 |X| + 2 |W| + |Z|)`; with kept masks a later product opens
+/// only `X`'s. Products equal the cleartext's in every case.
+#[test]
+fn weight_products_open_the_weight_from_the_owner_alone_under_the_compact_variant() {
+    let (m, k, n) = (3usize, 17usize, 5usize);
+    let mut r = rng(78);
+    let x = RingTensor::new(vec![m, k], (0..m * k).map(|_| r.random::<u64>()).collect()).unwrap();
+    let w = RingTensor::new(vec![k, n], (0..k * n).map(|_| r.random::<u64>()).collect()).unwrap();
+    let want = Cleartext.matmul(&x, &w).unwrap();
+    for variant in VARIANTS {
+        for keep in [false, true] {
+            let out = run(variant, |p| {
+                p.set_weight_mask_reuse(keep).unwrap();
+                let me = p.party_id();
+                let ws = p.share(Owner::ModelOwner, &[k, n], (me == 0).then_some(&w)).unwrap();
+                let xs = p.share(Owner::Client, &[m, k], (me == 1).then_some(&x)).unwrap();
+                let mut bytes = Vec::new();
+                let mut outs = Vec::new();
+                for _ in 0..2 {
+                    let before = p.traffic().bytes_sent;
+                    let z = p.matmul_weight(&xs, &ws, 7).unwrap();
+                    bytes.push(p.traffic().bytes_sent - before);
+                    outs.push(p.reveal(&z, Owner::Client).unwrap());
+                }
+                (outs, bytes)
+            });
+            for step in 0..2 {
+                assert_eq!(out[1].0[step].as_ref().unwrap(), &want, "{variant:?} keep {keep} step {step}");
+            }
+            let total = |step: usize| out.iter().map(|o| o.1[step]).sum::<u64>();
+            let (x_len, w_len, z_len) = ((m * k) as u64, (k * n) as u64, (m * n) as u64);
+            let w_words = match variant {
+                ProtocolVariant::Compact => w_len,
+                _ => 2 * w_len,
+            };
+            assert_eq!(total(0), 8 * (2 * x_len + w_words + z_len), "{variant:?} keep {keep} first product");
+            let later = if keep { 0 } else { w_words };
+            assert_eq!(total(1), 8 * (2 * x_len + later + z_len), "{variant:?} keep {keep} second product");
+        }
+    }
+}
