@@ -128,6 +128,10 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.select_by_sign(x, values).map_err(|e| self.explain(e))
     }
 
+    fn select_above(&mut self, x: &RingTensor, items: &[(u64, &RingTensor)]) -> Result<Vec<RingTensor>> {
+        self.inner.select_above(x, items).map_err(|e| self.explain(e))
+    }
+
     fn mul_pairs(&mut self, operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<Vec<RingTensor>> {
         self.inner.mul_pairs(operands, pairs).map_err(|e| self.explain(e))
     }

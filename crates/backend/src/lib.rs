@@ -42,6 +42,28 @@ pub use cryptflow_tensor::{ConvGeometry, PoolGeometry, RingTensor};
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedBits(pub RingTensor);
 
+/// [`Backend::select_above`] as one [`Backend::select_by_sign`] of the copies `x - t` side by
+/// side (the public shift applied by the party that adds public constants).
+pub fn select_above<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, items: &[(u64, &RingTensor)]) -> Result<Vec<RingTensor>> {
+    if let Some((_, v)) = items.iter().find(|(_, v)| v.shape() != x.shape()) {
+        return Err(BackendError::Shape(cryptflow_tensor::ShapeError::new(format!("select_above: compared {:?}, selected {:?}", x.shape(), v.shape()))));
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = x.len();
+    let shifts = b.adds_public_constants();
+    let mut compared = Vec::with_capacity(n * items.len());
+    let mut values = Vec::with_capacity(n * items.len());
+    for &(t, v) in items {
+        compared.extend(x.data().iter().map(|&e| if shifts { e.wrapping_sub(t) } else { e }));
+        values.extend_from_slice(v.data());
+    }
+    let flat = vec![n * items.len()];
+    let z = b.select_by_sign(&RingTensor::new(flat.clone(), compared)?, &[&RingTensor::new(flat, values)?])?.remove(0);
+    (0..items.len()).map(|k| Ok(RingTensor::new(x.shape().to_vec(), z.data()[k * n..(k + 1) * n].to_vec())?)).collect()
+}
+
 /// Checks the operands and pairs of [`Backend::mul_pairs`].
 pub fn check_pairs(operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<()> {
     if let Some(&(i, j)) = pairs.iter().find(|&&(i, j)| i >= operands.len() || j >= operands.len()) {
@@ -264,6 +286,15 @@ pub trait Backend {
     /// protocol may fuse the selections into its comparison.
     fn select_by_sign(&mut self, x: &RingTensor, values: &[&RingTensor]) -> Result<Vec<RingTensor>> {
         select_by_sign(self, x, values)
+    }
+
+    /// `[x - t >= 0] * v` elementwise for each public threshold `t` (a ring element) and value
+    /// `v` (of `x`'s shape) of `items`: comparisons of one secret with several public points,
+    /// whose bits only select. The default compares the shifted copies side by side in one
+    /// [`Backend::select_by_sign`] ([`select_above`]); a protocol may share one masked opening
+    /// of `x` between the thresholds.
+    fn select_above(&mut self, x: &RingTensor, items: &[(u64, &RingTensor)]) -> Result<Vec<RingTensor>> {
+        select_above(self, x, items)
     }
 
     /// `operands[i] * operands[j]` elementwise for each `(i, j)` of `pairs` (all operands of

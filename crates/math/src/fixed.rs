@@ -99,24 +99,10 @@ pub fn compare_with<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, thresholds: 
     drelu_many(b, &refs)
 }
 
-/// `[x_i >= 0] * v_i` for several pairs in one [`Backend::select_by_sign`] call (a comparison
-/// whose bit only selects: protocols may fuse the selection into the comparison).
-pub fn select_many<B: Backend + ?Sized>(b: &mut B, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
-    if pairs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let shapes: Vec<&[usize]> = pairs.iter().map(|p| p.1.shape()).collect();
-    let xs: Vec<&RingTensor> = pairs.iter().map(|p| p.0).collect();
-    let vs: Vec<&RingTensor> = pairs.iter().map(|p| p.1).collect();
-    let z = b.select_by_sign(&concat(&xs)?, &[&concat(&vs)?])?.remove(0);
-    split(z, &shapes)
-}
-
 /// `[x >= t_i] * v_i` for public thresholds `t_i` (reals, encoded at `bits`), in one call.
 pub fn select_above<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, pairs: &[(f64, &RingTensor)], bits: u32) -> Result<Vec<RingTensor>> {
-    let shifted: Vec<RingTensor> = pairs.iter().map(|&(t, _)| add_public(b, x, encode(-t, bits))).collect();
-    let items: Vec<(&RingTensor, &RingTensor)> = shifted.iter().zip(pairs).map(|(s, p)| (s, p.1)).collect();
-    select_many(b, &items)
+    let items: Vec<(u64, &RingTensor)> = pairs.iter().map(|&(t, v)| (encode(t, bits), v)).collect();
+    b.select_above(x, &items)
 }
 
 /// `bit_i * x_i` for several pairs in one [`Backend::mux`] call.

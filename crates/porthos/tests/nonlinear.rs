@@ -337,3 +337,31 @@ fn compact_selections_are_fused_into_the_comparison() {
         assert_eq!((out[0].1, out[1].1), (rounds, rounds), "{variant:?} rounds of P0 and P1");
     }
 }
+
+/// `select_above` under the compact variant: thresholds of one secret share its opening and
+/// dealt bits (216 bytes for the first, 136 for each other, 24 per selection), equal to the
+/// cleartext's; the other variants compare the shifted copies side by side.
+#[test]
+fn thresholds_of_one_secret_share_one_opening_under_the_compact_variant() {
+    let n = 513;
+    let mut r = rng(43);
+    let x = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 40)).unwrap();
+    let v = RingTensor::new(vec![n], (0..n).map(|_| r.random::<u64>()).collect()).unwrap();
+    let w = RingTensor::new(vec![n], (0..n).map(|_| r.random::<u64>()).collect()).unwrap();
+    let (t1, t2) = (x.data()[0], (-(1i64 << 30)) as u64); // a tie and a negative threshold
+    let expected = cryptflow_backend::select_above(&mut Cleartext, &x, &[(t1, &v), (t2, &w), (0, &v)]).unwrap();
+    for variant in VARIANTS {
+        let (got, bytes) = secure_eval(variant, &[(Owner::Client, x.clone()), (Owner::ModelOwner, v.clone()), (Owner::Client, w.clone())], |p, s| {
+            let z = p.select_above(&s[0], &[(t1, &s[1]), (t2, &s[2]), (0, &s[1])]).unwrap();
+            RingTensor::new(vec![3 * n], z.iter().flat_map(|z| z.data().to_vec()).collect()).unwrap()
+        });
+        let want: Vec<u64> = expected.iter().flat_map(|z| z.data().to_vec()).collect();
+        assert_eq!(got.data(), &want[..], "{variant:?}");
+        let per_element = match variant {
+            ProtocolVariant::Compact => drelu_compact_bits() + 2 * (drelu_compact_bits() - 10 * L) + 3 * 3 * L,
+            v => 3 * (relu_bits(v)),
+        };
+        assert_eq!(bytes * 8, n as u64 * per_element, "{variant:?}");
+    }
+    assert_eq!((drelu_compact_bits() - 10 * L) / 8, 136);
+}
