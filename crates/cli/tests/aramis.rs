@@ -204,7 +204,8 @@ fn distributed_aramis_parties_over_tls_agree_and_catch_a_tampering_party() {
         assert_eq!(argmax(&distributed[k * 10..(k + 1) * 10]) as i64, label);
     }
     let a = &metrics(&m)["aramis"];
-    assert!(a["overhead_percent"].as_f64().unwrap() < 1.0);
+    let overhead = a["overhead_percent"].as_f64().unwrap();
+    assert!(overhead < 2.0, "Aramis adds {overhead}% to the protocol's bytes");
 
     // Party 0's host flips a bit of a signed message: the honest parties stop, naming it.
     std::fs::remove_file(&y).unwrap();

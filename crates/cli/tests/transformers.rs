@@ -247,35 +247,8 @@ fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
             assert_eq!(read_labels(&out), expected[i * k..][..k], "prompt {i} under {backend}: --generate {k}");
         }
     }
-    // Porthos bytes of 1 and of 3 steps.
+    // Porthos bytes of 1 and of 3 steps, in the paper's variant and in the compact one.
     let inputs = inputs_of(0);
-    let bytes = |steps: usize| -> (u64, u64, u64) {
-        let out = work.path().join(format!("cost-{steps}.npy"));
-        let metrics = work.path().join(format!("cost-{steps}.json"));
-        let steps = steps.to_string();
-        cryptflow_ok(&[
-            "run", path_str(&dir), "--backend", "porthos", "--input", &inputs[0], "--input", &inputs[1], "--generate", &steps, "-o",
-            path_str(&out), "--metrics", path_str(&metrics),
-        ]);
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
-        let layers = m["layers"].as_array().unwrap();
-        let fixed: u64 = layers[..2].iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
-        assert_eq!(layers[0]["layer"], "(session setup)");
-        let total = m["bytes_total"].as_u64().unwrap();
-        let per_layer: u64 = layers.iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
-        assert_eq!(per_layer, total, "the per-layer breakdown adds up to the total");
-        (total, fixed, m["rounds"].as_u64().unwrap())
-    };
-    let (one, fixed1, rounds1) = bytes(1);
-    let (two, fixed2, rounds2) = bytes(2);
-    let (three, fixed3, rounds3) = bytes(3);
-    assert_eq!((fixed1, fixed2), (fixed3, fixed3), "set-up and weight sharing happen once per session");
-    assert_eq!(rounds3 - rounds2, rounds2 - rounds1, "every step takes the rounds of one forward pass");
-    // Every later step costs the same; the first also masks and opens each weight of a
-    // product (Beaver's F = W - B, 8 bytes per element from each of P0 and P1), kept for the
-    // session after it.
-    let later = two - one;
-    assert_eq!(three - two, later);
     let program: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("program.json")).unwrap()).unwrap();
     let program = &program["program"];
     let weight_elements: std::collections::BTreeMap<u64, u64> = program["weights"]
@@ -293,7 +266,39 @@ fn generation_under_2pc_and_aramis_and_its_cost_per_token() {
     }
     let opened: u64 = masked.iter().map(|slot| weight_elements[slot]).sum();
     assert!(opened > 0);
-    assert_eq!(one - fixed1 - later, 16 * opened, "the first step alone opens the masked weights");
+    // Beaver's F = W - B of each weight of a product, in the first step only: 8 bytes per
+    // element from each of P0 and P1 (Porthos), from the owner alone (compact: the owner
+    // holds its weights whole).
+    for (protocol, bytes_per_weight) in [("porthos", 16), ("compact", 8)] {
+        let bytes = |steps: usize| -> (u64, u64, u64) {
+            let out = work.path().join(format!("cost-{protocol}-{steps}.npy"));
+            let metrics = work.path().join(format!("cost-{protocol}-{steps}.json"));
+            let steps = steps.to_string();
+            cryptflow_ok(&[
+                "run", path_str(&dir), "--backend", "porthos", "--protocol", protocol, "--input", &inputs[0], "--input", &inputs[1], "--generate",
+                &steps, "-o", path_str(&out), "--metrics", path_str(&metrics),
+            ]);
+            assert_eq!(read_labels(&out), expected[..steps.parse::<usize>().unwrap()], "{protocol}: tokens");
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+            let layers = m["layers"].as_array().unwrap();
+            let fixed: u64 = layers[..2].iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+            assert_eq!(layers[0]["layer"], "(session setup)");
+            let total = m["bytes_total"].as_u64().unwrap();
+            let per_layer: u64 = layers.iter().map(|l| l["bytes_sent"].as_u64().unwrap()).sum();
+            assert_eq!(per_layer, total, "the per-layer breakdown adds up to the total");
+            (total, fixed, m["rounds"].as_u64().unwrap())
+        };
+        let (one, fixed1, rounds1) = bytes(1);
+        let (two, fixed2, rounds2) = bytes(2);
+        let (three, fixed3, rounds3) = bytes(3);
+        assert_eq!((fixed1, fixed2), (fixed3, fixed3), "{protocol}: set-up and weight sharing happen once per session");
+        assert_eq!(rounds3 - rounds2, rounds2 - rounds1, "{protocol}: every step takes the rounds of one forward pass");
+        // Every later step costs the same; the first also opens the masked weights, kept for
+        // the session after it.
+        let later = two - one;
+        assert_eq!(three - two, later, "{protocol}");
+        assert_eq!(one - fixed1 - later, bytes_per_weight * opened, "{protocol}: the first step alone opens the masked weights");
+    }
 }
 
 /// Distributed generation: three `cryptflow party` processes over TLS; only the client passes

@@ -24,9 +24,11 @@
 //! - P0 and P1 draw their common randomness (zero shares, the masks and bits of ShareConvert,
 //!   ComputeMSB and PrivateCompare) from k01.
 //!
-//! # The two variants
+//! # The three variants
 //! [`ProtocolVariant::SecureNN`] runs the SecureNN protocols; [`ProtocolVariant::Porthos`] adds
-//! the two Porthos optimisations:
+//! the two Porthos optimisations (below) and is the paper's protocol, with Table III's costs;
+//! [`ProtocolVariant::Compact`] (the CLI's default) is Porthos with cheaper building blocks
+//! (see "The compact variant"). The Porthos optimisations:
 //! 1. convolutions (and transposed convolutions) are evaluated on masks of the size of the input
 //!    X, not of its reshaped (im2col) form X' (paper Algorithm 1);
 //! 2. whenever the helper deals fresh shares `(r, v - r)` of a value in ShareConvert and
@@ -34,6 +36,30 @@
 //!    is sent to the other; which party gets the sent share alternates from element to element
 //!    (load balance). The random `x` of ComputeMSB needs no message at all: both of its shares
 //!    come from the keys.
+//!
+//! # The compact variant
+//! Same security model, same keys and dealing; four changes, each with its cost asserted by
+//! the tests (`tests/nonlinear.rs`, `tests/primitives.rs`, `crates/math/tests/secure.rs`):
+//! 1. **DReLU from one PrivateCompare** ([`Porthos::compare_compact`]): the helper's mask `r`
+//!    comes from the keys, P0 and P1 open `c = x + r`, and `MSB(x) = MSB(c) XOR MSB(r) XOR
+//!    [r mod 2^63 > c mod 2^63]`, the last bit by PrivateCompare on the dealt bits of
+//!    `r mod 2^63`; no ShareConvert. `3 l log p + 3 l` bits = 216 bytes and 2 flights per
+//!    element (Porthos: 496 and 5), exact on all of Z_2^64.
+//! 2. **Selections fused into the comparison** ([`Backend::select_by_sign`]): `[x >= 0] v`
+//!    costs 24 more bytes per value and no flight (P0 and P1 send `v + m` with the opening,
+//!    the helper returns shares of `gamma (v + m)`), so ReLU is 240 bytes and 2 flights
+//!    (Porthos: 536 and 6) and each MaxPool comparison 264 (Porthos: 576).
+//!    Thresholds of one secret ([`Backend::select_above`]) share the opening and the dealt
+//!    bits: 136 bytes for each threshold after the first.
+//! 3. **One Beaver mask per operand** ([`Backend::mul_pairs`]): products whose operands recur
+//!    (squares, powers, Chebyshev steps) open each operand once: `(2 k + p) n` words for `k`
+//!    operands and `p` products, a square 24 bytes per element instead of 40.
+//! 4. **Weights held whole by the owner** (`share` of the model owner's inputs gives the
+//!    owner the value and the client zeros, both of which reveal nothing): in a product with
+//!    a weight ([`Backend::matmul_weight`]) the weight's mask comes from k02 alone and the
+//!    owner opens `F = W - B` by itself, `8 (2 |X| + |W| + |Z|)` bytes instead of
+//!    `8 (2 |X| + 2 |W| + |Z|)`. The client checks that its share of the weight is zero and
+//!    stops with an error otherwise.
 //!
 //! # Communication (Table III), and how the counters relate to it
 //! `l = 64`, `log p = 8`. Ring elements of Z_L and Z_{L-1} (including single bits, which

@@ -16,9 +16,21 @@ use cryptflow_porthos::{Porthos, ProtocolVariant};
 use cryptflow_tensor::kernels;
 use rand::Rng;
 
-/// DReLU per element: ReLU's Table III bits minus one SelectShare (`5 l`).
+/// DReLU per element: ReLU's Table III bits minus one SelectShare (`5 l`); the compact one's.
 fn drelu_bits(v: ProtocolVariant) -> u64 {
-    relu_bits(v) - 5 * L
+    match v {
+        ProtocolVariant::Compact => drelu_compact_bits(),
+        v => relu_bits(v) - 5 * L,
+    }
+}
+
+/// DReLU's rounds: ShareConvert 2 and ComputeMSB 3; the compact one's opening and
+/// PrivateCompare.
+fn drelu_rounds(v: ProtocolVariant) -> u64 {
+    match v {
+        ProtocolVariant::Compact => 2,
+        _ => 5,
+    }
 }
 
 /// The multiplexer (SelectShare): one elementwise product, `5 l` bits per element.
@@ -99,7 +111,7 @@ fn drelu_is_exact_over_the_documented_range_and_costs_relu_minus_one_select() {
             }
             let (drelu_bytes, drelu_rounds) = totals(&out.iter().map(|o| o.2).collect::<Vec<_>>());
             assert_eq!(drelu_bytes * 8, n as u64 * drelu_bits(variant), "{variant:?} DReLU bytes, n = {n}");
-            assert_eq!(drelu_rounds, 5, "{variant:?} DReLU rounds (ShareConvert 2, ComputeMSB 3)");
+            assert_eq!(drelu_rounds, self::drelu_rounds(variant), "{variant:?} DReLU rounds");
             let (mux_bytes, mux_rounds) = totals(&out.iter().map(|o| o.3).collect::<Vec<_>>());
             assert_eq!(mux_bytes * 8, n as u64 * MUX_BITS, "{variant:?} mux bytes, n = {n}");
             assert_eq!(mux_rounds, 1, "{variant:?} mux rounds");
@@ -128,8 +140,13 @@ fn drelu_then_mux_is_relu_at_relus_cost() {
         assert_eq!(out[1].1.as_ref().unwrap(), &expected, "{variant:?}");
         let composed = totals(&out.iter().map(|o| o.2).collect::<Vec<_>>());
         let relu = totals(&out.iter().map(|o| o.3).collect::<Vec<_>>());
-        assert_eq!(composed, relu, "{variant:?}: mux(drelu(x), x) costs what relu(x) costs");
-        assert_eq!(relu, (n as u64 * relu_bits(variant) / 8, 6), "{variant:?}");
+        assert_eq!(relu, (n as u64 * relu_bits(variant) / 8, drelu_rounds(variant) + 1 - (variant == ProtocolVariant::Compact) as u64), "{variant:?}");
+        if variant == ProtocolVariant::Compact {
+            // ReLU fuses its selection into the comparison: cheaper than DReLU then SelectShare.
+            assert_eq!(composed, (n as u64 * (drelu_bits(variant) + MUX_BITS) / 8, drelu_rounds(variant) + 1), "{variant:?}");
+        } else {
+            assert_eq!(composed, relu, "{variant:?}: mux(drelu(x), x) costs what relu(x) costs");
+        }
     }
 }
 

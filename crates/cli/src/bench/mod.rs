@@ -47,6 +47,9 @@ pub enum BenchBackend {
     Porthos,
     /// SecureNN (Porthos without its optimisations), 3 parties in this process.
     Securenn,
+    /// Porthos with compact comparisons (`run --protocol compact`, the run default), 3
+    /// parties in this process. The bench's `porthos` stays the paper's protocol.
+    Compact,
 }
 
 impl BenchBackend {
@@ -56,6 +59,7 @@ impl BenchBackend {
             BenchBackend::Cleartext => "cleartext",
             BenchBackend::Porthos => "porthos",
             BenchBackend::Securenn => "securenn",
+            BenchBackend::Compact => "compact",
         }
     }
 
@@ -63,6 +67,7 @@ impl BenchBackend {
         match self {
             BenchBackend::Porthos => Some(ProtocolVariant::Porthos),
             BenchBackend::Securenn => Some(ProtocolVariant::SecureNN),
+            BenchBackend::Compact => Some(ProtocolVariant::Compact),
             _ => None,
         }
     }
