@@ -211,3 +211,25 @@ fn mistakes_get_errors_a_person_can_act_on() {
     let party = cryptflow(&["party", "--backend", "cleartext", "--id", "0", "--peers", &p, path_str(&dir), "--keys", path_str(&keys)]);
     expect(party, "party --backend cleartext", &["--backend cleartext"]);
 }
+
+#[test]
+fn parties_with_different_protocols_stop_naming_the_other() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("s12");
+    compile_lenet_at(&dir, "12");
+    let x = fixtures().join("data/mnist_samples_x.npy");
+    let y = work.path().join("y.npy");
+    let keys = per_party_keys(&work.path().join("p3"), 3);
+    let peers3 = peers(3);
+    // The owner and the helper keep the default (compact), the client asks for the paper's.
+    let owner = spawn_party("porthos", 0, &peers3, &dir, &keys[0], &[]);
+    let client = spawn_party("porthos", 1, &peers3, &dir, &keys[1], &["--input", path_str(&x), "-o", path_str(&y), "--protocol", "porthos"]);
+    let helper = spawn_party("porthos", 2, &peers3, &dir, &keys[2], &[]);
+    for (id, child) in [(1, client), (0, owner), (2, helper)] {
+        let (status, err) = wait_bounded(child, Duration::from_secs(60));
+        assert_eq!(status.code(), Some(1), "party {id}: {err}");
+        let other = if id == 1 { "party 0 (model owner) runs --protocol compact" } else { "party 1 (client) runs --protocol porthos" };
+        assert!(err.contains(other) && err.contains("every party must pass the same --protocol"), "party {id}: {err}");
+    }
+    assert!(!y.exists());
+}
