@@ -241,9 +241,21 @@ impl TruncationRisk {
     }
 }
 
+/// Truncations inside a secure math function per element of its operand, an upper estimate
+/// from BERT-base (faithful minus local bytes over 32 bytes per faithful truncation, per
+/// element: GELU 11, softmax 10, layer normalisation 7).
+pub const MATH_TRUNCATIONS_PER_ELEMENT: u64 = 12;
+
+/// Magnitude (bits) of what the math functions truncate inside: products of values at their
+/// internal precision (`cryptflow-math`: Chebyshev polynomials at 18 bits bounded by 1,
+/// products below 2^36).
+pub const MATH_PRODUCT_BITS: u32 = 36;
+
 /// The expected local-truncation failures of one inference of `program`. `max_abs` gives the
 /// largest magnitude (in real units) a layer's value reaches, by HLIL node name, where
 /// calibration measured it; other values are assumed below `2^ASSUMED_MAGNITUDE_BITS`.
+/// The secure math functions add their internal truncations (`MATH_TRUNCATIONS_PER_ELEMENT`
+/// per element at `2^MATH_PRODUCT_BITS`, whatever the data).
 pub fn truncation_risk(program: &cryptflow_ir::llil::Program, max_abs: Option<&std::collections::HashMap<String, f32>>) -> TruncationRisk {
     use cryptflow_ir::llil::LOp;
     // The layer that last wrote each slot: the value a truncation reads is that layer's.
@@ -269,6 +281,17 @@ pub fn truncation_risk(program: &cryptflow_ir::llil::Program, max_abs: Option<&s
             risk.elements += n;
             risk.expected_failures += n as f64 * p;
             *per_layer.entry(layer).or_insert(0.0) += n as f64 * p;
+        }
+        if matches!(instr.op, LOp::Unary(_) | LOp::Div | LOp::Softmax { .. } | LOp::LogSoftmax { .. } | LOp::Normalize { .. }) {
+            // The secure math functions truncate inside (polynomial steps, squarings, Newton
+            // iterations): about MATH_TRUNCATIONS_PER_ELEMENT per element of the operand, at
+            // up to 2^MATH_PRODUCT_BITS.
+            let n = instr.args.first().and_then(|&a| program.slots.get(a)).map_or(0, |s| s.shape.iter().product::<usize>()) as u64;
+            let truncated = n * MATH_TRUNCATIONS_PER_ELEMENT;
+            let p = 2f64.powi(MATH_PRODUCT_BITS as i32 - 64);
+            risk.elements += truncated;
+            risk.expected_failures += truncated as f64 * p;
+            *per_layer.entry(instr.layer.as_str()).or_insert(0.0) += truncated as f64 * p;
         }
         if let Some(w) = writer.get_mut(instr.out) {
             *w = Some(instr.layer.as_str());
@@ -297,6 +320,20 @@ mod tests {
             body: vec![instr(LOp::Relu, vec![0], 1, "act"), instr(LOp::ScaleDown { shift: s }, vec![1], 2, "next")],
             outputs: vec![Output { name: "y".into(), slot: 2, shape: vec![n], encoding: Encoding::Fixed { scale: s } }],
         }
+    }
+
+    #[test]
+    fn math_functions_count_their_internal_truncations() {
+        // A softmax over 2^20 elements: 12 truncations per element at 2^36 each fail with
+        // probability 2^-28: 2^20 * 12 * 2^-28 = 0.047 expected failures per inference.
+        let n = 1usize << 20;
+        let mut p = program(n, 12);
+        p.body[0].op = LOp::Softmax { axis: 0 };
+        p.body.truncate(1);
+        let risk = truncation_risk(&p, None);
+        assert_eq!(risk.elements, 12 * n as u64);
+        assert!((risk.expected_failures - 12.0 * n as f64 / 2f64.powi(28)).abs() < 1e-12, "{}", risk.expected_failures);
+        assert_eq!(risk.worst_layer, "act");
     }
 
     #[test]
