@@ -399,7 +399,7 @@ impl Report {
                     }
                     _ => "—".into(),
                 };
-                let secure = r.backend == "porthos" || r.backend == "securenn";
+                let secure = matches!(r.backend, "porthos" | "securenn" | "compact");
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -553,7 +553,7 @@ impl Report {
         let mut series: Vec<Series> = Vec::new();
         for net in &self.networks {
             let Some(depth) = cryptflow_zoo::resnet_depth(net.name) else { continue };
-            for r in net.runs.iter().filter(|r| r.backend == "porthos" || r.backend == "securenn") {
+            for r in net.runs.iter().filter(|r| matches!(r.backend, "porthos" | "securenn" | "compact")) {
                 let mut points = vec![];
                 if r.network != "delay" {
                     points.push((format!("{} loopback", r.backend), r.seconds_per_inference));
