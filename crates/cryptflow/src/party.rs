@@ -477,7 +477,7 @@ pub fn drive<B: Backend>(
         bytes_total: traffic.bytes_sent,
         rounds: traffic.rounds,
         peak_live_bytes: vec![run.peak_live_bytes],
-        peak_rss_bytes: crate::bench::runs::peak_rss().into_iter().collect(),
+        peak_rss_bytes: crate::peak_rss().into_iter().collect(),
         layers: run.layers,
         ..Default::default()
     };

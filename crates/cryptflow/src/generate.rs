@@ -207,7 +207,7 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / steps as f64;
     metrics.bytes_total = metrics.bytes_sent.iter().sum();
-    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
+    metrics.peak_rss_bytes = crate::peak_rss().into_iter().collect();
     npy::write_i64(&args.output, &[1, tokens.len()], &tokens)?;
     let list: Vec<String> = tokens.iter().map(i64::to_string).collect();
     eprintln!(

@@ -215,7 +215,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / inputs.len().max(1) as f64;
     metrics.bytes_total = metrics.bytes_sent.iter().sum();
-    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
+    metrics.peak_rss_bytes = crate::peak_rss().into_iter().collect();
     npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
     eprintln!(
         "{} inference(s) on the {} backend in {:.3} s; wrote {}",

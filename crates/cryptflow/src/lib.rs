@@ -1,0 +1,121 @@
+//! cryptflow as a library: compile a TensorFlow or ONNX model into a fixed-point program (Athos)
+//! and run it in float, in fixed point in the clear, or securely (Porthos, 2PC, Aramis), with
+//! all parties in this process or as one party of a distributed session.
+//!
+//! The `cryptflow` command and the Python package (`python/`) are built on this crate.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), cryptflow::Error> {
+//! let program = cryptflow::compile("model.onnx", &cryptflow::CompileOptions::default())?;
+//! let x = cryptflow::Array::f32(vec![1, 1, 28, 28], vec![0.0; 784]);
+//! let result = program.run(&[x], &cryptflow::RunOptions::new(cryptflow::BackendName::Porthos))?;
+//! println!("{:?} in {} s", result.outputs[0].shape(), result.metrics.seconds);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The modules marked hidden below are the command line's file-based entry points (they read
+//! `--input` files and write `-o` files, reporting on standard error as the command does); a
+//! library user needs only the items at the crate root.
+#![deny(missing_docs)]
+
+#[doc(hidden)]
+pub mod aramis;
+#[doc(hidden)]
+pub mod calibrate;
+#[doc(hidden)]
+pub mod compile;
+#[doc(hidden)]
+pub mod generate;
+#[doc(hidden)]
+pub mod inputs;
+#[doc(hidden)]
+pub mod model;
+#[doc(hidden)]
+pub mod npy;
+#[doc(hidden)]
+pub mod party;
+#[doc(hidden)]
+pub mod run;
+#[doc(hidden)]
+pub mod secure;
+#[doc(hidden)]
+pub mod twopc;
+
+use clap::ValueEnum;
+
+/// What `cryptflow compile --emit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The float graph.
+    Hlil,
+    /// The fixed-point program.
+    Llil,
+}
+
+/// A backend of `cryptflow run --backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    /// The float reference executor (HLIL in f32; needs the model owner's weights).
+    Float,
+    /// The cleartext fixed-point reference executor (needs the model owner's weights).
+    Cleartext,
+    /// Porthos: semi-honest 3-party secure inference (all parties in this process).
+    Porthos,
+    /// Two-party secure inference: model owner and client alone, no helper (OT-based).
+    #[value(name = "2pc")]
+    TwoPc,
+    /// Aramis: Porthos made secure against malicious parties (attested code, every message
+    /// signed and checked; software attestor, see the README).
+    Aramis,
+}
+
+/// How secure backends truncate (`ScaleDown`, division by public integers). Every party of a
+/// session must choose the same. Faithful is the default: measured on LeNet and ResNet-18 it
+/// costs 1-3% more bytes and 4-21 more rounds under Porthos, while local truncation fails with
+/// probability |x|/2^64 per element (ResNet-18: about 2^-15 per inference at scale 12) and
+/// lets a party predict the rounding bit (README, "Truncation").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TruncationName {
+    /// Local truncation (SecureML, the paper's): free, but off by about 2^64/d with probability
+    /// |x|/2^64 per element, and a party can predict the rounding bit from its own share.
+    Local,
+    /// Faithful truncation (the default): exact for |x| < 2^62 whatever the shares (Porthos:
+    /// helper-dealt masks, one round per call; 2PC: one comparison per element).
+    #[default]
+    Faithful,
+}
+
+impl TruncationName {
+    /// The backends' mode.
+    pub fn mode(self) -> cryptflow_backend::Truncation {
+        match self {
+            TruncationName::Local => cryptflow_backend::Truncation::Local,
+            TruncationName::Faithful => cryptflow_backend::Truncation::Faithful,
+        }
+    }
+}
+
+/// The protocol variant of the Porthos backend (`--protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolName {
+    /// Porthos with both of its communication optimisations.
+    Porthos,
+    /// SecureNN: the same protocols without Porthos' optimisations (paper Table VIII).
+    Securenn,
+}
+
+
+/// Peak resident memory of this process (VmHWM, Linux), in bytes; `None` where unknown.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Parses `--input-shape` values.
+#[doc(hidden)]
+pub fn input_shape(text: &str) -> Result<(String, Vec<usize>), String> {
+    model::parse_input_shape(text).map_err(|e| e.to_string())
+}
