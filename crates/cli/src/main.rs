@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::compile(args),
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::demo(args),
-        Command::Party(args) => party::party(args),
+        Command::Party(args) => party::party(args).map(drop),
         Command::Keygen(args) => party::keygen(args),
         Command::Zoo(args) => zoo::zoo(args),
         Command::Bench(args) => bench::bench(args),

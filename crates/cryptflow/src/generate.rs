@@ -185,14 +185,14 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
                         ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
                         ProtocolName::Securenn => cryptflow_porthos::ProtocolVariant::SecureNN,
                     };
-                    crate::secure::run_porthos_local(program, &weights, feed, variant, args.truncation.mode(), args.inject_fault)?
+                    crate::secure::run_porthos_local(program, &weights, feed, variant, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
                 }
                 BackendName::TwoPc => {
                     metrics.backend = "2pc".into();
-                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault)?
+                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
                 }
                 _ => {
-                    let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault)?;
+                    let (run, aramis) = crate::aramis::run_local(&crate::aramis::program_json(&args.dir)?, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?;
                     metrics.aramis = Some(aramis);
                     run
                 }

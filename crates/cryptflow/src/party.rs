@@ -175,9 +175,14 @@ pub struct PartyArgs {
     /// With --generate: the prompt's length (default: the leading ones of `attention_mask`).
     #[arg(long, value_name = "N", requires = "generate")]
     pub prompt_length: Option<usize>,
+    /// How the run reports progress (the command line: a bar when standard error is a terminal).
+    #[arg(skip)]
+    pub progress: crate::secure::Progress,
 }
 
-pub fn party(args: PartyArgs) -> Result<()> {
+/// Runs one party of a distributed session; returns this party's metrics (also written to
+/// `--metrics`, when given).
+pub fn party(args: PartyArgs) -> Result<Metrics> {
     match args.backend {
         crate::BackendName::TwoPc => {
             crate::aramis::check_fault(crate::BackendName::TwoPc, args.inject_fault)?;
@@ -203,7 +208,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     };
     let backend = Porthos::new(session, variant).context("setting up the session")?;
     let (metrics, _) = drive(&args, &files, backend, count, started, &format!("{variant:?}").to_lowercase())?;
-    finish(&args, &THREE_PARTIES, &metrics, "")
+    finish(&args, &THREE_PARTIES, metrics, "")
 }
 
 /// The spelling of `--backend NAME` (`2pc`, not `TwoPc`).
@@ -447,7 +452,7 @@ pub fn drive<B: Backend>(
     let program = &files.public.program;
     let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-    let bar = crate::secure::progress_bar();
+    let bar = args.progress.reporter();
     let next = files.prompt.as_ref().map(|p| p.feeder(program));
     let feed = match (&next, inputs.as_deref()) {
         (Some(next), _) => Some(crate::secure::ClientFeed::Generated { steps: count, next }),
@@ -457,7 +462,7 @@ pub fn drive<B: Backend>(
     let weights = files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource);
     let run = crate::secure::run_party(program, backend, args.truncation.mode(), weights, feed, count, crash, bar.as_ref());
     if let Some(bar) = &bar {
-        bar.finish_and_clear();
+        bar.finish();
     }
     let run = match run {
         Err(RunError::InjectedCrash { .. }) => {
@@ -496,7 +501,8 @@ pub fn drive<B: Backend>(
 }
 
 /// Prints the party's summary and writes `--metrics`.
-pub fn finish(args: &PartyArgs, roles: &Roles, metrics: &Metrics, detail: &str) -> Result<()> {
+pub fn finish(args: &PartyArgs, roles: &Roles, metrics: Metrics, detail: &str) -> Result<Metrics> {
+    let metrics = &metrics;
     eprintln!(
         "party {} ({}): {} inference(s) in {:.3} s, sent {} bytes{detail} in {} rounds",
         args.id, roles.names[args.id], metrics.inferences, metrics.seconds, metrics.bytes_total, metrics.rounds
@@ -504,5 +510,5 @@ pub fn finish(args: &PartyArgs, roles: &Roles, metrics: &Metrics, detail: &str) 
     if let Some(path) = &args.metrics {
         std::fs::write(path, serde_json::to_vec_pretty(metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    Ok(metrics.clone())
 }
