@@ -152,10 +152,12 @@ fn variant_of(p: ProtocolName) -> ProtocolVariant {
 pub struct AramisMetrics {
     /// Bytes of protocol payload each party sent (what Porthos alone would send).
     pub payload_bytes_sent: Vec<u64>,
+    /// Payload bytes of all parties.
     pub payload_bytes_total: u64,
     /// Bytes Aramis added per party: envelopes (header and signature), start-up (nonces,
     /// tokens), output gates.
     pub aramis_bytes_sent: Vec<u64>,
+    /// Aramis bytes of all parties.
     pub aramis_bytes_total: u64,
     /// `aramis_bytes_total / payload_bytes_total`, in percent.
     pub overhead_percent: f64,
@@ -167,10 +169,13 @@ pub struct AramisMetrics {
     pub signatures: Vec<u64>,
     /// Signatures each party verified.
     pub verifications: Vec<u64>,
+    /// Output gates (confirmation rounds).
     pub output_gates: u64,
     /// Bytes of the attested start-up, summed over the parties.
     pub startup_bytes_total: u64,
+    /// The attestor.
     pub attestor: String,
+    /// The measurement of the attested code and configuration (hex).
     pub measurement: String,
 }
 

@@ -4,12 +4,12 @@
 //!
 //! The `cryptflow` command and the Python package (`python/`) are built on this crate.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), cryptflow::Error> {
-//! let program = cryptflow::compile("model.onnx", &cryptflow::CompileOptions::default())?;
-//! let x = cryptflow::Array::f32(vec![1, 1, 28, 28], vec![0.0; 784]);
-//! let result = program.run(&[x], &cryptflow::RunOptions::new(cryptflow::BackendName::Porthos))?;
-//! println!("{:?} in {} s", result.outputs[0].shape(), result.metrics.seconds);
+//! let program = cryptflow::compile("../../fixtures/models/lenet_mnist.onnx", &cryptflow::CompileOptions::default())?;
+//! let x = cryptflow::Array::f32(vec![1, 1, 28, 28], vec![0.5; 784])?;
+//! let result = program.run(x, &cryptflow::RunOptions::new(cryptflow::BackendName::Porthos))?;
+//! println!("{:?} in {} s, {} bytes", result.outputs[0].shape(), result.metrics.seconds, result.metrics.bytes_total);
 //! # Ok(())
 //! # }
 //! ```
@@ -41,6 +41,17 @@ pub mod run;
 pub mod secure;
 #[doc(hidden)]
 pub mod twopc;
+
+mod api;
+
+pub use api::{
+    backend, compile, fault, keygen, protocol, run_party, truncation, Array, ArrayData, CompileOptions, Error, Inputs, KeygenOptions,
+    ModelSource, PartyOptions, Port, Program, Rounding, RunResult,
+};
+pub use aramis::AramisMetrics;
+pub use cryptflow_runtime::LayerMetrics;
+pub use run::{CpuMetrics, Metrics, RunOptions};
+pub use secure::{Fault, FaultKind, Progress};
 
 use clap::ValueEnum;
 

@@ -56,14 +56,20 @@ pub struct RunArgs {
     pub prompt_length: Option<usize>,
 }
 
+/// What a run measured (`cryptflow run --metrics` writes it as JSON).
 #[derive(Serialize, Default, Clone, Debug)]
 pub struct Metrics {
+    /// The backend (`porthos`, `porthos-securenn`, `2pc`, ...).
     pub backend: String,
+    /// Inferences run.
     pub inferences: usize,
+    /// Wall-clock seconds of the run (weight sharing included).
     pub seconds: f64,
+    /// `seconds / inferences`.
     pub seconds_per_inference: f64,
     /// Bytes each party sent.
     pub bytes_sent: Vec<u64>,
+    /// Bytes sent by all parties.
     pub bytes_total: u64,
     /// Communication rounds (the largest count over the parties).
     pub rounds: u64,
@@ -72,6 +78,8 @@ pub struct Metrics {
     /// Peak resident memory (VmHWM): of each party's process in `cryptflow party`; with all
     /// parties in one process (`cryptflow run`), one entry for the whole process.
     pub peak_rss_bytes: Vec<u64>,
+    /// Per layer (session set-up and weight sharing first): bytes summed over the parties,
+    /// rounds and seconds the largest over them.
     pub layers: Vec<LayerMetrics>,
     /// `--backend aramis`: protocol payload and Aramis overhead apart.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,10 +17,13 @@ pub const ROLE_NAMES: [&str; 3] = ["model owner", "client", "helper"];
 /// `--inject-fault PARTY:KIND`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// The party that fails.
     pub party: usize,
+    /// How it fails.
     pub kind: FaultKind,
 }
 
+/// A kind of injected fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
     /// The party stops abruptly in the middle of the first inference.
