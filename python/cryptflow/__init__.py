@@ -187,8 +187,8 @@ def compile(
     over which the scale is chosen, optionally with integer ``labels``).
     """
     if hasattr(model, "SerializeToString"):
+        # an onnx.ModelProto (a TensorFlow GraphDef needs format="tensorflow")
         model = model.SerializeToString()
-        format = format or ("onnx" if hasattr(model, "graph") or True else None)
     elif isinstance(model, (bytearray, memoryview)):
         model = bytes(model)
     elif isinstance(model, os.PathLike):

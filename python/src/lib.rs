@@ -37,9 +37,10 @@ fn array_of(x: &Bound<'_, PyAny>) -> PyResult<cryptflow::Array> {
     fn take<T: numpy::Element + Copy>(a: &Bound<'_, PyArrayDyn<T>>) -> PyResult<(Vec<usize>, Vec<T>)> {
         let r: PyReadonlyArrayDyn<'_, T> = a.try_readonly()?;
         let shape = r.shape().to_vec();
+        // as_slice also accepts Fortran order (memory order); the library wants C order.
         let data = match r.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => r.as_array().iter().copied().collect(),
+            Ok(s) if r.is_c_contiguous() => s.to_vec(),
+            _ => r.as_array().iter().copied().collect(),
         };
         Ok((shape, data))
     }
