@@ -42,15 +42,15 @@ for backend in ["cleartext", "porthos"]:
         times = []
         for _ in range(repeats + 2):
             started = time.perf_counter()
-            y, _ = program.run(x[:batch], backend=backend)
+            y, metrics = program.run(x[:batch], backend=backend)
             times.append(time.perf_counter() - started)
             assert y.shape == (batch, 10)
         times = sorted(times[2:])
         python[f"{backend}/{batch}"] = times[len(times) // 2]
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-simd = os.environ.get("CRYPTFLOW_SIMD", "best available")
-print(f"CPU: {cpu}; CRYPTFLOW_SIMD: {simd}; {repeats} runs each, medians")
+simd = f"{metrics['simd_level']} (detected {metrics['simd_level_detected']}, CRYPTFLOW_SIMD={os.environ.get('CRYPTFLOW_SIMD', 'unset')})"
+print(f"CPU: {cpu}; SIMD level: {simd}; {repeats} runs each, medians")
 print(f"{'backend/batch':16} {'Rust API (ms)':>14} {'Python (ms)':>12} {'overhead':>9}")
 for key in rust:
     r, p = rust[key] * 1e3, python[key] * 1e3
