@@ -126,11 +126,14 @@ impl Settings {
     }
 }
 
+/// Reads a calibration set for the given graph inputs.
+pub type ReadInputs<'a> = Box<dyn Fn(&[crate::inputs::InputSpec]) -> Result<crate::inputs::ClientInputs> + 'a>;
+
 /// Calibration inputs (`--calibrate`), read once the optimised graph's inputs are known, and
 /// labels (`--labels`).
 pub struct Calibration<'a> {
     /// Reads the calibration set for the graph's inputs.
-    pub inputs: Box<dyn Fn(&[crate::inputs::InputSpec]) -> Result<crate::inputs::ClientInputs> + 'a>,
+    pub inputs: ReadInputs<'a>,
     /// Reads the labels, if any.
     pub labels: Box<dyn Fn() -> Result<Option<Vec<i64>>> + 'a>,
 }

@@ -51,7 +51,7 @@ pub use api::{
 pub use aramis::AramisMetrics;
 pub use cryptflow_runtime::LayerMetrics;
 pub use run::{CpuMetrics, Metrics, RunOptions};
-pub use secure::{Fault, FaultKind, Progress};
+pub use secure::{Fault, FaultKind, Progress, ProgressCallback};
 
 use clap::ValueEnum;
 

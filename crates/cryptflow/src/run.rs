@@ -219,7 +219,7 @@ pub enum Weights<'a> {
 
 impl Weights<'_> {
     /// As the runtime's weight source.
-    pub fn as_ref(&self) -> &dyn WeightSource {
+    pub fn source(&self) -> &dyn WeightSource {
         match self {
             Weights::File(f) => f,
             Weights::Memory(w) => *w,
@@ -276,7 +276,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
         }
         BackendName::Cleartext => {
             let weights = artifacts.weights(public)?;
-            let weights = weights.as_ref();
+            let weights = weights.source();
             let reporter = options.progress.reporter();
             let mut runner = Runner::new(program, Cleartext::new());
             if let Some(r) = &reporter {
@@ -301,7 +301,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
         }
         BackendName::Porthos => {
             let weights = artifacts.weights(public)?;
-            let weights = weights.as_ref();
+            let weights = weights.source();
             let encoded = inputs.encoded(program)?;
             let variant = match options.protocol {
                 ProtocolName::Porthos => cryptflow_porthos::ProtocolVariant::Porthos,
@@ -320,7 +320,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
         }
         BackendName::Aramis => {
             let weights = artifacts.weights(public)?;
-            let weights = weights.as_ref();
+            let weights = weights.source();
             let encoded = inputs.encoded(program)?;
             let (run, aramis) = crate::aramis::run_local(&artifacts.program_json(public)?, program, weights, ClientFeed::Fixed(&encoded), options.protocol, options.truncation.mode(), options.fault, &options.progress)?;
             metrics.bytes_sent = run.bytes_sent.clone();
@@ -332,7 +332,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
         }
         BackendName::TwoPc => {
             let weights = artifacts.weights(public)?;
-            let weights = weights.as_ref();
+            let weights = weights.source();
             let encoded = inputs.encoded(program)?;
             metrics.backend = "2pc".into();
             let run = crate::twopc::run_local(program, weights, ClientFeed::Fixed(&encoded), options.truncation.mode(), options.fault, &options.progress)?;

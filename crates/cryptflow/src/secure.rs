@@ -122,6 +122,11 @@ impl ClientFeed<'_> {
             ClientFeed::Generated { steps, .. } => *steps,
         }
     }
+
+    /// No inference.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Runs the program for one party: weight sharing, then `inferences` inferences (the client
@@ -304,6 +309,9 @@ pub fn run_porthos_local(
     Ok(summarize(&THREE_PARTIES, &parties, seconds))
 }
 
+/// A progress callback: `callback(done, total, layer)`.
+pub type ProgressCallback = std::sync::Arc<dyn Fn(u64, u64, &str) + Send + Sync>;
+
 /// How a run reports its progress: one step per instruction of the program per inference
 /// (the client's count; with all parties in this process, the client's thread reports).
 #[derive(Clone, Default)]
@@ -315,7 +323,7 @@ pub enum Progress {
     Silent,
     /// `callback(done, total, layer)` after every instruction; `total` is known from the first
     /// call on. Called from the thread that runs the client's party.
-    Callback(std::sync::Arc<dyn Fn(u64, u64, &str) + Send + Sync>),
+    Callback(ProgressCallback),
 }
 
 impl Progress {
@@ -340,7 +348,7 @@ pub enum Reporter {
     /// A callback with its counters.
     Callback {
         /// The callback.
-        f: std::sync::Arc<dyn Fn(u64, u64, &str) + Send + Sync>,
+        f: ProgressCallback,
         /// Steps done.
         done: std::sync::atomic::AtomicU64,
         /// Steps in all.
