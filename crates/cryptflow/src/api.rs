@@ -354,8 +354,8 @@ pub fn compile(model: impl Into<ModelSource>, options: &CompileOptions) -> Resul
         liveness: options.liveness,
         next_token: options.next_token,
     };
-    // The calibration set is resolved once the optimised graph's inputs are known; the
-    // closure may be called once, so the arrays are moved in, not copied.
+    // The calibration set is resolved once the optimised graph's inputs are known (the options
+    // are borrowed: its arrays are cloned once, here).
     let pending = std::cell::RefCell::new(options.calibrate.clone());
     let input_error = std::cell::Cell::new(false);
     let calibration = options.calibrate.as_ref().map(|_| crate::compile::Calibration {

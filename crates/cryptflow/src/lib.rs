@@ -14,9 +14,19 @@
 //! # }
 //! ```
 //!
-//! The modules marked hidden below are the command line's file-based entry points (they read
-//! `--input` files and write `-o` files, reporting on standard error as the command does); a
-//! library user needs only the items at the crate root.
+//! Entry points: [`compile`] (a path, bytes or an HLIL graph; [`CompileOptions`] are the
+//! command's), [`Program::load`] / [`Program::save`], [`Program::run`] (any backend, all parties
+//! in this process; [`RunOptions`], [`Progress`]; returns the outputs and [`Metrics`]) and
+//! [`run_party`] (one party of a distributed session over TLS; [`keygen`] for its keys).
+//! Errors are [`Error`]s by kind, with the messages the command prints.
+//!
+//! The hidden modules are the command line's file-based layer, moved here whole from the
+//! `cryptflow` binary so that the command and the library share one implementation: the
+//! `cryptflow compile`, `run` and `party` argument structs (the binary parses straight into
+//! them), the functions that read `--input` files, write `-o` and `--metrics` files and report
+//! on standard error, and the orchestration they share with the API (`run::execute`,
+//! `compile::compile_model`, `secure`, `twopc`, `aramis`, `party`). A library user needs only
+//! the items at the crate root.
 #![deny(missing_docs)]
 
 #[doc(hidden)]
