@@ -586,7 +586,9 @@ impl PartyOptions {
 
 /// Runs one party of a distributed session over mutually authenticated TLS (as
 /// `cryptflow party`): connects to the others, agrees on the program, runs, and returns this
-/// party's metrics; the client writes the outputs to `options.output`.
+/// party's metrics; the client writes the outputs to `options.output`. Like the command, it
+/// reports on standard error, and an injected crash of this party (`inject_fault` `ID:crash`)
+/// ends the process at once, as a real crash would.
 ///
 /// ```no_run
 /// let options = cryptflow::PartyOptions::new(
