@@ -12,7 +12,7 @@ use cryptflow_athos::{compile, CompileOptions};
 use cryptflow_runtime::{decode_output, encode_input, float};
 use cryptflow_tensor::Tensor;
 
-use crate::compile::human_bytes;
+use cryptflow::compile::human_bytes;
 use crate::secure::{run_porthos_local, ROLE_NAMES};
 use crate::ProtocolName;
 
@@ -61,7 +61,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
 
     let variant = args.protocol.variant();
     let encoded: Vec<_> = inputs.iter().map(|x| vec![encode_input(x, program.scale)]).collect();
-    let secure = run_porthos_local(program, &compiled.weights, crate::secure::ClientFeed::Fixed(&encoded), variant, crate::TruncationName::default().mode(), None)?;
+    let secure = run_porthos_local(program, &compiled.weights, crate::secure::ClientFeed::Fixed(&encoded), variant, crate::TruncationName::default().mode(), None, &crate::secure::Progress::Terminal)?;
 
     println!(
         "cryptflow demo: LeNet-5 trained on MNIST ({} parameters), compiled in {:.0} ms at scale {}",
@@ -76,7 +76,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let max_diff = |a: &Tensor<f32>, b: &Tensor<f32>| a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     for (k, ((p, f), s)) in plain.iter().zip(&fixed).zip(&secure.outputs).enumerate() {
         let s = decode_output(&s[0], program.outputs[0].encoding);
-        let (pc, sc) = (crate::calibrate::predicted_class(p, false), crate::calibrate::predicted_class(&s, false));
+        let (pc, sc) = (cryptflow::calibrate::predicted_class(p, false), cryptflow::calibrate::predicted_class(&s, false));
         agree += usize::from(pc == sc);
         println!(
             "{k:>6}  {:>5}  {pc:>9}  {sc:>6}   {:>24.5}   {:>22.5}",

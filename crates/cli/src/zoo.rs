@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_zoo::Options;
 
-use crate::compile::human_bytes;
+use cryptflow::compile::human_bytes;
 
 #[derive(Args)]
 pub struct ZooArgs {

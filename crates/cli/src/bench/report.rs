@@ -842,7 +842,7 @@ fn secs(s: f64) -> String {
 }
 
 fn human(bytes: u64) -> String {
-    crate::compile::human_bytes(bytes)
+    cryptflow::compile::human_bytes(bytes)
 }
 
 /// Several byte counts in one unit, e.g. `306 / 280 / 289 MB`.

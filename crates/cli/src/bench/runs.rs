@@ -101,7 +101,7 @@ pub fn cleartext(program: &Program, weights: &dyn WeightSource, inputs: &[RingTe
         profile.start();
         let (revealed, layers) = runner.infer(Some(std::slice::from_ref(x)))?;
         m.inference_seconds.push(t.elapsed().as_secs_f64());
-        crate::run::accumulate(&mut m.layers, layers);
+        cryptflow::run::accumulate(&mut m.layers, layers);
         m.outputs.push(revealed.context("the cleartext backend reveals its outputs")?);
     }
     m.setup_traffic = vec![Traffic::default()];
@@ -179,7 +179,7 @@ pub fn secure(
                         let (revealed, layers) = runner.infer(input)?;
                         run.ends.push(start.elapsed().as_secs_f64());
                         run.emulated_ends.extend(emulated());
-                        crate::run::accumulate(&mut run.layers, layers);
+                        cryptflow::run::accumulate(&mut run.layers, layers);
                         run.outputs.extend(revealed);
                     }
                     run.end_traffic = runner.backend().traffic();
@@ -243,12 +243,7 @@ pub fn secure(
 }
 
 /// Peak resident memory of this process since the last [`reset_peak_rss`] (VmHWM), in bytes.
-pub fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+pub use cryptflow::peak_rss;
 
 /// Resets the peak resident memory counter (Linux: `5` into /proc/self/clear_refs). Returns
 /// false where that is not possible (the peak then covers everything before too).

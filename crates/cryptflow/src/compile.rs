@@ -74,8 +74,95 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         bail!("nothing to do: give -o DIR to write the compiled program, or --emit hlil|llil to print it");
     }
     let started = Instant::now();
-    let mut loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
-    if args.next_token {
+    let loaded = model::load(&args.model, &args.input_shapes, args.strip_output_softmax)?;
+    let model_name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let calibration = (!args.calibrate.is_empty()).then(|| Calibration {
+        inputs: Box::new(|specs: &[crate::inputs::InputSpec]| crate::inputs::read("--calibrate", &args.calibrate, specs)),
+        labels: Box::new(|| args.labels.as_deref().map(npy::read_labels).transpose()),
+    });
+    let settings = Settings::of(&args);
+    let compiled = compile_model(loaded, &model_name, &args.model.display().to_string(), &settings, calibration, started, &mut |line| eprintln!("{line}"))?;
+    if let Some(dir) = &args.output {
+        write_artifact(dir, &compiled.public, &compiled.weights, &compiled.float_weights)?;
+        eprintln!("wrote {} (public program) and {} (model owner's private weights)", dir.join("program.json").display(), dir.join("model-owner").display());
+    }
+    Ok(())
+}
+
+/// The compiler's settings (`cryptflow compile`'s flags other than files).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--scale` (None: the default, or calibration's choice).
+    pub scale: Option<u32>,
+    /// `--emit`.
+    pub emit: Option<Emit>,
+    /// `--eager-scale-down`.
+    pub eager_scale_down: bool,
+    /// Not `--no-relu-maxpool-switch`.
+    pub relu_maxpool_switch: bool,
+    /// `--rounding`.
+    pub rounding: RoundingArg,
+    /// Not `--no-batch-norm-folding`.
+    pub batch_norm_folding: bool,
+    /// Not `--no-liveness`.
+    pub liveness: bool,
+    /// `--next-token`.
+    pub next_token: bool,
+}
+
+impl Settings {
+    /// The settings of `cryptflow compile`'s arguments.
+    pub fn of(args: &CompileArgs) -> Settings {
+        Settings {
+            scale: args.scale,
+            emit: args.emit,
+            eager_scale_down: args.eager_scale_down,
+            relu_maxpool_switch: !args.no_relu_maxpool_switch,
+            rounding: args.rounding,
+            batch_norm_folding: !args.no_batch_norm_folding,
+            liveness: !args.no_liveness,
+            next_token: args.next_token,
+        }
+    }
+}
+
+/// Reads a calibration set for the given graph inputs.
+pub type ReadInputs<'a> = Box<dyn Fn(&[crate::inputs::InputSpec]) -> Result<crate::inputs::ClientInputs> + 'a>;
+
+/// Calibration inputs (`--calibrate`), read once the optimised graph's inputs are known, and
+/// labels (`--labels`).
+pub struct Calibration<'a> {
+    /// Reads the calibration set for the graph's inputs.
+    pub inputs: ReadInputs<'a>,
+    /// Reads the labels, if any.
+    pub labels: Box<dyn Fn() -> Result<Option<Vec<i64>>> + 'a>,
+}
+
+/// A compiled model, in memory.
+pub struct Compiled {
+    /// The public program (what `program.json` holds).
+    pub public: PublicProgram,
+    /// The model owner's fixed-point weights.
+    pub weights: Vec<cryptflow_tensor::RingTensor>,
+    /// The float weights (of the float executor).
+    pub float_weights: Vec<(String, cryptflow_tensor::FloatTensor)>,
+    /// The HLIL graph with its weights (what the float executor runs).
+    pub hlil: cryptflow_ir::hlil::Graph,
+}
+
+/// Compiles an imported model: `model_name` goes into the program, `label` into the summary;
+/// every line the command prints on standard error goes to `log`.
+#[allow(clippy::too_many_arguments)]
+pub fn compile_model(
+    mut loaded: model::LoadedModel,
+    model_name: &str,
+    label: &str,
+    settings: &Settings,
+    calibration: Option<Calibration<'_>>,
+    started: Instant,
+    log: &mut dyn FnMut(&str),
+) -> Result<Compiled> {
+    if settings.next_token {
         cryptflow_athos::passes::add_next_token_head(&mut loaded.graph).map_err(|e| anyhow::anyhow!("--next-token: {e}"))?;
         loaded.notices.push(format!(
             "--next-token: outputs only `{}` (the argmax of the logits at the position given as `{}`)",
@@ -84,33 +171,32 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         ));
     }
     for notice in &loaded.notices {
-        eprintln!("notice: {notice}");
+        log(&format!("notice: {notice}"));
     }
     let mut options = CompileOptions {
-        scale: args.scale.unwrap_or(DEFAULT_SCALE),
-        placement: if args.eager_scale_down { ScaleDownPlacement::Eager } else { ScaleDownPlacement::Lazy },
-        relu_maxpool_switch: !args.no_relu_maxpool_switch,
-        fold_batch_norms: !args.no_batch_norm_folding,
-        rounding: match args.rounding {
+        scale: settings.scale.unwrap_or(DEFAULT_SCALE),
+        placement: if settings.eager_scale_down { ScaleDownPlacement::Eager } else { ScaleDownPlacement::Lazy },
+        relu_maxpool_switch: settings.relu_maxpool_switch,
+        fold_batch_norms: settings.batch_norm_folding,
+        rounding: match settings.rounding {
             RoundingArg::Floor => cryptflow_athos::Rounding::Floor,
             RoundingArg::Nearest => cryptflow_athos::Rounding::Nearest,
         },
-        liveness: !args.no_liveness,
+        liveness: settings.liveness,
     };
     let mut headroom_issues = Vec::new();
     let mut measured_risk = None;
     let mut domain_warnings = Vec::new();
-    if !args.calibrate.is_empty() {
+    if let Some(calibration_set) = calibration {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
         if hlil.inputs.is_empty() {
             bail!("--calibrate: the model has no input");
         }
-        let inputs = crate::inputs::read("--calibrate", &args.calibrate, &crate::inputs::InputSpec::of_graph(&hlil))
-            .context("the calibration set")?;
-        let labels = args.labels.as_deref().map(npy::read_labels).transpose()?;
-        eprintln!("calibrating the scale on {} inputs...", inputs.len());
+        let inputs = (calibration_set.inputs)(&crate::inputs::InputSpec::of_graph(&hlil)).context("the calibration set")?;
+        let labels = (calibration_set.labels)()?;
+        log(&format!("calibrating the scale on {} inputs...", inputs.len()));
         let calibration = calibrate::calibrate(&hlil, &options, &inputs, labels.as_deref())?;
-        calibrate::print_table(&calibration);
+        calibrate::print_table(&calibration, log);
         options.scale = calibration.chosen;
         headroom_issues = calibration.headroom;
         measured_risk = Some(calibration.truncation_risk);
@@ -119,7 +205,7 @@ pub fn compile(args: CompileArgs) -> Result<()> {
     let compiled = athos_compile(loaded.graph, &options)?;
     cryptflow_runtime::check_math_scale(&compiled.program).map_err(anyhow::Error::msg)?;
     let seconds = started.elapsed().as_secs_f64();
-    match args.emit {
+    match settings.emit {
         Some(Emit::Hlil) => print!("{}", compiled.hlil),
         Some(Emit::Llil) => print!("{}", compiled.program),
         None => {}
@@ -129,62 +215,57 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         report.truncation_risk = risk;
     }
     for warning in &compiled.report.notices {
-        eprintln!("warning: {warning}");
+        log(&format!("warning: {warning}"));
     }
     report.notices = loaded.notices.clone();
     report.notices.extend(compiled.report.notices.iter().cloned());
     for issue in &headroom_issues {
         let level = if issue.severity == HeadroomSeverity::Overflow { "error" } else { "warning" };
-        eprintln!("{level}: {issue}");
+        log(&format!("{level}: {issue}"));
         report.notices.push(issue.to_string());
     }
     for warning in domain_warnings {
-        eprintln!("warning: {warning}");
+        log(&format!("warning: {warning}"));
         report.notices.push(warning);
     }
     let r = &report;
-    eprintln!(
+    log(&format!(
         "compiled {} in {:.2} s: scale {}, {} parameters, {} HLIL nodes, {} LLIL instructions",
-        args.model.display(),
+        label,
         seconds,
         r.scale,
         r.parameters,
         r.hlil_nodes,
         r.llil_instructions
-    );
-    eprintln!(
+    ));
+    log(&format!(
         "  passes: {} batch norms folded, {} as multiply-add, {} ReLU/MaxPool switched, {} normalisations and {} activations fused",
         r.passes.batch_norms_folded,
         r.passes.batch_norms_as_multiply_add,
         r.passes.relu_maxpool_switched,
         r.passes.normalizations_fused,
         r.passes.activations_fused
-    );
-    eprintln!(
+    ));
+    log(&format!(
         "  ScaleDown ({} placement used): eager {} calls / {} elements, lazy {} calls / {} elements",
         r.placement, r.scale_downs_eager.calls, r.scale_downs_eager.elements, r.scale_downs_lazy.calls, r.scale_downs_lazy.elements
-    );
-    eprintln!(
+    ));
+    log(&format!(
         "  peak live memory per party: {} with liveness, {} without",
         human_bytes(r.peak_live_bytes_with_liveness),
         human_bytes(r.peak_live_bytes_without_liveness)
-    );
-    eprintln!("  truncation: {}", r.truncation_risk.describe());
+    ));
+    log(&format!("  truncation: {}", r.truncation_risk.describe()));
     let calls: Vec<String> = r.backend_calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
-    eprintln!("  backend calls: {}", calls.join(", "));
+    log(&format!("  backend calls: {}", calls.join(", ")));
     if headroom_issues.iter().any(|i| i.severity == HeadroomSeverity::Overflow) {
         bail!("values overflow 64 bits at scale {}; choose a smaller --scale", options.scale);
     }
-    if let Some(dir) = &args.output {
-        let (architecture, float_weights) = strip_weights(&compiled.hlil);
-        let mut report_json = serde_json::to_value(&report)?;
-        report_json["compile_seconds"] = serde_json::json!(seconds);
-        let model_name = args.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let public = PublicProgram::new(model_name, compiled.program, architecture, report_json);
-        write_artifact(dir, &public, &compiled.weights, &float_weights)?;
-        eprintln!("wrote {} (public program) and {} (model owner's private weights)", dir.join("program.json").display(), dir.join("model-owner").display());
-    }
-    Ok(())
+    let (architecture, float_weights) = strip_weights(&compiled.hlil);
+    let mut report_json = serde_json::to_value(&report)?;
+    report_json["compile_seconds"] = serde_json::json!(seconds);
+    let public = PublicProgram::new(model_name.to_string(), compiled.program, architecture, report_json);
+    Ok(Compiled { public, weights: compiled.weights, float_weights, hlil: compiled.hlil })
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -181,14 +181,14 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
             let feed = ClientFeed::Generated { steps, next: &next };
             let run = match args.backend {
                 BackendName::Porthos => {
-                    crate::secure::run_porthos_local(program, &weights, feed, args.protocol.variant(), args.truncation.mode(), args.inject_fault)?
+                    crate::secure::run_porthos_local(program, &weights, feed, args.protocol.variant(), args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
                 }
                 BackendName::TwoPc => {
                     metrics.backend = "2pc".into();
-                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault)?
+                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
                 }
                 _ => {
-                    let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault)?;
+                    let (run, aramis) = crate::aramis::run_local(&crate::aramis::program_json(&args.dir)?, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?;
                     metrics.aramis = Some(aramis);
                     run
                 }
@@ -203,7 +203,7 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
     metrics.seconds = started.elapsed().as_secs_f64();
     metrics.seconds_per_inference = metrics.seconds / steps as f64;
     metrics.bytes_total = metrics.bytes_sent.iter().sum();
-    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
+    metrics.peak_rss_bytes = crate::peak_rss().into_iter().collect();
     npy::write_i64(&args.output, &[1, tokens.len()], &tokens)?;
     let list: Vec<String> = tokens.iter().map(i64::to_string).collect();
     eprintln!(

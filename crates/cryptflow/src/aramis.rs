@@ -102,11 +102,20 @@ pub fn write_authority(dir: &Path) -> Result<()> {
 
 /// What enters the measurement besides the binary: the protocol and the public program.
 fn configuration(dir: &Path, variant: ProtocolVariant) -> Result<Vec<u8>> {
+    Ok(configuration_of(&program_json(dir)?, variant))
+}
+
+/// The bytes of `DIR/program.json` (what the attested measurement covers).
+pub fn program_json(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join("program.json");
-    let program = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The configuration of [`configuration`] from the bytes of `program.json`.
+fn configuration_of(program_json: &[u8], variant: ProtocolVariant) -> Vec<u8> {
     let mut c = format!("cryptflow aramis v1; protocol {variant:?}; parties 3; program.json:\n").into_bytes();
-    c.extend_from_slice(&program);
-    Ok(c)
+    c.extend_from_slice(program_json);
+    c
 }
 
 fn party_names() -> Vec<String> {
@@ -136,10 +145,12 @@ fn attestor_for(base: &SoftwareAttestor, id: usize, fault: Option<Fault>) -> Sof
 pub struct AramisMetrics {
     /// Bytes of protocol payload each party sent (what Porthos alone would send).
     pub payload_bytes_sent: Vec<u64>,
+    /// Payload bytes of all parties.
     pub payload_bytes_total: u64,
     /// Bytes Aramis added per party: envelopes (header and signature), start-up (nonces,
     /// tokens), output gates.
     pub aramis_bytes_sent: Vec<u64>,
+    /// Aramis bytes of all parties.
     pub aramis_bytes_total: u64,
     /// `aramis_bytes_total / payload_bytes_total`, in percent.
     pub overhead_percent: f64,
@@ -151,10 +162,13 @@ pub struct AramisMetrics {
     pub signatures: Vec<u64>,
     /// Signatures each party verified.
     pub verifications: Vec<u64>,
+    /// Output gates (confirmation rounds).
     pub output_gates: u64,
     /// Bytes of the attested start-up, summed over the parties.
     pub startup_bytes_total: u64,
+    /// The attestor.
     pub attestor: String,
+    /// The measurement of the attested code and configuration (hex).
     pub measurement: String,
 }
 
@@ -195,7 +209,7 @@ fn run_party(
     inputs: Option<secure::ClientFeed<'_>>,
     inferences: usize,
     crash: bool,
-    progress: Option<&indicatif::ProgressBar>,
+    progress: Option<&secure::Reporter>,
 ) -> Result<(PartyRun<Aramis<Porthos>>, cryptflow_aramis::Stats)> {
     let (session, handle) = protect(session, attestor, options).map_err(|f| anyhow!("{f}"))?;
     let explain = |e: &dyn std::fmt::Display| handle.failure().map_or_else(|| anyhow!("{e}"), |f: Failure| anyhow!("{f}"));
@@ -207,21 +221,23 @@ fn run_party(
 
 /// Runs `inputs` (already encoded) through Aramis-protected Porthos, the three parties in this
 /// process with a throw-away attestation authority.
+#[allow(clippy::too_many_arguments)]
 pub fn run_local(
-    dir: &Path,
+    program_json: &[u8],
     program: &Program,
     weights: &dyn WeightSource,
     inputs: secure::ClientFeed<'_>,
     protocol: ProtocolName,
     truncation: Truncation,
     fault: Option<Fault>,
+    progress: &secure::Progress,
 ) -> Result<(SecureRun, AramisMetrics)> {
     let variant = protocol.variant();
-    let configuration = configuration(dir, variant)?;
+    let configuration = configuration_of(program_json, variant);
     let base = SoftwareAttestor::ephemeral()?;
     let count = inputs.len();
     let (results, seconds) =
-        secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, secure::error_chain, |id, session, w, x, crash, progress| {
+        secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, progress, secure::error_chain, |id, session, w, x, crash, progress| {
             let attestor = attestor_for(&base, id, fault);
             let options = options(id, &configuration, fault);
             run_party(program, session, &attestor, options, variant, truncation, w, x, count, crash, progress)
@@ -245,7 +261,7 @@ impl MeasureHex for SoftwareAttestor {
 
 /// `cryptflow party --backend aramis`: one party over TLS, with the software attestor and the
 /// authority key pair from the keys directory.
-pub fn party(args: PartyArgs) -> Result<()> {
+pub fn party(args: PartyArgs) -> Result<crate::run::Metrics> {
     check_fault(BackendName::Aramis, args.inject_fault)?;
     let roles = &secure::THREE_PARTIES;
     let files = party::prepare(&args, roles)?;
@@ -271,5 +287,5 @@ pub fn party(args: PartyArgs) -> Result<()> {
     metrics.aramis =
         Some(AramisMetrics::from_parties(&[(payload, total, handle.stats())], cryptflow_aramis::Attestor::describe(&attestor), measurement));
     let detail = format!(" ({} protocol payload + {} Aramis)", payload.bytes_sent, total.bytes_sent - payload.bytes_sent);
-    party::finish(&args, roles, &metrics, &detail)
+    party::finish(&args, roles, metrics, &detail)
 }

@@ -17,10 +17,13 @@ pub const ROLE_NAMES: [&str; 3] = ["model owner", "client", "helper"];
 /// `--inject-fault PARTY:KIND`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// The party that fails.
     pub party: usize,
+    /// How it fails.
     pub kind: FaultKind,
 }
 
+/// A kind of injected fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
     /// The party stops abruptly in the middle of the first inference.
@@ -119,6 +122,11 @@ impl ClientFeed<'_> {
             ClientFeed::Generated { steps, .. } => *steps,
         }
     }
+
+    /// No inference.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Runs the program for one party: weight sharing, then `inferences` inferences (the client
@@ -133,7 +141,7 @@ pub fn run_party<B: Backend>(
     inputs: Option<ClientFeed<'_>>,
     inferences: usize,
     crash: bool,
-    progress: Option<&indicatif::ProgressBar>,
+    progress: Option<&Reporter>,
 ) -> Result<PartyRun<B>, RunError> {
     let mut backend = backend;
     backend.set_truncation(truncation).map_err(|source| RunError::Backend { layer: "(session setup)".into(), op: "truncation", source })?;
@@ -144,12 +152,9 @@ pub fn run_party<B: Backend>(
     }
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
-    if let Some(bar) = progress {
-        bar.set_length((program.body.len() * inferences) as u64);
-        runner.observe_progress(move |instr| {
-            bar.set_message(instr.layer.clone());
-            bar.inc(1);
-        });
+    if let Some(reporter) = progress {
+        reporter.start((program.body.len() * inferences) as u64);
+        runner.observe_progress(move |instr| reporter.step(&instr.layer));
     }
     if crash {
         runner.crash_before_instruction(program.body.len() / 2);
@@ -206,12 +211,13 @@ pub fn run_local_parties<T: Send>(
     weights: &dyn WeightSource,
     inputs: ClientFeed<'_>,
     fault: Option<Fault>,
+    progress: &Progress,
     describe_error: impl Fn(&anyhow::Error) -> String + Sync,
-    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<ClientFeed<'_>>, bool, Option<&indicatif::ProgressBar>) -> Result<T> + Sync,
+    party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<ClientFeed<'_>>, bool, Option<&Reporter>) -> Result<T> + Sync,
 ) -> Result<(Vec<T>, f64)> {
     let started = Instant::now();
-    let bar = progress_bar();
-    let bar = bar.as_ref();
+    let reporter = progress.reporter();
+    let bar = reporter.as_ref();
     let party = &party;
     let results: Vec<Result<T>> = std::thread::scope(|scope| {
         let handles: Vec<_> = Session::local(roles.names.len())
@@ -228,7 +234,7 @@ pub fn run_local_parties<T: Send>(
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("the party thread panicked")))).collect()
     });
     if let Some(bar) = bar {
-        bar.finish_and_clear();
+        bar.finish();
     }
     let seconds = started.elapsed().as_secs_f64();
     let errors: Vec<String> = results
@@ -292,14 +298,93 @@ pub fn run_porthos_local(
     variant: ProtocolVariant,
     truncation: Truncation,
     fault: Option<Fault>,
+    progress: &Progress,
 ) -> Result<SecureRun> {
     let count = inputs.len();
-    let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
+    let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, progress, error_chain, |_, session, w, x, crash, progress| {
         let session = crate::aramis::semi_honest_host(session, fault);
         let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
         Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)
     })?;
     Ok(summarize(&THREE_PARTIES, &parties, seconds))
+}
+
+/// A progress callback: `callback(done, total, layer)`.
+pub type ProgressCallback = std::sync::Arc<dyn Fn(u64, u64, &str) + Send + Sync>;
+
+/// How a run reports its progress: one step per instruction of the program per inference
+/// (the client's count; with all parties in this process, the client's thread reports).
+#[derive(Clone, Default)]
+pub enum Progress {
+    /// A per-layer progress bar on standard error when it is a terminal (the command line's).
+    #[default]
+    Terminal,
+    /// No report.
+    Silent,
+    /// `callback(done, total, layer)` after every instruction; `total` is known from the first
+    /// call on. Called from the thread that runs the client's party.
+    Callback(ProgressCallback),
+}
+
+impl Progress {
+    /// What reports one run's progress, if anything does.
+    pub fn reporter(&self) -> Option<Reporter> {
+        match self {
+            Progress::Terminal => progress_bar().map(Reporter::Bar),
+            Progress::Silent => None,
+            Progress::Callback(f) => Some(Reporter::Callback {
+                f: f.clone(),
+                done: std::sync::atomic::AtomicU64::new(0),
+                total: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// One run's progress reporter (see [`Progress`]).
+pub enum Reporter {
+    /// A terminal progress bar.
+    Bar(indicatif::ProgressBar),
+    /// A callback with its counters.
+    Callback {
+        /// The callback.
+        f: ProgressCallback,
+        /// Steps done.
+        done: std::sync::atomic::AtomicU64,
+        /// Steps in all.
+        total: std::sync::atomic::AtomicU64,
+    },
+}
+
+impl Reporter {
+    /// Sets the number of steps of the run.
+    pub fn start(&self, total: u64) {
+        match self {
+            Reporter::Bar(bar) => bar.set_length(total),
+            Reporter::Callback { total: t, .. } => t.store(total, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// One step done, in `layer`.
+    pub fn step(&self, layer: &str) {
+        match self {
+            Reporter::Bar(bar) => {
+                bar.set_message(layer.to_string());
+                bar.inc(1);
+            }
+            Reporter::Callback { f, done, total } => {
+                let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                f(done, total.load(std::sync::atomic::Ordering::Relaxed), layer);
+            }
+        }
+    }
+
+    /// The run is over (a terminal bar is cleared).
+    pub fn finish(&self) {
+        if let Reporter::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// A per-layer progress bar on standard error, only when it is a terminal.

@@ -230,10 +230,29 @@ pub fn read(flag: &str, given: &[String], specs: &[InputSpec]) -> Result<ClientI
     for (spec, path) in specs.iter().zip(&paths) {
         per_input.push(read_one(spec, path)?);
     }
+    let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    assemble(specs, &sources, per_input)
+}
+
+/// The inputs from arrays in memory, one per spec in spec order (named as the caller named
+/// them in `sources`, for messages); checked and split as [`read`] does with files.
+pub fn from_arrays(specs: &[InputSpec], arrays: Vec<npy::Array>, sources: &[String]) -> Result<ClientInputs> {
+    if arrays.len() != specs.len() {
+        bail!("the model takes {} input{} ({}), {} were given", specs.len(), if specs.len() == 1 { "" } else { "s" }, describe(specs), arrays.len());
+    }
+    let mut per_input: Vec<(Vec<Value>, Stacking)> = Vec::with_capacity(specs.len());
+    for ((spec, array), source) in specs.iter().zip(arrays).zip(sources) {
+        per_input.push(split_values(spec, array, &format!("input `{}` ({source})", spec.name))?);
+    }
+    assemble(specs, sources, per_input)
+}
+
+/// Checks that every input holds the same number of items and makes the inferences.
+fn assemble(specs: &[InputSpec], paths: &[String], per_input: Vec<(Vec<Value>, Stacking)>) -> Result<ClientInputs> {
     let counts: Vec<usize> = per_input.iter().map(|(items, _)| items.len()).collect();
     if counts.iter().any(|&n| n != counts[0]) {
         let list: Vec<String> =
-            specs.iter().zip(&paths).zip(&counts).map(|((s, p), n)| format!("`{}` {n} ({})", s.name, p.display())).collect();
+            specs.iter().zip(paths).zip(&counts).map(|((s, p), n)| format!("`{}` {n} ({p})", s.name)).collect();
         bail!("the inputs hold different numbers of items: {}; every input needs one item per inference", list.join(", "));
     }
     let n = counts.first().copied().unwrap_or(0);
@@ -250,6 +269,12 @@ pub fn read(flag: &str, given: &[String], specs: &[InputSpec]) -> Result<ClientI
 fn read_one(spec: &InputSpec, path: &Path) -> Result<(Vec<Value>, Stacking)> {
     let what = format!("input `{}` ({})", spec.name, path.display());
     let array = npy::read_array(path).with_context(|| format!("input `{}`", spec.name))?;
+    split_values(spec, array, &what)
+}
+
+/// Checks one input's array, converts it to the input's kind and splits it into items.
+fn split_values(spec: &InputSpec, array: npy::Array, what: &str) -> Result<(Vec<Value>, Stacking)> {
+    let what = what.to_string();
     let (n, stacking) = npy::batch_layout(&array.shape, &spec.shape, &what)?;
     let at = |i: usize| npy::index_text(&array.shape, i);
     let per = cryptflow_tensor::num_elements(&spec.shape);

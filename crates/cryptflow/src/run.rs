@@ -1,17 +1,19 @@
 //! `cryptflow run`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cryptflow_backend::cleartext::Cleartext;
-use cryptflow_ir::artifact::{read_float_graph, FixedWeightsFile};
+use cryptflow_ir::artifact::{read_float_graph, FixedWeightsFile, PublicProgram};
+use cryptflow_ir::hlil::Graph;
+use cryptflow_ir::llil::WeightSource;
 use cryptflow_runtime::{decode_output, float, LayerMetrics, Runner};
 use cryptflow_tensor::FloatTensor;
 use serde::Serialize;
 
-use crate::inputs::InputSpec;
+use crate::inputs::{ClientInputs, InputSpec};
 use crate::secure::ClientFeed;
 use crate::{npy, BackendName, ProtocolName};
 
@@ -54,14 +56,20 @@ pub struct RunArgs {
     pub prompt_length: Option<usize>,
 }
 
-#[derive(Serialize, Default)]
+/// What a run measured (`cryptflow run --metrics` writes it as JSON).
+#[derive(Serialize, Default, Clone, Debug)]
 pub struct Metrics {
+    /// The backend (`porthos`, `porthos-securenn`, `2pc`, ...).
     pub backend: String,
+    /// Inferences run.
     pub inferences: usize,
+    /// Wall-clock seconds of the run (weight sharing included).
     pub seconds: f64,
+    /// `seconds / inferences`.
     pub seconds_per_inference: f64,
     /// Bytes each party sent.
     pub bytes_sent: Vec<u64>,
+    /// Bytes sent by all parties.
     pub bytes_total: u64,
     /// Communication rounds (the largest count over the parties).
     pub rounds: u64,
@@ -70,6 +78,8 @@ pub struct Metrics {
     /// Peak resident memory (VmHWM): of each party's process in `cryptflow party`; with all
     /// parties in one process (`cryptflow run`), one entry for the whole process.
     pub peak_rss_bytes: Vec<u64>,
+    /// Per layer (session set-up and weight sharing first): bytes summed over the parties,
+    /// rounds and seconds the largest over them.
     pub layers: Vec<LayerMetrics>,
     /// `--backend aramis`: protocol payload and Aramis overhead apart.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,7 +90,7 @@ pub struct Metrics {
 }
 
 /// Which CPU measured a run and at which SIMD level its kernels ran (filled in by `Default`).
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Debug)]
 pub struct CpuMetrics {
     /// The CPU's model name (`/proc/cpuinfo`).
     pub cpu_model: String,
@@ -143,77 +153,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let stacked = inputs.stacking;
-    let started = Instant::now();
-    let mut metrics = Metrics { backend: format!("{:?}", args.backend).to_lowercase(), inferences: inputs.len(), ..Default::default() };
-    let outputs: Vec<FloatTensor> = match args.backend {
-        BackendName::Float => {
-            let graph = read_float_graph(&args.dir, &public)?;
-            let mut outs = Vec::new();
-            for x in inputs.floats(&graph)? {
-                outs.push(float::run(&graph, &x).context("float executor")?.swap_remove(0));
-            }
-            metrics.bytes_sent = vec![0];
-            metrics.peak_live_bytes = vec![];
-            outs
-        }
-        BackendName::Cleartext => {
-            let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let mut runner = Runner::new(program, Cleartext::new());
-            runner.share_weights(Some(&weights))?;
-            let mut outs = Vec::new();
-            for x in inputs.encoded(program)? {
-                let (revealed, layers) = runner.infer(Some(&x))?;
-                accumulate(&mut metrics.layers, layers);
-                let y = revealed.context("the cleartext backend reveals its outputs")?;
-                outs.push(decode_output(&y[0], program.outputs[0].encoding));
-            }
-            metrics.bytes_sent = vec![0];
-            metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
-            outs
-        }
-        BackendName::Porthos => {
-            let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded = inputs.encoded(program)?;
-            let variant = args.protocol.variant();
-            metrics.backend = match args.protocol {
-                ProtocolName::Porthos => "porthos".into(),
-                ProtocolName::Securenn => "porthos-securenn".into(),
-                ProtocolName::Compact => "porthos-compact".into(),
-            };
-            let run = crate::secure::run_porthos_local(program, &weights, ClientFeed::Fixed(&encoded), variant, args.truncation.mode(), args.inject_fault)?;
-            metrics.bytes_sent = run.bytes_sent.clone();
-            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
-            metrics.peak_live_bytes = run.peak_live_bytes.clone();
-            metrics.layers = run.layers;
-            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
-        }
-        BackendName::Aramis => {
-            let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded = inputs.encoded(program)?;
-            let (run, aramis) = crate::aramis::run_local(&args.dir, program, &weights, ClientFeed::Fixed(&encoded), args.protocol, args.truncation.mode(), args.inject_fault)?;
-            metrics.bytes_sent = run.bytes_sent.clone();
-            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
-            metrics.peak_live_bytes = run.peak_live_bytes.clone();
-            metrics.layers = run.layers;
-            metrics.aramis = Some(aramis);
-            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
-        }
-        BackendName::TwoPc => {
-            let weights = FixedWeightsFile::open(&args.dir, &public)?;
-            let encoded = inputs.encoded(program)?;
-            metrics.backend = "2pc".into();
-            let run = crate::twopc::run_local(program, &weights, ClientFeed::Fixed(&encoded), args.truncation.mode(), args.inject_fault)?;
-            metrics.bytes_sent = run.bytes_sent.clone();
-            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
-            metrics.peak_live_bytes = run.peak_live_bytes.clone();
-            metrics.layers = run.layers;
-            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
-        }
-    };
-    metrics.seconds = started.elapsed().as_secs_f64();
-    metrics.seconds_per_inference = metrics.seconds / inputs.len().max(1) as f64;
-    metrics.bytes_total = metrics.bytes_sent.iter().sum();
-    metrics.peak_rss_bytes = crate::bench::runs::peak_rss().into_iter().collect();
+    let options = RunOptions { backend: args.backend, protocol: args.protocol, truncation: args.truncation, fault: args.inject_fault, progress: crate::secure::Progress::Terminal };
+    let (outputs, metrics) = execute(&Artifacts::Dir(&args.dir), &public, &inputs, &options)?;
     npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
     eprintln!(
         "{} inference(s) on the {} backend in {:.3} s; wrote {}",
@@ -226,4 +167,183 @@ pub fn run(args: RunArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Where a program's private parts are: a compiled folder (`program.json`, `model-owner/`) or
+/// memory (a program compiled in this process).
+pub enum Artifacts<'a> {
+    /// A folder written by `cryptflow compile -o`.
+    Dir(&'a Path),
+    /// In memory: the model owner's fixed-point weights and the float graph with its weights.
+    Memory {
+        /// Fixed-point weights, in `program.weights` order.
+        weights: &'a Vec<cryptflow_tensor::RingTensor>,
+        /// The HLIL graph with its weights (what the float executor runs).
+        graph: &'a Graph,
+    },
+}
+
+impl Artifacts<'_> {
+    /// The model owner's weights (from memory: borrowed, not copied).
+    pub fn weights(&self, public: &PublicProgram) -> Result<Weights<'_>> {
+        Ok(match self {
+            Artifacts::Dir(dir) => Weights::File(FixedWeightsFile::open(dir, public)?),
+            Artifacts::Memory { weights, .. } => Weights::Memory(weights),
+        })
+    }
+
+    /// The float graph, weights included.
+    pub fn float_graph(&self, public: &PublicProgram) -> Result<std::borrow::Cow<'_, Graph>> {
+        Ok(match self {
+            Artifacts::Dir(dir) => std::borrow::Cow::Owned(read_float_graph(dir, public)?),
+            Artifacts::Memory { graph, .. } => std::borrow::Cow::Borrowed(*graph),
+        })
+    }
+
+    /// The bytes of `program.json` (Aramis measures them).
+    pub fn program_json(&self, public: &PublicProgram) -> Result<Vec<u8>> {
+        match self {
+            Artifacts::Dir(dir) => crate::aramis::program_json(dir),
+            Artifacts::Memory { .. } => Ok(serde_json::to_vec_pretty(public)?),
+        }
+    }
+}
+
+/// The model owner's weights of a run: read from the folder as they are needed, or borrowed.
+pub enum Weights<'a> {
+    /// `DIR/model-owner/weights.fixed`.
+    File(FixedWeightsFile),
+    /// In memory.
+    Memory(&'a Vec<cryptflow_tensor::RingTensor>),
+}
+
+impl Weights<'_> {
+    /// As the runtime's weight source.
+    pub fn source(&self) -> &dyn WeightSource {
+        match self {
+            Weights::File(f) => f,
+            Weights::Memory(w) => *w,
+        }
+    }
+}
+
+/// How to run: the backend and its settings.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The backend.
+    pub backend: BackendName,
+    /// The protocol variant of Porthos (and of Aramis, which protects Porthos).
+    pub protocol: ProtocolName,
+    /// Truncation of the secure backends.
+    pub truncation: crate::TruncationName,
+    /// A fault to inject (secure backends).
+    pub fault: Option<crate::secure::Fault>,
+    /// How progress is reported.
+    pub progress: crate::secure::Progress,
+}
+
+/// Runs `inputs` through the program on `options.backend` (all parties in this process):
+/// the dequantised first output of every inference, and the run's metrics.
+pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &ClientInputs, options: &RunOptions) -> Result<(Vec<FloatTensor>, Metrics)> {
+    if options.fault.is_some() && !matches!(options.backend, BackendName::Porthos | BackendName::TwoPc | BackendName::Aramis) {
+        bail!("--inject-fault applies to secure backends");
+    }
+    crate::aramis::check_fault(options.backend, options.fault)?;
+    let program = &public.program;
+    let started = Instant::now();
+    let mut metrics = Metrics { backend: format!("{:?}", options.backend).to_lowercase(), inferences: inputs.len(), ..Default::default() };
+    let outputs: Vec<FloatTensor> = match options.backend {
+        BackendName::Float => {
+            let graph = artifacts.float_graph(public)?;
+            let mut outs = Vec::new();
+            let reporter = options.progress.reporter();
+            let items = inputs.floats(&graph)?;
+            if let Some(r) = &reporter {
+                r.start(items.len() as u64);
+            }
+            for x in items {
+                outs.push(float::run(&graph, &x).context("float executor")?.swap_remove(0));
+                if let Some(r) = &reporter {
+                    r.step("(inference)");
+                }
+            }
+            if let Some(r) = &reporter {
+                r.finish();
+            }
+            metrics.bytes_sent = vec![0];
+            metrics.peak_live_bytes = vec![];
+            outs
+        }
+        BackendName::Cleartext => {
+            let weights = artifacts.weights(public)?;
+            let weights = weights.source();
+            let reporter = options.progress.reporter();
+            let mut runner = Runner::new(program, Cleartext::new());
+            if let Some(r) = &reporter {
+                r.start((program.body.len() * inputs.len()) as u64);
+                runner.observe_progress(|instr| r.step(&instr.layer));
+            }
+            runner.share_weights(Some(weights))?;
+            let mut outs = Vec::new();
+            for x in inputs.encoded(program)? {
+                let (revealed, layers) = runner.infer(Some(&x))?;
+                accumulate(&mut metrics.layers, layers);
+                let y = revealed.context("the cleartext backend reveals its outputs")?;
+                outs.push(decode_output(&y[0], program.outputs[0].encoding));
+            }
+            metrics.bytes_sent = vec![0];
+            metrics.peak_live_bytes = vec![runner.peak_live_bytes()];
+            drop(runner);
+            if let Some(r) = &reporter {
+                r.finish();
+            }
+            outs
+        }
+        BackendName::Porthos => {
+            let weights = artifacts.weights(public)?;
+            let weights = weights.source();
+            let encoded = inputs.encoded(program)?;
+            let variant = options.protocol.variant();
+            metrics.backend = match options.protocol {
+                ProtocolName::Porthos => "porthos".into(),
+                ProtocolName::Securenn => "porthos-securenn".into(),
+                ProtocolName::Compact => "porthos-compact".into(),
+            };
+            let run = crate::secure::run_porthos_local(program, weights, ClientFeed::Fixed(&encoded), variant, options.truncation.mode(), options.fault, &options.progress)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
+        }
+        BackendName::Aramis => {
+            let weights = artifacts.weights(public)?;
+            let weights = weights.source();
+            let encoded = inputs.encoded(program)?;
+            let (run, aramis) = crate::aramis::run_local(&artifacts.program_json(public)?, program, weights, ClientFeed::Fixed(&encoded), options.protocol, options.truncation.mode(), options.fault, &options.progress)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            metrics.aramis = Some(aramis);
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
+        }
+        BackendName::TwoPc => {
+            let weights = artifacts.weights(public)?;
+            let weights = weights.source();
+            let encoded = inputs.encoded(program)?;
+            metrics.backend = "2pc".into();
+            let run = crate::twopc::run_local(program, weights, ClientFeed::Fixed(&encoded), options.truncation.mode(), options.fault, &options.progress)?;
+            metrics.bytes_sent = run.bytes_sent.clone();
+            metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
+            metrics.peak_live_bytes = run.peak_live_bytes.clone();
+            metrics.layers = run.layers;
+            run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect()
+        }
+    };
+    metrics.seconds = started.elapsed().as_secs_f64();
+    metrics.seconds_per_inference = metrics.seconds / inputs.len().max(1) as f64;
+    metrics.bytes_total = metrics.bytes_sent.iter().sum();
+    metrics.peak_rss_bytes = crate::peak_rss().into_iter().collect();
+    Ok((outputs, metrics))
 }

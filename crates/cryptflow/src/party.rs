@@ -175,9 +175,14 @@ pub struct PartyArgs {
     /// With --generate: the prompt's length (default: the leading ones of `attention_mask`).
     #[arg(long, value_name = "N", requires = "generate")]
     pub prompt_length: Option<usize>,
+    /// How the run reports progress (the command line: a bar when standard error is a terminal).
+    #[arg(skip)]
+    pub progress: crate::secure::Progress,
 }
 
-pub fn party(args: PartyArgs) -> Result<()> {
+/// Runs one party of a distributed session; returns this party's metrics (also written to
+/// `--metrics`, when given).
+pub fn party(args: PartyArgs) -> Result<Metrics> {
     match args.backend {
         crate::BackendName::TwoPc => {
             crate::aramis::check_fault(crate::BackendName::TwoPc, args.inject_fault)?;
@@ -200,7 +205,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let backend = Porthos::new(session, args.protocol.variant()).context("setting up the session")?;
     let name = backend.name().to_string();
     let (metrics, _) = drive(&args, &files, backend, count, started, &name)?;
-    finish(&args, &THREE_PARTIES, &metrics, "")
+    finish(&args, &THREE_PARTIES, metrics, "")
 }
 
 /// The spelling of `--backend NAME` (`2pc`, not `TwoPc`).
@@ -464,7 +469,7 @@ pub fn drive<B: Backend>(
     let program = &files.public.program;
     let inputs: Option<Vec<crate::secure::Inputs>> = files.client_inputs.as_ref().map(|x| x.encoded(program)).transpose()?;
     let crash = args.inject_fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
-    let bar = crate::secure::progress_bar();
+    let bar = args.progress.reporter();
     let next = files.prompt.as_ref().map(|p| p.feeder(program));
     let feed = match (&next, inputs.as_deref()) {
         (Some(next), _) => Some(crate::secure::ClientFeed::Generated { steps: count, next }),
@@ -474,7 +479,7 @@ pub fn drive<B: Backend>(
     let weights = files.weights.as_ref().map(|w| w as &dyn cryptflow_ir::llil::WeightSource);
     let run = crate::secure::run_party(program, backend, args.truncation.mode(), weights, feed, count, crash, bar.as_ref());
     if let Some(bar) = &bar {
-        bar.finish_and_clear();
+        bar.finish();
     }
     let run = match run {
         Err(RunError::InjectedCrash { .. }) => {
@@ -494,7 +499,7 @@ pub fn drive<B: Backend>(
         bytes_total: traffic.bytes_sent,
         rounds: traffic.rounds,
         peak_live_bytes: vec![run.peak_live_bytes],
-        peak_rss_bytes: crate::bench::runs::peak_rss().into_iter().collect(),
+        peak_rss_bytes: crate::peak_rss().into_iter().collect(),
         layers: run.layers,
         ..Default::default()
     };
@@ -513,7 +518,8 @@ pub fn drive<B: Backend>(
 }
 
 /// Prints the party's summary and writes `--metrics`.
-pub fn finish(args: &PartyArgs, roles: &Roles, metrics: &Metrics, detail: &str) -> Result<()> {
+pub fn finish(args: &PartyArgs, roles: &Roles, metrics: Metrics, detail: &str) -> Result<Metrics> {
+    let metrics = &metrics;
     eprintln!(
         "party {} ({}): {} inference(s) in {:.3} s, sent {} bytes{detail} in {} rounds",
         args.id, roles.names[args.id], metrics.inferences, metrics.seconds, metrics.bytes_total, metrics.rounds
@@ -521,5 +527,5 @@ pub fn finish(args: &PartyArgs, roles: &Roles, metrics: &Metrics, detail: &str) 
     if let Some(path) = &args.metrics {
         std::fs::write(path, serde_json::to_vec_pretty(metrics)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    Ok(metrics.clone())
 }

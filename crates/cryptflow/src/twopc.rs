@@ -11,7 +11,7 @@ use cryptflow_ir::llil::{Program, WeightSource};
 use cryptflow_twopc::{TwoPc, CLIENT, MODEL_OWNER};
 
 use crate::party::{self, PartyArgs};
-use crate::secure::{error_chain, run_local_parties, run_party, summarize, ClientFeed, Fault, Roles, SecureRun};
+use crate::secure::{error_chain, run_local_parties, run_party, summarize, ClientFeed, Fault, Progress, Roles, SecureRun};
 
 pub const ROLE_NAMES: [&str; 2] = ["model owner", "client"];
 
@@ -33,10 +33,11 @@ pub fn run_local(
     inputs: ClientFeed<'_>,
     truncation: Truncation,
     fault: Option<Fault>,
+    progress: &Progress,
 ) -> Result<SecureRun> {
     check_fault(fault)?;
     let count = inputs.len();
-    let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, error_chain, |_, session, w, x, crash, progress| {
+    let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, progress, error_chain, |_, session, w, x, crash, progress| {
         let backend = TwoPc::new(session).map_err(|e| anyhow!("setting up the session: {e}"))?;
         Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)
     })?;
@@ -44,7 +45,7 @@ pub fn run_local(
 }
 
 /// `cryptflow party --backend 2pc`: one of the two parties over TLS.
-pub fn party(args: PartyArgs) -> Result<()> {
+pub fn party(args: PartyArgs) -> Result<crate::run::Metrics> {
     check_fault(args.inject_fault)?;
     let files = party::prepare(&args, &TWO_PARTIES)?;
     let mut session = party::connect(&args, TWO_PARTIES.names.len(), "")?;
@@ -53,5 +54,5 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let count = party::announce_count(&mut session, &TWO_PARTIES, args.id, &files)?;
     let backend = TwoPc::new(session).context("setting up the session")?;
     let (metrics, _) = party::drive(&args, &files, backend, count, started, "2pc")?;
-    party::finish(&args, &TWO_PARTIES, &metrics, "")
+    party::finish(&args, &TWO_PARTIES, metrics, "")
 }

@@ -216,15 +216,15 @@ pub fn middle_of_best_plateau(table: &[ScaleResult]) -> Option<u32> {
     Some(table[middle].scale)
 }
 
-pub fn print_table(calibration: &Calibration) {
+pub fn print_table(calibration: &Calibration, log: &mut dyn FnMut(&str)) {
     let what = if calibration.scored_against_labels { "accuracy" } else { "agreement with float" };
-    eprintln!("scale  {what:>22}  {:>20}  note", "agreement with float");
+    log(&format!("scale  {what:>22}  {:>20}  note", "agreement with float"));
     let percent = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}%", 100.0 * s));
     for r in &calibration.table {
         let marker = if r.scale == calibration.chosen { "  <- chosen" } else { "" };
-        eprintln!("{:>5}  {:>22}  {:>20}  {}{}", r.scale, percent(r.score), percent(r.agreement_with_float), r.note, marker);
+        log(&format!("{:>5}  {:>22}  {:>20}  {}{}", r.scale, percent(r.score), percent(r.agreement_with_float), r.note, marker));
     }
     if let Some(acc) = calibration.float_accuracy {
-        eprintln!("float executor accuracy: {:.2}%", 100.0 * acc);
+        log(&format!("float executor accuracy: {:.2}%", 100.0 * acc));
     }
 }
