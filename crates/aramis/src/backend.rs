@@ -132,6 +132,10 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.select_above(x, items).map_err(|e| self.explain(e))
     }
 
+    fn exact_truncation(&self) -> bool {
+        self.inner.exact_truncation()
+    }
+
     fn mul_pairs(&mut self, operands: &[&RingTensor], pairs: &[(usize, usize)]) -> Result<Vec<RingTensor>> {
         self.inner.mul_pairs(operands, pairs).map_err(|e| self.explain(e))
     }

@@ -322,6 +322,14 @@ pub trait Backend {
         }
     }
 
+    /// Whether [`Backend::scale_down`] is exact (the floor or one more) for every input in
+    /// `[-2^62, 2^62)` whatever the shares, as faithful truncation is: a computation may then
+    /// truncate a sum of large products once instead of each product. By default it is not
+    /// (local truncation fails with probability `|x| / 2^64` per element).
+    fn exact_truncation(&self) -> bool {
+        false
+    }
+
     /// Traffic of this party so far in the session.
     fn traffic(&self) -> Traffic {
         Traffic::default()

@@ -125,9 +125,7 @@ fn normalise<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, half_wi
 /// `sum_k a_k T_k(u)` at the program's `scale`, for the coefficients of `f` on `[-1, 1]`
 /// (only the wanted ones kept nonzero).
 fn chebyshev_sum<B: Backend + ?Sized>(b: &mut B, u: &RingTensor, coeffs: &[f64], bits: u32, scale: u32) -> Result<RingTensor> {
-    let degree = coeffs.len() - 1;
-    let ts = fixed::chebyshev(b, u, degree, |k| coeffs[k] != 0.0, bits)?;
-    let p = fixed::polynomial(b, coeffs, &ts, u.shape(), bits)?;
+    let p = fixed::series(b, u, coeffs, bits, true)?;
     round_to(b, &p, bits, scale)
 }
 
@@ -192,8 +190,7 @@ fn even_tail<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, fit: &F
     let sq = fixed::square(b, &u)?;
     let twice = b.scale_down(&sq, f_bits - 1)?;
     let w = add_public(b, &twice, encode(-1.0, f_bits));
-    let ts = fixed::chebyshev(b, &w, m, |k| coeffs[k] != 0.0, f_bits)?;
-    let g = fixed::polynomial(b, &coeffs, &ts, x.shape(), f_bits)?;
+    let g = fixed::series(b, &w, &coeffs, f_bits, true)?;
     // lo = x/2 + g rounded once to the scale (f_bits >= scale + 2), hi = x - lo.
     let half_x = mul_int(x, 1i64 << (f_bits - scale - 1));
     let lo = round_to(b, &half_x.add(&g)?, f_bits, scale)?;

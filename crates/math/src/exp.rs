@@ -1,7 +1,7 @@
 //! The exponential: a clamp, `e^x = (e^{x / 2^k})^{2^k}` with a Chebyshev-fitted polynomial
 //! for `e^{x / 2^k}` at the internal precision, then `k` squarings.
 
-use crate::fixed::{self, encode, polynomial, powers, rescale, select_above};
+use crate::fixed::{self, encode, rescale, select_above};
 use crate::{Backend, BackendError, Result, RingTensor, INTERNAL_BITS};
 
 /// Lower end of [`exp`]'s domain.
@@ -52,8 +52,7 @@ pub(crate) fn exp_core<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, in_bits: 
     let scale_k = 2f64.powi(k as i32);
     let t = rescale(b, x, in_bits + k, f)?;
     let coeffs = chebyshev_fit(f64::exp, lo / scale_k, hi / scale_k, degree);
-    let pw = powers(b, &t, degree, |_| true, f)?;
-    let mut y = polynomial(b, &coeffs, &pw, t.shape(), f)?;
+    let mut y = fixed::series(b, &t, &coeffs, f, false)?;
     if k == 0 {
         return rescale(b, &y, f, out_bits);
     }

@@ -158,9 +158,23 @@ pub fn mul_fixed_many<B: Backend + ?Sized>(b: &mut B, pairs: &[(&RingTensor, &Ri
 /// `want` restricts which powers are returned (others are computed only if needed); the
 /// result has `degree` entries, `None` for powers neither wanted nor needed.
 pub fn powers<B: Backend + ?Sized>(b: &mut B, u: &RingTensor, degree: usize, want: impl Fn(usize) -> bool, bits: u32) -> Result<Vec<Option<RingTensor>>> {
+    Ok(powers_with(b, u, degree, want, bits, false)?.0)
+}
+
+/// [`powers`]; with `raw_last` the last round's products are left at `2 bits` (marked in the
+/// second vector) for a sum that truncates once.
+fn powers_with<B: Backend + ?Sized>(
+    b: &mut B,
+    u: &RingTensor,
+    degree: usize,
+    want: impl Fn(usize) -> bool,
+    bits: u32,
+    raw_last: bool,
+) -> Result<(Vec<Option<RingTensor>>, Vec<bool>)> {
+    let mut raw = vec![false; degree];
     let mut have: Vec<Option<RingTensor>> = vec![None; degree + 1];
     if degree == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), raw));
     }
     // Which powers are needed: the wanted ones and, recursively, the halves they are made of.
     let mut needed = vec![false; degree + 1];
@@ -178,15 +192,17 @@ pub fn powers<B: Backend + ?Sized>(b: &mut B, u: &RingTensor, degree: usize, wan
     let mut top = 1usize;
     while top < degree {
         let next = (2 * top).min(degree);
+        let last = raw_last && next == degree;
         let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
         let products = doubling_products(b, &have, top, &ks)?;
         for (k, p) in ks.into_iter().zip(products) {
-            have[k] = Some(b.scale_down(&p, bits)?);
+            have[k] = Some(if last { p } else { b.scale_down(&p, bits)? });
+            raw[k - 1] = last;
         }
         top = next;
     }
     have.remove(0);
-    Ok(have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect())
+    Ok((have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect(), raw))
 }
 
 /// `sum_k coeffs[k] u^k` (public real coefficients; `powers[k-1]` is `u^k` at `bits`), at
@@ -273,8 +289,22 @@ pub fn chebyshev_cost(degree: usize, want: impl Fn(usize) -> bool) -> (usize, us
 /// Outside `[-1, 1]` the values grow (and wrap around the ring): callers must cancel them.
 /// `want` and the result are as for [`powers`].
 pub fn chebyshev<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, degree: usize, want: impl Fn(usize) -> bool, bits: u32) -> Result<Vec<Option<RingTensor>>> {
+    Ok(chebyshev_with(b, t, degree, want, bits, false)?.0)
+}
+
+/// [`chebyshev`]; with `raw_last` the last round's polynomials are left at `2 bits` (marked in
+/// the second vector) for a sum that truncates once.
+fn chebyshev_with<B: Backend + ?Sized>(
+    b: &mut B,
+    t: &RingTensor,
+    degree: usize,
+    want: impl Fn(usize) -> bool,
+    bits: u32,
+    raw_last: bool,
+) -> Result<(Vec<Option<RingTensor>>, Vec<bool>)> {
+    let mut raw = vec![false; degree];
     if degree == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), raw));
     }
     if bits == 0 {
         return Err(BackendError::Aborted("Chebyshev polynomials need fractional bits".into()));
@@ -286,21 +316,55 @@ pub fn chebyshev<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, degree: usize, 
     while top < degree {
         let next = (2 * top).min(degree);
         let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
+        let last = raw_last && next == degree;
         let products = doubling_products(b, &have, top, &ks)?;
         for (k, p) in ks.into_iter().zip(products) {
-            // 2 T_top T_(k-top) at `bits`, minus T_(2 top - k).
-            let twice = b.scale_down(&p, bits - 1)?;
+            // 2 T_top T_(k-top) at `bits` (at `2 bits` in a raw last round), minus T_(2 top - k).
+            let (twice, at) = if last { (mul_int(&p, 2), 2 * bits) } else { (b.scale_down(&p, bits - 1)?, bits) };
             let tk = if 2 * top == k {
-                add_public(b, &twice, encode(-1.0, bits))
+                add_public(b, &twice, encode(-1.0, at))
             } else {
-                twice.sub(have[2 * top - k].as_ref().expect("T_(2top-k) is needed"))?
+                let lower = have[2 * top - k].as_ref().expect("T_(2top-k) is needed");
+                twice.sub(&if last { mul_int(lower, 1i64 << bits) } else { lower.clone() })?
             };
             have[k] = Some(tk);
+            raw[k - 1] = last;
         }
         top = next;
     }
     have.remove(0);
-    Ok(have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect())
+    Ok((have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect(), raw))
+}
+
+/// `sum_k coeffs[k] P_k(t)` at `bits` (`t` at `bits`, `|t| <= 1`), in the Chebyshev basis
+/// (`P_k = T_k`) or the monomial one (`P_k = t^k`): [`chebyshev`] or [`powers`], then
+/// [`polynomial`]. Where the backend's truncation is exact ([`Backend::exact_truncation`]) and
+/// the sum at `3 bits` fits (`3 bits + log2(sum |a_k|) + 2 <= 62`), the last round of products
+/// is not truncated: it enters the sum at `2 bits` and the sum is truncated once, which saves
+/// one truncation per polynomial of that round (faithful truncations cost communication).
+pub fn series<B: Backend + ?Sized>(b: &mut B, t: &RingTensor, coeffs: &[f64], bits: u32, chebyshev_basis: bool) -> Result<RingTensor> {
+    let degree = coeffs.len().saturating_sub(1);
+    let sum_abs: f64 = coeffs.iter().skip(1).map(|c| c.abs()).sum();
+    let raw_last = b.exact_truncation() && degree >= 2 && 3.0 * bits as f64 + sum_abs.max(1.0).log2() + 2.0 <= 62.0;
+    let (ps, raw) = if chebyshev_basis {
+        chebyshev_with(b, t, degree, |k| coeffs[k] != 0.0, bits, raw_last)?
+    } else {
+        powers_with(b, t, degree, |_| true, bits, raw_last)?
+    };
+    if !raw.iter().any(|&r| r) {
+        return polynomial(b, coeffs, &ps, t.shape(), bits);
+    }
+    let mut acc = RingTensor::zeros(t.shape().to_vec());
+    for (k, &c) in coeffs.iter().enumerate().skip(1) {
+        if c == 0.0 {
+            continue;
+        }
+        let p = ps.get(k - 1).and_then(|p| p.as_ref()).ok_or_else(|| BackendError::Aborted(format!("term {k} was not computed")))?;
+        let term = mul_int(p, encode(c, bits) as i64);
+        acc = acc.add(&if raw[k - 1] { term } else { mul_int(&term, 1i64 << bits) })?;
+    }
+    let acc = b.scale_down(&acc, 2 * bits)?;
+    Ok(add_public(b, &acc, encode(coeffs.first().copied().unwrap_or(0.0), bits)))
 }
 
 /// Undoes `transpose(x, perm)` for a result of the transposed layout (`out` holds as many

@@ -12,7 +12,7 @@
 //! Values below the domain clamp to `a = beta^j_min` (`x' = 1`), values above to `a = beta^j_max`.
 
 use crate::exp::chebyshev_fit;
-use crate::fixed::{self, compare_with, encode, mul_int, mul_many, mux_many, polynomial, powers, public, rescale};
+use crate::fixed::{self, compare_with, encode, mul_int, mul_many, mux_many, public, rescale};
 use crate::{Backend, Result, RingTensor, SharedBits, INTERNAL_BITS};
 
 const F: u32 = INTERNAL_BITS;
@@ -337,8 +337,7 @@ pub(crate) fn log_core<B: Backend + ?Sized>(b: &mut B, a: &RingTensor, a_bits: u
     let xp = rescale(b, &r[0], xbits, F)?;
     let u = fixed::add_public(b, &xp, encode(-0.75, F));
     let coeffs = chebyshev_fit(|t| (0.75 + t).ln(), -0.25, 0.25, LOG_DEGREE);
-    let pw = powers(b, &u, LOG_DEGREE, |_| true, F)?;
-    let p = polynomial(b, &coeffs, &pw, &shape, F)?;
+    let p = fixed::series(b, &u, &coeffs, F, false)?;
     rescale(b, &p.add(&r[1])?, F, out_bits)
 }
 

@@ -1706,6 +1706,10 @@ impl Backend for Porthos {
         })
     }
 
+    fn exact_truncation(&self) -> bool {
+        self.truncation == Truncation::Faithful
+    }
+
     fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
         Porthos::set_truncation(self, mode);
         Ok(())

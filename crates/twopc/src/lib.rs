@@ -655,6 +655,10 @@ impl Backend for TwoPc {
     }
 
     /// Faithful truncation applies to `scale_down`; `divide` stays local.
+    fn exact_truncation(&self) -> bool {
+        self.truncation == Truncation::Faithful
+    }
+
     fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
         TwoPc::set_truncation(self, mode);
         Ok(())
