@@ -52,8 +52,9 @@ pub(crate) fn pad_offsets(w: usize, bits: u32) -> [usize; 65] {
     off
 }
 
-/// Pads of the OTs of one scalar (one per row of `rows`), as one bit stream per OT (`out` holds two words per block
-/// at the blocks of `offsets`). All blocks go through AES in one pipelined call.
+/// Pads of the OTs of one scalar (one per row of `rows`), as one bit stream per OT (`out`
+/// holds two words per block at the blocks of `offsets`). All blocks go through AES in one
+/// pipelined call.
 fn item_pads(rows: &[u128], xor: u128, dir: u8, first: u64, offsets: &[usize; 65], out: &mut [u64], buf: &mut Vec<aes::Block>) {
     let mut y: Vec<u128> = rows.iter().map(|&r| r ^ xor).collect();
     ot::permute(&mut y);
