@@ -84,6 +84,15 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.matmul_weight(a, b, weight).map_err(|e| self.explain(e))
     }
 
+    // Both one-hot hooks are forwarded together (the product relies on the sharing's form).
+    fn share_one_hot(&mut self, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
+        self.inner.share_one_hot(shape, value).map_err(|e| self.explain(e))
+    }
+
+    fn matmul_one_hot(&mut self, a: &RingTensor, b: &RingTensor, weight: Option<usize>) -> Result<RingTensor> {
+        self.inner.matmul_one_hot(a, b, weight).map_err(|e| self.explain(e))
+    }
+
     fn set_weight_mask_reuse(&mut self, reuse: bool) -> Result<()> {
         self.inner.set_weight_mask_reuse(reuse)
     }

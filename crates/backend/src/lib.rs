@@ -226,6 +226,32 @@ pub trait Backend {
         self.matmul(a, b)
     }
 
+    /// Shares the client's one-hot rows `value` (entries 0 or 1: token ids as rows of a
+    /// table's height, see `llil::SecretInput::one_hot`); the client passes `Some`, the others
+    /// `None`. The result may only be moved by data movement and then be the left operand of
+    /// [`Backend::matmul_one_hot`]: the runtime calls it only for an input whose every use is
+    /// such (decided from the public program). A protocol may then keep the rows with the
+    /// client alone, since the product's cost depends on how the rows are held (2PC: one OT per
+    /// entry instead of 64). By default this is `share(Owner::Client, ..)`.
+    ///
+    /// A protocol overrides both this and [`Backend::matmul_one_hot`] or neither, and a wrapper
+    /// forwards both or neither: the product relies on the form this sharing gives.
+    fn share_one_hot(&mut self, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
+        self.share(Owner::Client, shape, value)
+    }
+
+    /// `[M, K] x [K, N]` whose left operand is the result of [`Backend::share_one_hot`] after
+    /// data movement only (so each entry is 0 or 1, known to the client). `weight` is the
+    /// right operand's weight index when it is one of the model owner's weights (as for
+    /// [`Backend::matmul_weight`]). The result is an ordinary share of the exact product. By
+    /// default this is `matmul_weight` (with a weight) or `matmul`.
+    fn matmul_one_hot(&mut self, a: &RingTensor, b: &RingTensor, weight: Option<usize>) -> Result<RingTensor> {
+        match weight {
+            Some(k) => self.matmul_weight(a, b, k),
+            None => self.matmul(a, b),
+        }
+    }
+
     /// Keep each weight's mask for the session (see [`Backend::matmul_weight`]): later
     /// inferences then cost less communication and the parties more memory. Every party of a
     /// session must choose the same. By default nothing is kept.

@@ -91,6 +91,63 @@ fn a_trained_bert_classifier_keeps_its_predictions_under_porthos() {
     }
 }
 
+/// Under 2PC the token-id lookups are products of the client's one-hot rows, held by the client
+/// alone, with the owner's tables at one OT per entry: per inference the client sends
+/// `ext(L V) = 128 ceil(L V / 64)` words of OT extension and the owner `L V H` words of
+/// corrections (`cryptflow-twopc`'s docs, "One-hot product"), and the outputs are those of the
+/// cleartext backend (faithful truncation: every truncation exact; the attention's division by
+/// 4 stays local, within one unit in the last place).
+#[test]
+fn a_trained_bert_classifier_under_2pc_looks_up_its_embeddings_at_one_ot_per_entry() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = compile(work.path(), "tiny_bert_cls");
+    // The first 4 sentence pairs (2PC takes about a second per inference).
+    let n = 4;
+    let inputs: Vec<(&str, PathBuf)> = ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|&name| {
+            let all = read_labels(&model(&format!("tiny_bert_cls.{name}.npy")));
+            let path = work.path().join(format!("{name}.npy"));
+            write_npy(&path, &[n, L], &all[..n * L]);
+            (name, path)
+        })
+        .collect();
+    let clear = run(&dir, "cleartext", &inputs, &work.path().join("cleartext.npy"));
+    let metrics = work.path().join("2pc.json");
+    let out = work.path().join("2pc.npy");
+    let mut args = vec!["run", path_str(&dir), "--backend", "2pc", "--truncation", "faithful", "--metrics", path_str(&metrics), "-o", path_str(&out)];
+    let specs: Vec<String> = inputs.iter().map(|(name, p)| format!("{name}={}", path_str(p))).collect();
+    for s in &specs {
+        args.extend(["--input", s.as_str()]);
+    }
+    cryptflow_ok(&args);
+    let got = read_npy(&out).1;
+    let classes = clear.len() / n;
+    let top = |logits: &[f32]| logits.chunks(classes).map(argmax).collect::<Vec<_>>();
+    assert_eq!(top(&got), top(&clear), "2PC classes differ from cleartext's");
+    let worst = got.iter().zip(&clear).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max);
+    assert!(worst <= 0.01, "2PC logits differ from cleartext's by {worst}");
+    eprintln!("tiny_bert_cls 2pc: largest logit difference from cleartext {worst}");
+
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+    let program: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("program.json")).unwrap()).unwrap();
+    let ext = |ots: u64| 128 * ots.div_ceil(64);
+    let layer = |name: &str| m["layers"].as_array().unwrap().iter().find(|l| l["layer"] == name).unwrap_or_else(|| panic!("no layer {name}")).clone();
+    // (layer, one-hot input, table width H): the table's height V is the input's depth.
+    for (name, input, h) in [
+        ("/bert/embeddings/word_embeddings/Gather_output_0", "input_ids", 32u64),
+        ("/bert/embeddings/token_type_embeddings/Gather_output_0", "token_type_ids", 32),
+    ] {
+        let spec = program["program"]["inputs"].as_array().unwrap().iter().find(|i| i["name"] == input && i["one_hot"] == true).unwrap();
+        let shape: Vec<u64> = spec["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let (l, v) = (shape[..shape.len() - 1].iter().product::<u64>(), shape[shape.len() - 1]);
+        let words = ext(l * v) + l * v * h;
+        let l = layer(name);
+        assert_eq!(l["bytes_sent"].as_u64().unwrap(), 8 * words * n as u64, "{name}: bytes of {n} lookups");
+        assert_eq!(l["rounds"].as_u64().unwrap(), n as u64, "{name}: one round per lookup");
+    }
+}
+
 struct Prompts {
     ids: Vec<i64>,
     mask: Vec<i64>,

@@ -101,6 +101,9 @@ pub struct Runner<'p, B: Backend> {
     peak_live_bytes: u64,
     crash_at: Option<usize>,
     progress: Option<Observer<'p>>,
+    /// Which client inputs are one-hot rows shared by [`Backend::share_one_hot`] and which
+    /// instructions are their products ([`OneHotPlan`]).
+    one_hot: OneHotPlan,
     /// Why the program cannot run here (see [`Runner::new`]).
     invalid: Option<String>,
     /// This party's share of the machine's memory, held while it runs.
@@ -134,6 +137,7 @@ impl<'p, B: Backend> Runner<'p, B> {
                 peak_live_bytes: 0,
                 crash_at: None,
                 progress: None,
+                one_hot: OneHotPlan::default(),
                 invalid,
                 _memory: None,
             };
@@ -170,6 +174,7 @@ impl<'p, B: Backend> Runner<'p, B> {
             peak_live_bytes: 0,
             crash_at: None,
             progress: None,
+            one_hot: OneHotPlan::of(program),
             invalid: None,
             _memory: memory,
         }
@@ -293,10 +298,13 @@ impl<'p, B: Backend> Runner<'p, B> {
         }
         let mut layers: Vec<LayerMetrics> = Vec::new();
         for (k, spec) in self.program.inputs.iter().enumerate() {
-            let share = self
-                .backend
-                .share(to_backend_owner(spec.owner), &spec.shape, inputs.map(|x| &x[k]))
-                .map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share input", source })?;
+            let value = inputs.map(|x| &x[k]);
+            let share = if self.one_hot.inputs[k] {
+                self.backend.share_one_hot(&spec.shape, value)
+            } else {
+                self.backend.share(to_backend_owner(spec.owner), &spec.shape, value)
+            };
+            let share = share.map_err(|source| RunError::Backend { layer: spec.name.clone(), op: "share input", source })?;
             self.store(spec.slot, share);
         }
         for (k, instr) in self.program.body.iter().enumerate() {
@@ -314,7 +322,7 @@ impl<'p, B: Backend> Runner<'p, B> {
                     let shape = self.program.slot_shape(instr.out).to_vec();
                     value.reshape(shape).map_err(|source| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source })?
                 }
-                _ => self.execute(instr)?,
+                _ => execute(self.program, &mut self.backend, &self.slots, instr, self.one_hot.products[k])?,
             };
             self.store(instr.out, value);
             for &slot in &instr.free_after {
@@ -380,12 +388,11 @@ impl<'p, B: Backend> Runner<'p, B> {
         self.backend.traffic()
     }
 
-    fn execute(&mut self, instr: &Instr) -> Result<RingTensor, RunError> {
-        execute(self.program, &mut self.backend, &self.slots, instr)
-    }
 }
 
-fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingTensor>], instr: &Instr) -> Result<RingTensor, RunError> {
+/// One instruction; `one_hot_product`: a MatMul whose left operand is one-hot rows from
+/// [`Backend::share_one_hot`] ([`OneHotPlan`]).
+fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingTensor>], instr: &Instr, one_hot_product: bool) -> Result<RingTensor, RunError> {
     {
         let arg = |k: usize| -> &RingTensor { slots[instr.args[k]].as_ref().expect("the program was validated: arguments are live") };
         let shape_err = |source: ShapeError| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source };
@@ -420,10 +427,15 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
             }
             LOp::SumPool(g) => kernels::sum_pool(x, g).map_err(shape_err)?,
             LOp::ReduceSum { axes, keep_dims } => kernels::reduce_sum(x, axes, *keep_dims).map_err(shape_err)?,
-            LOp::MatMul => match program.weights.iter().position(|w| w.slot == instr.args[1]) {
-                Some(weight) => backend.matmul_weight(x, arg(1), weight).map_err(backend_err)?,
-                None => backend.matmul(x, arg(1)).map_err(backend_err)?,
-            },
+            LOp::MatMul => {
+                let weight = program.weights.iter().position(|w| w.slot == instr.args[1]);
+                match (one_hot_product, weight) {
+                    (true, weight) => backend.matmul_one_hot(x, arg(1), weight),
+                    (false, Some(weight)) => backend.matmul_weight(x, arg(1), weight),
+                    (false, None) => backend.matmul(x, arg(1)),
+                }
+                .map_err(backend_err)?
+            }
             LOp::Conv(g) => {
                 backend.conv(x, arg(1), g).map_err(backend_err)?
             }
@@ -489,5 +501,128 @@ fn unary<B: Backend>(backend: &mut B, f: UnaryFn, x: &RingTensor, scale: u32) ->
         UnaryFn::Sqrt => math::sqrt(backend, x, scale),
         UnaryFn::Rsqrt => math::rsqrt(backend, x, scale),
         UnaryFn::Abs => math::abs(backend, x),
+    }
+}
+
+/// Which of the client's one-hot inputs a backend may hold its own way
+/// ([`Backend::share_one_hot`]) and which products take them ([`Backend::matmul_one_hot`]).
+///
+/// An input qualifies when every use of its rows, followed through data movement (which keeps
+/// entries 0/1 and moves each share alike), is the left operand of a MatMul: nothing else ever
+/// sees the backend's form of the share (2PC keeps the rows with the client unmasked, which an
+/// ordinary product's zero-share flags or a reveal would expose). The plan depends on the
+/// public program alone, so every party makes the same one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct OneHotPlan {
+    /// Per program input (in `program.inputs` order).
+    pub inputs: Vec<bool>,
+    /// Per instruction of the body.
+    pub products: Vec<bool>,
+}
+
+impl OneHotPlan {
+    pub fn of(program: &Program) -> OneHotPlan {
+        // The input whose rows each slot holds at this point of the body.
+        let mut family: Vec<Option<usize>> = vec![None; program.slots.len()];
+        let mut ok: Vec<bool> = program.inputs.iter().map(|i| i.one_hot && i.owner == ProgramOwner::Client).collect();
+        for (k, input) in program.inputs.iter().enumerate() {
+            if ok[k] {
+                family[input.slot] = Some(k);
+            }
+        }
+        let mut product_of = vec![None; program.body.len()];
+        for (k, instr) in program.body.iter().enumerate() {
+            let families: Vec<Option<usize>> = instr.args.iter().map(|&a| family[a]).collect();
+            let mut refuse = |f: Option<usize>| {
+                if let Some(f) = f {
+                    ok[f] = false;
+                }
+            };
+            let out = match &instr.op {
+                LOp::Reshape | LOp::Transpose { .. } | LOp::Pad { .. } | LOp::Slice { .. } | LOp::Gather { .. } | LOp::BroadcastTo => families[0],
+                LOp::Concat { .. } if families.iter().all(|f| f.is_some() && *f == families[0]) => families[0],
+                LOp::MatMul => {
+                    product_of[k] = families[0];
+                    refuse(families[1]);
+                    None
+                }
+                _ => {
+                    families.iter().for_each(|&f| refuse(f));
+                    None
+                }
+            };
+            family[instr.out] = out;
+        }
+        for output in &program.outputs {
+            if let Some(f) = family[output.slot] {
+                ok[f] = false;
+            }
+        }
+        OneHotPlan { products: product_of.iter().map(|f| f.is_some_and(|f| ok[f])).collect(), inputs: ok }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptflow_ir::llil::{Output, SecretInput, SlotInfo};
+
+    fn input(name: &str, slot: usize, shape: &[usize], one_hot: bool) -> SecretInput {
+        SecretInput { name: name.into(), owner: ProgramOwner::Client, slot, shape: shape.to_vec(), integer: true, one_hot }
+    }
+
+    fn instr(op: LOp, args: &[usize], out: usize) -> Instr {
+        Instr { op, args: args.to_vec(), out, layer: format!("i{out}"), free_after: vec![] }
+    }
+
+    /// ids (one-hot, slot 0, [2, 4]) -> Reshape -> MatMul with the table (weight, slot 1),
+    /// plus `extra` instructions; output slot `out`.
+    fn program(extra: Vec<Instr>, out: usize) -> Program {
+        let mut body = vec![instr(LOp::Reshape, &[0], 2), instr(LOp::MatMul, &[2, 1], 3)];
+        body.extend(extra);
+        Program {
+            scale: 0,
+            slots: vec![SlotInfo { shape: vec![2, 4] }; 8],
+            weights: vec![SecretInput { name: "table".into(), owner: ProgramOwner::ModelOwner, slot: 1, shape: vec![4, 4], integer: false, one_hot: false }],
+            inputs: vec![input("ids", 0, &[2, 4], true), input("mask", 7, &[2, 4], false)],
+            body,
+            outputs: vec![Output { name: "y".into(), slot: out, shape: vec![2, 4], encoding: Encoding::Fixed { scale: 0 } }],
+        }
+    }
+
+    #[test]
+    fn one_hot_rows_that_only_reach_products_are_held() {
+        // Through data movement into the left operand of products.
+        let p = program(vec![instr(LOp::Transpose { perm: vec![1, 0] }, &[2], 4), instr(LOp::MatMul, &[4, 3], 5)], 5);
+        let plan = OneHotPlan::of(&p);
+        assert_eq!(plan.inputs, vec![true, false]);
+        assert_eq!(plan.products, vec![false, true, false, true]);
+        // A concatenation of the rows with themselves is still rows.
+        let p = program(vec![instr(LOp::Concat { axis: 0 }, &[2, 0], 4), instr(LOp::MatMul, &[4, 1], 5)], 5);
+        assert_eq!(OneHotPlan::of(&p).products, vec![false, true, false, true]);
+        // A slot that held the rows and is overwritten by something else stops holding them.
+        let p = program(vec![instr(LOp::MatMul, &[3, 1], 2), instr(LOp::Relu, &[2], 4)], 4);
+        assert_eq!(OneHotPlan::of(&p).inputs, vec![true, false]);
+    }
+
+    #[test]
+    fn one_hot_rows_with_any_other_use_are_shared_as_usual() {
+        for (extra, out) in [
+            // Right operand of a product.
+            (vec![instr(LOp::MatMul, &[3, 2], 4)], 4),
+            // A secure operation, a local one.
+            (vec![instr(LOp::Relu, &[2], 4)], 4),
+            (vec![instr(LOp::Add, &[3, 2], 4)], 4),
+            // Concatenated with other values.
+            (vec![instr(LOp::Concat { axis: 0 }, &[2, 3], 4)], 4),
+            // Revealed (an output), directly or moved.
+            (vec![], 0),
+            (vec![instr(LOp::Reshape, &[2], 4)], 4),
+        ] {
+            let p = program(extra, out);
+            let plan = OneHotPlan::of(&p);
+            assert_eq!(plan.inputs, vec![false, false], "{:?}", p.body);
+            assert!(plan.products.iter().all(|&b| !b), "{:?}", p.body);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the 2PC protocols (both parties in this process, in-memory links):
 //! session set-up, the LogisticRegression product `[1, 784] x [784, 10]`, ReLU and a LeNet
-//! convolution. Prints the best wall time of several repetitions and the process CPU time
+//! convolution; with `lookup` as the argument, the token-id lookups of BERT-tiny and BERT-base
+//! (128 ids into a 30522-row table of width 128 or 768, `matmul_one_hot`), with the bytes each
+//! party sent. Prints the best wall time of several repetitions and the process CPU time
 //! (user + system, both parties and all their threads) per repetition: on a shared machine
 //! the CPU time is the steadier figure.
 //!
@@ -8,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use cryptflow_backend::{Backend, ConvGeometry, RingTensor};
+use cryptflow_backend::{Backend, ConvGeometry, Owner, RingTensor};
 use cryptflow_net::Session;
 use cryptflow_tensor::Layout;
 use cryptflow_twopc::TwoPc;
@@ -96,4 +98,24 @@ fn main() {
     best("conv 6x12x12 * 16x6x5x5 (LeNet conv2)", 3, |p| {
         p.conv(&xi, &w, &g).unwrap();
     });
+    // The lookups take seconds to minutes: only when asked for.
+    if std::env::args().nth(1).is_some_and(|a| a.contains("lookup")) {
+        let (l, v) = (128usize, 30522usize);
+        let mut rows = vec![0u64; l * v];
+        for i in 0..l {
+            rows[i * v + (i * 7919 + 101) % v] = 1;
+        }
+        let rows = RingTensor::new(vec![l, v], rows).unwrap();
+        for (name, h) in [("lookup 128x30522x128 (BERT-tiny)", 128usize), ("lookup 128x30522x768 (BERT-base)", 768)] {
+            let table = RingTensor::new(vec![v, h], (0..(v * h) as u64).map(|i| i.wrapping_mul(0x2545_F491_4F6C_DD1D)).collect()).unwrap();
+            best(name, 1, |p| {
+                let me = p.party_id();
+                let x = p.share_one_hot(&[l, v], (me == 1).then_some(&rows)).unwrap();
+                let t = p.share(Owner::ModelOwner, &[v, h], (me == 0).then_some(&table)).unwrap();
+                let before = p.traffic().bytes_sent;
+                p.matmul_one_hot(&x, &t, Some(0)).unwrap();
+                println!("  party {me} sent {} bytes", p.traffic().bytes_sent - before);
+            });
+        }
+    }
 }

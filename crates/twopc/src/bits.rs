@@ -13,6 +13,11 @@ impl<'a> BitWriter<'a> {
         BitWriter { out, pos: 0 }
     }
 
+    /// Appends after the first `pos` bits of `out` (the bits from `pos` on must be zero).
+    pub fn at(out: &'a mut [u64], pos: usize) -> Self {
+        BitWriter { out, pos }
+    }
+
     /// Appends the low `n` bits of `v` (`1 <= n <= 64`; `v` must be below `2^n`).
     #[inline]
     pub fn put(&mut self, v: u64, n: u32) {
