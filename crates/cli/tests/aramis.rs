@@ -218,3 +218,26 @@ fn distributed_aramis_parties_over_tls_agree_and_catch_a_tampering_party() {
     }
     assert!(!y.exists(), "no output after an abort");
 }
+
+/// `run --peer-timeout S`: how long an in-process party waits before a silent peer counts as
+/// stalled. A withheld message is reported after about S seconds, not the default 5.
+#[test]
+fn the_peer_timeout_of_an_in_process_run_is_the_one_asked_for() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lenet");
+    compile_lenet(&dir);
+    for seconds in [1u64, 3] {
+        let y = work.path().join(format!("y-{seconds}.npy"));
+        let started = Instant::now();
+        let timeout = seconds.to_string();
+        let out = cryptflow(&[
+            "run", path_str(&dir), "--backend", "aramis", "--input", path_str(&samples()), "-o", path_str(&y), "--inject-fault", "2:drop", "--peer-timeout", &timeout,
+        ]);
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_caught(&stderr(&out), 2, &["counter"], "2:drop");
+        assert!(took >= Duration::from_secs(seconds) && took < Duration::from_secs(2 * seconds + 4), "--peer-timeout {seconds}: took {took:?}");
+    }
+    let out = cryptflow(&["run", path_str(&dir), "--backend", "porthos", "--input", path_str(&samples()), "-o", path_str(&work.path().join("z.npy")), "--peer-timeout", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a zero timeout is refused: {}", stderr(&out));
+}

@@ -420,6 +420,7 @@ impl RunOptions {
             protocol: ProtocolName::default(),
             truncation: TruncationName::default(),
             fault: None,
+            peer_timeout: cryptflow_net::DEFAULT_TIMEOUT,
             progress: crate::secure::Progress::Silent,
         }
     }

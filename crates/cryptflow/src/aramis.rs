@@ -230,6 +230,7 @@ pub fn run_local(
     protocol: ProtocolName,
     truncation: Truncation,
     fault: Option<Fault>,
+    timeout: std::time::Duration,
     progress: &secure::Progress,
 ) -> Result<(SecureRun, AramisMetrics)> {
     let variant = protocol.variant();
@@ -237,7 +238,7 @@ pub fn run_local(
     let base = SoftwareAttestor::ephemeral()?;
     let count = inputs.len();
     let (results, seconds) =
-        secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, progress, secure::error_chain, |id, session, w, x, crash, progress| {
+        secure::run_local_parties(&secure::THREE_PARTIES, weights, inputs, fault, timeout, progress, secure::error_chain, |id, session, w, x, crash, progress| {
             let attestor = attestor_for(&base, id, fault);
             let options = options(id, &configuration, fault);
             run_party(program, session, &attestor, options, variant, truncation, w, x, count, crash, progress)

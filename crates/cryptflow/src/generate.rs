@@ -181,14 +181,14 @@ pub fn generate(args: &RunArgs, public: &PublicProgram, steps: usize) -> Result<
             let feed = ClientFeed::Generated { steps, next: &next };
             let run = match args.backend {
                 BackendName::Porthos => {
-                    crate::secure::run_porthos_local(program, &weights, feed, args.protocol.variant(), args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
+                    crate::secure::run_porthos_local(program, &weights, feed, args.protocol.variant(), args.truncation.mode(), args.inject_fault, std::time::Duration::from_secs(args.peer_timeout), &crate::secure::Progress::Terminal)?
                 }
                 BackendName::TwoPc => {
                     metrics.backend = "2pc".into();
-                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?
+                    crate::twopc::run_local(program, &weights, feed, args.truncation.mode(), args.inject_fault, std::time::Duration::from_secs(args.peer_timeout), &crate::secure::Progress::Terminal)?
                 }
                 _ => {
-                    let (run, aramis) = crate::aramis::run_local(&crate::aramis::program_json(&args.dir)?, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault, &crate::secure::Progress::Terminal)?;
+                    let (run, aramis) = crate::aramis::run_local(&crate::aramis::program_json(&args.dir)?, program, &weights, feed, args.protocol, args.truncation.mode(), args.inject_fault, std::time::Duration::from_secs(args.peer_timeout), &crate::secure::Progress::Terminal)?;
                     metrics.aramis = Some(aramis);
                     run
                 }

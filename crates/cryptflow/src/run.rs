@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// crash, tamper, forge, replay, reorder, drop (porthos, aramis) and wrong-code (aramis).
     #[arg(long = "inject-fault", value_name = "PARTY:KIND", value_parser = crate::secure::parse_fault)]
     pub inject_fault: Option<crate::secure::Fault>,
+    /// Seconds a party of this in-process run may wait for a message before the peer counts
+    /// as stalled (a party that is still computing also stays silent: raise it for networks
+    /// whose layers take longer, e.g. BERT-base under 2pc).
+    #[arg(long, value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub peer_timeout: u64,
     /// Write run metrics (time, communication, per-layer breakdown) as JSON.
     #[arg(long, value_name = "M.json")]
     pub metrics: Option<PathBuf>,
@@ -153,7 +158,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let stacked = inputs.stacking;
-    let options = RunOptions { backend: args.backend, protocol: args.protocol, truncation: args.truncation, fault: args.inject_fault, progress: crate::secure::Progress::Terminal };
+    let options = RunOptions {
+        backend: args.backend,
+        protocol: args.protocol,
+        truncation: args.truncation,
+        fault: args.inject_fault,
+        peer_timeout: std::time::Duration::from_secs(args.peer_timeout),
+        progress: crate::secure::Progress::Terminal,
+    };
     let (outputs, metrics) = execute(&Artifacts::Dir(&args.dir), &public, &inputs, &options)?;
     npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
     eprintln!(
@@ -238,6 +250,8 @@ pub struct RunOptions {
     pub truncation: crate::TruncationName,
     /// A fault to inject (secure backends).
     pub fault: Option<crate::secure::Fault>,
+    /// How long a party waits for a message before its peer counts as stalled.
+    pub peer_timeout: std::time::Duration,
     /// How progress is reported.
     pub progress: crate::secure::Progress,
 }
@@ -309,7 +323,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
                 ProtocolName::Securenn => "porthos-securenn".into(),
                 ProtocolName::Compact => "porthos-compact".into(),
             };
-            let run = crate::secure::run_porthos_local(program, weights, ClientFeed::Fixed(&encoded), variant, options.truncation.mode(), options.fault, &options.progress)?;
+            let run = crate::secure::run_porthos_local(program, weights, ClientFeed::Fixed(&encoded), variant, options.truncation.mode(), options.fault, options.peer_timeout, &options.progress)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -320,7 +334,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
             let weights = artifacts.weights(public)?;
             let weights = weights.source();
             let encoded = inputs.encoded(program)?;
-            let (run, aramis) = crate::aramis::run_local(&artifacts.program_json(public)?, program, weights, ClientFeed::Fixed(&encoded), options.protocol, options.truncation.mode(), options.fault, &options.progress)?;
+            let (run, aramis) = crate::aramis::run_local(&artifacts.program_json(public)?, program, weights, ClientFeed::Fixed(&encoded), options.protocol, options.truncation.mode(), options.fault, options.peer_timeout, &options.progress)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();
@@ -333,7 +347,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
             let weights = weights.source();
             let encoded = inputs.encoded(program)?;
             metrics.backend = "2pc".into();
-            let run = crate::twopc::run_local(program, weights, ClientFeed::Fixed(&encoded), options.truncation.mode(), options.fault, &options.progress)?;
+            let run = crate::twopc::run_local(program, weights, ClientFeed::Fixed(&encoded), options.truncation.mode(), options.fault, options.peer_timeout, &options.progress)?;
             metrics.bytes_sent = run.bytes_sent.clone();
             metrics.rounds = run.rounds.iter().copied().max().unwrap_or(0);
             metrics.peak_live_bytes = run.peak_live_bytes.clone();

@@ -211,6 +211,7 @@ pub fn run_local_parties<T: Send>(
     weights: &dyn WeightSource,
     inputs: ClientFeed<'_>,
     fault: Option<Fault>,
+    timeout: std::time::Duration,
     progress: &Progress,
     describe_error: impl Fn(&anyhow::Error) -> String + Sync,
     party: impl Fn(usize, Session, Option<&dyn WeightSource>, Option<ClientFeed<'_>>, bool, Option<&Reporter>) -> Result<T> + Sync,
@@ -223,7 +224,8 @@ pub fn run_local_parties<T: Send>(
         let handles: Vec<_> = Session::local(roles.names.len())
             .into_iter()
             .enumerate()
-            .map(|(id, session)| {
+            .map(|(id, mut session)| {
+                session.set_timeout(timeout);
                 let crash = fault.is_some_and(|f| f.party == id && f.kind == FaultKind::Crash);
                 let weights = (id == roles.model_owner).then_some(weights);
                 let inputs = (id == roles.client).then_some(inputs);
@@ -298,10 +300,11 @@ pub fn run_porthos_local(
     variant: ProtocolVariant,
     truncation: Truncation,
     fault: Option<Fault>,
+    timeout: std::time::Duration,
     progress: &Progress,
 ) -> Result<SecureRun> {
     let count = inputs.len();
-    let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, progress, error_chain, |_, session, w, x, crash, progress| {
+    let (parties, seconds) = run_local_parties(&THREE_PARTIES, weights, inputs, fault, timeout, progress, error_chain, |_, session, w, x, crash, progress| {
         let session = crate::aramis::semi_honest_host(session, fault);
         let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
         Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)

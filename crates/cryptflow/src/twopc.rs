@@ -33,11 +33,12 @@ pub fn run_local(
     inputs: ClientFeed<'_>,
     truncation: Truncation,
     fault: Option<Fault>,
+    timeout: std::time::Duration,
     progress: &Progress,
 ) -> Result<SecureRun> {
     check_fault(fault)?;
     let count = inputs.len();
-    let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, progress, error_chain, |_, session, w, x, crash, progress| {
+    let (parties, seconds) = run_local_parties(&TWO_PARTIES, weights, inputs, fault, timeout, progress, error_chain, |_, session, w, x, crash, progress| {
         let backend = TwoPc::new(session).map_err(|e| anyhow!("setting up the session: {e}"))?;
         Ok(run_party(program, backend, truncation, w, x, count, crash, progress)?)
     })?;
