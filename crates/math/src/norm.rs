@@ -5,8 +5,9 @@
 //! in `[1, 2)`, `p` from [`var_bits`]), `V = sum D'^2 + E` with `E = c^2 2^(2p) N epsilon`
 //! (an exact integer sum of exact products: `V = c^2 2^(2p) N (var + epsilon)`), then
 //! `1/sqrt(V)` per group by normalising `V` with the powers `4^0..4^22` (one comparison call,
-//! one multiplexer call) and two Newton steps, the per-element result `D * K 2^-k * y` carried
-//! through the steps (`K = c 2^p / sqrt N`).
+//! one multiplexer call) and two Newton steps on the groups, which give the group's factor
+//! `K 2^-k y` (`K = c 2^p / sqrt N`) at `r` bits; each element is then `D` times its group's
+//! factor, one product and one truncation (the steps cost per group, not per element).
 
 use cryptflow_tensor::movement;
 
@@ -67,7 +68,6 @@ pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize],
     let v = add_public(b, &RingTensor::new(vec![groups], v)?, e as u64);
     // 1/sqrt(V) = 2^-k / sqrt(x'), x' = V 4^-k in [1/4, 1].
     let r = (40 - scale).min(24);
-    let t = 20 - scale;
     let k_factor = c * 2f64.powi(p as i32) / (n as f64).sqrt();
     let bits = pow_bits(b, &v, 0, 2, 0, NORM_MAX_EXP)?;
     let (xc, xbits) = mantissa_combo(b, &v, 0, 2, 0, NORM_MAX_EXP);
@@ -75,9 +75,11 @@ pub fn normalize<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, axes: &[usize],
     let fc = steps_combo(b, &[groups], &values, None);
     let comb = combine(b, &bits, &[xc, fc])?;
     let xp = rescale(b, &comb[0], xbits, F)?;
-    let expand = |h: &RingTensor| -> Result<RingTensor> { Ok(RingTensor::new(vec![groups * n], (0..groups * n).map(|i| h.data()[i / n]).collect())?) };
-    let fe = expand(&comb[1])?;
-    let out = rsqrt_newton(b, &xp, Carry::Product(&dt, &fe, r - t), &expand)?;
-    let out = rescale(b, &out, scale + t, scale)?;
+    // The per-group factor K 2^-k / sqrt(x') at r bits (Newton's steps on the groups alone),
+    // then one product per element: D times its group's factor, truncated once to the scale.
+    let factor = rsqrt_newton(b, &xp, Carry::Ready(&comb[1]), &|h: &RingTensor| Ok(h.clone()))?;
+    let expanded = RingTensor::new(vec![groups * n], (0..groups * n).map(|i| factor.data()[i / n]).collect())?;
+    let out = b.mul(&dt, &expanded)?;
+    let out = b.scale_down(&out, r)?;
     crate::fixed::untranspose(out, x.shape(), &perm)
 }

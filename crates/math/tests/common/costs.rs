@@ -106,8 +106,8 @@ pub fn log_softmax(n: u64, rows: u64) -> (u64, u64) {
 pub const NORM_J: u64 = 23;
 
 /// `normalize` of `groups` groups of `n`: one square per element, 23 comparisons and 46 muxes
-/// per group, then 4 products per element (D 2^-k, times y0 and the two Newton factors) and
-/// 5 per group (the Newton steps) in 6 calls.
+/// per group, the group's factor by 8 products per group (y0^2 and the factor times y0, x' y0^2,
+/// the first Newton step's 4, the second's 1) in 6 calls, then one product per element.
 pub fn normalize(n: u64, groups: u64) -> (u64, u64) {
-    cost(NORM_J * groups, 1, n * groups + 2 * NORM_J * groups + 4 * n * groups + 5 * groups, 1 + 1 + 6)
+    cost(NORM_J * groups, 1, n * groups + 2 * NORM_J * groups + 8 * groups + n * groups, 1 + 1 + 6 + 1)
 }
