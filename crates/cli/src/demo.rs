@@ -61,7 +61,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
 
     let variant = args.protocol.variant();
     let encoded: Vec<_> = inputs.iter().map(|x| vec![encode_input(x, program.scale)]).collect();
-    let secure = run_porthos_local(program, &compiled.weights, crate::secure::ClientFeed::Fixed(&encoded), variant, crate::TruncationName::default().mode(), None, cryptflow_net::DEFAULT_TIMEOUT, &crate::secure::Progress::Terminal)?;
+    let secure = run_porthos_local(program, &compiled.weights, crate::secure::ClientFeed::Fixed(&encoded), variant, crate::TruncationName::default().mode(), None, std::time::Duration::from_secs(cryptflow::run::LOCAL_PEER_TIMEOUT_SECONDS), &crate::secure::Progress::Terminal)?;
 
     println!(
         "cryptflow demo: LeNet-5 trained on MNIST ({} parameters), compiled in {:.0} ms at scale {}",

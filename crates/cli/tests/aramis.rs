@@ -107,7 +107,9 @@ fn every_kind_of_cheating_party_is_caught_before_any_output() {
         let context = format!("{party}:{kind}");
         let y = work.path().join(format!("y-{kind}-{party}.npy"));
         let started = Instant::now();
-        let out = cryptflow(&["run", path_str(&dir), "--backend", "aramis", "--input", path_str(&samples()), "-o", path_str(&y), "--inject-fault", &context]);
+        let out = cryptflow(&[
+            "run", path_str(&dir), "--backend", "aramis", "--input", path_str(&samples()), "-o", path_str(&y), "--inject-fault", &context, "--peer-timeout", "5",
+        ]);
         assert!(started.elapsed() < Duration::from_secs(limit), "{context} took {:?}", started.elapsed());
         // A clean error exit (the fault injector announces itself on stderr first).
         assert_eq!(out.status.code(), Some(1), "{context}: {:?}\n{}", out.status, stderr(&out));

@@ -420,7 +420,7 @@ impl RunOptions {
             protocol: ProtocolName::default(),
             truncation: TruncationName::default(),
             fault: None,
-            peer_timeout: cryptflow_net::DEFAULT_TIMEOUT,
+            peer_timeout: std::time::Duration::from_secs(crate::run::LOCAL_PEER_TIMEOUT_SECONDS),
             progress: crate::secure::Progress::Silent,
         }
     }

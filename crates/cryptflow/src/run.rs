@@ -42,9 +42,10 @@ pub struct RunArgs {
     #[arg(long = "inject-fault", value_name = "PARTY:KIND", value_parser = crate::secure::parse_fault)]
     pub inject_fault: Option<crate::secure::Fault>,
     /// Seconds a party of this in-process run may wait for a message before the peer counts
-    /// as stalled (a party that is still computing also stays silent: raise it for networks
-    /// whose layers take longer, e.g. BERT-base under 2pc).
-    #[arg(long, value_name = "S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    /// as stalled. The parties are threads of this process: one that fails is noticed at once,
+    /// so this only ends a run whose party is stuck; a party computing a large layer on a
+    /// loaded machine is silent meanwhile (raise it for such networks, e.g. BERT-base under 2pc).
+    #[arg(long, value_name = "S", default_value_t = LOCAL_PEER_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub peer_timeout: u64,
     /// Write run metrics (time, communication, per-layer breakdown) as JSON.
     #[arg(long, value_name = "M.json")]
@@ -238,6 +239,9 @@ impl Weights<'_> {
         }
     }
 }
+
+/// The default of `run --peer-timeout` and [`RunOptions::peer_timeout`], in seconds.
+pub const LOCAL_PEER_TIMEOUT_SECONDS: u64 = 60;
 
 /// How to run: the backend and its settings.
 #[derive(Clone)]
