@@ -171,10 +171,8 @@ fn powers_with<B: Backend + ?Sized>(
     bits: u32,
     raw_last: bool,
 ) -> Result<(Vec<Option<RingTensor>>, Vec<bool>)> {
-    let mut raw = vec![false; degree];
-    let mut have: Vec<Option<RingTensor>> = vec![None; degree + 1];
     if degree == 0 {
-        return Ok((Vec::new(), raw));
+        return Ok((Vec::new(), Vec::new()));
     }
     // Which powers are needed: the wanted ones and, recursively, the halves they are made of.
     let mut needed = vec![false; degree + 1];
@@ -188,7 +186,27 @@ fn powers_with<B: Backend + ?Sized>(
             }
         }
     }
-    have[1] = Some(u.clone());
+    doubling(b, u, &needed, want, raw_last, |b, _, _, _, p, raw| if raw { Ok(p) } else { b.scale_down(&p, bits) })
+}
+
+/// The doubling construction of [`powers`] and [`chebyshev`]: `have[1] = t`, then round by
+/// round every needed `k` in `(top, 2 top]` from the product `have[top] have[k - top]` (one
+/// [`Backend::mul_pairs`] call per round), made into `have[k]` by
+/// `make(b, have, top, k, product, raw)`; `raw` is set in the last round when `raw_last`.
+/// Returns the wanted entries (`None` for the others) and which of them are raw.
+#[allow(clippy::type_complexity)]
+fn doubling<B: Backend + ?Sized>(
+    b: &mut B,
+    t: &RingTensor,
+    needed: &[bool],
+    want: impl Fn(usize) -> bool,
+    raw_last: bool,
+    make: impl Fn(&mut B, &[Option<RingTensor>], usize, usize, RingTensor, bool) -> Result<RingTensor>,
+) -> Result<(Vec<Option<RingTensor>>, Vec<bool>)> {
+    let degree = needed.len() - 1;
+    let mut raw = vec![false; degree];
+    let mut have: Vec<Option<RingTensor>> = vec![None; degree + 1];
+    have[1] = Some(t.clone());
     let mut top = 1usize;
     while top < degree {
         let next = (2 * top).min(degree);
@@ -196,7 +214,7 @@ fn powers_with<B: Backend + ?Sized>(
         let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
         let products = doubling_products(b, &have, top, &ks)?;
         for (k, p) in ks.into_iter().zip(products) {
-            have[k] = Some(if last { p } else { b.scale_down(&p, bits)? });
+            have[k] = Some(make(b, &have, top, k, p, last)?);
             raw[k - 1] = last;
         }
         top = next;
@@ -302,38 +320,22 @@ fn chebyshev_with<B: Backend + ?Sized>(
     bits: u32,
     raw_last: bool,
 ) -> Result<(Vec<Option<RingTensor>>, Vec<bool>)> {
-    let mut raw = vec![false; degree];
     if degree == 0 {
-        return Ok((Vec::new(), raw));
+        return Ok((Vec::new(), Vec::new()));
     }
     if bits == 0 {
         return Err(BackendError::Aborted("Chebyshev polynomials need fractional bits".into()));
     }
     let needed = chebyshev_needed(degree, &want);
-    let mut have: Vec<Option<RingTensor>> = vec![None; degree + 1];
-    have[1] = Some(t.clone());
-    let mut top = 1usize;
-    while top < degree {
-        let next = (2 * top).min(degree);
-        let ks: Vec<usize> = (top + 1..=next).filter(|&k| needed[k]).collect();
-        let last = raw_last && next == degree;
-        let products = doubling_products(b, &have, top, &ks)?;
-        for (k, p) in ks.into_iter().zip(products) {
-            // 2 T_top T_(k-top) at `bits` (at `2 bits` in a raw last round), minus T_(2 top - k).
-            let (twice, at) = if last { (mul_int(&p, 2), 2 * bits) } else { (b.scale_down(&p, bits - 1)?, bits) };
-            let tk = if 2 * top == k {
-                add_public(b, &twice, encode(-1.0, at))
-            } else {
-                let lower = have[2 * top - k].as_ref().expect("T_(2top-k) is needed");
-                twice.sub(&if last { mul_int(lower, 1i64 << bits) } else { lower.clone() })?
-            };
-            have[k] = Some(tk);
-            raw[k - 1] = last;
+    doubling(b, t, &needed, want, raw_last, |b, have, top, k, p, raw| {
+        // 2 T_top T_(k-top) at `bits` (at `2 bits` when raw), minus T_(2 top - k).
+        let (twice, at) = if raw { (mul_int(&p, 2), 2 * bits) } else { (b.scale_down(&p, bits - 1)?, bits) };
+        if 2 * top == k {
+            return Ok(add_public(b, &twice, encode(-1.0, at)));
         }
-        top = next;
-    }
-    have.remove(0);
-    Ok((have.into_iter().enumerate().map(|(i, p)| if want(i + 1) { p } else { None }).collect(), raw))
+        let lower = have[2 * top - k].as_ref().expect("T_(2top-k) is needed");
+        Ok(twice.sub(&if raw { mul_int(lower, 1i64 << bits) } else { lower.clone() })?)
+    })
 }
 
 /// `sum_k coeffs[k] P_k(t)` at `bits` (`t` at `bits`, `|t| <= 1`), in the Chebyshev basis

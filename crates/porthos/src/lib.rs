@@ -212,6 +212,10 @@ pub struct Porthos {
     weight_masks: Option<std::collections::HashMap<usize, WeightMask>>,
 }
 
+/// Shares of [`Porthos::compare_compact_thresholds`]: the bits per threshold, and the selected
+/// values per threshold and value.
+pub type ThresholdShares = (Vec<Vec<u64>>, Vec<Vec<Vec<u64>>>);
+
 /// What masks one weight `W` for a session: the Beaver mask `B` (P0 and P1: their shares; the
 /// helper: all of it) and, on P0 and P1, the opened `F = W - B`, which does not depend on how
 /// `W` is shared.
@@ -1082,7 +1086,7 @@ impl Porthos {
     /// after the first costs PrivateCompare and `gamma` only: `2 l log p + l` bits (136
     /// bytes) instead of 216, in the same 2 flights. The helper learns one
     /// `beta_t XOR [r' > (c - t)']` per threshold, each masked by an independent `beta_t`.
-    pub fn compare_compact_thresholds(&mut self, a: &[u64], items: &[(u64, Vec<&[u64]>)]) -> Result<(Vec<Vec<u64>>, Vec<Vec<Vec<u64>>>)> {
+    pub fn compare_compact_thresholds(&mut self, a: &[u64], items: &[(u64, Vec<&[u64]>)]) -> Result<ThresholdShares> {
         let n = a.len();
         let t_count = items.len();
         let k: usize = items.iter().map(|(_, v)| v.len()).sum();
