@@ -11,7 +11,12 @@
 //! product, and the local operations every linear sharing allows (additions, negation,
 //! multiplication by public integers, public constants added by the one party whose share
 //! carries them: [`Backend::adds_public_constants`]). Several comparisons or products of one
-//! step are made in one call on their concatenation, so they share its rounds.
+//! step are made in one call on their concatenation, so they share its rounds. Three calls
+//! name patterns of these that a protocol may do more cheaply, with defaults made of them:
+//! [`Backend::select_by_sign`] and [`Backend::select_above`] (a comparison whose bit only
+//! selects), [`Backend::mul_pairs`] (products whose operands recur: squares, powers, Chebyshev
+//! steps); and [`Backend::exact_truncation`] says when a sum of large products may be
+//! truncated once ([`fixed::series`]).
 //!
 //! # Fixed point
 //! A tensor holds ring elements with `scale` fractional bits (the program's public scale `s`,

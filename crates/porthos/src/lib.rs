@@ -1566,6 +1566,9 @@ impl Backend for Porthos {
         if let Some(v) = values.iter().find(|v| v.shape() != x.shape()) {
             return Err(shape_err(format!("select_by_sign: compared {:?}, selected {:?}", x.shape(), v.shape())));
         }
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
         let data: Vec<&[u64]> = values.iter().map(|v| v.data()).collect();
         let (bits, selected) = self.compare_compact(x.data(), &data)?;
         pool::give(bits);
