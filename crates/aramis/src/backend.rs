@@ -161,6 +161,14 @@ impl<B: Backend> Backend for Aramis<B> {
         self.inner.set_truncation(mode)
     }
 
+    fn set_comparison_bits(&mut self, bits: u32) -> Result<()> {
+        self.inner.set_comparison_bits(bits)
+    }
+
+    fn comparison_bits(&self) -> u32 {
+        self.inner.comparison_bits()
+    }
+
     fn traffic(&self) -> Traffic {
         let t = self.handle.wire_level_traffic();
         Traffic { bytes_sent: t.bytes_sent, bytes_received: t.bytes_received, rounds: t.rounds }

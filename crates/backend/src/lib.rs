@@ -356,8 +356,34 @@ pub trait Backend {
         false
     }
 
+    /// Declares the domain of the values compared from now on (by [`Backend::drelu`],
+    /// [`Backend::relu`], [`Backend::max_pool`], [`Backend::argmax`],
+    /// [`Backend::select_by_sign`] and [`Backend::select_above`]; every party must declare the
+    /// same): two's complement integers of `bits` bits, `1..=64`. Comparisons of values in
+    /// `[-2^(bits-1), 2^(bits-1))` stay exact; a backend may use the declaration to compare
+    /// more cheaply, and then documents what it computes outside the domain. By default
+    /// comparisons stay exact on all of Z_2^64 whatever is declared.
+    fn set_comparison_bits(&mut self, bits: u32) -> Result<()> {
+        check_comparison_bits(bits)
+    }
+
+    /// The domain last declared with [`Backend::set_comparison_bits`] where the backend uses
+    /// it; 64 where comparisons are exact on all of Z_2^64.
+    fn comparison_bits(&self) -> u32 {
+        64
+    }
+
     /// Traffic of this party so far in the session.
     fn traffic(&self) -> Traffic {
         Traffic::default()
+    }
+}
+
+/// Refuses a comparison domain outside `1..=64` bits.
+pub fn check_comparison_bits(bits: u32) -> Result<()> {
+    if (1..=64).contains(&bits) {
+        Ok(())
+    } else {
+        Err(BackendError::Aborted(format!("a comparison domain of {bits} bits is outside 1..=64")))
     }
 }

@@ -16,8 +16,10 @@ use crate::ring::P;
 use crate::simd::{self, run_best, Level};
 use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
 
-/// Bits per value.
-const W: usize = 64;
+/// Bits per value at full width (the lanes of one value's PrivateCompare vector).
+pub(crate) const W: usize = 64;
+/// Bits per value of a narrowed comparison (see [`Porthos::compare_compact_thresholds`]).
+pub(crate) const NARROW: usize = 32;
 /// Values per parallel task (even, so that alternating items split evenly between tasks).
 const CHUNK: usize = 128;
 const P16: u16 = P as u16;
@@ -28,12 +30,17 @@ const P16: u16 = P as u16;
 /// without answers in between: the stream costs no extra rounds.
 const STREAM: usize = 1 << 14;
 
-/// A share-holder's Z_p shares of the 64 bits of `n` secret values, as the helper dealt them.
-/// The received shares arrive as a stream of messages, one per block of [`STREAM`] values, and
-/// are kept as they came.
+/// A share-holder's Z_p shares of the low `lanes` bits (64 or [`NARROW`]) of `n` secret
+/// values, as the helper dealt them. The received shares arrive as a stream of messages, one
+/// per block of [`STREAM`] values, and are kept as they came.
+pub(crate) struct BitShares {
+    lanes: usize,
+    source: Source,
+}
+
 #[allow(clippy::large_enum_variant)] // one per comparison
-pub(crate) enum BitShares {
-    /// Porthos: the items `i` with `i % 2 == mine` are elements `64 (i / 2)..` of `drawn`
+enum Source {
+    /// Porthos: the items `i` with `i % 2 == mine` are elements `lanes (i / 2)..` of `drawn`
     /// (from the key this party shares with the helper); the others were received, item `i`
     /// being item `(i % STREAM) / 2` of block `i / STREAM` of `got`.
     Halved { drawn: ZpDraw, mine: usize, got: Vec<Vec<u64>> },
@@ -44,7 +51,7 @@ pub(crate) enum BitShares {
 
 impl Drop for BitShares {
     fn drop(&mut self) {
-        let (BitShares::Halved { got, .. } | BitShares::Full(got)) = self;
+        let (Source::Halved { got, .. } | Source::Full(got)) = &mut self.source;
         for block in got.drain(..) {
             pool::give(block);
         }
@@ -52,34 +59,35 @@ impl Drop for BitShares {
 }
 
 impl BitShares {
-    /// The shares of items `first..first + out.len() / 64` (`first` even; the items lie in one
-    /// block, as a `CHUNK` never straddles two).
+    /// The shares of items `first..first + out.len() / lanes` (`first` even; the items lie in
+    /// one block, as a `CHUNK` never straddles two).
     fn fill(&self, first: usize, out: &mut [u8]) {
+        let w = self.lanes;
         let block = first / STREAM;
-        debug_assert_eq!((first + out.len() / W - 1) / STREAM, block);
-        match self {
-            BitShares::Full(got) => {
-                let at = (first % STREAM) * W;
+        debug_assert_eq!((first + out.len() / w - 1) / STREAM, block);
+        match &self.source {
+            Source::Full(got) => {
+                let at = (first % STREAM) * w;
                 out.copy_from_slice(&bytes(&got[block])[at..at + out.len()])
             }
-            BitShares::Halved { drawn, mine, got } => {
+            Source::Halved { drawn, mine, got } => {
                 let got = bytes(&got[block]);
-                let end = first + out.len() / W;
+                let end = first + out.len() / w;
                 // Items first.. alternate; the drawn ones are a contiguous run of `drawn`, and
                 // so are the received ones.
                 let first_mine = first + (first % 2 != *mine) as usize;
                 let first_got = first + (first % 2 == *mine) as usize;
                 let n_mine = end.saturating_sub(first_mine).div_ceil(2);
                 let mut tmp = [0u8; CHUNK / 2 * W];
-                drawn.fill(first_mine / 2 * W, &mut tmp[..n_mine * W]);
-                let (mut a, mut b) = (0, (first_got % STREAM) / 2 * W);
-                for (k, item) in out.chunks_exact_mut(W).enumerate() {
+                drawn.fill(first_mine / 2 * w, &mut tmp[..n_mine * w]);
+                let (mut a, mut b) = (0, (first_got % STREAM) / 2 * w);
+                for (k, item) in out.chunks_exact_mut(w).enumerate() {
                     if (first + k) % 2 == *mine {
-                        item.copy_from_slice(&tmp[a..a + W]);
-                        a += W;
+                        item.copy_from_slice(&tmp[a..a + w]);
+                        a += w;
                     } else {
-                        item.copy_from_slice(&got[b..b + W]);
-                        b += W;
+                        item.copy_from_slice(&got[b..b + w]);
+                        b += w;
                     }
                 }
             }
@@ -160,13 +168,15 @@ impl Porthos {
         Ok(words)
     }
 
-    /// The helper deals fresh shares over Z_p of the 64 bits of every value of `x` (the helper
-    /// passes `Some(x)`, the others `None` and `n`); the share-holders get their
-    /// [`BitShares`], the helper `None`. In the Porthos variant item `i` has one share drawn
-    /// from a key the helper shares with a party (P0 for even `i + parity`, P1 otherwise) and
-    /// the other one sent (`64 n` elements on the wire in all); in SecureNN both are sent, the
-    /// first drawn from the helper's private randomness.
-    pub(crate) fn deal_bits(&mut self, x: Option<&[u64]>, n: usize) -> Result<Option<BitShares>> {
+    /// The helper deals fresh shares over Z_p of the low `lanes` bits (64 or [`NARROW`]) of
+    /// every value of `x` (the helper passes `Some(x)`, the others `None` and `n`); the
+    /// share-holders get their [`BitShares`], the helper `None`. In the Porthos variant item
+    /// `i` has one share drawn from a key the helper shares with a party (P0 for even
+    /// `i + parity`, P1 otherwise) and the other one sent (`lanes n` elements on the wire in
+    /// all); in SecureNN both are sent, the first drawn from the helper's private randomness.
+    pub(crate) fn deal_bits(&mut self, x: Option<&[u64]>, n: usize, lanes: usize) -> Result<Option<BitShares>> {
+        assert!(lanes == W || lanes == NARROW);
+        let w = lanes;
         let _p = prof::scope(if self.id == HELPER { "deal_bits (helper)" } else { "deal_bits (receive)" });
         if self.porthos() {
             let parity = self.parity;
@@ -176,29 +186,29 @@ impl Porthos {
             match self.id {
                 HELPER => {
                     let x = x.expect("the helper deals its own values");
-                    let r0 = self.helper_key(MODEL_OWNER).draw_zp(n0 * W, false);
-                    let r1 = self.helper_key(CLIENT).draw_zp(n1 * W, false);
+                    let r0 = self.helper_key(MODEL_OWNER).draw_zp(n0 * w, false);
+                    let r1 = self.helper_key(CLIENT).draw_zp(n1 * w, false);
                     // Block by block (see `STREAM`): item i goes to P1 (P0's share drawn) when
                     // i = parity (mod 2), else to P0.
                     for start in (0..n).step_by(STREAM) {
                         let m = STREAM.min(n - start);
                         let to_p1 = with_parity(start, m, parity);
-                        let mut for_p0 = pool::take((m - to_p1) * W / 8);
-                        let mut for_p1 = pool::take(to_p1 * W / 8);
+                        let mut for_p0 = pool::take((m - to_p1) * w / 8);
+                        let mut for_p1 = pool::take(to_p1 * w / 8);
                         {
                             let blocks = m.div_ceil(CHUNK);
-                            let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * W).collect();
-                            let mut p1_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p1).chunks_mut(CHUNK / 2 * W).collect();
+                            let mut p0_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p0).chunks_mut(CHUNK / 2 * w).collect();
+                            let mut p1_parts: Vec<&mut [u8]> = bytes_mut(&mut for_p1).chunks_mut(CHUNK / 2 * w).collect();
                             p0_parts.resize_with(blocks, Default::default);
                             p1_parts.resize_with(blocks, Default::default);
                             x[start..start + m].par_chunks(CHUNK).zip(p0_parts.into_par_iter().zip(p1_parts)).enumerate().for_each(
                                 |(b, (xs, (p0, p1)))| {
                                     let first = start + b * CHUNK;
                                     let mut r = [0u8; CHUNK / 2 * W];
-                                    r0.fill(first / 2 * W, &mut r[..p1.len()]);
-                                    run_best(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1));
-                                    r1.fill(first / 2 * W, &mut r[..p0.len()]);
-                                    run_best(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0));
+                                    r0.fill(first / 2 * w, &mut r[..p1.len()]);
+                                    run_best(|| subtract_bits(xs.iter().copied().skip(parity).step_by(2), &r, p1, w));
+                                    r1.fill(first / 2 * w, &mut r[..p0.len()]);
+                                    run_best(|| subtract_bits(xs.iter().copied().skip(1 - parity).step_by(2), &r, p0, w));
                                 },
                             );
                         }
@@ -209,33 +219,33 @@ impl Porthos {
                 }
                 j => {
                     let drawn = if j == MODEL_OWNER { n0 } else { n1 };
-                    let drawn = self.with_helper().draw_zp(drawn * W, false);
+                    let drawn = self.with_helper().draw_zp(drawn * w, false);
                     let mine = if j == MODEL_OWNER { parity } else { 1 - parity };
                     let mut got = Vec::with_capacity(n.div_ceil(STREAM));
                     for start in (0..n).step_by(STREAM) {
                         let m = STREAM.min(n - start);
-                        got.push(self.recv_zp(HELPER, with_parity(start, m, 1 - mine) * W)?);
+                        got.push(self.recv_zp(HELPER, with_parity(start, m, 1 - mine) * w)?);
                     }
-                    Ok(Some(BitShares::Halved { drawn, mine, got }))
+                    Ok(Some(BitShares { lanes, source: Source::Halved { drawn, mine, got } }))
                 }
             }
         } else {
             match self.id {
                 HELPER => {
                     let x = x.expect("the helper deals its own values");
-                    let r = self.own.draw_zp(n * W, false);
+                    let r = self.own.draw_zp(n * w, false);
                     for start in (0..n).step_by(STREAM) {
                         let m = STREAM.min(n - start);
-                        let mut first = pool::take(m * W / 8);
-                        let mut second = pool::take(m * W / 8);
+                        let mut first = pool::take(m * w / 8);
+                        let mut second = pool::take(m * w / 8);
                         bytes_mut(&mut first)
-                            .par_chunks_mut(CHUNK * W)
-                            .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * W))
+                            .par_chunks_mut(CHUNK * w)
+                            .zip(bytes_mut(&mut second).par_chunks_mut(CHUNK * w))
                             .zip(x[start..start + m].par_chunks(CHUNK))
                             .enumerate()
                             .for_each(|(b, ((r_out, v_out), xs))| {
-                                r.fill((start + b * CHUNK) * W, r_out);
-                                run_best(|| subtract_bits(xs.iter().copied(), r_out, v_out));
+                                r.fill((start + b * CHUNK) * w, r_out);
+                                run_best(|| subtract_bits(xs.iter().copied(), r_out, v_out, w));
                             });
                         self.send(MODEL_OWNER, to_wire(first))?;
                         self.send(CLIENT, to_wire(second))?;
@@ -245,26 +255,28 @@ impl Porthos {
                 _ => {
                     let mut got = Vec::with_capacity(n.div_ceil(STREAM));
                     for start in (0..n).step_by(STREAM) {
-                        got.push(self.recv_zp(HELPER, STREAM.min(n - start) * W)?);
+                        got.push(self.recv_zp(HELPER, STREAM.min(n - start) * w)?);
                     }
-                    Ok(Some(BitShares::Full(got)))
+                    Ok(Some(BitShares { lanes, source: Source::Full(got) }))
                 }
             }
         }
     }
 
-    /// PrivateCompare (SecureNN Algorithm 3). P0 and P1 hold [`BitShares`] `xbits` of the bits
-    /// of `n` secrets `x`, public values `r` and common bits `beta`; the helper learns
-    /// `beta XOR (x > r)` (returned to it; P0 and P1 get an empty vector). Communication: 64
-    /// Z_p elements from each of P0 and P1 per value.
+    /// PrivateCompare (SecureNN Algorithm 3). P0 and P1 hold [`BitShares`] `xbits` of the
+    /// `lanes` bits of `n` secrets `x`, public values `r` (below `2^lanes`) and common bits
+    /// `beta`; the helper learns `beta XOR (x > r)` (returned to it; P0 and P1 get an empty
+    /// vector). Communication: `lanes` Z_p elements from each of P0 and P1 per value.
     ///
     /// The messages are masked with common random shares of zero before they leave P0 and P1,
     /// so the helper sees only the reconstructed (multiplicatively blinded, rotated) vector
     /// and not the pair of shares. The common permutation is a uniformly random rotation of
-    /// the 64 positions: the blinded vector has at most one zero and independent uniform
+    /// the `lanes` positions: the blinded vector has at most one zero and independent uniform
     /// nonzero entries elsewhere, so a uniform rotation already puts the zero at a uniform
     /// position.
-    pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize) -> Result<Vec<u8>> {
+    pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize, lanes: usize) -> Result<Vec<u8>> {
+        assert!(lanes == W || lanes == NARROW);
+        let w = lanes;
         let _p = prof::scope("private_compare");
         if self.id == HELPER {
             // Block by block, as they arrive (see `STREAM`); checked for elements outside Z_p in
@@ -272,15 +284,15 @@ impl Porthos {
             let mut out = vec![0u8; n];
             for (block, out) in out.chunks_mut(STREAM).enumerate() {
                 let m = out.len();
-                let mut d0 = self.recv(MODEL_OWNER, m * W / 8)?;
-                let mut d1 = self.recv(CLIENT, m * W / 8)?;
+                let mut d0 = self.recv(MODEL_OWNER, m * w / 8)?;
+                let mut d1 = self.recv(CLIENT, m * w / 8)?;
                 let _p = prof::scope("private_compare (helper)");
                 from_wire(&mut d0);
                 from_wire(&mut d1);
                 let (max0, max1) = out
                     .par_chunks_mut(CHUNK)
-                    .zip(bytes(&d0).par_chunks(CHUNK * W).zip(bytes(&d1).par_chunks(CHUNK * W)))
-                    .map(|(out, (a, b))| helper_chunk(simd::level(), out, a, b))
+                    .zip(bytes(&d0).par_chunks(CHUNK * w).zip(bytes(&d1).par_chunks(CHUNK * w)))
+                    .map(|(out, (a, b))| helper_chunk(simd::level(), w, out, a, b))
                     .reduce(|| (0, 0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
                 for (peer, max) in [(MODEL_OWNER, max0), (CLIENT, max1)] {
                     if max >= P {
@@ -293,33 +305,34 @@ impl Porthos {
             return Ok(out);
         }
         let xbits = xbits.expect("share-holders pass their bit shares");
+        assert_eq!(xbits.lanes, lanes, "bit shares dealt for another width");
         let lead = self.id == MODEL_OWNER;
-        let s = self.common().draw_zp(n * W, true);
-        let z = self.common().draw_zp(n * W, false);
+        let s = self.common().draw_zp(n * w, true);
+        let z = self.common().draw_zp(n * w, false);
         let mut rot = vec![0u8; n];
         self.common().fill_bytes(&mut rot);
         // Sent block by block: the helper compares one block (and the link carries the next)
         // while this party computes the one after.
         for start in (0..n).step_by(STREAM) {
             let m = STREAM.min(n - start);
-            let mut d = pool::take(m * W / 8);
+            let mut d = pool::take(m * w / 8);
             {
                 let _p = prof::scope("private_compare (compute)");
-                bytes_mut(&mut d).par_chunks_mut(CHUNK * W).enumerate().for_each(|(b, out)| {
+                bytes_mut(&mut d).par_chunks_mut(CHUNK * w).enumerate().for_each(|(b, out)| {
                     let first = start + b * CHUNK;
-                    let count = out.len() / W;
+                    let count = out.len() / w;
                     with_scratch(|scratch| {
                         let (xs, rest) = scratch.split_at_mut(CHUNK * W);
                         let (ss, zs) = rest.split_at_mut(CHUNK * W);
-                        xbits.fill(first, &mut xs[..count * W]);
-                        s.fill(first * W, &mut ss[..count * W]);
-                        z.fill(first * W, &mut zs[..count * W]);
+                        xbits.fill(first, &mut xs[..count * w]);
+                        s.fill(first * w, &mut ss[..count * w]);
+                        z.fill(first * w, &mut zs[..count * w]);
                         let at = first..first + count;
-                        let args = (&xs[..count * W], &r[at.clone()], &beta[at.clone()], &ss[..count * W], &zs[..count * W], &rot[at]);
+                        let args = (&xs[..count * w], &r[at.clone()], &beta[at.clone()], &ss[..count * w], &zs[..count * w], &rot[at]);
                         if lead {
-                            compare_chunk::<true>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                            compare_chunk::<true>(w, args.0, args.1, args.2, args.3, args.4, args.5, out);
                         } else {
-                            compare_chunk::<false>(args.0, args.1, args.2, args.3, args.4, args.5, out);
+                            compare_chunk::<false>(w, args.0, args.1, args.2, args.3, args.4, args.5, out);
                         }
                     })
                 });
@@ -356,26 +369,34 @@ fn bits_of(x: u64) -> [u8; W] {
 }
 
 /// The helper's message elements for some items: for each value `x` of `xs` (in order) and
-/// its 64 drawn shares in `r`, the 64 elements `bit_k(x) - r_k` (mod p).
+/// its `lanes` drawn shares in `r`, the `lanes` elements `bit_k(x) - r_k` (mod p).
 #[inline]
-pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8]) {
-    for ((o, r), x) in out.chunks_exact_mut(W).zip(r.chunks_exact(W)).zip(xs) {
+pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [u8], lanes: usize) {
+    for ((o, r), x) in out.chunks_exact_mut(lanes).zip(r.chunks_exact(lanes)).zip(xs) {
         let bits = bits_of(x);
-        for k in 0..W {
+        for k in 0..lanes {
             o[k] = sub_p(bits[k], r[k]);
         }
     }
 }
 
 /// The helper's side of PrivateCompare for some values: `out[k]` is whether the sum of the
-/// two received vectors `a`, `b` of value `k` (64 bytes each) has a zero mod p; returns the
-/// largest element of `a` and of `b` (for the range check). One portable loop, vectorised by
-/// LLVM for the level (the byte compares and maxima need nothing else).
-pub(crate) fn helper_chunk(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+/// two received vectors `a`, `b` of value `k` (`lanes` bytes each) has a zero mod p; returns
+/// the largest element of `a` and of `b` (for the range check). One portable loop, vectorised
+/// by LLVM for the level (the byte compares and maxima need nothing else).
+pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+    match lanes {
+        W => helper_chunk_of::<W>(level, out, a, b),
+        NARROW => helper_chunk_of::<NARROW>(level, out, a, b),
+        _ => unreachable!("PrivateCompare runs on {W} or {NARROW} lanes"),
+    }
+}
+
+fn helper_chunk_of<const L: usize>(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
     simd::run(level, || {
         let (mut m0, mut m1) = (0u8, 0u8);
-        for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(W).zip(b.chunks_exact(W))) {
-            let (a, b): (&[u8; W], &[u8; W]) = (a.try_into().unwrap(), b.try_into().unwrap());
+        for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(L).zip(b.chunks_exact(L))) {
+            let (a, b): (&[u8; L], &[u8; L]) = (a.try_into().unwrap(), b.try_into().unwrap());
             *o = has_zero(a, b) as u8;
             m0 = m0.max(a.iter().fold(0, |m, &v| m.max(v)));
             m1 = m1.max(b.iter().fold(0, |m, &v| m.max(v)));
@@ -386,9 +407,9 @@ pub(crate) fn helper_chunk(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> 
 
 /// Whether the blinded vector of one value has a zero: `a_i + b_i = 0 (mod p)` for some `i`.
 #[inline]
-fn has_zero(a: &[u8; W], b: &[u8; W]) -> bool {
+fn has_zero<const L: usize>(a: &[u8; L], b: &[u8; L]) -> bool {
     let mut hit = 0u8;
-    for i in 0..W {
+    for i in 0..L {
         let s = a[i].wrapping_add(b[i]);
         hit |= (s == 0) as u8 | (s == P) as u8;
     }
@@ -436,20 +457,24 @@ static LOG: [u8; 128] = {
     t
 };
 
-/// PrivateCompare's messages for `r.len()` values (see [`compare_element`]): 64 bytes each of
-/// `xs`, `s`, `z` and `out`.
+/// PrivateCompare's messages for `r.len()` values (see [`compare_element`]): `lanes` bytes
+/// each of `xs`, `s`, `z` and `out`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn compare_chunk<const LEAD: bool>(xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
-    compare_chunk_at::<LEAD>(simd::level(), xs, r, beta, s, z, rot, out)
+fn compare_chunk<const LEAD: bool>(lanes: usize, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+    compare_chunk_at::<LEAD>(simd::level(), lanes, xs, r, beta, s, z, rot, out)
 }
 
 /// [`compare_chunk`] at a level: AVX-512 with VBMI ([`vbmi`]), AVX2 ([`avx2`]; also AVX-512
 /// without VBMI), or the portable [`compare_element`] (the scalar reference).
 #[inline]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     assert!(level <= simd::detected());
+    if lanes == NARROW {
+        return compare_narrow_at::<LEAD>(level, xs, r, beta, s, z, rot, out);
+    }
+    assert_eq!(lanes, W, "PrivateCompare runs on {W} or {NARROW} lanes");
     #[cfg(target_arch = "x86_64")]
     {
         if level >= Level::Avx512 && vbmi::available() {
@@ -466,25 +491,41 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u
     for (k, out) in out.chunks_exact_mut(W).enumerate() {
         let at = k * W..(k + 1) * W;
         let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
-        compare_element::<LEAD>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
+        compare_element::<LEAD, W>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
     }
 }
 
-/// One value of PrivateCompare at a share-holder: `xs` its shares of the bits of x, `r`,
+/// [`compare_chunk_at`] for [`NARROW`] lanes (values below `2^32`).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn compare_narrow_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
+    const L: usize = NARROW;
+    let _ = level;
+    for (k, out) in out.chunks_exact_mut(L).enumerate() {
+        let at = k * L..(k + 1) * L;
+        let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
+        compare_element::<LEAD, L>(xs, r[k], beta[k], s, z, rot[k] as usize % L, out.try_into().unwrap());
+    }
+}
+
+/// One value of PrivateCompare on `L` lanes (64 or [`NARROW`]; `x`, `r` below `2^L`) at a
+/// share-holder: `xs` its shares of the bits of x, `r`,
 /// `beta`, the common uniform nonzero `s` (the multiplier is `G^(s - 1)`, also uniform over
 /// Z_p^*), zero-sharing masks `z` and rotation `shift`; writes the 64 blinded elements to send.
 ///
 /// `c_i = r_i - x_i + 1 + sum_{k > i} (x_k xor r_k)` for `beta = 0`, and with `t = r + 1`,
 /// `c_i = x_i - t_i + 1 + sum_{k > i} (x_k xor t_k)` for `beta = 1` (SecureNN Algorithm 3;
-/// for `beta = 1, r = 2^64 - 1` a fixed vector with exactly one zero). Sent:
-/// `d_{(i + shift) mod 64} = G^(s_i - 1) c_i +- z_i`. The sums over `k > i` are suffix sums,
+/// for `beta = 1, r = 2^L - 1` a fixed vector with exactly one zero). Sent:
+/// `d_{(i + shift) mod L} = G^(s_i - 1) c_i +- z_i`. The sums over `k > i` are suffix sums,
 /// taken mod p. (This is the portable version; [`vbmi::compare_chunk`] computes the same.)
 #[inline(always)]
-fn compare_element<const LEAD: bool>(xs: &[u8; W], r: u64, beta: u8, s: &[u8; W], z: &[u8; W], shift: usize, out: &mut [u8; W]) {
+fn compare_element<const LEAD: bool, const L: usize>(xs: &[u8; L], r: u64, beta: u8, s: &[u8; L], z: &[u8; L], shift: usize, out: &mut [u8; L]) {
     let lead = LEAD as u8;
-    let mut c = [0u8; W];
-    if beta == 1 && r == u64::MAX {
-        // x > 2^64 - 1 never holds, so beta' = 1: exactly one zero.
+    let mut c = [0u8; L];
+    let top = u64::MAX >> (W - L);
+    debug_assert!(r <= top);
+    if beta == 1 && r == top {
+        // x > 2^L - 1 never holds, so beta' = 1: exactly one zero.
         if LEAD {
             for (i, ci) in c.iter_mut().enumerate() {
                 *ci = (i != 0) as u8;
@@ -495,20 +536,20 @@ fn compare_element<const LEAD: bool>(xs: &[u8; W], r: u64, beta: u8, s: &[u8; W]
         let tbits = bits_of(t);
         // w_i: shares of x_i xor t_i; base_i: the other terms of c_i.
         let mut acc = 0u8;
-        for i in (0..W).rev() {
+        for i in (0..L).rev() {
             let (tb, x) = (tbits[i], xs[i]);
             let base = reduce(if beta == 0 { P - x + lead * (tb + 1) } else { x + lead * (1 - tb) });
             c[i] = add_mod(base, acc);
             acc = add_mod(acc, if tb == 0 { x } else { reduce(lead + P - x) });
         }
     }
-    let mut d = [0u8; W];
-    for i in 0..W {
+    let mut d = [0u8; L];
+    for i in 0..L {
         let zi = if LEAD { z[i] as u16 } else { P16 - z[i] as u16 };
         d[i] = ((EXP[s[i] as usize - 1] as u16 * c[i] as u16 + zi) % P16) as u8;
     }
-    out[shift..].copy_from_slice(&d[..W - shift]);
-    out[..shift].copy_from_slice(&d[W - shift..]);
+    out[shift..].copy_from_slice(&d[..L - shift]);
+    out[..shift].copy_from_slice(&d[L - shift..]);
 }
 
 /// PrivateCompare in 512-bit registers (AVX-512BW and VBMI): one value per register, 64 byte
@@ -821,10 +862,11 @@ mod tests {
 
     /// SecureNN's PrivateCompare message for one value, written out directly (u32 sums,
     /// reduced once).
-    fn reference(lead: bool, xs: &[u8; W], r: u64, beta: u8, s: &[u8; W], z: &[u8; W], shift: usize) -> [u8; W] {
+    fn reference(lead: bool, xs: &[u8], r: u64, beta: u8, s: &[u8], z: &[u8], shift: usize) -> Vec<u8> {
+        let l = xs.len();
         let p = P as u32;
-        let mut c = [0u32; W];
-        if beta == 1 && r == u64::MAX {
+        let mut c = vec![0u32; l];
+        if beta == 1 && r == u64::MAX >> (64 - l) {
             if lead {
                 for (i, ci) in c.iter_mut().enumerate() {
                     *ci = (i != 0) as u32;
@@ -833,18 +875,18 @@ mod tests {
         } else {
             let t = if beta == 1 { r + 1 } else { r };
             let mut acc = 0u32;
-            for i in (0..W).rev() {
+            for i in (0..l).rev() {
                 let tb = ((t >> i) & 1) as u32;
                 let xi = xs[i] as u32;
                 c[i] = if beta == 0 { p - xi + acc + if lead { tb + 1 } else { 0 } } else { xi + acc + if lead { 1 - tb } else { 0 } };
                 acc += if tb == 0 { xi } else if lead { 1 + p - xi } else { p - xi };
             }
         }
-        let mut out = [0u8; W];
-        for i in 0..W {
+        let mut out = vec![0u8; l];
+        for i in 0..l {
             let zi = if lead { z[i] as u32 } else { p - z[i] as u32 };
             let mult = (0..s[i] - 1).fold(1u32, |m, _| m * G as u32 % p);
-            out[(i + shift) % W] = ((mult * c[i] + zi) % p) as u8;
+            out[(i + shift) % l] = ((mult * c[i] + zi) % p) as u8;
         }
         out
     }
@@ -861,6 +903,11 @@ mod tests {
 
     #[test]
     fn compare_element_matches_the_reference() {
+        compare_element_matches_the_reference_on::<W>();
+        compare_element_matches_the_reference_on::<NARROW>();
+    }
+
+    fn compare_element_matches_the_reference_on<const L: usize>() {
         let mut state = 0x1234_5678_9ABC_DEF1u64;
         let mut next = move || {
             state ^= state << 13;
@@ -868,35 +915,36 @@ mod tests {
             state ^= state << 17;
             state
         };
+        let top = u64::MAX >> (W - L);
         for case in 0..4000 {
-            let mut xs = [0u8; W];
-            let mut s = [0u8; W];
-            let mut z = [0u8; W];
-            for i in 0..W {
+            let mut xs = [0u8; L];
+            let mut s = [0u8; L];
+            let mut z = [0u8; L];
+            for i in 0..L {
                 xs[i] = (next() % 67) as u8;
                 s[i] = 1 + (next() % 66) as u8;
                 z[i] = (next() % 67) as u8;
             }
             let r = match case % 4 {
-                0 => u64::MAX,
-                1 => next() >> (next() % 64),
-                _ => next(),
+                0 => top,
+                1 => (next() >> (next() % 64)) & top,
+                _ => next() & top,
             };
             let beta = (next() & 1) as u8;
-            let shift = (next() % 64) as usize;
-            let mut out = [0u8; W];
-            compare_element::<true>(&xs, r, beta, &s, &z, shift, &mut out);
-            assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift));
-            compare_element::<false>(&xs, r, beta, &s, &z, shift, &mut out);
-            assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift));
+            let shift = (next() % L as u64) as usize;
+            let mut out = [0u8; L];
+            compare_element::<true, L>(&xs, r, beta, &s, &z, shift, &mut out);
+            assert_eq!(out.to_vec(), reference(true, &xs, r, beta, &s, &z, shift));
+            compare_element::<false, L>(&xs, r, beta, &s, &z, shift, &mut out);
+            assert_eq!(out.to_vec(), reference(false, &xs, r, beta, &s, &z, shift));
             // The chunk kernel at every level this CPU has (VBMI, AVX2, portable) gives the
             // same bytes.
-            let rot = [shift as u8 + 64 * (case % 4) as u8];
+            let rot = [shift as u8 + L as u8 * (case % (256 / L)) as u8];
             for level in simd::detected().up_to() {
-                compare_chunk_at::<true>(level, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
-                assert_eq!(out, reference(true, &xs, r, beta, &s, &z, shift), "{level}");
-                compare_chunk_at::<false>(level, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
-                assert_eq!(out, reference(false, &xs, r, beta, &s, &z, shift), "{level}");
+                compare_chunk_at::<true>(level, L, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
+                assert_eq!(out.to_vec(), reference(true, &xs, r, beta, &s, &z, shift), "{level}, {L} lanes");
+                compare_chunk_at::<false>(level, L, &xs, &[r], &[beta], &s, &z, &rot, &mut out);
+                assert_eq!(out.to_vec(), reference(false, &xs, r, beta, &s, &z, shift), "{level}, {L} lanes");
             }
         }
     }
@@ -908,6 +956,12 @@ mod tests {
 
     #[test]
     fn every_kernel_of_the_comparison_is_bit_exact_at_every_level() {
+        for lanes in [W, NARROW] {
+            every_kernel_is_bit_exact_on(lanes);
+        }
+    }
+
+    fn every_kernel_is_bit_exact_on(lanes: usize) {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -915,32 +969,39 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for count in [1usize, 2, 7, CHUNK] {
-            let xs = zp_bytes(&mut next, count * W, false);
-            let s = zp_bytes(&mut next, count * W, true);
-            let z = zp_bytes(&mut next, count * W, false);
-            let r: Vec<u64> = (0..count).map(|i| if i % 5 == 0 { u64::MAX } else { next() >> (next() % 8) }).collect();
+        let top = u64::MAX >> (W - lanes);
+        for count in [1usize, 2, 3, 7, CHUNK - 1, CHUNK] {
+            let xs = zp_bytes(&mut next, count * lanes, false);
+            let s = zp_bytes(&mut next, count * lanes, true);
+            let z = zp_bytes(&mut next, count * lanes, false);
+            let r: Vec<u64> = (0..count).map(|i| if i % 5 == 0 { top } else { (next() >> (next() % 8)) & top }).collect();
             let beta: Vec<u8> = (0..count).map(|_| (next() & 1) as u8).collect();
             let rot: Vec<u8> = (0..count).map(|_| next() as u8).collect();
-            let mut want = [vec![0u8; count * W], vec![0u8; count * W]];
-            compare_chunk_at::<true>(Level::Scalar, &xs, &r, &beta, &s, &z, &rot, &mut want[0]);
-            compare_chunk_at::<false>(Level::Scalar, &xs, &r, &beta, &s, &z, &rot, &mut want[1]);
+            let mut want = [vec![0u8; count * lanes], vec![0u8; count * lanes]];
+            compare_chunk_at::<true>(Level::Scalar, lanes, &xs, &r, &beta, &s, &z, &rot, &mut want[0]);
+            compare_chunk_at::<false>(Level::Scalar, lanes, &xs, &r, &beta, &s, &z, &rot, &mut want[1]);
+            for k in 0..count {
+                let at = k * lanes..(k + 1) * lanes;
+                let shift = rot[k] as usize % lanes;
+                assert_eq!(want[0][at.clone()], reference(true, &xs[at.clone()], r[k], beta[k], &s[at.clone()], &z[at.clone()], shift)[..]);
+                assert_eq!(want[1][at.clone()], reference(false, &xs[at.clone()], r[k], beta[k], &s[at.clone()], &z[at.clone()], shift)[..]);
+            }
             // The helper's view: the sum of the two messages has a zero where x > r xor beta.
             let mut want_helper = vec![0u8; count];
-            let want_max = helper_chunk(Level::Scalar, &mut want_helper, &want[0], &want[1]);
-            let mut dealt = vec![0u8; count * W];
-            let mut want_dealt = vec![0u8; count * W];
-            subtract_bits(r.iter().copied(), &z, &mut want_dealt);
+            let want_max = helper_chunk(Level::Scalar, lanes, &mut want_helper, &want[0], &want[1]);
+            let mut dealt = vec![0u8; count * lanes];
+            let mut want_dealt = vec![0u8; count * lanes];
+            subtract_bits(r.iter().copied(), &z, &mut want_dealt, lanes);
             for level in simd::detected().up_to() {
-                let mut out = vec![0u8; count * W];
-                compare_chunk_at::<true>(level, &xs, &r, &beta, &s, &z, &rot, &mut out);
-                assert_eq!(out, want[0], "lead, {level}, {count} values");
-                compare_chunk_at::<false>(level, &xs, &r, &beta, &s, &z, &rot, &mut out);
-                assert_eq!(out, want[1], "other, {level}, {count} values");
+                let mut out = vec![0u8; count * lanes];
+                compare_chunk_at::<true>(level, lanes, &xs, &r, &beta, &s, &z, &rot, &mut out);
+                assert_eq!(out, want[0], "lead, {level}, {count} values of {lanes} lanes");
+                compare_chunk_at::<false>(level, lanes, &xs, &r, &beta, &s, &z, &rot, &mut out);
+                assert_eq!(out, want[1], "other, {level}, {count} values of {lanes} lanes");
                 let mut helper = vec![0u8; count];
-                assert_eq!(helper_chunk(level, &mut helper, &want[0], &want[1]), want_max, "{level}");
+                assert_eq!(helper_chunk(level, lanes, &mut helper, &want[0], &want[1]), want_max, "{level}");
                 assert_eq!(helper, want_helper, "helper, {level}");
-                simd::run(level, || subtract_bits(r.iter().copied(), &z, &mut dealt));
+                simd::run(level, || subtract_bits(r.iter().copied(), &z, &mut dealt, lanes));
                 assert_eq!(dealt, want_dealt, "dealing, {level}");
             }
         }

@@ -210,7 +210,15 @@ pub struct Porthos {
     /// `Some` when weights' Beaver masks are kept for the session
     /// ([`Backend::set_weight_mask_reuse`]), by weight number.
     weight_masks: Option<std::collections::HashMap<usize, WeightMask>>,
+    /// The declared comparison domain ([`Backend::set_comparison_bits`]): the compact
+    /// variant's comparisons run on 32 bits when it is at most [`NARROW_COMPARISON_BITS`].
+    comparison_bits: u32,
 }
+
+/// The widest comparison domain (two's complement bits) the compact variant's narrowed
+/// comparisons serve: values in `[-2^32, 2^32)`, compared on their residues mod `2^33` with
+/// PrivateCompare on 32 lanes.
+pub const NARROW_COMPARISON_BITS: u32 = compare::NARROW as u32 + 1;
 
 /// Shares of [`Porthos::compare_compact_thresholds`]: the bits per threshold, and the selected
 /// values per threshold and value.
@@ -255,6 +263,7 @@ impl Porthos {
             own: Prf::new(os_key()?),
             parity: 0,
             truncation: Truncation::Local,
+            comparison_bits: 64,
             weight_masks: None,
         };
         match id {
@@ -293,6 +302,31 @@ impl Porthos {
 
     pub fn truncation(&self) -> Truncation {
         self.truncation
+    }
+
+    /// Declares the domain of the values this party's comparisons see: two's complement
+    /// integers of `bits` bits (`1..=64`; all three parties must declare the same). The
+    /// compact variant then compares on 32 lanes when `bits <=` [`NARROW_COMPARISON_BITS`];
+    /// a value outside `[-2^32, 2^32)` is then compared by its residue mod `2^33` read as a
+    /// 33-bit two's complement integer. The other variants always compare all 64 bits.
+    pub fn set_comparison_bits(&mut self, bits: u32) -> Result<()> {
+        cryptflow_backend::check_comparison_bits(bits)?;
+        self.comparison_bits = bits;
+        Ok(())
+    }
+
+    pub fn comparison_bits(&self) -> u32 {
+        self.comparison_bits
+    }
+
+    /// The lanes of PrivateCompare and the bit whose value is the sign for the compact
+    /// comparisons at the declared domain.
+    fn comparison_width(&self) -> (usize, u32) {
+        if self.variant == ProtocolVariant::Compact && self.comparison_bits <= NARROW_COMPARISON_BITS {
+            (compare::NARROW, NARROW_COMPARISON_BITS - 1)
+        } else {
+            (compare::W, 63)
+        }
     }
 
     /// Whether Porthos' two optimisations apply (every variant but SecureNN).
@@ -860,9 +894,9 @@ impl Porthos {
                 *t0 = sum;
                 *t1 = wrapped as u64;
             });
-            self.deal_bits(Some(&x), n)?;
+            self.deal_bits(Some(&x), n, compare::W)?;
             self.deal_words::<ZL1>(Some(&delta), n, true)?;
-            let eta_p = self.private_compare(None, &[], &[], n)?;
+            let eta_p = self.private_compare(None, &[], &[], n, compare::W)?;
             for (v, &b) in x.iter_mut().zip(&eta_p) {
                 *v = b as u64;
             }
@@ -887,7 +921,7 @@ impl Porthos {
             }
         });
         self.send(HELPER, a_tilde)?;
-        let xbits = self.deal_bits(None, n)?;
+        let xbits = self.deal_bits(None, n, compare::W)?;
         let delta = self.deal_words::<ZL1>(None, n, true)?;
         let mut y = pool::take(n);
         for_chunks(&mut y, [&r0, &r1], |_, y, &[r0, r1]| {
@@ -895,7 +929,7 @@ impl Porthos {
                 y[k] = r0[k].wrapping_add(fix(r0[k], r1[k])).wrapping_sub(1);
             }
         });
-        self.private_compare(xbits.as_ref(), &y, &eta_pp, n)?;
+        self.private_compare(xbits.as_ref(), &y, &eta_pp, n, compare::W)?;
         drop(xbits);
         let eta_p = self.deal_words::<ZL1>(None, n, false)?;
         for_chunks(&mut y, [&r0, &r1], |first, y, &[r0, r1]| {
@@ -948,11 +982,11 @@ impl Porthos {
                 self.deal_words::<ZL1>(Some(&x), n, false)?;
                 x
             };
-            self.deal_bits(Some(&x), n)?;
+            self.deal_bits(Some(&x), n, compare::W)?;
             let mut v = pool::take(n);
             v.par_iter_mut().with_min_len(PAR_MIN).zip(x.par_iter()).for_each(|(l, &x)| *l = x & 1);
             self.deal_words::<ZL>(Some(&v), n, true)?;
-            let beta_p = self.private_compare(None, &[], &[], n)?;
+            let beta_p = self.private_compare(None, &[], &[], n, compare::W)?;
             v.par_iter_mut().with_min_len(PAR_MIN).zip(beta_p.par_iter()).for_each(|(v, &b)| *v = b as u64);
             self.deal_words::<ZL>(Some(&v), n, true)?;
             // The helper's operands of the product only give its length.
@@ -965,7 +999,7 @@ impl Porthos {
         // x: drawn (Porthos) or dealt (SecureNN).
         let (x_draw, x_dealt) =
             if self.porthos() { (Some(self.with_helper().draw_words(n, true)), None) } else { (None, Some(self.deal_words::<ZL1>(None, n, false)?)) };
-        let xbits = self.deal_bits(None, n)?;
+        let xbits = self.deal_bits(None, n, compare::W)?;
         let mut lsb = self.deal_words::<ZL>(None, n, true)?;
         // r = 2a + x over Z_{L-1}, opened to P0 and P1.
         let mut r_j = pool::take(n);
@@ -985,7 +1019,7 @@ impl Porthos {
         let mut r = self.recv(other, n)?;
         r.par_iter_mut().with_min_len(PAR_MIN).zip(r_j.par_iter()).for_each(|(r, &mine)| *r = add_zl1(mine, *r));
         let beta = self.common().bits(n);
-        self.private_compare(xbits.as_ref(), &r, &beta, n)?;
+        self.private_compare(xbits.as_ref(), &r, &beta, n, compare::W)?;
         drop(xbits);
         let mut gamma = self.deal_words::<ZL>(None, n, true)?;
         // gamma = beta xor beta' = [x > r];  delta = x[0] xor r[0]
@@ -1097,17 +1131,19 @@ impl Porthos {
             return Ok((vec![Vec::new(); t_count], items.iter().map(|(_, v)| vec![Vec::new(); v.len()]).collect()));
         }
         let _p = prof::scope("compare_compact");
-        const LOW: u64 = (1 << 63) - 1;
+        // The comparison runs on x mod 2^m (m = msb + 1): exact for x in [-2^msb, 2^msb).
+        let (lanes, msb) = self.comparison_width();
+        let low_mask: u64 = (1 << msb) - 1;
         if self.id == HELPER {
             let mut r = self.helper_key(MODEL_OWNER).u64s(n);
             let r1 = self.helper_key(CLIENT).u64s(n);
             let mut low = pool::take(n);
             r.par_iter_mut().with_min_len(PAR_MIN).zip(r1.par_iter()).zip(low.par_iter_mut()).for_each(|((r, &r1), l)| {
                 *r = r.wrapping_add(r1);
-                *l = *r & LOW;
+                *l = *r & low_mask;
             });
             pool::give(r1);
-            self.deal_bits(Some(&low), n)?;
+            self.deal_bits(Some(&low), n, lanes)?;
             pool::give(low);
             // The masked values (sent in the opening's flight, so before PrivateCompare's).
             let masked = if k > 0 {
@@ -1121,8 +1157,8 @@ impl Porthos {
             };
             let mut gamma = pool::take(t_count * n);
             for g in gamma.chunks_mut(n) {
-                let beta_p = self.private_compare(None, &[], &[], n)?;
-                g.par_iter_mut().with_min_len(PAR_MIN).zip(beta_p.par_iter().zip(r.par_iter())).for_each(|(g, (&b, &r))| *g = (b as u64) ^ (r >> 63));
+                let beta_p = self.private_compare(None, &[], &[], n, lanes)?;
+                g.par_iter_mut().with_min_len(PAR_MIN).zip(beta_p.par_iter().zip(r.par_iter())).for_each(|(g, (&b, &r))| *g = (b as u64) ^ ((r >> msb) & 1));
             }
             pool::give(r);
             self.deal_words::<ZL>(Some(&gamma), t_count * n, true)?;
@@ -1165,7 +1201,7 @@ impl Porthos {
         } else {
             None
         };
-        let rbits = self.deal_bits(None, n)?;
+        let rbits = self.deal_bits(None, n, lanes)?;
         let got = self.recv(other, n)?;
         c.par_iter_mut().with_min_len(PAR_MIN).zip(got.par_iter()).for_each(|(c, &g)| *c = c.wrapping_add(g));
         pool::give(got);
@@ -1174,9 +1210,9 @@ impl Porthos {
         let mut low = pool::take(n);
         for &(t, _) in items {
             let beta = self.common().bits(n);
-            low.par_iter_mut().with_min_len(PAR_MIN).zip(c.par_iter()).for_each(|(l, &c)| *l = c.wrapping_sub(t) & LOW);
-            self.private_compare(rbits.as_ref(), &low, &beta, n)?;
-            flips.push(c.par_iter().with_min_len(PAR_MIN).zip(beta.par_iter()).map(|(&c, &b)| (b as u64) ^ (c.wrapping_sub(t) >> 63) == 1).collect());
+            low.par_iter_mut().with_min_len(PAR_MIN).zip(c.par_iter()).for_each(|(l, &c)| *l = c.wrapping_sub(t) & low_mask);
+            self.private_compare(rbits.as_ref(), &low, &beta, n, lanes)?;
+            flips.push(c.par_iter().with_min_len(PAR_MIN).zip(beta.par_iter()).map(|(&c, &b)| (b as u64) ^ ((c.wrapping_sub(t) >> msb) & 1) == 1).collect());
         }
         drop(rbits);
         pool::give(low);
@@ -1720,6 +1756,14 @@ impl Backend for Porthos {
     fn set_truncation(&mut self, mode: Truncation) -> Result<()> {
         Porthos::set_truncation(self, mode);
         Ok(())
+    }
+
+    fn set_comparison_bits(&mut self, bits: u32) -> Result<()> {
+        Porthos::set_comparison_bits(self, bits)
+    }
+
+    fn comparison_bits(&self) -> u32 {
+        Porthos::comparison_bits(self)
     }
 
     fn traffic(&self) -> Traffic {

@@ -82,26 +82,26 @@ mod bench {
         let rot: Vec<u8> = (0..N).map(|_| next() as u8).collect();
         let mut out = vec![0u8; N * 64];
         let mut other = vec![0u8; N * 64];
-        compare_chunk_at::<false>(Level::Scalar, &xs, &r, &beta, &s, &z, &rot, &mut other);
+        compare_chunk_at::<false>(Level::Scalar, 64, &xs, &r, &beta, &s, &z, &rot, &mut other);
         println!("CPU: {}; detected level {}; in use {}", cryptflow_tensor::simd::cpu_model(), detected(), level());
         println!("{:<44} {:>8} {:>12}", "kernel", "level", "ns per item");
         for lv in detected().up_to() {
             let t = per_item(N * 100, || {
                 for _ in 0..100 {
-                    compare_chunk_at::<true>(lv, &xs, &r, &beta, &s, &z, &rot, &mut out)
+                    compare_chunk_at::<true>(lv, 64, &xs, &r, &beta, &s, &z, &rot, &mut out)
                 }
             });
             println!("{:<44} {:>8} {:>12.2}", "PrivateCompare, party (per value)", lv, t);
             let mut flags = vec![0u8; N];
             let t = per_item(N * 100, || {
                 for _ in 0..100 {
-                    std::hint::black_box(helper_chunk(lv, &mut flags, &out, &other));
+                    std::hint::black_box(helper_chunk(lv, 64, &mut flags, &out, &other));
                 }
             });
             println!("{:<44} {:>8} {:>12.2}", "PrivateCompare, helper (per value)", lv, t);
             let t = per_item(N * 100, || {
                 for _ in 0..100 {
-                    run(lv, || subtract_bits(r.iter().copied(), &z, &mut out))
+                    run(lv, || subtract_bits(r.iter().copied(), &z, &mut out, 64))
                 }
             });
             println!("{:<44} {:>8} {:>12.2}", "bit decomposition - shares (per value)", lv, t);

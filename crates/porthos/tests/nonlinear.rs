@@ -365,3 +365,93 @@ fn thresholds_of_one_secret_share_one_opening_under_the_compact_variant() {
     }
     assert_eq!((drelu_compact_bits() - 10 * L) / 8, 136);
 }
+
+/// The compact DReLU when the values are declared to lie in 33-bit two's complement
+/// (`set_comparison_bits(33)`): PrivateCompare on 32 lanes, `l/2 log p` dealt, `2 l` opening,
+/// `l log p` PrivateCompare, `l` result.
+fn drelu_narrow_bits() -> u64 {
+    L / 2 * LOG_P + 2 * L + L * LOG_P + L
+}
+
+/// Narrowed to 33 bits the compact DReLU costs 120 bytes (216 at 64 bits) in the same 2 rounds,
+/// is exact on `[-2^32, 2^32)` (both ends, zero, -1, small values, ties of the low 32 bits with
+/// the mask's) and outside it gives the sign of the residue mod 2^33 read as a 33-bit two's
+/// complement integer, as documented. Declaring 34 bits or more keeps the 64-bit comparison;
+/// the other variants compare all 64 bits whatever is declared.
+#[test]
+fn compact_drelu_narrowed_to_33_bits_is_exact_in_its_domain_at_120_bytes() {
+    assert_eq!(drelu_narrow_bits() / 8, 120);
+    let n = 4000;
+    let mut r = rng(44);
+    let top = 1u64 << 32;
+    let mut values: Vec<u64> = (0..n).map(|_| (r.random::<u64>() % (2 * top)).wrapping_sub(top)).collect();
+    let inside = [0u64, 1, u64::MAX, top - 1, top.wrapping_neg(), (top - 1).wrapping_neg(), 1 << 31, (1u64 << 31).wrapping_neg()];
+    let outside = [top, top + 7, 3 * top, u64::MAX - top, 1 << 40, (1u64 << 40).wrapping_neg() + 3, 1 << 63, u64::MAX / 3];
+    values[..inside.len()].copy_from_slice(&inside);
+    values[inside.len()..inside.len() + outside.len()].copy_from_slice(&outside);
+    for (k, v) in values[100..200].iter_mut().enumerate() {
+        *v = (k as u64).wrapping_sub(50);
+    }
+    let in_domain = |v: u64| (v as i64) >= -(top as i64) && (v as i64) < top as i64;
+    assert!(outside.iter().all(|&v| !in_domain(v)) && inside.iter().all(|&v| in_domain(v)));
+    let shares = split_zl(&mut r, &values);
+    for (variant, bits, per_element) in [
+        (ProtocolVariant::Compact, 33, drelu_narrow_bits()),
+        (ProtocolVariant::Compact, 20, drelu_narrow_bits()),
+        (ProtocolVariant::Compact, 34, drelu_compact_bits()),
+        (ProtocolVariant::Porthos, 33, relu_bits(ProtocolVariant::Porthos) - 5 * L),
+    ] {
+        let out = run(variant, |p| {
+            p.set_comparison_bits(bits).unwrap();
+            let me = p.party_id();
+            let mine = if me < 2 { shares[me].clone() } else { vec![0; n] };
+            let before = p.traffic();
+            let d = p.drelu(&mine).unwrap();
+            let after = p.traffic();
+            (d, after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
+        });
+        let narrowed = variant == ProtocolVariant::Compact && bits <= 33;
+        for i in 0..n {
+            let d = out[0].0[i].wrapping_add(out[1].0[i]);
+            let v = values[i];
+            let want = if narrowed { (v >> 32) & 1 == 0 } else { (v as i64) >= 0 };
+            // (Porthos' own DReLU has its domain, tested above: it is checked inside ours.)
+            if variant == ProtocolVariant::Compact {
+                assert_eq!(d, want as u64, "{variant:?} at {bits} bits: DReLU({})", v as i64);
+            }
+            if in_domain(v) {
+                assert_eq!(d, ((v as i64) >= 0) as u64, "exact inside the domain");
+            }
+        }
+        let bytes: u64 = out.iter().map(|o| o.1).sum();
+        assert_eq!(bytes * 8, n as u64 * per_element, "{variant:?} at {bits} bits");
+        if variant == ProtocolVariant::Compact {
+            assert_eq!((out[0].2, out[1].2), (2, 2), "rounds of P0 and P1");
+        }
+    }
+    let refused = run(ProtocolVariant::Compact, |p| (p.set_comparison_bits(0).is_err(), p.set_comparison_bits(65).is_err()));
+    assert!(refused.iter().all(|&(a, b)| a && b), "domains outside 1..=64 bits are refused");
+}
+
+/// Narrowed thresholds and fused selections: each threshold after the first costs 72 bytes
+/// (136 at 64 bits), each selection 24, results equal to the cleartext's inside the domain.
+#[test]
+fn narrowed_thresholds_and_selections_match_cleartext() {
+    let n = 700;
+    let mut r = rng(45);
+    let x = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 31)).unwrap();
+    let v = RingTensor::new(vec![n], (0..n).map(|_| r.random::<u64>()).collect()).unwrap();
+    let w = RingTensor::new(vec![n], comparison_values(&mut r, n, 1 << 40)).unwrap();
+    let (t1, t2) = (x.data()[0], (-(1i64 << 30)) as u64);
+    let expected = cryptflow_backend::select_above(&mut Cleartext, &x, &[(t1, &v), (t2, &w), (0, &v)]).unwrap();
+    let (got, bytes) = secure_eval(ProtocolVariant::Compact, &[(Owner::Client, x.clone()), (Owner::ModelOwner, v.clone()), (Owner::Client, w.clone())], |p, s| {
+        p.set_comparison_bits(33).unwrap();
+        let z = p.select_above(&s[0], &[(t1, &s[1]), (t2, &s[2]), (0, &s[1])]).unwrap();
+        RingTensor::new(vec![3 * n], z.iter().flat_map(|z| z.data().to_vec()).collect()).unwrap()
+    });
+    let want: Vec<u64> = expected.iter().flat_map(|z| z.data().to_vec()).collect();
+    assert_eq!(got.data(), &want[..]);
+    let further = L / 2 * LOG_P * 2 + L;
+    assert_eq!(further / 8, 72);
+    assert_eq!(bytes * 8, n as u64 * (drelu_narrow_bits() + 2 * further + 3 * 3 * L));
+}
