@@ -200,7 +200,7 @@ impl Program {
 #[pyfunction]
 #[pyo3(signature = (model, format = None, scale = None, calibrate = None, labels = None, input_shapes = None,
     strip_output_softmax = false, next_token = false, rounding = "nearest", eager_scale_down = false,
-    relu_maxpool_switch = true, batch_norm_folding = true, liveness = true, name = None))]
+    relu_maxpool_switch = true, batch_norm_folding = true, liveness = true, name = None, comparison_bits = None))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -218,6 +218,7 @@ fn compile(
     batch_norm_folding: bool,
     liveness: bool,
     name: Option<String>,
+    comparison_bits: Option<u32>,
 ) -> PyResult<Program> {
     let source = if let Ok(b) = model.downcast::<PyBytes>() {
         let bytes = b.as_bytes().to_vec();
@@ -258,6 +259,7 @@ fn compile(
         batch_norm_folding,
         liveness,
         name,
+        comparison_bits,
     };
     let inner = py.allow_threads(|| cryptflow::compile(source, &options)).map_err(py_err)?;
     Ok(Program { inner })

@@ -36,6 +36,23 @@ pub const ASSUMED_MAGNITUDE_BITS: u32 = 4;
 /// `2^ASSUMED_MAGNITUDE_BITS` must fit in 64 bits with its sign (`2s + 4 + 1 <= 64`).
 pub const MAX_SCALE: u32 = (64 - 1 - ASSUMED_MAGNITUDE_BITS) / 2;
 
+/// The comparison domain the compiler gives a program at `scale` (see
+/// [`cryptflow_ir::llil::Program::comparison_bits`]): the values it compares are assumed, as
+/// for the scale, below `2^ASSUMED_MAGNITUDE_BITS`, and kept [`MIN_HEADROOM_BITS`] spare bits
+/// above that, so exact for magnitudes below `2^(ASSUMED_MAGNITUDE_BITS + MIN_HEADROOM_BITS)`
+/// = 2^20 (attention masks, `-32768` each, and their sums stay well inside): `scale + 21` bits,
+/// 33 at the default scale 12. `cryptflow compile --comparison-bits` overrides it and
+/// `--calibrate` widens it to 64 bits when a measured magnitude does not fit.
+pub fn comparison_bits(scale: u32) -> u32 {
+    (scale + ASSUMED_MAGNITUDE_BITS + MIN_HEADROOM_BITS as u32 + 1).min(64)
+}
+
+/// Whether a value of magnitude `m` at `scale` fractional bits lies inside a comparison domain
+/// of `bits` bits.
+pub fn fits_comparison_domain(m: f32, scale: u32, bits: u32) -> bool {
+    bits >= 64 || bits_needed(m, scale) <= bits as i32
+}
+
 /// Bits (with the sign) of the integer a magnitude `m` becomes with `f` fractional bits.
 pub fn bits_needed(m: f32, f: u32) -> i32 {
     let v = m.abs() as f64 * 2f64.powi(f as i32);
@@ -313,6 +330,7 @@ mod tests {
     fn program(n: usize, s: u32) -> Program {
         let instr = |op, args: Vec<usize>, out, layer: &str| Instr { op, args, out, layer: layer.into(), free_after: vec![] };
         Program {
+            comparison_bits: 64,
             scale: s,
             slots: vec![SlotInfo { shape: vec![n] }; 3],
             weights: vec![],

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use analysis::ScaleDownCount;
 pub use headroom::{
-    check_headroom, truncation_risk, HeadroomIssue, HeadroomSeverity, TruncationRisk, ASSUMED_MAGNITUDE_BITS, MAX_EXPECTED_TRUNCATION_FAILURES,
+    check_headroom, comparison_bits, fits_comparison_domain, truncation_risk, HeadroomIssue, HeadroomSeverity, TruncationRisk, ASSUMED_MAGNITUDE_BITS, MAX_EXPECTED_TRUNCATION_FAILURES,
     MAX_SCALE, MIN_HEADROOM_BITS,
 };
 pub use lower::{lower, Lowered, ScaleDownPlacement};

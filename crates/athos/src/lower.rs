@@ -110,7 +110,8 @@ pub fn lower(graph: &Graph, scale: u32, placement: ScaleDownPlacement, rounding:
         .collect();
     let mut warnings = crate::headroom::scale_warnings(scale);
     warnings.extend(crate::headroom::check_weights(&l.weight_reach, scale)?);
-    let program = Program { scale, slots: l.slots, weights: l.weights, inputs: l.inputs, body: l.body, outputs };
+    let comparison_bits = crate::headroom::comparison_bits(scale);
+    let program = Program { scale, slots: l.slots, weights: l.weights, inputs: l.inputs, body: l.body, outputs, comparison_bits };
     program.validate().map_err(CompileError::Internal)?;
     Ok(Lowered { program, weights: l.weight_values, fractional_bits, warnings })
 }

@@ -280,6 +280,9 @@ pub struct CompileOptions {
     pub liveness: bool,
     /// The model's name in the program (default: the file name, or `model`).
     pub name: Option<String>,
+    /// The range of the compared values, in bits (`--comparison-bits`, `1..=64`; default: the
+    /// compiler's choice, `scale + 21`).
+    pub comparison_bits: Option<u32>,
 }
 
 impl Default for CompileOptions {
@@ -297,6 +300,7 @@ impl Default for CompileOptions {
             batch_norm_folding: true,
             liveness: true,
             name: None,
+            comparison_bits: None,
         }
     }
 }
@@ -353,6 +357,7 @@ pub fn compile(model: impl Into<ModelSource>, options: &CompileOptions) -> Resul
         batch_norm_folding: options.batch_norm_folding,
         liveness: options.liveness,
         next_token: options.next_token,
+        comparison_bits: options.comparison_bits,
     };
     // The calibration set is resolved once the optimised graph's inputs are known (the options
     // are borrowed: its arrays are cloned once, here).

@@ -36,6 +36,8 @@ pub struct Calibration {
     /// scale): the secure result there is the function's documented clamp.
     pub domain_warnings: Vec<String>,
     pub scored_against_labels: bool,
+    /// The graph node whose values reached the largest magnitude, and that magnitude.
+    pub largest: Option<(String, f32)>,
 }
 
 /// Range of a node's values over the calibration set.
@@ -176,7 +178,8 @@ pub fn calibrate(hlil: &Graph, base: &CompileOptions, inputs: &ClientInputs, lab
     let measured: std::collections::HashMap<String, f32> = names.iter().cloned().zip(max_abs.iter().copied()).collect();
     let truncation_risk = cryptflow_athos::truncation_risk(&lowered.program, Some(&measured));
     let domain_warnings = domain_warnings(hlil, &ranges, chosen);
-    Ok(Calibration { chosen, table, float_accuracy, headroom, truncation_risk, domain_warnings, scored_against_labels: labels.is_some() })
+    let largest = names.iter().zip(&max_abs).filter(|(_, m)| m.is_finite()).max_by(|a, b| a.1.total_cmp(b.1)).map(|(n, &m)| (n.clone(), m));
+    Ok(Calibration { chosen, table, float_accuracy, headroom, truncation_risk, domain_warnings, scored_against_labels: labels.is_some(), largest })
 }
 
 fn fraction_equal(a: &[i64], b: &[i64]) -> f64 {

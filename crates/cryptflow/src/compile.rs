@@ -67,6 +67,13 @@ pub struct CompileArgs {
     /// `cryptflow run --generate K` needs. The logits stay secret.
     #[arg(long)]
     pub next_token: bool,
+    /// The range of the values the program compares (ReLU, pooling, argmax, the secure math
+    /// functions): two's complement integers of N bits at the scale. Default: scale + 21 (33
+    /// at scale 12: magnitudes below 2^20), widened to 64 when calibration data exceed it.
+    /// Under the compact protocol a comparison costs 120 bytes at up to 33 bits, 216 above;
+    /// 64 compares exactly on the whole ring.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub comparison_bits: Option<u32>,
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
@@ -108,6 +115,8 @@ pub struct Settings {
     pub liveness: bool,
     /// `--next-token`.
     pub next_token: bool,
+    /// `--comparison-bits` (None: the compiler's choice).
+    pub comparison_bits: Option<u32>,
 }
 
 impl Settings {
@@ -122,6 +131,7 @@ impl Settings {
             batch_norm_folding: !args.no_batch_norm_folding,
             liveness: !args.no_liveness,
             next_token: args.next_token,
+            comparison_bits: args.comparison_bits,
         }
     }
 }
@@ -187,6 +197,7 @@ pub fn compile_model(
     let mut headroom_issues = Vec::new();
     let mut measured_risk = None;
     let mut domain_warnings = Vec::new();
+    let mut largest = None;
     if let Some(calibration_set) = calibration {
         let (hlil, _) = cryptflow_athos::optimize_hlil(loaded.graph.clone(), &options)?;
         if hlil.inputs.is_empty() {
@@ -201,8 +212,22 @@ pub fn compile_model(
         headroom_issues = calibration.headroom;
         measured_risk = Some(calibration.truncation_risk);
         domain_warnings = calibration.domain_warnings;
+        largest = calibration.largest;
     }
-    let compiled = athos_compile(loaded.graph, &options)?;
+    let mut compiled = athos_compile(loaded.graph, &options)?;
+    let program = &mut compiled.program;
+    match (settings.comparison_bits, &largest) {
+        (Some(bits), _) if !(1..=64).contains(&bits) => bail!("a comparison domain of {bits} bits is outside 1..=64"),
+        (Some(bits), _) => program.comparison_bits = bits,
+        (None, Some((node, magnitude))) if !cryptflow_athos::fits_comparison_domain(*magnitude, program.scale, program.comparison_bits) => {
+            domain_warnings.push(format!(
+                "the calibration data reach {magnitude} at `{node}`, outside the {}-bit comparison domain at scale {}: comparisons widened to 64 bits",
+                program.comparison_bits, program.scale
+            ));
+            program.comparison_bits = 64;
+        }
+        _ => {}
+    }
     cryptflow_runtime::check_math_scale(&compiled.program).map_err(anyhow::Error::msg)?;
     let seconds = started.elapsed().as_secs_f64();
     match settings.emit {
@@ -256,6 +281,7 @@ pub fn compile_model(
         human_bytes(r.peak_live_bytes_without_liveness)
     ));
     log(&format!("  truncation: {}", r.truncation_risk.describe()));
+    log(&format!("  comparisons: {}", describe_comparison_domain(compiled.program.comparison_bits, compiled.program.scale)));
     let calls: Vec<String> = r.backend_calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
     log(&format!("  backend calls: {}", calls.join(", ")));
     if headroom_issues.iter().any(|i| i.severity == HeadroomSeverity::Overflow) {
@@ -266,6 +292,16 @@ pub fn compile_model(
     report_json["compile_seconds"] = serde_json::json!(seconds);
     let public = PublicProgram::new(model_name.to_string(), compiled.program, architecture, report_json);
     Ok(Compiled { public, weights: compiled.weights, float_weights, hlil: compiled.hlil })
+}
+
+/// The comparison domain in a user's words.
+pub fn describe_comparison_domain(bits: u32, scale: u32) -> String {
+    if bits >= 64 {
+        "on all 64 bits (exact for every value)".to_string()
+    } else {
+        let magnitude_bits = bits as i32 - 1 - scale as i32;
+        format!("on {bits}-bit values (exact for magnitudes below 2^{magnitude_bits} at scale {scale}; --comparison-bits N to change)")
+    }
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -609,6 +609,18 @@ pub struct Program {
     pub body: Vec<Instr>,
     /// Revealed to the client at the end of each inference.
     pub outputs: Vec<Output>,
+    /// The domain of the values the program compares (ReLU, max pools, argmax and the secure
+    /// math functions' comparisons of values at the program's scale): two's complement
+    /// integers of this many bits, `1..=64`. Backends may compare more cheaply within it
+    /// (`Backend::set_comparison_bits`); the compiler chooses it (see
+    /// `cryptflow_athos::headroom::comparison_bits`). Programs written before it existed
+    /// compare all 64 bits.
+    #[serde(default = "full_comparison_bits")]
+    pub comparison_bits: u32,
+}
+
+fn full_comparison_bits() -> u32 {
+    64
 }
 
 impl Program {
@@ -626,6 +638,9 @@ impl Program {
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_SCALE).contains(&self.scale) {
             return Err(format!("scale {} is out of range 1..={MAX_SCALE}", self.scale));
+        }
+        if !(1..=64).contains(&self.comparison_bits) {
+            return Err(format!("comparison domain of {} bits is out of range 1..=64", self.comparison_bits));
         }
         let mut total: u64 = 0;
         for (k, slot) in self.slots.iter().enumerate() {

@@ -20,6 +20,7 @@ fn write_sample(dir: &Path) {
     let y = g.add("y", Op::MatMul, &[x, w]).unwrap();
     g.outputs = vec![y];
     let program = Program {
+        comparison_bits: 64,
         scale: 12,
         slots: vec![SlotInfo { shape: vec![1, 2] }, SlotInfo { shape: vec![2, 3] }, SlotInfo { shape: vec![1, 3] }],
         weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![2, 3], integer: false, one_hot: false }],

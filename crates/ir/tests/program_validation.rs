@@ -15,6 +15,7 @@ fn instr(op: LOp, args: Vec<usize>, out: usize) -> Instr {
 fn base() -> Program {
     let shapes = [vec![1, 4], vec![4, 4], vec![4], vec![1, 4], vec![1, 4], vec![1, 4], vec![1, 4], vec![1, 4]];
     Program {
+        comparison_bits: 64,
         scale: 12,
         slots: shapes.iter().map(|s| SlotInfo { shape: s.clone() }).collect(),
         weights: vec![

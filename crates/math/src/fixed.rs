@@ -85,6 +85,20 @@ fn split(whole: RingTensor, shapes: &[&[usize]]) -> Result<Vec<RingTensor>> {
     Ok(out)
 }
 
+/// Runs `f` with the backend comparing on all 64 bits, then restores the declared comparison
+/// domain ([`Backend::set_comparison_bits`]): for comparisons of internal values (at
+/// internal precision, or sums of squares) that the program's domain does not bound.
+pub fn full_width<B: Backend + ?Sized, T>(b: &mut B, f: impl FnOnce(&mut B) -> Result<T>) -> Result<T> {
+    let declared = b.comparison_bits();
+    if declared >= 64 {
+        return f(b);
+    }
+    b.set_comparison_bits(64)?;
+    let out = f(b);
+    b.set_comparison_bits(declared)?;
+    out
+}
+
 /// The comparison bits `[x_i >= 0]` of several tensors in one [`Backend::drelu`] call.
 pub fn drelu_many<B: Backend + ?Sized>(b: &mut B, xs: &[&RingTensor]) -> Result<Vec<SharedBits>> {
     let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();

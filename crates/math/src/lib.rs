@@ -18,6 +18,15 @@
 //! steps); and [`Backend::exact_truncation`] says when a sum of large products may be
 //! truncated once ([`fixed::series`]).
 //!
+//! # Comparison domain
+//! The program declares the range of the values it compares
+//! ([`Backend::set_comparison_bits`]; 33 bits at Athos' default scale, so magnitudes below
+//! 2^20), and a backend may compare more cheaply inside it. The functions compare values at
+//! the program's scale (their input, the input minus a public threshold, differences of two
+//! inputs), which that domain bounds; comparisons of internal values that it does not bound
+//! (a reciprocal's or square root's normalisation, at internal precision) run on all 64 bits
+//! ([`fixed::full_width`]).
+//!
 //! # Fixed point
 //! A tensor holds ring elements with `scale` fractional bits (the program's public scale `s`,
 //! Athos' default 12): `r` is held as `round(r * 2^s)` read as a signed integer. Every function

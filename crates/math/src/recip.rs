@@ -43,7 +43,9 @@ pub(crate) struct Combo {
 /// The bits `[a >= 2^(e j)]` for `j = j_min..=j_max`, in one comparison call.
 pub(crate) fn pow_bits<B: Backend + ?Sized>(b: &mut B, a: &RingTensor, a_bits: u32, e: u32, j_min: i32, j_max: i32) -> Result<Vec<SharedBits>> {
     let thresholds: Vec<f64> = (j_min..=j_max).map(|j| 2f64.powi(e as i32 * j)).collect();
-    compare_with(b, a, &thresholds, a_bits)
+    // `a` is an internal value (a sum of squares, a normaliser's argument at internal
+    // precision): the program's comparison domain does not bound it.
+    fixed::full_width(b, |b| compare_with(b, a, &thresholds, a_bits))
 }
 
 /// Evaluates several combinations of the same bits in one multiplexer call.
@@ -131,7 +133,7 @@ fn reciprocal_at<B: Backend + ?Sized>(b: &mut B, x: &RingTensor, scale: u32, q: 
     let shape = x.shape().to_vec();
     // Sign: a = |x|, sigma = +-1 (x = 0 counts as positive).
     let two = public(b, &shape, 2);
-    let m = b.select_by_sign(x, &[x, &two])?;
+    let m = fixed::full_width(b, |b| b.select_by_sign(x, &[x, &two]))?;
     let a = mul_int(&m[0], 2).sub(x)?;
     let sigma = fixed::add_public(b, &m[1], 1u64.wrapping_neg());
     // Normalisation: x' = a 2^-k in [1/2, 1], g = sigma 2^-k at q bits.

@@ -296,6 +296,9 @@ impl<'p, B: Backend> Runner<'p, B> {
                 }
             }
         }
+        self.backend
+            .set_comparison_bits(self.program.comparison_bits)
+            .map_err(|source| RunError::Backend { layer: "(inference setup)".into(), op: "comparison domain", source })?;
         let mut layers: Vec<LayerMetrics> = Vec::new();
         for (k, spec) in self.program.inputs.iter().enumerate() {
             let value = inputs.map(|x| &x[k]);
@@ -581,6 +584,7 @@ mod tests {
         let mut body = vec![instr(LOp::Reshape, &[0], 2), instr(LOp::MatMul, &[2, 1], 3)];
         body.extend(extra);
         Program {
+            comparison_bits: 64,
             scale: 0,
             slots: vec![SlotInfo { shape: vec![2, 4] }; 8],
             weights: vec![SecretInput { name: "table".into(), owner: ProgramOwner::ModelOwner, slot: 1, shape: vec![4, 4], integer: false, one_hot: false }],

@@ -24,6 +24,7 @@ fn conv(pad: usize, out: Vec<usize>) -> Program {
         output_padding: vec![],
     };
     Program {
+        comparison_bits: 64,
         scale: 0,
         slots: vec![SlotInfo { shape: vec![1, 1, 4, 4] }, SlotInfo { shape: vec![1, 1, 1, 1] }, SlotInfo { shape: out.clone() }],
         weights: vec![SecretInput { name: "w".into(), owner: Owner::ModelOwner, slot: 1, shape: vec![1, 1, 1, 1], integer: false, one_hot: false }],

@@ -20,6 +20,7 @@ fn two_layers(w: usize) -> Program {
     let row = SlotInfo { shape: vec![1, w] };
     let weight = |name: &str, slot| SecretInput { name: name.into(), owner: Owner::ModelOwner, slot, shape: vec![w, w], integer: false, one_hot: false };
     Program {
+        comparison_bits: 64,
         scale: 0,
         slots: vec![row.clone(), square.clone(), square, row.clone(), row],
         weights: vec![weight("w1", 1), weight("w2", 2)],
