@@ -495,12 +495,25 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
     }
 }
 
-/// [`compare_chunk_at`] for [`NARROW`] lanes (values below `2^32`).
+/// [`compare_chunk_at`] for [`NARROW`] lanes (values below `2^32`): two values per
+/// register with VBMI, one with AVX2, else the portable [`compare_element`].
 #[inline]
 #[allow(clippy::too_many_arguments)]
 fn compare_narrow_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     const L: usize = NARROW;
-    let _ = level;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level >= Level::Avx512 && vbmi::available() {
+            // SAFETY: the CPU has the features.
+            unsafe { vbmi::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out) };
+            return;
+        }
+        if level >= Level::Avx2 {
+            // SAFETY: the CPU has AVX2 (the level does not exceed the detected one).
+            unsafe { avx2::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out) };
+            return;
+        }
+    }
     for (k, out) in out.chunks_exact_mut(L).enumerate() {
         let at = k * L..(k + 1) * L;
         let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
@@ -674,9 +687,107 @@ mod vbmi {
             _mm512_storeu_si512(out.as_mut_ptr().add(k * W) as *mut __m512i, _mm512_permutexvar_epi8(idx, d));
         }
     }
+
+    /// Lane i of the result is lane i + SH of `v` within its half of 32 lanes (zero past the
+    /// half's end).
+    #[inline(always)]
+    unsafe fn shift_down_half<const SH: u32>(v: __m512i, iota: __m512i) -> __m512i {
+        let half = (u32::MAX >> SH) as u64;
+        _mm512_maskz_permutexvar_epi8(half | half << 32, _mm512_add_epi8(iota, _mm512_set1_epi8(SH as i8)), v)
+    }
+
+    /// As `super::compare_narrow_at` (the same bytes): two values of 32 lanes per register,
+    /// their suffix sums kept within their halves, each rotated within its half.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn compare_narrow<const LEAD: bool>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        const L: usize = super::NARROW;
+        let count = out.len() / L;
+        assert!(xs.len() >= count * L && s.len() >= count * L && z.len() >= count * L);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let p = _mm512_set1_epi8(P as i8);
+        let p1 = _mm512_set1_epi8(P as i8 - 1);
+        let one = _mm512_set1_epi8(1);
+        let zero = _mm512_setzero_si512();
+        let iota = load(IOTA.as_ptr());
+        let low5 = _mm512_set1_epi8(31);
+        let half_base = _mm512_and_si512(iota, _mm512_set1_epi8(32));
+        let (log_lo, log_hi) = (load(LOG.as_ptr()), load(LOG.as_ptr().add(64)));
+        let (exp_lo, exp_hi) = (load(EXP.as_ptr()), load(EXP.as_ptr().add(64)));
+        const HALF: u64 = u32::MAX as u64;
+        let mut k = 0;
+        while k < count {
+            let pair = (count - k).min(2);
+            let lanes: __mmask64 = if pair == 2 { u64::MAX } else { HALF };
+            let at = k * L;
+            let x = _mm512_maskz_loadu_epi8(lanes, xs.as_ptr().add(at) as *const i8);
+            // Per half: the bits of t, whether beta = 1, whether it is the special case.
+            let (mut t, mut beta1, mut special) = (0u64, 0u64, 0u64);
+            let mut shifts = [0i8; 2];
+            for h in 0..pair {
+                let (rv, b) = (r[k + h], beta[k + h]);
+                if b == 1 {
+                    beta1 |= HALF << (32 * h);
+                }
+                if b == 1 && rv == HALF {
+                    special |= HALF << (32 * h);
+                } else {
+                    let th = if b == 1 { rv + 1 } else { rv };
+                    t |= (th & HALF) << (32 * h);
+                }
+                shifts[h] = (rot[k + h] as usize % L) as i8;
+            }
+            // lead + p - x (in 1..=68), reduced: the share of 1 - x.
+            let lpx = _mm512_sub_epi8(if LEAD { _mm512_add_epi8(p, one) } else { p }, x);
+            let w = _mm512_mask_blend_epi8(t, x, _mm512_min_epu8(lpx, _mm512_sub_epi8(lpx, p)));
+            // beta = 0: p - x + lead (t_i + 1); beta = 1: x + lead (1 - t_i).
+            let (base0, base1) = if LEAD { (_mm512_mask_add_epi8(lpx, t, lpx, one), _mm512_mask_add_epi8(x, !t, x, one)) } else { (lpx, x) };
+            let base = _mm512_mask_blend_epi8(beta1, base0, base1);
+            let base = _mm512_min_epu8(base, _mm512_sub_epi8(base, p));
+            let mut e = shift_down_half::<1>(w, iota);
+            e = add_mod(e, shift_down_half::<1>(e, iota), p);
+            e = add_mod(e, shift_down_half::<2>(e, iota), p);
+            e = add_mod(e, shift_down_half::<4>(e, iota), p);
+            e = add_mod(e, shift_down_half::<8>(e, iota), p);
+            e = add_mod(e, shift_down_half::<16>(e, iota), p);
+            let c = add_mod(base, e, p);
+            // The special case's fixed vector: the lead's share is 0 at lane 0 of its half and
+            // 1 elsewhere, the other's 0.
+            let fixed = if LEAD { _mm512_maskz_mov_epi8(!(1u64 | 1u64 << 32), one) } else { zero };
+            let c = _mm512_mask_blend_epi8(special, c, fixed);
+            // G^(s - 1) c = EXP[(s - 1 + LOG[c]) mod 66], zero where c = 0.
+            let sv = _mm512_maskz_loadu_epi8(lanes, s.as_ptr().add(at) as *const i8);
+            let ls = _mm512_sub_epi8(sv, one);
+            let sum = _mm512_add_epi8(ls, _mm512_permutex2var_epi8(log_lo, c, log_hi));
+            let sum = _mm512_min_epu8(sum, _mm512_sub_epi8(sum, p1));
+            let nonzero = _mm512_cmpneq_epi8_mask(c, zero);
+            let prod = _mm512_maskz_permutex2var_epi8(nonzero, exp_lo, sum, exp_hi);
+            let zv = _mm512_maskz_loadu_epi8(lanes, z.as_ptr().add(at) as *const i8);
+            let zv = if LEAD {
+                zv
+            } else {
+                let m = _mm512_sub_epi8(p, zv);
+                _mm512_min_epu8(m, _mm512_sub_epi8(m, p))
+            };
+            let d = add_mod(prod, zv, p);
+            // out[h 32 + (i + shift_h) mod 32] = d[h 32 + i].
+            let shift = _mm512_mask_blend_epi8(HALF << 32, _mm512_set1_epi8(shifts[0]), _mm512_set1_epi8(shifts[1]));
+            let idx = _mm512_or_si512(_mm512_and_si512(_mm512_sub_epi8(iota, shift), low5), half_base);
+            _mm512_mask_storeu_epi8(out.as_mut_ptr().add(at) as *mut i8, lanes, _mm512_permutexvar_epi8(idx, d));
+            k += pair;
+        }
+    }
 }
 
-/// PrivateCompare in 256-bit registers (AVX2): one value in two registers of 32 byte lanes.
+/// PrivateCompare in 256-bit registers (AVX2): one value in two registers of 32 byte lanes
+/// (a narrowed value of 32 lanes in one register, [`avx2::compare_narrow`]).
 /// AVX2 has no cross-lane byte permutes and 16-entry table look-ups only, so: the suffix sums
 /// are four in-lane byte shifts (inclusive sums within each 16-byte group) plus the totals of
 /// the higher groups; the products `G^(s - 1) c` are computed directly, `G^(s - 1)` by five
@@ -852,6 +963,87 @@ mod avx2 {
             let from = twice.as_ptr().add(W - rot[k] as usize % W);
             _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, load(from));
             _mm256_storeu_si256(out.as_mut_ptr().add(at + 32) as *mut __m256i, load(from.add(32)));
+        }
+    }
+
+    /// As `super::compare_narrow_at` (the same bytes): one value of 32 lanes per register,
+    /// the same steps as [`compare_chunk`] on one register.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn compare_narrow<const LEAD: bool>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        const L: usize = super::NARROW;
+        let count = out.len() / L;
+        assert!(xs.len() >= count * L && s.len() >= count * L && z.len() >= count * L);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let p = _mm256_set1_epi8(P as i8);
+        let one = _mm256_set1_epi8(1);
+        let zero = _mm256_setzero_si256();
+        let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
+        let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
+        let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
+        let lows = _mm256_set1_epi16(0x00FF);
+        let highs = _mm256_set1_epi16(0xFF00u16 as i16);
+        let mut twice = [0u8; 2 * L];
+        for k in 0..count {
+            let at = k * L;
+            let (rv, b) = (r[k], beta[k]);
+            let c = if b == 1 && rv == u32::MAX as u64 {
+                if LEAD {
+                    load(FIRST_ZERO.as_ptr())
+                } else {
+                    zero
+                }
+            } else {
+                let t = if b == 1 { rv + 1 } else { rv };
+                let x = load(xs.as_ptr().add(at));
+                let tm = bit_mask(t as u32, spread, bits);
+                let lpx = _mm256_sub_epi8(lead_p, x);
+                let w = _mm256_blendv_epi8(x, reduce(lpx, p), tm);
+                let bs = if b == 0 {
+                    if LEAD {
+                        _mm256_add_epi8(lpx, _mm256_and_si256(tm, one))
+                    } else {
+                        lpx
+                    }
+                } else if LEAD {
+                    _mm256_add_epi8(x, _mm256_andnot_si256(tm, one))
+                } else {
+                    x
+                };
+                let base = reduce(bs, p);
+                let mut e = w;
+                e = add_mod(e, _mm256_bsrli_epi128::<1>(e), p);
+                e = add_mod(e, _mm256_bsrli_epi128::<2>(e), p);
+                e = add_mod(e, _mm256_bsrli_epi128::<4>(e), p);
+                e = add_mod(e, _mm256_bsrli_epi128::<8>(e), p);
+                // The upper group's total added to the lower group.
+                let tot = _mm256_shuffle_epi8(e, zero);
+                let incl = add_mod(e, _mm256_permute2x128_si256::<0x81>(tot, tot), p);
+                add_mod(base, sub_mod(incl, w, p), p)
+            };
+            let idx = _mm256_sub_epi8(load(s.as_ptr().add(at)), one);
+            let mut m = _mm256_shuffle_epi8(exp[0], idx);
+            for (t, table) in exp.iter().enumerate().skip(1) {
+                let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
+                m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
+            }
+            let even = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, lows)));
+            let odd = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, highs)));
+            let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
+            let zv = load(z.as_ptr().add(at));
+            let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
+            let d = add_mod(prod, zv, p);
+            _mm256_storeu_si256(twice.as_mut_ptr() as *mut __m256i, d);
+            _mm256_storeu_si256(twice.as_mut_ptr().add(L) as *mut __m256i, d);
+            // out[(i + shift) mod 32] = d[i]: out[j] = twice[32 + j - shift].
+            _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, load(twice.as_ptr().add(L - rot[k] as usize % L)));
         }
     }
 }
