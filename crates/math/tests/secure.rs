@@ -176,16 +176,17 @@ fn functions_under_2pc_match_f64() {
     }
 }
 
-/// Under the compact variant a comparison costs 216 bytes and 2 rounds and a selection fused
-/// into it 24 bytes and no round (`Porthos::compare_compact`); products stay at 40 bytes and a
+/// Under the compact variant a comparison costs 192 bytes and 2 rounds (Z_p elements travel
+/// in 7 bits: 56 dealt, 16 opening, 112 PrivateCompare, 8 result) and a selection fused into
+/// it 24 bytes and no round (`Porthos::compare_compact`); products stay at 40 bytes and a
 /// round. The functions give what they give under Porthos, for fewer bytes and rounds.
 #[test]
 fn functions_under_the_compact_variant_cost_fused_comparisons() {
     use costs::{D, M};
-    const C: u64 = 216;
+    const C: u64 = 192;
     // A second threshold compared with the same secret shares the first one's opening and
     // dealt bits: PrivateCompare and its result only.
-    const C2: u64 = 136;
+    const C2: u64 = 120;
     const SEL: u64 = 24;
     let compact = |x: &RingTensor, op: &Op<Porthos>| porthos_variant(ProtocolVariant::Compact, x, op);
     let mut r = rng(23);
@@ -238,6 +239,73 @@ fn functions_under_the_compact_variant_cost_fused_comparisons() {
         let want = softmax_ref(&row);
         for j in 0..128 {
             assert!((y[i * 128 + j] - want[j]).abs() < 1e-2, "softmax");
+        }
+    }
+}
+
+/// With the program's comparison domain declared at 33 bits (Athos' default at scale 12) the
+/// compact comparisons run on 32 lanes: 108 bytes (28 dealt, 16 opening, 56 PrivateCompare, 8
+/// result), 64 per further threshold, in the same rounds; GELU, exp, softmax and layer
+/// normalisation (whose internal normalisations compare on all 64 bits) stay as accurate.
+#[test]
+fn functions_with_narrowed_comparisons_cost_less_and_stay_accurate() {
+    const C: u64 = 108;
+    const C2: u64 = 64;
+    const SEL: u64 = 24;
+    const W: u64 = 8;
+    fn narrowed(x: &RingTensor, op: &Op<Porthos>) -> (RingTensor, u64, u64) {
+        let narrow = |s| {
+            let mut p = Porthos::new(s, ProtocolVariant::Compact).unwrap();
+            p.set_comparison_bits(33).unwrap();
+            p
+        };
+        let out = testing::run_parties(Session::local(3), narrow, |p| party(p, x, op));
+        (out[1].0.clone().unwrap(), out.iter().map(|o| o.1).sum(), out.iter().map(|o| o.2).max().unwrap())
+    }
+    let mut r = rng(24);
+    let n = 64usize;
+    let nn = n as u64;
+    let mut xs = uniform(&mut r, n - 4, -6.0, 6.0);
+    xs.extend([-4.0, 4.0, -1000.0, 1000.0]);
+    let (got, bytes, rounds) = narrowed(&enc(&[n], &xs, S), &|p, x| math::gelu(p, x, S, math::GeluForm::Erf).unwrap());
+    let gelu = |v: f64| 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2));
+    check_elementwise("gelu", &xs, &got, gelu, 0.0, 3.0);
+    let gelu_products = W * ((2 + 1) + (2 + 1) + (4 + 2) + (8 + 4));
+    assert_eq!((bytes, rounds), (nn * (C + C2 + 2 * SEL + gelu_products), 2 + 4), "gelu");
+    let mut xs = uniform(&mut r, n - 2, -16.0, 8.0);
+    xs.extend([-30000.0, 30000.0]);
+    let (got, bytes, _) = narrowed(&enc(&[n], &xs, S), &|p, x| math::exp(p, x, S).unwrap());
+    check_elementwise("exp", &xs, &got, |x| x.clamp(-16.0, 8.0).exp(), 1e-2, 3.0);
+    let exp_products = W * ((2 + 1) + (4 + 2) + 5 * (2 + 1));
+    assert_eq!(bytes, nn * (C + C2 + 2 * SEL + exp_products), "exp");
+    // Masked attention rows (-32768 added where masked, as the importer writes masks).
+    let mut xs = uniform(&mut r, 3 * 128, -8.0, 8.0);
+    for v in xs.iter_mut().skip(100).step_by(3) {
+        *v -= 32768.0;
+    }
+    let x = enc(&[3, 128], &xs, S);
+    let (got, _, _) = narrowed(&x, &|p, x| math::softmax(p, x, 1, S).unwrap());
+    let y = dec(&got, S);
+    for i in 0..3 {
+        let row: Vec<f64> = xs[i * 128..(i + 1) * 128].iter().map(|&v| q(v, S)).collect();
+        let want = softmax_ref(&row);
+        for j in 0..128 {
+            assert!((y[i * 128 + j] - want[j]).abs() < 1e-2, "softmax row {i} column {j}: {} vs {}", y[i * 128 + j], want[j]);
+        }
+    }
+    // Layer normalisation of rows with standard deviations near the top of its domain (2^6):
+    // the rsqrt's normaliser compares sums of squares near 2^42, far outside 33 bits.
+    let xs: Vec<f64> = uniform(&mut r, 4 * 64, -100.0, 100.0);
+    let x = enc(&[4, 64], &xs, S);
+    let (got, _, _) = narrowed(&x, &|p, x| math::normalize(p, x, &[1], 1e-5, S).unwrap());
+    let y = dec(&got, S);
+    for i in 0..4 {
+        let row: Vec<f64> = xs[i * 64..(i + 1) * 64].iter().map(|&v| q(v, S)).collect();
+        let mean = row.iter().sum::<f64>() / 64.0;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 64.0;
+        for j in 0..64 {
+            let want = (row[j] - mean) / (var + 1e-5).sqrt();
+            assert!((y[i * 64 + j] - want).abs() < 2e-2, "normalize row {i} column {j}: {} vs {want}", y[i * 64 + j]);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::prf::ZpDraw;
 use crate::pool;
 use crate::ring::P;
 use crate::simd::{self, run_best, Level};
-use crate::{prof, BackendError, Porthos, Result, CLIENT, HELPER, MODEL_OWNER};
+use crate::{pack, prof, BackendError, Porthos, ProtocolVariant, Result, CLIENT, HELPER, MODEL_OWNER};
 
 /// Bits per value at full width (the lanes of one value's PrivateCompare vector).
 pub(crate) const W: usize = 64;
@@ -159,8 +159,37 @@ fn sub_p(a: u8, b: u8) -> u8 {
 }
 
 impl Porthos {
+    /// Whether Z_p messages travel seven bits per element ([`pack`]; the compact variant).
+    fn packs_zp(&self) -> bool {
+        self.variant == ProtocolVariant::Compact
+    }
+
+    /// Sends a Z_p message written through [`bytes_mut`].
+    fn send_zp(&mut self, to: usize, words: Vec<u64>) -> Result<()> {
+        let words = to_wire(words);
+        if !self.packs_zp() {
+            return self.send(to, words);
+        }
+        let packed = {
+            let _p = prof::scope("wire.pack");
+            pack::pack(&words)
+        };
+        pool::give(words);
+        self.send(to, packed)
+    }
+
+    /// Receives a Z_p message of `words` words, in wire order (see [`from_wire`]).
+    fn recv_zp_words(&mut self, from: usize, words: usize) -> Result<Vec<u64>> {
+        if !self.packs_zp() {
+            return self.recv(from, words);
+        }
+        let packed = self.recv(from, pack::packed_words(words))?;
+        let _p = prof::scope("wire.unpack");
+        pack::unpack(&packed, words).ok_or_else(|| BackendError::Peer { peer: from, reason: "sent a packed Z_p message with nonzero padding".into() })
+    }
+
     fn recv_zp(&mut self, from: usize, elements: usize) -> Result<Vec<u64>> {
-        let mut words = self.recv(from, elements / 8)?;
+        let mut words = self.recv_zp_words(from, elements / 8)?;
         let _p = prof::scope("wire.check");
         if !check_zp(&mut words) {
             return Err(BackendError::Peer { peer: from, reason: "sent an element outside Z_p".into() });
@@ -212,8 +241,8 @@ impl Porthos {
                                 },
                             );
                         }
-                        self.send(MODEL_OWNER, to_wire(for_p0))?;
-                        self.send(CLIENT, to_wire(for_p1))?;
+                        self.send_zp(MODEL_OWNER, for_p0)?;
+                        self.send_zp(CLIENT, for_p1)?;
                     }
                     Ok(None)
                 }
@@ -247,8 +276,8 @@ impl Porthos {
                                 r.fill((start + b * CHUNK) * w, r_out);
                                 run_best(|| subtract_bits(xs.iter().copied(), r_out, v_out, w));
                             });
-                        self.send(MODEL_OWNER, to_wire(first))?;
-                        self.send(CLIENT, to_wire(second))?;
+                        self.send_zp(MODEL_OWNER, first)?;
+                        self.send_zp(CLIENT, second)?;
                     }
                     Ok(None)
                 }
@@ -284,8 +313,8 @@ impl Porthos {
             let mut out = vec![0u8; n];
             for (block, out) in out.chunks_mut(STREAM).enumerate() {
                 let m = out.len();
-                let mut d0 = self.recv(MODEL_OWNER, m * w / 8)?;
-                let mut d1 = self.recv(CLIENT, m * w / 8)?;
+                let mut d0 = self.recv_zp_words(MODEL_OWNER, m * w / 8)?;
+                let mut d1 = self.recv_zp_words(CLIENT, m * w / 8)?;
                 let _p = prof::scope("private_compare (helper)");
                 from_wire(&mut d0);
                 from_wire(&mut d1);
@@ -337,7 +366,7 @@ impl Porthos {
                     })
                 });
             }
-            self.send(HELPER, to_wire(d))?;
+            self.send_zp(HELPER, d)?;
         }
         Ok(Vec::new())
     }

@@ -145,6 +145,7 @@ mod compare;
 mod ctr;
 pub mod lower;
 pub mod prf;
+mod pack;
 mod pool;
 pub mod prof;
 mod simd;

@@ -258,8 +258,8 @@ fn argmax_rounds_grow_with_the_log_of_the_candidates() {
 /// The compact DReLU on the whole ring (both ends, zero, -1, values whose opening wraps and
 /// values whose low 63 bits tie with the mask's), its bytes from the formula and its rounds.
 #[test]
-fn compact_drelu_is_exact_on_the_whole_ring_at_216_bytes_and_2_rounds() {
-    assert_eq!(drelu_compact_bits() / 8, 216);
+fn compact_drelu_is_exact_on_the_whole_ring_at_192_bytes_and_2_rounds() {
+    assert_eq!(drelu_compact_bits() / 8, 192);
     let n = 4000;
     let mut r = rng(41);
     let mut values: Vec<u64> = (0..n).map(|_| r.random::<u64>()).collect();
@@ -293,13 +293,13 @@ fn compact_drelu_is_exact_on_the_whole_ring_at_216_bytes_and_2_rounds() {
 #[test]
 fn compact_relu_costs_its_formula_and_under_half_of_porthos() {
     let per = |v| relu_bits(v) / 8;
-    assert_eq!(per(ProtocolVariant::Compact), 216 + 24);
-    assert_eq!(maxpool_bits(ProtocolVariant::Compact) / 8, 216 + 2 * 24);
+    assert_eq!(per(ProtocolVariant::Compact), 192 + 24);
+    assert_eq!(maxpool_bits(ProtocolVariant::Compact) / 8, 192 + 2 * 24);
     assert!(per(ProtocolVariant::Compact) * 2 < per(ProtocolVariant::Porthos));
 }
 
 /// `select_by_sign` under the compact variant: `[x >= 0] v` for several values at once, equal
-/// to the cleartext's, at 216 bytes per comparison plus 24 per selected value, in the 2 rounds
+/// to the cleartext's, at 192 bytes per comparison plus 24 per selected value, in the 2 rounds
 /// of the comparison; the other variants take their DReLU and one SelectShare.
 #[test]
 fn compact_selections_are_fused_into_the_comparison() {
@@ -339,7 +339,7 @@ fn compact_selections_are_fused_into_the_comparison() {
 }
 
 /// `select_above` under the compact variant: thresholds of one secret share its opening and
-/// dealt bits (216 bytes for the first, 136 for each other, 24 per selection), equal to the
+/// dealt bits (192 bytes for the first, 120 for each other, 24 per selection), equal to the
 /// cleartext's; the other variants compare the shifted copies side by side.
 #[test]
 fn thresholds_of_one_secret_share_one_opening_under_the_compact_variant() {
@@ -358,29 +358,29 @@ fn thresholds_of_one_secret_share_one_opening_under_the_compact_variant() {
         let want: Vec<u64> = expected.iter().flat_map(|z| z.data().to_vec()).collect();
         assert_eq!(got.data(), &want[..], "{variant:?}");
         let per_element = match variant {
-            ProtocolVariant::Compact => drelu_compact_bits() + 2 * (drelu_compact_bits() - 10 * L) + 3 * 3 * L,
+            ProtocolVariant::Compact => drelu_compact_bits() + 2 * further_threshold_compact_bits() + 3 * 3 * L,
             v => 3 * (relu_bits(v)),
         };
         assert_eq!(bytes * 8, n as u64 * per_element, "{variant:?}");
     }
-    assert_eq!((drelu_compact_bits() - 10 * L) / 8, 136);
+    assert_eq!(further_threshold_compact_bits() / 8, 120);
 }
 
 /// The compact DReLU when the values are declared to lie in 33-bit two's complement
 /// (`set_comparison_bits(33)`): PrivateCompare on 32 lanes, `l/2 log p` dealt, `2 l` opening,
-/// `l log p` PrivateCompare, `l` result.
+/// `l log p` PrivateCompare, `l` result (7 bits per Z_p element).
 fn drelu_narrow_bits() -> u64 {
-    L / 2 * LOG_P + 2 * L + L * LOG_P + L
+    L / 2 * LOG_P_PACKED + 2 * L + L * LOG_P_PACKED + L
 }
 
-/// Narrowed to 33 bits the compact DReLU costs 120 bytes (216 at 64 bits) in the same 2 rounds,
+/// Narrowed to 33 bits the compact DReLU costs 108 bytes (192 at 64 bits) in the same 2 rounds,
 /// is exact on `[-2^32, 2^32)` (both ends, zero, -1, small values, ties of the low 32 bits with
 /// the mask's) and outside it gives the sign of the residue mod 2^33 read as a 33-bit two's
 /// complement integer, as documented. Declaring 34 bits or more keeps the 64-bit comparison;
 /// the other variants compare all 64 bits whatever is declared.
 #[test]
-fn compact_drelu_narrowed_to_33_bits_is_exact_in_its_domain_at_120_bytes() {
-    assert_eq!(drelu_narrow_bits() / 8, 120);
+fn compact_drelu_narrowed_to_33_bits_is_exact_in_its_domain_at_108_bytes() {
+    assert_eq!(drelu_narrow_bits() / 8, 108);
     let n = 4000;
     let mut r = rng(44);
     let top = 1u64 << 32;
@@ -433,8 +433,8 @@ fn compact_drelu_narrowed_to_33_bits_is_exact_in_its_domain_at_120_bytes() {
     assert!(refused.iter().all(|&(a, b)| a && b), "domains outside 1..=64 bits are refused");
 }
 
-/// Narrowed thresholds and fused selections: each threshold after the first costs 72 bytes
-/// (136 at 64 bits), each selection 24, results equal to the cleartext's inside the domain.
+/// Narrowed thresholds and fused selections: each threshold after the first costs 64 bytes
+/// (120 at 64 bits), each selection 24, results equal to the cleartext's inside the domain.
 #[test]
 fn narrowed_thresholds_and_selections_match_cleartext() {
     let n = 700;
@@ -451,7 +451,7 @@ fn narrowed_thresholds_and_selections_match_cleartext() {
     });
     let want: Vec<u64> = expected.iter().flat_map(|z| z.data().to_vec()).collect();
     assert_eq!(got.data(), &want[..]);
-    let further = L / 2 * LOG_P * 2 + L;
-    assert_eq!(further / 8, 72);
+    let further = L / 2 * LOG_P_PACKED * 2 + L;
+    assert_eq!(further / 8, 64);
     assert_eq!(bytes * 8, n as u64 * (drelu_narrow_bits() + 2 * further + 3 * 3 * L));
 }

@@ -40,14 +40,17 @@ pub const LOG_P: u64 = 8;
 
 pub fn share_convert_bits(v: ProtocolVariant) -> u64 {
     match v {
-        ProtocolVariant::Porthos | ProtocolVariant::Compact => 3 * L * LOG_P + 5 * L,
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 5 * L,
+        // The same algorithm, its Z_p messages at 7 bits per element.
+        ProtocolVariant::Compact => 3 * L * LOG_P_PACKED + 5 * L,
         ProtocolVariant::SecureNN => 4 * L * LOG_P + 6 * L,
     }
 }
 
 pub fn compute_msb_bits(v: ProtocolVariant) -> u64 {
     match v {
-        ProtocolVariant::Porthos | ProtocolVariant::Compact => 3 * L * LOG_P + 9 * L,
+        ProtocolVariant::Porthos => 3 * L * LOG_P + 9 * L,
+        ProtocolVariant::Compact => 3 * L * LOG_P_PACKED + 9 * L,
         ProtocolVariant::SecureNN => 4 * L * LOG_P + 13 * L,
     }
 }
@@ -63,8 +66,18 @@ pub fn relu_bits(v: ProtocolVariant) -> u64 {
 }
 
 
+/// Bits per Z_p element on the wire under the compact variant (p = 67 < 2^7).
+pub const LOG_P_PACKED: u64 = 7;
+
 /// The compact DReLU (`Porthos::drelu_compact`): `l log p` for the dealt bits, `2 l` for the
-/// opening, `2 l log p` for PrivateCompare and `l` for the dealt result.
+/// opening, `2 l log p` for PrivateCompare and `l` for the dealt result, at 7 bits per Z_p
+/// element.
 pub fn drelu_compact_bits() -> u64 {
-    L * LOG_P + 2 * L + 2 * L * LOG_P + L
+    L * LOG_P_PACKED + 2 * L + 2 * L * LOG_P_PACKED + L
+}
+
+/// A further threshold of the same secret under the compact variant: PrivateCompare and the
+/// result.
+pub fn further_threshold_compact_bits() -> u64 {
+    2 * L * LOG_P_PACKED + L
 }
