@@ -38,19 +38,19 @@
 //!    come from the keys.
 //!
 //! # The compact variant
-//! Same security model, same keys and dealing; four changes, each with its cost asserted by
+//! Same security model, same keys and dealing; six changes, each with its cost asserted by
 //! the tests (`tests/nonlinear.rs`, `tests/primitives.rs`, `crates/math/tests/secure.rs`):
 //! 1. **DReLU from one PrivateCompare** ([`Porthos::compare_compact`]): the helper's mask `r`
 //!    comes from the keys, P0 and P1 open `c = x + r`, and `MSB(x) = MSB(c) XOR MSB(r) XOR
 //!    [r mod 2^63 > c mod 2^63]`, the last bit by PrivateCompare on the dealt bits of
-//!    `r mod 2^63`; no ShareConvert. `3 l log p + 3 l` bits = 216 bytes and 2 flights per
-//!    element (Porthos: 496 and 5), exact on all of Z_2^64.
+//!    `r mod 2^63`; no ShareConvert. `3 l log p + 3 l` bits and 2 flights per element
+//!    (Porthos: 496 bytes and 5), exact on all of Z_2^64: 192 bytes with change 5.
 //! 2. **Selections fused into the comparison** ([`Backend::select_by_sign`]): `[x >= 0] v`
 //!    costs 24 more bytes per value and no flight (P0 and P1 send `v + m` with the opening,
-//!    the helper returns shares of `gamma (v + m)`), so ReLU is 240 bytes and 2 flights
-//!    (Porthos: 536 and 6) and each MaxPool comparison 264 (Porthos: 576).
+//!    the helper returns shares of `gamma (v + m)`), so ReLU is 216 bytes and 2 flights
+//!    (Porthos: 536 and 6) and each MaxPool comparison 240 (Porthos: 576).
 //!    Thresholds of one secret ([`Backend::select_above`]) share the opening and the dealt
-//!    bits: 136 bytes for each threshold after the first.
+//!    bits: 120 bytes for each threshold after the first.
 //! 3. **One Beaver mask per operand** ([`Backend::mul_pairs`]): products whose operands recur
 //!    (squares, powers, Chebyshev steps) open each operand once: `(2 k + p) n` words for `k`
 //!    operands and `p` products, a square 24 bytes per element instead of 40.
@@ -60,6 +60,19 @@
 //!    owner opens `F = W - B` by itself, `8 (2 |X| + |W| + |Z|)` bytes instead of
 //!    `8 (2 |X| + 2 |W| + |Z|)`. The client checks that its share of the weight is zero and
 //!    stops with an error otherwise.
+//! 5. **Seven bits per Z_p element** (`pack`): p = 67 < 2^7, so the dealt bit shares and
+//!    PrivateCompare's vectors travel packed, an eighth fewer bytes (ShareConvert and
+//!    ComputeMSB, which this variant does not use for DReLU, pack too).
+//! 6. **Comparisons narrowed to the declared domain** ([`Porthos::set_comparison_bits`], which
+//!    the runtime calls with the program's domain, 33 bits at Athos' default scale): for
+//!    values in `[-2^32, 2^32)` the comparison runs on `x mod 2^33` (a ring homomorphism, so
+//!    the parties reduce their shares locally): the opening is unchanged, `MSB_33(x) =
+//!    MSB_33(c) XOR MSB_33(r) XOR [r mod 2^32 > c mod 2^32]`, and PrivateCompare and the
+//!    dealt bits have 32 lanes: a DReLU 108 bytes (28 dealt, 16 opening, 56 PrivateCompare,
+//!    8 result), a further threshold 64, in the same flights. Outside the domain a value is
+//!    compared by its residue mod 2^33 read as a 33-bit two's complement integer (asserted by
+//!    the tests). The helper's view is PrivateCompare's on 32 lanes; P0 and P1 see the same
+//!    uniform opening as before.
 //!
 //! # Communication (Table III), and how the counters relate to it
 //! `l = 64`, `log p = 8`. Ring elements of Z_L and Z_{L-1} (including single bits, which
