@@ -181,9 +181,9 @@ pub enum ProtocolVariant {
     /// Plain SecureNN (Table III, left column), for comparison (Table VIII).
     SecureNN,
     /// Porthos with the compact comparison ([`Porthos::drelu_compact`]): DReLU from one
-    /// PrivateCompare on a masked opening instead of ShareConvert and ComputeMSB, 216 bytes
-    /// and 2 flights per element instead of 496 and 5, exact on all of Z_2^64. Everything else
-    /// is Porthos'.
+    /// PrivateCompare on a masked opening instead of ShareConvert and ComputeMSB, 192 bytes
+    /// and 2 flights per element instead of 496 and 5, exact on all of Z_2^64 (108 bytes on
+    /// a declared 33-bit domain), and the other changes of "The compact variant".
     Compact,
 }
 
@@ -1101,8 +1101,8 @@ impl Porthos {
     ///    the result is re-randomised with common shares of zero.
     ///
     /// Per element: `l log p` (the bits) `+ 2 l` (the opening) `+ 2 l log p`
-    /// (PrivateCompare) `+ l` (gamma) `= 3 l log p + 3 l` bits, 216 bytes at `l = 64`,
-    /// `log p = 8`; 2 flights for P0 and P1 (the opening, PrivateCompare), against
+    /// (PrivateCompare) `+ l` (gamma) `= 3 l log p + 3 l` bits, 192 bytes at `l = 64` with
+    /// Z_p elements in 7 bits (108 with `l = 33`, see [`Porthos::set_comparison_bits`]); 2 flights for P0 and P1 (the opening, PrivateCompare), against
     /// ShareConvert + ComputeMSB's 496 bytes and 5 flights. The views: P0 and P1 see `c`
     /// (masked by `r`, which neither knows whole) and shares dealt by the helper; the helper
     /// sees only PrivateCompare's blinded vectors, which show it `beta'`. This is SecureNN's
@@ -1120,7 +1120,7 @@ impl Porthos {
     /// helper sees `v + m`, uniform); with `gamma` the helper deals shares of
     /// `gamma (v + m)` (halved: one word). P0 and P1 subtract `gamma m` (their shares of
     /// `gamma` times the public `m`) to get shares of `gamma v`, and `[a >= 0] v` is
-    /// `gamma v` when `e = 1` and `v - gamma v` otherwise. So ReLU costs 216 + 24 = 240 bytes
+    /// `gamma v` when `e = 1` and `v - gamma v` otherwise. So ReLU costs 192 + 24 = 216 bytes
     /// and 2 flights per element (Porthos: 536 and 6).
     pub fn compare_compact(&mut self, a: &[u64], values: &[&[u64]]) -> Result<(Vec<u64>, Vec<Vec<u64>>)> {
         let (mut bits, mut selected) = self.compare_compact_thresholds(a, &[(0, values.to_vec())])?;
@@ -1131,8 +1131,8 @@ impl Porthos {
     /// with its own selected values: shares of `[a - t >= 0]` per threshold and of
     /// `[a - t >= 0] v` per value. The thresholds share the helper's mask `r`, its dealt bits
     /// and the opening `c = a + r` (the opening of `a - t` is `c - t`), so each threshold
-    /// after the first costs PrivateCompare and `gamma` only: `2 l log p + l` bits (136
-    /// bytes) instead of 216, in the same 2 flights. The helper learns one
+    /// after the first costs PrivateCompare and `gamma` only: `2 l log p + l` bits (120
+    /// bytes, 64 on a 33-bit domain) instead of 192 (108), in the same 2 flights. The helper learns one
     /// `beta_t XOR [r' > (c - t)']` per threshold, each masked by an independent `beta_t`.
     pub fn compare_compact_thresholds(&mut self, a: &[u64], items: &[(u64, Vec<&[u64]>)]) -> Result<ThresholdShares> {
         let n = a.len();
