@@ -181,12 +181,15 @@ def compile(
     liveness: bool = True,
     format: Optional[str] = None,
     name: Optional[str] = None,
+    comparison_bits: Optional[int] = None,
 ) -> Program:
     """Compiles a model into a fixed-point program (as ``cryptflow compile``).
 
     ``model``: a path (``.onnx`` or ``.pb``), an ``onnx.ModelProto``, or the bytes of one
     (``format="tensorflow"`` for a serialized GraphDef). ``scale`` or ``calibrate`` (inputs
-    over which the scale is chosen, optionally with integer ``labels``).
+    over which the scale is chosen, optionally with integer ``labels``). ``comparison_bits``
+    (``--comparison-bits``): the range of the compared values in bits, 1 to 64 (default: the
+    compiler's, ``scale + 21``).
     """
     if hasattr(model, "SerializeToString"):
         # an onnx.ModelProto (a TensorFlow GraphDef needs format="tensorflow")
@@ -212,6 +215,7 @@ def compile(
         batch_norm_folding,
         liveness,
         name,
+        comparison_bits,
     )
     return Program(inner)
 

@@ -137,3 +137,20 @@ def test_dtypes_are_accepted(mnist, lenet):
     d, _ = lenet.run(ints, backend="cleartext")
     e, _ = lenet.run(ints.astype(np.float32), backend="cleartext")
     assert np.array_equal(d, e)
+
+
+def test_comparison_domain(fixtures):
+    """The compiled comparison domain (33 bits at scale 12 by default) narrows the compact
+    protocol's comparisons; comparison_bits=64 compares all 64 bits; both predict alike."""
+    model = fixtures / "models" / "lenet_mnist.onnx"
+    narrow = cryptflow.compile(model)
+    full = cryptflow.compile(model, comparison_bits=64)
+    assert any("comparisons: on 33-bit values" in line for line in narrow.log)
+    assert any("comparisons: on all 64 bits" in line for line in full.log)
+    x = np.load(fixtures / "data" / "mnist_samples_x.npy")[:1]
+    y_narrow, m_narrow = narrow.run(x, backend="porthos")
+    y_full, m_full = full.run(x, backend="porthos")
+    assert np.argmax(y_narrow) == np.argmax(y_full)
+    assert m_narrow["bytes_total"] < m_full["bytes_total"]
+    with pytest.raises(cryptflow.OptionsError, match="outside 1..=64"):
+        cryptflow.compile(model, comparison_bits=0)

@@ -328,6 +328,9 @@ pub fn compile(model: impl Into<ModelSource>, options: &CompileOptions) -> Resul
     if options.labels.is_some() && options.calibrate.is_none() {
         return Err(Error::Options("labels score a calibration: give calibration inputs too".into()));
     }
+    if let Some(bits) = options.comparison_bits.filter(|b| !(1..=64).contains(b)) {
+        return Err(Error::Options(format!("a comparison domain of {bits} bits is outside 1..=64")));
+    }
     let source = model.into();
     let (loaded, default_name) = match source {
         ModelSource::Path(path) => {
