@@ -614,13 +614,18 @@ pub struct Program {
     /// integers of this many bits, `1..=64`. Backends may compare more cheaply within it
     /// (`Backend::set_comparison_bits`); the compiler chooses it (see
     /// `cryptflow_athos::headroom::comparison_bits`). Programs written before it existed
-    /// compare all 64 bits.
-    #[serde(default = "full_comparison_bits")]
+    /// compare all 64 bits; a program comparing all 64 bits is written without the field, so
+    /// that its JSON, and the digest binding its weights, are what they were before it existed.
+    #[serde(default = "full_comparison_bits", skip_serializing_if = "compares_all_bits")]
     pub comparison_bits: u32,
 }
 
 fn full_comparison_bits() -> u32 {
     64
+}
+
+fn compares_all_bits(bits: &u32) -> bool {
+    *bits == 64
 }
 
 impl Program {

@@ -128,3 +128,23 @@ fn streamed_weights_changed_after_the_check_are_refused() {
     let err = file.read(0).unwrap_err();
     assert!(err.to_string().contains("weight 0 changed since the file was checked"), "{err}");
 }
+
+/// A program comparing all 64 bits is written without `comparison_bits` (its JSON and digest
+/// are those of programs written before the field existed, which read back as 64 bits); a
+/// narrowed domain is written and read back, and changes the digest.
+#[test]
+fn the_comparison_domain_round_trips_and_keeps_old_digests() {
+    let (public, _, _) = sample();
+    let json = serde_json::to_value(&public.program).unwrap();
+    assert!(json.get("comparison_bits").is_none(), "{json}");
+    let old: Program = serde_json::from_value(json).unwrap();
+    assert_eq!(old.comparison_bits, 64);
+    let mut narrowed = public.clone();
+    narrowed.program.comparison_bits = 33;
+    let json = serde_json::to_value(&narrowed.program).unwrap();
+    assert_eq!(json["comparison_bits"], 33);
+    assert_eq!(serde_json::from_value::<Program>(json).unwrap().comparison_bits, 33);
+    assert_ne!(narrowed.digest(), public.digest());
+    narrowed.program.comparison_bits = 65;
+    assert!(narrowed.program.validate().unwrap_err().contains("comparison domain of 65 bits"));
+}
