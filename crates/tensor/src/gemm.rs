@@ -585,7 +585,7 @@ impl U64Kernel {
         match level {
             Level::Avx512 => U64Kernel::Avx512Winograd,
             Level::Avx2 => U64Kernel::Avx2WinogradSplit,
-            Level::Scalar => U64Kernel::Generic,
+            Level::Neon | Level::Scalar => U64Kernel::Generic,
         }
     }
 }
