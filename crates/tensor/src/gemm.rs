@@ -8,9 +8,11 @@
 //!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). On AVX2
 //!     (no 64-bit vector multiply) a 2 x 8 tile in the same Winograd form, each 64-bit product
 //!     split into a 32 x 32 -> 64-bit `vpmuludq` and a 32-bit `vpmulld` of the cross terms,
-//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); otherwise 4 x 4 tiles of plain wrapping
-//!     arithmetic (the scalar reference). The level is [`crate::simd::level`] (CPU, capped by
-//!     `CRYPTFLOW_SIMD`).
+//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); otherwise (`scalar`,
+//!     and aarch64, where NEON has no 64-bit multiply either and the scalar `madd` is one
+//!     instruction) a portable 4 x 4 tile in the same Winograd form. The plain 4 x 4 tile of
+//!     wrapping arithmetic stays as a reference for tests. The level is
+//!     [`crate::simd::level`] (CPU, capped by `CRYPTFLOW_SIMD`).
 //!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
 //!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
 //!   - C is split into parts (column ranges, or row ranges when there are few columns) that
@@ -392,6 +394,33 @@ fn micro_portable<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u
     }
 }
 
+/// The portable register tile in Winograd's form (see [`micro_avx512_winograd`]): over pairs of
+/// steps, `acc += (a_2q + b_2q+1)(a_2q+1 + b_2q)`, one multiply per two products.
+#[inline(always)]
+fn micro_portable_winograd<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
+    debug_assert!(kc & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    // A local tile (LLVM kept `*acc` in memory, storing it at every step).
+    let mut t = *acc;
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+        let (a0, a1) = ap.split_at(MR);
+        let (b0, b1) = bp.split_at(NR);
+        let (b0, b1): ([u64; NR], [u64; NR]) = (b0.try_into().unwrap(), b1.try_into().unwrap());
+        for ((row, &x), &y) in t.iter_mut().zip(a0).zip(a1) {
+            for ((c, &u), &w) in row.iter_mut().zip(&b1).zip(&b0) {
+                *c = c.wrapping_add(x.wrapping_add(u).wrapping_mul(y.wrapping_add(w)));
+            }
+        }
+    }
+    *acc = t;
+}
+
+unsafe fn run_job_generic_winograd(job: &Job<'_>) {
+    // SAFETY: the caller's contract on `job`, forwarded.
+    unsafe { run_job::<4, 4>(job, micro_portable_winograd::<4, 4>) }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn run_job_avx512(job: &Job<'_>) {
@@ -566,8 +595,13 @@ pub(crate) enum U64Kernel {
     /// The portable 4 x 8 tile compiled for AVX2 (kept for tests and comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Avx2,
-    /// The portable 4 x 4 tile, no target features: the scalar reference.
+    /// The portable 4 x 4 tile, no target features: the reference (kept for tests and
+    /// comparison).
+    #[cfg_attr(not(test), allow(dead_code))]
     Generic,
+    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`] and
+    /// [`Level::Neon`]: half the 64-bit multiplies).
+    GenericWinograd,
 }
 
 impl U64Kernel {
@@ -576,7 +610,7 @@ impl U64Kernel {
         match self {
             U64Kernel::Avx512Winograd | U64Kernel::Avx512 => Level::Avx512,
             U64Kernel::Avx2WinogradSplit | U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
-            U64Kernel::Generic => Level::Scalar,
+            U64Kernel::Generic | U64Kernel::GenericWinograd => Level::Scalar,
         }
     }
 
@@ -585,7 +619,7 @@ impl U64Kernel {
         match level {
             Level::Avx512 => U64Kernel::Avx512Winograd,
             Level::Avx2 => U64Kernel::Avx2WinogradSplit,
-            Level::Neon | Level::Scalar => U64Kernel::Generic,
+            Level::Neon | Level::Scalar => U64Kernel::GenericWinograd,
         }
     }
 }
@@ -641,6 +675,7 @@ pub(crate) fn gemm_u64_with(
         U64Kernel::Avx2WinogradSplit => {
             gemm_u64_oriented::<AVX2_WMR, AVX2_WNR>(m, n, k, a, b, c, ldc, run_job_avx2_winograd_split, Form::Winograd(level))
         }
+        U64Kernel::GenericWinograd => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic_winograd, Form::Winograd(level)),
         _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, Form::Classic),
     }
 }
@@ -1014,7 +1049,7 @@ mod tests {
     fn every_u64_kernel_matches_naive_product() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // Every kernel of every level this CPU supports (whatever CRYPTFLOW_SIMD says).
-        let mut kernels = vec![U64Kernel::Generic];
+        let mut kernels = vec![U64Kernel::Generic, U64Kernel::GenericWinograd];
         if simd::detected() >= Level::Avx2 {
             kernels.push(U64Kernel::Avx2);
             kernels.push(U64Kernel::Avx2Winograd);
@@ -1068,7 +1103,7 @@ mod tests {
             }
             std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as f64
         }
-        let mut kernels = vec![U64Kernel::Generic];
+        let mut kernels = vec![U64Kernel::Generic, U64Kernel::GenericWinograd];
         if simd::detected() >= Level::Avx2 {
             kernels.extend([U64Kernel::Avx2Winograd, U64Kernel::Avx2WinogradSplit]);
         }
