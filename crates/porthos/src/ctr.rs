@@ -147,8 +147,8 @@ const LANES: usize = 8;
 /// A register of `BLOCKS` AES blocks: the little that counter mode needs. Implemented for
 /// 128-bit (AES-NI), 256-bit (VAES + AVX2) and 512-bit (VAES + AVX-512F) registers on x86-64,
 /// and for NEON registers with the ARMv8 AES instructions on aarch64; the methods are only
-/// called from functions compiled with those features (they are `inline(always)`, so they
-/// become those instructions there).
+/// called from functions compiled with those features (they are `inline(always)`, or, for the
+/// ARM rounds, `inline` with the AES feature, so they become those instructions there).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 trait AesLanes: Copy {
     const BLOCKS: usize;
