@@ -861,7 +861,6 @@ enum Form {
     Classic,
     /// Winograd's inner-product form (see [`micro_avx512_winograd`]); the row and column terms
     /// are computed at the level given.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Winograd(Level),
 }
 
