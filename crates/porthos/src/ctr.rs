@@ -1,15 +1,20 @@
 //! AES-128 in counter mode: the keystream behind [`crate::prf`].
 //!
 //! Block `i` of the keystream under key `k` is `AES_k(i)`, the counter `i` written as a
-//! 128-bit little-endian integer. One description of counter mode ([`x86::keystream_with`],
-//! generic over a small trait of AES lanes) is compiled per width, and the key picks one when it
-//! is set up, from the dispatch level ([`crate::simd::level`], `CRYPTFLOW_SIMD`):
+//! 128-bit little-endian integer. One description of counter mode ([`keystream_with`], generic
+//! over a small trait of AES lanes, [`AesLanes`], whose implementations hold the only
+//! instruction-set-specific code: loads, counters and the AES rounds) is compiled per register
+//! width and architecture, and the key picks one when it is set up, from the dispatch level
+//! ([`crate::simd::level`], `CRYPTFLOW_SIMD`):
 //! - `avx512` with VAES: 512-bit AES rounds (four blocks per instruction, eight registers, 32
 //!   blocks in flight);
 //! - `avx2` with VAES: 256-bit rounds (two blocks per instruction, 16 in flight); `avx2`
 //!   without VAES but with AES-NI: 128-bit rounds, eight blocks in flight;
-//! - `scalar` (or no AES instructions): the `aes` crate (which itself uses AES-NI or the ARMv8
-//!   AES instructions when the CPU has them, else a constant-time software implementation).
+//! - `neon` (aarch64) with the ARMv8 AES instructions: `AESE`/`AESMC` on 128-bit registers,
+//!   eight blocks in flight (the round keys expanded with `AESE` as the S-box);
+//! - `scalar` (or no AES instructions): the `aes` crate (AES-NI on x86-64 when the CPU has it;
+//!   on aarch64 its constant-time software implementation: version 0.8 uses the ARMv8
+//!   instructions only when built with `--cfg aes_armv8`).
 //!
 //! All give the same bytes (tested at every level the CPU has); the environment variable
 //! `CRYPTFLOW_NO_VAES` makes keys set up afterwards use the `aes` crate's path (to compare).
@@ -22,7 +27,7 @@ const BATCH: usize = 64;
 
 /// How a key encrypts its counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the crate's elsewhere
+#[allow(dead_code)] // each architecture constructs its own engines and the crate's
 pub(crate) enum Engine {
     /// The `aes` crate.
     Crate,
@@ -32,12 +37,14 @@ pub(crate) enum Engine {
     Vaes256,
     /// VAES with AVX-512, 512-bit registers (and the fused Z_p sampler with AVX-512BW/VBMI).
     Vaes512,
+    /// The ARMv8 AES instructions (aarch64), 128-bit registers.
+    ArmAes,
 }
 
 impl Engine {
     /// The engine for a dispatch level on this CPU.
     pub(crate) fn at(level: crate::simd::Level) -> Engine {
-        x86::engine(level)
+        hw::engine(level)
     }
 }
 
@@ -58,7 +65,7 @@ impl Cipher {
 
     /// The key with a given engine (which the CPU must support).
     pub(crate) fn with_engine(key: &[u8; 16], engine: Engine) -> Cipher {
-        let round_keys = if engine == Engine::Crate { None } else { Some(x86::round_keys(key)) };
+        let round_keys = if engine == Engine::Crate { None } else { Some(hw::round_keys(key)) };
         Cipher { aes: Aes128::new(key.into()), round_keys, engine }
     }
 
@@ -82,7 +89,7 @@ impl Cipher {
             let blocks = out.len().div_ceil(16) as u64;
             if (first as u64).checked_add(blocks).is_some() {
                 // SAFETY: `round_keys` is only set with an engine the CPU supports.
-                unsafe { x86::keystream(self.engine, rk, first, out) };
+                unsafe { hw::keystream(self.engine, rk, first, out) };
                 return;
             }
         }
@@ -103,9 +110,9 @@ impl Cipher {
         (first as u64).checked_add(out.len() as u64 / 8)?;
         match self.engine {
             // SAFETY: VAES, AVX-512F (with the round keys) and AVX-512BW/VBMI are present.
-            Engine::Vaes512 if x86::has_avx512bw() => Some(unsafe { x86::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) }),
+            Engine::Vaes512 if hw::has_avx512bw() => Some(unsafe { hw::zp_groups_vaes(rk, first, out, q, reject_below, add, rejected) }),
             // SAFETY: the engine is only chosen with VAES and AVX2.
-            Engine::Vaes256 => Some(unsafe { x86::zp_groups_vaes256(rk, first, out, q, reject_below, add, rejected) }),
+            Engine::Vaes256 => Some(unsafe { hw::zp_groups_vaes256(rk, first, out, q, reject_below, add, rejected) }),
             _ => None,
         }
     }
@@ -133,11 +140,78 @@ impl Cipher {
     }
 }
 
+/// Registers in flight per loop iteration (eight hide the AES round latency).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const LANES: usize = 8;
+
+/// A register of `BLOCKS` AES blocks: the little that counter mode needs. Implemented for
+/// 128-bit (AES-NI), 256-bit (VAES + AVX2) and 512-bit (VAES + AVX-512F) registers on x86-64,
+/// and for NEON registers with the ARMv8 AES instructions on aarch64; the methods are only
+/// called from functions compiled with those features (they are `inline(always)`, or, for the
+/// ARM rounds, `inline` with the AES feature, so they become those instructions there).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+trait AesLanes: Copy {
+    const BLOCKS: usize;
+    /// A round key in every block.
+    unsafe fn key(rk: &[u8; 16]) -> Self;
+    /// Counters `first, first + 1, ..` (the low 64 bits do not wrap).
+    unsafe fn counters(first: u128) -> Self;
+    /// `BLOCKS` added to every counter.
+    unsafe fn next(self) -> Self;
+    /// AES-128 of every block of every register of `x` under the round keys `keys`, the rounds
+    /// interleaved across the registers.
+    unsafe fn encrypt<const N: usize>(x: &mut [Self; N], keys: &[Self; 11]);
+    unsafe fn store(self, p: *mut u8);
+}
+
+/// AES-128-CTR from block `first` into `out`, `LANES` registers of `V::BLOCKS` blocks at a
+/// time (the one description of counter mode; see the module doc).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+unsafe fn keystream_with<V: AesLanes>(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+    // SAFETY (of the calls below): the caller compiled this with V's target features.
+    unsafe {
+        let keys: [V; 11] = std::array::from_fn(|i| V::key(&rk[i]));
+        let mut ctr = V::counters(first);
+        let width = 16 * V::BLOCKS;
+        let mut chunks = out.chunks_exact_mut(LANES * width);
+        for chunk in &mut chunks {
+            let mut x = [ctr; LANES];
+            for v in x.iter_mut() {
+                *v = ctr;
+                ctr = ctr.next();
+            }
+            V::encrypt(&mut x, &keys);
+            for (j, v) in x.iter().enumerate() {
+                // `chunk` holds LANES registers' bytes.
+                v.store(chunk.as_mut_ptr().add(width * j));
+            }
+        }
+        let rest = chunks.into_remainder();
+        for part in rest.chunks_mut(width) {
+            let mut x = [ctr];
+            ctr = ctr.next();
+            V::encrypt(&mut x, &keys);
+            let mut buf = [0u8; 64];
+            x[0].store(buf.as_mut_ptr());
+            let n = part.len();
+            part.copy_from_slice(&buf[..n]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use x86 as hw;
+#[cfg(target_arch = "aarch64")]
+use arm as hw;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+use other as hw;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Engine;
+    use super::{keystream_with, AesLanes, Engine};
     use crate::simd::Level;
 
     /// The fastest engine of a level on this CPU.
@@ -350,9 +424,6 @@ mod x86 {
         any != 0
     }
 
-    /// Registers in flight per loop iteration (eight hide the AES round latency).
-    const LANES: usize = 8;
-
     /// AES-128-CTR from block `first` into `out` with `engine` (not the crate's; the low 64
     /// bits of the counter must not wrap).
     ///
@@ -363,7 +434,7 @@ mod x86 {
             Engine::Vaes512 => keystream_vaes512(rk, first, out),
             Engine::Vaes256 => keystream_vaes256(rk, first, out),
             Engine::AesNi => keystream_aesni(rk, first, out),
-            Engine::Crate => unreachable!("the crate's engine has no round keys"),
+            Engine::Crate | Engine::ArmAes => unreachable!("the crate's engine has no round keys; no ARM engine here"),
         }
     }
 
@@ -382,22 +453,28 @@ mod x86 {
         keystream_with::<__m128i>(rk, first, out)
     }
 
-    /// A register of `BLOCKS` AES blocks: the little that counter mode needs. Implemented for
-    /// 128-bit (AES-NI), 256-bit (VAES + AVX2) and 512-bit (VAES + AVX-512F) registers; the
-    /// methods are only called from functions compiled with those features (they are
-    /// `inline(always)`, so they become those instructions there).
-    trait AesLanes: Copy {
-        const BLOCKS: usize;
-        /// A round key in every block.
-        unsafe fn key(rk: &[u8; 16]) -> Self;
-        /// Counters `first, first + 1, ..` (the low 64 bits do not wrap).
-        unsafe fn counters(first: u128) -> Self;
-        /// `BLOCKS` added to every counter.
-        unsafe fn next(self) -> Self;
+    /// The x86 AES round structure (`AESENC` and `AESENCLAST` add the round key after the
+    /// round), for [`AesLanes::encrypt`] and the fused Z_p sampler.
+    trait Rounds: Copy {
         unsafe fn xor(self, k: Self) -> Self;
         unsafe fn round(self, k: Self) -> Self;
         unsafe fn last_round(self, k: Self) -> Self;
-        unsafe fn store(self, p: *mut u8);
+    }
+
+    /// AES-128 of every register of `x`, each round interleaved across the registers.
+    #[inline(always)]
+    unsafe fn encrypt_rounds<V: Rounds, const N: usize>(x: &mut [V; N], keys: &[V; 11]) {
+        for v in x.iter_mut() {
+            *v = v.xor(keys[0]);
+        }
+        for key in &keys[1..10] {
+            for v in x.iter_mut() {
+                *v = v.round(*key);
+            }
+        }
+        for v in x.iter_mut() {
+            *v = v.last_round(keys[10]);
+        }
     }
 
     impl AesLanes for __m128i {
@@ -415,6 +492,17 @@ mod x86 {
             _mm_add_epi64(self, _mm_set_epi64x(0, 1))
         }
         #[inline(always)]
+        unsafe fn encrypt<const N: usize>(x: &mut [Self; N], keys: &[Self; 11]) {
+            encrypt_rounds(x, keys)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm_storeu_si128(p as *mut __m128i, self)
+        }
+    }
+
+    impl Rounds for __m128i {
+        #[inline(always)]
         unsafe fn xor(self, k: Self) -> Self {
             _mm_xor_si128(self, k)
         }
@@ -425,10 +513,6 @@ mod x86 {
         #[inline(always)]
         unsafe fn last_round(self, k: Self) -> Self {
             _mm_aesenclast_si128(self, k)
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut u8) {
-            _mm_storeu_si128(p as *mut __m128i, self)
         }
     }
 
@@ -448,6 +532,17 @@ mod x86 {
             _mm256_add_epi64(self, _mm256_set_epi64x(0, 2, 0, 2))
         }
         #[inline(always)]
+        unsafe fn encrypt<const N: usize>(x: &mut [Self; N], keys: &[Self; 11]) {
+            encrypt_rounds(x, keys)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm256_storeu_si256(p as *mut __m256i, self)
+        }
+    }
+
+    impl Rounds for __m256i {
+        #[inline(always)]
         unsafe fn xor(self, k: Self) -> Self {
             _mm256_xor_si256(self, k)
         }
@@ -458,10 +553,6 @@ mod x86 {
         #[inline(always)]
         unsafe fn last_round(self, k: Self) -> Self {
             _mm256_aesenclast_epi128(self, k)
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut u8) {
-            _mm256_storeu_si256(p as *mut __m256i, self)
         }
     }
 
@@ -481,6 +572,17 @@ mod x86 {
             _mm512_add_epi64(self, _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4))
         }
         #[inline(always)]
+        unsafe fn encrypt<const N: usize>(x: &mut [Self; N], keys: &[Self; 11]) {
+            encrypt_rounds(x, keys)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            _mm512_storeu_si512(p as *mut __m512i, self)
+        }
+    }
+
+    impl Rounds for __m512i {
+        #[inline(always)]
         unsafe fn xor(self, k: Self) -> Self {
             _mm512_xor_si512(self, k)
         }
@@ -492,55 +594,142 @@ mod x86 {
         unsafe fn last_round(self, k: Self) -> Self {
             _mm512_aesenclast_epi128(self, k)
         }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut u8) {
-            _mm512_storeu_si512(p as *mut __m512i, self)
+    }
+
+}
+
+/// aarch64: the ARMv8 AES instructions (`AESE` = add the round key, then SubBytes and
+/// ShiftRows; `AESMC` = MixColumns), where the CPU has them, at [`Level::Neon`].
+///
+/// [`Level::Neon`]: crate::simd::Level::Neon
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    use super::{keystream_with, AesLanes, Engine};
+    use crate::simd::Level;
+
+    fn has_aes() -> bool {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+
+    /// The engine of a level on this CPU.
+    pub(super) fn engine(level: Level) -> Engine {
+        if level >= Level::Neon && has_aes() {
+            Engine::ArmAes
+        } else {
+            Engine::Crate
         }
     }
 
-    /// AES-128-CTR from block `first` into `out`, `LANES` registers of `V::BLOCKS` blocks at a
-    /// time (the one description of counter mode; see the module doc).
-    #[inline(always)]
-    unsafe fn keystream_with<V: AesLanes>(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
-        let keys: [V; 11] = std::array::from_fn(|i| V::key(&rk[i]));
-        let mut ctr = V::counters(first);
-        let width = 16 * V::BLOCKS;
-        let mut chunks = out.chunks_exact_mut(LANES * width);
-        for chunk in &mut chunks {
-            let mut x = [keys[0]; LANES];
-            for v in x.iter_mut() {
-                *v = ctr.xor(keys[0]);
-                ctr = ctr.next();
+    /// The round keys (the CPU has the AES instructions: the only engine but the crate's).
+    pub(super) fn round_keys(key: &[u8; 16]) -> [[u8; 16]; 11] {
+        assert!(has_aes());
+        // SAFETY: the AES instructions are present (NEON is baseline).
+        unsafe { expand(key) }
+    }
+
+    /// AES-128 key expansion (FIPS-197), SubWord computed by `AESE` with a zero round key on
+    /// the word repeated in all four columns (where ShiftRows moves nothing): constant time.
+    #[target_feature(enable = "neon,aes")]
+    unsafe fn expand(key: &[u8; 16]) -> [[u8; 16]; 11] {
+        let sub_word = |w: u32| -> u32 {
+            let s = vaeseq_u8(vreinterpretq_u8_u32(vdupq_n_u32(w)), vdupq_n_u8(0));
+            vgetq_lane_u32::<0>(vreinterpretq_u32_u8(s))
+        };
+        let mut w = [0u32; 44];
+        for (i, word) in key.chunks_exact(4).enumerate() {
+            w[i] = u32::from_le_bytes(word.try_into().unwrap());
+        }
+        let mut rcon = 1u8;
+        for i in 4..44 {
+            let mut t = w[i - 1];
+            if i % 4 == 0 {
+                // RotWord on little-endian words is a rotation right by one byte.
+                t = sub_word(t.rotate_right(8)) ^ rcon as u32;
+                rcon = (rcon << 1) ^ if rcon & 0x80 != 0 { 0x1B } else { 0 };
             }
-            for key in &keys[1..10] {
+            w[i] = w[i - 4] ^ t;
+        }
+        let mut rk = [[0u8; 16]; 11];
+        for (r, k) in rk.iter_mut().enumerate() {
+            for (c, bytes) in k.chunks_exact_mut(4).enumerate() {
+                bytes.copy_from_slice(&w[4 * r + c].to_le_bytes());
+            }
+        }
+        rk
+    }
+
+    impl AesLanes for uint8x16_t {
+        const BLOCKS: usize = 1;
+        #[inline(always)]
+        unsafe fn key(rk: &[u8; 16]) -> Self {
+            vld1q_u8(rk.as_ptr())
+        }
+        #[inline(always)]
+        unsafe fn counters(first: u128) -> Self {
+            vld1q_u8(first.to_le_bytes().as_ptr())
+        }
+        #[inline(always)]
+        unsafe fn next(self) -> Self {
+            const ONE: [u64; 2] = [1, 0];
+            vreinterpretq_u8_u64(vaddq_u64(vreinterpretq_u64_u8(self), vld1q_u64(ONE.as_ptr())))
+        }
+        /// `AESE` adds the round key first, so round `r` of FIPS-197 is `AESMC(AESE(x, k_r-1))`
+        /// and the last one `AESE(x, k_9) ^ k_10`.
+        #[inline]
+        #[target_feature(enable = "neon,aes")]
+        unsafe fn encrypt<const N: usize>(x: &mut [Self; N], keys: &[Self; 11]) {
+            for key in &keys[..9] {
                 for v in x.iter_mut() {
-                    *v = v.round(*key);
+                    *v = vaesmcq_u8(vaeseq_u8(*v, *key));
                 }
             }
-            for (j, v) in x.iter().enumerate() {
-                v.last_round(keys[10]).store(chunk.as_mut_ptr().add(width * j));
+            for v in x.iter_mut() {
+                *v = veorq_u8(vaeseq_u8(*v, keys[9]), keys[10]);
             }
         }
-        let rest = chunks.into_remainder();
-        for part in rest.chunks_mut(width) {
-            let mut v = ctr.xor(keys[0]);
-            ctr = ctr.next();
-            for key in &keys[1..10] {
-                v = v.round(*key);
-            }
-            v = v.last_round(keys[10]);
-            let mut buf = [0u8; 64];
-            v.store(buf.as_mut_ptr());
-            let n = part.len();
-            part.copy_from_slice(&buf[..n]);
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            vst1q_u8(p, self)
         }
+    }
+
+    /// AES-128-CTR from block `first` into `out` with `engine` (the low 64 bits of the counter
+    /// must not wrap).
+    ///
+    /// # Safety
+    /// The CPU must support the engine.
+    pub(super) unsafe fn keystream(engine: Engine, rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        match engine {
+            // SAFETY: the engine is only chosen with the AES instructions.
+            Engine::ArmAes => unsafe { keystream_arm(rk, first, out) },
+            _ => unreachable!("no such engine on aarch64"),
+        }
+    }
+
+    #[target_feature(enable = "neon,aes")]
+    unsafe fn keystream_arm(rk: &[[u8; 16]; 11], first: u128, out: &mut [u8]) {
+        // SAFETY: compiled with the features of the lanes' instructions.
+        unsafe { keystream_with::<uint8x16_t>(rk, first, out) }
+    }
+
+    pub(super) fn has_avx512bw() -> bool {
+        false
+    }
+
+    pub(super) unsafe fn zp_groups_vaes(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8, _: &mut [u64]) -> bool {
+        unreachable!()
+    }
+
+    pub(super) unsafe fn zp_groups_vaes256(_: &[[u8; 16]; 11], _: u128, _: &mut [u8], _: u16, _: u16, _: u8, _: &mut [u64]) -> bool {
+        unreachable!()
     }
 }
 
-/// Elsewhere (aarch64 and the rest): the `aes` crate, which uses the ARMv8 AES instructions
-/// where the CPU has them.
-#[cfg(not(target_arch = "x86_64"))]
-mod x86 {
+/// Elsewhere: the `aes` crate.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod other {
     use super::Engine;
 
     pub(super) fn engine(_level: crate::simd::Level) -> Engine {
@@ -589,6 +778,8 @@ pub(crate) mod tests {
     fn every_engine_gives_aes_of_the_counter() {
         let key = [7u8; 16];
         let aes = Aes128::new(&key.into());
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(engines().contains(&Engine::ArmAes), std::arch::is_aarch64_feature_detected!("aes"));
         for engine in engines() {
             let c = Cipher::with_engine(&key, engine);
             for first in [0u128, 5, (1 << 64) - 3, (1u128 << 127) | (9 << 64) | 17] {

@@ -6,10 +6,13 @@
 //!     LLVM vectorised the plain-array version across rows, with gathers), in Winograd's
 //!     inner-product form, which halves the 64-bit multiplies for a few extra additions and
 //!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). On AVX2
-//!     (no 64-bit vector multiply) a 4 x 8 tile in the same Winograd form, each 64-bit product
-//!     made of three 32 x 32 -> 64-bit `vpmuludq`; otherwise 4 x 4 tiles of plain wrapping
-//!     arithmetic (the scalar reference). The level is [`crate::simd::level`] (CPU, capped by
-//!     `CRYPTFLOW_SIMD`).
+//!     (no 64-bit vector multiply) a 2 x 8 tile in the same Winograd form, each 64-bit product
+//!     split into a 32 x 32 -> 64-bit `vpmuludq` and a 32-bit `vpmulld` of the cross terms,
+//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); otherwise (`scalar`,
+//!     and aarch64, where NEON has no 64-bit multiply either and the scalar `madd` is one
+//!     instruction) a portable 4 x 4 tile in the same Winograd form. The plain 4 x 4 tile of
+//!     wrapping arithmetic stays as a reference for tests. The level is
+//!     [`crate::simd::level`] (CPU, capped by `CRYPTFLOW_SIMD`).
 //!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
 //!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
 //!   - C is split into parts (column ranges, or row ranges when there are few columns) that
@@ -391,6 +394,33 @@ fn micro_portable<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u
     }
 }
 
+/// The portable register tile in Winograd's form (see [`micro_avx512_winograd`]): over pairs of
+/// steps, `acc += (a_2q + b_2q+1)(a_2q+1 + b_2q)`, one multiply per two products.
+#[inline(always)]
+fn micro_portable_winograd<const MR: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], acc: &mut [[u64; NR]; MR]) {
+    debug_assert!(kc & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    // A local tile (LLVM kept `*acc` in memory, storing it at every step).
+    let mut t = *acc;
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+        let (a0, a1) = ap.split_at(MR);
+        let (b0, b1) = bp.split_at(NR);
+        let (b0, b1): ([u64; NR], [u64; NR]) = (b0.try_into().unwrap(), b1.try_into().unwrap());
+        for ((row, &x), &y) in t.iter_mut().zip(a0).zip(a1) {
+            for ((c, &u), &w) in row.iter_mut().zip(&b1).zip(&b0) {
+                *c = c.wrapping_add(x.wrapping_add(u).wrapping_mul(y.wrapping_add(w)));
+            }
+        }
+    }
+    *acc = t;
+}
+
+unsafe fn run_job_generic_winograd(job: &Job<'_>) {
+    // SAFETY: the caller's contract on `job`, forwarded.
+    unsafe { run_job::<4, 4>(job, micro_portable_winograd::<4, 4>) }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn run_job_avx512(job: &Job<'_>) {
@@ -471,6 +501,80 @@ unsafe fn micro_avx2_winograd(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; 
     }
 }
 
+/// Rows and columns of the AVX2 Winograd split tile.
+#[cfg(target_arch = "x86_64")]
+const AVX2_WMR: usize = 2;
+#[cfg(target_arch = "x86_64")]
+const AVX2_WNR: usize = 8;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_job_avx2_winograd_split(job: &Job<'_>) {
+    // SAFETY: the caller checked AVX2, and forwards its contract on `job`.
+    unsafe {
+        run_job::<AVX2_WMR, AVX2_WNR>(job, |kc, a, b, acc| {
+            micro_avx2_winograd_split::<AVX2_WMR, { AVX2_WNR / 4 }, AVX2_WNR>(kc, a, b, acc)
+        })
+    }
+}
+
+/// The AVX2 register tile (the default at [`Level::Avx2`]): Winograd's form (see
+/// [`micro_avx512_winograd`]) with each product split into 32-bit limbs that are summed apart.
+/// AVX2 has no 64-bit multiply, but `u w mod 2^64 = ul wl + ((ul wh + uh wl) mod 2^32) 2^32`,
+/// and the two parts add up separately over the steps: the full products `ul wl` with one
+/// `vpmuludq` into a low accumulator, the cross terms with one `vpmulld` (eight 32-bit
+/// products) of `u = (ul, uh)` and `w` with its halves swapped, `(wh, wl)` (one `vpshufd`),
+/// into a cross accumulator of 32-bit lanes whose two halves are added (and shifted) once at
+/// the end. Per pair of steps and four outputs: two 64-bit additions (`u = a_2q + b_2q+1`,
+/// `w = a_2q+1 + b_2q`), one shuffle, two multiplies, two accumulations: 7 µops for 8
+/// products, against 11 for [`micro_avx2_winograd`]'s three-`vpmuludq` product with its shifts
+/// in the loop. (Tried and slower on the Zen 5 this was written on: the same split without
+/// Winograd, `b`'s swapped halves packed next to `b`, 4 µops per 4 products, 6 x 4 tile: about
+/// 23 GOPS against 26-30 here.) Two accumulators per output vector: `MR x NR` = 2 x 8 keeps 8
+/// accumulators, four B vectors, two broadcasts and three temporaries in the 16 ymm registers
+/// (measured best of 1 x 16, 2 x 8, 2 x 12, 3 x 4, 3 x 8, 4 x 4, 5 x 4, 6 x 4).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn micro_avx2_winograd_split<const MR: usize, const NV: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+    use std::arch::x86_64::*;
+    debug_assert!(NR == 4 * NV && kc & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    let mut lo = [[_mm256_setzero_si256(); NV]; MR];
+    let mut cross = [[_mm256_setzero_si256(); NV]; MR];
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+        // SAFETY: bp has 2 NR elements: B rows 2q and 2q+1 of the panel.
+        let (b0, b1): ([__m256i; NV], [__m256i; NV]) = unsafe {
+            (
+                std::array::from_fn(|v| _mm256_loadu_si256(bp.as_ptr().add(4 * v) as *const _)),
+                std::array::from_fn(|v| _mm256_loadu_si256(bp.as_ptr().add(NR + 4 * v) as *const _)),
+            )
+        };
+        for i in 0..MR {
+            let x = _mm256_set1_epi64x(ap[i] as i64); // a_2q
+            let y = _mm256_set1_epi64x(ap[MR + i] as i64); // a_2q+1
+            for v in 0..NV {
+                let u = _mm256_add_epi64(x, b1[v]);
+                let w = _mm256_add_epi64(y, b0[v]);
+                lo[i][v] = _mm256_add_epi64(lo[i][v], _mm256_mul_epu32(u, w));
+                cross[i][v] = _mm256_add_epi32(cross[i][v], _mm256_mullo_epi32(u, _mm256_shuffle_epi32::<0xB1>(w)));
+            }
+        }
+    }
+    let hi = _mm256_set1_epi64x(0xFFFF_FFFF_0000_0000u64 as i64);
+    for i in 0..MR {
+        for v in 0..NV {
+            let c = cross[i][v];
+            let r = _mm256_add_epi64(lo[i][v], _mm256_add_epi64(_mm256_slli_epi64::<32>(c), _mm256_and_si256(c, hi)));
+            // SAFETY: each output row has NR = 4 NV elements.
+            unsafe { _mm256_storeu_si256(out[i].as_mut_ptr().add(4 * v) as *mut _, r) };
+        }
+    }
+}
+
 unsafe fn run_job_generic(job: &Job<'_>) {
     unsafe { run_job::<4, 4>(job, micro_portable::<4, 4>) }
 }
@@ -483,13 +587,21 @@ pub(crate) enum U64Kernel {
     /// AVX-512, classic form (kept for tests and comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Avx512,
-    /// AVX2 in Winograd's form (the default at [`Level::Avx2`]).
+    /// AVX2 in Winograd's form with 32-bit limb products (the default at [`Level::Avx2`]).
+    Avx2WinogradSplit,
+    /// AVX2 in Winograd's form (kept for tests and comparison).
+    #[cfg_attr(not(test), allow(dead_code))]
     Avx2Winograd,
     /// The portable 4 x 8 tile compiled for AVX2 (kept for tests and comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Avx2,
-    /// The portable 4 x 4 tile, no target features: the scalar reference.
+    /// The portable 4 x 4 tile, no target features: the reference (kept for tests and
+    /// comparison).
+    #[cfg_attr(not(test), allow(dead_code))]
     Generic,
+    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`] and
+    /// [`Level::Neon`]: half the 64-bit multiplies).
+    GenericWinograd,
 }
 
 impl U64Kernel {
@@ -497,8 +609,8 @@ impl U64Kernel {
     fn level(self) -> Level {
         match self {
             U64Kernel::Avx512Winograd | U64Kernel::Avx512 => Level::Avx512,
-            U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
-            U64Kernel::Generic => Level::Scalar,
+            U64Kernel::Avx2WinogradSplit | U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
+            U64Kernel::Generic | U64Kernel::GenericWinograd => Level::Scalar,
         }
     }
 
@@ -506,8 +618,8 @@ impl U64Kernel {
     pub(crate) fn at(level: Level) -> U64Kernel {
         match level {
             Level::Avx512 => U64Kernel::Avx512Winograd,
-            Level::Avx2 => U64Kernel::Avx2Winograd,
-            Level::Scalar => U64Kernel::Generic,
+            Level::Avx2 => U64Kernel::Avx2WinogradSplit,
+            Level::Neon | Level::Scalar => U64Kernel::GenericWinograd,
         }
     }
 }
@@ -552,14 +664,19 @@ pub(crate) fn gemm_u64_with(
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx512 => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512, None),
+        U64Kernel::Avx512 => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512, Form::Classic),
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx512Winograd => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512_winograd, Some(level)),
+        U64Kernel::Avx512Winograd => gemm_u64_oriented::<8, 16>(m, n, k, a, b, c, ldc, run_job_avx512_winograd, Form::Winograd(level)),
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx2Winograd => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2_winograd, Some(level)),
+        U64Kernel::Avx2Winograd => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2_winograd, Form::Winograd(level)),
         #[cfg(target_arch = "x86_64")]
-        U64Kernel::Avx2 => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2, None),
-        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, None),
+        U64Kernel::Avx2 => gemm_u64_oriented::<4, 8>(m, n, k, a, b, c, ldc, run_job_avx2, Form::Classic),
+        #[cfg(target_arch = "x86_64")]
+        U64Kernel::Avx2WinogradSplit => {
+            gemm_u64_oriented::<AVX2_WMR, AVX2_WNR>(m, n, k, a, b, c, ldc, run_job_avx2_winograd_split, Form::Winograd(level))
+        }
+        U64Kernel::GenericWinograd => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic_winograd, Form::Winograd(level)),
+        _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, Form::Classic),
     }
 }
 
@@ -662,16 +779,16 @@ fn gemm_u64_oriented<const MR: usize, const NR: usize>(
     c: &mut [u64],
     ldc: usize,
     job_fn: unsafe fn(&Job<'_>),
-    winograd: Option<Level>,
+    form: Form,
 ) {
     let padded = |m: usize, n: usize| m.div_ceil(MR) * MR * n.div_ceil(NR) * NR;
     // On a tie, the longer side goes to B's columns: all of A is packed up front, while B is
     // packed in cache-sized blocks.
     let (direct, transposed) = (padded(m, n), padded(n, m));
     if transposed < direct || (transposed == direct && n < m) {
-        gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn, winograd)
+        gemm_u64_packed::<MR, NR>(n, m, k, b.t(), a.t(), c, 1, ldc, job_fn, form)
     } else {
-        gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn, winograd)
+        gemm_u64_packed::<MR, NR>(m, n, k, a, b, c, ldc, 1, job_fn, form)
     }
 }
 
@@ -737,6 +854,16 @@ fn pack_panel<const R: usize>(x: MatRef<'_, u64>, i0: usize, rows: usize, p0: us
     }
 }
 
+/// How a register tile computes its products, and what the packing prepares for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// `acc += a * b` on the packed panels.
+    Classic,
+    /// Winograd's inner-product form (see [`micro_avx512_winograd`]); the row and column terms
+    /// are computed at the level given.
+    Winograd(Level),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gemm_u64_packed<const MR: usize, const NR: usize>(
     m: usize,
@@ -748,10 +875,12 @@ fn gemm_u64_packed<const MR: usize, const NR: usize>(
     c_rs: usize,
     c_cs: usize,
     job_fn: unsafe fn(&Job<'_>),
-    winograd_level: Option<Level>,
+    form: Form,
 ) {
-    let winograd = winograd_level.is_some();
-    let terms_level = winograd_level.unwrap_or(Level::Scalar);
+    let (winograd, terms_level) = match form {
+        Form::Winograd(level) => (true, level),
+        _ => (false, Level::Scalar),
+    };
     let m_panels = m.div_ceil(MR);
     let n_panels = n.div_ceil(NR);
     // Depth blocks (p0, kc, kp): the Winograd form pairs steps, so its blocks have an even
@@ -919,10 +1048,11 @@ mod tests {
     fn every_u64_kernel_matches_naive_product() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // Every kernel of every level this CPU supports (whatever CRYPTFLOW_SIMD says).
-        let mut kernels = vec![U64Kernel::Generic];
+        let mut kernels = vec![U64Kernel::Generic, U64Kernel::GenericWinograd];
         if simd::detected() >= Level::Avx2 {
             kernels.push(U64Kernel::Avx2);
             kernels.push(U64Kernel::Avx2Winograd);
+            kernels.push(U64Kernel::Avx2WinogradSplit);
         }
         if simd::detected() >= Level::Avx512 {
             kernels.push(U64Kernel::Avx512);
@@ -941,6 +1071,65 @@ mod tests {
                     assert_eq!(&c[i * ldc..i * ldc + n], &want[i * n..(i + 1) * n], "{kernel:?} {m}x{n}x{k} row {i}");
                     assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 0xdead_beef));
                 }
+            }
+        }
+    }
+
+    /// Every u64 micro-kernel this CPU has, on the benchmark's GEMM shapes, on one thread:
+    /// GOPS (a multiply and an add per step) per CPU-second of the process, best of 8 runs
+    /// (`cargo test --release -p cryptflow-tensor --lib -- --ignored --nocapture
+    /// gemm_kernel_speed`). Prints a table; asserts nothing about speed.
+    #[test]
+    #[ignore]
+    fn gemm_kernel_speed() {
+        fn cpu_ns() -> f64 {
+            #[cfg(target_os = "linux")]
+            {
+                #[repr(C)]
+                struct Timespec {
+                    sec: i64,
+                    nsec: i64,
+                }
+                extern "C" {
+                    fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
+                }
+                let mut t = Timespec { sec: 0, nsec: 0 };
+                // SAFETY: a valid clock id (CLOCK_PROCESS_CPUTIME_ID = 2) and out pointer of
+                // the C layout (64-bit Linux targets).
+                if unsafe { clock_gettime(2, &mut t) } == 0 {
+                    return t.sec as f64 * 1e9 + t.nsec as f64;
+                }
+            }
+            std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as f64
+        }
+        let mut kernels = vec![U64Kernel::Generic, U64Kernel::GenericWinograd];
+        if simd::detected() >= Level::Avx2 {
+            kernels.extend([U64Kernel::Avx2Winograd, U64Kernel::Avx2WinogradSplit]);
+        }
+        if simd::detected() >= Level::Avx512 {
+            kernels.push(U64Kernel::Avx512Winograd);
+        }
+        let filter = std::env::var("GEMM_KERNELS").unwrap_or_default();
+        kernels.retain(|k| filter.is_empty() || filter.split(',').any(|f| format!("{k:?}") == f));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        println!("CPU: {}; detected level {}", simd::cpu_model(), simd::detected());
+        for &(m, k, n) in &[(512usize, 2304usize, 784usize), (256, 2304, 196), (64, 576, 3136)] {
+            let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
+            let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
+            let mut c = vec![0u64; m * n];
+            for &kernel in &kernels {
+                let run = |c: &mut [u64]| {
+                    pool.install(|| gemm_u64_with(kernel, m, n, k, MatRef::row_major(&a, 0, k), MatRef::row_major(&b, 0, n), c, n))
+                };
+                run(&mut c);
+                let mut best = f64::MAX;
+                for _ in 0..8 {
+                    let t = cpu_ns();
+                    run(&mut c);
+                    best = best.min(cpu_ns() - t);
+                }
+                println!("[{m}x{k}]x[{k}x{n}] {:<18} {:>7.1} GOPS per CPU-s", format!("{kernel:?}"), 2.0 * (m * n * k) as f64 / best);
             }
         }
     }

@@ -6,7 +6,7 @@
 //! description (plain loops over bytes and words) that is the scalar reference; [`run`]
 //! inlines it into a function compiled with the level's target features, so that LLVM
 //! vectorises the same source for SSE2 (the x86-64 baseline), AVX2 or AVX-512 (and NEON,
-//! which is baseline on aarch64). Only the kernels LLVM cannot vectorise well (PrivateCompare's
+//! which is baseline on aarch64: [`Level::Neon`] needs no target feature of its own). Only the kernels LLVM cannot vectorise well (PrivateCompare's
 //! suffix sums and Z_p products, the u64 GEMM register tile, AES-CTR with VAES) have hand
 //! written `std::arch` versions, one per level, next to the portable one and tested against
 //! it bit for bit. `pulp` and `multiversion` were considered: `multiversion` gives what
@@ -15,11 +15,13 @@
 //! 32x32-bit products these kernels are built from, so the hand versions would stay anyway.
 //!
 //! # Levels
-//! [`Level::Scalar`] (no target features beyond the compilation target's), [`Level::Avx2`]
-//! (AVX2, plus VAES or AES-NI for the key stream where present) and [`Level::Avx512`] (F, BW,
-//! VL, DQ; plus VBMI and VAES where a kernel uses them). The level in use is the best the CPU
-//! has, capped by the environment variable `CRYPTFLOW_SIMD=scalar|avx2|avx512` (read once; an
-//! unknown value or a level the CPU lacks is reported on stderr and ignored or lowered).
+//! [`Level::Scalar`] (no target features beyond the compilation target's, and none of the
+//! hand-written kernels), on x86-64 [`Level::Avx2`] (AVX2, plus VAES or AES-NI for the key
+//! stream where present) and [`Level::Avx512`] (F, BW, VL, DQ; plus VBMI and VAES where a
+//! kernel uses them), on aarch64 [`Level::Neon`] (the hand-written aarch64 kernels: the key
+//! stream with the ARMv8 AES instructions where present). The level in use is the best the
+//! CPU has, capped by the environment variable `CRYPTFLOW_SIMD=scalar|neon|avx2|avx512` (read
+//! once; an unknown value or a level the CPU lacks is reported on stderr and ignored).
 
 use std::sync::OnceLock;
 
@@ -27,7 +29,11 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Scalar,
+    /// aarch64 only (every aarch64 CPU has NEON).
+    Neon,
+    /// x86-64 only.
     Avx2,
+    /// x86-64 only.
     Avx512,
 }
 
@@ -35,6 +41,7 @@ impl Level {
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
+            Level::Neon => "neon",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
         }
@@ -43,15 +50,24 @@ impl Level {
     pub fn parse(s: &str) -> Option<Level> {
         match s.trim().to_ascii_lowercase().as_str() {
             "scalar" | "none" | "portable" => Some(Level::Scalar),
+            "neon" => Some(Level::Neon),
             "avx2" => Some(Level::Avx2),
             "avx512" | "avx-512" => Some(Level::Avx512),
             _ => None,
         }
     }
 
-    /// Every level up to this one (the levels a test can run on this CPU).
+    /// Every level of this architecture up to this one (for [`detected`]: the levels a test
+    /// can run on this CPU).
     pub fn up_to(self) -> Vec<Level> {
-        [Level::Scalar, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= self).collect()
+        let levels: &[Level] = if cfg!(target_arch = "x86_64") {
+            &[Level::Scalar, Level::Avx2, Level::Avx512]
+        } else if cfg!(target_arch = "aarch64") {
+            &[Level::Scalar, Level::Neon]
+        } else {
+            &[Level::Scalar]
+        };
+        levels.iter().copied().filter(|&l| l <= self).collect()
     }
 }
 
@@ -75,7 +91,11 @@ pub fn detected() -> Level {
                 return Level::Avx2;
             }
         }
-        Level::Scalar
+        if cfg!(target_arch = "aarch64") {
+            Level::Neon
+        } else {
+            Level::Scalar
+        }
     })
 }
 
@@ -92,13 +112,13 @@ pub fn level() -> Level {
             }
             Ok(v) if v.trim().is_empty() => best,
             Ok(v) => match Level::parse(&v) {
-                Some(cap) if cap <= best => cap,
+                Some(cap) if best.up_to().contains(&cap) => cap,
                 Some(cap) => {
                     eprintln!("warning: CRYPTFLOW_SIMD={v}: this CPU lacks {cap}; using {best}");
                     best
                 }
                 None => {
-                    eprintln!("warning: CRYPTFLOW_SIMD={v} is not one of scalar, avx2, avx512; ignored (using {best})");
+                    eprintln!("warning: CRYPTFLOW_SIMD={v} is not one of scalar, neon, avx2, avx512; ignored (using {best})");
                     best
                 }
             },
@@ -146,7 +166,8 @@ pub fn cpu_features() -> Vec<&'static str> {
 
 /// Runs `f` compiled for `level` (inlined into a function with the level's target features):
 /// the portable description of a kernel, vectorised by LLVM for that level. `level` must not
-/// exceed [`detected`] (checked).
+/// exceed [`detected`] (checked). [`Level::Neon`] and [`Level::Scalar`] run `f` as compiled
+/// (NEON is the aarch64 baseline).
 #[inline(always)]
 pub fn run<R>(level: Level, f: impl FnOnce() -> R) -> R {
     match level {
@@ -197,7 +218,15 @@ mod tests {
         assert_eq!(Level::parse("sse9"), None);
         assert!(Level::Scalar < Level::Avx2 && Level::Avx2 < Level::Avx512);
         assert!(level() <= detected());
+        assert_eq!(Level::parse("NEON"), Some(Level::Neon));
+        assert!(Level::Scalar < Level::Neon);
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(Level::Avx2.up_to(), vec![Level::Scalar, Level::Avx2]);
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert_eq!(detected(), Level::Neon);
+            assert_eq!(Level::Avx512.up_to(), vec![Level::Scalar, Level::Neon]);
+        }
         assert_eq!(run(Level::Scalar, || 3), 3);
         for l in detected().up_to() {
             assert_eq!(run(l, || (0..100u64).map(|x| x.wrapping_mul(x)).sum::<u64>()), 328350);
