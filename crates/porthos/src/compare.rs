@@ -530,6 +530,8 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
 #[allow(clippy::too_many_arguments)]
 fn compare_narrow_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     const L: usize = NARROW;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = level; // the portable kernel below is the only one here
     #[cfg(target_arch = "x86_64")]
     {
         if level >= Level::Avx512 && vbmi::available() {
