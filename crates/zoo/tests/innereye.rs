@@ -67,8 +67,14 @@ fn the_innereye_unet_has_the_papers_size() {
     }
     assert_eq!(counted_macs, macs);
     assert_eq!(counted_relu, relu);
+    // The client gets the segmentation map: an ArgMax over the 8 classes of every voxel
+    // (`--output-logits`: the scores themselves).
     let output = &graph.nodes[graph.outputs[0]];
-    assert_eq!(output.shape, [1, 8, 64, 256, 256]);
+    assert!(matches!(output.op, Op::ArgMax { axis: 1, keep_dims: false }), "{:?}", output.op);
+    assert_eq!(output.shape, [1, 64, 256, 256]);
+    let logits = build(NAME, &Options { output_logits: true, ..Default::default() }).unwrap();
+    let graph = cryptflow_onnx::import_model(&logits, &Default::default()).unwrap().graph;
+    assert_eq!(graph.nodes[graph.outputs[0]].shape, [1, 8, 64, 256, 256]);
     eprintln!("{NAME}: {params} parameters, {macs} MACs ({:.3} TFLOPs), {relu} ReLU elements", 2.0 * macs as f64 / 1e12);
 
     // Other widths, classes and volumes follow the same formulas; sizes must divide by 16.
@@ -83,7 +89,7 @@ fn the_innereye_unet_has_the_papers_size() {
 
 #[test]
 fn a_reduced_innereye_unet_runs_in_fixed_point() {
-    let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), ..Default::default() };
+    let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), output_logits: true, ..Default::default() };
     let model = build(NAME, &options).unwrap();
     let imported = cryptflow_onnx::import_model(&model, &Default::default()).unwrap();
     let compiled = compile(imported.graph, &CompileOptions { scale: 12, ..Default::default() }).unwrap();
@@ -108,10 +114,12 @@ fn a_reduced_innereye_unet_runs_in_fixed_point() {
 /// as the run that cuts nothing, on the cleartext backend.
 #[test]
 fn slabbed_runs_of_the_innereye_unet_equal_whole_ones_exactly() {
+    // The segmentation map's ArgMax is cut into slabs too.
     let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), ..Default::default() };
     let model = build(NAME, &options).unwrap();
     let imported = cryptflow_onnx::import_model(&model, &Default::default()).unwrap();
     let compiled = compile(imported.graph, &CompileOptions { scale: 12, ..Default::default() }).unwrap();
+    assert_eq!(compiled.program.outputs[0].shape, [1, 16, 32, 32]);
     let shape = input_shape(NAME, &options).unwrap();
     let x: FloatTensor = Tensor::new(shape.clone(), random_input(shape.iter().product(), 11)).unwrap();
     let run = |budget: usize| {
