@@ -346,14 +346,17 @@ impl Progress {
             Progress::Silent => return None,
             Progress::Callback(f) => ReporterKind::Callback(f.clone()),
         };
-        Some(Reporter { kind, work: std::sync::Mutex::new(Work::new()) })
+        Some(Reporter { kind, work: std::sync::Arc::new(std::sync::Mutex::new(Work::new())), ticker: std::sync::Mutex::new(None) })
     }
 }
 
 /// What reports one run's progress (see [`Progress`]).
 pub struct Reporter {
     kind: ReporterKind,
-    work: std::sync::Mutex<Work>,
+    work: std::sync::Arc<std::sync::Mutex<Work>>,
+    /// Lines: the thread that reports a layer still running every [`PROGRESS_LINE_SECONDS`]
+    /// (one convolution of a large volume runs for minutes), and its stop signal.
+    ticker: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 enum ReporterKind {
@@ -375,12 +378,28 @@ struct Work {
     done_work: u64,
     started: std::time::Instant,
     last_line: std::time::Instant,
+    /// The last layer a step finished in, and when.
+    last_layer: String,
+    last_step: std::time::Instant,
+    /// The estimated time left at the last step.
+    last_left: Option<f64>,
 }
 
 impl Work {
     fn new() -> Work {
         let now = std::time::Instant::now();
-        Work { weights: Vec::new(), total_steps: 0, done_steps: 0, total_work: 0, done_work: 0, started: now, last_line: now }
+        Work {
+            weights: Vec::new(),
+            total_steps: 0,
+            done_steps: 0,
+            total_work: 0,
+            done_work: 0,
+            started: now,
+            last_line: now,
+            last_layer: String::new(),
+            last_step: now,
+            last_left: None,
+        }
     }
 
     /// One step done: the fraction of the work done so far and the estimated seconds left.
@@ -456,9 +475,42 @@ impl Reporter {
     pub fn start_program(&self, program: &Program, inferences: usize) {
         let total = (program.body.len() * inferences) as u64;
         self.start(total);
-        let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
-        work.weights = work_estimates(program);
-        work.total_work = work.weights.iter().sum::<u64>().saturating_mul(inferences as u64);
+        {
+            let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
+            work.weights = work_estimates(program);
+            work.total_work = work.weights.iter().sum::<u64>().saturating_mul(inferences as u64);
+        }
+        if matches!(self.kind, ReporterKind::Lines) {
+            self.start_ticker();
+        }
+    }
+
+    /// Lines: a thread that says which instruction is still running when no step has been
+    /// reported for [`PROGRESS_LINE_SECONDS`].
+    fn start_ticker(&self) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let work = self.work.clone();
+        let period = std::time::Duration::from_secs(PROGRESS_LINE_SECONDS);
+        let handle = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                let mut work = work.lock().unwrap_or_else(|e| e.into_inner());
+                if work.last_line.elapsed() < period || work.done_steps >= work.total_steps {
+                    continue;
+                }
+                work.last_line = std::time::Instant::now();
+                eprintln!(
+                    "progress {}: instruction {} of {} running for {} (after layer `{}`); {:.1}% of the estimated work done before it, about {} left at that point",
+                    clock(work.started.elapsed().as_secs_f64()),
+                    work.done_steps + 1,
+                    work.total_steps,
+                    clock(work.last_step.elapsed().as_secs_f64()),
+                    work.last_layer,
+                    if work.total_work == 0 { 0.0 } else { 100.0 * work.done_work as f64 / work.total_work as f64 },
+                    work.last_left.map_or_else(|| "?".to_string(), clock)
+                );
+            }
+        });
+        *self.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, handle));
     }
 
     /// One step done, in `layer`.
@@ -466,6 +518,9 @@ impl Reporter {
         let (fraction, left, steps, total, elapsed, line_due) = {
             let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
             let (fraction, left) = work.step();
+            work.last_layer = layer.to_string();
+            work.last_step = std::time::Instant::now();
+            work.last_left = left;
             let due = work.last_line.elapsed().as_secs() >= PROGRESS_LINE_SECONDS;
             if due {
                 work.last_line = std::time::Instant::now();
@@ -487,11 +542,25 @@ impl Reporter {
         }
     }
 
-    /// The run is over (a terminal bar is cleared).
+    /// The run is over (a terminal bar is cleared, the line ticker stopped).
     pub fn finish(&self) {
         if let ReporterKind::Bar(bar) = &self.kind {
             bar.finish_and_clear();
         }
+        self.stop_ticker();
+    }
+
+    fn stop_ticker(&self) {
+        if let Some((stop, handle)) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(stop);
+            handle.join().ok();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop_ticker();
     }
 }
 
