@@ -59,6 +59,10 @@ pub struct ZooOptions {
     /// Transformers: vocabulary size.
     #[arg(long, hide = true)]
     pub vocab: Option<usize>,
+    /// unet3d-innereye: end with the per-voxel class scores (logits, [1, classes, D, H, W])
+    /// instead of the segmentation map (each voxel's class, [1, D, H, W]).
+    #[arg(long)]
+    pub output_logits: bool,
 }
 
 impl ZooOptions {
@@ -74,6 +78,7 @@ impl ZooOptions {
             heads: self.heads,
             intermediate: self.intermediate,
             vocab: self.vocab,
+            output_logits: self.output_logits,
         }
     }
 }

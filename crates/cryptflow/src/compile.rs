@@ -280,6 +280,21 @@ pub fn compile_model(
         human_bytes(r.peak_live_bytes_with_liveness),
         human_bytes(r.peak_live_bytes_without_liveness)
     ));
+    let plan = cryptflow_runtime::limits::MemoryPlan::of(&compiled.program, cryptflow_runtime::slab::default_budget());
+    log(&format!(
+        "  predicted memory per party at run time: {} (live tensors {}, working memory of the largest backend call {} in slabs of at most {} elements, {} overhead); {}",
+        human_bytes(plan.total()),
+        human_bytes(plan.live_bytes),
+        human_bytes(plan.working_bytes),
+        cryptflow_runtime::slab::default_budget(),
+        human_bytes(cryptflow_runtime::limits::MEMORY_OVERHEAD_BYTES),
+        match cryptflow_runtime::limits::machine_memory_bytes() {
+            Some(m) if 3 * plan.total() <= m => format!("three parties fit this machine's {}", human_bytes(m)),
+            Some(m) if plan.total() <= m => format!("one party fits this machine's {} but not three (`cryptflow run` refuses; run the parties on separate machines)", human_bytes(m)),
+            Some(m) => format!("more than this machine's {}: a run here is refused", human_bytes(m)),
+            None => "this machine's memory is unknown".to_string(),
+        }
+    ));
     log(&format!("  truncation: {}", r.truncation_risk.describe()));
     log(&format!("  comparisons: {}", describe_comparison_domain(compiled.program.comparison_bits, compiled.program.scale)));
     let calls: Vec<String> = r.backend_calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();

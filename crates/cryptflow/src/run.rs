@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// `attention_mask`).
     #[arg(long, value_name = "N", requires = "generate")]
     pub prompt_length: Option<usize>,
+    /// Run backend calls whose input and output hold more than N elements in slabs (bounded
+    /// memory; see the README's "Large volumes"). Default 2^24. Only `run` has it: its parties
+    /// share this process, and every party of a session must cut alike.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub slab_elements: Option<u64>,
 }
 
 /// What a run measured (`cryptflow run --metrics` writes it as JSON).
@@ -159,6 +164,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let stacked = inputs.stacking;
+    if let Some(n) = args.slab_elements {
+        cryptflow_runtime::slab::set_default_budget(n as usize);
+    }
     let options = RunOptions {
         backend: args.backend,
         protocol: args.protocol,
@@ -298,7 +306,7 @@ pub fn execute(artifacts: &Artifacts<'_>, public: &PublicProgram, inputs: &Clien
             let reporter = options.progress.reporter();
             let mut runner = Runner::new(program, Cleartext::new());
             if let Some(r) = &reporter {
-                r.start((program.body.len() * inputs.len()) as u64);
+                r.start_program(program, inputs.len());
                 runner.observe_progress(|instr| r.step(&instr.layer));
             }
             runner.share_weights(Some(weights))?;

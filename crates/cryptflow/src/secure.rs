@@ -153,7 +153,7 @@ pub fn run_party<B: Backend>(
     let setup = backend.traffic();
     let mut runner = Runner::new(program, backend);
     if let Some(reporter) = progress {
-        reporter.start((program.body.len() * inferences) as u64);
+        reporter.start_program(program, inferences);
         runner.observe_progress(move |instr| reporter.step(&instr.layer));
     }
     if crash {
@@ -319,7 +319,9 @@ pub type ProgressCallback = std::sync::Arc<dyn Fn(u64, u64, &str) + Send + Sync>
 /// (the client's count; with all parties in this process, the client's thread reports).
 #[derive(Clone, Default)]
 pub enum Progress {
-    /// A per-layer progress bar on standard error when it is a terminal (the command line's).
+    /// A per-layer progress bar with the estimated time left on standard error when it is a
+    /// terminal; otherwise (a log file, a pipe) a line every [`PROGRESS_LINE_SECONDS`] naming
+    /// the layer, the share of the work done and the estimated time left (the command line's).
     #[default]
     Terminal,
     /// No report.
@@ -329,64 +331,236 @@ pub enum Progress {
     Callback(ProgressCallback),
 }
 
+/// Seconds between two progress lines when standard error is not a terminal (runs shorter
+/// than this print none).
+pub const PROGRESS_LINE_SECONDS: u64 = 15;
+
 impl Progress {
     /// What reports one run's progress, if anything does.
     pub fn reporter(&self) -> Option<Reporter> {
-        match self {
-            Progress::Terminal => progress_bar().map(Reporter::Bar),
-            Progress::Silent => None,
-            Progress::Callback(f) => Some(Reporter::Callback {
-                f: f.clone(),
-                done: std::sync::atomic::AtomicU64::new(0),
-                total: std::sync::atomic::AtomicU64::new(0),
-            }),
-        }
+        let kind = match self {
+            Progress::Terminal => match progress_bar() {
+                Some(bar) => ReporterKind::Bar(bar),
+                None => ReporterKind::Lines,
+            },
+            Progress::Silent => return None,
+            Progress::Callback(f) => ReporterKind::Callback(f.clone()),
+        };
+        Some(Reporter { kind, work: std::sync::Arc::new(std::sync::Mutex::new(Work::new())), ticker: std::sync::Mutex::new(None) })
     }
 }
 
-/// One run's progress reporter (see [`Progress`]).
-pub enum Reporter {
+/// What reports one run's progress (see [`Progress`]).
+pub struct Reporter {
+    kind: ReporterKind,
+    work: std::sync::Arc<std::sync::Mutex<Work>>,
+    /// Lines: the thread that reports a layer still running every [`PROGRESS_LINE_SECONDS`]
+    /// (one convolution of a large volume runs for minutes), and its stop signal.
+    ticker: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+enum ReporterKind {
     /// A terminal progress bar.
     Bar(indicatif::ProgressBar),
-    /// A callback with its counters.
-    Callback {
-        /// The callback.
-        f: ProgressCallback,
-        /// Steps done.
-        done: std::sync::atomic::AtomicU64,
-        /// Steps in all.
-        total: std::sync::atomic::AtomicU64,
-    },
+    /// Lines on standard error every [`PROGRESS_LINE_SECONDS`].
+    Lines,
+    /// A callback.
+    Callback(ProgressCallback),
+}
+
+/// Steps done and the estimated work behind them.
+struct Work {
+    /// Estimated work of each instruction of the program (empty: every step weighs one).
+    weights: Vec<u64>,
+    total_steps: u64,
+    done_steps: u64,
+    total_work: u64,
+    done_work: u64,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+    /// The last layer a step finished in, and when.
+    last_layer: String,
+    last_step: std::time::Instant,
+    /// The estimated time left at the last step.
+    last_left: Option<f64>,
+}
+
+impl Work {
+    fn new() -> Work {
+        let now = std::time::Instant::now();
+        Work {
+            weights: Vec::new(),
+            total_steps: 0,
+            done_steps: 0,
+            total_work: 0,
+            done_work: 0,
+            started: now,
+            last_line: now,
+            last_layer: String::new(),
+            last_step: now,
+            last_left: None,
+        }
+    }
+
+    /// One step done: the fraction of the work done so far and the estimated seconds left.
+    fn step(&mut self) -> (f64, Option<f64>) {
+        let weight = if self.weights.is_empty() { 1 } else { self.weights[self.done_steps as usize % self.weights.len()] };
+        self.done_steps += 1;
+        self.done_work += weight;
+        let fraction = if self.total_work == 0 { 0.0 } else { (self.done_work as f64 / self.total_work as f64).min(1.0) };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = (fraction > 0.0).then(|| elapsed * (1.0 - fraction) / fraction);
+        (fraction, left)
+    }
+}
+
+/// The estimated work of each instruction of `program`, for progress: its Porthos bytes by
+/// Table III's formulas (comparisons 536 bytes per element, products `8 (2 |X| + 2 |W| + |Z|)`,
+/// truncations 32) plus its multiply-accumulates (the two weigh alike on a 2-core machine:
+/// a byte through the protocol and a 64-bit multiply-add take about a nanosecond each); local
+/// data movement counts its elements. An estimate to share out the time, not a measurement.
+pub fn work_estimates(program: &Program) -> Vec<u64> {
+    use cryptflow_ir::llil::LOp;
+    let elements = |slot: usize| cryptflow_tensor::num_elements(program.slot_shape(slot)) as u64;
+    program
+        .body
+        .iter()
+        .map(|instr| {
+            let out = elements(instr.out);
+            let arg = |k: usize| instr.args.get(k).map_or(0, |&a| elements(a));
+            let product = 8 * (2 * arg(0) + 2 * arg(1) + out);
+            match &instr.op {
+                LOp::Conv(g) => product + out * (g.in_channels / g.groups.max(1)) as u64 * g.kernel.iter().product::<usize>() as u64,
+                LOp::ConvTranspose(g) => product + arg(0) * (g.out_channels / g.groups.max(1)) as u64 * g.kernel.iter().product::<usize>() as u64,
+                LOp::MatMul | LOp::BatchMatMul => {
+                    let inner = program.slot_shape(instr.args[0]).last().copied().unwrap_or(1) as u64;
+                    product + out * inner
+                }
+                LOp::Mul => 40 * out,
+                LOp::Relu | LOp::ArgMax { .. } | LOp::MaxPool(_) => 536 * arg(0),
+                LOp::ScaleDown { .. } | LOp::Divide { .. } => 32 * out,
+                op if op.is_backend_call() => 536 * arg(0),
+                _ => out,
+            }
+        })
+        .collect()
+}
+
+/// `h:mm:ss` or `m:ss`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
 }
 
 impl Reporter {
-    /// Sets the number of steps of the run.
+    /// Sets the number of steps of the run (each weighing alike).
     pub fn start(&self, total: u64) {
-        match self {
-            Reporter::Bar(bar) => bar.set_length(total),
-            Reporter::Callback { total: t, .. } => t.store(total, std::sync::atomic::Ordering::Relaxed),
+        {
+            let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
+            work.total_steps = total;
+            work.total_work = total;
         }
+        match &self.kind {
+            ReporterKind::Bar(bar) => bar.set_length(total),
+            ReporterKind::Lines | ReporterKind::Callback(_) => {}
+        }
+    }
+
+    /// Sets the steps of `inferences` runs of `program`, weighing each instruction by its
+    /// estimated work ([`work_estimates`]) for the time left.
+    pub fn start_program(&self, program: &Program, inferences: usize) {
+        let total = (program.body.len() * inferences) as u64;
+        self.start(total);
+        {
+            let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
+            work.weights = work_estimates(program);
+            work.total_work = work.weights.iter().sum::<u64>().saturating_mul(inferences as u64);
+        }
+        if matches!(self.kind, ReporterKind::Lines) {
+            self.start_ticker();
+        }
+    }
+
+    /// Lines: a thread that says which instruction is still running when no step has been
+    /// reported for [`PROGRESS_LINE_SECONDS`].
+    fn start_ticker(&self) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let work = self.work.clone();
+        let period = std::time::Duration::from_secs(PROGRESS_LINE_SECONDS);
+        let handle = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                let mut work = work.lock().unwrap_or_else(|e| e.into_inner());
+                if work.last_line.elapsed() < period || work.done_steps >= work.total_steps {
+                    continue;
+                }
+                work.last_line = std::time::Instant::now();
+                eprintln!(
+                    "progress {}: instruction {} of {} running for {} (after layer `{}`); {:.1}% of the estimated work done before it, about {} left at that point",
+                    clock(work.started.elapsed().as_secs_f64()),
+                    work.done_steps + 1,
+                    work.total_steps,
+                    clock(work.last_step.elapsed().as_secs_f64()),
+                    work.last_layer,
+                    if work.total_work == 0 { 0.0 } else { 100.0 * work.done_work as f64 / work.total_work as f64 },
+                    work.last_left.map_or_else(|| "?".to_string(), clock)
+                );
+            }
+        });
+        *self.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, handle));
     }
 
     /// One step done, in `layer`.
     pub fn step(&self, layer: &str) {
-        match self {
-            Reporter::Bar(bar) => {
-                bar.set_message(layer.to_string());
+        let (fraction, left, steps, total, elapsed, line_due) = {
+            let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
+            let (fraction, left) = work.step();
+            work.last_layer = layer.to_string();
+            work.last_step = std::time::Instant::now();
+            work.last_left = left;
+            let due = work.last_line.elapsed().as_secs() >= PROGRESS_LINE_SECONDS;
+            if due {
+                work.last_line = std::time::Instant::now();
+            }
+            (fraction, left, work.done_steps, work.total_steps, work.started.elapsed().as_secs_f64(), due)
+        };
+        let left = left.map_or_else(|| "?".to_string(), clock);
+        match &self.kind {
+            ReporterKind::Bar(bar) => {
+                bar.set_message(format!("{layer} ({:.0}% of the work, about {left} left)", 100.0 * fraction));
                 bar.inc(1);
             }
-            Reporter::Callback { f, done, total } => {
-                let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                f(done, total.load(std::sync::atomic::Ordering::Relaxed), layer);
+            ReporterKind::Lines => {
+                if line_due {
+                    eprintln!("progress {}: instruction {steps} of {total}, layer `{layer}`; {:.1}% of the estimated work done, about {left} left", clock(elapsed), 100.0 * fraction);
+                }
             }
+            ReporterKind::Callback(f) => f(steps, total, layer),
         }
     }
 
-    /// The run is over (a terminal bar is cleared).
+    /// The run is over (a terminal bar is cleared, the line ticker stopped).
     pub fn finish(&self) {
-        if let Reporter::Bar(bar) = self {
+        if let ReporterKind::Bar(bar) = &self.kind {
             bar.finish_and_clear();
         }
+        self.stop_ticker();
+    }
+
+    fn stop_ticker(&self) {
+        if let Some((stop, handle)) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(stop);
+            handle.join().ok();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop_ticker();
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod float;
 pub mod limits;
 mod runner;
+pub mod slab;
 
 use cryptflow_ir::hlil::{Op, UnaryFn};
 use cryptflow_ir::llil::{LOp, Program};

@@ -19,11 +19,38 @@ pub const FORCE_MEMORY_ENV: &str = "CRYPTFLOW_FORCE_MEMORY";
 /// streamed blocks, the weights being loaded.
 pub const MEMORY_OVERHEAD_BYTES: u64 = 128 << 20;
 
-/// The memory one party running `program` is predicted to need (with kept weight masks: 16
-/// bytes per element of a product's weight, what P0 and P1 keep).
+/// The memory one party running `program` is predicted to need: its peak of live tensors, the
+/// working memory of its largest backend call run in slabs of the process's budget
+/// ([`crate::slab::working_set_bytes`]), [`MEMORY_OVERHEAD_BYTES`], and with kept weight masks
+/// 16 bytes per element of a product's weight (what P0 and P1 keep).
 pub fn predicted_bytes(program: &Program) -> u64 {
-    let masks = if program.keeps_weight_masks() { program.product_weight_elements().saturating_mul(16) } else { 0 };
-    program.peak_live_bytes().saturating_add(MEMORY_OVERHEAD_BYTES).saturating_add(masks)
+    MemoryPlan::of(program, crate::slab::default_budget()).total()
+}
+
+/// The parts of [`predicted_bytes`], for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// The compiler's peak of live tensors (weights included, all held).
+    pub live_bytes: u64,
+    /// The largest slab-wise backend call's working memory.
+    pub working_bytes: u64,
+    /// Kept weight masks.
+    pub mask_bytes: u64,
+}
+
+impl MemoryPlan {
+    pub fn of(program: &Program, slab_budget: usize) -> MemoryPlan {
+        MemoryPlan {
+            live_bytes: program.peak_live_bytes(),
+            working_bytes: crate::slab::working_set_bytes(program, slab_budget),
+            mask_bytes: if program.keeps_weight_masks() { program.product_weight_elements().saturating_mul(16) } else { 0 },
+        }
+    }
+
+    /// Everything, with [`MEMORY_OVERHEAD_BYTES`].
+    pub fn total(&self) -> u64 {
+        self.live_bytes.saturating_add(self.working_bytes).saturating_add(MEMORY_OVERHEAD_BYTES).saturating_add(self.mask_bytes)
+    }
 }
 
 /// The machine's memory (`MemTotal` of `/proc/meminfo`), if known.
@@ -58,7 +85,7 @@ pub fn claim_memory(bytes: u64, machine: Option<u64>) -> Result<MemoryClaim, Str
             let others = total - bytes;
             let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             Err(format!(
-                "this party is predicted to need {:.1} GiB (its peak of live tensors, weights included, plus {} MiB){}, but the machine has {:.1} GiB: refused before allocating (set {FORCE_MEMORY_ENV}=1 to try anyway)",
+                "this party is predicted to need {:.1} GiB (its peak of live tensors, weights included, the working memory of its largest backend call, plus {} MiB){}, but the machine has {:.1} GiB: refused before allocating (set {FORCE_MEMORY_ENV}=1 to try anyway)",
                 gib(bytes),
                 MEMORY_OVERHEAD_BYTES >> 20,
                 if others > 0 { format!(" besides the {:.1} GiB of the other parties in this process", gib(others)) } else { String::new() },

@@ -108,6 +108,8 @@ pub struct Runner<'p, B: Backend> {
     invalid: Option<String>,
     /// This party's share of the machine's memory, held while it runs.
     _memory: Option<crate::limits::MemoryClaim>,
+    /// Backend calls whose operands exceed this many elements run in slabs ([`crate::slab`]).
+    slab_elements: usize,
 }
 
 impl<'p, B: Backend> Runner<'p, B> {
@@ -140,6 +142,7 @@ impl<'p, B: Backend> Runner<'p, B> {
                 one_hot: OneHotPlan::default(),
                 invalid,
                 _memory: None,
+                slab_elements: crate::slab::default_budget(),
             };
         }
         let mut weight_index = vec![None; program.slots.len()];
@@ -177,6 +180,7 @@ impl<'p, B: Backend> Runner<'p, B> {
             one_hot: OneHotPlan::of(program),
             invalid: None,
             _memory: memory,
+            slab_elements: crate::slab::default_budget(),
         }
     }
 
@@ -202,6 +206,13 @@ impl<'p, B: Backend> Runner<'p, B> {
     /// of the next inference, as a crashed party would (its links close when it is dropped).
     pub fn crash_before_instruction(&mut self, k: usize) {
         self.crash_at = Some(k);
+    }
+
+    /// Runs backend calls whose input and output exceed `elements` in slabs
+    /// ([`crate::slab`]; default [`crate::slab::default_budget`]). Every party of a
+    /// session must choose the same, before the first inference.
+    pub fn set_slab_elements(&mut self, elements: usize) {
+        self.slab_elements = elements.max(1);
     }
 
     /// Largest number of bytes of tensors this party held at once so far.
@@ -325,7 +336,7 @@ impl<'p, B: Backend> Runner<'p, B> {
                     let shape = self.program.slot_shape(instr.out).to_vec();
                     value.reshape(shape).map_err(|source| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source })?
                 }
-                _ => execute(self.program, &mut self.backend, &self.slots, instr, self.one_hot.products[k])?,
+                _ => execute(self.program, &mut self.backend, &self.slots, instr, self.one_hot.products[k], self.slab_elements)?,
             };
             self.store(instr.out, value);
             for &slot in &instr.free_after {
@@ -395,7 +406,8 @@ impl<'p, B: Backend> Runner<'p, B> {
 
 /// One instruction; `one_hot_product`: a MatMul whose left operand is one-hot rows from
 /// [`Backend::share_one_hot`] ([`OneHotPlan`]).
-fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingTensor>], instr: &Instr, one_hot_product: bool) -> Result<RingTensor, RunError> {
+/// `slab`: the slab budget ([`crate::slab`]).
+fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingTensor>], instr: &Instr, one_hot_product: bool, slab: usize) -> Result<RingTensor, RunError> {
     {
         let arg = |k: usize| -> &RingTensor { slots[instr.args[k]].as_ref().expect("the program was validated: arguments are live") };
         let shape_err = |source: ShapeError| RunError::Shape { layer: instr.layer.clone(), op: instr.op.name(), source };
@@ -439,30 +451,36 @@ fn execute<B: Backend>(program: &Program, backend: &mut B, slots: &[Option<RingT
                 }
                 .map_err(backend_err)?
             }
-            LOp::Conv(g) => {
-                backend.conv(x, arg(1), g).map_err(backend_err)?
-            }
-            LOp::ConvTranspose(g) => {
-                backend.conv_transpose(x, arg(1), g).map_err(backend_err)?
-            }
+            LOp::Conv(g) => crate::slab::conv(backend, x, arg(1), g, false, slab).map_err(backend_err)?,
+            LOp::ConvTranspose(g) => crate::slab::conv(backend, x, arg(1), g, true, slab).map_err(backend_err)?,
+            LOp::Mul if arg(1).shape() != x.shape() => backend.mul(x, arg(1)).map_err(backend_err)?,
             LOp::Mul => {
-                backend.mul(x, arg(1)).map_err(backend_err)?
+                let y = arg(1);
+                crate::slab::elementwise(backend, x, slab, |b, part, run| {
+                    if part.shape() == y.shape() {
+                        b.mul(part, y)
+                    } else {
+                        b.mul(part, &RingTensor::new(part.shape().to_vec(), y.data()[run].to_vec())?)
+                    }
+                })
+                .map_err(backend_err)?
             }
-            LOp::Relu => {
-                backend.relu(x).map_err(backend_err)?
-            }
+            LOp::Relu => crate::slab::elementwise(backend, x, slab, |b, part, _| b.relu(part)).map_err(backend_err)?,
             LOp::MaxPool(g) => {
                 backend.max_pool(x, g).map_err(backend_err)?
             }
-            LOp::ArgMax { axis, keep_dims } => {
-                backend.argmax(x, *axis, *keep_dims).map_err(backend_err)?
-            }
-            LOp::ScaleDown { shift } => {
-                backend.scale_down(x, *shift).map_err(backend_err)?
-            }
+            LOp::ArgMax { axis, keep_dims } => crate::slab::argmax(backend, x, *axis, *keep_dims, slab).map_err(backend_err)?,
+            LOp::ScaleDown { shift } => crate::slab::elementwise(backend, x, slab, |b, part, _| b.scale_down(part, *shift)).map_err(backend_err)?,
             LOp::Divide { divisors } => {
                 let d = if divisors.shape() == x.shape() { divisors.clone() } else { movement::broadcast_to(divisors, x.shape()).map_err(shape_err)? };
-                backend.divide(x, &d).map_err(backend_err)?
+                crate::slab::elementwise(backend, x, slab, |b, part, run| {
+                    if part.shape() == d.shape() {
+                        b.divide(part, &d)
+                    } else {
+                        b.divide(part, &RingTensor::new(part.shape().to_vec(), d.data()[run].to_vec())?)
+                    }
+                })
+                .map_err(backend_err)?
             }
             LOp::MulPublicTensor { values } if values.shape() == x.shape() => x.mul(values).map_err(shape_err)?,
             LOp::MulPublicTensor { values } => x.mul(&movement::broadcast_to(values, x.shape()).map_err(shape_err)?).map_err(shape_err)?,

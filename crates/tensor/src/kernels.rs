@@ -301,36 +301,49 @@ fn input_index(a: &Axis, o: usize, k: usize) -> Option<usize> {
     }
 }
 
-/// Fills one im2col row: `row[o] = plane[input(o, tap)]` or zero, over all outputs `o`.
-fn im2col_row<T: Element>(p: &ConvProblem, plane: &[T], tap: [usize; 3], row: &mut [T]) {
+/// Fills one im2col row: `row[o] = plane[input(o, tap)]` or zero, over the outputs `o` of the
+/// output rows `rows` (a row: one index of the first two spatial axes, `a1.output * o0 + o1`).
+fn im2col_row<T: Element>(p: &ConvProblem, plane: &[T], tap: [usize; 3], rows: std::ops::Range<usize>, row: &mut [T]) {
     let [a0, a1, a2] = &p.axes;
     let (lo2, hi2) = a2.valid_outputs(tap[2]);
     let off2 = (tap[2] * a2.dilation) as isize - a2.pad_begin as isize;
     let mut chunks = row.chunks_exact_mut(a2.output);
-    for o0 in 0..a0.output {
-        let i0 = input_index(a0, o0, tap[0]);
-        for o1 in 0..a1.output {
-            let dst = chunks.next().unwrap();
-            let (Some(i0), Some(i1)) = (i0, input_index(a1, o1, tap[1])) else {
-                dst.fill(T::ZERO);
-                continue;
-            };
-            let src = &plane[(i0 * a1.input + i1) * a2.input..][..a2.input];
-            dst[..lo2].fill(T::ZERO);
-            dst[hi2..].fill(T::ZERO);
-            if lo2 == hi2 {
-                continue;
-            }
-            let first = (lo2 as isize * a2.stride as isize + off2) as usize;
-            if a2.stride == 1 {
-                dst[lo2..hi2].copy_from_slice(&src[first..first + (hi2 - lo2)]);
-            } else {
-                for (j, d) in dst[lo2..hi2].iter_mut().enumerate() {
-                    *d = src[first + j * a2.stride];
-                }
+    for r in rows {
+        let (o0, o1) = (r / a1.output, r % a1.output);
+        let dst = chunks.next().unwrap();
+        let (Some(i0), Some(i1)) = (input_index(a0, o0, tap[0]), input_index(a1, o1, tap[1])) else {
+            dst.fill(T::ZERO);
+            continue;
+        };
+        let src = &plane[(i0 * a1.input + i1) * a2.input..][..a2.input];
+        dst[..lo2].fill(T::ZERO);
+        dst[hi2..].fill(T::ZERO);
+        if lo2 == hi2 {
+            continue;
+        }
+        let first = (lo2 as isize * a2.stride as isize + off2) as usize;
+        if a2.stride == 1 {
+            dst[lo2..hi2].copy_from_slice(&src[first..first + (hi2 - lo2)]);
+        } else {
+            for (j, d) in dst[lo2..hi2].iter_mut().enumerate() {
+                *d = src[first + j * a2.stride];
             }
         }
     }
+}
+
+/// Elements of patches (im2col) or columns (col2im) a channels-first (transposed) convolution
+/// builds at once: larger problems are computed a range of output (input) rows at a time, so
+/// that the buffer stays near this size whatever the volume (a 32-channel 3x3x3 convolution
+/// over 64 x 256 x 256 would otherwise build 3.6 G elements of patches, 29 GB). 2^22 elements
+/// keep the GEMM's panels wide (thousands of columns for any realistic filter).
+const PATCH_CHUNK_ELEMENTS: usize = 1 << 22;
+
+/// Row ranges of `rows` rows of `per_row` buffer elements each, chunked to
+/// [`PATCH_CHUNK_ELEMENTS`] (at least one row a chunk).
+fn row_chunks(rows: usize, per_row: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let step = (PATCH_CHUNK_ELEMENTS / per_row.max(1)).max(1);
+    (0..rows).step_by(step).map(move |r| r..(r + step).min(rows))
 }
 
 /// Channels-first convolution: per (batch, group), im2col `[Cin_g * kvol, osz]` then
@@ -338,23 +351,32 @@ fn im2col_row<T: Element>(p: &ConvProblem, plane: &[T], tap: [usize; 3], row: &m
 fn conv_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let kdim = p.cin_g * p.kvol;
     let pointwise = p.is_pointwise();
-    let mut cols = crate::scratch::take::<T>(if pointwise { 0 } else { kdim * p.osz });
+    let a2 = &p.axes[2];
+    let out_rows = p.osz / a2.output;
+    let chunk_len = if pointwise { 0 } else { kdim * row_chunks(out_rows, kdim * a2.output).next().map_or(0, |r| r.len() * a2.output) };
+    let mut cols = crate::scratch::take::<T>(chunk_len);
     for b in 0..p.batch {
         for g in 0..p.groups {
             let x_off = (b * p.cin + g * p.cin_g) * p.isz;
-            let bmat = if pointwise {
-                MatRef::row_major(x, x_off, p.isz)
-            } else {
-                let xg = &x[x_off..x_off + p.cin_g * p.isz];
-                for_each_chunk(&mut cols, p.osz, kdim * p.osz, |r, row| {
-                    let (c, t) = (r / p.kvol, r % p.kvol);
-                    im2col_row(p, &xg[c * p.isz..(c + 1) * p.isz], p.tap(t), row);
-                });
-                MatRef::row_major(&cols, 0, p.osz)
-            };
             let amat = MatRef::row_major(w, g * p.cout_g * kdim, kdim);
             let c_off = (b * p.cout + g * p.cout_g) * p.osz;
-            gemm(p.cout_g, p.osz, kdim, amat, bmat, &mut out[c_off..c_off + p.cout_g * p.osz], p.osz);
+            if pointwise {
+                let bmat = MatRef::row_major(x, x_off, p.isz);
+                gemm(p.cout_g, p.osz, kdim, amat, bmat, &mut out[c_off..c_off + p.cout_g * p.osz], p.osz);
+                continue;
+            }
+            let xg = &x[x_off..x_off + p.cin_g * p.isz];
+            for rows in row_chunks(out_rows, kdim * a2.output) {
+                // Patches of these output rows only: [kdim, n], into the same rows of C.
+                let (first, n) = (rows.start * a2.output, rows.len() * a2.output);
+                let cols = &mut cols[..kdim * n];
+                for_each_chunk(cols, n, kdim * n, |r, row| {
+                    let (c, t) = (r / p.kvol, r % p.kvol);
+                    im2col_row(p, &xg[c * p.isz..(c + 1) * p.isz], p.tap(t), rows.clone(), row);
+                });
+                let bmat = MatRef::row_major(cols, 0, n);
+                gemm(p.cout_g, n, kdim, amat, bmat, &mut out[c_off + first..c_off + p.cout_g * p.osz], p.osz);
+            }
         }
     }
 }
@@ -574,24 +596,31 @@ fn transposed_output_index(a: &Axis, i: usize, k: usize) -> Option<usize> {
 fn conv_transpose_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T]) {
     let [a0, a1, a2] = p.axes;
     let rows = p.cout_g * p.kvol;
-    let mut cols = crate::scratch::take::<T>(rows * p.isz);
+    let in_rows = a0.input * a1.input;
+    let chunk_len = rows * row_chunks(in_rows, rows * a2.input).next().map_or(0, |r| r.len() * a2.input);
+    let mut cols = crate::scratch::take::<T>(chunk_len);
     for b in 0..p.batch {
         for g in 0..p.groups {
             // W_g^T (r, ic) = w[g * Cin_g + ic][r] with r = oc * kvol + t.
             let amat = MatRef::new(w, g * p.cin_g * rows, 1, rows);
-            let bmat = MatRef::row_major(x, (b * p.cin + g * p.cin_g) * p.isz, p.isz);
-            gemm(rows, p.isz, p.cin_g, amat, bmat, &mut cols, p.isz);
-            let planes = &mut out[(b * p.cout + g * p.cout_g) * p.osz..][..p.cout_g * p.osz];
-            let cols = &cols;
-            for_each_chunk(planes, p.osz, rows * p.isz, |oc, dst| {
-                for t in 0..p.kvol {
-                    let k = p.tap(t);
-                    let src = &cols[(oc * p.kvol + t) * p.isz..][..p.isz];
-                    for i0 in 0..a0.input {
-                        let Some(o0) = transposed_output_index(&a0, i0, k[0]) else { continue };
-                        for i1 in 0..a1.input {
+            // The columns of a range of input rows at a time (see PATCH_CHUNK_ELEMENTS).
+            for in_chunk in row_chunks(in_rows, rows * a2.input) {
+                let (first, n) = (in_chunk.start * a2.input, in_chunk.len() * a2.input);
+                let bmat = MatRef::row_major(x, (b * p.cin + g * p.cin_g) * p.isz + first, p.isz);
+                let cols = &mut cols[..rows * n];
+                gemm(rows, n, p.cin_g, amat, bmat, cols, n);
+                let planes = &mut out[(b * p.cout + g * p.cout_g) * p.osz..][..p.cout_g * p.osz];
+                let cols = &*cols;
+                let in_chunk = &in_chunk;
+                for_each_chunk(planes, p.osz, rows * n, |oc, dst| {
+                    for t in 0..p.kvol {
+                        let k = p.tap(t);
+                        let src = &cols[(oc * p.kvol + t) * n..][..n];
+                        for r in in_chunk.clone() {
+                            let (i0, i1) = (r / a1.input, r % a1.input);
+                            let Some(o0) = transposed_output_index(&a0, i0, k[0]) else { continue };
                             let Some(o1) = transposed_output_index(&a1, i1, k[1]) else { continue };
-                            let row = &src[(i0 * a1.input + i1) * a2.input..][..a2.input];
+                            let row = &src[(r - in_chunk.start) * a2.input..][..a2.input];
                             let drow = &mut dst[(o0 * a1.output + o1) * a2.output..][..a2.output];
                             for (i2, &v) in row.iter().enumerate() {
                                 if let Some(o2) = transposed_output_index(&a2, i2, k[2]) {
@@ -600,8 +629,8 @@ fn conv_transpose_cf<T: Element>(p: &ConvProblem, x: &[T], w: &[T], out: &mut [T
                             }
                         }
                     }
-                }
-            });
+                });
+            }
         }
     }
 }

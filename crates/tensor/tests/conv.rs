@@ -369,3 +369,51 @@ fn degenerate_channel_counts() {
     let y = conv_transpose(&Tensor::<u64>::zeros(g.input_shape()), &Tensor::zeros(g.conv_transpose_filter_shape()), &g).unwrap();
     assert_eq!(y.shape(), &[0, 6, 6, 2]);
 }
+
+/// Channels-first problems whose patches (convolution) or columns (transposed convolution)
+/// exceed the kernels' chunk of 2^22 elements are computed a range of rows at a time (issue
+/// #13: a 3D-UNet over 64 x 256 x 256): the result is the same, exactly in the ring.
+#[test]
+fn chunked_patches_and_columns_give_the_same_results() {
+    let mut rng = rng(113);
+    // Patches: 8 channels x 27 taps x (18 x 40 x 41) outputs = 6.4 M elements, two chunks of
+    // 473 and 247 of the 720 output rows of 41; 2 batches, 1 and 2 groups.
+    for (groups, stride) in [(1, 1), (2, 2)] {
+        let g = ConvGeometry {
+            layout: Layout::ChannelsFirst,
+            batch: 2,
+            in_channels: 8 * groups,
+            out_channels: 4 * groups,
+            groups,
+            input: vec![18 * stride, 40 * stride, 41],
+            kernel: vec![3, 3, 3],
+            strides: vec![stride, stride, 1],
+            dilations: vec![1, 1, 1],
+            pads_begin: vec![1, 1, 1],
+            pads_end: vec![1, 1, 1],
+            output_padding: vec![0, 0, 0],
+        };
+        let x: Tensor<u64> = random_tensor(&mut rng, &g.input_shape());
+        let w: Tensor<u64> = random_tensor(&mut rng, &g.conv_filter_shape());
+        assert_close(&conv(&x, &w, &g).unwrap(), &reference_conv(&x, &w, &g), 0, &format!("{g:?}"));
+    }
+    // Columns: 8 output channels x 64 taps x (10 x 33 x 35) inputs = 5.9 M elements, two
+    // chunks. Kernel 4, stride 2, padding 1 (the UNet's up-sampling).
+    let g = ConvGeometry {
+        layout: Layout::ChannelsFirst,
+        batch: 1,
+        in_channels: 6,
+        out_channels: 8,
+        groups: 1,
+        input: vec![10, 33, 35],
+        kernel: vec![4, 4, 4],
+        strides: vec![2, 2, 2],
+        dilations: vec![1, 1, 1],
+        pads_begin: vec![1, 1, 1],
+        pads_end: vec![1, 1, 1],
+        output_padding: vec![0, 1, 0],
+    };
+    let x: Tensor<u64> = random_tensor(&mut rng, &g.input_shape());
+    let w: Tensor<u64> = random_tensor(&mut rng, &g.conv_transpose_filter_shape());
+    assert_close(&conv_transpose(&x, &w, &g).unwrap(), &reference_conv_transpose(&x, &w, &g), 0, &format!("T {g:?}"));
+}

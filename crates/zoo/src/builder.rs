@@ -95,6 +95,8 @@ pub struct Builder {
     pub parameters: u64,
     /// Batch-norm running statistics (stored in the model, not trained).
     pub buffers: u64,
+    /// Values that are int64 indices (ArgMax results), not float.
+    indices: Vec<String>,
 }
 
 pub(crate) fn attr(name: &str, ty: AttributeType) -> AttributeProto {
@@ -111,9 +113,13 @@ pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
 }
 
 fn tensor_type(dims: &[usize]) -> TypeProto {
+    typed_tensor(DataType::Float, dims)
+}
+
+fn typed_tensor(elem_type: DataType, dims: &[usize]) -> TypeProto {
     TypeProto {
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-            elem_type: Some(DataType::Float as i32),
+            elem_type: Some(elem_type as i32),
             shape: Some(TensorShapeProto {
                 dim: dims
                     .iter()
@@ -143,7 +149,7 @@ fn window_out(input: usize, kernel: usize, stride: usize, pad: usize, ceil: bool
 
 impl Builder {
     pub fn new(seed: u64, materialize: bool) -> Builder {
-        Builder { seed, materialize, nodes: vec![], inits: vec![], inputs: vec![], parameters: 0, buffers: 0 }
+        Builder { seed, materialize, nodes: vec![], inits: vec![], inputs: vec![], parameters: 0, buffers: 0, indices: vec![] }
     }
 
     fn rng(&self, name: &str) -> StdRng {
@@ -306,6 +312,16 @@ impl Builder {
         Value { name: name.into(), shape: x.shape.clone(), moments }
     }
 
+    /// The index of the largest value along `axis` (dropped from the shape): int64 indices,
+    /// e.g. a segmentation's class per voxel.
+    pub fn argmax(&mut self, x: &Value, name: &str, axis: usize) -> Value {
+        self.node("ArgMax", name, &[&x.name], vec![attr_int("axis", axis as i64), attr_int("keepdims", 0)]);
+        self.indices.push(name.to_string());
+        let mut shape = x.shape.clone();
+        shape.remove(axis);
+        Value { name: name.into(), shape, moments: Vec::new() }
+    }
+
     pub fn relu(&mut self, x: &Value, name: &str) -> Value {
         self.node("Relu", name, &[&x.name], vec![]);
         Value { name: name.into(), shape: x.shape.clone(), moments: x.moments.iter().map(|m| m.relu()).collect() }
@@ -407,7 +423,7 @@ impl Builder {
                 input: self.inputs,
                 output: vec![ValueInfoProto {
                     name: Some(output.name.clone()),
-                    r#type: Some(tensor_type(&output.shape)),
+                    r#type: Some(if self.indices.contains(&output.name) { typed_tensor(DataType::Int64, &output.shape) } else { tensor_type(&output.shape) }),
                     ..Default::default()
                 }],
                 ..Default::default()

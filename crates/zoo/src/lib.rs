@@ -101,6 +101,9 @@ pub struct Options {
     pub heads: Option<usize>,
     pub intermediate: Option<usize>,
     pub vocab: Option<usize>,
+    /// InnerEye's 3D-UNet: end with the per-voxel class scores (logits) instead of the
+    /// segmentation map (the class of each voxel, an ArgMax over the classes).
+    pub output_logits: bool,
 }
 
 impl Options {
@@ -256,6 +259,9 @@ fn transformer(info: &NetworkInfo, config: &TransformerConfig, options: &Options
 fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelProto, u64, u64), ZooError> {
     let info = info(name)?;
     let net = info.name;
+    if options.output_logits && net != "unet3d-innereye" {
+        return Err(ZooError::BadOption { network: net, reason: "--output-logits is for unet3d-innereye (whose default output is the segmentation map)".into() });
+    }
     if let Some(config) = transformer_config(net, options)? {
         let t = transformer(info, &config, options)?;
         return Ok((t.model(materialize), t.parameters, t.buffers));
@@ -304,7 +310,14 @@ fn construct(name: &str, options: &Options, materialize: bool) -> Result<(ModelP
             if width == 0 {
                 return Err(ZooError::BadOption { network: net, reason: "width must be positive".into() });
             }
-            nets::unet3d_innereye(&mut b, options.classes.unwrap_or(INNEREYE_CLASSES), size, width)
+            let logits = nets::unet3d_innereye(&mut b, options.classes.unwrap_or(INNEREYE_CLASSES), size, width);
+            // The client gets the segmentation map, not the scores (unless asked for them):
+            // the ArgMax runs securely, over the classes of each voxel.
+            if options.output_logits {
+                logits
+            } else {
+                b.argmax(&logits, "segmentation", 1)
+            }
         }
         "unet3d" => {
             let size = spatial::<3>(net, options, UNET_DEFAULT_SIZE)?;

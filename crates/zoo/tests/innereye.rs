@@ -67,8 +67,14 @@ fn the_innereye_unet_has_the_papers_size() {
     }
     assert_eq!(counted_macs, macs);
     assert_eq!(counted_relu, relu);
+    // The client gets the segmentation map: an ArgMax over the 8 classes of every voxel
+    // (`--output-logits`: the scores themselves).
     let output = &graph.nodes[graph.outputs[0]];
-    assert_eq!(output.shape, [1, 8, 64, 256, 256]);
+    assert!(matches!(output.op, Op::ArgMax { axis: 1, keep_dims: false }), "{:?}", output.op);
+    assert_eq!(output.shape, [1, 64, 256, 256]);
+    let logits = build(NAME, &Options { output_logits: true, ..Default::default() }).unwrap();
+    let graph = cryptflow_onnx::import_model(&logits, &Default::default()).unwrap().graph;
+    assert_eq!(graph.nodes[graph.outputs[0]].shape, [1, 8, 64, 256, 256]);
     eprintln!("{NAME}: {params} parameters, {macs} MACs ({:.3} TFLOPs), {relu} ReLU elements", 2.0 * macs as f64 / 1e12);
 
     // Other widths, classes and volumes follow the same formulas; sizes must divide by 16.
@@ -83,7 +89,7 @@ fn the_innereye_unet_has_the_papers_size() {
 
 #[test]
 fn a_reduced_innereye_unet_runs_in_fixed_point() {
-    let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), ..Default::default() };
+    let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), output_logits: true, ..Default::default() };
     let model = build(NAME, &options).unwrap();
     let imported = cryptflow_onnx::import_model(&model, &Default::default()).unwrap();
     let compiled = compile(imported.graph, &CompileOptions { scale: 12, ..Default::default() }).unwrap();
@@ -100,4 +106,35 @@ fn a_reduced_innereye_unet_runs_in_fixed_point() {
     let argmax = |d: &[f32], p: usize| (0..8).max_by(|&a, &b| d[a * voxels + p].total_cmp(&d[b * voxels + p])).unwrap();
     let agree = (0..voxels).filter(|&p| argmax(y_float.data(), p) == argmax(y_fixed.data(), p)).count();
     assert!(agree as f64 >= 0.99 * voxels as f64, "segmentation agrees on {agree} of {voxels} voxels");
+}
+
+/// The runtime's slab-wise execution (issue #13: bounded memory at 64 x 256 x 256) changes
+/// nothing in the result: the reduced network run with budgets that cut every convolution,
+/// transposed convolution, ReLU, truncation and product into slabs gives the same ring values
+/// as the run that cuts nothing, on the cleartext backend.
+#[test]
+fn slabbed_runs_of_the_innereye_unet_equal_whole_ones_exactly() {
+    // The segmentation map's ArgMax is cut into slabs too.
+    let options = Options { width: Some(4), input_size: Some(vec![16, 32, 32]), ..Default::default() };
+    let model = build(NAME, &options).unwrap();
+    let imported = cryptflow_onnx::import_model(&model, &Default::default()).unwrap();
+    let compiled = compile(imported.graph, &CompileOptions { scale: 12, ..Default::default() }).unwrap();
+    assert_eq!(compiled.program.outputs[0].shape, [1, 16, 32, 32]);
+    let shape = input_shape(NAME, &options).unwrap();
+    let x: FloatTensor = Tensor::new(shape.clone(), random_input(shape.iter().product(), 11)).unwrap();
+    let run = |budget: usize| {
+        let mut runner = Runner::new(&compiled.program, Cleartext::new());
+        runner.set_slab_elements(budget);
+        runner.share_weights(Some(&compiled.weights)).unwrap();
+        runner.infer(Some(&[encode_input(&x, 12)])).unwrap().0.unwrap().remove(0)
+    };
+    let whole = run(usize::MAX);
+    // The largest call holds 4 x 16 x 32 x 32 = 65,536 elements in and out: every budget
+    // below cuts the level-0 calls, the smallest every call into slabs of one plane.
+    for budget in [100_000, 20_000, 1] {
+        let program = &compiled.program;
+        let slabbed = program.body.iter().filter(|i| cryptflow_runtime::slab::largest_call_elements(program, i, budget) < cryptflow_runtime::slab::largest_call_elements(program, i, usize::MAX)).count();
+        assert!(slabbed > 0, "budget {budget} cuts nothing");
+        assert_eq!(run(budget), whole, "budget {budget}");
+    }
 }

@@ -64,6 +64,16 @@ pub fn figures(network: &str) -> Option<PaperFigures> {
             securenn_gb: Some(13.53),
             compile_seconds: Some(35.0),
         },
+        // The 3D-UNet of the medical case study (Section 5.2 of the secure-inference paper on
+        // medical segmentation): 1 h 57 min and 557 GB; compilation "2 minutes".
+        "unet3d-innereye" => PaperFigures {
+            source: "medical case study (CrypTFlow, Section 5.2): InnerEye 3D-UNet, 64x256x256 CT",
+            setting: "32 cores at 2.4 GHz and 128 GB per party, 625 Mbps, ping latency 0.2 s (bench: --bandwidth 78.125 --latency 200)",
+            porthos_seconds: Some(117.0 * 60.0),
+            porthos_gb: Some(557.0),
+            compile_seconds: Some(120.0),
+            ..NONE
+        },
         "resnet200" => PaperFigures { source: "Section VI (compile time)", setting: IMAGENET, compile_seconds: Some(120.0), ..NONE },
         _ => return None,
     })

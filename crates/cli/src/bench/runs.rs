@@ -129,6 +129,9 @@ fn latest(parties: &[PartyRun], at: impl Fn(&PartyRun) -> f64) -> f64 {
     parties.iter().map(at).fold(0.0, f64::max)
 }
 
+/// Seconds a party of a bench's secure run may wait for one message.
+pub const BENCH_PEER_TIMEOUT_SECONDS: u64 = 3600;
+
 /// Porthos or SecureNN with the three parties as threads of this process, linked in memory,
 /// optionally through an emulated network.
 pub fn secure(
@@ -150,6 +153,12 @@ pub fn secure(
             .enumerate()
             .map(|(id, session)| {
                 scope.spawn(move || -> Result<PartyRun> {
+                    let mut session = session;
+                    // In-process parties that fail are noticed at once (their links close); the
+                    // deadline only ends a stuck run. A party may wait on one computing a large
+                    // layer for minutes (the full-size 3D-UNet's level-0 convolutions), which
+                    // the links' default of 5 s took for a stall.
+                    session.set_timeout(std::time::Duration::from_secs(BENCH_PEER_TIMEOUT_SECONDS));
                     let clock = session.emulated_clock();
                     let emulated = || clock.as_ref().map(|c| c.now().as_secs_f64());
                     let backend = Porthos::new(session, variant).map_err(|e| anyhow!("setting up the session: {e}"))?;
