@@ -494,57 +494,50 @@ fn compare_chunk<const LEAD: bool>(lanes: usize, xs: &[u8], r: &[u64], beta: &[u
     compare_chunk_at::<LEAD>(simd::level(), lanes, xs, r, beta, s, z, rot, out)
 }
 
-/// [`compare_chunk`] at a level: AVX-512 with VBMI ([`vbmi`]), AVX2 ([`avx2`]; also AVX-512
-/// without VBMI), or the portable [`compare_element`] (the scalar reference).
+/// [`compare_chunk`] at a level: AVX-512 with VBMI ([`vbmi`]: one value of 64 lanes, or two of
+/// [`NARROW`], per register), AVX2 ([`avx2`]; also AVX-512 without VBMI), or the portable
+/// [`compare_element`] (the scalar reference).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     assert!(level <= simd::detected());
-    if lanes == NARROW {
-        return compare_narrow_at::<LEAD>(level, xs, r, beta, s, z, rot, out);
-    }
-    assert_eq!(lanes, W, "PrivateCompare runs on {W} or {NARROW} lanes");
+    assert!(lanes == W || lanes == NARROW, "PrivateCompare runs on {W} or {NARROW} lanes");
+    let narrow = lanes == NARROW;
     #[cfg(target_arch = "x86_64")]
     {
         if level >= Level::Avx512 && vbmi::available() {
             // SAFETY: the CPU has the features.
-            unsafe { vbmi::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
+            unsafe {
+                if narrow {
+                    vbmi::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out)
+                } else {
+                    vbmi::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out)
+                }
+            };
             return;
         }
         if level >= Level::Avx2 {
             // SAFETY: the CPU has AVX2 (the level does not exceed the detected one).
-            unsafe { avx2::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out) };
+            unsafe {
+                if narrow {
+                    avx2::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out)
+                } else {
+                    avx2::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out)
+                }
+            };
             return;
         }
     }
-    for (k, out) in out.chunks_exact_mut(W).enumerate() {
-        let at = k * W..(k + 1) * W;
-        let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
-        compare_element::<LEAD, W>(xs, r[k], beta[k], s, z, rot[k] as usize % W, out.try_into().unwrap());
+    if narrow {
+        compare_portable::<LEAD, NARROW>(xs, r, beta, s, z, rot, out)
+    } else {
+        compare_portable::<LEAD, W>(xs, r, beta, s, z, rot, out)
     }
 }
 
-/// [`compare_chunk_at`] for [`NARROW`] lanes (values below `2^32`): two values per
-/// register with VBMI, one with AVX2, else the portable [`compare_element`].
-#[inline]
+/// The portable [`compare_chunk_at`] on `L` lanes.
 #[allow(clippy::too_many_arguments)]
-fn compare_narrow_at<const LEAD: bool>(level: Level, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
-    const L: usize = NARROW;
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = level; // the portable kernel below is the only one here
-    #[cfg(target_arch = "x86_64")]
-    {
-        if level >= Level::Avx512 && vbmi::available() {
-            // SAFETY: the CPU has the features.
-            unsafe { vbmi::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out) };
-            return;
-        }
-        if level >= Level::Avx2 {
-            // SAFETY: the CPU has AVX2 (the level does not exceed the detected one).
-            unsafe { avx2::compare_narrow::<LEAD>(xs, r, beta, s, z, rot, out) };
-            return;
-        }
-    }
+fn compare_portable<const LEAD: bool, const L: usize>(xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     for (k, out) in out.chunks_exact_mut(L).enumerate() {
         let at = k * L..(k + 1) * L;
         let (xs, s, z) = (xs[at.clone()].try_into().unwrap(), s[at.clone()].try_into().unwrap(), z[at].try_into().unwrap());
@@ -727,7 +720,7 @@ mod vbmi {
         _mm512_maskz_permutexvar_epi8(half | half << 32, _mm512_add_epi8(iota, _mm512_set1_epi8(SH as i8)), v)
     }
 
-    /// As `super::compare_narrow_at` (the same bytes): two values of 32 lanes per register,
+    /// As `super::compare_chunk_at` on 32 lanes (the same bytes): two values of 32 lanes per register,
     /// their suffix sums kept within their halves, each rotated within its half.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     pub(super) unsafe fn compare_narrow<const LEAD: bool>(
@@ -997,7 +990,7 @@ mod avx2 {
         }
     }
 
-    /// As `super::compare_narrow_at` (the same bytes): one value of 32 lanes per register,
+    /// As `super::compare_chunk_at` on 32 lanes (the same bytes): one value of 32 lanes per register,
     /// the same steps as [`compare_chunk`] on one register.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn compare_narrow<const LEAD: bool>(
