@@ -888,6 +888,27 @@ mod avx2 {
         _mm256_sub_epi16(v, _mm256_mullo_epi16(q, _mm256_set1_epi16(P as i16)))
     }
 
+    /// One register of PrivateCompare's message: `G^(s - 1) c +- z mod p` for the 32 elements
+    /// of `c` and the 32 bytes of `s` and `z` at the pointers. `G^(s - 1)` from five 16-entry
+    /// tables, by the high bits of `s - 1` (0..=65); `c m mod p` as even and odd bytes' 16-bit
+    /// products (both factors below 67).
+    #[inline(always)]
+    unsafe fn blind<const LEAD: bool>(c: __m256i, s: *const u8, z: *const u8, exp: &[__m256i; 5]) -> __m256i {
+        let p = _mm256_set1_epi8(P as i8);
+        let idx = _mm256_sub_epi8(load(s), _mm256_set1_epi8(1));
+        let mut m = _mm256_shuffle_epi8(exp[0], idx);
+        for (t, table) in exp.iter().enumerate().skip(1) {
+            let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
+            m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
+        }
+        let even = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, _mm256_set1_epi16(0x00FF))));
+        let odd = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, _mm256_set1_epi16(0xFF00u16 as i16))));
+        let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
+        let zv = load(z);
+        let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
+        add_mod(prod, zv, p)
+    }
+
     /// As `super::compare_chunk` (the same bytes).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn compare_chunk<const LEAD: bool>(
@@ -908,8 +929,6 @@ mod avx2 {
         let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
         let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
         let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
-        let lows = _mm256_set1_epi16(0x00FF);
-        let highs = _mm256_set1_epi16(0xFF00u16 as i16);
         let mut twice = [0u8; 2 * W];
         for k in 0..count {
             let at = k * W;
@@ -966,20 +985,7 @@ mod avx2 {
                 std::array::from_fn(|h| add_mod(base[h], sub_mod(incl[h], w[h], p), p))
             };
             for (h, &ch) in c.iter().enumerate() {
-                // G^(s - 1) from five 16-entry tables, by the high bits of s - 1 (0..=65).
-                let idx = _mm256_sub_epi8(load(s.as_ptr().add(at + 32 * h)), one);
-                let mut m = _mm256_shuffle_epi8(exp[0], idx);
-                for (t, table) in exp.iter().enumerate().skip(1) {
-                    let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
-                    m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
-                }
-                // c m mod p: even and odd bytes as 16-bit products (both factors below 67).
-                let even = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, lows)));
-                let odd = reduce16(_mm256_maddubs_epi16(ch, _mm256_and_si256(m, highs)));
-                let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
-                let zv = load(z.as_ptr().add(at + 32 * h));
-                let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
-                let d = add_mod(prod, zv, p);
+                let d = blind::<LEAD>(ch, s.as_ptr().add(at + 32 * h), z.as_ptr().add(at + 32 * h), &exp);
                 _mm256_storeu_si256(twice.as_mut_ptr().add(32 * h) as *mut __m256i, d);
                 _mm256_storeu_si256(twice.as_mut_ptr().add(W + 32 * h) as *mut __m256i, d);
             }
@@ -1012,8 +1018,6 @@ mod avx2 {
         let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
         let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
         let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
-        let lows = _mm256_set1_epi16(0x00FF);
-        let highs = _mm256_set1_epi16(0xFF00u16 as i16);
         let mut twice = [0u8; 2 * L];
         for k in 0..count {
             let at = k * L;
@@ -1052,18 +1056,7 @@ mod avx2 {
                 let incl = add_mod(e, _mm256_permute2x128_si256::<0x81>(tot, tot), p);
                 add_mod(base, sub_mod(incl, w, p), p)
             };
-            let idx = _mm256_sub_epi8(load(s.as_ptr().add(at)), one);
-            let mut m = _mm256_shuffle_epi8(exp[0], idx);
-            for (t, table) in exp.iter().enumerate().skip(1) {
-                let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
-                m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
-            }
-            let even = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, lows)));
-            let odd = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, highs)));
-            let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
-            let zv = load(z.as_ptr().add(at));
-            let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
-            let d = add_mod(prod, zv, p);
+            let d = blind::<LEAD>(c, s.as_ptr().add(at), z.as_ptr().add(at), &exp);
             _mm256_storeu_si256(twice.as_mut_ptr() as *mut __m256i, d);
             _mm256_storeu_si256(twice.as_mut_ptr().add(L) as *mut __m256i, d);
             // out[(i + shift) mod 32] = d[i]: out[j] = twice[32 + j - shift].
