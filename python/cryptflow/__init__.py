@@ -124,6 +124,9 @@ class Program:
         ``backend``: ``"float"``, ``"cleartext"``, ``"porthos"``, ``"2pc"`` or ``"aramis"``.
         ``protocol`` (porthos and aramis): ``"compact"`` (the default), ``"porthos"`` (the
         paper's) or ``"securenn"``.
+        ``truncation``: ``"faithful"`` (the default), ``"exact"`` (the floor: secure outputs
+        equal the cleartext executor's bit for bit, at more communication) or ``"local"`` (the
+        paper's, free, with a small chance of a wrong value).
         ``progress``: ``f(done, total, layer)`` or a tqdm bar.
         """
         outputs, metrics = self._inner.run(

@@ -66,6 +66,14 @@ def test_secure_predictions_equal_cleartext(mnist, lenet, backend):
         assert metrics["aramis"]["aramis_bytes_total"] > 0
 
 
+@pytest.mark.parametrize("backend", ["porthos", "2pc", "aramis"])
+def test_exact_truncation_computes_what_cleartext_does(mnist, lenet, backend):
+    x, _ = mnist
+    clear, _ = lenet.run(x, backend="cleartext")
+    secure, _ = lenet.run(x, backend=backend, truncation="exact")
+    assert np.array_equal(secure, clear)
+
+
 def test_securenn_and_float_predictions(mnist, lenet):
     x, labels = mnist
     float_y, _ = lenet.run(x, backend="float")

@@ -18,7 +18,7 @@ def test_unknown_backend_protocol_truncation_fault(lenet):
     with pytest.raises(cryptflow.OptionsError, match="unknown protocol"):
         lenet.run(x, backend="porthos", protocol="spdz")
     with pytest.raises(cryptflow.OptionsError, match="unknown truncation"):
-        lenet.run(x, backend="porthos", truncation="exact")
+        lenet.run(x, backend="porthos", truncation="rounded")
     with pytest.raises(cryptflow.OptionsError, match="unknown fault `melt`"):
         lenet.run(x, backend="porthos", inject_fault="2:melt")
     with pytest.raises(cryptflow.RunError, match="--inject-fault applies to secure backends"):

@@ -534,7 +534,8 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
     }
     match lanes {
         NARROW => compare_portable::<LEAD, NARROW>(xs, r, beta, s, z, rot, out),
-        SHORT => compare_portable::<LEAD, SHORT>(xs, r, beta, s, z, rot, out),
+        // No hand-written kernel: the portable one compiled for the level.
+        SHORT => simd::run(level, || compare_portable::<LEAD, SHORT>(xs, r, beta, s, z, rot, out)),
         _ => compare_portable::<LEAD, W>(xs, r, beta, s, z, rot, out),
     }
 }
@@ -1169,7 +1170,7 @@ mod tests {
 
     #[test]
     fn every_kernel_of_the_comparison_is_bit_exact_at_every_level() {
-        for lanes in [W, NARROW] {
+        for lanes in [W, NARROW, SHORT] {
             every_kernel_is_bit_exact_on(lanes);
         }
     }
