@@ -412,7 +412,8 @@ pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [
 /// The helper's side of PrivateCompare for some values: `out[k]` is whether the sum of the
 /// two received vectors `a`, `b` of value `k` (`lanes` bytes each) has a zero mod p; returns
 /// the largest element of `a` and of `b` (for the range check). One portable loop, vectorised
-/// by LLVM for the level (the byte compares and maxima need nothing else).
+/// by LLVM for the level (the byte compares and maxima need nothing else), except on aarch64
+/// ([`neon::helper`]: LLVM vectorised the 32-lane loop across values, with byte loads).
 pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
     match lanes {
         W => helper_chunk_of::<W>(level, out, a, b),
@@ -422,6 +423,10 @@ pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8],
 }
 
 fn helper_chunk_of<const L: usize>(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+    #[cfg(target_arch = "aarch64")]
+    if level >= Level::Neon && (L == W || L == NARROW) {
+        return neon::helper::<L>(out, a, b);
+    }
     simd::run(level, || {
         let (mut m0, mut m1) = (0u8, 0u8);
         for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(L).zip(b.chunks_exact(L))) {
@@ -1179,6 +1184,34 @@ mod neon {
             [a, b, c, e] => vqtbl4q_u8(uint8x16x4_t(a, b, c, e), idx),
             [a, b] => vqtbl2q_u8(uint8x16x2_t(a, b), idx),
             _ => unreachable!("values of 32 or 64 lanes"),
+        }
+    }
+
+    /// As `super::helper_chunk` on `L` lanes (64 or [`super::NARROW`]): one value at a time,
+    /// in its own registers, the maxima kept in registers until the end.
+    pub(super) fn helper<const L: usize>(out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+        assert!(L == W || L == super::NARROW);
+        let count = out.len().min(a.len() / L).min(b.len() / L);
+        // SAFETY: NEON is the aarch64 baseline; the loads are of 16 bytes at `16 h < L` past
+        // the start of value `k < count`, inside `a` and `b`.
+        unsafe {
+            let p = vdupq_n_u8(P);
+            let (mut m0, mut m1) = (vdupq_n_u8(0), vdupq_n_u8(0));
+            for (k, o) in out[..count].iter_mut().enumerate() {
+                let mut hit = vdupq_n_u8(0);
+                for h in 0..L / 16 {
+                    let av = vld1q_u8(a.as_ptr().add(k * L + 16 * h));
+                    let bv = vld1q_u8(b.as_ptr().add(k * L + 16 * h));
+                    m0 = vmaxq_u8(m0, av);
+                    m1 = vmaxq_u8(m1, bv);
+                    // As `has_zero`: the wrapping byte sum is 0 or p (out-of-range elements
+                    // give the portable loop's answer too; the maxima reject them).
+                    let sum = vaddq_u8(av, bv);
+                    hit = vorrq_u8(hit, vorrq_u8(vceqzq_u8(sum), vceqq_u8(sum, p)));
+                }
+                *o = vmaxvq_u8(hit) & 1;
+            }
+            (vmaxvq_u8(m0), vmaxvq_u8(m1))
         }
     }
 
