@@ -8,10 +8,11 @@
 //!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). On AVX2
 //!     (no 64-bit vector multiply) a 2 x 8 tile in the same Winograd form, each 64-bit product
 //!     split into a 32 x 32 -> 64-bit `vpmuludq` and a 32-bit `vpmulld` of the cross terms,
-//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); otherwise (`scalar`,
-//!     and aarch64, where NEON has no 64-bit multiply either and the scalar `madd` is one
-//!     instruction) a portable 4 x 4 tile in the same Winograd form. The plain 4 x 4 tile of
-//!     wrapping arithmetic stays as a reference for tests. The level is
+//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); on aarch64 (`neon`,
+//!     little-endian) a 3 x 4 NEON tile in the same form and split, with `umlal` and `mla`
+//!     (see `micro_neon_winograd_split`); otherwise (`scalar`) a portable 4 x 4 tile in the
+//!     same Winograd form. The plain 4 x 4 tile of wrapping arithmetic stays as a reference
+//!     for tests. The level is
 //!     [`crate::simd::level`] (CPU, capped by `CRYPTFLOW_SIMD`).
 //!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
 //!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
@@ -575,6 +576,75 @@ unsafe fn micro_avx2_winograd_split<const MR: usize, const NV: usize, const NR: 
     }
 }
 
+/// Rows and columns of the NEON Winograd split tile.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_WMR: usize = 3;
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_WNR: usize = 4;
+
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+unsafe fn run_job_neon_winograd_split(job: &Job<'_>) {
+    // SAFETY: the caller's contract on `job`, forwarded (NEON is the aarch64 baseline).
+    unsafe { run_job::<NEON_WMR, NEON_WNR>(job, micro_neon_winograd_split::<NEON_WMR, { NEON_WNR / 4 }, NEON_WNR>) }
+}
+
+/// The NEON register tile (the default at [`Level::Neon`]): Winograd's form (see
+/// [`micro_avx512_winograd`]) with each product split into 32-bit limbs summed apart, as in
+/// [`micro_avx2_winograd_split`]: NEON has no 64-bit multiply either. For four output lanes
+/// (two registers of two u64) and a pair of steps: `u = a_2q + b_2q+1` and `w = a_2q+1 + b_2q`
+/// (four 64-bit additions), their low and high 32-bit halves gathered four lanes to a register
+/// (`uzp1`/`uzp2`, four), the full products `ul wl` accumulated into two registers of u64
+/// (`umlal`, `umlal2`) and the cross terms `ul wh + uh wl` into one register of four u32 lanes
+/// (two `mla`), shifted into the high halves and added once per tile: 12 instructions, 4 of
+/// them multiplies, per 8 products (the portable tile: 3 scalar instructions, one of them a
+/// multiply, per 2 products; which is faster depends on the core's vector and scalar multiply
+/// throughput, not measured: no ARM hardware here). `MR x NR` = 3 x 4 keeps 9 accumulators,
+/// four B registers, the broadcasts and the temporaries of a step in the 32 vector registers
+/// (at 4 x 4 LLVM hoisted every broadcast and addition of the step and spilled three
+/// accumulators per step).
+///
+/// Little-endian only: the limbs are taken by reinterpreting u64 lanes as u32 pairs.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn micro_neon_winograd_split<const MR: usize, const NG: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+    use std::arch::aarch64::*;
+    assert!(NR == 4 * NG && kc & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    // SAFETY: NEON is the aarch64 baseline; the loads read B rows 2q and 2q+1 of the panel
+    // (`bp` has 2 NR elements; two per load, at `4 g + 2 h < NR` and NR past it), the stores
+    // an output row's NR = 4 NG elements, two at `4 g` and two at `4 g + 2`.
+    unsafe {
+        let mut lo = [[[vdupq_n_u64(0); 2]; NG]; MR];
+        let mut cross = [[vdupq_n_u32(0); NG]; MR];
+        for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+            let b0: [[uint64x2_t; 2]; NG] = std::array::from_fn(|g| std::array::from_fn(|h| vld1q_u64(bp.as_ptr().add(4 * g + 2 * h))));
+            let b1: [[uint64x2_t; 2]; NG] = std::array::from_fn(|g| std::array::from_fn(|h| vld1q_u64(bp.as_ptr().add(NR + 4 * g + 2 * h))));
+            for i in 0..MR {
+                let x = vdupq_n_u64(ap[i]); // a_2q
+                let y = vdupq_n_u64(ap[MR + i]); // a_2q+1
+                for g in 0..NG {
+                    let u: [uint32x4_t; 2] = std::array::from_fn(|h| vreinterpretq_u32_u64(vaddq_u64(x, b1[g][h])));
+                    let w: [uint32x4_t; 2] = std::array::from_fn(|h| vreinterpretq_u32_u64(vaddq_u64(y, b0[g][h])));
+                    let (ul, uh) = (vuzp1q_u32(u[0], u[1]), vuzp2q_u32(u[0], u[1]));
+                    let (wl, wh) = (vuzp1q_u32(w[0], w[1]), vuzp2q_u32(w[0], w[1]));
+                    lo[i][g][0] = vmlal_u32(lo[i][g][0], vget_low_u32(ul), vget_low_u32(wl));
+                    lo[i][g][1] = vmlal_high_u32(lo[i][g][1], ul, wl);
+                    cross[i][g] = vmlaq_u32(vmlaq_u32(cross[i][g], ul, wh), uh, wl);
+                }
+            }
+        }
+        for i in 0..MR {
+            for g in 0..NG {
+                let c = cross[i][g];
+                let r0 = vaddq_u64(lo[i][g][0], vshll_n_u32::<32>(vget_low_u32(c)));
+                let r1 = vaddq_u64(lo[i][g][1], vshll_high_n_u32::<32>(c));
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g), r0);
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g + 2), r1);
+            }
+        }
+    }
+}
+
 unsafe fn run_job_generic(job: &Job<'_>) {
     unsafe { run_job::<4, 4>(job, micro_portable::<4, 4>) }
 }
@@ -599,9 +669,12 @@ pub(crate) enum U64Kernel {
     /// comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Generic,
-    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`] and
-    /// [`Level::Neon`]: half the 64-bit multiplies).
+    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`], and at
+    /// [`Level::Neon`] on big-endian aarch64: half the 64-bit multiplies).
     GenericWinograd,
+    /// NEON in Winograd's form with 32-bit limb products (the default at [`Level::Neon`];
+    /// little-endian aarch64 only).
+    NeonWinogradSplit,
 }
 
 impl U64Kernel {
@@ -610,6 +683,7 @@ impl U64Kernel {
         match self {
             U64Kernel::Avx512Winograd | U64Kernel::Avx512 => Level::Avx512,
             U64Kernel::Avx2WinogradSplit | U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
+            U64Kernel::NeonWinogradSplit => Level::Neon,
             U64Kernel::Generic | U64Kernel::GenericWinograd => Level::Scalar,
         }
     }
@@ -619,6 +693,7 @@ impl U64Kernel {
         match level {
             Level::Avx512 => U64Kernel::Avx512Winograd,
             Level::Avx2 => U64Kernel::Avx2WinogradSplit,
+            Level::Neon if cfg!(all(target_arch = "aarch64", target_endian = "little")) => U64Kernel::NeonWinogradSplit,
             Level::Neon | Level::Scalar => U64Kernel::GenericWinograd,
         }
     }
@@ -674,6 +749,10 @@ pub(crate) fn gemm_u64_with(
         #[cfg(target_arch = "x86_64")]
         U64Kernel::Avx2WinogradSplit => {
             gemm_u64_oriented::<AVX2_WMR, AVX2_WNR>(m, n, k, a, b, c, ldc, run_job_avx2_winograd_split, Form::Winograd(level))
+        }
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        U64Kernel::NeonWinogradSplit => {
+            gemm_u64_oriented::<NEON_WMR, NEON_WNR>(m, n, k, a, b, c, ldc, run_job_neon_winograd_split, Form::Winograd(level))
         }
         U64Kernel::GenericWinograd => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic_winograd, Form::Winograd(level)),
         _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, Form::Classic),
@@ -1058,6 +1137,9 @@ mod tests {
             kernels.push(U64Kernel::Avx512);
             kernels.push(U64Kernel::Avx512Winograd);
         }
+        if cfg!(all(target_arch = "aarch64", target_endian = "little")) && simd::detected().up_to().contains(&Level::Neon) {
+            kernels.push(U64Kernel::NeonWinogradSplit);
+        }
         for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40), (2, 700, 300), (500, 2, 600), (4, 4, 9), (5, 9, 3), (12, 24, 1)] {
             let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
@@ -1108,6 +1190,9 @@ mod tests {
         }
         if simd::detected() >= Level::Avx512 {
             kernels.push(U64Kernel::Avx512Winograd);
+        }
+        if cfg!(all(target_arch = "aarch64", target_endian = "little")) && simd::detected().up_to().contains(&Level::Neon) {
+            kernels.push(U64Kernel::NeonWinogradSplit);
         }
         let filter = std::env::var("GEMM_KERNELS").unwrap_or_default();
         kernels.retain(|k| filter.is_empty() || filter.split(',').any(|f| format!("{k:?}") == f));
