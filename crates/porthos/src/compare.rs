@@ -1311,8 +1311,8 @@ mod neon {
                 }
                 // out[(i + shift) mod l] = d[i]: lane j takes lane (j - shift) mod l.
                 let shift = vdupq_n_u8((rot[k] as usize % l) as u8);
-                for h in 0..N {
-                    let idx = vandq_u8(vsubq_u8(iota[h], shift), wrap);
+                for (h, &lane) in iota.iter().enumerate() {
+                    let idx = vandq_u8(vsubq_u8(lane, shift), wrap);
                     vst1q_u8(out.as_mut_ptr().add(at + 16 * h), lookup(&d, idx));
                 }
             }
