@@ -42,6 +42,13 @@ impl Backend for Cleartext {
         Ok(())
     }
 
+    /// The floor, whatever the values: so the math library takes the paths it takes on the
+    /// secure backends under faithful or exact truncation (the command line's default), and
+    /// a secure run under exact truncation computes what this one does, bit for bit.
+    fn exact_truncation(&self) -> bool {
+        true
+    }
+
     fn share(&mut self, owner: Owner, shape: &[usize], value: Option<&RingTensor>) -> Result<RingTensor> {
         let value = value.ok_or_else(|| BackendError::Aborted(format!("{owner:?} gave no value to share")))?;
         if value.shape() != shape {

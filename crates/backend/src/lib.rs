@@ -171,6 +171,10 @@ pub enum Truncation {
     /// Faithful truncation: correct (floor, or floor + 1 where the backend documents it) for
     /// every element of the documented range, whatever the shares; costs communication.
     Faithful,
+    /// Exact truncation: `floor(x / d)` for every element of the documented range, whatever
+    /// the shares, so that a secure run computes bit for bit what the cleartext executor does.
+    /// Costs more than [`Truncation::Faithful`] where that one may round up.
+    Exact,
 }
 
 /// Why a backend call failed.
@@ -345,6 +349,7 @@ pub trait Backend {
         match mode {
             Truncation::Local => Ok(()),
             Truncation::Faithful => Err(BackendError::Unsupported("faithful truncation")),
+            Truncation::Exact => Err(BackendError::Unsupported("exact truncation")),
         }
     }
 

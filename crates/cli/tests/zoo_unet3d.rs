@@ -108,20 +108,32 @@ fn the_reduced_innereye_unet_segments_like_onnxruntime_securely_and_in_slabs() {
 
     // The zoo's default model ends in the segmentation map: the ArgMax runs securely (here
     // under `run`'s defaults, the compact protocol and faithful truncation, with slabs) and
-    // the client gets each voxel's class.
+    // the client gets each voxel's class, as int64. With exact truncation every value of the
+    // secure run is the cleartext executor's, so the maps are equal voxel for voxel.
     let model = work.path().join("segmentation.onnx");
     let mut args = vec!["zoo", "unet3d-innereye", "-o", path_str(&model)];
     args.extend(&OPTIONS[..8]);
     cryptflow_ok(&args);
     let dir = work.path().join("segmentation");
     cryptflow_ok(&["compile", path_str(&model), "-o", path_str(&dir)]);
-    let y = work.path().join("map.npy");
-    cryptflow_ok(&["run", path_str(&dir), "--backend", "porthos", "--input", path_str(&input), "-o", path_str(&y), "--slab-elements", "131072"]);
-    let (shape, map) = read_npy(&y);
-    assert_eq!(shape, [1, 32, 64, 64]);
-    let map: Vec<usize> = map.iter().map(|&c| c as usize).collect();
-    assert!(map.iter().all(|&c| c < 8));
+    let map_of = |name: &str, extra: &[&str]| {
+        let y = work.path().join(format!("{name}.npy"));
+        let mut args = vec!["run", path_str(&dir), "--input", path_str(&input), "-o", path_str(&y), "--slab-elements", "131072"];
+        args.extend(extra);
+        cryptflow_ok(&args);
+        let bytes = std::fs::read(&y).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), [1, 32, 64, 64]);
+        let map: Vec<usize> = npy.into_vec::<i64>().expect("class indices as int64").into_iter().map(|c| c as usize).collect();
+        assert!(map.iter().all(|&c| c < 8));
+        map
+    };
+    let clear_map_of_argmax = map_of("map-cleartext", &["--backend", "cleartext"]);
+    assert_eq!(clear_map_of_argmax, clear_map, "the cleartext ArgMax and the argmax of the cleartext logits");
+    let map = map_of("map", &["--backend", "porthos"]);
     let agree = agreement(&map, &clear_map);
     assert!(agree as f64 >= 0.999 * VOXELS as f64, "segmentation map: {agree} of {VOXELS} voxels agree with cleartext");
     eprintln!("porthos segmentation map vs cleartext: {agree} of {VOXELS} voxels");
+    let exact = map_of("map-exact", &["--backend", "porthos", "--truncation", "exact"]);
+    assert!(exact == clear_map, "exact truncation: {} of {VOXELS} voxels agree with cleartext", agreement(&exact, &clear_map));
 }

@@ -453,7 +453,7 @@ pub fn protocol(name: &str) -> Result<ProtocolName, Error> {
 
 /// A truncation by its `--truncation` name (`faithful` or `local`).
 pub fn truncation(name: &str) -> Result<TruncationName, Error> {
-    TruncationName::from_str(name, false).map_err(|_| Error::Options(format!("unknown truncation `{name}`: choose faithful or local")))
+    TruncationName::from_str(name, false).map_err(|_| Error::Options(format!("unknown truncation `{name}`: choose faithful, exact or local")))
 }
 
 /// An injected fault `PARTY:KIND` (`--inject-fault`).

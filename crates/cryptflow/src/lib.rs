@@ -105,6 +105,11 @@ pub enum TruncationName {
     /// helper-dealt masks, one round per call; 2PC: one comparison per element).
     #[default]
     Faithful,
+    /// Exact truncation: the floor, so that a secure run computes bit for bit what the
+    /// cleartext executor does (Porthos: faithful plus a 16-lane comparison of the residues,
+    /// 82 bytes per element at scale 12 instead of 32, two more flights; 2PC: as faithful,
+    /// which is already the floor, for power-of-two divisors).
+    Exact,
 }
 
 impl TruncationName {
@@ -113,6 +118,7 @@ impl TruncationName {
         match self {
             TruncationName::Local => cryptflow_backend::Truncation::Local,
             TruncationName::Faithful => cryptflow_backend::Truncation::Faithful,
+            TruncationName::Exact => cryptflow_backend::Truncation::Exact,
         }
     }
 }

@@ -369,6 +369,15 @@ pub fn write_f32(path: &Path, tensor: &FloatTensor) -> Result<()> {
     write_array(path, tensor.shape(), tensor.data())
 }
 
+/// Writes decoded outputs: float32, or int64 for integer outputs (ArgMax's class indices,
+/// which the float32 decoding holds exactly).
+pub fn write_output(path: &Path, tensor: &FloatTensor, encoding: cryptflow_ir::llil::Encoding) -> Result<()> {
+    match encoding {
+        cryptflow_ir::llil::Encoding::Integer => write_i64(path, tensor.shape(), &tensor.data().iter().map(|&v| v as i64).collect::<Vec<_>>()),
+        cryptflow_ir::llil::Encoding::Fixed { .. } => write_f32(path, tensor),
+    }
+}
+
 pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
     write_array(path, shape, data)
 }

@@ -365,7 +365,7 @@ pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, 
         bail!("{message}");
     }
     if let Some(peer) = (0..n).find(|&p| truncations[p] != truncation) {
-        let name = |t: u64| if t == crate::TruncationName::Local as u64 { "local" } else { "faithful" };
+        let name = |t: u64| flag_value(crate::TruncationName::value_variants(), |v| *v as u64 == t, "truncation", t);
         bail!(
             "party {peer} ({}) runs --truncation {}, this party ({id}, {}) --truncation {}: every party must pass the same --truncation",
             roles.names[peer],
@@ -375,13 +375,7 @@ pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, 
         );
     }
     if let Some(peer) = (0..n).find(|&p| protocols[p] != protocol) {
-        let name = |p: u64| {
-            crate::ProtocolName::value_variants()
-                .iter()
-                .find(|v| **v as u64 == p)
-                .and_then(|v| v.to_possible_value())
-                .map_or_else(|| format!("(unknown protocol {p})"), |v| v.get_name().to_string())
-        };
+        let name = |p: u64| flag_value(crate::ProtocolName::value_variants(), |v| *v as u64 == p, "protocol", p);
         bail!(
             "party {peer} ({}) runs --protocol {}, this party ({id}, {}) --protocol {}: every party must pass the same --protocol",
             roles.names[peer],
@@ -391,6 +385,11 @@ pub fn agree_on_program(session: &mut Session, roles: &Roles, args: &PartyArgs, 
         );
     }
     Ok(())
+}
+
+/// The command-line spelling of the variant a peer announced by its code.
+fn flag_value<T: clap::ValueEnum>(variants: &[T], is: impl Fn(&T) -> bool, what: &str, code: u64) -> String {
+    variants.iter().find(|v| is(v)).and_then(|v| v.to_possible_value()).map_or_else(|| format!("(unknown {what} {code})"), |v| v.get_name().to_string())
 }
 
 /// What to say when the parties' program digests differ (`None` when they all agree): names the
@@ -511,7 +510,7 @@ pub fn drive<B: Backend>(
     }
     if let (Some(path), Some(inputs)) = (&args.output, &files.client_inputs) {
         let outputs: Vec<FloatTensor> = run.outputs.iter().map(|y| decode_output(&y[0], program.outputs[0].encoding)).collect();
-        npy::write_f32(path, &npy::stack(&outputs, inputs.stacking))?;
+        npy::write_output(path, &npy::stack(&outputs, inputs.stacking), program.outputs[0].encoding)?;
         eprintln!("party {id} (client): wrote {}", path.display());
     }
     Ok((metrics, run.backend))

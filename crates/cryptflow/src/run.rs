@@ -176,7 +176,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         progress: crate::secure::Progress::Terminal,
     };
     let (outputs, metrics) = execute(&Artifacts::Dir(&args.dir), &public, &inputs, &options)?;
-    npy::write_f32(&args.output, &npy::stack(&outputs, stacked))?;
+    npy::write_output(&args.output, &npy::stack(&outputs, stacked), program.outputs[0].encoding)?;
     eprintln!(
         "{} inference(s) on the {} backend in {:.3} s; wrote {}",
         inputs.len(),

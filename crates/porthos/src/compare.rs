@@ -20,6 +20,9 @@ use crate::{pack, prof, BackendError, Porthos, ProtocolVariant, Result, CLIENT, 
 pub(crate) const W: usize = 64;
 /// Bits per value of a narrowed comparison (see [`Porthos::compare_compact_thresholds`]).
 pub(crate) const NARROW: usize = 32;
+/// Bits per value of the exact truncation's carry comparison for divisors up to `2^16`
+/// ([`Porthos::exact_divide`]; the portable kernel only).
+pub(crate) const SHORT: usize = 16;
 /// Values per parallel task (even, so that alternating items split evenly between tasks).
 const CHUNK: usize = 128;
 const P16: u16 = P as u16;
@@ -30,7 +33,7 @@ const P16: u16 = P as u16;
 /// without answers in between: the stream costs no extra rounds.
 const STREAM: usize = 1 << 14;
 
-/// A share-holder's Z_p shares of the low `lanes` bits (64 or [`NARROW`]) of `n` secret
+/// A share-holder's Z_p shares of the low `lanes` bits (64, [`NARROW`] or [`SHORT`]) of `n` secret
 /// values, as the helper dealt them. The received shares arrive as a stream of messages, one
 /// per block of [`STREAM`] values, and are kept as they came.
 pub(crate) struct BitShares {
@@ -197,14 +200,14 @@ impl Porthos {
         Ok(words)
     }
 
-    /// The helper deals fresh shares over Z_p of the low `lanes` bits (64 or [`NARROW`]) of
+    /// The helper deals fresh shares over Z_p of the low `lanes` bits (64, [`NARROW`], [`SHORT`]) of
     /// every value of `x` (the helper passes `Some(x)`, the others `None` and `n`); the
     /// share-holders get their [`BitShares`], the helper `None`. In the Porthos variant item
     /// `i` has one share drawn from a key the helper shares with a party (P0 for even
     /// `i + parity`, P1 otherwise) and the other one sent (`lanes n` elements on the wire in
     /// all); in SecureNN both are sent, the first drawn from the helper's private randomness.
     pub(crate) fn deal_bits(&mut self, x: Option<&[u64]>, n: usize, lanes: usize) -> Result<Option<BitShares>> {
-        assert!(lanes == W || lanes == NARROW);
+        assert!(matches!(lanes, W | NARROW | SHORT));
         let w = lanes;
         let _p = prof::scope(if self.id == HELPER { "deal_bits (helper)" } else { "deal_bits (receive)" });
         if self.porthos() {
@@ -304,7 +307,7 @@ impl Porthos {
     /// nonzero entries elsewhere, so a uniform rotation already puts the zero at a uniform
     /// position.
     pub(crate) fn private_compare(&mut self, xbits: Option<&BitShares>, r: &[u64], beta: &[u8], n: usize, lanes: usize) -> Result<Vec<u8>> {
-        assert!(lanes == W || lanes == NARROW);
+        assert!(matches!(lanes, W | NARROW | SHORT));
         let w = lanes;
         let _p = prof::scope("private_compare");
         if self.id == HELPER {
@@ -418,7 +421,8 @@ pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8],
     match lanes {
         W => helper_chunk_of::<W>(level, out, a, b),
         NARROW => helper_chunk_of::<NARROW>(level, out, a, b),
-        _ => unreachable!("PrivateCompare runs on {W} or {NARROW} lanes"),
+        SHORT => helper_chunk_of::<SHORT>(level, out, a, b),
+        _ => unreachable!("PrivateCompare runs on {W}, {NARROW} or {SHORT} lanes"),
     }
 }
 
@@ -506,10 +510,10 @@ fn compare_chunk<const LEAD: bool>(lanes: usize, xs: &[u8], r: &[u64], beta: &[u
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
     assert!(level <= simd::detected());
-    assert!(lanes == W || lanes == NARROW, "PrivateCompare runs on {W} or {NARROW} lanes");
+    assert!(matches!(lanes, W | NARROW | SHORT), "PrivateCompare runs on {W}, {NARROW} or {SHORT} lanes");
     let narrow = lanes == NARROW;
     #[cfg(target_arch = "x86_64")]
-    {
+    if lanes != SHORT {
         if level >= Level::Avx512 && vbmi::available() {
             // SAFETY: the CPU has the features.
             unsafe {
@@ -537,7 +541,7 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
     {
         // Only the lane counts the NEON kernels have; any other one runs the portable path.
         if level >= Level::Neon && (lanes == W || lanes == NARROW) {
-            if lanes == NARROW {
+            if narrow {
                 neon::compare::<LEAD, 2>(xs, r, beta, s, z, rot, out)
             } else {
                 neon::compare::<LEAD, 4>(xs, r, beta, s, z, rot, out)
@@ -545,10 +549,10 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
             return;
         }
     }
-    if narrow {
-        compare_portable::<LEAD, NARROW>(xs, r, beta, s, z, rot, out)
-    } else {
-        compare_portable::<LEAD, W>(xs, r, beta, s, z, rot, out)
+    match lanes {
+        NARROW => compare_portable::<LEAD, NARROW>(xs, r, beta, s, z, rot, out),
+        SHORT => compare_portable::<LEAD, SHORT>(xs, r, beta, s, z, rot, out),
+        _ => compare_portable::<LEAD, W>(xs, r, beta, s, z, rot, out),
     }
 }
 
@@ -562,7 +566,7 @@ fn compare_portable<const LEAD: bool, const L: usize>(xs: &[u8], r: &[u64], beta
     }
 }
 
-/// One value of PrivateCompare on `L` lanes (64 or [`NARROW`]; `x`, `r` below `2^L`) at a
+/// One value of PrivateCompare on `L` lanes (64, [`NARROW`], [`SHORT`]; `x`, `r` below `2^L`) at a
 /// share-holder: `xs` its shares of the bits of x, `r`,
 /// `beta`, the common uniform nonzero `s` (the multiplier is `G^(s - 1)`, also uniform over
 /// Z_p^*), zero-sharing masks `z` and rotation `shift`; writes the 64 blinded elements to send.

@@ -144,6 +144,9 @@
 //! [`Porthos::faithful_divide`]: `floor(x / d)` or one more (unbiased rounding by the helper's
 //! mask) for every `x` in `[-2^62, 2^62)` (`|x| <= 2^62 - d` for other divisors), 4 words
 //! (32 bytes) per element in the Porthos variant (6 in SecureNN) and 1 round.
+//! [`Truncation::Exact`] adds the carry of [`Porthos::exact_divide`] (a PrivateCompare on 16
+//! lanes and a dealt word: 82 bytes per element in all for the compact variant's scale 12,
+//! 3 flights): the floor, so that a secure run is bit-identical to the cleartext executor.
 //!
 //! # Ranges
 //! Comparisons (ReLU, MaxPool, ArgMax) follow SecureNN: DReLU(x) is the MSB of `2x` (an even
@@ -308,8 +311,8 @@ impl Porthos {
     }
 
     /// Chooses the truncation of `scale_down` and `divide` (all three parties must choose the
-    /// same): [`Truncation::Local`] (the default) or [`Truncation::Faithful`] (see
-    /// [`Porthos::faithful_divide`]).
+    /// same): [`Truncation::Local`] (the default), [`Truncation::Faithful`] (see
+    /// [`Porthos::faithful_divide`]) or [`Truncation::Exact`] ([`Porthos::exact_divide`]).
     pub fn set_truncation(&mut self, mode: Truncation) {
         self.truncation = mode;
     }
@@ -520,11 +523,42 @@ impl Porthos {
     /// sees `c`, its shares and the peer's word, all uniform: nothing of `x`'s low bits, and
     /// its share no longer predicts the rounding.
     pub fn faithful_divide(&mut self, x: &[u64], div: Div<'_>) -> Result<Vec<u64>> {
+        self.masked_divide(x, div, false)
+    }
+
+    /// Helper-assisted exact division: `floor(x / d)` on the range of
+    /// [`Porthos::faithful_divide`], whatever the shares and the helper's mask, so that a
+    /// secure run computes what the cleartext executor does, bit for bit. The helper gets
+    /// zeros.
+    ///
+    /// The faithful result is `floor(x / d)` plus the carry `[t > c mod d]` of the residues,
+    /// where the helper knows the threshold `t`: `r mod d` when the opening does not wrap, and
+    /// `(r mod d - 2^64 mod d) mod d` when it does (`c = y + r - 2^64`; the same as `r mod d`
+    /// for powers of two). So after the faithful steps:
+    /// 5. The helper deals shared bits of `t` (one threshold per element for powers of two; for
+    ///    other divisors the no-wrap and the wrap threshold, P0 and P1 keeping the one that
+    ///    `MSB(c)` selects); PrivateCompare of them with the public `c mod d` and common bits
+    ///    `beta` gives the helper `beta XOR [t > c mod d]`, uniform to it.
+    /// 6. The helper deals shares of that bit over Z_L (halved: one word per element); P0 and
+    ///    P1 remove `beta` (public to them) and subtract the carry.
+    ///
+    /// PrivateCompare runs on 16 lanes for divisors up to `2^16` (every fixed-point scale),
+    /// 32 up to `2^32`, 64 beyond. Per element for `2^12` in the Porthos and compact variants:
+    /// the faithful 32 bytes, plus 14 (the dealt bits, 7 bits per Z_p element in the compact
+    /// variant; 16 in the others), 28 (PrivateCompare, the same), and 8 (the carry): 82 bytes
+    /// compact, 88 Porthos; twice the last three for divisors that are not powers of two. Two
+    /// more flights than faithful (to the helper and back).
+    pub fn exact_divide(&mut self, x: &[u64], div: Div<'_>) -> Result<Vec<u64>> {
+        self.masked_divide(x, div, true)
+    }
+
+    /// [`Porthos::faithful_divide`], and with `exact` the carry of [`Porthos::exact_divide`].
+    fn masked_divide(&mut self, x: &[u64], div: Div<'_>, exact: bool) -> Result<Vec<u64>> {
         let n = x.len();
         if n == 0 {
             return Ok(Vec::new());
         }
-        let _p = prof::scope("faithful_divide");
+        let _p = prof::scope(if exact { "exact_divide" } else { "faithful_divide" });
         // floor(v / d) for unsigned v, element i; D / d; D.
         let quot = |v: u64, i: usize| -> u64 {
             match div {
@@ -539,17 +573,32 @@ impl Porthos {
             }
         };
         const HALF_RANGE: u64 = 1 << 62;
+        // The carry's comparison: two thresholds per element (no wrap, wrap) unless every
+        // divisor divides 2^64; lanes for the largest residue.
+        let sets = if matches!(div, Div::Each(_)) { 2 } else { 1 };
+        let largest = match div {
+            Div::Pow2(k) => 1u64 << k,
+            Div::Each(d) => d.iter().copied().max().unwrap_or(1),
+        };
+        let lanes = match 64 - (largest - 1).leading_zeros() as usize {
+            0..=compare::SHORT => compare::SHORT,
+            b if b <= compare::NARROW => compare::NARROW,
+            _ => compare::W,
+        };
         if self.id == HELPER {
-            let r0 = self.helper_key(MODEL_OWNER).u64s(n);
-            let mut a = self.helper_key(CLIENT).u64s(n);
+            let mut r = self.helper_key(MODEL_OWNER).u64s(n);
+            let r1 = self.helper_key(CLIENT).u64s(n);
+            add_in_place(&mut r, &r1);
+            pool::give(r1);
+            let mut a = pool::take(n);
             let mut sel = pool::take(n);
             a.par_iter_mut().with_min_len(PAR_MIN).zip(sel.par_iter_mut()).enumerate().for_each(|(i, (a, s))| {
-                let r = a.wrapping_add(r0[i]);
+                let r = r[i];
                 let neg_q = quot(r, i).wrapping_neg();
                 *s = if r >> 63 == 1 {
                     // ceil((2^64 - r) / d); r != 0 here.
                     let d = divisor(i) as u128;
-                    (((1u128 << 64) - r as u128 + d - 1) / d) as u64
+                    ((1u128 << 64) - r as u128).div_ceil(d) as u64
                 } else {
                     neg_q
                 };
@@ -558,6 +607,23 @@ impl Porthos {
             self.deal_words::<ZL>(Some(&a), n, true)?;
             self.deal_words::<ZL>(Some(&sel), n, true)?;
             pool::give(sel);
+            if exact {
+                // Thresholds: r mod d (no wrap); (r mod d - 2^64 mod d) mod d (wrap).
+                let mut t = pool::take(sets * n);
+                let (no_wrap, wrap) = t.split_at_mut(n);
+                no_wrap.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, t)| *t = r[i] % divisor(i));
+                wrap.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, t)| {
+                    let d = divisor(i);
+                    let rd = r[i] % d;
+                    *t = if r[i] >> 63 == 1 { (rd + d - ((1u128 << 64) % d as u128) as u64) % d } else { rd };
+                });
+                self.deal_bits(Some(&t), sets * n, lanes)?;
+                let carry = self.private_compare(None, &[], &[], sets * n, lanes)?;
+                t.par_iter_mut().with_min_len(PAR_MIN).zip(carry.par_iter()).for_each(|(t, &b)| *t = b as u64);
+                self.deal_words::<ZL>(Some(&t), sets * n, true)?;
+                pool::give(t);
+            }
+            pool::give(r);
             return Ok(pool::zeros(n));
         }
         let lead = self.id == MODEL_OWNER;
@@ -573,7 +639,16 @@ impl Porthos {
         self.send(other, msg)?;
         let a = self.deal_words::<ZL>(None, n, true)?;
         let sel = self.deal_words::<ZL>(None, n, true)?;
+        let tbits = if exact { self.deal_bits(None, sets * n, lanes)? } else { None };
         let got = self.recv(other, n)?;
+        // The opening c (for the carry: its residues, and its MSB choosing the threshold).
+        let opened = if exact {
+            let mut o = pool::take(n);
+            o.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, o)| *o = c[i].wrapping_add(got[i]));
+            o
+        } else {
+            Vec::new()
+        };
         c.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, out)| {
             let c = out.wrapping_add(got[i]);
             let share = if c >> 63 == 1 { a[i] } else { sel[i] };
@@ -584,6 +659,27 @@ impl Porthos {
                 share
             };
         });
+        if exact {
+            let mut residues = pool::take(sets * n);
+            residues.par_chunks_mut(n).for_each(|res| {
+                res.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, v)| *v = opened[i] % divisor(i));
+            });
+            let beta = self.common().bits(sets * n);
+            self.private_compare(tbits.as_ref(), &residues, &beta, sets * n, lanes)?;
+            drop(tbits);
+            pool::give(residues);
+            let flipped = self.deal_words::<ZL>(None, sets * n, true)?;
+            c.par_iter_mut().with_min_len(PAR_MIN).enumerate().for_each(|(i, out)| {
+                // The wrap threshold when the opening's MSB is 0 (see `faithful_divide`, 4).
+                let j = if sets == 2 && opened[i] >> 63 == 0 { n + i } else { i };
+                // [t > c mod d] = beta XOR beta' = beta + beta' - 2 beta beta'.
+                let g = flipped[j];
+                let carry = if beta[j] == 1 { g.wrapping_neg().wrapping_add(lead as u64) } else { g };
+                *out = out.wrapping_sub(carry);
+            });
+            pool::give(flipped);
+            pool::give(opened);
+        }
         for v in [a, sel, got] {
             pool::give(v);
         }
@@ -1719,17 +1815,19 @@ impl Backend for Porthos {
     /// alone decides the rounding (tests/truncation.rs measures both).
     ///
     /// With [`Truncation::Faithful`]: [`Porthos::faithful_divide`] by `2^shift` (32 bytes per
-    /// element, 1 round), `floor(x / 2^shift)` or one more for every `x` in `[-2^62, 2^62)`.
+    /// element, 1 round), `floor(x / 2^shift)` or one more for every `x` in `[-2^62, 2^62)`;
+    /// with [`Truncation::Exact`] [`Porthos::exact_divide`], the floor.
     /// A shift of 0 is free and exact; 63 runs as 62 (both floors are `-[x < 0]` on the range).
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         if shift >= 64 {
             return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
         }
-        if self.truncation == Truncation::Faithful {
+        if self.truncation != Truncation::Local {
+            let exact = self.truncation == Truncation::Exact;
             return Ok(match shift {
                 0 => self.zeros_for_helper(x.clone()),
                 // floor(x / 2^63) = floor(x / 2^62) = -[x < 0] on the range.
-                k => RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Pow2(k.min(62)))?)?,
+                k => RingTensor::new(x.shape().to_vec(), self.masked_divide(x.data(), Div::Pow2(k.min(62)), exact)?)?,
             });
         }
         Ok(match self.id {
@@ -1745,7 +1843,8 @@ impl Backend for Porthos {
     /// with probability `|x| / 2^64` (a share within `|x|` of the wrap-around point).
     ///
     /// With [`Truncation::Faithful`]: [`Porthos::faithful_divide`] (32 bytes per element,
-    /// 1 round), `floor(x / d)` or one more for every `|x| <= 2^62 - d`.
+    /// 1 round), `floor(x / d)` or one more for every `|x| <= 2^62 - d`; with
+    /// [`Truncation::Exact`] [`Porthos::exact_divide`], the floor.
     fn divide(&mut self, x: &RingTensor, divisors: &RingTensor) -> Result<RingTensor> {
         if x.shape() != divisors.shape() {
             return Err(shape_err(format!("divide: value {:?}, divisors {:?}", x.shape(), divisors.shape())));
@@ -1753,8 +1852,9 @@ impl Backend for Porthos {
         if divisors.data().iter().any(|&d| d == 0 || (d as i64) < 0) {
             return Err(BackendError::Aborted("division by a non-positive public divisor".into()));
         }
-        if self.truncation == Truncation::Faithful {
-            return Ok(RingTensor::new(x.shape().to_vec(), self.faithful_divide(x.data(), Div::Each(divisors.data()))?)?);
+        if self.truncation != Truncation::Local {
+            let exact = self.truncation == Truncation::Exact;
+            return Ok(RingTensor::new(x.shape().to_vec(), self.masked_divide(x.data(), Div::Each(divisors.data()), exact)?)?);
         }
         Ok(match self.id {
             MODEL_OWNER => x.zip_with(divisors, |v, d| (v as i64).div_euclid(d as i64) as u64)?,
@@ -1764,7 +1864,7 @@ impl Backend for Porthos {
     }
 
     fn exact_truncation(&self) -> bool {
-        self.truncation == Truncation::Faithful
+        self.truncation != Truncation::Local
     }
 
     fn set_truncation(&mut self, mode: Truncation) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Faithful truncation (`Truncation::Faithful`): exactness over adversarial values and shares,
-//! its communication as formulas, and the failure of the local truncation it replaces.
+//! its communication as formulas, and the failure of the local truncation it replaces; the
+//! exact truncation (`Truncation::Exact`): the floor, whatever the shares, and its cost.
 
 mod common;
 
@@ -211,4 +212,106 @@ fn the_backend_setting_selects_the_truncation() {
     assert!(out.iter().all(|&t| t == Truncation::Faithful));
     let mut c = cryptflow_backend::cleartext::Cleartext;
     assert!(c.set_truncation(Truncation::Faithful).is_ok());
+}
+
+/// Bytes per element of the exact truncation beyond the faithful one, for a carry comparison
+/// on `lanes` lanes and `sets` thresholds per element (1 for powers of two, 2 otherwise): per
+/// threshold the dealt bits (halved but in SecureNN), PrivateCompare from P0 and P1, and the
+/// dealt carry word (halved but in SecureNN). A Z_p element is 7 bits in the compact variant.
+fn carry_bytes(v: ProtocolVariant, lanes: u64, sets: u64) -> u64 {
+    let zp = if v == ProtocolVariant::Compact { lanes * 7 / 8 } else { lanes };
+    let dealt = if v == ProtocolVariant::SecureNN { 2 } else { 1 };
+    sets * (dealt * zp + 2 * zp + dealt * 8)
+}
+
+/// PrivateCompare's lanes for the carry of a division by up to `d`.
+fn carry_lanes(d: u64) -> u64 {
+    match 64 - (d - 1).leading_zeros() {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    }
+}
+
+#[test]
+fn exact_scale_down_is_the_floor_over_the_whole_range() {
+    for variant in VARIANTS {
+        let x = adversarial(600, 7);
+        let xt = RingTensor::new(vec![x.len()], x.clone()).unwrap();
+        for shift in [1u32, 12, 13, 16, 17, 24, 32, 33, 40, 61, 62, 63] {
+            let expect: Vec<u64> = x.iter().map(|&v| arithmetic_shift(v, shift)).collect();
+            let (got, bytes) = secure_eval(variant, &[(Owner::Client, xt.clone())], |p, s| {
+                p.set_truncation(Truncation::Exact);
+                p.scale_down(&s[0], shift).unwrap()
+            });
+            assert_eq!(got.data(), &expect[..], "{variant:?} shift {shift}");
+            let per = 8 * faithful_words(variant) + carry_bytes(variant, carry_lanes(1 << shift.min(62)), 1);
+            assert_eq!(bytes, per * x.len() as u64, "{variant:?} shift {shift}");
+        }
+        let (got, bytes) = secure_eval(variant, &[(Owner::Client, xt.clone())], |p, s| {
+            p.set_truncation(Truncation::Exact);
+            p.scale_down(&s[0], 0).unwrap()
+        });
+        assert_eq!((got.data(), bytes), (&x[..], 0));
+    }
+}
+
+/// The shares that break the local truncation, and the rounding the faithful one leaves:
+/// the exact truncation gives the floor for all of them, with the costs and flights stated.
+#[test]
+fn exact_truncation_is_the_floor_whatever_the_shares() {
+    let xs: [i64; 8] = [(1 << 62) - 1, -(1 << 62), 1 << 50, -(1 << 50), 3, -3, 4095, -4097];
+    let mut x = Vec::new();
+    let mut s = Vec::new();
+    for &v in &xs {
+        for base in [0u64, 1 << 63, u64::MAX, 4095, 1 << 12] {
+            for delta in [0i64, 1, -1, v, -v, v / 2, -(v / 2), v - 1, 1 - v] {
+                x.push(v as u64);
+                s.push(base.wrapping_add(delta as u64));
+            }
+        }
+    }
+    let n = x.len() as u64;
+    for variant in VARIANTS {
+        for shift in [1u32, 12, 13, 24, 62] {
+            let expect: Vec<u64> = x.iter().map(|&v| arithmetic_shift(v, shift)).collect();
+            let (got, traffic) = on_shares(variant, Truncation::Exact, &x, &s, |p, t| p.scale_down(t, shift).unwrap());
+            assert_eq!(got, expect, "{variant:?} shift {shift}");
+            let lanes = carry_lanes(1 << shift);
+            let zp = if variant == ProtocolVariant::Compact { lanes * 7 / 8 } else { lanes };
+            assert_eq!(traffic[0].bytes_sent, (8 + zp) * n);
+            assert_eq!(traffic[1].bytes_sent, (8 + zp) * n);
+            assert_eq!(traffic[2].bytes_sent, (8 * (faithful_words(variant) - 2)) * n + carry_bytes(variant, lanes, 1) * n - 2 * zp * n);
+            assert_eq!([traffic[0].rounds, traffic[1].rounds, traffic[2].rounds], [2, 2, 1], "{variant:?}");
+        }
+    }
+}
+
+#[test]
+fn exact_divide_is_the_floor() {
+    for variant in VARIANTS {
+        let n = 400;
+        for table in [&[1u64, 2, 3, 7, 9, 49, 1000, 4096, 65535][..], &[1, 3, 49, (1 << 20) + 3, (1 << 40) - 1, 1 << 62]] {
+            let divisors: Vec<u64> = (0..n).map(|i| table[i % table.len()]).collect();
+            let mut x = adversarial(n, 11);
+            for (v, &d) in x.iter_mut().zip(&divisors) {
+                let lim = (1i64 << 62) - d as i64;
+                *v = (*v as i64).clamp(-lim, lim) as u64;
+            }
+            let expect: Vec<u64> = x.iter().zip(&divisors).map(|(&v, &d)| floor_divide(v, d)).collect();
+            let dt = RingTensor::new(vec![n], divisors.clone()).unwrap();
+            let xt = RingTensor::new(vec![n], x.clone()).unwrap();
+            let (got, bytes) = secure_eval(variant, &[(Owner::ModelOwner, xt)], |p, s| {
+                p.set_truncation(Truncation::Exact);
+                p.divide(&s[0], &dt).unwrap()
+            });
+            assert_eq!(got.data(), &expect[..], "{variant:?} divisors {table:?}");
+            let lanes = carry_lanes(*table.iter().max().unwrap());
+            assert_eq!(bytes, (8 * faithful_words(variant) + carry_bytes(variant, lanes, 2)) * n as u64);
+            // Crafted shares around the wrap points.
+            let s: Vec<u64> = (0..n).map(|i| [0u64, 1 << 63, u64::MAX, (1 << 63) - 1][i % 4].wrapping_add(x[i] / 3)).collect();
+            let (got, _) = on_shares(variant, Truncation::Exact, &x, &s, |p, t| p.divide(t, &dt).unwrap());
+            assert_eq!(got, expect, "{variant:?} divisors {table:?}, crafted shares");
+        }
+    }
 }

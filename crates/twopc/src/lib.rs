@@ -709,12 +709,14 @@ impl Backend for TwoPc {
     }
 
     /// Local truncation (see the crate docs for the error analysis), or with
-    /// [`Truncation::Faithful`] the exact [`TwoPc::faithful_scale_down`].
+    /// [`Truncation::Faithful`] or [`Truncation::Exact`] the exact
+    /// [`TwoPc::faithful_scale_down`] (already the floor: the two modes differ only in
+    /// `divide`).
     fn scale_down(&mut self, x: &RingTensor, shift: u32) -> Result<RingTensor> {
         if shift >= 64 {
             return Err(BackendError::Aborted(format!("scale_down by {shift} bits")));
         }
-        if self.truncation == Truncation::Faithful {
+        if self.truncation != Truncation::Local {
             return Ok(RingTensor::new(x.shape().to_vec(), self.faithful_scale_down(x.data(), shift)?)?);
         }
         Ok(if self.id == MODEL_OWNER {
@@ -732,6 +734,14 @@ impl Backend for TwoPc {
         if divisors.data().iter().any(|&d| d == 0 || (d as i64) < 0) {
             return Err(BackendError::Aborted("division by a non-positive public divisor".into()));
         }
+        if self.truncation == Truncation::Exact {
+            // Powers of two divide exactly by the faithful truncation; others are not offered.
+            return match divisors.data().first() {
+                Some(&d) if d.is_power_of_two() && divisors.data().iter().all(|&e| e == d) => self.scale_down(x, d.trailing_zeros()),
+                None => Ok(x.clone()),
+                _ => Err(BackendError::Unsupported("exact division by divisors other than one power of two (2PC's exact truncation; --truncation faithful divides by them)")),
+            };
+        }
         Ok(if self.id == MODEL_OWNER {
             x.zip_with(divisors, |v, d| (v as i64).div_euclid(d as i64) as u64)?
         } else {
@@ -741,7 +751,7 @@ impl Backend for TwoPc {
 
     /// Faithful truncation applies to `scale_down`; `divide` stays local.
     fn exact_truncation(&self) -> bool {
-        self.truncation == Truncation::Faithful
+        self.truncation != Truncation::Local
     }
 
     fn set_truncation(&mut self, mode: Truncation) -> Result<()> {

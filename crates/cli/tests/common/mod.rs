@@ -45,7 +45,12 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let data = npy.into_vec::<f32>().unwrap();
+    // Class indices (ArgMax outputs) are int64, exact in f32 at the sizes tested.
+    let data = if npy.dtype() == npyz::DType::Plain("<i8".parse().unwrap()) {
+        npy.into_vec::<i64>().unwrap().into_iter().map(|v| v as f32).collect()
+    } else {
+        npy.into_vec::<f32>().unwrap()
+    };
     (shape, data)
 }
 
