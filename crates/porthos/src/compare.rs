@@ -415,7 +415,8 @@ pub(crate) fn subtract_bits(xs: impl Iterator<Item = u64>, r: &[u8], out: &mut [
 /// The helper's side of PrivateCompare for some values: `out[k]` is whether the sum of the
 /// two received vectors `a`, `b` of value `k` (`lanes` bytes each) has a zero mod p; returns
 /// the largest element of `a` and of `b` (for the range check). One portable loop, vectorised
-/// by LLVM for the level (the byte compares and maxima need nothing else).
+/// by LLVM for the level (the byte compares and maxima need nothing else), except on aarch64
+/// ([`neon::helper`]: LLVM vectorised the 32-lane loop across values, with byte loads).
 pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
     match lanes {
         W => helper_chunk_of::<W>(level, out, a, b),
@@ -426,6 +427,10 @@ pub(crate) fn helper_chunk(level: Level, lanes: usize, out: &mut [u8], a: &[u8],
 }
 
 fn helper_chunk_of<const L: usize>(level: Level, out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+    #[cfg(target_arch = "aarch64")]
+    if level >= Level::Neon && (L == W || L == NARROW) {
+        return neon::helper::<L>(out, a, b);
+    }
     simd::run(level, || {
         let (mut m0, mut m1) = (0u8, 0u8);
         for (o, (a, b)) in out.iter_mut().zip(a.chunks_exact(L).zip(b.chunks_exact(L))) {
@@ -499,8 +504,8 @@ fn compare_chunk<const LEAD: bool>(lanes: usize, xs: &[u8], r: &[u64], beta: &[u
 }
 
 /// [`compare_chunk`] at a level: AVX-512 with VBMI ([`vbmi`]: one value of 64 lanes, or two of
-/// [`NARROW`], per register), AVX2 ([`avx2`]; also AVX-512 without VBMI), or the portable
-/// [`compare_element`] (the scalar reference).
+/// [`NARROW`], per register), AVX2 ([`avx2`]; also AVX-512 without VBMI), NEON ([`neon`]), or
+/// the portable [`compare_element`] (the scalar reference).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs: &[u8], r: &[u64], beta: &[u8], s: &[u8], z: &[u8], rot: &[u8], out: &mut [u8]) {
@@ -529,6 +534,18 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
                     avx2::compare_chunk::<LEAD>(xs, r, beta, s, z, rot, out)
                 }
             };
+            return;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // Only the lane counts the NEON kernels have; any other one runs the portable path.
+        if level >= Level::Neon && (lanes == W || lanes == NARROW) {
+            if narrow {
+                neon::compare::<LEAD, 2>(xs, r, beta, s, z, rot, out)
+            } else {
+                neon::compare::<LEAD, 4>(xs, r, beta, s, z, rot, out)
+            }
             return;
         }
     }
@@ -1066,6 +1083,244 @@ mod avx2 {
             _mm256_storeu_si256(twice.as_mut_ptr().add(L) as *mut __m256i, d);
             // out[(i + shift) mod 32] = d[i]: out[j] = twice[32 + j - shift].
             _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, load(twice.as_ptr().add(L - rot[k] as usize % L)));
+        }
+    }
+}
+
+/// PrivateCompare in NEON registers (aarch64): one value of 64 lanes in four registers of 16
+/// byte lanes (a narrowed value of [`NARROW`] lanes in two), the steps of [`vbmi`] with NEON's
+/// permutes: the suffix sums are doubling steps of lane shifts (`ext` of each register with the
+/// next one, then whole registers), the products `G^(s - 1) c` are `EXP[(s - 1 + LOG[c]) mod
+/// 66]` by table look-ups (`tbl` over four registers reaches 64 entries, one `tbx` over a fifth
+/// the rest of the 67 used), and the rotation is one `tbl` over the value's registers.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{EXP, P, W};
+
+    /// `LOG1[c] = LOG[c] - 1 mod 66` for `0 < c < p`, so that `s + LOG1[c]` is `s - 1 + LOG[c]`
+    /// mod 66 without subtracting 1 from `s`. `LOG1[0]` sends the sum out of the EXP tables'
+    /// range for every `s` in `1..=66` (151..=216, reduced 85..=150), where `tbl` and `tbx`
+    /// give 0: the product with `c = 0` is 0 without a mask.
+    static LOG1: [u8; 80] = {
+        let mut t = [0u8; 80];
+        let mut k = 0;
+        while k < 66 {
+            t[EXP[k] as usize] = ((k + 65) % 66) as u8;
+            k += 1;
+        }
+        t[0] = 150;
+        t
+    };
+
+    static IOTA: [u8; W] = {
+        let mut t = [0u8; W];
+        let mut i = 0;
+        while i < W {
+            t[i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    /// Lane `i` takes byte `i / 8` of `t` (a register loaded with the bytes of `t` twice).
+    static SPREAD: [u8; W] = {
+        let mut t = [0u8; W];
+        let mut i = 0;
+        while i < W {
+            t[i] = (i / 8) as u8;
+            i += 1;
+        }
+        t
+    };
+    /// `[1, 2, 4, .., 128]` twice: the bit of each byte lane within its byte of `t`.
+    static BITS: [u8; 16] = {
+        let mut t = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            t[i] = 1 << (i % 8);
+            i += 1;
+        }
+        t
+    };
+
+    /// `v mod p` for `v < 2p`.
+    #[inline(always)]
+    unsafe fn reduce(v: uint8x16_t, p: uint8x16_t) -> uint8x16_t {
+        vminq_u8(v, vsubq_u8(v, p))
+    }
+
+    #[inline(always)]
+    unsafe fn add_mod(a: uint8x16_t, b: uint8x16_t, p: uint8x16_t) -> uint8x16_t {
+        reduce(vaddq_u8(a, b), p)
+    }
+
+    /// Lane `i` of the result is lane `i + SH` of the `16 N` lanes of `v` (zero past the end).
+    #[inline(always)]
+    unsafe fn shift_down<const SH: i32, const N: usize>(v: [uint8x16_t; N]) -> [uint8x16_t; N] {
+        std::array::from_fn(|h| vextq_u8::<SH>(v[h], if h + 1 < N { v[h + 1] } else { vdupq_n_u8(0) }))
+    }
+
+    /// `e_i = sum_{k > i} w_k mod p` over the `16 N` lanes (`N` = 2 or 4): shifted by one, then
+    /// inclusive suffix sums by doubling, in-register shifts up to 8 lanes, then whole registers.
+    #[inline(always)]
+    unsafe fn suffix_sums<const N: usize>(w: [uint8x16_t; N], p: uint8x16_t) -> [uint8x16_t; N] {
+        let mut e = shift_down::<1, N>(w);
+        let add = |a: [uint8x16_t; N], b: [uint8x16_t; N]| -> [uint8x16_t; N] { std::array::from_fn(|h| add_mod(a[h], b[h], p)) };
+        e = add(e, shift_down::<1, N>(e));
+        e = add(e, shift_down::<2, N>(e));
+        e = add(e, shift_down::<4, N>(e));
+        e = add(e, shift_down::<8, N>(e));
+        let mut regs = 1;
+        while regs < N {
+            let prev = e;
+            for h in 0..N - regs {
+                e[h] = add_mod(prev[h], prev[h + regs], p);
+            }
+            regs *= 2;
+        }
+        e
+    }
+
+    /// Lane `j` of the result is lane `idx_j` of the registers `d` (two or four).
+    #[inline(always)]
+    unsafe fn lookup(d: &[uint8x16_t], idx: uint8x16_t) -> uint8x16_t {
+        match *d {
+            [a, b, c, e] => vqtbl4q_u8(uint8x16x4_t(a, b, c, e), idx),
+            [a, b] => vqtbl2q_u8(uint8x16x2_t(a, b), idx),
+            _ => unreachable!("values of 32 or 64 lanes"),
+        }
+    }
+
+    /// As `super::helper_chunk` on `L` lanes (64 or [`super::NARROW`]): one value at a time,
+    /// in its own registers, the maxima kept in registers until the end.
+    pub(super) fn helper<const L: usize>(out: &mut [u8], a: &[u8], b: &[u8]) -> (u8, u8) {
+        assert!(L == W || L == super::NARROW);
+        let count = out.len().min(a.len() / L).min(b.len() / L);
+        // SAFETY: NEON is the aarch64 baseline; the loads are of 16 bytes at `16 h < L` past
+        // the start of value `k < count`, inside `a` and `b`.
+        unsafe {
+            let p = vdupq_n_u8(P);
+            let (mut m0, mut m1) = (vdupq_n_u8(0), vdupq_n_u8(0));
+            for (k, o) in out[..count].iter_mut().enumerate() {
+                let mut hit = vdupq_n_u8(0);
+                for h in 0..L / 16 {
+                    let av = vld1q_u8(a.as_ptr().add(k * L + 16 * h));
+                    let bv = vld1q_u8(b.as_ptr().add(k * L + 16 * h));
+                    m0 = vmaxq_u8(m0, av);
+                    m1 = vmaxq_u8(m1, bv);
+                    // As `has_zero`: the wrapping byte sum is 0 or p (out-of-range elements
+                    // give the portable loop's answer too; the maxima reject them).
+                    let sum = vaddq_u8(av, bv);
+                    hit = vorrq_u8(hit, vorrq_u8(vceqzq_u8(sum), vceqq_u8(sum, p)));
+                }
+                *o = vmaxvq_u8(hit) & 1;
+            }
+            (vmaxvq_u8(m0), vmaxvq_u8(m1))
+        }
+    }
+
+    /// As `super::compare_chunk_at` on `16 N` lanes (`N` = 4: 64 lanes, 2: [`super::NARROW`]):
+    /// the same bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn compare<const LEAD: bool, const N: usize>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        let l = 16 * N;
+        assert!(N == 2 || N == 4);
+        let count = out.len() / l;
+        assert!(xs.len() >= count * l && s.len() >= count * l && z.len() >= count * l);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let top = u64::MAX >> (W - l);
+        // SAFETY: NEON is the aarch64 baseline; every load and store is of 16 bytes at
+        // `16 h < l` past the start of a value `k < count`, inside the slices (asserted
+        // above), or inside the static tables (EXP has 128 entries, LOG1 80).
+        unsafe {
+            let p = vdupq_n_u8(P);
+            let one = vdupq_n_u8(1);
+            let zero = vdupq_n_u8(0);
+            let lead_p = vdupq_n_u8(P + LEAD as u8);
+            let (n64, n66) = (vdupq_n_u8(64), vdupq_n_u8(66));
+            let wrap = vdupq_n_u8(l as u8 - 1);
+            let bits = vld1q_u8(BITS.as_ptr());
+            let spread: [uint8x16_t; N] = std::array::from_fn(|h| vld1q_u8(SPREAD.as_ptr().add(16 * h)));
+            let iota: [uint8x16_t; N] = std::array::from_fn(|h| vld1q_u8(IOTA.as_ptr().add(16 * h)));
+            let (log, log_hi) = (vld1q_u8_x4(LOG1.as_ptr()), vld1q_u8(LOG1.as_ptr().add(64)));
+            let (exp, exp_hi) = (vld1q_u8_x4(EXP.as_ptr()), vld1q_u8(EXP.as_ptr().add(64)));
+            for k in 0..count {
+                let at = k * l;
+                let (rv, b) = (r[k], beta[k]);
+                let c: [uint8x16_t; N] = if b == 1 && rv == top {
+                    // The fixed vector of x > 2^l - 1 (never): the lead's share 0 then 1s.
+                    if LEAD {
+                        std::array::from_fn(|h| if h == 0 { vsetq_lane_u8::<0>(0, one) } else { one })
+                    } else {
+                        [zero; N]
+                    }
+                } else {
+                    let t = if b == 1 { rv + 1 } else { rv };
+                    // Loaded from bytes rather than reinterpreted: the lanes are in memory
+                    // order on either endianness.
+                    let tb = [t.to_le_bytes(), t.to_le_bytes()];
+                    let tv = vld1q_u8(tb.as_ptr() as *const u8);
+                    let mut w = [zero; N];
+                    let mut base = [zero; N];
+                    for h in 0..N {
+                        let x = vld1q_u8(xs.as_ptr().add(at + 16 * h));
+                        let tm = vtstq_u8(vqtbl1q_u8(tv, spread[h]), bits);
+                        // lead + p - x (in 1..=68): the share of 1 - x, unreduced.
+                        let lpx = vsubq_u8(lead_p, x);
+                        w[h] = vbslq_u8(tm, reduce(lpx, p), x);
+                        let bs = if b == 0 {
+                            // p - x + lead (t_i + 1)
+                            if LEAD {
+                                vaddq_u8(lpx, vandq_u8(tm, one))
+                            } else {
+                                lpx
+                            }
+                        } else if LEAD {
+                            // x + lead (1 - t_i)
+                            vaddq_u8(x, vbicq_u8(one, tm))
+                        } else {
+                            x
+                        };
+                        base[h] = reduce(bs, p);
+                    }
+                    let e = suffix_sums(w, p);
+                    std::array::from_fn(|h| add_mod(base[h], e[h], p))
+                };
+                let mut d = [zero; N];
+                for h in 0..N {
+                    // G^(s - 1) c = EXP[(s + LOG1[c]) mod 66]: each table of 80 entries is a
+                    // `tbl` of the first 64 and a `tbx` of the rest (indices below 64 wrap
+                    // past 191 there and keep the first result).
+                    let sv = vld1q_u8(s.as_ptr().add(at + 16 * h));
+                    let lg = vqtbx1q_u8(vqtbl4q_u8(log, c[h]), log_hi, vsubq_u8(c[h], n64));
+                    let sum = vaddq_u8(sv, lg);
+                    let j = vminq_u8(sum, vsubq_u8(sum, n66));
+                    let prod = vqtbx1q_u8(vqtbl4q_u8(exp, j), exp_hi, vsubq_u8(j, n64));
+                    let zv = vld1q_u8(z.as_ptr().add(at + 16 * h));
+                    d[h] = if LEAD {
+                        add_mod(prod, zv, p)
+                    } else {
+                        // prod - z mod p (= prod + p - z): a wrapped difference is above 2p.
+                        let v = vsubq_u8(prod, zv);
+                        vminq_u8(v, vaddq_u8(v, p))
+                    };
+                }
+                // out[(i + shift) mod l] = d[i]: lane j takes lane (j - shift) mod l.
+                let shift = vdupq_n_u8((rot[k] as usize % l) as u8);
+                for (h, &lane) in iota.iter().enumerate() {
+                    let idx = vandq_u8(vsubq_u8(lane, shift), wrap);
+                    vst1q_u8(out.as_mut_ptr().add(at + 16 * h), lookup(&d, idx));
+                }
+            }
         }
     }
 }

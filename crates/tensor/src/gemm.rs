@@ -8,10 +8,11 @@
 //!     per-row / per-column correction terms (exact in the commutative ring Z_2^64). On AVX2
 //!     (no 64-bit vector multiply) a 2 x 8 tile in the same Winograd form, each 64-bit product
 //!     split into a 32 x 32 -> 64-bit `vpmuludq` and a 32-bit `vpmulld` of the cross terms,
-//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); otherwise (`scalar`,
-//!     and aarch64, where NEON has no 64-bit multiply either and the scalar `madd` is one
-//!     instruction) a portable 4 x 4 tile in the same Winograd form. The plain 4 x 4 tile of
-//!     wrapping arithmetic stays as a reference for tests. The level is
+//!     summed in two accumulators (see [`micro_avx2_winograd_split`]); on aarch64 (`neon`,
+//!     little-endian) a 6 x 4 NEON tile in the classic form with the same split, multiplying
+//!     by A's elements in place (`umlal` and `mla` by lane; see `micro_neon_split`);
+//!     otherwise (`scalar`) a portable 4 x 4 tile in the same Winograd form. The plain 4 x 4 tile of wrapping arithmetic stays as a reference
+//!     for tests. The level is
 //!     [`crate::simd::level`] (CPU, capped by `CRYPTFLOW_SIMD`).
 //!   - A is packed once in `KC`-deep blocks; B is packed per part in L2-sized column blocks.
 //!     The orientation (`C` or `C^T = B^T A^T`) is the one the tiles pad least.
@@ -575,6 +576,155 @@ unsafe fn micro_avx2_winograd_split<const MR: usize, const NV: usize, const NR: 
     }
 }
 
+/// Rows and columns of the NEON Winograd split tile.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_WMR: usize = 3;
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_WNR: usize = 4;
+
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+unsafe fn run_job_neon_winograd_split(job: &Job<'_>) {
+    // SAFETY: the caller's contract on `job`, forwarded (NEON is the aarch64 baseline).
+    unsafe { run_job::<NEON_WMR, NEON_WNR>(job, micro_neon_winograd_split::<NEON_WMR, { NEON_WNR / 4 }, NEON_WNR>) }
+}
+
+/// A NEON register tile in Winograd's form (see [`micro_avx512_winograd`]) with each product
+/// split into 32-bit limbs summed apart, as in [`micro_avx2_winograd_split`] (NEON has no
+/// 64-bit multiply either); kept for tests and comparison: [`micro_neon_split`], the default,
+/// takes fewer instructions per product (see there). For four output lanes
+/// (two registers of two u64) and a pair of steps: `u = a_2q + b_2q+1` and `w = a_2q+1 + b_2q`
+/// (four 64-bit additions), their low and high 32-bit halves gathered four lanes to a register
+/// (`uzp1`/`uzp2`, four), the full products `ul wl` accumulated into two registers of u64
+/// (`umlal`, `umlal2`) and the cross terms `ul wh + uh wl` into one register of four u32 lanes
+/// (two `mla`), shifted into the high halves and added once per tile: 12 instructions, 4 of
+/// them multiplies, per 8 products. `MR x NR` = 3 x 4 keeps 9 accumulators,
+/// four B registers, the broadcasts and the temporaries of a step in the 32 vector registers
+/// (at 4 x 4 LLVM hoisted every broadcast and addition of the step and spilled three
+/// accumulators per step).
+///
+/// Little-endian only: the limbs are taken by reinterpreting u64 lanes as u32 pairs.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn micro_neon_winograd_split<const MR: usize, const NG: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+    use std::arch::aarch64::*;
+    assert!(NR == 4 * NG && kc & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    // SAFETY: NEON is the aarch64 baseline; the loads read B rows 2q and 2q+1 of the panel
+    // (`bp` has 2 NR elements; two per load, at `4 g + 2 h < NR` and NR past it), the stores
+    // an output row's NR = 4 NG elements, two at `4 g` and two at `4 g + 2`.
+    unsafe {
+        let mut lo = [[[vdupq_n_u64(0); 2]; NG]; MR];
+        let mut cross = [[vdupq_n_u32(0); NG]; MR];
+        for (ap, bp) in a.chunks_exact(2 * MR).zip(b.chunks_exact(2 * NR)) {
+            let b0: [[uint64x2_t; 2]; NG] = std::array::from_fn(|g| std::array::from_fn(|h| vld1q_u64(bp.as_ptr().add(4 * g + 2 * h))));
+            let b1: [[uint64x2_t; 2]; NG] = std::array::from_fn(|g| std::array::from_fn(|h| vld1q_u64(bp.as_ptr().add(NR + 4 * g + 2 * h))));
+            for i in 0..MR {
+                let x = vdupq_n_u64(ap[i]); // a_2q
+                let y = vdupq_n_u64(ap[MR + i]); // a_2q+1
+                for g in 0..NG {
+                    let u: [uint32x4_t; 2] = std::array::from_fn(|h| vreinterpretq_u32_u64(vaddq_u64(x, b1[g][h])));
+                    let w: [uint32x4_t; 2] = std::array::from_fn(|h| vreinterpretq_u32_u64(vaddq_u64(y, b0[g][h])));
+                    let (ul, uh) = (vuzp1q_u32(u[0], u[1]), vuzp2q_u32(u[0], u[1]));
+                    let (wl, wh) = (vuzp1q_u32(w[0], w[1]), vuzp2q_u32(w[0], w[1]));
+                    lo[i][g][0] = vmlal_u32(lo[i][g][0], vget_low_u32(ul), vget_low_u32(wl));
+                    lo[i][g][1] = vmlal_high_u32(lo[i][g][1], ul, wl);
+                    cross[i][g] = vmlaq_u32(vmlaq_u32(cross[i][g], ul, wh), uh, wl);
+                }
+            }
+        }
+        for i in 0..MR {
+            for g in 0..NG {
+                let c = cross[i][g];
+                let r0 = vaddq_u64(lo[i][g][0], vshll_n_u32::<32>(vget_low_u32(c)));
+                let r1 = vaddq_u64(lo[i][g][1], vshll_high_n_u32::<32>(c));
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g), r0);
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g + 2), r1);
+            }
+        }
+    }
+}
+
+/// Rows and columns of the NEON classic split tile.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_MR: usize = 6;
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+const NEON_NR: usize = 4;
+
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+unsafe fn run_job_neon_split(job: &Job<'_>) {
+    // SAFETY: the caller's contract on `job`, forwarded (NEON is the aarch64 baseline).
+    unsafe { run_job::<NEON_MR, NEON_NR>(job, micro_neon_split::<NEON_MR, { NEON_NR / 4 }, NEON_NR>) }
+}
+
+/// The NEON register tile (the default at [`Level::Neon`]): the classic form, each product
+/// split into 32-bit limbs:
+/// `a b mod 2^64 = al bl + ((al bh + ah bl) mod 2^32) 2^32`, the full products into u64
+/// accumulators and the cross terms into u32 lanes, combined once per tile. A's elements are
+/// not broadcast: a step's MR elements are loaded as u32 lanes and multiplied by element
+/// (`umlal`/`umlal2`/`mla` with a lane index), and B's four columns are split into low and
+/// high halves once per step (two `uzp`), so that a step of MR rows and four columns takes
+/// 4 MR multiplies and two permutes for 4 MR products: fewer instructions per product than
+/// [`micro_neon_winograd_split`] (which needs the sums `a + b` in full 64-bit lanes before
+/// splitting them: 12 instructions per 8 products), twice its multiplies. The portable
+/// Winograd tile takes 3 scalar instructions, one a `madd`, per 2 products. Which is fastest
+/// depends on the core's vector and scalar multiply throughput, and is not measured (no ARM
+/// hardware here). llvm-mca 19's scheduling models of the three inner loops (a model, not a
+/// measurement) put this tile ahead of the portable one on Neoverse N1 (the Cortex-A76
+/// design), Neoverse V1, Cortex-A510, Apple M1 and AmpereOne, about even on Neoverse V2, and
+/// behind it on Neoverse N2 and Cortex-X2 (one vector pipe multiplies there, two scalar
+/// ones), Cortex-A72, Ampere1B, A64FX and TSV110; the Winograd split tile behind this one on
+/// most of them. `MR x NR` = 6 x 4: 18 accumulators, three A and four B registers; the loop
+/// is 24 multiplies, two `uzp` and three pair loads per step.
+///
+/// Little-endian only: the limbs are taken by reinterpreting u64 lanes as u32 pairs.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn micro_neon_split<const MR: usize, const NG: usize, const NR: usize>(kc: usize, a: &[u64], b: &[u64], out: &mut [[u64; NR]; MR]) {
+    use std::arch::aarch64::*;
+    /// One row: `lo += al bl` (four lanes in two registers), `cross += al bh + ah bl`, with
+    /// `al`, `ah` lanes `L`, `H` of `a`.
+    #[inline(always)]
+    fn row<const L: i32, const H: i32>(lo: &mut [uint64x2_t; 2], cross: &mut uint32x4_t, bl: uint32x4_t, bh: uint32x4_t, a: uint32x4_t) {
+        // SAFETY: register operations only (NEON is the aarch64 baseline).
+        unsafe {
+            lo[0] = vmlal_laneq_u32::<L>(lo[0], vget_low_u32(bl), a);
+            lo[1] = vmlal_high_laneq_u32::<L>(lo[1], bl, a);
+            *cross = vmlaq_laneq_u32::<H>(vmlaq_laneq_u32::<L>(*cross, bh, a), bl, a);
+        }
+    }
+    assert!(NR == 4 * NG && MR & 1 == 0);
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    // SAFETY: NEON is the aarch64 baseline; the loads read a step's MR elements of A (`ap`,
+    // two per load at `2 r < MR`) and NR of B (`bp`, two per load at `4 g + 2 h < NR`), the
+    // stores an output row's NR = 4 NG elements, two at `4 g` and two at `4 g + 2`.
+    unsafe {
+        let mut lo = [[[vdupq_n_u64(0); 2]; NG]; MR];
+        let mut cross = [[vdupq_n_u32(0); NG]; MR];
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for g in 0..NG {
+                let b0 = vreinterpretq_u32_u64(vld1q_u64(bp.as_ptr().add(4 * g)));
+                let b1 = vreinterpretq_u32_u64(vld1q_u64(bp.as_ptr().add(4 * g + 2)));
+                let (bl, bh) = (vuzp1q_u32(b0, b1), vuzp2q_u32(b0, b1));
+                for r in 0..MR / 2 {
+                    // Rows 2r and 2r+1: lanes 0, 1 and 2, 3.
+                    let av = vreinterpretq_u32_u64(vld1q_u64(ap.as_ptr().add(2 * r)));
+                    row::<0, 1>(&mut lo[2 * r][g], &mut cross[2 * r][g], bl, bh, av);
+                    row::<2, 3>(&mut lo[2 * r + 1][g], &mut cross[2 * r + 1][g], bl, bh, av);
+                }
+            }
+        }
+        for i in 0..MR {
+            for g in 0..NG {
+                let c = cross[i][g];
+                let r0 = vaddq_u64(lo[i][g][0], vshll_n_u32::<32>(vget_low_u32(c)));
+                let r1 = vaddq_u64(lo[i][g][1], vshll_high_n_u32::<32>(c));
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g), r0);
+                vst1q_u64(out[i].as_mut_ptr().add(4 * g + 2), r1);
+            }
+        }
+    }
+}
+
 unsafe fn run_job_generic(job: &Job<'_>) {
     unsafe { run_job::<4, 4>(job, micro_portable::<4, 4>) }
 }
@@ -599,9 +749,16 @@ pub(crate) enum U64Kernel {
     /// comparison).
     #[cfg_attr(not(test), allow(dead_code))]
     Generic,
-    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`] and
-    /// [`Level::Neon`]: half the 64-bit multiplies).
+    /// The portable 4 x 4 tile in Winograd's form (the default at [`Level::Scalar`], and at
+    /// [`Level::Neon`] on big-endian aarch64: half the 64-bit multiplies).
     GenericWinograd,
+    /// NEON in the classic form with 32-bit limb products (the default at [`Level::Neon`];
+    /// little-endian aarch64 only).
+    NeonSplit,
+    /// NEON in Winograd's form with 32-bit limb products (kept for tests and comparison;
+    /// little-endian aarch64 only).
+    #[cfg_attr(not(test), allow(dead_code))]
+    NeonWinogradSplit,
 }
 
 impl U64Kernel {
@@ -610,6 +767,7 @@ impl U64Kernel {
         match self {
             U64Kernel::Avx512Winograd | U64Kernel::Avx512 => Level::Avx512,
             U64Kernel::Avx2WinogradSplit | U64Kernel::Avx2Winograd | U64Kernel::Avx2 => Level::Avx2,
+            U64Kernel::NeonWinogradSplit | U64Kernel::NeonSplit => Level::Neon,
             U64Kernel::Generic | U64Kernel::GenericWinograd => Level::Scalar,
         }
     }
@@ -619,6 +777,7 @@ impl U64Kernel {
         match level {
             Level::Avx512 => U64Kernel::Avx512Winograd,
             Level::Avx2 => U64Kernel::Avx2WinogradSplit,
+            Level::Neon if cfg!(all(target_arch = "aarch64", target_endian = "little")) => U64Kernel::NeonSplit,
             Level::Neon | Level::Scalar => U64Kernel::GenericWinograd,
         }
     }
@@ -675,6 +834,12 @@ pub(crate) fn gemm_u64_with(
         U64Kernel::Avx2WinogradSplit => {
             gemm_u64_oriented::<AVX2_WMR, AVX2_WNR>(m, n, k, a, b, c, ldc, run_job_avx2_winograd_split, Form::Winograd(level))
         }
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        U64Kernel::NeonWinogradSplit => {
+            gemm_u64_oriented::<NEON_WMR, NEON_WNR>(m, n, k, a, b, c, ldc, run_job_neon_winograd_split, Form::Winograd(level))
+        }
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        U64Kernel::NeonSplit => gemm_u64_oriented::<NEON_MR, NEON_NR>(m, n, k, a, b, c, ldc, run_job_neon_split, Form::Classic),
         U64Kernel::GenericWinograd => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic_winograd, Form::Winograd(level)),
         _ => gemm_u64_oriented::<4, 4>(m, n, k, a, b, c, ldc, run_job_generic, Form::Classic),
     }
@@ -1058,6 +1223,9 @@ mod tests {
             kernels.push(U64Kernel::Avx512);
             kernels.push(U64Kernel::Avx512Winograd);
         }
+        if cfg!(all(target_arch = "aarch64", target_endian = "little")) && simd::detected().up_to().contains(&Level::Neon) {
+            kernels.extend([U64Kernel::NeonSplit, U64Kernel::NeonWinogradSplit]);
+        }
         for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 16, 256), (9, 17, 257), (130, 70, 300), (33, 600, 513), (200, 3, 40), (2, 700, 300), (500, 2, 600), (4, 4, 9), (5, 9, 3), (12, 24, 1)] {
             let a: Vec<u64> = (0..m * k).map(|_| rng.random()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| rng.random()).collect();
@@ -1108,6 +1276,9 @@ mod tests {
         }
         if simd::detected() >= Level::Avx512 {
             kernels.push(U64Kernel::Avx512Winograd);
+        }
+        if cfg!(all(target_arch = "aarch64", target_endian = "little")) && simd::detected().up_to().contains(&Level::Neon) {
+            kernels.extend([U64Kernel::NeonSplit, U64Kernel::NeonWinogradSplit]);
         }
         let filter = std::env::var("GEMM_KERNELS").unwrap_or_default();
         kernels.retain(|k| filter.is_empty() || filter.split(',').any(|f| format!("{k:?}") == f));

@@ -18,8 +18,9 @@
 //! [`Level::Scalar`] (no target features beyond the compilation target's, and none of the
 //! hand-written kernels), on x86-64 [`Level::Avx2`] (AVX2, plus VAES or AES-NI for the key
 //! stream where present) and [`Level::Avx512`] (F, BW, VL, DQ; plus VBMI and VAES where a
-//! kernel uses them), on aarch64 [`Level::Neon`] (the hand-written aarch64 kernels: the key
-//! stream with the ARMv8 AES instructions where present). The level in use is the best the
+//! kernel uses them), on aarch64 [`Level::Neon`] (the hand-written aarch64 kernels:
+//! PrivateCompare on both sides and the u64 GEMM tile in NEON, the key stream with the ARMv8
+//! AES instructions where present). The level in use is the best the
 //! CPU has, capped by the environment variable `CRYPTFLOW_SIMD=scalar|neon|avx2|avx512` (read
 //! once; an unknown value or a level the CPU lacks is reported on stderr and ignored).
 
