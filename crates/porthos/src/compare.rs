@@ -513,6 +513,12 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
     assert!(matches!(lanes, W | NARROW | SHORT), "PrivateCompare runs on {W}, {NARROW} or {SHORT} lanes");
     let narrow = lanes == NARROW;
     #[cfg(target_arch = "x86_64")]
+    if lanes == SHORT && level >= Level::Avx2 {
+        // SAFETY: the CPU has AVX2 (the level does not exceed the detected one).
+        unsafe { avx2::compare_short::<LEAD>(xs, r, beta, s, z, rot, out) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if lanes != SHORT {
         if level >= Level::Avx512 && vbmi::available() {
             // SAFETY: the CPU has the features.
@@ -551,8 +557,7 @@ pub(crate) fn compare_chunk_at<const LEAD: bool>(level: Level, lanes: usize, xs:
     }
     match lanes {
         NARROW => compare_portable::<LEAD, NARROW>(xs, r, beta, s, z, rot, out),
-        // No hand-written kernel: the portable one compiled for the level.
-        SHORT => simd::run(level, || compare_portable::<LEAD, SHORT>(xs, r, beta, s, z, rot, out)),
+        SHORT => compare_portable::<LEAD, SHORT>(xs, r, beta, s, z, rot, out),
         _ => compare_portable::<LEAD, W>(xs, r, beta, s, z, rot, out),
     }
 }
@@ -569,13 +574,13 @@ fn compare_portable<const LEAD: bool, const L: usize>(xs: &[u8], r: &[u64], beta
 
 /// One value of PrivateCompare on `L` lanes (64, [`NARROW`], [`SHORT`]; `x`, `r` below `2^L`) at a
 /// share-holder: `xs` its shares of the bits of x, `r`,
-/// `beta`, the common uniform nonzero `s` (the multiplier is `G^(s - 1)`, also uniform over
-/// Z_p^*), zero-sharing masks `z` and rotation `shift`; writes the 64 blinded elements to send.
+/// `beta`, the common uniform multipliers `s` (in Z_p^*), zero-sharing masks `z` and rotation
+/// `shift`; writes the `L` blinded elements to send.
 ///
 /// `c_i = r_i - x_i + 1 + sum_{k > i} (x_k xor r_k)` for `beta = 0`, and with `t = r + 1`,
 /// `c_i = x_i - t_i + 1 + sum_{k > i} (x_k xor t_k)` for `beta = 1` (SecureNN Algorithm 3;
 /// for `beta = 1, r = 2^L - 1` a fixed vector with exactly one zero). Sent:
-/// `d_{(i + shift) mod L} = G^(s_i - 1) c_i +- z_i`. The sums over `k > i` are suffix sums,
+/// `d_{(i + shift) mod L} = s_i c_i +- z_i`. The sums over `k > i` are suffix sums,
 /// taken mod p. (This is the portable version; [`vbmi::compare_chunk`] computes the same.)
 #[inline(always)]
 fn compare_element<const LEAD: bool, const L: usize>(xs: &[u8; L], r: u64, beta: u8, s: &[u8; L], z: &[u8; L], shift: usize, out: &mut [u8; L]) {
@@ -605,7 +610,7 @@ fn compare_element<const LEAD: bool, const L: usize>(xs: &[u8; L], r: u64, beta:
     let mut d = [0u8; L];
     for i in 0..L {
         let zi = if LEAD { z[i] as u16 } else { P16 - z[i] as u16 };
-        d[i] = ((EXP[s[i] as usize - 1] as u16 * c[i] as u16 + zi) % P16) as u8;
+        d[i] = ((s[i] as u16 * c[i] as u16 + zi) % P16) as u8;
     }
     out[shift..].copy_from_slice(&d[..L - shift]);
     out[..shift].copy_from_slice(&d[L - shift..]);
@@ -613,7 +618,7 @@ fn compare_element<const LEAD: bool, const L: usize>(xs: &[u8; L], r: u64, beta:
 
 /// PrivateCompare in 512-bit registers (AVX-512BW and VBMI): one value per register, 64 byte
 /// lanes. The suffix sums are six doubling steps of lane shifts (VPERMB with zeroing), the
-/// products `G^(s - 1) c` are `EXP[(s - 1 + LOG[c]) mod 66]` by two-register table look-ups
+/// products `s c` are `EXP[(LOG[s] + LOG[c]) mod 66]` by two-register table look-ups
 /// (VPERMI2B), and the rotation is one more VPERMB.
 #[cfg(target_arch = "x86_64")]
 mod vbmi {
@@ -713,8 +718,8 @@ mod vbmi {
                 e = add_mod(e, shift_down::<32>(e, iota), p);
                 add_mod(base, e, p)
             };
-            // G^(s - 1) c = EXP[(s - 1 + LOG[c]) mod 66], zero where c = 0.
-            let ls = _mm512_sub_epi8(load(s.as_ptr().add(k * W)), one);
+            // s c = EXP[(LOG[s] + LOG[c]) mod 66], zero where c = 0.
+            let ls = _mm512_permutex2var_epi8(log_lo, load(s.as_ptr().add(k * W)), log_hi);
             let sum = _mm512_add_epi8(ls, _mm512_permutex2var_epi8(log_lo, c, log_hi));
             let sum = _mm512_min_epu8(sum, _mm512_sub_epi8(sum, p1));
             let nonzero = _mm512_cmpneq_epi8_mask(c, zero);
@@ -808,9 +813,9 @@ mod vbmi {
             // 1 elsewhere, the other's 0.
             let fixed = if LEAD { _mm512_maskz_mov_epi8(!(1u64 | 1u64 << 32), one) } else { zero };
             let c = _mm512_mask_blend_epi8(special, c, fixed);
-            // G^(s - 1) c = EXP[(s - 1 + LOG[c]) mod 66], zero where c = 0.
+            // s c = EXP[(LOG[s] + LOG[c]) mod 66], zero where c = 0.
             let sv = _mm512_maskz_loadu_epi8(lanes, s.as_ptr().add(at) as *const i8);
-            let ls = _mm512_sub_epi8(sv, one);
+            let ls = _mm512_permutex2var_epi8(log_lo, sv, log_hi);
             let sum = _mm512_add_epi8(ls, _mm512_permutex2var_epi8(log_lo, c, log_hi));
             let sum = _mm512_min_epu8(sum, _mm512_sub_epi8(sum, p1));
             let nonzero = _mm512_cmpneq_epi8_mask(c, zero);
@@ -836,16 +841,15 @@ mod vbmi {
 /// (a narrowed value of 32 lanes in one register, [`avx2::compare_narrow`]).
 /// AVX2 has no cross-lane byte permutes and 16-entry table look-ups only, so: the suffix sums
 /// are four in-lane byte shifts (inclusive sums within each 16-byte group) plus the totals of
-/// the higher groups; the products `G^(s - 1) c` are computed directly, `G^(s - 1)` by five
-/// 16-entry look-ups of `EXP`, the 8 x 8-bit products by `vpmaddubsw` (even and odd bytes
-/// apart) and the reduction mod p by a multiply-high by `floor(2^16 / p)` (exact below 66^2:
+/// the higher groups; the products `s c` are computed directly, the 8 x 8-bit products by
+/// `vpmaddubsw` (even and odd bytes apart) and the reduction mod p by a multiply-high by `floor(2^16 / p)` (exact below 66^2:
 /// the remainder lands in `0..2p`, one more conditional subtraction); and the rotation is two
 /// unaligned loads from the value stored twice.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{EXP, P, W};
+    use super::{P, W};
 
     /// `[1, 2, 4, .., 128]` four times: the bit of each byte lane within its byte of `t`.
     static BITS: [u8; 32] = {
@@ -910,23 +914,21 @@ mod avx2 {
         _mm256_sub_epi16(v, _mm256_mullo_epi16(q, _mm256_set1_epi16(P as i16)))
     }
 
-    /// One register of PrivateCompare's message: `G^(s - 1) c +- z mod p` for the 32 elements
-    /// of `c` and the 32 bytes of `s` and `z` at the pointers. `G^(s - 1)` from five 16-entry
-    /// tables, by the high bits of `s - 1` (0..=65); `c m mod p` as even and odd bytes' 16-bit
-    /// products (both factors below 67).
+    /// One register of PrivateCompare's message: `s c +- z mod p` for the 32 elements of `c`
+    /// and the 32 bytes of `s` and `z` at the pointers; `s c mod p` as even and odd bytes'
+    /// 16-bit products (both factors below 67).
     #[inline(always)]
-    unsafe fn blind<const LEAD: bool>(c: __m256i, s: *const u8, z: *const u8, exp: &[__m256i; 5]) -> __m256i {
+    unsafe fn blind<const LEAD: bool>(c: __m256i, s: *const u8, z: *const u8) -> __m256i {
+        blind_loaded::<LEAD>(c, load(s), load(z))
+    }
+
+    /// [`blind`] of registers `m` (the multipliers) and `zv` (the masks).
+    #[inline(always)]
+    unsafe fn blind_loaded<const LEAD: bool>(c: __m256i, m: __m256i, zv: __m256i) -> __m256i {
         let p = _mm256_set1_epi8(P as i8);
-        let idx = _mm256_sub_epi8(load(s), _mm256_set1_epi8(1));
-        let mut m = _mm256_shuffle_epi8(exp[0], idx);
-        for (t, table) in exp.iter().enumerate().skip(1) {
-            let sel = _mm256_cmpgt_epi8(idx, _mm256_set1_epi8(16 * t as i8 - 1));
-            m = _mm256_blendv_epi8(m, _mm256_shuffle_epi8(*table, idx), sel);
-        }
         let even = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, _mm256_set1_epi16(0x00FF))));
         let odd = reduce16(_mm256_maddubs_epi16(c, _mm256_and_si256(m, _mm256_set1_epi16(0xFF00u16 as i16))));
         let prod = reduce(_mm256_or_si256(even, _mm256_slli_epi16::<8>(odd)), p);
-        let zv = load(z);
         let zv = if LEAD { zv } else { reduce(_mm256_sub_epi8(p, zv), p) };
         add_mod(prod, zv, p)
     }
@@ -950,7 +952,6 @@ mod avx2 {
         let zero = _mm256_setzero_si256();
         let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
         let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
-        let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
         let mut twice = [0u8; 2 * W];
         for k in 0..count {
             let at = k * W;
@@ -1007,7 +1008,7 @@ mod avx2 {
                 std::array::from_fn(|h| add_mod(base[h], sub_mod(incl[h], w[h], p), p))
             };
             for (h, &ch) in c.iter().enumerate() {
-                let d = blind::<LEAD>(ch, s.as_ptr().add(at + 32 * h), z.as_ptr().add(at + 32 * h), &exp);
+                let d = blind::<LEAD>(ch, s.as_ptr().add(at + 32 * h), z.as_ptr().add(at + 32 * h));
                 _mm256_storeu_si256(twice.as_mut_ptr().add(32 * h) as *mut __m256i, d);
                 _mm256_storeu_si256(twice.as_mut_ptr().add(W + 32 * h) as *mut __m256i, d);
             }
@@ -1039,7 +1040,6 @@ mod avx2 {
         let zero = _mm256_setzero_si256();
         let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
         let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
-        let exp: [__m256i; 5] = std::array::from_fn(|t| _mm256_broadcastsi128_si256(_mm_loadu_si128(EXP.as_ptr().add(16 * t) as *const __m128i)));
         let mut twice = [0u8; 2 * L];
         for k in 0..count {
             let at = k * L;
@@ -1078,11 +1078,82 @@ mod avx2 {
                 let incl = add_mod(e, _mm256_permute2x128_si256::<0x81>(tot, tot), p);
                 add_mod(base, sub_mod(incl, w, p), p)
             };
-            let d = blind::<LEAD>(c, s.as_ptr().add(at), z.as_ptr().add(at), &exp);
+            let d = blind::<LEAD>(c, s.as_ptr().add(at), z.as_ptr().add(at));
             _mm256_storeu_si256(twice.as_mut_ptr() as *mut __m256i, d);
             _mm256_storeu_si256(twice.as_mut_ptr().add(L) as *mut __m256i, d);
             // out[(i + shift) mod 32] = d[i]: out[j] = twice[32 + j - shift].
             _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, load(twice.as_ptr().add(L - rot[k] as usize % L)));
+        }
+    }
+
+    /// `pair` values' 16 bytes each at `src` (one value: the upper lane zero).
+    #[inline(always)]
+    unsafe fn load_values(src: *const u8, pair: usize) -> __m256i {
+        if pair == 2 {
+            load(src)
+        } else {
+            _mm256_zextsi128_si256(_mm_loadu_si128(src as *const __m128i))
+        }
+    }
+
+    /// As `super::compare_chunk_at` on [`super::SHORT`] lanes (the same bytes): two values per
+    /// register, one per 128-bit lane, so that the suffix sums stay within a lane (four byte
+    /// shifts) and each value's rotation is one in-lane byte shuffle.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn compare_short<const LEAD: bool>(
+        xs: &[u8],
+        r: &[u64],
+        beta: &[u8],
+        s: &[u8],
+        z: &[u8],
+        rot: &[u8],
+        out: &mut [u8],
+    ) {
+        const L: usize = super::SHORT;
+        let count = out.len() / L;
+        assert!(xs.len() >= count * L && s.len() >= count * L && z.len() >= count * L);
+        assert!(r.len() >= count && beta.len() >= count && rot.len() >= count);
+        let p = _mm256_set1_epi8(P as i8);
+        let one = _mm256_set1_epi8(1);
+        let zero = _mm256_setzero_si256();
+        let lead_p = if LEAD { _mm256_add_epi8(p, one) } else { p };
+        let (bits, spread) = (load(BITS.as_ptr()), load(SPREAD.as_ptr()));
+        let iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // The special case's fixed vector per value (see `super::compare_element`).
+        let fixed = if LEAD { _mm256_min_epu8(iota, one) } else { zero };
+        let lane_mask = |first: bool, second: bool| _mm256_set_epi64x(-(second as i64), -(second as i64), -(first as i64), -(first as i64));
+        let mut k = 0;
+        while k < count {
+            let pair = (count - k).min(2);
+            let at = k * L;
+            let (b, rv) = ([beta[k], if pair == 2 { beta[k + 1] } else { 0 }], [r[k], if pair == 2 { r[k + 1] } else { 0 }]);
+            let special = [b[0] == 1 && rv[0] == 0xFFFF, b[1] == 1 && rv[1] == 0xFFFF];
+            let t = [0, 1].map(|j| (if b[j] == 1 { rv[j] + 1 } else { rv[j] }) as u32 & 0xFFFF);
+            let x = load_values(xs.as_ptr().add(at), pair);
+            let tm = bit_mask(t[0] | t[1] << 16, spread, bits);
+            let lpx = _mm256_sub_epi8(lead_p, x);
+            let w = _mm256_blendv_epi8(x, reduce(lpx, p), tm);
+            // p - x + lead (t_i + 1) where beta = 0, x + lead (1 - t_i) where beta = 1.
+            let (bs0, bs1) = if LEAD { (_mm256_add_epi8(lpx, _mm256_and_si256(tm, one)), _mm256_add_epi8(x, _mm256_andnot_si256(tm, one))) } else { (lpx, x) };
+            let base = reduce(_mm256_blendv_epi8(bs0, bs1, lane_mask(b[0] == 1, b[1] == 1)), p);
+            let mut e = w;
+            e = add_mod(e, _mm256_bsrli_epi128::<1>(e), p);
+            e = add_mod(e, _mm256_bsrli_epi128::<2>(e), p);
+            e = add_mod(e, _mm256_bsrli_epi128::<4>(e), p);
+            e = add_mod(e, _mm256_bsrli_epi128::<8>(e), p);
+            let c = add_mod(base, sub_mod(e, w, p), p);
+            let c = _mm256_blendv_epi8(c, fixed, lane_mask(special[0], special[1]));
+            let d = blind_loaded::<LEAD>(c, load_values(s.as_ptr().add(at), pair), load_values(z.as_ptr().add(at), pair));
+            // out[(i + shift) mod 16] = d[i]: lane j takes lane (j - shift) mod 16.
+            let shift = _mm256_set_m128i(_mm_set1_epi8(if pair == 2 { (rot[k + 1] as usize % L) as i8 } else { 0 }), _mm_set1_epi8((rot[k] as usize % L) as i8));
+            let idx = _mm256_and_si256(_mm256_sub_epi8(iota, shift), _mm256_set1_epi8(15));
+            let o = _mm256_shuffle_epi8(d, idx);
+            if pair == 2 {
+                _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, o);
+            } else {
+                _mm_storeu_si128(out.as_mut_ptr().add(at) as *mut __m128i, _mm256_castsi256_si128(o));
+            }
+            k += pair;
         }
     }
 }
@@ -1090,19 +1161,20 @@ mod avx2 {
 /// PrivateCompare in NEON registers (aarch64): one value of 64 lanes in four registers of 16
 /// byte lanes (a narrowed value of [`NARROW`] lanes in two), the steps of [`vbmi`] with NEON's
 /// permutes: the suffix sums are doubling steps of lane shifts (`ext` of each register with the
-/// next one, then whole registers), the products `G^(s - 1) c` are `EXP[(s - 1 + LOG[c]) mod
-/// 66]` by table look-ups (`tbl` over four registers reaches 64 entries, one `tbx` over a fifth
-/// the rest of the 67 used), and the rotation is one `tbl` over the value's registers.
+/// next one, then whole registers), the products `s c` are `EXP[(LOG[s] + LOG[c]) mod 66]` by
+/// table look-ups (`tbl` over four registers reaches 64 entries, one `tbx` over a fifth the
+/// rest of the 67 used), and the rotation is one `tbl` over the value's registers.
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
 
     use super::{EXP, P, W};
 
-    /// `LOG1[c] = LOG[c] - 1 mod 66` for `0 < c < p`, so that `s + LOG1[c]` is `s - 1 + LOG[c]`
-    /// mod 66 without subtracting 1 from `s`. `LOG1[0]` sends the sum out of the EXP tables'
-    /// range for every `s` in `1..=66` (151..=216, reduced 85..=150), where `tbl` and `tbx`
-    /// give 0: the product with `c = 0` is 0 without a mask.
+    /// `LOG1[c] = LOG[c] - 1 mod 66` for `0 < c < p` and `SLOG[s] = LOG[s] + 1` for
+    /// `0 < s < p`, so that `SLOG[s] + LOG1[c]` is `LOG[s] + LOG[c]` mod 66 with both terms in
+    /// the ranges below. `LOG1[0]` sends the sum out of the EXP tables' range for every
+    /// `SLOG[s]` in `1..=66` (151..=216, reduced 85..=150), where `tbl` and `tbx` give 0: the
+    /// product with `c = 0` is 0 without a mask.
     static LOG1: [u8; 80] = {
         let mut t = [0u8; 80];
         let mut k = 0;
@@ -1111,6 +1183,15 @@ mod neon {
             k += 1;
         }
         t[0] = 150;
+        t
+    };
+    static SLOG: [u8; 80] = {
+        let mut t = [0u8; 80];
+        let mut k = 0;
+        while k < 66 {
+            t[EXP[k] as usize] = (k + 1) as u8;
+            k += 1;
+        }
         t
     };
 
@@ -1252,6 +1333,7 @@ mod neon {
             let spread: [uint8x16_t; N] = std::array::from_fn(|h| vld1q_u8(SPREAD.as_ptr().add(16 * h)));
             let iota: [uint8x16_t; N] = std::array::from_fn(|h| vld1q_u8(IOTA.as_ptr().add(16 * h)));
             let (log, log_hi) = (vld1q_u8_x4(LOG1.as_ptr()), vld1q_u8(LOG1.as_ptr().add(64)));
+            let (slog, slog_hi) = (vld1q_u8_x4(SLOG.as_ptr()), vld1q_u8(SLOG.as_ptr().add(64)));
             let (exp, exp_hi) = (vld1q_u8_x4(EXP.as_ptr()), vld1q_u8(EXP.as_ptr().add(64)));
             for k in 0..count {
                 let at = k * l;
@@ -1297,10 +1379,11 @@ mod neon {
                 };
                 let mut d = [zero; N];
                 for h in 0..N {
-                    // G^(s - 1) c = EXP[(s + LOG1[c]) mod 66]: each table of 80 entries is a
+                    // s c = EXP[(SLOG[s] + LOG1[c]) mod 66]: each table of 80 entries is a
                     // `tbl` of the first 64 and a `tbx` of the rest (indices below 64 wrap
                     // past 191 there and keep the first result).
                     let sv = vld1q_u8(s.as_ptr().add(at + 16 * h));
+                    let sv = vqtbx1q_u8(vqtbl4q_u8(slog, sv), slog_hi, vsubq_u8(sv, n64));
                     let lg = vqtbx1q_u8(vqtbl4q_u8(log, c[h]), log_hi, vsubq_u8(c[h], n64));
                     let sum = vaddq_u8(sv, lg);
                     let j = vminq_u8(sum, vsubq_u8(sum, n66));
@@ -1354,7 +1437,7 @@ mod tests {
         let mut out = vec![0u8; l];
         for i in 0..l {
             let zi = if lead { z[i] as u32 } else { p - z[i] as u32 };
-            let mult = (0..s[i] - 1).fold(1u32, |m, _| m * G as u32 % p);
+            let mult = s[i] as u32;
             out[(i + shift) % l] = ((mult * c[i] + zi) % p) as u8;
         }
         out

@@ -93,6 +93,15 @@ mod bench {
                 }
             });
             println!("{:<44} {:>8} {:>12.2}", "PrivateCompare, party (per value)", lv, t);
+            for lanes in [crate::compare::NARROW, crate::compare::SHORT] {
+                let r: Vec<u64> = r.iter().map(|&v| v & (u64::MAX >> (64 - lanes))).collect();
+                let t = per_item(N * 100, || {
+                    for _ in 0..100 {
+                        compare_chunk_at::<true>(lv, lanes, &xs[..N * lanes], &r, &beta, &s[..N * lanes], &z[..N * lanes], &rot, &mut out[..N * lanes])
+                    }
+                });
+                println!("{:<44} {:>8} {:>12.2}", format!("PrivateCompare {lanes} lanes, party (per value)"), lv, t);
+            }
             let mut flags = vec![0u8; N];
             let t = per_item(N * 100, || {
                 for _ in 0..100 {
