@@ -573,8 +573,8 @@ impl Porthos {
             }
         };
         const HALF_RANGE: u64 = 1 << 62;
-        // The carry's comparison: two thresholds per element (no wrap, wrap) unless every
-        // divisor divides 2^64; lanes for the largest residue.
+        // The carry's comparison: per element a threshold for each case of the opening (no
+        // wrap, wrap), which coincide for powers of two; lanes for the largest residue.
         let sets = if matches!(div, Div::Each(_)) { 2 } else { 1 };
         let largest = match div {
             Div::Pow2(k) => 1u64 << k,
