@@ -842,9 +842,10 @@ mod vbmi {
 /// AVX2 has no cross-lane byte permutes and 16-entry table look-ups only, so: the suffix sums
 /// are four in-lane byte shifts (inclusive sums within each 16-byte group) plus the totals of
 /// the higher groups; the products `s c` are computed directly, the 8 x 8-bit products by
-/// `vpmaddubsw` (even and odd bytes apart) and the reduction mod p by a multiply-high by `floor(2^16 / p)` (exact below 66^2:
-/// the remainder lands in `0..2p`, one more conditional subtraction); and the rotation is two
-/// unaligned loads from the value stored twice.
+/// `vpmaddubsw` (even and odd bytes apart) and the reduction mod p by a multiply-high by
+/// `floor(2^16 / p)` (exact below 66^2: the remainder lands in `0..2p`, one more conditional
+/// subtraction); and the rotation is two unaligned loads from the value stored twice. Values
+/// of [`SHORT`] lanes go two to a register ([`avx2::compare_short`]).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;

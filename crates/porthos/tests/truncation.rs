@@ -30,6 +30,17 @@ fn adversarial(n: usize, seed: u64) -> Vec<u64> {
     v
 }
 
+/// [`adversarial`] values kept in the documented range of a division by each of `divisors`:
+/// `|x| <= 2^62 - d`.
+fn adversarial_for(divisors: &[u64], seed: u64) -> Vec<u64> {
+    let mut x = adversarial(divisors.len(), seed);
+    for (v, &d) in x.iter_mut().zip(divisors) {
+        let lim = (1i64 << 62) - d as i64;
+        *v = (*v as i64).clamp(-lim, lim) as u64;
+    }
+    x
+}
+
 /// Checks `got` is `expect` or `expect + 1` elementwise; returns how many are `+ 1`.
 fn within_one(got: &[u64], expect: &[u64], what: &str) -> usize {
     let mut ups = 0;
@@ -134,12 +145,7 @@ fn faithful_divide_is_floor_or_one_more() {
     for variant in VARIANTS {
         let n = 400;
         let divisors: Vec<u64> = (0..n as u64).map(|i| [1, 2, 3, 7, 9, 49, 1000, (1 << 20) + 3, (1 << 40) - 1][i as usize % 9]).collect();
-        let mut x = adversarial(n, 11);
-        // Keep |x| <= 2^62 - d (the documented range).
-        for (v, &d) in x.iter_mut().zip(&divisors) {
-            let lim = (1i64 << 62) - d as i64;
-            *v = (*v as i64).clamp(-lim, lim) as u64;
-        }
+        let x = adversarial_for(&divisors, 11);
         let expect: Vec<u64> = x.iter().zip(&divisors).map(|(&v, &d)| floor_divide(v, d)).collect();
         let dt = RingTensor::new(vec![n], divisors.clone()).unwrap();
         let xt = RingTensor::new(vec![n], x.clone()).unwrap();
@@ -293,11 +299,7 @@ fn exact_divide_is_the_floor() {
         let n = 400;
         for table in [&[1u64, 2, 3, 7, 9, 49, 1000, 4096, 65535][..], &[1, 3, 49, (1 << 20) + 3, (1 << 40) - 1, 1 << 62]] {
             let divisors: Vec<u64> = (0..n).map(|i| table[i % table.len()]).collect();
-            let mut x = adversarial(n, 11);
-            for (v, &d) in x.iter_mut().zip(&divisors) {
-                let lim = (1i64 << 62) - d as i64;
-                *v = (*v as i64).clamp(-lim, lim) as u64;
-            }
+            let x = adversarial_for(&divisors, 11);
             let expect: Vec<u64> = x.iter().zip(&divisors).map(|(&v, &d)| floor_divide(v, d)).collect();
             let dt = RingTensor::new(vec![n], divisors.clone()).unwrap();
             let xt = RingTensor::new(vec![n], x.clone()).unwrap();
