@@ -101,8 +101,9 @@ pub enum TruncationName {
     /// Local truncation (SecureML, the paper's): free, but off by about 2^64/d with probability
     /// |x|/2^64 per element, and a party can predict the rounding bit from its own share.
     Local,
-    /// Faithful truncation (the default): exact for |x| < 2^62 whatever the shares (Porthos:
-    /// helper-dealt masks, one round per call; 2PC: one comparison per element).
+    /// Faithful truncation (the default): the floor or one more (Porthos; 2PC: the floor) for
+    /// |x| < 2^62 whatever the shares (Porthos: helper-dealt masks, one round per call; 2PC:
+    /// one comparison per element).
     #[default]
     Faithful,
     /// Exact truncation: the floor, so that a secure run computes bit for bit what the
